@@ -1,0 +1,94 @@
+//! Index files (`index/<id>`): which blobs each pack holds.
+//!
+//! ```text
+//! version u8 = 1
+//! pack count u32 | per pack: pack id [32] | entry count u32 | entries (as in pack headers)
+//! tombstone count u32 | blob ids [32] each
+//! supersedes count u32 | index ids [32] each
+//! ```
+//! Sealed as kind `Index`; the id (and object name) is the keyed hash of the
+//! plaintext. Tombstones and supersedes are written by prune and compaction.
+
+use crate::codec::{Reader, Writer, expect_version};
+use crate::format::pack_v1::{ENTRY_LEN, PackEntry};
+use crate::{Id, Result};
+
+const WHAT: &str = "index";
+const VERSION: u8 = 1;
+
+/// The blobs of one pack, as listed in an index file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IndexPack {
+    /// The pack's id.
+    pub pack: Id,
+    /// Its blobs.
+    pub blobs: Vec<PackEntry>,
+}
+
+/// One index file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexFile {
+    /// Packs and their blobs.
+    pub packs: Vec<IndexPack>,
+    /// Blobs that prune declared dead: writers must not deduplicate against them.
+    pub tombstones: Vec<Id>,
+    /// Index files whose content this one replaces.
+    pub supersedes: Vec<Id>,
+}
+
+impl IndexFile {
+    /// The plaintext encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
+        let mut w = Writer::with_capacity(
+            16 + self.packs.len() * 36
+                + blobs * ENTRY_LEN
+                + 32 * (self.tombstones.len() + self.supersedes.len()),
+        );
+        w.u8(VERSION);
+        w.count(self.packs.len());
+        for p in &self.packs {
+            w.id(&p.pack);
+            w.count(p.blobs.len());
+            for e in &p.blobs {
+                e.write(&mut w);
+            }
+        }
+        w.count(self.tombstones.len());
+        for t in &self.tombstones {
+            w.id(t);
+        }
+        w.count(self.supersedes.len());
+        for s in &self.supersedes {
+            w.id(s);
+        }
+        w.finish()
+    }
+
+    /// Decodes the plaintext.
+    pub fn decode(b: &[u8]) -> Result<IndexFile> {
+        let mut r = Reader::new(b, WHAT);
+        expect_version(&mut r, WHAT, VERSION)?;
+        let np = r.count(36)?;
+        let mut packs = Vec::with_capacity(np);
+        for _ in 0..np {
+            let pack = r.id()?;
+            let n = r.count(ENTRY_LEN)?;
+            let mut blobs = Vec::with_capacity(n);
+            for _ in 0..n {
+                blobs.push(PackEntry::read(&mut r)?);
+            }
+            packs.push(IndexPack { pack, blobs });
+        }
+        let nt = r.count(32)?;
+        let tombstones = (0..nt).map(|_| r.id()).collect::<Result<_>>()?;
+        let ns = r.count(32)?;
+        let supersedes = (0..ns).map(|_| r.id()).collect::<Result<_>>()?;
+        r.end()?;
+        Ok(IndexFile {
+            packs,
+            tombstones,
+            supersedes,
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Packs (`data/<2 hex>/<pack id>`): sealed blobs back to back, then a sealed
+//! header listing them, then the header's sealed length.
+//!
+//! ```text
+//! blob 0 | blob 1 | … | sealed header | header length u32
+//! header plaintext: version u8 = 1 | count u32 | count × entry
+//! entry: kind u8 | id [32] | offset u32 | length u32 | raw length u32
+//! ```
+//! The header is sealed as kind `PackHeader` with the pack id, so a pack
+//! alone (with the key) is enough to rebuild its index entries.
+
+use crate::codec::{Reader, Writer, expect_version};
+use crate::seal::{Compression, SEAL_OVERHEAD, open, seal};
+use crate::{Error, Id, Keys, Kind, RandomSource, Result};
+
+const WHAT: &str = "pack header";
+const VERSION: u8 = 1;
+/// Encoded size of one header entry.
+pub const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
+/// Length of the trailer that holds the header length.
+pub const TRAILER_LEN: usize = 4;
+/// Packs may not reach 4 GiB: offsets are 32-bit.
+pub const MAX_PACK_LEN: u64 = u32::MAX as u64;
+
+/// Where one blob lives inside a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PackEntry {
+    /// Data or tree.
+    pub kind: Kind,
+    /// The blob id.
+    pub id: Id,
+    /// Byte offset of the sealed blob in the pack.
+    pub offset: u32,
+    /// Length of the sealed blob.
+    pub length: u32,
+    /// Length of the plaintext.
+    pub raw_length: u32,
+}
+
+impl PackEntry {
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.u8(self.kind as u8);
+        w.id(&self.id);
+        w.u32(self.offset);
+        w.u32(self.length);
+        w.u32(self.raw_length);
+    }
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<PackEntry> {
+        let k = r.u8()?;
+        let kind = Kind::from_u8(k)
+            .filter(|k| k.is_blob())
+            .ok_or_else(|| r.err(format!("entry kind {k} is not a blob kind")))?;
+        let e = PackEntry {
+            kind,
+            id: r.id()?,
+            offset: r.u32()?,
+            length: r.u32()?,
+            raw_length: r.u32()?,
+        };
+        if (e.length as usize) < SEAL_OVERHEAD {
+            return Err(r.err(format!("blob {} shorter than a sealed empty blob", e.id)));
+        }
+        Ok(e)
+    }
+    /// End offset of the sealed blob.
+    pub fn end(&self) -> u64 {
+        u64::from(self.offset) + u64::from(self.length)
+    }
+}
+
+/// Accumulates sealed blobs into a pack.
+#[derive(Debug, Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    /// An empty pack with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        PackBuilder {
+            data: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
+    }
+    /// Appends a sealed blob.
+    pub fn push(&mut self, kind: Kind, id: Id, sealed: &[u8], raw_length: u32) {
+        let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
+        self.data.extend_from_slice(sealed);
+        self.entries.push(PackEntry {
+            kind,
+            id,
+            offset,
+            length: u32::try_from(sealed.len()).unwrap_or(u32::MAX),
+            raw_length,
+        });
+    }
+    /// Bytes of blob data so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// True before the first blob.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// The entries so far.
+    pub fn entries(&self) -> &[PackEntry] {
+        &self.entries
+    }
+    /// Seals the header and returns the pack bytes and its entries.
+    pub fn finish(
+        mut self,
+        keys: &Keys,
+        pack_id: &Id,
+        rng: &dyn RandomSource,
+    ) -> (Vec<u8>, Vec<PackEntry>) {
+        let header = encode_header(&self.entries);
+        let sealed = seal(
+            keys,
+            Kind::PackHeader,
+            pack_id,
+            &header,
+            Compression::None,
+            rng,
+        );
+        self.data.extend_from_slice(&sealed);
+        self.data
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        (self.data, self.entries)
+    }
+}
+
+/// Encodes a header plaintext.
+pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(5 + entries.len() * ENTRY_LEN);
+    w.u8(VERSION);
+    w.count(entries.len());
+    for e in entries {
+        e.write(&mut w);
+    }
+    w.finish()
+}
+
+/// Decodes a header plaintext, checking every blob lies inside the first
+/// `data_len` bytes of the pack and that blobs do not overlap.
+pub fn decode_header(b: &[u8], data_len: u64) -> Result<Vec<PackEntry>> {
+    let mut r = Reader::new(b, WHAT);
+    expect_version(&mut r, WHAT, VERSION)?;
+    let n = r.count(ENTRY_LEN)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        entries.push(PackEntry::read(&mut r)?);
+    }
+    r.end()?;
+    let mut sorted: Vec<&PackEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.offset);
+    let mut next = 0u64;
+    for e in sorted {
+        if u64::from(e.offset) < next || e.end() > data_len {
+            return Err(Error::corrupt(
+                WHAT,
+                format!(
+                    "blob {} at {}+{} overlaps or lies outside the pack",
+                    e.id, e.offset, e.length
+                ),
+            ));
+        }
+        next = e.end();
+    }
+    Ok(entries)
+}
+
+/// Reads the header length from a pack's last four bytes.
+pub fn header_length(trailer: [u8; TRAILER_LEN]) -> u32 {
+    u32::from_le_bytes(trailer)
+}
+
+/// Opens and decodes the header of a complete pack.
+pub fn read_header(keys: &Keys, pack_id: &Id, pack: &[u8]) -> Result<Vec<PackEntry>> {
+    let n = pack.len();
+    if n < TRAILER_LEN {
+        return Err(Error::corrupt(
+            WHAT,
+            format!("pack {pack_id} is only {n} bytes"),
+        ));
+    }
+    let mut t = [0u8; TRAILER_LEN];
+    t.copy_from_slice(&pack[n - TRAILER_LEN..]);
+    let hlen = header_length(t) as usize;
+    if hlen + TRAILER_LEN > n {
+        return Err(Error::corrupt(
+            WHAT,
+            format!("pack {pack_id}: header length {hlen} exceeds pack"),
+        ));
+    }
+    let start = n - TRAILER_LEN - hlen;
+    let plain = open(
+        keys,
+        Kind::PackHeader,
+        pack_id,
+        &pack[start..n - TRAILER_LEN],
+    )?;
+    decode_header(&plain, start as u64)
+}

@@ -1,0 +1,192 @@
+//! Sealing: optional zstd compression, then XChaCha20-Poly1305.
+//!
+//! Layout of a sealed object (see docs/FORMAT.md, "Sealed objects"):
+//!
+//! ```text
+//! nonce (24) | ciphertext of [ compression (1) | payload ] | tag (16)
+//! ```
+//!
+//! The associated data binds the object's kind and id, so an object cannot be
+//! moved to another name or reinterpreted as another kind without detection.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+
+use crate::{Error, Id, Keys, RandomSource, Result};
+
+/// Bytes a sealed object adds to its (possibly compressed) payload.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + 1 + TAG_LEN;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const AAD_MAGIC: &[u8; 8] = b"cairn-v1";
+/// The largest plaintext a sealed object may hold (decompression bound).
+pub const MAX_PLAINTEXT: usize = 1 << 30;
+
+const COMPRESSION_NONE: u8 = 0;
+const COMPRESSION_ZSTD: u8 = 1;
+
+/// What an object is. The numeric value is part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Kind {
+    /// File content chunk.
+    Data = 1,
+    /// Directory listing.
+    Tree = 2,
+    /// The header at the end of a pack.
+    PackHeader = 3,
+    /// An index file.
+    Index = 4,
+    /// A snapshot manifest.
+    Snapshot = 5,
+    /// The repository config.
+    Config = 6,
+}
+
+impl Kind {
+    /// Decodes the format byte.
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Data,
+            2 => Kind::Tree,
+            3 => Kind::PackHeader,
+            4 => Kind::Index,
+            5 => Kind::Snapshot,
+            6 => Kind::Config,
+            _ => return None,
+        })
+    }
+    /// True for the kinds stored as blobs inside packs.
+    pub fn is_blob(self) -> bool {
+        matches!(self, Kind::Data | Kind::Tree)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Data => "data blob",
+            Kind::Tree => "tree blob",
+            Kind::PackHeader => "pack header",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshot",
+            Kind::Config => "config",
+        })
+    }
+}
+
+/// How hard to compress. `None` stores payloads raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Never compress.
+    None,
+    /// zstd at this level; payloads it does not shrink are stored raw.
+    Zstd(i32),
+}
+
+fn aad(kind: Kind, id: &Id) -> [u8; 41] {
+    let mut a = [0u8; 41];
+    a[..8].copy_from_slice(AAD_MAGIC);
+    a[8] = kind as u8;
+    a[9..].copy_from_slice(id.as_bytes());
+    a
+}
+
+fn cipher(keys: &Keys, kind: Kind) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&Key::from(*keys.sealing_key(kind)))
+}
+
+/// Seals `plaintext` as an object of `kind` named `id`.
+pub fn seal(
+    keys: &Keys,
+    kind: Kind,
+    id: &Id,
+    plaintext: &[u8],
+    compression: Compression,
+    rng: &dyn RandomSource,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce);
+    out.extend_from_slice(&nonce);
+    out.push(COMPRESSION_NONE);
+    let mut stored_raw = true;
+    if let Compression::Zstd(level) = compression {
+        // Compression only pays when it saves more than the flag costs; a
+        // failure to compress is not an error, the payload is stored raw.
+        if let Ok(c) = zstd::bulk::compress(plaintext, level) {
+            if c.len() < plaintext.len() {
+                out[NONCE_LEN] = COMPRESSION_ZSTD;
+                out.extend_from_slice(&c);
+                stored_raw = false;
+            }
+        }
+    }
+    if stored_raw {
+        out.extend_from_slice(plaintext);
+    }
+    let tag = cipher(keys, kind)
+        .encrypt_inout_detached(
+            &XNonce::from(nonce),
+            &aad(kind, id),
+            (&mut out[NONCE_LEN..]).into(),
+        )
+        // Only fails for messages beyond 256 GiB, which callers never build.
+        .unwrap_or_default();
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Opens an object sealed as `kind` named `id`, returning its plaintext.
+///
+/// Any modification, truncation, a different kind or id, or another key is
+/// reported as [`Error::Tampered`]; decompression is bounded.
+pub fn open(keys: &Keys, kind: Kind, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(Error::Tampered { kind, id: *id });
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = ct.to_vec();
+    let nonce = XNonce::try_from(nonce).map_err(|_| Error::Tampered { kind, id: *id })?;
+    let tag = Tag::try_from(tag).map_err(|_| Error::Tampered { kind, id: *id })?;
+    cipher(keys, kind)
+        .decrypt_inout_detached(&nonce, &aad(kind, id), buf.as_mut_slice().into(), &tag)
+        .map_err(|_| Error::Tampered { kind, id: *id })?;
+    match buf[0] {
+        COMPRESSION_NONE => {
+            buf.remove(0);
+            Ok(buf)
+        }
+        COMPRESSION_ZSTD => decompress(&buf[1..], kind),
+        other => Err(Error::corrupt(
+            "sealed object",
+            format!("unknown compression {other} in {kind} {id}"),
+        )),
+    }
+}
+
+fn decompress(payload: &[u8], kind: Kind) -> Result<Vec<u8>> {
+    let size = zstd::zstd_safe::get_frame_content_size(payload)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            Error::corrupt("sealed object", format!("{kind}: zstd frame without size"))
+        })?;
+    if size > MAX_PLAINTEXT as u64 {
+        return Err(Error::corrupt(
+            "sealed object",
+            format!("{kind}: declared size {size} exceeds the limit"),
+        ));
+    }
+    let out = zstd::bulk::decompress(payload, size as usize)
+        .map_err(|e| Error::corrupt("sealed object", format!("{kind}: zstd: {e}")))?;
+    if out.len() as u64 != size {
+        return Err(Error::corrupt(
+            "sealed object",
+            format!("{kind}: zstd frame shorter than declared"),
+        ));
+    }
+    Ok(out)
+}
