@@ -7,6 +7,7 @@ use crate::{Id, Kind, RandomSource};
 /// BLAKE3 `derive_key` contexts. Changing one changes every id and
 /// ciphertext in every repository: they are part of the format.
 const CONTEXT_ID: &str = "cairn 2026-11 v1 blob id key";
+const CONTEXT_TREE_ID: &str = "cairn 2026-11 v1 tree id key";
 const CONTEXT_DATA: &str = "cairn 2026-11 v1 data sealing key";
 const CONTEXT_META: &str = "cairn 2026-11 v1 metadata sealing key";
 
@@ -34,6 +35,7 @@ impl MasterKey {
     pub fn derive(&self) -> Keys {
         Keys {
             id: blake3::derive_key(CONTEXT_ID, &self.0),
+            tree_id: blake3::derive_key(CONTEXT_TREE_ID, &self.0),
             data: blake3::derive_key(CONTEXT_DATA, &self.0),
             meta: blake3::derive_key(CONTEXT_META, &self.0),
         }
@@ -48,23 +50,36 @@ impl fmt::Debug for MasterKey {
 
 /// Subkeys derived from the master key.
 ///
-/// - the **id key** keys the BLAKE3 hash that names blobs, so the storage
-///   provider cannot test whether a known file is in the repository;
+/// - the **id key** keys the BLAKE3 hash that names data blobs, index files
+///   and snapshots, so the storage provider cannot test whether a known file
+///   is in the repository;
+/// - the **tree id key** names tree blobs, so a file whose bytes equal an
+///   encoded tree can never share an id with that tree;
 /// - the **data key** seals data blobs;
 /// - the **metadata key** seals everything else (trees, pack headers, index
 ///   files, snapshots, config).
 #[derive(Clone)]
 pub struct Keys {
     id: [u8; 32],
+    tree_id: [u8; 32],
     data: [u8; 32],
     meta: [u8; 32],
 }
 
 impl Keys {
-    /// The keyed BLAKE3 hash of `plaintext`: the id of a blob, index file or
-    /// snapshot with that content.
+    /// The keyed BLAKE3 hash of `plaintext` under the id key: the id of a
+    /// data blob, index file or snapshot with that content.
     pub fn id_of(&self, plaintext: &[u8]) -> Id {
         Id::from_bytes(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
+    }
+
+    /// The id of a blob of `kind`: [`id_of`](Self::id_of) for data, the
+    /// keyed hash under the tree id key for trees.
+    pub fn blob_id(&self, kind: Kind, plaintext: &[u8]) -> Id {
+        match kind {
+            Kind::Tree => Id::from_bytes(*blake3::keyed_hash(&self.tree_id, plaintext).as_bytes()),
+            _ => self.id_of(plaintext),
+        }
     }
     /// The AEAD key for objects of `kind`.
     pub(crate) fn sealing_key(&self, kind: Kind) -> &[u8; 32] {

@@ -1,1 +1,54 @@
-//! placeholder
+//! # cairn-repo
+//!
+//! A cairn repository on top of a [`cairn_store::Store`]: `init` and `open`
+//! with a password, key management, the merged blob index, a concurrent
+//! [`BlobWriter`] that packs, seals and uploads blobs, blob and tree reads,
+//! snapshots, and `check`.
+//!
+//! Objects are immutable and written in an order that keeps the repository
+//! valid at every instant: packs, then the index files that list them, then
+//! the snapshot that refers to their blobs.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), cairn_repo::Error> {
+//! use cairn_core::Kind;
+//! use cairn_repo::{BlobWriter, InitOptions, OpenOptions, Repository};
+//!
+//! let store = cairn_store::Store::memory();
+//! let opts = InitOptions::insecure_fast_for_tests();
+//! let repo = Repository::init(store.clone(), b"secret", opts).await?;
+//! let writer = BlobWriter::new(&repo)?;
+//! // add_blob may wait for uploads to catch up, so it runs off the async threads.
+//! let writer = tokio::task::spawn_blocking(move || {
+//!     writer.add_blob(Kind::Data, b"hello").map(|_| writer)
+//! })
+//! .await
+//! .expect("join")?;
+//! writer.finish().await?;
+//!
+//! let reopened = Repository::open(store, b"secret", OpenOptions::default()).await?;
+//! let id = reopened.keys().id_of(b"hello");
+//! assert_eq!(reopened.read_blob(Kind::Data, &id).await?, b"hello");
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod check;
+mod error;
+mod index;
+mod keyring;
+mod paths;
+mod read;
+mod repository;
+mod snapshots;
+mod writer;
+
+pub use check::{CheckOptions, CheckProblem, CheckReport};
+pub use error::{Error, Result};
+pub use index::{BlobLocation, Index};
+pub use keyring::KeyInfo;
+pub use repository::{InitOptions, OpenOptions, Repository};
+pub use writer::{BlobWriter, WriterStats};

@@ -1,1 +1,31 @@
-//! placeholder
+//! # cairn-store
+//!
+//! The storage seam. A repository URL becomes an [`object_store`] backend
+//! wrapped in [`Store`], which adds what a repository needs on top of the
+//! primitives: create-only writes, length-checked range reads (a short read
+//! is an error, never data), listing by prefix and errors whose kinds mean
+//! something to a caller.
+//!
+//! Supported URLs: a plain path or `file:///path` (local directory, the
+//! default) and `memory://` (tests).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cairn_store::StoreError> {
+//! let store = cairn_store::Store::memory();
+//! store.put_new("config", b"hello".to_vec().into()).await?;
+//! assert_eq!(&store.get("config").await?[..], b"hello");
+//! assert!(store.put_new("config", b"again".to_vec().into()).await.is_err());
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+mod store;
+mod url;
+
+pub use error::{StoreError, StoreResult};
+pub use store::{ObjectInfo, Store};
+pub use url::{Location, parse_location};

@@ -1,1 +1,87 @@
-//! placeholder
+//! # cairn
+//!
+//! A deduplicating, encrypted, content-addressed backup engine. This crate
+//! is the small API meant for embedding cairn in other tools; the `cairn`
+//! command-line tool is built on exactly this API.
+//!
+//! - [`Store`] opens storage from a URL (a local path, `file://`, `memory://`).
+//! - [`Repository`] creates ([`Repository::init`]) or unlocks
+//!   ([`Repository::open`]) a repository with a password.
+//! - [`backup()`] turns paths into a [`Snapshot`]; [`restore()`] writes one back.
+//! - [`Repository::check`] verifies that every snapshot can be restored.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use cairn::{BackupOptions, InitOptions, ParentChoice, Progress, Repository, RestoreOptions, Store};
+//!
+//! let source = tempfile::tempdir()?;
+//! std::fs::write(source.path().join("hello.txt"), "hello, volume")?;
+//!
+//! let store = Store::memory();
+//! let repo = Repository::init(store, b"correct horse", InitOptions::insecure_fast_for_tests()).await?;
+//!
+//! let outcome = cairn::backup(
+//!     &repo,
+//!     BackupOptions {
+//!         paths: vec![source.path().to_owned()],
+//!         hostname: "node-a".into(),
+//!         username: "root".into(),
+//!         tags: vec!["example".into()],
+//!         parent: ParentChoice::Auto,
+//!         source: cairn::Source::Filesystem,
+//!         time: cairn::Timestamp { secs: 1_700_000_000, nanos: 0 },
+//!         program_version: "example".into(),
+//!     },
+//!     Arc::new(Progress::default()),
+//! )
+//! .await?;
+//! assert_eq!(outcome.snapshot.stats.files_new, 1);
+//!
+//! let target = tempfile::tempdir()?;
+//! let restored = cairn::restore(
+//!     &repo,
+//!     &outcome.snapshot,
+//!     RestoreOptions { target: target.path().to_owned(), path: Vec::new(), owners: Some(false) },
+//!     Arc::new(Progress::default()),
+//! )
+//! .await?;
+//! assert!(restored.errors.is_empty());
+//! assert_eq!(std::fs::read_to_string(target.path().join("hello.txt"))?, "hello, volume");
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub use cairn_core::format::{
+    Config, IndexFile, KdfParams, Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source,
+    Timestamp, Tree,
+};
+pub use cairn_core::{Id, Kind};
+pub use cairn_fs::{
+    BackupOptions, BackupOutcome, Entry, ParentChoice, Progress, RestoreOptions, RestoreOutcome,
+    Warning, backup, resolve, restore, select_parent, walk,
+};
+pub use cairn_repo::{
+    CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,
+    WriterStats,
+};
+pub use cairn_store::{Store, StoreError};
+
+/// The error types of each layer.
+pub mod error {
+    pub use cairn_core::Error as FormatError;
+    pub use cairn_fs::Error as FsError;
+    pub use cairn_repo::Error as RepoError;
+    pub use cairn_store::StoreError;
+}
+
+/// Lower layers, for tools that need more than the facade offers.
+pub mod layers {
+    pub use cairn_core as core;
+    pub use cairn_fs as fs;
+    pub use cairn_repo as repo;
+    pub use cairn_store as store;
+}

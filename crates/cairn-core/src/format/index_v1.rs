@@ -1,7 +1,7 @@
 //! Index files (`index/<id>`): which blobs each pack holds.
 //!
 //! ```text
-//! version u8 = 1
+//! version u8 = 1 | session id [32] | created i64
 //! pack count u32 | per pack: pack id [32] | entry count u32 | entries (as in pack headers)
 //! tombstone count u32 | blob ids [32] each
 //! supersedes count u32 | index ids [32] each
@@ -28,6 +28,10 @@ pub struct IndexPack {
 /// One index file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IndexFile {
+    /// The writer session that wrote it (random per writer).
+    pub session: Id,
+    /// When it was written, seconds since the epoch.
+    pub created: i64,
     /// Packs and their blobs.
     pub packs: Vec<IndexPack>,
     /// Blobs that prune declared dead: writers must not deduplicate against them.
@@ -46,6 +50,8 @@ impl IndexFile {
                 + 32 * (self.tombstones.len() + self.supersedes.len()),
         );
         w.u8(VERSION);
+        w.id(&self.session);
+        w.i64(self.created);
         w.count(self.packs.len());
         for p in &self.packs {
             w.id(&p.pack);
@@ -69,6 +75,8 @@ impl IndexFile {
     pub fn decode(b: &[u8]) -> Result<IndexFile> {
         let mut r = Reader::new(b, WHAT);
         expect_version(&mut r, WHAT, VERSION)?;
+        let session = r.id()?;
+        let created = r.i64()?;
         let np = r.count(36)?;
         let mut packs = Vec::with_capacity(np);
         for _ in 0..np {
@@ -86,6 +94,8 @@ impl IndexFile {
         let supersedes = (0..ns).map(|_| r.id()).collect::<Result<_>>()?;
         r.end()?;
         Ok(IndexFile {
+            session,
+            created,
             packs,
             tombstones,
             supersedes,

@@ -15,5 +15,5 @@ pub use config_v1::Config;
 pub use index_v1::{IndexFile, IndexPack};
 pub use keyfile_v1::{KdfParams, KeyFile};
 pub use pack_v1::{PackBuilder, PackEntry};
-pub use snapshot_v1::{Snapshot, SnapshotStats, Source};
+pub use snapshot_v1::{RootLayout, Snapshot, SnapshotStats, Source};
 pub use tree_v1::{Node, NodeKind, Timestamp, Tree, Xattr};

@@ -3,6 +3,7 @@
 //! ```text
 //! version u8 = 1 | time (i64 s, u32 ns) | root tree id [32]
 //! hostname bytes | username bytes | path count u32 | path bytes × count
+//! root layout u8 (0 the one path's directory, 1 one entry per path)
 //! source kind u8 (0 filesystem, 1 kubernetes volume) | cluster | namespace | name (bytes)
 //! tag count u32 | tag bytes × count | parent flag u8 | parent id [32] if flag = 1
 //! stats: 14 × u64 (see SnapshotStats, in field order) | program version bytes
@@ -32,6 +33,18 @@ pub enum Source {
         /// Name of the claim.
         name: String,
     },
+}
+
+/// How the root tree relates to the snapshot's paths.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootLayout {
+    /// The snapshot has one path, a directory, and the root tree is its
+    /// listing: restoring fills the target with the directory's contents.
+    #[default]
+    Directory,
+    /// The root tree holds one entry per path, named by its last component.
+    PerPath,
 }
 
 /// What a backup did.
@@ -111,9 +124,7 @@ impl SnapshotStats {
 pub struct Snapshot {
     /// When the backup started.
     pub time: Timestamp,
-    /// Root tree. With exactly one path that is a directory, the root tree is
-    /// that directory's listing; otherwise it holds one entry per path, named
-    /// by the path's last component.
+    /// Root tree; see [`root_layout`](Self::root_layout).
     pub tree: Id,
     /// Host the backup ran on.
     pub hostname: String,
@@ -122,6 +133,8 @@ pub struct Snapshot {
     /// Absolute paths backed up, as given.
     #[serde(serialize_with = "crate::format::text::bytes_list")]
     pub paths: Vec<Vec<u8>>,
+    /// What the root tree holds.
+    pub root_layout: RootLayout,
     /// Source identity.
     pub source: Source,
     /// User tags.
@@ -148,6 +161,10 @@ impl Snapshot {
         for p in &self.paths {
             w.bytes(p);
         }
+        w.u8(match self.root_layout {
+            RootLayout::Directory => 0,
+            RootLayout::PerPath => 1,
+        });
         match &self.source {
             Source::Filesystem => {
                 w.u8(0);
@@ -194,6 +211,11 @@ impl Snapshot {
         let username = r.string()?;
         let np = r.count(4)?;
         let paths = (0..np).map(|_| r.bytes()).collect::<Result<_>>()?;
+        let root_layout = match r.u8()? {
+            0 => RootLayout::Directory,
+            1 => RootLayout::PerPath,
+            l => return Err(r.err(format!("invalid root layout {l}"))),
+        };
         let sk = r.u8()?;
         let (cluster, namespace, name) = (r.string()?, r.string()?, r.string()?);
         let source = match sk {
@@ -226,6 +248,7 @@ impl Snapshot {
             hostname,
             username,
             paths,
+            root_layout,
             source,
             tags,
             parent,

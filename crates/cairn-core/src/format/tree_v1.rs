@@ -6,7 +6,7 @@
 //!       mtime (i64 s, u32 ns) | atime (i64, u32) | ctime (i64, u32)
 //!       size u64 | inode u64 | device u64 | links u64 | rdev u64
 //!       link target bytes | xattr count u32 | (name bytes | value bytes) × count
-//!       file: chunk count u32 | chunk ids [32] × count
+//!       file or block device: chunk count u32 | chunk ids [32] × count
 //!       directory: subtree id [32]
 //! ```
 
@@ -16,7 +16,7 @@ use crate::{Error, Id, Result};
 const WHAT: &str = "tree";
 const VERSION: u8 = 1;
 /// Smallest possible encoded node, for bounding counts.
-const MIN_NODE_LEN: usize = 4 + 1 + 12 + 8 + 36 + 40 + 4 + 4;
+const MIN_NODE_LEN: usize = 4 + 1 + 12 + 8 + 36 + 40 + 4 + 4 + 1;
 
 /// The type of a directory entry. Numeric values are part of the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -130,11 +130,13 @@ pub struct Node {
     /// Symlink target, empty otherwise.
     #[serde(serialize_with = "crate::format::text::bytes")]
     pub link_target: Vec<u8>,
-    /// Extended attributes, sorted by name.
+    /// Extended attributes, in strictly increasing order of name.
     pub xattrs: Vec<Xattr>,
-    /// Chunk ids of a file's content, in order.
+    /// Chunk ids of a file's or block device's content, in order; empty for
+    /// other kinds.
     pub content: Vec<Id>,
-    /// Tree id of a directory's listing.
+    /// Tree id of a directory's listing: required for a directory, `None`
+    /// for other kinds.
     pub subtree: Option<Id>,
 }
 
@@ -173,6 +175,38 @@ impl Node {
             && !name.contains(&0)
     }
 
+    /// Why this node cannot be encoded as itself, if it cannot: the decoder
+    /// rejects these fields, and the encoding has no room for a subtree on
+    /// anything but a directory or content on anything but a file or block
+    /// device, so writing them would produce a tree that is unreadable or
+    /// reads back as something else.
+    fn encoding_problem(&self) -> Option<&'static str> {
+        if !Node::valid_name(&self.name) {
+            return Some("has an invalid name");
+        }
+        if self.mode > 0o7777 {
+            return Some("has mode bits beyond 0o7777");
+        }
+        if [self.mtime, self.atime, self.ctime]
+            .iter()
+            .any(|t| t.nanos >= 1_000_000_000)
+        {
+            return Some("has a timestamp with nanoseconds out of range");
+        }
+        if self.xattrs.windows(2).any(|x| x[0].name >= x[1].name) {
+            return Some("has xattrs out of order or duplicated");
+        }
+        let has_content = matches!(self.kind, NodeKind::File | NodeKind::BlockDevice);
+        if !has_content && !self.content.is_empty() {
+            return Some("has content but is not a file or block device");
+        }
+        match (self.kind, self.subtree) {
+            (NodeKind::Dir, None) => Some("is a directory without a subtree"),
+            (NodeKind::Dir, Some(_)) | (_, None) => None,
+            (_, Some(_)) => Some("has a subtree but is not a directory"),
+        }
+    }
+
     fn write(&self, w: &mut Writer) {
         w.bytes(&self.name);
         w.u8(self.kind as u8);
@@ -196,12 +230,13 @@ impl Node {
             w.bytes(&x.value);
         }
         match self.kind {
-            NodeKind::File => {
+            NodeKind::File | NodeKind::BlockDevice => {
                 w.count(self.content.len());
                 for id in &self.content {
                     w.id(id);
                 }
             }
+            // `encoding_problem` has checked that a directory has a subtree.
             NodeKind::Dir => w.id(&self.subtree.unwrap_or(Id::ZERO)),
             _ => {}
         }
@@ -237,13 +272,17 @@ impl Node {
         n.link_target = r.bytes()?;
         let nx = r.count(8)?;
         for _ in 0..nx {
-            n.xattrs.push(Xattr {
+            let x = Xattr {
                 name: r.bytes()?,
                 value: r.bytes()?,
-            });
+            };
+            if n.xattrs.last().is_some_and(|p| p.name >= x.name) {
+                return Err(r.err("xattr names are not in strictly increasing order"));
+            }
+            n.xattrs.push(x);
         }
         match kind {
-            NodeKind::File => {
+            NodeKind::File | NodeKind::BlockDevice => {
                 let nc = r.count(32)?;
                 n.content = (0..nc).map(|_| r.id()).collect::<Result<_>>()?;
             }
@@ -276,16 +315,22 @@ impl Tree {
     }
 
     /// The plaintext encoding. Fails if names are invalid or not strictly
-    /// sorted, so a writer bug cannot produce an unreadable tree.
+    /// sorted, or a node holds something the decoder would reject or the
+    /// encoding cannot carry (see [`Node`]'s field docs), so a writer bug
+    /// cannot produce an unreadable or silently altered tree.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut w = Writer::with_capacity(5 + self.nodes.len() * 160);
         w.u8(VERSION);
         w.count(self.nodes.len());
         let mut prev: Option<&[u8]> = None;
         for n in &self.nodes {
-            if !Node::valid_name(&n.name) || prev.is_some_and(|p| p >= n.name.as_slice()) {
+            let problem = n.encoding_problem().or_else(|| {
+                prev.is_some_and(|p| p >= n.name.as_slice())
+                    .then_some("is out of order or duplicated")
+            });
+            if let Some(problem) = problem {
                 return Err(Error::InvalidParameter(format!(
-                    "tree entry {:?} has an invalid name or is out of order",
+                    "tree entry {:?} {problem}",
                     String::from_utf8_lossy(&n.name)
                 )));
             }

@@ -1,0 +1,202 @@
+//! Command-line syntax.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Environment:
+  CAIRN_REPOSITORY     repository location (instead of --repo)
+  CAIRN_PASSWORD       repository password
+  CAIRN_PASSWORD_FILE  file holding the password (first line)
+
+Exit codes:
+  0  success
+  1  fatal error (nothing or not everything was done)
+  2  invalid command line
+  3  backup finished, but some files could not be read (listed in the summary)";
+
+/// Deduplicating, encrypted backups of directories and Kubernetes volumes.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Repository location: a directory path, file:///path or memory://
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        value_name = "URL"
+    )]
+    pub(crate) repo: Option<String>,
+    /// Read the password from the first line of this file
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Print only errors (no progress, no summary)
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a new repository
+    Init(InitArgs),
+    /// Back up files and directories into a new snapshot
+    Backup(BackupArgs),
+    /// Restore a snapshot, or a path inside it, into a directory
+    Restore(RestoreArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List the contents of a snapshot
+    Ls(LsArgs),
+    /// Verify that every snapshot can be restored
+    Check(CheckArgs),
+    /// Manage the passwords that unlock the repository
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Print a decrypted repository object as JSON (for debugging)
+    Cat(CatArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// zstd compression level (0 disables compression)
+    #[arg(long, default_value_t = 3, value_name = "LEVEL")]
+    pub(crate) compression: i32,
+    #[command(flatten)]
+    pub(crate) kdf: KdfArgs,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Argon2id cost of a new key file.
+#[derive(Debug, Args)]
+pub(crate) struct KdfArgs {
+    /// Argon2id memory in KiB for the new key
+    #[arg(long, default_value_t = 65536, value_name = "KIB")]
+    pub(crate) kdf_memory: u32,
+    /// Argon2id passes for the new key
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub(crate) kdf_iterations: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub(crate) tags: Vec<String>,
+    /// Hostname to record (default: this machine's)
+    #[arg(long, value_name = "HOST")]
+    pub(crate) host: Option<String>,
+    /// Compare against this snapshot instead of the latest with the same host and paths
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
+    pub(crate) parent: Option<String>,
+    /// Read every file, ignoring the parent snapshot
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// Snapshot id prefix or "latest", optionally followed by :PATH inside it
+    #[arg(value_name = "SNAPSHOT[:PATH]")]
+    pub(crate) snapshot: String,
+    /// Directory to restore into (created if missing)
+    #[arg(long, short = 't', value_name = "DIR")]
+    pub(crate) target: PathBuf,
+    /// Do not restore file ownership even when running as root
+    #[arg(long)]
+    pub(crate) no_owner: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotsArgs {
+    /// Print as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Snapshot id prefix or "latest"
+    pub(crate) snapshot: String,
+    /// Path inside the snapshot to list (default: everything)
+    pub(crate) path: Option<String>,
+    /// Long format: type, mode, owner, size, modification time
+    #[arg(short, long)]
+    pub(crate) long: bool,
+    /// Print one JSON object per entry
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Also download every pack and verify every blob
+    #[arg(long)]
+    pub(crate) read_data: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Add a password
+    Add(KeyAddArgs),
+    /// List key files
+    List(KeyListArgs),
+    /// Remove a key file (not the one in use)
+    Remove(KeyRemoveArgs),
+    /// Change the password in use
+    Passwd(KeyAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyAddArgs {
+    /// Read the new password from the first line of this file (or set CAIRN_NEW_PASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) new_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) kdf: KdfArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyListArgs {
+    /// Print as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyRemoveArgs {
+    /// Key id prefix
+    pub(crate) id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CatArgs {
+    /// What to print: config, snapshot, tree, index, pack, key
+    #[arg(value_parser = ["config", "snapshot", "tree", "index", "pack", "key"])]
+    pub(crate) what: String,
+    /// Object id (snapshot id prefix or "latest" for snapshots)
+    pub(crate) id: Option<String>,
+}

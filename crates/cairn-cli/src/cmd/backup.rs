@@ -1,0 +1,104 @@
+//! `cairn backup`
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use cairn::{BackupOptions, ParentChoice, Progress, Source};
+
+use crate::cli::{BackupArgs, Global};
+use crate::output::{Bar, bytes};
+use crate::{context, exit};
+
+pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
+    let repo = context::open(g).await?;
+    let parent = if a.force {
+        ParentChoice::None
+    } else if let Some(p) = &a.parent {
+        ParentChoice::Snapshot(repo.find_snapshot(p).await?.0)
+    } else {
+        ParentChoice::Auto
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = Bar::start(progress.clone(), !g.quiet && !a.json, "backup");
+    let result = cairn::backup(
+        &repo,
+        BackupOptions {
+            paths: a.paths,
+            hostname: a.host.unwrap_or_else(context::hostname),
+            username: context::username(),
+            tags: a.tags,
+            parent,
+            source: Source::Filesystem,
+            time: context::now(),
+            program_version: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_owned(),
+        },
+        progress,
+    )
+    .await;
+    bar.finish();
+    let out = result?;
+    let s = &out.snapshot.stats;
+    let w = &out.writer;
+    if a.json {
+        super::print_json(&serde_json::json!({
+            "snapshot_id": out.snapshot_id,
+            "parent": out.snapshot.parent,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unchanged": s.files_unchanged,
+            "dirs_new": s.dirs_new,
+            "dirs_changed": s.dirs_changed,
+            "dirs_unchanged": s.dirs_unchanged,
+            "bytes_total": s.bytes_total,
+            "bytes_read": s.bytes_read,
+            "bytes_added": s.bytes_added,
+            "bytes_stored": s.bytes_stored,
+            "data_blobs_added": w.data_blobs,
+            "tree_blobs_added": w.tree_blobs,
+            "data_packs_written": w.data_packs,
+            "tree_packs_written": w.tree_packs,
+            "index_files_written": w.index_files,
+            "duration_seconds": s.duration_nanos as f64 / 1e9,
+            "warnings": out.warnings,
+        }))?;
+    } else if !g.quiet {
+        let parent = out
+            .snapshot
+            .parent
+            .map(|p| format!(" (parent {})", p.short()))
+            .unwrap_or_default();
+        println!("snapshot {} saved{parent}", out.snapshot_id.short());
+        println!(
+            "files: {} new, {} changed, {} unchanged; directories: {} new, {} changed, {} unchanged",
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.dirs_new,
+            s.dirs_changed,
+            s.dirs_unchanged
+        );
+        println!(
+            "read {} of {}; added {} ({} stored) in {} data and {} tree packs; took {:.2}s",
+            bytes(s.bytes_read),
+            bytes(s.bytes_total),
+            bytes(s.bytes_added),
+            bytes(s.bytes_stored),
+            w.data_packs,
+            w.tree_packs,
+            s.duration_nanos as f64 / 1e9
+        );
+    }
+    if out.warnings.is_empty() {
+        return Ok(exit::OK);
+    }
+    if !a.json {
+        eprintln!(
+            "warning: {} entries could not be read and are not in the snapshot:",
+            out.warnings.len()
+        );
+        for w in &out.warnings {
+            eprintln!("  {}: {}", w.path.display(), w.message);
+        }
+    }
+    Ok(exit::PARTIAL)
+}

@@ -1,0 +1,35 @@
+//! One module per verb.
+
+mod backup;
+mod cat;
+mod check;
+mod init;
+mod key;
+mod ls;
+mod restore;
+mod snapshots;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs a parsed command line; returns the exit code.
+pub(crate) async fn run(cli: Cli) -> Result<u8> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a).await,
+        Command::Backup(a) => backup::run(g, a).await,
+        Command::Restore(a) => restore::run(g, a).await,
+        Command::Snapshots(a) => snapshots::run(g, a).await,
+        Command::Ls(a) => ls::run(g, a).await,
+        Command::Check(a) => check::run(g, a).await,
+        Command::Key(k) => key::run(g, k).await,
+        Command::Cat(a) => cat::run(g, a).await,
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

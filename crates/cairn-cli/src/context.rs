@@ -1,0 +1,58 @@
+//! Things every command needs: the repository, who and where we are, now.
+
+use anyhow::{Context, Result, anyhow};
+use cairn::{OpenOptions, Repository, Store};
+
+use crate::cli::Global;
+use crate::password;
+
+/// The repository URL from --repo or CAIRN_REPOSITORY.
+pub(crate) fn repo_url(g: &Global) -> Result<&str> {
+    g.repo
+        .as_deref()
+        .ok_or_else(|| anyhow!("no repository given: pass -r/--repo or set CAIRN_REPOSITORY"))
+}
+
+/// Opens and unlocks the repository.
+pub(crate) async fn open(g: &Global) -> Result<Repository> {
+    let url = repo_url(g)?;
+    let store = Store::open(url, false)?;
+    let pw = password::repository(g.password_file.as_deref())?;
+    Repository::open(store, &pw, OpenOptions::default())
+        .await
+        .with_context(|| format!("cannot open repository {url}"))
+}
+
+/// Seconds and nanoseconds since the epoch.
+pub(crate) fn now() -> cairn::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    cairn::Timestamp {
+        secs: d.as_secs() as i64,
+        nanos: d.subsec_nanos(),
+    }
+}
+
+/// This machine's hostname.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The user running cairn.
+pub(crate) fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", current_uid()))
+}
+
+fn current_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0)
+}

@@ -1,0 +1,110 @@
+//! Reading a file and cutting it into chunks with bounded memory.
+//!
+//! The file is read through a window of three maximum chunk sizes. FastCDC
+//! decides each cut only from the bytes between the chunk's start and at
+//! most `max_size` beyond it, so a chunk is final once that span is in the
+//! window (or the file ended): the cut points are exactly those of chunking
+//! the whole file at once, whatever the window size.
+
+use std::io::Read;
+
+use cairn_core::ChunkerParams;
+
+/// Reads `r` to the end, calling `emit` with each window of the buffer and
+/// the `(offset, length)` chunks that are final in it. Returns bytes read.
+pub(crate) fn chunk_stream<R: Read, E>(
+    mut r: R,
+    params: &ChunkerParams,
+    mut emit: impl FnMut(&[u8], &[(usize, usize)]) -> Result<(), E>,
+    mut on_read: impl FnMut(u64),
+    io_err: impl Fn(std::io::Error) -> E,
+) -> Result<u64, E> {
+    let max = params.max_size as usize;
+    let window = 3 * max;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    let mut eof = false;
+    loop {
+        // Fill the window, growing the buffer only as the file needs it so
+        // small files cost small buffers.
+        while !eof && buf.len() < window {
+            let want = (window - buf.len()).min(max);
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            let n = loop {
+                match r.read(&mut buf[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err(e)),
+                }
+            };
+            buf.truncate(start + n);
+            if n == 0 {
+                eof = true;
+            } else {
+                total += n as u64;
+                on_read(n as u64);
+            }
+        }
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let chunks: Vec<(usize, usize)> = params
+            .chunks(&buf)
+            .take_while(|&(off, len)| eof || off + max <= buf.len() && off + len < buf.len())
+            .collect();
+        emit(&buf, &chunks)?;
+        let consumed = chunks.last().map_or(0, |&(o, l)| o + l);
+        buf.drain(..consumed);
+        if eof && buf.is_empty() {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunking through the window must give the same cuts as chunking the
+    /// whole input at once, for inputs around and across window boundaries.
+    #[test]
+    fn windowed_cut_points_equal_whole_input_cut_points() {
+        let params = ChunkerParams {
+            min_size: 1024,
+            avg_size: 4096,
+            max_size: 16384,
+            normalization: 1,
+            seed: 7,
+        };
+        let mut data = vec![0u8; 300_000];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for b in data.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        // A long run of zeros forces max-size cuts.
+        data[100_000..160_000].fill(0);
+        for len in [0, 1, 1023, 16384, 49151, 49152, 49153, 100_000, 300_000] {
+            let input = &data[..len];
+            let whole: Vec<(usize, usize)> = params.chunks(input).collect();
+            let mut got = Vec::new();
+            let mut base = 0;
+            chunk_stream::<_, std::io::Error>(
+                input,
+                &params,
+                |_, cs| {
+                    got.extend(cs.iter().map(|&(o, l)| (base + o, l)));
+                    base += cs.last().map_or(0, |&(o, l)| o + l);
+                    Ok(())
+                },
+                |_| {},
+                |e| e,
+            )
+            .expect("read from memory");
+            assert_eq!(got, whole, "input length {len}");
+        }
+    }
+}

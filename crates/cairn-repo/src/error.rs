@@ -1,0 +1,79 @@
+//! The one error type of `cairn-repo`.
+
+use cairn_core::Id;
+use cairn_store::StoreError;
+
+/// What can go wrong with a repository.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Decoding, authentication or key derivation failed.
+    #[error(transparent)]
+    Format(#[from] cairn_core::Error),
+    /// The storage backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// There is no repository at the location.
+    #[error("{location}: not a cairn repository (no config); create one with `cairn init`")]
+    NotARepository {
+        /// Where we looked.
+        location: String,
+    },
+    /// `init` found a repository already there.
+    #[error("{location}: a repository already exists here")]
+    AlreadyInitialized {
+        /// Where.
+        location: String,
+    },
+    /// `init` found unrelated objects.
+    #[error("{location}: location is not empty (found {found}); refusing to initialise over it")]
+    NotEmpty {
+        /// Where.
+        location: String,
+        /// An object that was found.
+        found: String,
+    },
+    /// A blob is referenced but not in the index.
+    #[error("blob {id} is not in the index")]
+    BlobNotIndexed {
+        /// The blob.
+        id: Id,
+    },
+    /// A blob was found but its content is wrong.
+    #[error("blob {id} in pack {pack} is corrupt: {detail}")]
+    CorruptBlob {
+        /// The blob.
+        id: Id,
+        /// Its pack.
+        pack: Id,
+        /// What was wrong.
+        detail: String,
+    },
+    /// No snapshot matches.
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    /// A snapshot id prefix matches several snapshots.
+    #[error("snapshot id prefix {prefix:?} is ambiguous: it matches {count} snapshots")]
+    AmbiguousSnapshot {
+        /// The prefix given.
+        prefix: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// No key matches, or the key cannot be removed.
+    #[error("{0}")]
+    Key(String),
+    /// A background task failed unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// True if the error means the password was wrong.
+    pub fn is_wrong_password(&self) -> bool {
+        matches!(self, Error::Format(cairn_core::Error::WrongPassword))
+    }
+}
+
+/// Result alias for `cairn-repo`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,75 @@
+//! Reading blobs and trees.
+
+use bytes::Bytes;
+use cairn_core::format::Tree;
+use cairn_core::{Id, Kind, open};
+
+use crate::{BlobLocation, Error, Repository, Result, paths};
+
+impl Repository {
+    /// Where a blob is stored, or [`Error::BlobNotIndexed`].
+    pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
+        self.index()
+            .get(id)
+            .ok_or(Error::BlobNotIndexed { id: *id })
+    }
+
+    /// Downloads a blob's sealed bytes with one ranged read.
+    pub async fn fetch_blob(&self, id: &Id) -> Result<(BlobLocation, Bytes)> {
+        let loc = self.locate(id)?;
+        let start = u64::from(loc.offset);
+        let sealed = self
+            .store()
+            .get_range(
+                &paths::pack(&loc.pack),
+                start..start + u64::from(loc.length),
+            )
+            .await?;
+        Ok((loc, sealed))
+    }
+
+    /// Opens sealed blob bytes and verifies that they hash to `id`. CPU-bound:
+    /// async callers with large blobs should run it on a blocking thread.
+    pub fn open_blob(&self, loc: &BlobLocation, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {
+        let corrupt = |detail: String| Error::CorruptBlob {
+            id: *id,
+            pack: loc.pack,
+            detail,
+        };
+        let plain = open(self.keys(), loc.kind, id, sealed).map_err(|e| corrupt(e.to_string()))?;
+        if plain.len() != loc.raw_length as usize {
+            return Err(corrupt(format!(
+                "length {} differs from the indexed {}",
+                plain.len(),
+                loc.raw_length
+            )));
+        }
+        if self.keys().blob_id(loc.kind, &plain) != *id {
+            return Err(corrupt("content does not hash to its id".into()));
+        }
+        Ok(plain)
+    }
+
+    /// Reads, opens and verifies a blob, checking it is of `kind`.
+    pub async fn read_blob(&self, kind: Kind, id: &Id) -> Result<Vec<u8>> {
+        let (loc, sealed) = self.fetch_blob(id).await?;
+        if loc.kind != kind {
+            return Err(Error::CorruptBlob {
+                id: *id,
+                pack: loc.pack,
+                detail: format!("indexed as {} but referenced as {kind}", loc.kind),
+            });
+        }
+        self.open_blob(&loc, id, &sealed)
+    }
+
+    /// Reads and decodes a tree.
+    pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let plain = self.read_blob(Kind::Tree, id).await?;
+        Tree::decode(&plain).map_err(|e| Error::CorruptBlob {
+            id: *id,
+            pack: self.locate(id).map(|l| l.pack).unwrap_or_default(),
+            detail: e.to_string(),
+        })
+    }
+}

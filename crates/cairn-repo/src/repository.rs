@@ -1,0 +1,317 @@
+//! Creating and opening repositories.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use bytes::Bytes;
+use cairn_core::format::{Config, IndexFile, KdfParams, KeyFile};
+use cairn_core::{Id, Keys, Kind, OsRandom, RandomSource, open};
+use cairn_store::{Store, StoreError};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::{Error, Index, Result, paths};
+
+/// How many objects to fetch at once when loading index files or snapshots.
+pub(crate) const LOAD_CONCURRENCY: usize = 8;
+
+/// Settings for [`Repository::init`].
+#[derive(Clone)]
+pub struct InitOptions {
+    /// Password hashing cost.
+    pub kdf: KdfParams,
+    /// zstd level for the new repository (0 = no compression).
+    pub compression_level: i32,
+    /// Override chunker sizes (min, avg, max); `None` keeps the defaults.
+    pub chunk_sizes: Option<(u32, u32, u32)>,
+    /// Override the data pack target size in bytes.
+    pub data_pack_size: Option<u32>,
+    /// Host recorded in the key file.
+    pub host: String,
+    /// User recorded in the key file.
+    pub user: String,
+    /// Creation time (seconds since the epoch).
+    pub now: i64,
+    /// Randomness for keys, ids and nonces.
+    pub rng: Arc<dyn RandomSource>,
+}
+
+impl std::fmt::Debug for InitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitOptions")
+            .field("kdf", &self.kdf)
+            .field("compression_level", &self.compression_level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InitOptions {
+    /// Production defaults: Argon2id at 64 MiB, zstd level 3, OS randomness.
+    pub fn new(host: &str, user: &str, now: i64) -> InitOptions {
+        InitOptions {
+            kdf: KdfParams::DEFAULT,
+            compression_level: 3,
+            chunk_sizes: None,
+            data_pack_size: None,
+            host: host.to_owned(),
+            user: user.to_owned(),
+            now,
+            rng: Arc::new(OsRandom),
+        }
+    }
+
+    /// Cheap password hashing and small chunks: for tests and examples only.
+    pub fn insecure_fast_for_tests() -> InitOptions {
+        InitOptions {
+            kdf: KdfParams::INSECURE_FAST,
+            chunk_sizes: Some((16 * 1024, 64 * 1024, 256 * 1024)),
+            ..InitOptions::new("test-host", "test-user", 0)
+        }
+    }
+}
+
+/// Settings for [`Repository::open`].
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// Randomness for ids and nonces of what this process writes.
+    pub rng: Arc<dyn RandomSource>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            rng: Arc::new(OsRandom),
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenOptions")
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) master: cairn_core::MasterKey,
+    pub(crate) keys: Keys,
+    pub(crate) config: Config,
+    pub(crate) key_id: Id,
+    pub(crate) index: RwLock<Index>,
+    pub(crate) rng: Arc<dyn RandomSource>,
+}
+
+/// An open repository. Cheap to clone; clones share the index.
+#[derive(Clone)]
+pub struct Repository {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("store", &self.inner.store.describe())
+            .field("repo_id", &self.inner.config.repo_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// Creates a repository in an empty location.
+    ///
+    /// The key file is written before the config, and the config with a
+    /// create-only write, so two racing `init`s cannot both succeed where the
+    /// backend honours create-only writes; the loser removes its key file.
+    /// The config is read back afterwards, which also catches a racing
+    /// overwrite on backends that ignore the condition.
+    pub async fn init(store: Store, password: &[u8], opts: InitOptions) -> Result<Repository> {
+        let location = store.describe().to_owned();
+        if let Some(first) = store.list("").await?.into_iter().next() {
+            return Err(if first.path == paths::CONFIG {
+                Error::AlreadyInitialized { location }
+            } else {
+                Error::NotEmpty {
+                    location,
+                    found: first.path,
+                }
+            });
+        }
+        let rng = opts.rng.clone();
+        let mut config = Config::new(opts.now, rng.as_ref());
+        config.compression_level = opts.compression_level;
+        if let Some((min, avg, max)) = opts.chunk_sizes {
+            config.chunker.min_size = min;
+            config.chunker.avg_size = avg;
+            config.chunker.max_size = max;
+        }
+        if let Some(size) = opts.data_pack_size {
+            config.data_pack_size = size;
+        }
+        config.validate()?;
+        let master = cairn_core::MasterKey::generate(rng.as_ref());
+        let keyfile = KeyFile::create(
+            &master,
+            password,
+            opts.kdf,
+            opts.now,
+            &opts.host,
+            &opts.user,
+            rng.as_ref(),
+        )?;
+        let key_id = keyfile.id();
+        let key_path = paths::key(&key_id);
+        store
+            .put_new(&key_path, Bytes::from(keyfile.encode()))
+            .await?;
+        let keys = master.derive();
+        let sealed = Bytes::from(config.seal(&keys, rng.as_ref()));
+        let won = match store.put_new(paths::CONFIG, sealed).await {
+            Ok(()) => {
+                // Read back: a backend that ignores create-only writes may
+                // have let a racing init overwrite ours.
+                let stored = store.get(paths::CONFIG).await?;
+                Config::open(&keys, &stored).is_ok_and(|c| c == config)
+            }
+            Err(StoreError::AlreadyExists { .. }) => false,
+            Err(e) => {
+                let _ = store.delete(&key_path).await;
+                return Err(e.into());
+            }
+        };
+        if !won {
+            let _ = store.delete(&key_path).await;
+            return Err(Error::AlreadyInitialized { location });
+        }
+        Ok(Repository {
+            inner: Arc::new(Inner {
+                store,
+                master,
+                keys,
+                config,
+                key_id,
+                index: RwLock::new(Index::default()),
+                rng,
+            }),
+        })
+    }
+
+    /// Opens a repository with a password and loads its index.
+    pub async fn open(store: Store, password: &[u8], opts: OpenOptions) -> Result<Repository> {
+        let location = store.describe().to_owned();
+        let stored = match store.get(paths::CONFIG).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Err(Error::NotARepository { location }),
+            Err(e) => return Err(e.into()),
+        };
+        Config::check_magic(&stored)?;
+        let (key_id, master) = unlock(&store, password).await?;
+        let keys = master.derive();
+        let config = Config::open(&keys, &stored)?;
+        let repo = Repository {
+            inner: Arc::new(Inner {
+                store,
+                master,
+                keys,
+                config,
+                key_id,
+                index: RwLock::new(Index::default()),
+                rng: opts.rng,
+            }),
+        };
+        repo.reload_index().await?;
+        Ok(repo)
+    }
+
+    /// Re-reads every index file, replacing the in-memory index.
+    pub async fn reload_index(&self) -> Result<()> {
+        let listed = self.inner.store.list(paths::INDEX).await?;
+        let files: Vec<(Id, IndexFile)> = futures::stream::iter(listed)
+            .filter_map(|o| async move { paths::id_of_path(&o.path) })
+            .map(|id| async move { Ok::<_, Error>((id, self.read_index_file(&id).await?)) })
+            .buffer_unordered(LOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut index = Index::default();
+        for (id, f) in &files {
+            index.add_file(*id, f);
+        }
+        *self.write_index() = index;
+        Ok(())
+    }
+
+    /// Reads and opens one index file.
+    pub async fn read_index_file(&self, id: &Id) -> Result<IndexFile> {
+        let sealed = self.inner.store.get(&paths::index(id)).await?;
+        let plain = open(&self.inner.keys, Kind::Index, id, &sealed)?;
+        Ok(IndexFile::decode(&plain)?)
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The derived keys.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// The id of the key file this repository was unlocked with.
+    pub fn key_id(&self) -> Id {
+        self.inner.key_id
+    }
+
+    /// The randomness source for this process's writes.
+    pub fn rng(&self) -> &dyn RandomSource {
+        self.inner.rng.as_ref()
+    }
+
+    /// A read view of the merged index.
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        // A panic while holding the lock cannot leave the index half-updated
+        // (updates are single inserts), so a poisoned lock is still usable.
+        self.inner.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.inner.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Tries the password against every key file. A wrong password wins over a
+/// corrupt key file in the error, since it is what the user can fix.
+async fn unlock(store: &Store, password: &[u8]) -> Result<(Id, cairn_core::MasterKey)> {
+    let listed = store.list(paths::KEYS).await?;
+    let mut wrong_password = false;
+    let mut other_error = None;
+    for o in listed {
+        let Some(id) = paths::id_of_path(&o.path) else {
+            continue;
+        };
+        let bytes = store.get(&o.path).await?;
+        let kf = match KeyFile::decode(&bytes) {
+            Ok(k) => k,
+            Err(e) => {
+                other_error = Some(e);
+                continue;
+            }
+        };
+        let password = password.to_vec();
+        let r = tokio::task::spawn_blocking(move || kf.unlock(&password))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        match r {
+            Ok(master) => return Ok((id, master)),
+            Err(cairn_core::Error::WrongPassword) => wrong_password = true,
+            Err(e) => other_error = Some(e),
+        }
+    }
+    Err(match other_error {
+        Some(e) if !wrong_password => e.into(),
+        _ if wrong_password => cairn_core::Error::WrongPassword.into(),
+        _ => Error::Key(format!("{}: repository has no key files", store.describe())),
+    })
+}

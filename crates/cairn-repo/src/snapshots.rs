@@ -1,0 +1,88 @@
+//! Snapshot manifests: save, list, find.
+
+use bytes::Bytes;
+use cairn_core::format::Snapshot;
+use cairn_core::{Compression, Id, Kind, open, seal};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::repository::LOAD_CONCURRENCY;
+use crate::{Error, Repository, Result, paths};
+
+impl Repository {
+    /// Seals and stores a snapshot; returns its id.
+    pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let plain = snap.encode();
+        let id = self.keys().id_of(&plain);
+        let sealed = seal(
+            self.keys(),
+            Kind::Snapshot,
+            &id,
+            &plain,
+            Compression::Zstd(3),
+            self.rng(),
+        );
+        self.store()
+            .put_new(&paths::snapshot(&id), Bytes::from(sealed))
+            .await?;
+        Ok(id)
+    }
+
+    /// Loads one snapshot by full id.
+    pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let sealed = self.store().get(&paths::snapshot(id)).await?;
+        let plain = open(self.keys(), Kind::Snapshot, id, &sealed)?;
+        Ok(Snapshot::decode(&plain)?)
+    }
+
+    /// Ids of every snapshot, from a listing (nothing is decrypted).
+    pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .store()
+            .list(paths::SNAPSHOTS)
+            .await?
+            .iter()
+            .filter_map(|o| paths::id_of_path(&o.path))
+            .collect())
+    }
+
+    /// Every snapshot, oldest first.
+    pub async fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let ids = self.snapshot_ids().await?;
+        let mut snaps: Vec<(Id, Snapshot)> = futures::stream::iter(ids)
+            .map(|id| async move { Ok::<_, Error>((id, self.load_snapshot(&id).await?)) })
+            .buffer_unordered(LOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(snaps)
+    }
+
+    /// Resolves `latest` or a unique id prefix (at least 4 hex digits).
+    pub async fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            return self
+                .list_snapshots()
+                .await?
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        if spec_lc.is_empty() || !spec_lc.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::SnapshotNotFound(spec.to_owned()));
+        }
+        let matches: Vec<Id> = self
+            .snapshot_ids()
+            .await?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_lc))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(Error::SnapshotNotFound(spec.to_owned())),
+            [id] => Ok((*id, self.load_snapshot(id).await?)),
+            _ => Err(Error::AmbiguousSnapshot {
+                prefix: spec.to_owned(),
+                count: matches.len(),
+            }),
+        }
+    }
+}

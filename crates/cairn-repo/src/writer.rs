@@ -1,0 +1,315 @@
+//! [`BlobWriter`]: deduplicate, seal, pack and upload blobs.
+//!
+//! Many threads call [`BlobWriter::add_blob`] at once (the backup pipeline
+//! runs it on rayon). Full packs go through a bounded channel to one async
+//! uploader task that keeps a few uploads in flight and writes an index file
+//! every few packs, so a backup that is killed leaves its uploaded packs
+//! indexed and the next backup deduplicates against them. Memory is bounded:
+//! at most one open pack per kind, one queued and a few in flight.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use cairn_core::format::{IndexFile, IndexPack, PackBuilder, PackEntry};
+use cairn_core::{Compression, Id, Kind, seal};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+
+use crate::{Error, Repository, Result, paths};
+
+/// Pack uploads in flight at once.
+const UPLOAD_CONCURRENCY: usize = 2;
+/// Finished packs waiting for an upload slot.
+const QUEUE_DEPTH: usize = 1;
+/// Write an index file after this many uploaded packs.
+const INDEX_EVERY_PACKS: usize = 8;
+
+/// What a writer added to the repository.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WriterStats {
+    /// New data blobs.
+    pub data_blobs: u64,
+    /// New tree blobs.
+    pub tree_blobs: u64,
+    /// Plaintext bytes of the new blobs.
+    pub bytes_added: u64,
+    /// Sealed bytes of the new blobs.
+    pub bytes_stored: u64,
+    /// Data packs uploaded.
+    pub data_packs: u64,
+    /// Tree packs uploaded.
+    pub tree_packs: u64,
+    /// Index files written.
+    pub index_files: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    data_blobs: AtomicU64,
+    tree_blobs: AtomicU64,
+    bytes_added: AtomicU64,
+    bytes_stored: AtomicU64,
+    data_packs: AtomicU64,
+    tree_packs: AtomicU64,
+    index_files: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> WriterStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WriterStats {
+            data_blobs: g(&self.data_blobs),
+            tree_blobs: g(&self.tree_blobs),
+            bytes_added: g(&self.bytes_added),
+            bytes_stored: g(&self.bytes_stored),
+            data_packs: g(&self.data_packs),
+            tree_packs: g(&self.tree_packs),
+            index_files: g(&self.index_files),
+        }
+    }
+}
+
+struct FinishedPack {
+    id: Id,
+    kind: Kind,
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+struct Shared {
+    repo: Repository,
+    session: Id,
+    pending: Mutex<HashSet<Id>>,
+    data: Mutex<PackBuilder>,
+    tree: Mutex<PackBuilder>,
+    counters: Counters,
+}
+
+/// Adds blobs to a repository. See the module docs.
+pub struct BlobWriter {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<FinishedPack>,
+    uploader: tokio::task::JoinHandle<Result<Vec<IndexPack>>>,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BlobWriter {
+    /// Starts a writer. Must be called inside a tokio runtime, which runs the
+    /// uploader.
+    pub fn new(repo: &Repository) -> Result<BlobWriter> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Internal("BlobWriter::new needs a tokio runtime".into()))?;
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let mut session = [0u8; 32];
+        repo.rng().fill(&mut session);
+        let shared = Arc::new(Shared {
+            repo: repo.clone(),
+            session: Id::from_bytes(session),
+            pending: Mutex::new(HashSet::new()),
+            data: Mutex::new(PackBuilder::default()),
+            tree: Mutex::new(PackBuilder::default()),
+            counters: Counters::default(),
+        });
+        let uploader = handle.spawn(upload_loop(shared.clone(), rx));
+        Ok(BlobWriter {
+            shared,
+            tx,
+            uploader,
+        })
+    }
+
+    /// Adds a blob unless the repository or this writer already has it.
+    /// Returns its id and whether it was new.
+    ///
+    /// Blocking (it may wait for an upload slot): call it from a plain or
+    /// rayon thread, or `spawn_blocking`, never directly on an async task.
+    pub fn add_blob(&self, kind: Kind, data: &[u8]) -> Result<(Id, bool)> {
+        let repo = &self.shared.repo;
+        if data.len() > cairn_core::MAX_PLAINTEXT {
+            return Err(Error::Internal(format!(
+                "a {kind} of {} bytes exceeds the {} byte limit",
+                data.len(),
+                cairn_core::MAX_PLAINTEXT
+            )));
+        }
+        let id = repo.keys().blob_id(kind, data);
+        if repo.index().contains(&id) || !lock(&self.shared.pending).insert(id) {
+            return Ok((id, false));
+        }
+        let sealed = seal(
+            repo.keys(),
+            kind,
+            &id,
+            data,
+            repo.config().compression(),
+            repo.rng(),
+        );
+        let c = &self.shared.counters;
+        match kind {
+            Kind::Tree => &c.tree_blobs,
+            _ => &c.data_blobs,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        c.bytes_added
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        c.bytes_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        let raw_len = data.len() as u32; // bounded by MAX_PLAINTEXT above
+        let full = {
+            let (packer, target) = self.packer(kind);
+            let mut p = lock(packer);
+            p.push(kind, id, &sealed, raw_len);
+            (p.len() >= target).then(|| std::mem::take(&mut *p))
+        };
+        if let Some(p) = full {
+            let pack = self.seal_pack(kind, p);
+            self.tx
+                .blocking_send(pack)
+                .map_err(|_| Error::Internal("the pack uploader stopped after an error".into()))?;
+        }
+        Ok((id, true))
+    }
+
+    /// What was added so far.
+    pub fn stats(&self) -> WriterStats {
+        self.shared.counters.snapshot()
+    }
+
+    fn packer(&self, kind: Kind) -> (&Mutex<PackBuilder>, usize) {
+        let config = self.shared.repo.config();
+        match kind {
+            Kind::Tree => (&self.shared.tree, config.tree_pack_size as usize),
+            _ => (&self.shared.data, config.data_pack_size as usize),
+        }
+    }
+
+    fn seal_pack(&self, kind: Kind, p: PackBuilder) -> FinishedPack {
+        let repo = &self.shared.repo;
+        let mut id = [0u8; 32];
+        repo.rng().fill(&mut id);
+        let id = Id::from_bytes(id);
+        let (bytes, entries) = p.finish(repo.keys(), &id, repo.rng());
+        FinishedPack {
+            id,
+            kind,
+            bytes,
+            entries,
+        }
+    }
+
+    /// Uploads what is left, waits for every upload, and writes the last
+    /// index file. After this returns, every blob added is readable by a
+    /// fresh [`Repository::open`].
+    pub async fn finish(self) -> Result<WriterStats> {
+        let mut send_failed = false;
+        for kind in [Kind::Data, Kind::Tree] {
+            let p = std::mem::take(&mut *lock(self.packer(kind).0));
+            if !p.is_empty() {
+                let pack = self.seal_pack(kind, p);
+                send_failed |= self.tx.send(pack).await.is_err();
+            }
+        }
+        let BlobWriter {
+            shared,
+            tx,
+            uploader,
+        } = self;
+        drop(tx);
+        let rest = uploader
+            .await
+            .map_err(|e| Error::Internal(format!("uploader task: {e}")))??;
+        if send_failed {
+            return Err(Error::Internal("the pack uploader stopped early".into()));
+        }
+        if !rest.is_empty() {
+            write_index(&shared, rest).await?;
+        }
+        Ok(shared.counters.snapshot())
+    }
+}
+
+async fn upload_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<FinishedPack>,
+) -> Result<Vec<IndexPack>> {
+    let mut inflight = FuturesUnordered::new();
+    let mut unindexed = Vec::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            Some(done) = inflight.next(), if !inflight.is_empty() => {
+                unindexed.push(done?);
+                if unindexed.len() >= INDEX_EVERY_PACKS {
+                    write_index(&shared, std::mem::take(&mut unindexed)).await?;
+                }
+            }
+            msg = rx.recv(), if open && inflight.len() < UPLOAD_CONCURRENCY => match msg {
+                Some(p) => inflight.push(upload(shared.clone(), p)),
+                None => open = false,
+            },
+            else => break,
+        }
+    }
+    Ok(unindexed)
+}
+
+async fn upload(shared: Arc<Shared>, p: FinishedPack) -> Result<IndexPack> {
+    shared
+        .repo
+        .store()
+        .put(&paths::pack(&p.id), Bytes::from(p.bytes))
+        .await?;
+    let c = &shared.counters;
+    match p.kind {
+        Kind::Tree => &c.tree_packs,
+        _ => &c.data_packs,
+    }
+    .fetch_add(1, Ordering::Relaxed);
+    Ok(IndexPack {
+        pack: p.id,
+        blobs: p.entries,
+    })
+}
+
+async fn write_index(shared: &Shared, packs: Vec<IndexPack>) -> Result<()> {
+    let repo = &shared.repo;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let file = IndexFile {
+        session: shared.session,
+        created,
+        packs,
+        tombstones: Vec::new(),
+        supersedes: Vec::new(),
+    };
+    let plain = file.encode();
+    let id = repo.keys().id_of(&plain);
+    let sealed = seal(
+        repo.keys(),
+        Kind::Index,
+        &id,
+        &plain,
+        Compression::Zstd(3),
+        repo.rng(),
+    );
+    repo.store()
+        .put(&paths::index(&id), Bytes::from(sealed))
+        .await?;
+    repo.write_index().add_file(id, &file);
+    shared.counters.index_files.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
