@@ -33,5 +33,5 @@ pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
 pub use id::{Id, ParseIdError};
 pub use keys::{Keys, MasterKey};
-pub use random::{OsRandom, RandomSource, SeededRandom};
+pub use random::{Clock, FixedClock, OsRandom, RandomSource, SeededRandom, SystemClock};
 pub use seal::{Compression, Kind, MAX_PLAINTEXT, SEAL_OVERHEAD, open, seal};

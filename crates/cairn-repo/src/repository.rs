@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 use cairn_core::format::{Config, IndexFile, KdfParams, KeyFile};
-use cairn_core::{Id, Keys, Kind, OsRandom, RandomSource, open};
+use cairn_core::{Clock, Id, Keys, Kind, OsRandom, RandomSource, SystemClock, open};
 use cairn_store::{Store, StoreError};
 use futures::{StreamExt, TryStreamExt};
 
@@ -32,6 +32,8 @@ pub struct InitOptions {
     pub now: i64,
     /// Randomness for keys, ids and nonces.
     pub rng: Arc<dyn RandomSource>,
+    /// Time source for what the repository records.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for InitOptions {
@@ -55,6 +57,7 @@ impl InitOptions {
             user: user.to_owned(),
             now,
             rng: Arc::new(OsRandom),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -73,12 +76,15 @@ impl InitOptions {
 pub struct OpenOptions {
     /// Randomness for ids and nonces of what this process writes.
     pub rng: Arc<dyn RandomSource>,
+    /// Time source for what this process records.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             rng: Arc::new(OsRandom),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -97,6 +103,7 @@ pub(crate) struct Inner {
     pub(crate) key_id: Id,
     pub(crate) index: RwLock<Index>,
     pub(crate) rng: Arc<dyn RandomSource>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// An open repository. Cheap to clone; clones share the index.
@@ -135,6 +142,7 @@ impl Repository {
             });
         }
         let rng = opts.rng.clone();
+        let clock = opts.clock.clone();
         let mut config = Config::new(opts.now, rng.as_ref());
         config.compression_level = opts.compression_level;
         if let Some((min, avg, max)) = opts.chunk_sizes {
@@ -189,6 +197,7 @@ impl Repository {
                 key_id,
                 index: RwLock::new(Index::default()),
                 rng,
+                clock,
             }),
         })
     }
@@ -214,6 +223,7 @@ impl Repository {
                 key_id,
                 index: RwLock::new(Index::default()),
                 rng: opts.rng,
+                clock: opts.clock,
             }),
         };
         repo.reload_index().await?;
@@ -267,6 +277,11 @@ impl Repository {
     /// The randomness source for this process's writes.
     pub fn rng(&self) -> &dyn RandomSource {
         self.inner.rng.as_ref()
+    }
+
+    /// The time source.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
     }
 
     /// A read view of the merged index.

@@ -284,11 +284,12 @@ async fn upload(shared: Arc<Shared>, p: FinishedPack) -> Result<IndexPack> {
     })
 }
 
-async fn write_index(shared: &Shared, packs: Vec<IndexPack>) -> Result<()> {
+async fn write_index(shared: &Shared, mut packs: Vec<IndexPack>) -> Result<()> {
     let repo = &shared.repo;
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    // Uploads finish in any order; sorting makes the file's bytes depend
+    // only on what it lists.
+    packs.sort_by_key(|p| p.pack);
+    let created = repo.clock().now();
     let file = IndexFile {
         session: shared.session,
         created,

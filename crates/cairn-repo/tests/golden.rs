@@ -1,0 +1,237 @@
+//! Golden vectors: a tiny repository built with a seeded RNG, a fixed clock
+//! and fixed inputs must come out byte-for-byte identical to the copy
+//! committed under `tests/golden/v1`, and that committed copy must stay
+//! readable. An accidental change to any encoder, to sealing, key
+//! derivation or chunking fails the first test; a change to a decoder fails
+//! the second.
+//!
+//! After a deliberate format change (which needs a new format version, see
+//! docs/FORMAT.md), regenerate with `CAIRN_UPDATE_GOLDEN=1 cargo test -p
+//! cairn-repo --test golden`. A zstd upgrade that changes compressed bytes
+//! also shows up here: then the reader test must still pass before the
+//! vectors are regenerated.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_core::format::{
+    KdfParams, Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source, Timestamp, Tree,
+};
+use cairn_core::{FixedClock, Id, Kind, SeededRandom};
+use cairn_repo::{BlobWriter, CheckOptions, InitOptions, OpenOptions, Repository};
+use cairn_store::Store;
+
+const PASSWORD: &[u8] = b"golden vectors";
+const TIME: i64 = 1_700_000_000;
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+}
+
+/// The blobs: short text, compressible, incompressible.
+fn contents() -> Vec<(&'static str, Vec<u8>)> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..50_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let text: Vec<u8> = b"cairn golden vector line\n".repeat(4000);
+    vec![
+        ("hello.txt", b"hello, cairn\n".to_vec()),
+        ("text.txt", text),
+        ("noise.bin", noise),
+    ]
+}
+
+fn init_options() -> InitOptions {
+    InitOptions {
+        kdf: KdfParams::INSECURE_FAST,
+        compression_level: 3,
+        chunk_sizes: Some((16 * 1024, 64 * 1024, 256 * 1024)),
+        data_pack_size: Some(64 * 1024),
+        host: "golden-host".into(),
+        user: "golden-user".into(),
+        now: TIME,
+        rng: Arc::new(SeededRandom::new(2026)),
+        clock: Arc::new(FixedClock::new(TIME)),
+    }
+}
+
+fn file_node(name: &str, content: Vec<Id>, size: u64) -> Node {
+    let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+    n.mode = 0o644;
+    n.uid = 1000;
+    n.gid = 1000;
+    n.user = b"alice".to_vec();
+    n.group = b"staff".to_vec();
+    n.mtime = Timestamp {
+        secs: TIME - 60,
+        nanos: 123_456_789,
+    };
+    n.size = size;
+    n.links = 1;
+    n.content = content;
+    n
+}
+
+/// Builds the golden repository in `store` and returns the snapshot id.
+async fn build(store: Store) -> Id {
+    let repo = Repository::init(store, PASSWORD, init_options())
+        .await
+        .expect("init");
+    let writer = BlobWriter::new(&repo).expect("writer");
+    let params = repo.config().chunker;
+    let (writer, mut nodes) = tokio::task::spawn_blocking(move || {
+        let mut nodes = Vec::new();
+        for (name, data) in contents() {
+            let ids: Vec<Id> = params
+                .chunks(&data)
+                .map(|(o, l)| writer.add_blob(Kind::Data, &data[o..o + l]).expect("add").0)
+                .collect();
+            nodes.push(file_node(name, ids, data.len() as u64));
+        }
+        let mut sub = Node::new(b"sub".to_vec(), NodeKind::Dir);
+        sub.mode = 0o755;
+        let empty = Tree::default().encode().expect("encode");
+        sub.subtree = Some(writer.add_blob(Kind::Tree, &empty).expect("add").0);
+        nodes.push(sub);
+        let mut link = Node::new(b"link".to_vec(), NodeKind::Symlink);
+        link.mode = 0o777;
+        link.link_target = b"hello.txt".to_vec();
+        nodes.push(link);
+        (writer, nodes)
+    })
+    .await
+    .expect("join");
+    let mut root = Tree {
+        nodes: std::mem::take(&mut nodes),
+    };
+    root.sort();
+    let root_plain = root.encode().expect("encode");
+    let (writer, root_id) = tokio::task::spawn_blocking(move || {
+        let id = writer.add_blob(Kind::Tree, &root_plain).expect("add").0;
+        (writer, id)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    let snap = Snapshot {
+        time: Timestamp {
+            secs: TIME,
+            nanos: 0,
+        },
+        tree: root_id,
+        hostname: "golden-host".into(),
+        username: "golden-user".into(),
+        paths: vec![b"/srv/golden".to_vec()],
+        root_layout: RootLayout::Directory,
+        source: Source::Filesystem,
+        tags: vec!["golden".into()],
+        parent: None,
+        stats: SnapshotStats {
+            files_new: 3,
+            ..Default::default()
+        },
+        program_version: "cairn golden".into(),
+    };
+    repo.save_snapshot(&snap).await.expect("snapshot")
+}
+
+/// Every file under `dir`, relative path -> bytes.
+fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(dir)
+                    .expect("prefix")
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_reproduces_the_golden_repository_byte_for_byte() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    build(Store::open(tmp.path().to_str().expect("utf8"), true).expect("store")).await;
+    let made = read_tree(tmp.path());
+    if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
+        let dir = golden_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        for (rel, bytes) in &made {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, bytes).expect("write");
+        }
+        return;
+    }
+    let golden = read_tree(&golden_dir());
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&made), names(&golden), "the set of objects changed");
+    for (rel, bytes) in &made {
+        assert!(
+            golden[rel] == *bytes,
+            "object {rel} changed: the v1 format is frozen"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_golden_repository_stays_readable() {
+    // Work on a copy so nothing can touch the committed files.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (rel, bytes) in read_tree(&golden_dir()) {
+        let p = tmp.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, bytes).expect("write");
+    }
+    let store = Store::open(tmp.path().to_str().expect("utf8"), false).expect("store");
+    let repo = Repository::open(store, PASSWORD, OpenOptions::default())
+        .await
+        .expect("open");
+    assert_eq!(repo.config().chunker.min_size, 16 * 1024);
+    let (_, snap) = repo.find_snapshot("latest").await.expect("snapshot");
+    assert_eq!(snap.tags, vec!["golden".to_owned()]);
+    assert_eq!(snap.time.secs, TIME);
+    let root = repo.load_tree(&snap.tree).await.expect("root tree");
+    let names: Vec<&[u8]> = root.nodes.iter().map(|n| n.name.as_slice()).collect();
+    assert_eq!(
+        names,
+        [
+            &b"hello.txt"[..],
+            b"link",
+            b"noise.bin",
+            b"sub",
+            b"text.txt"
+        ]
+    );
+    for (name, data) in contents() {
+        let node = root.find(name.as_bytes()).expect("node");
+        assert_eq!(node.mtime.nanos, 123_456_789);
+        let mut got = Vec::new();
+        for id in &node.content {
+            got.extend(repo.read_blob(Kind::Data, id).await.expect("blob"));
+        }
+        assert!(got == data, "{name} content differs");
+    }
+    let report = repo
+        .check(CheckOptions { read_data: true })
+        .await
+        .expect("check");
+    assert!(report.is_ok(), "{:?}", report.errors);
+    assert!(report.blobs_verified >= 5);
+}
