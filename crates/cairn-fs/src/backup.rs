@@ -147,8 +147,13 @@ pub async fn backup(
     // On a fatal error, still wait for the uploads in flight: what they
     // stored is indexed and the next backup reuses it.
     let finished = writer.finish().await;
-    let root = root?;
-    let writer_stats = finished?;
+    // An upload failure stops the walk with a generic "uploader stopped";
+    // the uploader's own error is the cause the user needs to see.
+    let (root, writer_stats) = match (root, finished) {
+        (_, Err(e)) => return Err(e.into()),
+        (Err(e), _) => return Err(e),
+        (Ok(root), Ok(stats)) => (root, stats),
+    };
     let warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut snapshot = Snapshot {
         time: opts.time,

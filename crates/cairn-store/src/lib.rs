@@ -23,9 +23,11 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fault;
 mod store;
 mod url;
 
 pub use error::{StoreError, StoreResult};
+pub use fault::{FaultConfig, FaultStore};
 pub use store::{ObjectInfo, Store};
 pub use url::{Location, parse_location};
