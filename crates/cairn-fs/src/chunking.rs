@@ -26,22 +26,19 @@ pub(crate) fn chunk_stream<R: Read, E>(
     let mut eof = false;
     loop {
         // Fill the window, growing the buffer only as the file needs it so
-        // small files cost small buffers.
+        // small files cost small buffers: `read_to_end` grows the vector as
+        // bytes arrive (resizing to the request first would allocate and
+        // zero a maximum-size chunk for every file, even an empty one).
         while !eof && buf.len() < window {
             let want = (window - buf.len()).min(max);
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            let n = loop {
-                match r.read(&mut buf[start..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err(e)),
-                }
-            };
-            buf.truncate(start + n);
-            if n == 0 {
-                eof = true;
-            } else {
+            let n = r
+                .by_ref()
+                .take(want as u64)
+                .read_to_end(&mut buf)
+                .map_err(&io_err)?;
+            // Fewer bytes than asked for: the reader reached its end.
+            eof = n < want;
+            if n > 0 {
                 total += n as u64;
                 on_read(n as u64);
             }
@@ -65,6 +62,52 @@ pub(crate) fn chunk_stream<R: Read, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records the largest buffer the chunker asks a read to fill.
+    struct LargestRead<R> {
+        inner: R,
+        largest: usize,
+    }
+
+    impl<R: Read> Read for LargestRead<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.largest = self.largest.max(buf.len());
+            self.inner.read(buf)
+        }
+    }
+
+    /// A small file used to cost a zeroed buffer of the maximum chunk size
+    /// (8 MiB by default), which made backups of many small files slow.
+    #[test]
+    fn small_inputs_do_not_get_max_chunk_size_buffers() {
+        let params = ChunkerParams::with_seed(7);
+        for len in [0usize, 1, 100, 5000] {
+            let data = vec![0xa5u8; len];
+            let mut r = LargestRead {
+                inner: &data[..],
+                largest: 0,
+            };
+            let mut chunks = Vec::new();
+            let read = chunk_stream::<_, std::io::Error>(
+                &mut r,
+                &params,
+                |buf, cs| {
+                    chunks.extend(cs.iter().map(|&(o, l)| buf[o..o + l].to_vec()));
+                    Ok(())
+                },
+                |_| {},
+                |e| e,
+            )
+            .expect("read from memory");
+            assert_eq!(read, len as u64);
+            assert_eq!(chunks.concat(), data, "input length {len}");
+            assert!(
+                r.largest <= 64 * 1024,
+                "input of {len} bytes read into a buffer of {} bytes",
+                r.largest
+            );
+        }
+    }
 
     /// Chunking through the window must give the same cuts as chunking the
     /// whole input at once, for inputs around and across window boundaries.

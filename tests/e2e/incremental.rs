@@ -1,0 +1,118 @@
+//! Later backups store only what changed, and do not read unchanged files.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use crate::common::compare::regular_files;
+use crate::common::source::{BIG_FILE, TreeSpec, generate};
+use crate::common::{Repo, field_str, field_u64, pack_path};
+
+#[test]
+fn second_backup_of_unchanged_tree_reads_nothing_and_adds_only_a_tree_pack() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    // Big enough for several chunks; the full 50 MB adds time, not coverage.
+    generate(&src, TreeSpec::with_big_file(3_000_000));
+    let files = regular_files(&src).len() as u64;
+    let repo = Repo::init(tmp.path().join("repo"));
+
+    let first = repo.backup_json(&src);
+    assert_eq!(field_u64(&first, "files_new"), files, "{first:#}");
+    let before = repo.objects();
+
+    let second = repo.backup_json(&src);
+    assert_eq!(field_u64(&second, "bytes_read"), 0, "{second:#}");
+    assert_eq!(field_u64(&second, "data_packs_written"), 0, "{second:#}");
+    assert_eq!(field_u64(&second, "data_blobs_added"), 0, "{second:#}");
+    assert_eq!(field_u64(&second, "files_unchanged"), files, "{second:#}");
+    assert_eq!(field_u64(&second, "files_new"), 0, "{second:#}");
+    assert_eq!(field_u64(&second, "files_changed"), 0, "{second:#}");
+    assert_eq!(
+        field_str(&second, "parent"),
+        field_str(&first, "snapshot_id")
+    );
+
+    let after = repo.objects();
+    for (path, size) in &before {
+        assert_eq!(after.get(path), Some(size), "{path} changed or vanished");
+    }
+    let new: BTreeSet<&String> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    let new_packs: Vec<&String> = new
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("data/"))
+        .collect();
+    assert!(
+        new_packs.len() <= 1,
+        "more than one new pack: {new_packs:?}"
+    );
+    for pack in &new_packs {
+        let id = pack.rsplit('/').next().expect("a pack id");
+        assert_eq!(**pack, pack_path(id));
+        for e in repo.pack_entries(id) {
+            assert_eq!(
+                e["kind"], "tree",
+                "new pack {pack} holds a non-tree blob: {e}"
+            );
+        }
+    }
+    let snapshot = format!("snapshots/{}", field_str(&second, "snapshot_id"));
+    for path in &new {
+        assert!(
+            path.starts_with("data/") || path.starts_with("index/") || **path == snapshot,
+            "unexpected new object {path}"
+        );
+    }
+    assert!(
+        new.contains(&snapshot),
+        "the snapshot {snapshot} was not stored"
+    );
+}
+
+#[test]
+fn one_byte_change_in_big_file_adds_about_one_chunk() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    generate(&src, TreeSpec::FULL);
+    let files = regular_files(&src).len() as u64;
+    let repo = Repo::init(tmp.path().join("repo"));
+    let max_chunk = repo.config()["chunker"]["max_size"]
+        .as_u64()
+        .expect("chunker.max_size in the config");
+    repo.backup_json(&src);
+
+    // Same size, one byte different in the middle, newer mtime.
+    let big = src.join(BIG_FILE);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&big)
+        .expect("open the big file");
+    let len = f.metadata().expect("stat").len();
+    let mid = len / 2;
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, mid).expect("read a byte");
+    f.write_all_at(&[!b[0]], mid).expect("write a byte");
+    let mtime = f.metadata().expect("stat").modified().expect("mtime");
+    f.set_modified(mtime + Duration::from_secs(1))
+        .expect("bump mtime");
+    drop(f);
+
+    let s = repo.backup_json(&src);
+    let blobs = field_u64(&s, "data_blobs_added");
+    assert!((1..=2).contains(&blobs), "{blobs} data blobs added: {s:#}");
+    let added = field_u64(&s, "bytes_added");
+    assert!(
+        added < 2 * max_chunk,
+        "{added} bytes added, expected below {}: {s:#}",
+        2 * max_chunk
+    );
+    assert_eq!(field_u64(&s, "files_changed"), 1, "{s:#}");
+    assert_eq!(field_u64(&s, "files_unchanged"), files - 1, "{s:#}");
+    assert_eq!(
+        field_u64(&s, "bytes_read"),
+        len,
+        "only the big file is read: {s:#}"
+    );
+}

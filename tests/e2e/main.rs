@@ -1,0 +1,14 @@
+//! End-to-end tests of the `cairn` binary: each test builds its own source
+//! tree and repository in a temporary directory and drives the CLI.
+
+mod common;
+
+mod corruption;
+mod errors;
+mod help;
+mod incremental;
+mod init;
+mod keys;
+mod listing;
+mod partial;
+mod roundtrip;
