@@ -2,6 +2,7 @@
 //! whole tree, of a sub-directory and of a single file.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::common::Repo;
 use crate::common::compare::{assert_no_differences, entry_differences, tree_differences};
@@ -61,4 +62,33 @@ fn generated_tree_restores_identically_whole_by_sub_path_and_single_file() {
         &entry_differences(&src.join(SINGLE_FILE), &out3.join(&name)),
         "single-file restore",
     );
+}
+
+/// Restore writes each file under a longer temporary name first; for names
+/// near the 255-byte limit that name was too long, and the restore failed.
+#[test]
+fn files_with_255_byte_names_restore() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    // Names that differ only in their last byte, so a temporary name that
+    // keeps only a prefix must still tell them apart.
+    for (i, last) in (b'1'..=b'8').enumerate() {
+        let mut name = vec![b'n'; 254];
+        name.push(last);
+        let content = crate::common::source::XorShift::new(i as u64).bytes(100_000 + i);
+        std::fs::write(src.join(OsStr::from_bytes(&name)), content).expect("write");
+    }
+    let repo = Repo::init(tmp.path().join("repo"));
+    repo.run([OsStr::new("backup"), src.as_os_str()]).success();
+
+    let out = tmp.path().join("out");
+    repo.run([
+        OsStr::new("restore"),
+        OsStr::new("latest"),
+        OsStr::new("--target"),
+        out.as_os_str(),
+    ])
+    .success();
+    assert_no_differences(&tree_differences(&src, &out), "restore");
 }

@@ -222,11 +222,27 @@ async fn plan_node(repo: &Repository, node: Node, path: PathBuf, plan: &mut Plan
     Ok(())
 }
 
+/// The longest file name Linux file systems accept (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// `.<name>.cairn-restore-<pid>`, in the file's directory. A name too long
+/// to extend keeps only a prefix, and a number unique in this process keeps
+/// apart names that share that prefix.
 fn temp_path(path: &Path) -> PathBuf {
-    let mut name = b".".to_vec();
-    name.extend_from_slice(path.file_name().map(|n| n.as_bytes()).unwrap_or(b"file"));
-    name.extend_from_slice(format!(".cairn-restore-{}", std::process::id()).as_bytes());
-    path.with_file_name(os(&name))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = path.file_name().map_or(&b"file"[..], |n| n.as_bytes());
+    let mut suffix = format!(".cairn-restore-{}", std::process::id());
+    let mut keep = name.len();
+    if 1 + name.len() + suffix.len() > NAME_MAX {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        suffix.push_str(&format!("-{n}"));
+        keep = NAME_MAX - 1 - suffix.len();
+    }
+    let mut tmp = Vec::with_capacity(NAME_MAX);
+    tmp.push(b'.');
+    tmp.extend_from_slice(&name[..keep]);
+    tmp.extend_from_slice(suffix.as_bytes());
+    path.with_file_name(os(&tmp))
 }
 
 /// Restores one file through a temporary name. Errors are messages for the
