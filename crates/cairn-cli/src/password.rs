@@ -50,9 +50,10 @@ fn non_empty(p: Vec<u8>) -> Result<Vec<u8>> {
     Ok(p)
 }
 
-/// The password for a new repository: from the usual places, or asked twice.
-pub(crate) fn for_init(file: Option<&Path>) -> Result<Vec<u8>> {
-    if let Some(p) = env_bytes("CAIRN_PASSWORD") {
+/// A password being set: from the variable `env`, then `file`, then asked
+/// twice on a terminal. `what` names the missing sources in the error.
+fn new_password(env: &str, file: Option<&Path>, what: &str) -> Result<Vec<u8>> {
+    if let Some(p) = env_bytes(env) {
         return non_empty(p);
     }
     if let Some(f) = file {
@@ -61,22 +62,17 @@ pub(crate) fn for_init(file: Option<&Path>) -> Result<Vec<u8>> {
     if std::io::stdin().is_terminal() {
         return non_empty(prompt_twice()?);
     }
-    bail!(
-        "no password: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, pass --password-file, or run on a terminal"
-    )
+    bail!("no {what}: set {env}, pass a password file, or run on a terminal")
+}
+
+/// The password for a new repository: CAIRN_PASSWORD, the password file
+/// (--password-file or CAIRN_PASSWORD_FILE), or asked twice.
+pub(crate) fn for_init(file: Option<&Path>) -> Result<Vec<u8>> {
+    new_password("CAIRN_PASSWORD", file, "password")
 }
 
 /// A new password for `key add`/`key passwd`: CAIRN_NEW_PASSWORD, the
 /// --new-password-file, or asked twice.
 pub(crate) fn new_key(file: Option<&Path>) -> Result<Vec<u8>> {
-    if let Some(p) = env_bytes("CAIRN_NEW_PASSWORD") {
-        return non_empty(p);
-    }
-    if let Some(f) = file {
-        return non_empty(first_line(f)?);
-    }
-    if std::io::stdin().is_terminal() {
-        return non_empty(prompt_twice()?);
-    }
-    bail!("no new password: set CAIRN_NEW_PASSWORD, pass --new-password-file, or run on a terminal")
+    new_password("CAIRN_NEW_PASSWORD", file, "new password")
 }

@@ -168,6 +168,14 @@ pub fn open(keys: &Keys, kind: Kind, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> 
 }
 
 fn decompress(payload: &[u8], kind: Kind) -> Result<Vec<u8>> {
+    // Exactly one frame, filling the payload: no skippable or extra frames.
+    let frame_len = zstd::zstd_safe::find_frame_compressed_size(payload).ok();
+    if frame_len != Some(payload.len()) {
+        return Err(Error::corrupt(
+            "sealed object",
+            format!("{kind}: payload is not exactly one zstd frame"),
+        ));
+    }
     let size = zstd::zstd_safe::get_frame_content_size(payload)
         .ok()
         .flatten()

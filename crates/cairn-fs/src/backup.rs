@@ -118,10 +118,9 @@ pub async fn backup(
         ParentChoice::Auto => select_parent(repo, &opts.hostname, &path_bytes).await?,
     };
     let layout = root_layout(&paths)?;
-    let parent_root = parent
-        .as_ref()
-        .filter(|(_, s)| s.root_layout == layout)
-        .map(|(_, s)| s.tree);
+    // A parent with another root layout cannot be compared entry by entry.
+    let parent = parent.filter(|(_, s)| s.root_layout == layout);
+    let parent_root = parent.as_ref().map(|(_, s)| s.tree);
     let writer = BlobWriter::new(repo)?;
     let handle = tokio::runtime::Handle::current();
     let walker = Walker {
@@ -251,8 +250,10 @@ struct Walker {
     stats: Counters,
 }
 
-/// A failure reading one entry (a warning) or of the repository (fatal).
+/// Why an entry is not in the snapshot: left out by design (a note in the
+/// log), unreadable (a warning: exit code 3), or a repository failure (fatal).
 enum EntryError {
+    Omit(&'static str),
     Skip(Warning),
     Fatal(Error),
 }
@@ -361,6 +362,10 @@ impl Walker {
         let mut node = meta::node_from(name, m);
         match self.fill(path, &mut node, old) {
             Ok(()) => Ok(Some(node)),
+            Err(EntryError::Omit(why)) => {
+                tracing::info!(path = %path.display(), "{why}");
+                Ok(None)
+            }
             Err(EntryError::Skip(w)) => {
                 self.warn(&w.path, w.message);
                 Ok(None)
@@ -429,10 +434,9 @@ impl Walker {
                     .to_vec();
             }
             NodeKind::Socket => {
-                return Err(EntryError::Skip(Warning {
-                    path: path.to_owned(),
-                    message: "socket skipped: sockets cannot be backed up".into(),
-                }));
+                return Err(EntryError::Omit(
+                    "socket left out: a socket has no content to restore",
+                ));
             }
             NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {}
         }

@@ -69,7 +69,7 @@ impl Repository {
             .list(paths::DATA)
             .await?
             .into_iter()
-            .filter_map(|o| paths::id_of_path(&o.path).map(|id| (id, o.size)))
+            .filter_map(|o| paths::id_in(paths::DATA, &o.path).map(|id| (id, o.size)))
             .collect();
         for (pack, entries) in &by_pack {
             match listed.get(pack) {
@@ -138,7 +138,7 @@ impl Repository {
                 for node in &tree.nodes {
                     match node.kind {
                         NodeKind::Dir => stack.extend(node.subtree),
-                        NodeKind::File => {
+                        NodeKind::File | NodeKind::BlockDevice => {
                             for c in &node.content {
                                 if !self.index().contains(c) {
                                     report.error(

@@ -26,7 +26,7 @@ impl Repository {
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let mut out = Vec::new();
         for o in self.store().list(paths::KEYS).await? {
-            let Some(id) = paths::id_of_path(&o.path) else {
+            let Some(id) = paths::id_in(paths::KEYS, &o.path) else {
                 continue;
             };
             let kf = KeyFile::decode(&self.store().get(&o.path).await?)?;

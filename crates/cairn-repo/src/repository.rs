@@ -155,15 +155,15 @@ impl Repository {
         }
         config.validate()?;
         let master = cairn_core::MasterKey::generate(rng.as_ref());
-        let keyfile = KeyFile::create(
-            &master,
-            password,
-            opts.kdf,
-            opts.now,
-            &opts.host,
-            &opts.user,
-            rng.as_ref(),
-        )?;
+        let keyfile = {
+            let (master, password, rng) = (master.clone(), password.to_vec(), rng.clone());
+            let (kdf, now, host, user) = (opts.kdf, opts.now, opts.host.clone(), opts.user.clone());
+            tokio::task::spawn_blocking(move || {
+                KeyFile::create(&master, &password, kdf, now, &host, &user, rng.as_ref())
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??
+        };
         let key_id = keyfile.id();
         let key_path = paths::key(&key_id);
         store
@@ -175,6 +175,9 @@ impl Repository {
             Ok(()) => {
                 // Read back: a backend that ignores create-only writes may
                 // have let a racing init overwrite ours.
+                // If that read fails, the key file stays: the config may be
+                // ours, and a config without its key is unrecoverable, while
+                // a stray key file is harmless.
                 let stored = store.get(paths::CONFIG).await?;
                 Config::open(&keys, &stored).is_ok_and(|c| c == config)
             }
@@ -188,18 +191,34 @@ impl Repository {
             let _ = store.delete(&key_path).await;
             return Err(Error::AlreadyInitialized { location });
         }
-        Ok(Repository {
+        Ok(Repository::assemble(
+            store,
+            master,
+            config,
+            key_id,
+            OpenOptions { rng, clock },
+        ))
+    }
+
+    fn assemble(
+        store: Store,
+        master: cairn_core::MasterKey,
+        config: Config,
+        key_id: Id,
+        opts: OpenOptions,
+    ) -> Repository {
+        Repository {
             inner: Arc::new(Inner {
                 store,
+                keys: master.derive(),
                 master,
-                keys,
                 config,
                 key_id,
                 index: RwLock::new(Index::default()),
-                rng,
-                clock,
+                rng: opts.rng,
+                clock: opts.clock,
             }),
-        })
+        }
     }
 
     /// Opens a repository with a password and loads its index.
@@ -212,20 +231,8 @@ impl Repository {
         };
         Config::check_magic(&stored)?;
         let (key_id, master) = unlock(&store, password).await?;
-        let keys = master.derive();
-        let config = Config::open(&keys, &stored)?;
-        let repo = Repository {
-            inner: Arc::new(Inner {
-                store,
-                master,
-                keys,
-                config,
-                key_id,
-                index: RwLock::new(Index::default()),
-                rng: opts.rng,
-                clock: opts.clock,
-            }),
-        };
+        let config = Config::open(&master.derive(), &stored)?;
+        let repo = Repository::assemble(store, master, config, key_id, opts);
         repo.reload_index().await?;
         Ok(repo)
     }
@@ -234,7 +241,7 @@ impl Repository {
     pub async fn reload_index(&self) -> Result<()> {
         let listed = self.inner.store.list(paths::INDEX).await?;
         let files: Vec<(Id, IndexFile)> = futures::stream::iter(listed)
-            .filter_map(|o| async move { paths::id_of_path(&o.path) })
+            .filter_map(|o| async move { paths::id_in(paths::INDEX, &o.path) })
             .map(|id| async move { Ok::<_, Error>((id, self.read_index_file(&id).await?)) })
             .buffer_unordered(LOAD_CONCURRENCY)
             .try_collect()
@@ -303,7 +310,7 @@ async fn unlock(store: &Store, password: &[u8]) -> Result<(Id, cairn_core::Maste
     let mut wrong_password = false;
     let mut other_error = None;
     for o in listed {
-        let Some(id) = paths::id_of_path(&o.path) else {
+        let Some(id) = paths::id_in(paths::KEYS, &o.path) else {
             continue;
         };
         let bytes = store.get(&o.path).await?;

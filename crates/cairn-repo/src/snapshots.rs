@@ -41,7 +41,7 @@ impl Repository {
             .list(paths::SNAPSHOTS)
             .await?
             .iter()
-            .filter_map(|o| paths::id_of_path(&o.path))
+            .filter_map(|o| paths::id_in(paths::SNAPSHOTS, &o.path))
             .collect())
     }
 

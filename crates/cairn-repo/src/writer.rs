@@ -251,7 +251,22 @@ async fn upload_loop(
     loop {
         tokio::select! {
             Some(done) = inflight.next(), if !inflight.is_empty() => {
-                unindexed.push(done?);
+                let done = match done {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Stop taking packs, but index every pack that did
+                        // upload, so the next backup reuses it.
+                        drop(rx);
+                        while let Some(other) = inflight.next().await {
+                            unindexed.extend(other.ok());
+                        }
+                        if !unindexed.is_empty() {
+                            write_index(&shared, unindexed).await?;
+                        }
+                        return Err(e);
+                    }
+                };
+                unindexed.push(done);
                 if unindexed.len() >= INDEX_EVERY_PACKS {
                     write_index(&shared, std::mem::take(&mut unindexed)).await?;
                 }

@@ -70,7 +70,13 @@ pub(crate) async fn run(g: &Global, a: LsArgs) -> Result<u8> {
             let mut v = serde_json::to_value(n)?;
             if let Some(o) = v.as_object_mut() {
                 o.remove("content");
-                o.insert("path".into(), serde_json::json!(p));
+                // Same rendering as names: a string, or {"hex": …} when
+                // the path is not UTF-8, so nothing is lost.
+                let path = match std::str::from_utf8(&e.path) {
+                    Ok(t) => serde_json::json!(t),
+                    Err(_) => serde_json::json!({ "hex": hex::encode(&e.path) }),
+                };
+                o.insert("path".into(), path);
             }
             println!("{}", serde_json::to_string(&v)?);
         } else if a.long {
