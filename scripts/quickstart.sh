@@ -3,13 +3,14 @@
 #
 #   ./scripts/quickstart.sh [DIR] [REPO]
 #
-# DIR defaults to this source tree, REPO to ./cairn-repo. The password comes
+# DIR defaults to this source tree, REPO to ~/.cache/cairn/quickstart-repo
+# (outside DIR, so the repository never backs itself up). The password comes
 # from CAIRN_PASSWORD (default "change-me" for this demonstration only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 dir="${1:-.}"
-repo="${2:-./cairn-repo}"
+repo="${2:-$HOME/.cache/cairn/quickstart-repo}"
 export CAIRN_PASSWORD="${CAIRN_PASSWORD:-change-me}"
 
 cargo build --release --locked -p cairn-cli
