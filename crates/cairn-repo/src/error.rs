@@ -63,6 +63,32 @@ pub enum Error {
     /// No key matches, or the key cannot be removed.
     #[error("{0}")]
     Key(String),
+    /// A caller passed an argument that cannot work (e.g. an empty retention policy).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// This process's writer session was not refreshed in time, so prune may
+    /// already treat it as dead: the snapshot is not saved. Run the backup again.
+    #[error(
+        "writer session {session} expired (last refreshed {age} s ago, limit {limit} s); the snapshot was not saved, run the backup again"
+    )]
+    SessionExpired {
+        /// The session.
+        session: Id,
+        /// Seconds since its last refresh.
+        age: i64,
+        /// The limit.
+        limit: i64,
+    },
+    /// Another prune is running; two at once could each delete what the other still needs.
+    #[error("another prune is running (session {session} on {host}, pid {pid}); try again later")]
+    PruneRunning {
+        /// Its session.
+        session: Id,
+        /// Its host.
+        host: String,
+        /// Its process id.
+        pid: u32,
+    },
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

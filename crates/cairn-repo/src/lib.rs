@@ -38,16 +38,19 @@
 
 mod check;
 mod error;
+mod forget;
 mod index;
 mod keyring;
 mod paths;
 mod read;
 mod repository;
+pub mod retention;
 mod snapshots;
 mod writer;
 
 pub use check::{CheckOptions, CheckProblem, CheckReport};
 pub use error::{Error, Result};
+pub use forget::{ForgetEntry, ForgetGroup, ForgetReport, GroupKey, plan as plan_forget};
 pub use index::{BlobLocation, Index};
 pub use keyring::KeyInfo;
 pub use repository::{InitOptions, OpenOptions, Repository};

@@ -1,0 +1,180 @@
+//! `forget`: apply a retention policy to every group of snapshots and delete
+//! the snapshots it does not keep. The blobs they alone referenced stay until
+//! `prune` removes them.
+
+use std::collections::BTreeMap;
+
+use cairn_core::Id;
+use cairn_core::format::{Snapshot, Source};
+
+use crate::retention::{self, Candidate, Policy};
+use crate::{Error, Repository, Result, paths};
+
+/// Which snapshots belong together for retention: the same source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GroupKey {
+    /// Paths on a host: the hostname and the sorted set of paths.
+    Filesystem {
+        /// Host.
+        host: String,
+        /// Paths, sorted, lossily shown as UTF-8.
+        paths: Vec<String>,
+    },
+    /// A Kubernetes volume: cluster, namespace and claim name.
+    KubernetesVolume {
+        /// Cluster.
+        cluster: String,
+        /// Namespace.
+        namespace: String,
+        /// Claim.
+        name: String,
+    },
+}
+
+impl GroupKey {
+    /// The group a snapshot belongs to.
+    pub fn of(s: &Snapshot) -> GroupKey {
+        match &s.source {
+            Source::Filesystem => {
+                let mut paths: Vec<String> = s
+                    .paths
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect();
+                paths.sort();
+                paths.dedup();
+                GroupKey::Filesystem {
+                    host: s.hostname.clone(),
+                    paths,
+                }
+            }
+            Source::KubernetesVolume {
+                cluster,
+                namespace,
+                name,
+            } => GroupKey::KubernetesVolume {
+                cluster: cluster.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupKey::Filesystem { host, paths } => write!(f, "host {host}, paths {paths:?}"),
+            GroupKey::KubernetesVolume {
+                cluster,
+                namespace,
+                name,
+            } => write!(f, "volume {cluster}/{namespace}/{name}"),
+        }
+    }
+}
+
+/// One snapshot in a forget report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForgetEntry {
+    /// Snapshot id.
+    pub id: Id,
+    /// Its time, seconds since the epoch (UTC).
+    pub time: i64,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Why it is kept; empty for removed snapshots.
+    pub reasons: Vec<String>,
+}
+
+/// What forget decided for one group, newest snapshot first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForgetGroup {
+    /// The group.
+    pub group: GroupKey,
+    /// Snapshots kept, with reasons.
+    pub keep: Vec<ForgetEntry>,
+    /// Snapshots removed (or that would be, in a dry run).
+    pub remove: Vec<ForgetEntry>,
+}
+
+/// The outcome of [`Repository::forget`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ForgetReport {
+    /// True if nothing was deleted.
+    pub dry_run: bool,
+    /// One entry per group.
+    pub groups: Vec<ForgetGroup>,
+}
+
+impl ForgetReport {
+    /// Every snapshot removed (or to be removed).
+    pub fn removed(&self) -> impl Iterator<Item = &ForgetEntry> {
+        self.groups.iter().flat_map(|g| g.remove.iter())
+    }
+}
+
+/// Applies `policy` to each group of `snaps` (pure: decides, deletes nothing).
+pub fn plan(snaps: &[(Id, Snapshot)], policy: &Policy) -> Vec<ForgetGroup> {
+    let mut groups: BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> = BTreeMap::new();
+    for s in snaps {
+        groups.entry(GroupKey::of(&s.1)).or_default().push(s);
+    }
+    groups
+        .into_iter()
+        .map(|(group, mut members)| {
+            // Newest first, ties by id, so the decision is deterministic.
+            members.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(a.0.cmp(&b.0)));
+            let candidates: Vec<Candidate> = members
+                .iter()
+                .map(|(_, s)| Candidate {
+                    time: s.time.secs,
+                    tags: s.tags.clone(),
+                })
+                .collect();
+            let reasons = retention::apply(&candidates, policy);
+            let mut g = ForgetGroup {
+                group,
+                keep: Vec::new(),
+                remove: Vec::new(),
+            };
+            for ((id, s), reasons) in members.into_iter().map(|m| (&m.0, &m.1)).zip(reasons) {
+                let e = ForgetEntry {
+                    id: *id,
+                    time: s.time.secs,
+                    tags: s.tags.clone(),
+                    reasons,
+                };
+                if e.reasons.is_empty() {
+                    g.remove.push(e);
+                } else {
+                    g.keep.push(e);
+                }
+            }
+            g
+        })
+        .collect()
+}
+
+impl Repository {
+    /// Applies a retention policy to every group of snapshots and, unless
+    /// `dry_run`, deletes the snapshots it does not keep. An empty policy is
+    /// refused: it would delete every snapshot.
+    pub async fn forget(&self, policy: &Policy, dry_run: bool) -> Result<ForgetReport> {
+        if policy.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no retention rule given: refusing to remove every snapshot".into(),
+            ));
+        }
+        let snaps = self.list_snapshots().await?;
+        let groups = plan(&snaps, policy);
+        let report = ForgetReport { dry_run, groups };
+        if !dry_run {
+            for e in report.removed() {
+                self.store().delete(&paths::snapshot(&e.id)).await?;
+            }
+        }
+        Ok(report)
+    }
+}
