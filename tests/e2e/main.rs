@@ -5,6 +5,7 @@ mod common;
 
 mod corruption;
 mod errors;
+mod fidelity;
 mod help;
 mod incremental;
 mod init;

@@ -15,8 +15,12 @@ mod meta;
 mod owners;
 mod progress;
 mod restore;
+mod xattr;
 
-pub use backup::{BackupOptions, BackupOutcome, ParentChoice, backup, select_parent};
+pub use backup::{
+    BackupOptions, BackupOutcome, CACHEDIR_SIGNATURE, ParentChoice, Selection, backup,
+    select_parent,
+};
 pub use browse::{Entry, resolve, walk};
 pub use error::{Error, Result, Warning};
 pub use progress::Progress;

@@ -74,9 +74,11 @@ fn timespec(t: Timestamp) -> Timespec {
     }
 }
 
-/// Applies ownership (when `owners`), mode and times to `path`, in the order
-/// that keeps each step from undoing another: chown clears set-id bits, so
-/// mode comes after it; times come last.
+/// Applies ownership (when `owners`), extended attributes, mode and times to
+/// `path`, in the order that keeps each step from undoing another: chown
+/// clears set-id bits and `security.capability`, so both come after it; an
+/// ACL rewrites the permission bits, so mode comes after the attributes (and
+/// agrees with the ACL, as both were recorded together); times come last.
 pub(crate) fn apply(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
     let symlink = node.kind == NodeKind::Symlink;
     if owners {
@@ -88,6 +90,7 @@ pub(crate) fn apply(path: &Path, node: &Node, owners: bool) -> std::io::Result<(
             AtFlags::SYMLINK_NOFOLLOW,
         )?;
     }
+    crate::xattr::apply(path, &node.xattrs, rustix::process::geteuid().is_root())?;
     if !symlink {
         std::fs::set_permissions(path, Permissions::from_mode(node.mode))?;
     }

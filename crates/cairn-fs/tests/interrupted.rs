@@ -34,6 +34,7 @@ fn options(dir: &std::path::Path) -> BackupOptions {
         source: Source::Filesystem,
         time: Timestamp { secs: 1, nanos: 0 },
         program_version: "test".into(),
+        ..Default::default()
     }
 }
 

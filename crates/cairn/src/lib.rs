@@ -33,6 +33,7 @@
 //!         source: cairn::Source::Filesystem,
 //!         time: cairn::Timestamp { secs: 1_700_000_000, nanos: 0 },
 //!         program_version: "example".into(),
+//!         ..Default::default()
 //!     },
 //!     Arc::new(Progress::default()),
 //! )
@@ -62,7 +63,7 @@ pub use cairn_core::format::{
 pub use cairn_core::{Id, Kind};
 pub use cairn_fs::{
     BackupOptions, BackupOutcome, Entry, ParentChoice, Progress, RestoreOptions, RestoreOutcome,
-    Warning, backup, resolve, restore, select_parent, walk,
+    Selection, Warning, backup, resolve, restore, select_parent, walk,
 };
 pub use cairn_repo::{
     CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,

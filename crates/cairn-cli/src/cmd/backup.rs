@@ -31,6 +31,7 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
             source: Source::Filesystem,
             time: context::now(),
             program_version: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_owned(),
+            ..Default::default()
         },
         progress,
     )

@@ -1,0 +1,253 @@
+//! The backup pipeline.
+//!
+//! Directories are walked in parallel on rayon (entries of one directory,
+//! and chunks of one file, are processed concurrently). A file whose size,
+//! mtime, ctime and inode match the parent snapshot reuses the parent's
+//! chunk list without being opened. Trees are written bottom-up; the
+//! snapshot is saved only after every pack and index file is stored.
+
+mod select;
+mod sparse;
+mod walk;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use cairn_core::Id;
+use cairn_core::format::{RootLayout, Snapshot, SnapshotStats, Source, Timestamp};
+use cairn_repo::{BlobWriter, Repository, WriterStats};
+
+use select::Selector;
+pub use select::{CACHEDIR_SIGNATURE, Selection};
+use walk::Walker;
+
+use crate::{Error, Progress, Result, Warning};
+
+/// Which snapshot to compare against to skip unchanged files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ParentChoice {
+    /// The newest snapshot with the same hostname and paths.
+    #[default]
+    Auto,
+    /// Read every file.
+    None,
+    /// This snapshot.
+    Snapshot(Id),
+}
+
+/// What to back up and how to label it.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Paths to back up (made absolute, not resolved through symlinks).
+    pub paths: Vec<PathBuf>,
+    /// Host recorded in the snapshot and used to choose the parent.
+    pub hostname: String,
+    /// User recorded in the snapshot.
+    pub username: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Parent selection.
+    pub parent: ParentChoice,
+    /// Source identity.
+    pub source: Source,
+    /// Snapshot time.
+    pub time: Timestamp,
+    /// Program version recorded in the snapshot.
+    pub program_version: String,
+    /// What to leave out.
+    pub selection: Selection,
+}
+
+/// The result of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub snapshot_id: Id,
+    /// The new snapshot.
+    pub snapshot: Snapshot,
+    /// What was added to the repository.
+    pub writer: WriterStats,
+    /// Entries that could not be read (they are not in the snapshot).
+    pub warnings: Vec<Warning>,
+}
+
+/// Chooses the newest snapshot with the same hostname and set of paths.
+pub async fn select_parent(
+    repo: &Repository,
+    hostname: &str,
+    paths: &[Vec<u8>],
+) -> Result<Option<(Id, Snapshot)>> {
+    let mut want: Vec<&Vec<u8>> = paths.iter().collect();
+    want.sort();
+    Ok(repo
+        .list_snapshots()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| {
+            let mut have: Vec<&Vec<u8>> = s.paths.iter().collect();
+            have.sort();
+            s.hostname == hostname && have == want
+        }))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::io(p, e))
+}
+
+/// Backs up `opts.paths` into a new snapshot.
+pub async fn backup(
+    repo: &Repository,
+    opts: BackupOptions,
+    progress: std::sync::Arc<Progress>,
+) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    if opts.paths.is_empty() {
+        return Err(Error::Invalid("no paths to back up".into()));
+    }
+    let paths: Vec<PathBuf> = opts
+        .paths
+        .iter()
+        .map(|p| absolute(p))
+        .collect::<Result<_>>()?;
+    let path_bytes: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| p.as_os_str().as_bytes().to_vec())
+        .collect();
+    let parent = match &opts.parent {
+        ParentChoice::None => None,
+        ParentChoice::Snapshot(id) => Some((*id, repo.load_snapshot(id).await?)),
+        ParentChoice::Auto => select_parent(repo, &opts.hostname, &path_bytes).await?,
+    };
+    let layout = root_layout(&paths)?;
+    // A parent with another root layout cannot be compared entry by entry.
+    let parent = parent.filter(|(_, s)| s.root_layout == layout);
+    let parent_root = parent.as_ref().map(|(_, s)| s.tree);
+    let select = Selector::new(&opts.selection)?;
+    let writer = BlobWriter::new(repo)?;
+    let handle = tokio::runtime::Handle::current();
+    let walker = Walker {
+        repo: repo.clone(),
+        handle,
+        writer,
+        progress,
+        warnings: Mutex::new(Vec::new()),
+        stats: Counters::default(),
+        select,
+        linked: Mutex::new(HashMap::new()),
+        zeros: Mutex::new(HashMap::new()),
+    };
+    let (walker, root) = tokio::task::spawn_blocking(move || {
+        let root = walker.backup_root(&paths, layout, parent_root);
+        (walker, root)
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("backup task failed: {e}")))?;
+    let Walker {
+        writer,
+        warnings,
+        stats,
+        ..
+    } = walker;
+    // On a fatal error, still wait for the uploads in flight: what they
+    // stored is indexed and the next backup reuses it.
+    let finished = writer.finish().await;
+    // An upload failure stops the walk with a generic "uploader stopped";
+    // the uploader's own error is the cause the user needs to see.
+    let (root, writer_stats) = match (root, finished) {
+        (_, Err(e)) => return Err(e.into()),
+        (Err(e), _) => return Err(e),
+        (Ok(root), Ok(stats)) => (root, stats),
+    };
+    let warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut snapshot = Snapshot {
+        time: opts.time,
+        tree: root,
+        hostname: opts.hostname,
+        username: opts.username,
+        paths: path_bytes,
+        root_layout: layout,
+        source: opts.source,
+        tags: opts.tags,
+        parent: parent.map(|(id, _)| id),
+        stats: stats.to_stats(&writer_stats, warnings.len() as u64),
+        program_version: opts.program_version,
+    };
+    snapshot.stats.duration_nanos = started.elapsed().as_nanos() as u64;
+    let snapshot_id = repo.save_snapshot(&snapshot).await?;
+    Ok(BackupOutcome {
+        snapshot_id,
+        snapshot,
+        writer: writer_stats,
+        warnings,
+    })
+}
+
+/// One directory path is stored as its listing; anything else as one entry
+/// per path, which needs distinct, non-empty last components.
+fn root_layout(paths: &[PathBuf]) -> Result<RootLayout> {
+    if let [p] = paths {
+        if std::fs::symlink_metadata(p)
+            .map_err(|e| Error::io(p, e))?
+            .is_dir()
+        {
+            return Ok(RootLayout::Directory);
+        }
+    }
+    let mut names: Vec<&OsStr> = Vec::new();
+    for p in paths {
+        let name = p.file_name().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: cannot be combined with other paths",
+                p.display()
+            ))
+        })?;
+        if names.contains(&name) {
+            return Err(Error::Invalid(format!(
+                "two paths end in {:?}; back them up in separate snapshots",
+                name
+            )));
+        }
+        names.push(name);
+    }
+    Ok(RootLayout::PerPath)
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) files_new: AtomicU64,
+    pub(super) files_changed: AtomicU64,
+    pub(super) files_unchanged: AtomicU64,
+    pub(super) dirs_new: AtomicU64,
+    pub(super) dirs_changed: AtomicU64,
+    pub(super) dirs_unchanged: AtomicU64,
+    pub(super) bytes_read: AtomicU64,
+    pub(super) bytes_total: AtomicU64,
+}
+
+impl Counters {
+    fn to_stats(&self, w: &WriterStats, errors: u64) -> SnapshotStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SnapshotStats {
+            files_new: g(&self.files_new),
+            files_changed: g(&self.files_changed),
+            files_unchanged: g(&self.files_unchanged),
+            dirs_new: g(&self.dirs_new),
+            dirs_changed: g(&self.dirs_changed),
+            dirs_unchanged: g(&self.dirs_unchanged),
+            bytes_read: g(&self.bytes_read),
+            bytes_total: g(&self.bytes_total),
+            data_blobs_added: w.data_blobs,
+            tree_blobs_added: w.tree_blobs,
+            bytes_added: w.bytes_added,
+            bytes_stored: w.bytes_stored,
+            errors,
+            duration_nanos: 0,
+        }
+    }
+}
