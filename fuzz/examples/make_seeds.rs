@@ -10,8 +10,8 @@ use std::path::Path;
 
 use cairn_core::format::pack_v1::{self, PackEntry};
 use cairn_core::format::{
-    Config, IndexFile, IndexPack, KdfParams, KeyFile, Node, NodeKind, RootLayout, Snapshot,
-    SnapshotStats, Source, Timestamp, Tree, Xattr,
+    Config, IndexFile, IndexPack, KdfParams, KeyFile, Node, NodeKind, RootLayout, Session,
+    SessionPurpose, Snapshot, SnapshotStats, Source, Timestamp, Tree, Xattr,
 };
 use cairn_core::{Id, Kind, MasterKey, SeededRandom};
 
@@ -136,11 +136,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         supersedes: vec![id(10)],
     };
     let [fs_snapshot, k8s_snapshot] = snapshots();
-    let seeds: [(&str, &str, Vec<u8>); 8] = [
+    let session = Session {
+        id: id(12),
+        purpose: SessionPurpose::Backup,
+        host: "node-a".into(),
+        pid: 4242,
+        started: 1_700_000_000,
+        refreshed: 1_700_000_300,
+    };
+    let seeds: [(&str, &str, Vec<u8>); 9] = [
         ("keyfile", "fast", key_file.encode()),
         ("config", "new", Config::new(1_700_000_000, &rng).encode()),
         ("pack_header", "two-blobs", header),
         ("index", "one-pack", index.encode()),
+        ("session", "backup", session.encode()),
         ("tree", "every-kind", tree()?),
         ("snapshot", "filesystem", fs_snapshot),
         ("snapshot", "kubernetes-with-parent", k8s_snapshot),

@@ -42,6 +42,8 @@ pub enum Kind {
     Snapshot = 5,
     /// The repository config.
     Config = 6,
+    /// A writer session.
+    Session = 7,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             4 => Kind::Index,
             5 => Kind::Snapshot,
             6 => Kind::Config,
+            7 => Kind::Session,
             _ => return None,
         })
     }
@@ -72,6 +75,7 @@ impl std::fmt::Display for Kind {
             Kind::Index => "index",
             Kind::Snapshot => "snapshot",
             Kind::Config => "config",
+            Kind::Session => "session",
         })
     }
 }

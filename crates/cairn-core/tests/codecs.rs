@@ -5,7 +5,9 @@
 mod common;
 
 use cairn_core::format::pack_v1::{self, PackBuilder};
-use cairn_core::format::{Config, IndexFile, KdfParams, KeyFile, Node, NodeKind, Snapshot, Tree};
+use cairn_core::format::{
+    Config, IndexFile, KdfParams, KeyFile, Node, NodeKind, Session, Snapshot, Tree,
+};
 use cairn_core::{Compression, Error, Id, Kind, MasterKey, SeededRandom, open, seal};
 use common::*;
 use proptest::prelude::*;
@@ -38,6 +40,28 @@ proptest! {
     #[test]
     fn index_file_round_trips(f in index_file()) {
         prop_assert_eq!(IndexFile::decode(&f.encode())?, f);
+    }
+
+    #[test]
+    fn session_round_trips_sealed(
+        s in session(), keys in keys(), seed in any::<u64>(),
+    ) {
+        let plain = s.encode();
+        prop_assert_eq!(Session::decode(&plain)?, s.clone());
+        let rng = SeededRandom::new(seed);
+        let sealed = seal(&keys, Kind::Session, &s.id, &plain, Compression::None, &rng);
+        prop_assert_eq!(Session::decode(&open(&keys, Kind::Session, &s.id, &sealed)?)?, s.clone());
+        // Sealed under its own id: another session's name does not open it.
+        let mut other = *s.id.as_bytes();
+        other[0] ^= 1;
+        prop_assert!(open(&keys, Kind::Session, &Id::from_bytes(other), &sealed).is_err());
+    }
+
+    #[test]
+    fn session_rejects_refresh_before_start(s in session(), back in 1i64..1000) {
+        let bad = Session { refreshed: s.started.saturating_sub(back), ..s.clone() };
+        prop_assume!(bad.refreshed < bad.started);
+        prop_assert!(Session::decode(&bad.encode()).is_err());
     }
 
     #[test]

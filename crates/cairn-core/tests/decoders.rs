@@ -6,7 +6,7 @@
 mod common;
 
 use cairn_core::format::pack_v1;
-use cairn_core::format::{Config, IndexFile, KeyFile, Snapshot, Tree};
+use cairn_core::format::{Config, IndexFile, KeyFile, Session, Snapshot, Tree};
 use cairn_core::{Error, Id, MasterKey, open};
 use common::*;
 use proptest::collection::vec;
@@ -84,6 +84,14 @@ fn check_index(b: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn check_session(b: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(s) = Session::decode(b) {
+        prop_assert_eq!(s.encode(), b);
+        prop_assert_eq!(Session::decode(&s.encode())?, s);
+    }
+    Ok(())
+}
+
 fn check_tree(b: &[u8]) -> Result<(), TestCaseError> {
     if let Ok(t) = Tree::decode(b) {
         let again = t.encode()?;
@@ -130,6 +138,7 @@ proptest! {
         check_key_file(&b)?;
         check_key_file(&[&b"CAIRNKEY"[..], &b].concat())?;
         check_index(&b)?;
+        check_session(&b)?;
         check_tree(&b)?;
         check_snapshot(&b)?;
         check_pack_header(&b, data_len)?;
@@ -150,6 +159,11 @@ proptest! {
     #[test]
     fn index_decoder_survives_edits(f in index_file(), e in edits()) {
         check_index(&apply(f.encode(), &e))?;
+    }
+
+    #[test]
+    fn session_decoder_survives_edits(s in session(), e in edits()) {
+        check_session(&apply(s.encode(), &e))?;
     }
 
     #[test]

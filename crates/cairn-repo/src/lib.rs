@@ -45,6 +45,7 @@ mod paths;
 mod read;
 mod repository;
 pub mod retention;
+mod sessions;
 mod snapshots;
 mod writer;
 
@@ -54,4 +55,5 @@ pub use forget::{ForgetEntry, ForgetGroup, ForgetReport, GroupKey, plan as plan_
 pub use index::{BlobLocation, Index};
 pub use keyring::KeyInfo;
 pub use repository::{InitOptions, OpenOptions, Repository};
+pub use sessions::{REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo};
 pub use writer::{BlobWriter, WriterStats};

@@ -7,6 +7,7 @@ pub(crate) const KEYS: &str = "keys";
 pub(crate) const DATA: &str = "data";
 pub(crate) const INDEX: &str = "index";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
+pub(crate) const SESSIONS: &str = "sessions";
 
 pub(crate) fn pack(id: &Id) -> String {
     let h = id.to_hex();
@@ -23,6 +24,10 @@ pub(crate) fn index(id: &Id) -> String {
 
 pub(crate) fn snapshot(id: &Id) -> String {
     format!("{SNAPSHOTS}/{id}")
+}
+
+pub(crate) fn session(id: &Id) -> String {
+    format!("{SESSIONS}/{id}")
 }
 
 /// The id named by a listed object path, if the path is the canonical name

@@ -1,6 +1,6 @@
 //! Creating and opening repositories.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 use cairn_core::format::{Config, IndexFile, KdfParams, KeyFile};
@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) index: RwLock<Index>,
     pub(crate) rng: Arc<dyn RandomSource>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Writer sessions this process announced and has not ended.
+    pub(crate) sessions: Mutex<Vec<Arc<crate::sessions::SessionHandle>>>,
 }
 
 /// An open repository. Cheap to clone; clones share the index.
@@ -217,6 +219,7 @@ impl Repository {
                 index: RwLock::new(Index::default()),
                 rng: opts.rng,
                 clock: opts.clock,
+                sessions: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -239,19 +242,28 @@ impl Repository {
 
     /// Re-reads every index file, replacing the in-memory index.
     pub async fn reload_index(&self) -> Result<()> {
-        let listed = self.inner.store.list(paths::INDEX).await?;
-        let files: Vec<(Id, IndexFile)> = futures::stream::iter(listed)
-            .filter_map(|o| async move { paths::id_in(paths::INDEX, &o.path) })
-            .map(|id| async move { Ok::<_, Error>((id, self.read_index_file(&id).await?)) })
-            .buffer_unordered(LOAD_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut index = Index::default();
-        for (id, f) in &files {
-            index.add_file(*id, f);
-        }
-        *self.write_index() = index;
+        let files = self.read_index_files().await?;
+        *self.write_index() = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
         Ok(())
+    }
+
+    /// Lists and reads every index file. A file deleted between the listing
+    /// and the read (prune superseded it) is skipped.
+    pub async fn read_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
+        let listed = self.inner.store.list(paths::INDEX).await?;
+        futures::stream::iter(listed)
+            .filter_map(|o| async move { paths::id_in(paths::INDEX, &o.path) })
+            .map(|id| async move {
+                match self.read_index_file(&id).await {
+                    Ok(f) => Ok(Some((id, f))),
+                    Err(Error::Store(e)) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(LOAD_CONCURRENCY)
+            .try_filter_map(|f| async move { Ok(f) })
+            .try_collect()
+            .await
     }
 
     /// Reads and opens one index file.

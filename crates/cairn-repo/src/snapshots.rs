@@ -10,7 +10,12 @@ use crate::{Error, Repository, Result, paths};
 
 impl Repository {
     /// Seals and stores a snapshot; returns its id.
+    ///
+    /// Refuses if a writer session of this handle has not been refreshed
+    /// recently enough (prune may have treated it as dead), and ends the
+    /// sessions of finished writers once the snapshot is stored.
     pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        self.check_sessions_fresh()?;
         let plain = snap.encode();
         let id = self.keys().id_of(&plain);
         let sealed = seal(
@@ -24,6 +29,7 @@ impl Repository {
         self.store()
             .put_new(&paths::snapshot(&id), Bytes::from(sealed))
             .await?;
+        self.end_finished_sessions().await?;
         Ok(id)
     }
 

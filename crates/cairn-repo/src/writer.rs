@@ -6,19 +6,27 @@
 //! every few packs, so a backup that is killed leaves its uploaded packs
 //! indexed and the next backup deduplicates against them. Memory is bounded:
 //! at most one open pack per kind, one queued and a few in flight.
+//!
+//! Before anything is deduplicated or uploaded, the uploader announces the
+//! writer's session (`sessions/<id>`) and then reloads the index, so every
+//! tombstone stored before the announcement is seen (docs/MAINTENANCE.md).
+//! The uploader refreshes the session while it runs; the session ends when
+//! the snapshot is stored ([`Repository::save_snapshot`]) or when the writer
+//! fails.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use bytes::Bytes;
-use cairn_core::format::{IndexFile, IndexPack, PackBuilder, PackEntry};
+use cairn_core::format::{IndexFile, IndexPack, PackBuilder, PackEntry, SessionPurpose};
 use cairn_core::{Compression, Id, Kind, seal};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
+use crate::sessions::SessionHandle;
 use crate::{Error, Repository, Result, paths};
 
 /// Pack uploads in flight at once.
@@ -27,6 +35,10 @@ const UPLOAD_CONCURRENCY: usize = 2;
 const QUEUE_DEPTH: usize = 1;
 /// Write an index file after this many uploaded packs.
 const INDEX_EVERY_PACKS: usize = 8;
+/// How often the uploader wakes up to see whether the session needs a
+/// refresh when no pack finishes (wall-clock; the decision uses the
+/// repository's clock).
+const REFRESH_WAKEUP: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What a writer added to the repository.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -82,7 +94,11 @@ struct FinishedPack {
 
 struct Shared {
     repo: Repository,
-    session: Id,
+    session: Arc<SessionHandle>,
+    /// Set by the uploader once the session is announced and the index
+    /// reloaded; `add_blob` waits for it.
+    ready: Mutex<Option<std::result::Result<(), String>>>,
+    ready_cv: Condvar,
     pending: Mutex<HashSet<Id>>,
     data: Mutex<PackBuilder>,
     tree: Mutex<PackBuilder>,
@@ -113,11 +129,12 @@ impl BlobWriter {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Internal("BlobWriter::new needs a tokio runtime".into()))?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let mut session = [0u8; 32];
-        repo.rng().fill(&mut session);
+        let session = Arc::new(SessionHandle::new(repo.rng(), SessionPurpose::Backup));
         let shared = Arc::new(Shared {
             repo: repo.clone(),
-            session: Id::from_bytes(session),
+            session,
+            ready: Mutex::new(None),
+            ready_cv: Condvar::new(),
             pending: Mutex::new(HashSet::new()),
             data: Mutex::new(PackBuilder::default()),
             tree: Mutex::new(PackBuilder::default()),
@@ -145,6 +162,7 @@ impl BlobWriter {
                 cairn_core::MAX_PLAINTEXT
             )));
         }
+        self.wait_ready()?;
         let id = repo.keys().blob_id(kind, data);
         if repo.index().contains(&id) || !lock(&self.shared.pending).insert(id) {
             return Ok((id, false));
@@ -181,6 +199,27 @@ impl BlobWriter {
                 .map_err(|_| Error::Internal("the pack uploader stopped after an error".into()))?;
         }
         Ok((id, true))
+    }
+
+    /// The writer's session id (also in its index files).
+    pub fn session(&self) -> Id {
+        self.shared.session.id
+    }
+
+    /// Blocks until the session is announced and the index reloaded.
+    fn wait_ready(&self) -> Result<()> {
+        let mut r = lock(&self.shared.ready);
+        while r.is_none() {
+            r = self
+                .shared
+                .ready_cv
+                .wait(r)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        match r.as_ref() {
+            Some(Err(e)) => Err(Error::Internal(format!("cannot start the session: {e}"))),
+            _ => Ok(()),
+        }
     }
 
     /// What was added so far.
@@ -228,23 +267,61 @@ impl BlobWriter {
             uploader,
         } = self;
         drop(tx);
-        let rest = uploader
-            .await
-            .map_err(|e| Error::Internal(format!("uploader task: {e}")))??;
-        if send_failed {
-            return Err(Error::Internal("the pack uploader stopped early".into()));
+        let result = async {
+            let rest = uploader
+                .await
+                .map_err(|e| Error::Internal(format!("uploader task: {e}")))??;
+            if send_failed {
+                return Err(Error::Internal("the pack uploader stopped early".into()));
+            }
+            if !rest.is_empty() {
+                write_index(&shared, rest).await?;
+            }
+            Ok(shared.counters.snapshot())
         }
-        if !rest.is_empty() {
-            write_index(&shared, rest).await?;
+        .await;
+        match result {
+            Ok(stats) => {
+                // The session stays until the snapshot is stored: until then
+                // its blobs are referenced by nothing prune can see.
+                shared.session.mark_finished();
+                Ok(stats)
+            }
+            Err(e) => {
+                // Best effort: a session left behind only delays prune until
+                // it goes stale.
+                let _ = shared.repo.end_session(&shared.session.id).await;
+                Err(e)
+            }
         }
-        Ok(shared.counters.snapshot())
     }
+}
+
+/// Announces the session, then reloads the index: in this order, the index
+/// the writer deduplicates against holds every tombstone stored before the
+/// session became visible.
+async fn start_session(shared: &Shared) -> Result<()> {
+    shared.repo.announce(shared.session.clone()).await?;
+    shared.repo.reload_index().await
 }
 
 async fn upload_loop(
     shared: Arc<Shared>,
+    rx: mpsc::Receiver<FinishedPack>,
+) -> Result<Vec<IndexPack>> {
+    let started = start_session(&shared).await;
+    *lock(&shared.ready) = Some(started.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    shared.ready_cv.notify_all();
+    started?;
+    upload_packs(shared, rx).await
+}
+
+async fn upload_packs(
+    shared: Arc<Shared>,
     mut rx: mpsc::Receiver<FinishedPack>,
 ) -> Result<Vec<IndexPack>> {
+    let mut ticker = tokio::time::interval(REFRESH_WAKEUP);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inflight = FuturesUnordered::new();
     let mut unindexed = Vec::new();
     let mut open = true;
@@ -270,6 +347,10 @@ async fn upload_loop(
                 if unindexed.len() >= INDEX_EVERY_PACKS {
                     write_index(&shared, std::mem::take(&mut unindexed)).await?;
                 }
+                shared.repo.refresh_if_due(&shared.session).await?;
+            }
+            _ = ticker.tick(), if open || !inflight.is_empty() => {
+                shared.repo.refresh_if_due(&shared.session).await?;
             }
             msg = rx.recv(), if open && inflight.len() < UPLOAD_CONCURRENCY => match msg {
                 Some(p) => inflight.push(upload(shared.clone(), p)),
@@ -306,7 +387,7 @@ async fn write_index(shared: &Shared, mut packs: Vec<IndexPack>) -> Result<()> {
     packs.sort_by_key(|p| p.pack);
     let created = repo.clock().now();
     let file = IndexFile {
-        session: shared.session,
+        session: shared.session.id,
         created,
         packs,
         tombstones: Vec::new(),

@@ -6,21 +6,22 @@
 #![allow(dead_code)]
 
 use cairn_core::format::{
-    Config, IndexFile, IndexPack, Node, NodeKind, PackEntry, RootLayout, Snapshot, SnapshotStats,
-    Source, Timestamp, Tree, Xattr,
+    Config, IndexFile, IndexPack, Node, NodeKind, PackEntry, RootLayout, Session, SessionPurpose,
+    Snapshot, SnapshotStats, Source, Timestamp, Tree, Xattr,
 };
 use cairn_core::{ChunkerParams, Compression, Id, Keys, Kind, MasterKey, SEAL_OVERHEAD};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
 
-pub(crate) const ALL_KINDS: [Kind; 6] = [
+pub(crate) const ALL_KINDS: [Kind; 7] = [
     Kind::Data,
     Kind::Tree,
     Kind::PackHeader,
     Kind::Index,
     Kind::Snapshot,
     Kind::Config,
+    Kind::Session,
 ];
 
 pub(crate) const ALL_NODE_KINDS: [NodeKind; 7] = [
@@ -210,6 +211,25 @@ pub(crate) fn index_file() -> impl Strategy<Value = IndexFile> {
                 supersedes,
             },
         )
+}
+
+pub(crate) fn session() -> impl Strategy<Value = Session> {
+    (
+        id(),
+        prop_oneof![Just(SessionPurpose::Backup), Just(SessionPurpose::Prune)],
+        string(40),
+        any::<u32>(),
+        any::<i64>(),
+        any::<u32>(),
+    )
+        .prop_map(|(id, purpose, host, pid, started, age)| Session {
+            id,
+            purpose,
+            host,
+            pid,
+            started,
+            refreshed: started.saturating_add(i64::from(age)),
+        })
 }
 
 /// A valid entry name: any bytes but `/` and NUL, mostly not UTF-8.

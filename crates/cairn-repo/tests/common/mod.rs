@@ -1,0 +1,128 @@
+//! Shared helpers for cairn-repo's integration tests: a repository on a
+//! fixed clock, and "backups" made of whole blobs (no file system needed).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+
+use cairn_core::format::{
+    Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source, Timestamp, Tree,
+};
+use cairn_core::{FixedClock, Id, Kind};
+use cairn_repo::{BlobWriter, InitOptions, OpenOptions, Repository};
+use cairn_store::Store;
+
+pub const PASSWORD: &[u8] = b"maintenance";
+pub const T0: i64 = 1_800_000_000;
+
+/// A fresh in-memory repository whose clock the test moves.
+pub async fn repo() -> (Repository, Arc<FixedClock>) {
+    let clock = Arc::new(FixedClock::new(T0));
+    let opts = InitOptions {
+        data_pack_size: Some(64 * 1024),
+        clock: clock.clone(),
+        ..InitOptions::insecure_fast_for_tests()
+    };
+    let repo = Repository::init(Store::memory(), PASSWORD, opts)
+        .await
+        .expect("init");
+    (repo, clock)
+}
+
+/// Opens `repo`'s store again (another process, as far as the repository
+/// can tell) on `clock`.
+pub async fn reopen(repo: &Repository, clock: Arc<FixedClock>) -> Repository {
+    let opts = OpenOptions {
+        clock,
+        ..OpenOptions::default()
+    };
+    Repository::open(repo.store().clone(), PASSWORD, opts)
+        .await
+        .expect("open")
+}
+
+/// Deterministic content of `len` bytes for file number `n`.
+pub fn content(n: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Stores each file as one data blob under a root tree and saves a snapshot.
+pub async fn backup(repo: &Repository, host: &str, files: &[(String, Vec<u8>)]) -> Id {
+    let writer = BlobWriter::new(repo).expect("writer");
+    let files = files.to_vec();
+    let (writer, root) = tokio::task::spawn_blocking(move || {
+        let mut nodes = Vec::new();
+        for (name, data) in &files {
+            let (id, _) = writer.add_blob(Kind::Data, data).expect("add");
+            let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+            n.size = data.len() as u64;
+            n.content = vec![id];
+            nodes.push(n);
+        }
+        let mut tree = Tree { nodes };
+        tree.sort();
+        let plain = tree.encode().expect("encode");
+        let (root, _) = writer.add_blob(Kind::Tree, &plain).expect("add tree");
+        (writer, root)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    let snap = Snapshot {
+        time: Timestamp {
+            secs: repo.clock().now(),
+            nanos: 0,
+        },
+        tree: root,
+        hostname: host.into(),
+        username: "test".into(),
+        paths: vec![b"/data".to_vec()],
+        root_layout: RootLayout::Directory,
+        source: Source::Filesystem,
+        tags: vec![],
+        parent: None,
+        stats: SnapshotStats::default(),
+        program_version: "test".into(),
+    };
+    repo.save_snapshot(&snap).await.expect("save snapshot")
+}
+
+/// Reads every file of a snapshot back.
+pub async fn restore(repo: &Repository, snap: &Id) -> Vec<(String, Vec<u8>)> {
+    let s = repo.load_snapshot(snap).await.expect("snapshot");
+    let tree = repo.load_tree(&s.tree).await.expect("tree");
+    let mut out = Vec::new();
+    for n in &tree.nodes {
+        let mut data = Vec::new();
+        for c in &n.content {
+            data.extend(repo.read_blob(Kind::Data, c).await.expect("blob"));
+        }
+        out.push((String::from_utf8_lossy(&n.name).into_owned(), data));
+    }
+    out
+}
+
+/// Total bytes stored under `prefix`.
+pub async fn size_of(repo: &Repository, prefix: &str) -> u64 {
+    repo.store()
+        .list(prefix)
+        .await
+        .expect("list")
+        .iter()
+        .map(|o| o.size)
+        .sum()
+}
+
+/// Number of objects under `prefix`.
+pub async fn count(repo: &Repository, prefix: &str) -> usize {
+    repo.store().list(prefix).await.expect("list").len()
+}
