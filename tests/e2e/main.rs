@@ -13,3 +13,4 @@ mod keys;
 mod listing;
 mod partial;
 mod roundtrip;
+mod sparse;
