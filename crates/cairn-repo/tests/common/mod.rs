@@ -55,28 +55,25 @@ pub fn content(n: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// Stores each file as one data blob under a root tree and saves a snapshot.
-pub async fn backup(repo: &Repository, host: &str, files: &[(String, Vec<u8>)]) -> Id {
-    let writer = BlobWriter::new(repo).expect("writer");
-    let files = files.to_vec();
-    let (writer, root) = tokio::task::spawn_blocking(move || {
-        let mut nodes = Vec::new();
-        for (name, data) in &files {
-            let (id, _) = writer.add_blob(Kind::Data, data).expect("add");
-            let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-            n.size = data.len() as u64;
-            n.content = vec![id];
-            nodes.push(n);
-        }
-        let mut tree = Tree { nodes };
-        tree.sort();
-        let plain = tree.encode().expect("encode");
-        let (root, _) = writer.add_blob(Kind::Tree, &plain).expect("add tree");
-        (writer, root)
-    })
-    .await
-    .expect("join");
-    writer.finish().await.expect("finish");
+/// Adds each file as one data blob and a root tree listing them; returns
+/// the root tree id. Blocking: call it off the async threads.
+pub fn add_tree(writer: &BlobWriter, files: &[(String, Vec<u8>)]) -> Id {
+    let mut nodes = Vec::new();
+    for (name, data) in files {
+        let (id, _) = writer.add_blob(Kind::Data, data).expect("add");
+        let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+        n.size = data.len() as u64;
+        n.content = vec![id];
+        nodes.push(n);
+    }
+    let mut tree = Tree { nodes };
+    tree.sort();
+    let plain = tree.encode().expect("encode");
+    writer.add_blob(Kind::Tree, &plain).expect("add tree").0
+}
+
+/// Saves a snapshot of `root` at the repository's time.
+pub async fn commit(repo: &Repository, host: &str, root: Id) -> Id {
     let snap = Snapshot {
         time: Timestamp {
             secs: repo.clock().now(),
@@ -94,6 +91,20 @@ pub async fn backup(repo: &Repository, host: &str, files: &[(String, Vec<u8>)]) 
         program_version: "test".into(),
     };
     repo.save_snapshot(&snap).await.expect("save snapshot")
+}
+
+/// Stores each file as one data blob under a root tree and saves a snapshot.
+pub async fn backup(repo: &Repository, host: &str, files: &[(String, Vec<u8>)]) -> Id {
+    let writer = BlobWriter::new(repo).expect("writer");
+    let files = files.to_vec();
+    let (writer, root) = tokio::task::spawn_blocking(move || {
+        let root = add_tree(&writer, &files);
+        (writer, root)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    commit(repo, host, root).await
 }
 
 /// Reads every file of a snapshot back.

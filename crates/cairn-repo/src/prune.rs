@@ -1,0 +1,385 @@
+//! `prune`: remove blobs no snapshot references, without locks, while
+//! backups run. docs/MAINTENANCE.md gives the protocol and why it is safe.
+//!
+//! Every run does both phases:
+//!
+//! - **Phase 2** acts on tombstones written by *earlier* runs. A tombstone
+//!   file created at T is *ripe* once `now ≥ T + grace` and no live session
+//!   started at or before `T + grace`. A copy of a blob is deleted when a
+//!   ripe tombstone applies to it (the tombstone is at least as new as the
+//!   index files listing the copy) and no snapshot listed now references the
+//!   blob. Packs holding only such copies are deleted; packs whose deletable
+//!   share exceeds `max_unused` are repacked (within `max_repack_size`).
+//!   Index files are then compacted into few files that supersede the old.
+//! - **Phase 1** tombstones, in one new index file, every indexed blob that
+//!   is live (not yet tombstoned) and that no snapshot references.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use cairn_core::Id;
+use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
+
+use crate::repack::PackBuilders;
+use crate::sessions::SessionHandle;
+use crate::{Error, Index, Repository, Result, paths};
+
+/// Settings for [`Repository::prune`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PruneOptions {
+    /// Seconds a tombstone waits before phase 2 may act on it. It must
+    /// exceed the clock difference between hosts and the time an index file
+    /// takes to become visible.
+    pub grace: i64,
+    /// Repack a pack when more than this fraction (0–1) of its bytes can go.
+    pub max_unused: f64,
+    /// At most this many bytes of live blobs are rewritten per run.
+    pub max_repack_size: Option<u64>,
+    /// Decide and report, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            grace: 24 * 3600,
+            max_unused: 0.05,
+            max_repack_size: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// What a prune run did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PruneReport {
+    /// True if nothing was changed.
+    pub dry_run: bool,
+    /// Snapshots whose trees were walked.
+    pub snapshots: usize,
+    /// Distinct blobs they reference.
+    pub blobs_referenced: usize,
+    /// Phase 1: blobs newly tombstoned.
+    pub blobs_tombstoned: usize,
+    /// Phase 1: the index file holding the new tombstones.
+    pub tombstone_file: Option<Id>,
+    /// Tombstone files not ripe yet (too recent, or a live session may
+    /// not have seen them).
+    pub tombstone_files_waiting: usize,
+    /// Live sessions that started before a waiting tombstone file ripens.
+    pub blocking_sessions: Vec<Id>,
+    /// Tombstoned blobs that a snapshot references again (a backup that ran
+    /// concurrently deduplicated against them): kept, tombstone dropped.
+    pub blobs_resurrected: usize,
+    /// Blob copies deleted.
+    pub blobs_deleted: usize,
+    /// Packs deleted because they held only deletable blobs.
+    pub packs_deleted: usize,
+    /// Packs rewritten without their deletable blobs.
+    pub packs_repacked: usize,
+    /// New packs written by repacking.
+    pub packs_written: usize,
+    /// Bytes of packs removed.
+    pub bytes_deleted: u64,
+    /// Bytes of new packs.
+    pub bytes_written: u64,
+    /// Bytes of deletable blobs left in place (below `max_unused`, or over
+    /// the repack budget).
+    pub bytes_unused_kept: u64,
+    /// Index files before and after.
+    pub index_files_before: usize,
+    /// See `index_files_before`.
+    pub index_files_after: usize,
+    /// Stale sessions removed.
+    pub stale_sessions_removed: usize,
+}
+
+/// One pack as the index files describe it.
+struct PackView {
+    entries: Vec<PackEntry>,
+    /// Newest `created` of the files listing it.
+    listed: i64,
+}
+
+impl Repository {
+    /// Runs prune. See the module docs. Refuses to run while another live
+    /// prune session exists.
+    pub async fn prune(&self, opts: PruneOptions) -> Result<PruneReport> {
+        let me = Arc::new(SessionHandle::new(self.rng(), SessionPurpose::Prune));
+        if !opts.dry_run {
+            self.announce(me.clone()).await?;
+        }
+        let result = self.prune_as(&me.id, opts).await;
+        if !opts.dry_run {
+            let _ = self.end_session(&me.id).await;
+        }
+        result
+    }
+
+    async fn prune_as(&self, me: &Id, opts: PruneOptions) -> Result<PruneReport> {
+        let now = self.clock().now();
+        let mut report = PruneReport {
+            dry_run: opts.dry_run,
+            ..PruneReport::default()
+        };
+        // Sessions first, snapshots after: a writer whose session is gone
+        // from this listing stored its snapshot before it ended the session.
+        let sessions = self.list_sessions(now).await?;
+        let mut live = Vec::new();
+        for s in sessions.into_iter().filter(|s| s.session.id != *me) {
+            if s.stale {
+                if !opts.dry_run {
+                    self.store().delete(&paths::session(&s.session.id)).await?;
+                }
+                report.stale_sessions_removed += 1;
+            } else if s.session.purpose == SessionPurpose::Prune {
+                return Err(Error::PruneRunning {
+                    session: s.session.id,
+                    host: s.session.host,
+                    pid: s.session.pid,
+                });
+            } else {
+                live.push(s.session);
+            }
+        }
+
+        let all_files = self.read_index_files().await?;
+        report.index_files_before = all_files.len();
+        let superseded: HashSet<Id> = all_files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let files: Vec<&(Id, IndexFile)> = all_files
+            .iter()
+            .filter(|(id, _)| !superseded.contains(id))
+            .collect();
+        let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
+        *self.write_index() = index;
+
+        let (snapshots, referenced) = self.referenced_blobs().await?;
+        report.snapshots = snapshots;
+        report.blobs_referenced = referenced.len();
+
+        // Ripe tombstones: newest ripe tombstone time per blob.
+        let mut ripe: HashMap<Id, i64> = HashMap::new();
+        let mut blocking: HashSet<Id> = HashSet::new();
+        let tomb_files: Vec<&(Id, IndexFile)> = files
+            .iter()
+            .copied()
+            .filter(|(_, f)| !f.tombstones.is_empty())
+            .collect();
+        let mut ripe_files = Vec::new();
+        for (id, f) in &tomb_files {
+            let effective = f.created.saturating_add(opts.grace);
+            let blockers: Vec<Id> = live
+                .iter()
+                .filter(|s| s.started <= effective)
+                .map(|s| s.id)
+                .collect();
+            if now < effective || !blockers.is_empty() {
+                report.tombstone_files_waiting += 1;
+                blocking.extend(blockers);
+                continue;
+            }
+            ripe_files.push((*id, f));
+            for t in &f.tombstones {
+                let e = ripe.entry(*t).or_insert(f.created);
+                *e = (*e).max(f.created);
+            }
+        }
+        report.blocking_sessions = blocking.into_iter().collect();
+        report.blocking_sessions.sort();
+
+        // Packs as listed by the current files.
+        let mut packs: HashMap<Id, PackView> = HashMap::new();
+        for (_, f) in &files {
+            for p in &f.packs {
+                let v = packs.entry(p.pack).or_insert(PackView {
+                    entries: Vec::new(),
+                    listed: f.created,
+                });
+                v.listed = v.listed.max(f.created);
+                for e in &p.blobs {
+                    if !v
+                        .entries
+                        .iter()
+                        .any(|x| x.id == e.id && x.offset == e.offset)
+                    {
+                        v.entries.push(*e);
+                    }
+                }
+            }
+        }
+        let sizes: HashMap<Id, u64> = self
+            .store()
+            .list(paths::DATA)
+            .await?
+            .into_iter()
+            .filter_map(|o| paths::id_in(paths::DATA, &o.path).map(|id| (id, o.size)))
+            .collect();
+        let deletable = |e: &PackEntry, listed: i64| {
+            !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
+        };
+        report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
+
+        // Decide per pack.
+        let mut delete_packs: Vec<Id> = Vec::new();
+        let mut candidates: Vec<(f64, Id, Vec<PackEntry>, u64)> = Vec::new();
+        let mut left_dead: HashSet<Id> = HashSet::new();
+        for (pack, v) in &packs {
+            let Some(&size) = sizes.get(pack) else {
+                continue; // missing: check reports it; nothing to delete
+            };
+            let (dead, keep): (Vec<PackEntry>, Vec<PackEntry>) =
+                v.entries.iter().partition(|e| deletable(e, v.listed));
+            if dead.is_empty() {
+                continue;
+            }
+            let dead_bytes: u64 = dead.iter().map(|e| u64::from(e.length)).sum();
+            if keep.is_empty() {
+                delete_packs.push(*pack);
+                report.blobs_deleted += dead.len();
+                report.bytes_deleted += size;
+                continue;
+            }
+            let share = dead_bytes as f64 / size.max(1) as f64;
+            if share > opts.max_unused {
+                let keep_bytes = keep.iter().map(|e| u64::from(e.length)).sum();
+                candidates.push((share, *pack, keep, keep_bytes));
+            } else {
+                report.bytes_unused_kept += dead_bytes;
+                left_dead.extend(dead.iter().map(|e| e.id));
+            }
+        }
+        // Most wasteful first, within the budget.
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut budget = opts.max_repack_size.unwrap_or(u64::MAX);
+        let mut repack: Vec<(Id, Vec<PackEntry>)> = Vec::new();
+        for (_, pack, keep, keep_bytes) in candidates {
+            let v = &packs[&pack];
+            let dead: Vec<&PackEntry> = v
+                .entries
+                .iter()
+                .filter(|e| deletable(e, v.listed))
+                .collect();
+            if keep_bytes > budget {
+                report.bytes_unused_kept += dead.iter().map(|e| u64::from(e.length)).sum::<u64>();
+                left_dead.extend(dead.iter().map(|e| e.id));
+                continue;
+            }
+            budget -= keep_bytes;
+            report.blobs_deleted += dead.len();
+            report.bytes_deleted += sizes.get(&pack).copied().unwrap_or(0);
+            repack.push((pack, keep));
+        }
+        report.packs_deleted = delete_packs.len();
+        report.packs_repacked = repack.len();
+
+        // Phase 1 candidates, from the index before any change.
+        let mut new_tombstones: Vec<Id> = {
+            let index = self.index();
+            packs
+                .values()
+                .flat_map(|v| v.entries.iter().map(|e| e.id))
+                .filter(|b| !referenced.contains(b) && index.contains(b))
+                .collect::<HashSet<Id>>()
+                .into_iter()
+                .collect()
+        };
+        new_tombstones.sort();
+        report.blobs_tombstoned = new_tombstones.len();
+
+        // Tombstone files fully acted on: every blob they name is either
+        // referenced or has no copy left that a ripe tombstone applies to.
+        let removed: HashSet<Id> = delete_packs
+            .iter()
+            .chain(repack.iter().map(|(p, _)| p))
+            .copied()
+            .collect();
+        let resolved: Vec<Id> = ripe_files
+            .iter()
+            .filter(|(_, f)| f.tombstones.iter().all(|t| !left_dead.contains(t)))
+            .map(|(id, _)| *id)
+            .collect();
+
+        let listing_files: Vec<&(Id, IndexFile)> = files
+            .iter()
+            .copied()
+            .filter(|(_, f)| !f.packs.is_empty())
+            .collect();
+        let compact = !removed.is_empty() || !resolved.is_empty() || listing_files.len() > 1;
+
+        if opts.dry_run {
+            report.index_files_after = report.index_files_before;
+            return Ok(report);
+        }
+
+        // 1. Phase 1's tombstones.
+        if !new_tombstones.is_empty() {
+            let file = IndexFile {
+                session: *me,
+                created: now,
+                packs: Vec::new(),
+                tombstones: new_tombstones,
+                supersedes: Vec::new(),
+            };
+            report.tombstone_file = Some(self.store_index_file(&file).await?);
+        }
+        // 2. Repacked copies.
+        let mut new_packs: Vec<IndexPack> = Vec::new();
+        let mut builders = PackBuilders::default();
+        for (pack, keep) in &repack {
+            let (done, n) = self.copy_blobs(pack, keep, &mut builders).await?;
+            report.bytes_written += n;
+            new_packs.extend(done);
+        }
+        let (done, n) = builders.finish(self).await?;
+        report.bytes_written += n;
+        new_packs.extend(done);
+        report.packs_written = new_packs.len();
+
+        // 3. Compacted index files, superseding the old ones; 4. delete the
+        // old index files; 5. only then delete packs.
+        if compact {
+            let created = listing_files
+                .iter()
+                .map(|(_, f)| f.created)
+                .max()
+                .unwrap_or(now);
+            let mut kept: HashMap<Id, IndexPack> = HashMap::new();
+            for (_, f) in &listing_files {
+                for p in f.packs.iter().filter(|p| !removed.contains(&p.pack)) {
+                    kept.entry(p.pack).or_insert_with(|| IndexPack {
+                        pack: p.pack,
+                        blobs: packs[&p.pack].entries.clone(),
+                    });
+                }
+            }
+            let mut supersedes: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
+            supersedes.extend(resolved.iter().copied());
+            supersedes.extend(
+                superseded
+                    .iter()
+                    .filter(|id| all_files.iter().any(|(f, _)| f == *id)),
+            );
+            supersedes.sort();
+            supersedes.dedup();
+            let mut out: Vec<IndexPack> = kept.into_values().collect();
+            out.extend(new_packs);
+            self.store_index_files(*me, created, out, supersedes.clone())
+                .await?;
+            for id in &supersedes {
+                self.store().delete(&paths::index(id)).await?;
+            }
+        } else if !new_packs.is_empty() {
+            self.store_index_files(*me, now, new_packs, Vec::new())
+                .await?;
+        }
+        for pack in &removed {
+            self.store().delete(&paths::pack(pack)).await?;
+        }
+        report.index_files_after = self.store().list(paths::INDEX).await?.len();
+        self.reload_index().await?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,228 @@
+//! Helpers prune and `repair index` share: storing index files, copying
+//! blobs into new packs, reading pack headers, reachability.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use cairn_core::format::{IndexFile, IndexPack, NodeKind, PackBuilder, PackEntry, pack_v1};
+use cairn_core::{Compression, Id, Kind, seal};
+
+use crate::{BlobLocation, Error, Repository, Result, paths};
+
+/// The most blobs one index file written by prune or repair lists, so no
+/// single index file grows without bound.
+pub(crate) const MAX_ENTRIES_PER_FILE: usize = 200_000;
+
+impl Repository {
+    /// Seals and stores an index file; returns its name.
+    pub(crate) async fn store_index_file(&self, file: &IndexFile) -> Result<Id> {
+        let plain = file.encode();
+        let id = self.keys().id_of(&plain);
+        let sealed = seal(
+            self.keys(),
+            Kind::Index,
+            &id,
+            &plain,
+            Compression::Zstd(3),
+            self.rng(),
+        );
+        self.store()
+            .put(&paths::index(&id), Bytes::from(sealed))
+            .await?;
+        Ok(id)
+    }
+
+    /// Writes `packs` as index files created at `created`, at most
+    /// [`MAX_ENTRIES_PER_FILE`] blobs each. Only the last file names
+    /// `supersedes`, so a reader that lists while they are being written sees
+    /// either the old files or the complete new set, never a partial set that
+    /// hides the old files.
+    pub(crate) async fn store_index_files(
+        &self,
+        session: Id,
+        created: i64,
+        mut packs: Vec<IndexPack>,
+        supersedes: Vec<Id>,
+    ) -> Result<Vec<Id>> {
+        packs.sort_by_key(|p| p.pack);
+        let mut groups: Vec<Vec<IndexPack>> = vec![Vec::new()];
+        let mut n = 0;
+        for p in packs {
+            if n + p.blobs.len() > MAX_ENTRIES_PER_FILE && n > 0 {
+                groups.push(Vec::new());
+                n = 0;
+            }
+            n += p.blobs.len();
+            if let Some(g) = groups.last_mut() {
+                g.push(p);
+            }
+        }
+        let last = groups.len() - 1;
+        let mut ids = Vec::new();
+        for (i, packs) in groups.into_iter().enumerate() {
+            if packs.is_empty() && (i != last || supersedes.is_empty()) {
+                continue;
+            }
+            let file = IndexFile {
+                session,
+                created,
+                packs,
+                tombstones: Vec::new(),
+                supersedes: if i == last {
+                    supersedes.clone()
+                } else {
+                    Vec::new()
+                },
+            };
+            ids.push(self.store_index_file(&file).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Reads a pack's header with one suffix read (and a second if the
+    /// header is longer than the first guess). Returns the entries and the
+    /// pack's size.
+    pub(crate) async fn read_pack_header(&self, pack: &Id) -> Result<(Vec<PackEntry>, u64)> {
+        let path = paths::pack(pack);
+        let guess = 64 * 1024;
+        let (mut tail, size) = self.store().get_suffix(&path, guess).await?;
+        let corrupt = |detail: String| {
+            Error::Format(cairn_core::Error::Corrupt {
+                what: "pack header",
+                detail: format!("{path}: {detail}"),
+            })
+        };
+        if tail.len() < pack_v1::TRAILER_LEN {
+            return Err(corrupt(format!("only {size} bytes")));
+        }
+        let mut t = [0u8; pack_v1::TRAILER_LEN];
+        t.copy_from_slice(&tail[tail.len() - pack_v1::TRAILER_LEN..]);
+        let hlen = u64::from(pack_v1::header_length(t));
+        let need = hlen + pack_v1::TRAILER_LEN as u64;
+        if need > size {
+            return Err(corrupt(format!("header length {hlen} exceeds the pack")));
+        }
+        if need > tail.len() as u64 {
+            tail = self.store().get_suffix(&path, need).await?.0;
+        }
+        let start = tail.len() - need as usize;
+        let sealed = &tail[start..tail.len() - pack_v1::TRAILER_LEN];
+        let plain = cairn_core::open(self.keys(), Kind::PackHeader, pack, sealed)?;
+        let entries = pack_v1::decode_header(&plain, size - need)?;
+        Ok((entries, size))
+    }
+
+    /// Copies `entries` of `pack` (verified) into `builders`, uploading every
+    /// pack that reaches its target size. Returns the index entries of the
+    /// packs uploaded and the bytes written.
+    pub(crate) async fn copy_blobs(
+        &self,
+        pack: &Id,
+        entries: &[PackEntry],
+        builders: &mut PackBuilders,
+    ) -> Result<(Vec<IndexPack>, u64)> {
+        let bytes = self.store().get(&paths::pack(pack)).await?;
+        let mut done = Vec::new();
+        let mut written = 0;
+        for e in entries {
+            let sealed =
+                bytes
+                    .get(e.offset as usize..e.end() as usize)
+                    .ok_or(Error::CorruptBlob {
+                        id: e.id,
+                        pack: *pack,
+                        detail: "lies beyond the end of the pack".into(),
+                    })?;
+            let loc = BlobLocation {
+                pack: *pack,
+                kind: e.kind,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            };
+            // Never copy a damaged blob over a good pack's grave.
+            self.open_blob(&loc, &e.id, sealed)?;
+            let (b, target) = match e.kind {
+                Kind::Tree => (&mut builders.tree, self.config().tree_pack_size as usize),
+                _ => (&mut builders.data, self.config().data_pack_size as usize),
+            };
+            b.push(e.kind, e.id, sealed, e.raw_length);
+            if b.len() >= target {
+                let (p, n) = self.upload_pack(std::mem::take(b)).await?;
+                done.push(p);
+                written += n;
+            }
+        }
+        Ok((done, written))
+    }
+
+    /// Seals and uploads a pack; returns its index entries and size.
+    pub(crate) async fn upload_pack(&self, b: PackBuilder) -> Result<(IndexPack, u64)> {
+        let mut id = [0u8; 32];
+        self.rng().fill(&mut id);
+        let id = Id::from_bytes(id);
+        let (bytes, blobs) = b.finish(self.keys(), &id, self.rng());
+        let n = bytes.len() as u64;
+        self.store()
+            .put(&paths::pack(&id), Bytes::from(bytes))
+            .await?;
+        Ok((IndexPack { pack: id, blobs }, n))
+    }
+
+    /// Every blob reachable from the snapshots listed now. Any snapshot or
+    /// tree that cannot be read is an error: prune must not guess.
+    pub(crate) async fn referenced_blobs(&self) -> Result<(usize, HashSet<Id>)> {
+        let ids = self.snapshot_ids().await?;
+        let mut seen: HashSet<Id> = HashSet::new();
+        let mut count = 0;
+        for sid in ids {
+            let snap = match self.load_snapshot(&sid).await {
+                Ok(s) => s,
+                // Forgotten between the listing and the read.
+                Err(Error::Store(e)) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            count += 1;
+            let mut stack = vec![snap.tree];
+            while let Some(tid) = stack.pop() {
+                if !seen.insert(tid) {
+                    continue;
+                }
+                let tree = self.load_tree(&tid).await?;
+                for node in &tree.nodes {
+                    match node.kind {
+                        NodeKind::Dir => stack.extend(node.subtree),
+                        NodeKind::File | NodeKind::BlockDevice => {
+                            seen.extend(node.content.iter().copied());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok((count, seen))
+    }
+}
+
+/// The open data and tree packs of a repack.
+#[derive(Debug, Default)]
+pub(crate) struct PackBuilders {
+    data: PackBuilder,
+    tree: PackBuilder,
+}
+
+impl PackBuilders {
+    /// Uploads whatever is left.
+    pub(crate) async fn finish(self, repo: &Repository) -> Result<(Vec<IndexPack>, u64)> {
+        let mut done = Vec::new();
+        let mut written = 0;
+        for b in [self.data, self.tree] {
+            if !b.is_empty() {
+                let (p, n) = repo.upload_pack(b).await?;
+                done.push(p);
+                written += n;
+            }
+        }
+        Ok((done, written))
+    }
+}

@@ -1,0 +1,222 @@
+//! Prune and `repair index` on a repository whose clock the tests move:
+//! days of schedule, no sleeping.
+
+mod common;
+
+use cairn_core::Kind;
+use cairn_repo::{BlobWriter, CheckOptions, PruneOptions, Repository};
+use common::*;
+
+const GRACE: i64 = 600;
+
+fn opts() -> PruneOptions {
+    PruneOptions {
+        grace: GRACE,
+        ..PruneOptions::default()
+    }
+}
+
+async fn assert_clean(repo: &Repository) {
+    let r = repo
+        .check(CheckOptions { read_data: true })
+        .await
+        .expect("check");
+    assert!(r.is_ok(), "{:#?}", r.errors);
+}
+
+/// 40 files of 8 KiB; round `r` rewrites a third of them.
+fn dataset(round: u64) -> Vec<(String, Vec<u8>)> {
+    (0..40u64)
+        .map(|i| {
+            let version = if i % 3 == round % 3 {
+                round
+            } else {
+                round / 3 * 3
+            };
+            (format!("f{i:02}"), content(i * 1000 + version, 8 * 1024))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_reclaims_space_after_forgetting_a_churned_history() {
+    let (repo, clock) = repo().await;
+    let mut last = None;
+    for round in 0..12u64 {
+        clock.set(T0 + round as i64 * 3600);
+        last = Some(backup(&repo, "h", &dataset(round)).await);
+    }
+    let last = last.expect("a snapshot");
+    let before = size_of(&repo, "data").await;
+    let policy = cairn_repo::retention::Policy {
+        last: 1,
+        ..Default::default()
+    };
+    let forgot = repo.forget(&policy, false).await.expect("forget");
+    assert_eq!(forgot.removed().count(), 11);
+
+    let first = repo.prune(opts()).await.expect("prune phase 1");
+    assert!(first.blobs_tombstoned > 0, "{first:#?}");
+    assert_eq!(
+        first.blobs_deleted, 0,
+        "nothing is deleted before the grace period"
+    );
+    assert_eq!(size_of(&repo, "data").await, before);
+
+    clock.set(clock_now(&repo) + GRACE + 1);
+    let second = repo.prune(opts()).await.expect("prune phase 2");
+    assert!(second.blobs_deleted > 0, "{second:#?}");
+    let after = size_of(&repo, "data").await;
+
+    // A fresh repository holding only the last dataset.
+    let (fresh, _) = repo_fresh().await;
+    backup(&fresh, "h", &dataset(11)).await;
+    let fresh_size = size_of(&fresh, "data").await;
+    println!(
+        "prune: data {before} -> {after} bytes; a fresh backup of the last dataset is {fresh_size} bytes; \
+         {} packs deleted, {} repacked, index files {} -> {}",
+        second.packs_deleted,
+        second.packs_repacked,
+        second.index_files_before,
+        second.index_files_after
+    );
+    assert!(
+        after as f64 <= fresh_size as f64 * (1.0 + opts().max_unused),
+        "after prune {after} bytes, fresh backup {fresh_size}"
+    );
+    assert_eq!(restore(&repo, &last).await, dataset(11));
+    assert_clean(&repo).await;
+    // Compaction: one file listing packs, nothing else left over.
+    assert_eq!(count(&repo, "index").await, 1);
+    assert_eq!(count(&repo, "sessions").await, 0);
+}
+
+fn clock_now(repo: &Repository) -> i64 {
+    repo.clock().now()
+}
+
+async fn repo_fresh() -> (Repository, std::sync::Arc<cairn_core::FixedClock>) {
+    repo().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_running_across_prune_loses_nothing() {
+    let (repo, clock) = repo().await;
+    let a = content(1, 20_000);
+    let b = content(2, 20_000);
+    let old = backup(
+        &repo,
+        "old",
+        &[("a".into(), a.clone()), ("b".into(), b.clone())],
+    )
+    .await;
+    repo.store()
+        .delete(&format!("snapshots/{old}"))
+        .await
+        .expect("forget");
+
+    // A writer in another process starts and deduplicates against `a`,
+    // which no snapshot references any more.
+    let writer_repo = reopen(&repo, clock.clone()).await;
+    let writer = BlobWriter::new(&writer_repo).expect("writer");
+    let a2 = a.clone();
+    let (writer, root) = tokio::task::spawn_blocking(move || {
+        let (_, new) = writer.add_blob(Kind::Data, &a2).expect("add");
+        assert!(!new, "deduplicated against the unreferenced blob");
+        let root = add_tree(&writer, &[("a".to_owned(), a2)]);
+        (writer, root)
+    })
+    .await
+    .expect("join");
+
+    clock.set(T0 + 10);
+    let p1 = repo.prune(opts()).await.expect("phase 1");
+    assert_eq!(p1.blobs_tombstoned, 3, "a, b and the old root tree");
+
+    // Past the grace period, but the writer started before the tombstones
+    // took effect and is still running: phase 2 waits.
+    clock.set(T0 + 10 + GRACE + 100);
+    let p2 = repo.prune(opts()).await.expect("phase 2, deferred");
+    assert_eq!(p2.blobs_deleted, 0, "{p2:#?}");
+    assert_eq!(p2.blocking_sessions.len(), 1);
+
+    // The writer finishes and stores a snapshot that needs `a`.
+    writer.finish().await.expect("finish");
+    let snap = commit(&writer_repo, "new", root).await;
+    let p3 = repo.prune(opts()).await.expect("phase 2");
+    // `a` is needed again; `b` and the old root tree go.
+    assert_eq!(p3.blobs_resurrected, 1, "{p3:#?}");
+    assert_eq!(p3.blobs_deleted, 2, "{p3:#?}");
+    let reader = reopen(&repo, clock.clone()).await;
+    assert_eq!(restore(&reader, &snap).await, vec![("a".to_owned(), a)]);
+    assert_clean(&reader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_starts_after_the_tombstones_stores_fresh_copies() {
+    let (repo, clock) = repo().await;
+    let a = content(5, 30_000);
+    let old = backup(&repo, "old", &[("a".into(), a.clone())]).await;
+    repo.store()
+        .delete(&format!("snapshots/{old}"))
+        .await
+        .expect("forget");
+    clock.set(T0 + 10);
+    repo.prune(opts()).await.expect("phase 1");
+
+    clock.set(T0 + 20);
+    let writer_repo = reopen(&repo, clock.clone()).await;
+    let writer = BlobWriter::new(&writer_repo).expect("writer");
+    let a2 = a.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let (_, new) = writer.add_blob(Kind::Data, &a2).expect("add");
+        assert!(new, "a tombstoned blob is stored again, not deduplicated");
+        writer
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    writer_repo.end_finished_sessions().await.expect("end");
+    let snap = backup(&writer_repo, "new", &[("renamed".into(), a.clone())]).await;
+
+    clock.set(T0 + 10 + GRACE + 1);
+    let p = repo.prune(opts()).await.expect("phase 2");
+    // The old tree goes; `a` is referenced, its old copy stays (a duplicate).
+    assert_eq!(p.blobs_deleted, 1, "{p:#?}");
+    assert_eq!(p.packs_deleted, 1, "{p:#?}");
+    let reader = reopen(&repo, clock.clone()).await;
+    assert_eq!(
+        restore(&reader, &snap).await,
+        vec![("renamed".to_owned(), a)]
+    );
+    assert_clean(&reader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_index_rebuilds_a_deleted_index_without_losing_data() {
+    let (repo, clock) = repo().await;
+    let files: Vec<(String, Vec<u8>)> = (0..30u64)
+        .map(|i| (format!("f{i:02}"), content(i, 9_000)))
+        .collect();
+    let snap = backup(&repo, "h", &files).await;
+    let index_files = repo.store().list("index").await.expect("list");
+    assert!(!index_files.is_empty());
+    for o in &index_files {
+        repo.store().delete(&o.path).await.expect("delete");
+    }
+    let broken = reopen(&repo, clock.clone()).await;
+    assert!(
+        !broken
+            .check(CheckOptions::default())
+            .await
+            .expect("check")
+            .is_ok()
+    );
+
+    let report = broken.repair_index(false).await.expect("repair");
+    assert_eq!(report.packs, count(&repo, "data").await);
+    assert!(report.unreadable_packs.is_empty());
+    let fixed = reopen(&repo, clock).await;
+    assert_eq!(restore(&fixed, &snap).await, files);
+    assert_clean(&fixed).await;
+}
