@@ -1,13 +1,21 @@
-//! Fault injection: a decorator that makes writes fail on command, to test
-//! that an interrupted operation leaves the repository valid.
+//! Fault injection, for tests: a decorator that makes requests fail, slow
+//! down, or return short or broken data, from a seeded generator so every
+//! run injects the same faults.
+//!
+//! Faults here sit above the backend, so object_store's retries do not see
+//! them: they model permanent failures and bad data. Transient network
+//! faults that retries must absorb are injected below the retry layer, at
+//! the HTTP level, by [`crate::FaultConnector`].
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -15,14 +23,26 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
+use crate::restream::restream;
+
 /// Which faults to inject.
 #[derive(Debug, Clone, Default)]
 pub struct FaultConfig {
     /// After this many successful writes under `prefix`, every further
     /// write there fails (a permanent failure mid-run).
     pub fail_writes_after: Option<u64>,
-    /// Only writes whose path starts with this count and fail (e.g. `data/`).
+    /// Only writes and reads whose path starts with this are affected.
     pub prefix: String,
+    /// Fraction of reads (0.0–1.0) that fail outright.
+    pub read_error_rate: f64,
+    /// Fraction of reads that return fewer bytes than the object holds.
+    pub truncate_rate: f64,
+    /// Fraction of reads whose bytes are altered (one bit flipped).
+    pub corrupt_rate: f64,
+    /// Delay added to every request.
+    pub latency: Duration,
+    /// Seed of the generator deciding which requests fail.
+    pub seed: u64,
 }
 
 /// Wraps a store and injects the configured faults.
@@ -31,15 +51,18 @@ pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     config: FaultConfig,
     writes: AtomicU64,
+    rng: Mutex<u64>,
 }
 
 impl FaultStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn ObjectStore>, config: FaultConfig) -> Self {
+        let seed = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         FaultStore {
             inner,
             config,
             writes: AtomicU64::new(0),
+            rng: Mutex::new(seed),
         }
     }
 
@@ -48,19 +71,76 @@ impl FaultStore {
         self.writes.load(Ordering::Relaxed)
     }
 
+    /// A uniform draw in [0, 1) from the seeded xorshift generator.
+    fn draw(&self) -> f64 {
+        let mut x = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn applies(&self, location: &Path) -> bool {
+        location.as_ref().starts_with(&self.config.prefix)
+    }
+
     fn check_write(&self, location: &Path) -> Result<()> {
-        if !location.as_ref().starts_with(&self.config.prefix) {
+        if !self.applies(location) {
             return Ok(());
         }
         let n = self.writes.fetch_add(1, Ordering::Relaxed);
         match self.config.fail_writes_after {
-            Some(limit) if n >= limit => Err(object_store::Error::Generic {
-                store: "fault injection",
-                source: format!("injected write failure #{} for {location}", n - limit + 1).into(),
-            }),
+            Some(limit) if n >= limit => Err(injected(format!(
+                "injected write failure #{} for {location}",
+                n - limit + 1
+            ))),
             _ => Ok(()),
         }
     }
+
+    async fn delay(&self) {
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+    }
+}
+
+fn injected(message: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "fault injection",
+        source: message.into(),
+    }
+}
+
+/// Keeps all but the last byte of a download.
+fn truncate(s: crate::restream::ByteStream) -> crate::restream::ByteStream {
+    let collected = s.collect::<Vec<_>>();
+    futures::stream::once(async move {
+        let mut all = Vec::new();
+        for c in collected.await {
+            all.extend_from_slice(&c?);
+        }
+        all.pop();
+        Ok(Bytes::from(all))
+    })
+    .boxed()
+}
+
+/// Flips one bit in the middle of a download.
+fn corrupt(s: crate::restream::ByteStream) -> crate::restream::ByteStream {
+    let collected = s.collect::<Vec<_>>();
+    futures::stream::once(async move {
+        let mut all = Vec::new();
+        for c in collected.await {
+            all.extend_from_slice(&c?);
+        }
+        let mid = all.len() / 2;
+        if let Some(b) = all.get_mut(mid) {
+            *b ^= 0x10;
+        }
+        Ok(Bytes::from(all))
+    })
+    .boxed()
 }
 
 impl fmt::Display for FaultStore {
@@ -77,6 +157,7 @@ impl ObjectStore for FaultStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        self.delay().await;
         self.check_write(location)?;
         self.inner.put_opts(location, payload, opts).await
     }
@@ -86,15 +167,32 @@ impl ObjectStore for FaultStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        self.delay().await;
         self.check_write(location)?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        self.delay().await;
+        if !self.applies(location) || options.head {
+            return self.inner.get_opts(location, options).await;
+        }
+        let c = &self.config;
+        if self.draw() < c.read_error_rate {
+            return Err(injected(format!("injected read failure for {location}")));
+        }
+        let r = self.inner.get_opts(location, options).await?;
+        if self.draw() < c.truncate_rate {
+            return Ok(restream(r, truncate));
+        }
+        if self.draw() < c.corrupt_rate {
+            return Ok(restream(r, corrupt));
+        }
+        Ok(r)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.delay().await;
         self.inner.get_ranges(location, ranges).await
     }
 

@@ -7,7 +7,10 @@
 //! something to a caller.
 //!
 //! Supported URLs: a plain path or `file:///path` (local directory, the
-//! default) and `memory://` (tests).
+//! default), `s3://bucket/prefix` (with `endpoint`, `region`, `path-style`
+//! and `allow-http` query options), `gs://bucket/prefix`,
+//! `az://container/prefix`, and `memory://` (tests). Decorators add request
+//! metrics (always on), rate limits and, for tests, fault injection.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -22,12 +25,20 @@
 
 #![warn(missing_docs)]
 
+mod backends;
 mod error;
 mod fault;
+mod http_fault;
+mod limit;
+mod metrics;
+mod restream;
 mod store;
 mod url;
 
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultStore};
-pub use store::{ObjectInfo, Store};
-pub use url::{Location, parse_location};
+pub use http_fault::{FaultConnector, HttpFaults};
+pub use limit::RateLimitStore;
+pub use metrics::{Metrics, MetricsSnapshot, MetricsStore};
+pub use store::{MULTIPART_THRESHOLD, ObjectInfo, Store, StoreOptions};
+pub use url::{Location, S3Options, parse_location};

@@ -10,9 +10,19 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    WriteMultipart,
 };
 
+use crate::backends;
+use crate::http_fault::{FaultConnector, HttpFaults};
+use crate::limit::RateLimitStore;
+use crate::metrics::{Metrics, MetricsSnapshot, MetricsStore};
 use crate::{Location, StoreError, StoreResult, parse_location};
+
+/// Objects above this size are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 24 * 1024 * 1024;
+const MULTIPART_PART: usize = 8 * 1024 * 1024;
+const MULTIPART_CONCURRENCY: usize = 4;
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,25 +33,54 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
-/// A repository's storage: an object store plus the description shown to users.
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Create a missing local directory (for `init`).
+    pub create: bool,
+    /// Upload limit in KiB/s.
+    pub limit_upload_kib: Option<u64>,
+    /// Download limit in KiB/s.
+    pub limit_download_kib: Option<u64>,
+    /// Transient HTTP faults to inject below the retry layer (tests only).
+    pub http_faults: Option<HttpFaults>,
+}
+
+/// A repository's storage: an object store plus the description shown to
+/// users and counters of every request made through it.
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     describe: String,
+    metrics: Arc<Metrics>,
+    remote: bool,
 }
 
 impl Store {
     /// Opens the store at `url`. With `create`, a missing local directory is
     /// created (for `init`); without it, a missing directory is an error.
     pub fn open(url: &str, create: bool) -> StoreResult<Store> {
-        match parse_location(url)? {
+        Store::open_with(
+            url,
+            &StoreOptions {
+                create,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Opens the store at `url` with rate limits and test hooks.
+    pub fn open_with(url: &str, opts: &StoreOptions) -> StoreResult<Store> {
+        let location = parse_location(url)?;
+        let faults = opts.http_faults.map(FaultConnector::new);
+        let (backend, describe): (Arc<dyn ObjectStore>, String) = match &location {
             Location::Local(dir) => {
                 let invalid = |message: String| StoreError::InvalidLocation {
                     url: url.to_owned(),
                     message,
                 };
-                if create {
-                    std::fs::create_dir_all(&dir)
+                if opts.create {
+                    std::fs::create_dir_all(dir)
                         .map_err(|e| invalid(format!("cannot create directory: {e}")))?;
                 } else if !dir.is_dir() {
                     return Err(invalid(
@@ -55,13 +94,37 @@ impl Store {
                 let fs = LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| invalid(e.to_string()))?
                     .with_fsync(true);
-                Ok(Store::from_object_store(
-                    Arc::new(fs),
-                    dir.display().to_string(),
-                ))
+                (Arc::new(fs), dir.display().to_string())
             }
-            Location::Memory => Ok(Store::memory()),
-        }
+            Location::Memory => (Arc::new(InMemory::new()), "memory://".to_owned()),
+            Location::S3 {
+                bucket,
+                prefix,
+                options,
+            } => (
+                backends::s3(url, bucket, prefix, options, faults.as_ref())?,
+                url.to_owned(),
+            ),
+            Location::Gcs { bucket, prefix } => {
+                (backends::gcs(url, bucket, prefix)?, url.to_owned())
+            }
+            Location::Azure { container, prefix } => {
+                (backends::azure(url, container, prefix)?, url.to_owned())
+            }
+        };
+        let limited: Arc<dyn ObjectStore> =
+            if opts.limit_upload_kib.is_some() || opts.limit_download_kib.is_some() {
+                Arc::new(RateLimitStore::new(
+                    backend,
+                    opts.limit_upload_kib,
+                    opts.limit_download_kib,
+                ))
+            } else {
+                backend
+            };
+        let mut store = Store::from_object_store(limited, describe);
+        store.remote = location.is_remote();
+        Ok(store)
     }
 
     /// A new, empty in-memory store.
@@ -69,9 +132,26 @@ impl Store {
         Store::from_object_store(Arc::new(InMemory::new()), "memory://".to_owned())
     }
 
-    /// Wraps any object store (for decorators and embedders).
+    /// Wraps any object store (for decorators and embedders). Requests are
+    /// counted from here on.
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, describe: String) -> Store {
-        Store { inner, describe }
+        let metrics = Arc::new(Metrics::default());
+        Store {
+            inner: Arc::new(MetricsStore::new(inner, metrics.clone())),
+            describe,
+            metrics,
+            remote: false,
+        }
+    }
+
+    /// Requests and bytes so far.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// True for network backends (S3, GCS, Azure).
+    pub fn is_remote(&self) -> bool {
+        self.remote
     }
 
     /// The underlying object store.
@@ -86,12 +166,30 @@ impl Store {
 
     /// Writes an object, replacing any existing one. Used for objects whose
     /// names are unique by construction (packs, index files, snapshots).
+    ///
+    /// Objects larger than [`MULTIPART_THRESHOLD`] go up as a multipart
+    /// upload with parts sent concurrently, which is faster on real object
+    /// stores and keeps each request small enough to retry cheaply.
     pub async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
-        self.inner
-            .put(&Path::from(path), PutPayload::from_bytes(data))
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::from_backend(path, e))
+        let location = Path::from(path);
+        let err = |e| StoreError::from_backend(path, e);
+        if data.len() <= MULTIPART_THRESHOLD {
+            return self
+                .inner
+                .put(&location, PutPayload::from_bytes(data))
+                .await
+                .map(|_| ())
+                .map_err(err);
+        }
+        let upload = self.inner.put_multipart(&location).await.map_err(err)?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+        for part in data.chunks(MULTIPART_PART) {
+            w.wait_for_capacity(MULTIPART_CONCURRENCY)
+                .await
+                .map_err(err)?;
+            w.put(data.slice_ref(part));
+        }
+        w.finish().await.map(|_| ()).map_err(err)
     }
 
     /// Writes an object only if none exists, where the backend can enforce

@@ -1,0 +1,119 @@
+//! Transient network faults below object_store's retry layer, for tests:
+//! a fraction of HTTP requests answered with `503 Service Unavailable`
+//! without reaching the server, plus added latency. object_store's own
+//! retry logic must absorb them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::ClientOptions;
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpResponseBody, HttpService,
+    ReqwestConnector,
+};
+
+/// Settings for [`FaultConnector`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HttpFaults {
+    /// Fraction of requests (0.0–1.0) answered with 503.
+    pub error_rate: f64,
+    /// Delay added before every request.
+    pub latency: Duration,
+    /// Seed of the generator choosing which requests fail.
+    pub seed: u64,
+}
+
+impl HttpFaults {
+    /// Parses `rate=0.05,latency-ms=20,seed=7` (the test-only variable
+    /// `CAIRN_TEST_HTTP_FAULTS`).
+    pub fn parse(s: &str) -> Result<HttpFaults, String> {
+        let mut f = HttpFaults::default();
+        for kv in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("{kv:?}: expected key=value"))?;
+            let bad = || format!("{kv:?}: not a number");
+            match k {
+                "rate" => f.error_rate = v.parse().map_err(|_| bad())?,
+                "latency-ms" => f.latency = Duration::from_millis(v.parse().map_err(|_| bad())?),
+                "seed" => f.seed = v.parse().map_err(|_| bad())?,
+                _ => return Err(format!("{k:?}: unknown (rate, latency-ms, seed)")),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// An [`HttpConnector`] that injects [`HttpFaults`] in front of the real client.
+#[derive(Debug, Clone)]
+pub struct FaultConnector {
+    faults: HttpFaults,
+    rng: Arc<Mutex<u64>>,
+    injected: Arc<AtomicU64>,
+}
+
+impl FaultConnector {
+    /// A connector injecting `faults`.
+    pub fn new(faults: HttpFaults) -> Self {
+        FaultConnector {
+            faults,
+            rng: Arc::new(Mutex::new(
+                faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            )),
+            injected: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Faults injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+}
+
+impl HttpConnector for FaultConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let inner = ReqwestConnector::default().connect(options)?;
+        Ok(HttpClient::new(FaultService {
+            inner,
+            connector: self.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct FaultService {
+    inner: HttpClient,
+    connector: FaultConnector,
+}
+
+impl FaultService {
+    fn draw(&self) -> f64 {
+        let mut x = self.connector.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[async_trait]
+impl HttpService for FaultService {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let f = &self.connector.faults;
+        if !f.latency.is_zero() {
+            tokio::time::sleep(f.latency).await;
+        }
+        if self.draw() < f.error_rate {
+            self.connector.injected.fetch_add(1, Ordering::Relaxed);
+            let mut resp = http::Response::new(HttpResponseBody::from(Bytes::from_static(
+                b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>",
+            )));
+            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            return Ok(resp);
+        }
+        self.inner.execute(req).await
+    }
+}

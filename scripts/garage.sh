@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A single-node Garage S3 server on 127.0.0.1 for the storage tests.
+#
+#   scripts/garage.sh start DIR   install if needed, start, lay out the
+#                                 cluster, create bucket and key; write the
+#                                 settings to DIR/env (source it)
+#   scripts/garage.sh stop DIR    stop the server started in DIR
+#
+# DIR holds the config, data, metadata and log; it should be fresh and
+# temporary. Only loopback addresses are used.
+set -euo pipefail
+cmd="${1:-}"
+dir="${2:-}"
+[[ ( "$cmd" == start || "$cmd" == stop ) && -n "$dir" ]] || {
+    echo "usage: $0 start|stop DIR" >&2
+    exit 2
+}
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+if [[ "$cmd" == stop ]]; then
+    if [[ -f "$dir/pid" ]]; then
+        kill "$(cat "$dir/pid")" 2>/dev/null || true
+        rm -f "$dir/pid"
+    fi
+    exit 0
+fi
+
+garage="$("$here/install-garage.sh")"
+mkdir -p "$dir/meta" "$dir/data"
+dir="$(cd "$dir" && pwd)"
+
+# Three free loopback ports (S3 API, RPC, admin), asked from the kernel.
+read -r s3_port rpc_port admin_port < <(python3 - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+for s in socks:
+    s.close()
+PY
+)
+
+cat > "$dir/garage.toml" <<TOML
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3_port"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:$admin_port"
+TOML
+
+g() { "$garage" -c "$dir/garage.toml" "$@"; }
+
+g server > "$dir/log" 2>&1 &
+echo $! > "$dir/pid"
+
+# Wait until the node answers (a condition, not a fixed sleep).
+for _ in $(seq 1 300); do
+    if node=$(g node id -q 2>/dev/null); then break; fi
+    if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        echo "garage exited; log follows" >&2
+        cat "$dir/log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+[[ -n "${node:-}" ]] || { echo "garage did not start; see $dir/log" >&2; exit 1; }
+
+g layout assign -z dc1 -c 1G "${node%%@*}" > /dev/null
+g layout apply --version 1 > /dev/null
+g bucket create cairn-test > /dev/null
+key_out=$(g key create cairn-test-key)
+key_id=$(printf '%s\n' "$key_out" | sed -n 's/^Key ID:[[:space:]]*//p' | head -n1)
+secret=$(printf '%s\n' "$key_out" | sed -n 's/^Secret key:[[:space:]]*//p' | head -n1)
+[[ -n "$key_id" && -n "$secret" ]] || {
+    echo "could not read the new key from garage's output:" >&2
+    printf '%s\n' "$key_out" >&2
+    exit 1
+}
+g bucket allow --read --write --owner cairn-test --key "$key_id" > /dev/null
+
+cat > "$dir/env" <<ENV
+export CAIRN_TEST_S3_URL='s3://cairn-test?endpoint=http://127.0.0.1:$s3_port&region=garage&path-style=true&allow-http=true'
+export AWS_ACCESS_KEY_ID='$key_id'
+export AWS_SECRET_ACCESS_KEY='$secret'
+export AWS_REGION='garage'
+ENV
+echo "garage listening on 127.0.0.1:$s3_port; settings in $dir/env" >&2
