@@ -43,7 +43,7 @@ async fn suite(store: Store, traits: Traits) {
     assert_eq!(store.head("a/one").await.expect("head"), 5);
     for missing in [
         store.get("a/missing").await.err(),
-        store.head("a/missing").await.err().map(|e| e),
+        store.head("a/missing").await.err(),
     ] {
         assert!(
             matches!(missing, Some(StoreError::NotFound { .. })),
