@@ -10,6 +10,10 @@ const VERBS: &[&[&str]] = &[
     &["snapshots"],
     &["ls"],
     &["check"],
+    &["forget"],
+    &["prune"],
+    &["repair"],
+    &["repair", "index"],
     &["key"],
     &["key", "add"],
     &["key", "list"],
@@ -50,7 +54,7 @@ fn help_works_for_every_verb() {
 
 #[test]
 fn every_listed_verb_is_covered_by_the_help_test() {
-    for parent in [&[][..], &["key"][..]] {
+    for parent in [&[][..], &["key"][..], &["repair"][..]] {
         for verb in listed_commands(&help(parent).stdout) {
             let words: Vec<&str> = parent.iter().copied().chain([verb.as_str()]).collect();
             assert!(

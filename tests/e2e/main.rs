@@ -3,6 +3,7 @@
 
 mod common;
 
+mod concurrency;
 mod corruption;
 mod errors;
 mod fidelity;
@@ -11,6 +12,7 @@ mod incremental;
 mod init;
 mod keys;
 mod listing;
+mod maintenance;
 mod partial;
 mod roundtrip;
 mod sparse;

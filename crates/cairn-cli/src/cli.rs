@@ -59,6 +59,13 @@ pub(crate) enum Command {
     Ls(LsArgs),
     /// Verify that every snapshot can be restored
     Check(CheckArgs),
+    /// Remove snapshots by a retention policy, per source
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references (safe while backups run)
+    Prune(PruneArgs),
+    /// Rebuild repository metadata
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Manage the passwords that unlock the repository
     #[command(subcommand)]
     Key(KeyCommand),
@@ -153,6 +160,90 @@ pub(crate) struct CheckArgs {
     /// Also download every pack and verify every blob
     #[arg(long)]
     pub(crate) read_data: bool,
+    /// Download and verify only part of the packs: N/M (part N of M) or P% (a random share)
+    #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
+    pub(crate) read_data_subset: Option<String>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForgetArgs {
+    /// Keep the N newest snapshots
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) keep_daily: u32,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) keep_weekly: u32,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) keep_monthly: u32,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) keep_yearly: u32,
+    /// Keep every snapshot within this span of the group's newest (e.g. 1y5m7d2h)
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) keep_within: Option<String>,
+    /// Keep every snapshot with this tag (repeatable)
+    #[arg(long, value_name = "TAG")]
+    pub(crate) keep_tag: Vec<String>,
+    /// Only show what would be removed
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub(crate) prune: bool,
+    #[command(flatten)]
+    pub(crate) prune_opts: PruneOpts,
+    /// Print kept and removed snapshots, with reasons, as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// How prune behaves.
+#[derive(Debug, Args)]
+pub(crate) struct PruneOpts {
+    /// Tombstones wait this long before data is deleted (e.g. 30min, 24h, 2d)
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub(crate) grace: String,
+    /// Repack a pack when more than this share of it is unused
+    #[arg(long, default_value = "5%", value_name = "PERCENT")]
+    pub(crate) max_unused: String,
+    /// Rewrite at most this many bytes of live data per run (e.g. 10G)
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_repack_size: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    #[command(flatten)]
+    pub(crate) opts: PruneOpts,
+    /// Only report what would be done
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RepairCommand {
+    /// Rebuild the index from the pack headers (after index files were lost)
+    Index(RepairIndexArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RepairIndexArgs {
+    /// Only report what would be done
+    #[arg(long)]
+    pub(crate) dry_run: bool,
     /// Print the report as JSON
     #[arg(long)]
     pub(crate) json: bool,

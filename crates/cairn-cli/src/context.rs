@@ -18,13 +18,23 @@ pub(crate) async fn open(g: &Global) -> Result<Repository> {
     let url = repo_url(g)?;
     let store = Store::open(url, false)?;
     let pw = password::repository(g.password_file.as_deref())?;
-    Repository::open(store, &pw, OpenOptions::default())
+    let opts = OpenOptions {
+        clock: crate::test_clock::clock(),
+        ..OpenOptions::default()
+    };
+    Repository::open(store, &pw, opts)
         .await
         .with_context(|| format!("cannot open repository {url}"))
 }
 
-/// Seconds and nanoseconds since the epoch.
+/// Seconds and nanoseconds since the epoch (the test clock's, when set).
 pub(crate) fn now() -> cairn::Timestamp {
+    if std::env::var_os("CAIRN_TEST_NOW").is_some() {
+        return cairn::Timestamp {
+            secs: crate::test_clock::clock().now(),
+            nanos: 0,
+        };
+    }
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

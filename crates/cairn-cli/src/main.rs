@@ -5,6 +5,7 @@ mod cmd;
 mod context;
 mod output;
 mod password;
+mod test_clock;
 
 use std::process::ExitCode;
 

@@ -1,13 +1,15 @@
 //! `check`: is every snapshot fully restorable?
 //!
-//! Structure: every snapshot's trees load, every blob they reference is
-//! indexed, every indexed pack exists and is long enough. With `read_data`,
-//! every pack is downloaded, its header compared with the index and every
-//! blob opened and re-hashed.
+//! Structure: every indexed pack exists, is long enough for its entries, and
+//! its header (one suffix read) lists what the index places in it; every
+//! snapshot's trees load and every blob they reference is indexed. Reading
+//! data: every pack of the selected subset is downloaded and every blob the
+//! index places in it opened and re-hashed. Each problem names the object
+//! and the snapshots it affects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use cairn_core::format::{NodeKind, PackEntry, pack_v1};
+use cairn_core::format::{NodeKind, PackEntry, Tree, pack_v1};
 use cairn_core::{Id, Kind};
 use futures::StreamExt;
 
@@ -20,6 +22,56 @@ pub struct CheckOptions {
     pub read_data: bool,
 }
 
+/// Which packs to download and verify.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ReadData {
+    /// Structure only.
+    #[default]
+    None,
+    /// Every pack.
+    All,
+    /// Part `n` of `m` (1-based): packs whose id, read as a number, is
+    /// `n − 1` modulo `m`. Running 1/m … m/m covers every pack once.
+    Part {
+        /// Which part.
+        n: u32,
+        /// Of how many.
+        m: u32,
+    },
+    /// A random share of the packs, in percent (0–100).
+    Percent(f64),
+}
+
+impl ReadData {
+    /// Parses `N/M` or `P%`.
+    pub fn parse_subset(s: &str) -> Option<ReadData> {
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().ok()?;
+            return (p > 0.0 && p <= 100.0).then_some(ReadData::Percent(p));
+        }
+        let (n, m) = s.split_once('/')?;
+        let (n, m): (u32, u32) = (n.trim().parse().ok()?, m.trim().parse().ok()?);
+        (n >= 1 && n <= m).then_some(ReadData::Part { n, m })
+    }
+
+    fn selects(&self, pack: &Id, rng: &dyn cairn_core::RandomSource) -> bool {
+        match *self {
+            ReadData::None => false,
+            ReadData::All => true,
+            ReadData::Part { n, m } => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&pack.as_bytes()[..4]);
+                u32::from_le_bytes(b) % m == n - 1
+            }
+            ReadData::Percent(p) => {
+                let mut b = [0u8; 8];
+                rng.fill(&mut b);
+                (u64::from_le_bytes(b) as f64 / u64::MAX as f64) * 100.0 < p
+            }
+        }
+    }
+}
+
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckProblem {
@@ -27,6 +79,8 @@ pub struct CheckProblem {
     pub object: String,
     /// What is wrong.
     pub message: String,
+    /// Snapshots that cannot be fully restored because of it.
+    pub snapshots: Vec<Id>,
 }
 
 /// The outcome of a check.
@@ -38,7 +92,9 @@ pub struct CheckReport {
     pub trees: usize,
     /// Packs in the index.
     pub packs: usize,
-    /// Blobs opened and re-hashed (with `read_data`).
+    /// Packs downloaded and verified.
+    pub packs_read: usize,
+    /// Blobs opened and re-hashed.
     pub blobs_verified: u64,
     /// Problems that make data unrestorable.
     pub errors: Vec<CheckProblem>,
@@ -51,8 +107,34 @@ impl CheckReport {
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
     }
-    fn error(&mut self, object: String, message: String) {
-        self.errors.push(CheckProblem { object, message });
+}
+
+/// Problems keyed by the blob they make unreadable, so the snapshot walk
+/// can name the snapshots they affect.
+#[derive(Default)]
+struct Damage {
+    /// Problems not tied to a blob (and blob problems, once attributed).
+    problems: BTreeMap<(String, String), BTreeSet<Id>>,
+    /// Blob → (object, message).
+    blobs: HashMap<Id, (String, String)>,
+}
+
+impl Damage {
+    fn object(&mut self, object: String, message: String) {
+        self.problems.entry((object, message)).or_default();
+    }
+    fn blob(&mut self, blob: Id, object: String, message: String) {
+        self.problems
+            .entry((object.clone(), message.clone()))
+            .or_default();
+        self.blobs.entry(blob).or_insert((object, message));
+    }
+    fn hit(&mut self, blob: &Id, snapshot: Id) {
+        if let Some(key) = self.blobs.get(blob) {
+            if let Some(s) = self.problems.get_mut(key) {
+                s.insert(snapshot);
+            }
+        }
     }
 }
 
@@ -60,7 +142,18 @@ impl Repository {
     /// Checks the repository. Problems are collected in the report, not
     /// returned as errors; `Err` means the check itself could not run.
     pub async fn check(&self, opts: CheckOptions) -> Result<CheckReport> {
+        let read = if opts.read_data {
+            ReadData::All
+        } else {
+            ReadData::None
+        };
+        self.check_with(read).await
+    }
+
+    /// [`check`](Self::check), reading the packs `read` selects.
+    pub async fn check_with(&self, read: ReadData) -> Result<CheckReport> {
         let mut report = CheckReport::default();
+        let mut damage = Damage::default();
         let by_pack = self.index().entries_by_pack();
         report.packs = by_pack.len();
 
@@ -71,84 +164,171 @@ impl Repository {
             .into_iter()
             .filter_map(|o| paths::id_in(paths::DATA, &o.path).map(|id| (id, o.size)))
             .collect();
+        let mut present = Vec::new();
         for (pack, entries) in &by_pack {
+            let obj = paths::pack(pack);
             match listed.get(pack) {
-                None => report.error(paths::pack(pack), "indexed pack is missing".into()),
-                Some(&size) => {
-                    let end = entries.iter().map(PackEntry::end).max().unwrap_or(0);
-                    if end + pack_v1::TRAILER_LEN as u64 > size {
-                        report.error(
-                            paths::pack(pack),
-                            format!(
-                                "pack is {size} bytes but the index places a blob ending at {end}"
-                            ),
-                        );
+                None => {
+                    for e in entries {
+                        damage.blob(e.id, obj.clone(), "indexed pack is missing".into());
                     }
+                }
+                Some(&size) => {
+                    for e in entries {
+                        if e.end() + pack_v1::TRAILER_LEN as u64 > size {
+                            damage.blob(
+                                e.id,
+                                obj.clone(),
+                                format!(
+                                    "pack is {size} bytes but the index places a blob ending at {}",
+                                    e.end()
+                                ),
+                            );
+                        }
+                    }
+                    present.push((*pack, entries));
                 }
             }
         }
         for pack in listed.keys().filter(|p| !by_pack.contains_key(*p)) {
             report.warnings.push(CheckProblem {
                 object: paths::pack(pack),
-                message: "pack is not in any index (left by an interrupted backup?)".into(),
+                message: "pack is not in any index (left by an interrupted backup? \
+                          `cairn repair index` adopts it)"
+                    .into(),
+                snapshots: Vec::new(),
             });
         }
 
-        self.check_snapshots(&mut report).await?;
-
-        if opts.read_data {
-            let mut results = futures::stream::iter(by_pack.iter())
-                .filter(|(p, _)| futures::future::ready(listed.contains_key(*p)))
-                .map(|(pack, entries)| self.verify_pack(*pack, entries))
-                .buffer_unordered(2);
-            while let Some((verified, problems)) = results.next().await {
-                report.blobs_verified += verified;
-                report.errors.extend(problems);
+        // Pack headers against the index, one suffix read per pack.
+        let mut headers =
+            futures::stream::iter(present.iter())
+                .map(|(pack, entries)| async move {
+                    (*pack, *entries, self.read_pack_header(pack).await)
+                })
+                .buffer_unordered(crate::repository::LOAD_CONCURRENCY);
+        while let Some((pack, entries, header)) = headers.next().await {
+            let obj = paths::pack(&pack);
+            match header {
+                Err(e) => {
+                    for x in entries {
+                        damage.blob(x.id, obj.clone(), format!("header: {e}"));
+                    }
+                }
+                Ok((header, _)) => {
+                    let in_header: HashSet<(Id, Kind, u32, u32)> = header
+                        .iter()
+                        .map(|e| (e.id, e.kind, e.offset, e.length))
+                        .collect();
+                    for e in entries.iter() {
+                        if !in_header.contains(&(e.id, e.kind, e.offset, e.length)) {
+                            damage.blob(
+                                e.id,
+                                obj.clone(),
+                                "index entry disagrees with the pack header".into(),
+                            );
+                        }
+                    }
+                }
             }
         }
+        drop(headers);
+
+        let selected: Vec<(Id, &Vec<PackEntry>)> = present
+            .iter()
+            .filter(|(p, _)| read.selects(p, self.rng()))
+            .map(|(p, e)| (*p, *e))
+            .collect();
+        report.packs_read = selected.len();
+        let mut results = futures::stream::iter(selected)
+            .map(|(pack, entries)| self.verify_pack(pack, entries))
+            .buffer_unordered(2);
+        while let Some((verified, problems)) = results.next().await {
+            report.blobs_verified += verified;
+            for (blob, object, message) in problems {
+                match blob {
+                    Some(b) => damage.blob(b, object, message),
+                    None => damage.object(object, message),
+                }
+            }
+        }
+        drop(results);
+
+        self.check_snapshots(&mut report, &mut damage).await?;
+        report.errors = damage
+            .problems
+            .into_iter()
+            .map(|((object, message), snaps)| CheckProblem {
+                object,
+                message,
+                snapshots: snaps.into_iter().collect(),
+            })
+            .collect();
         Ok(report)
     }
 
-    async fn check_snapshots(&self, report: &mut CheckReport) -> Result<()> {
+    async fn check_snapshots(&self, report: &mut CheckReport, damage: &mut Damage) -> Result<()> {
         let ids = self.snapshot_ids().await?;
         report.snapshots = ids.len();
-        let mut seen: HashSet<Id> = HashSet::new();
+        let mut trees: HashMap<Id, Option<Tree>> = HashMap::new();
         for sid in ids {
             let obj = paths::snapshot(&sid);
             let snap = match self.load_snapshot(&sid).await {
                 Ok(s) => s,
                 Err(e) => {
-                    report.error(obj, e.to_string());
+                    damage
+                        .problems
+                        .entry((obj, e.to_string()))
+                        .or_default()
+                        .insert(sid);
                     continue;
                 }
             };
+            let mut seen: HashSet<Id> = HashSet::new();
             let mut stack = vec![snap.tree];
             while let Some(tid) = stack.pop() {
                 if !seen.insert(tid) {
                     continue;
                 }
-                let tree = match self.load_tree(&tid).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        report.error(obj.clone(), format!("tree {tid}: {e}"));
-                        continue;
-                    }
+                damage.hit(&tid, sid);
+                if let std::collections::hash_map::Entry::Vacant(slot) = trees.entry(tid) {
+                    let t = match self.load_tree(&tid).await {
+                        Ok(t) => {
+                            report.trees += 1;
+                            Some(t)
+                        }
+                        Err(e) => {
+                            let key = (format!("tree {tid}"), e.to_string());
+                            damage.problems.entry(key.clone()).or_default();
+                            damage.blobs.entry(tid).or_insert(key);
+                            damage.hit(&tid, sid);
+                            None
+                        }
+                    };
+                    slot.insert(t);
+                }
+                let Some(Some(tree)) = trees.get(&tid) else {
+                    continue;
                 };
-                report.trees += 1;
                 for node in &tree.nodes {
                     match node.kind {
                         NodeKind::Dir => stack.extend(node.subtree),
                         NodeKind::File | NodeKind::BlockDevice => {
                             for c in &node.content {
-                                if !self.index().contains(c) {
-                                    report.error(
-                                        obj.clone(),
-                                        format!(
-                                            "file {:?}: data blob {c} is not indexed",
-                                            String::from_utf8_lossy(&node.name)
-                                        ),
-                                    );
+                                if self.index().get(c).is_none() {
+                                    damage.blobs.entry(*c).or_insert((
+                                        format!("data blob {c}"),
+                                        "referenced but not indexed".into(),
+                                    ));
+                                    damage
+                                        .problems
+                                        .entry((
+                                            format!("data blob {c}"),
+                                            "referenced but not indexed".into(),
+                                        ))
+                                        .or_default();
                                 }
+                                damage.hit(c, sid);
                             }
                         }
                         _ => {}
@@ -159,42 +339,41 @@ impl Repository {
         Ok(())
     }
 
-    /// Downloads one pack and verifies its header and every blob the index
-    /// places in it. Returns the number of blobs verified and the problems.
-    async fn verify_pack(&self, pack: Id, indexed: &[PackEntry]) -> (u64, Vec<CheckProblem>) {
+    /// Downloads one pack and verifies every blob the index places in it.
+    /// Returns the number of blobs verified and (blob, object, problem).
+    async fn verify_pack(
+        &self,
+        pack: Id,
+        indexed: &[PackEntry],
+    ) -> (u64, Vec<(Option<Id>, String, String)>) {
         let obj = paths::pack(&pack);
-        let problem = |message: String| CheckProblem {
-            object: obj.clone(),
-            message,
-        };
         let bytes = match self.store().get(&obj).await {
             Ok(b) => b,
-            Err(e) => return (0, vec![problem(format!("cannot read: {e}"))]),
+            Err(e) => {
+                let m = format!("cannot read: {e}");
+                return (
+                    0,
+                    indexed
+                        .iter()
+                        .map(|x| (Some(x.id), obj.clone(), m.clone()))
+                        .collect(),
+                );
+            }
         };
         let repo = self.clone();
         let indexed = indexed.to_vec();
+        let o = obj.clone();
         let r = tokio::task::spawn_blocking(move || {
             let mut problems = Vec::new();
-            let header = match pack_v1::read_header(repo.keys(), &pack, &bytes) {
-                Ok(h) => h,
-                Err(e) => {
-                    problems.push(format!("header: {e}"));
-                    Vec::new()
-                }
-            };
-            let in_header: HashSet<(Id, u32, u32)> =
-                header.iter().map(|e| (e.id, e.offset, e.length)).collect();
             let mut verified = 0;
             for e in &indexed {
-                if !header.is_empty() && !in_header.contains(&(e.id, e.offset, e.length)) {
-                    problems.push(format!(
-                        "blob {} is indexed here but not in the pack header",
-                        e.id
-                    ));
-                }
                 let range = e.offset as usize..e.end() as usize;
                 let Some(sealed) = bytes.get(range) else {
-                    problems.push(format!("blob {} lies beyond the end of the pack", e.id));
+                    problems.push((
+                        Some(e.id),
+                        o.clone(),
+                        "blob lies beyond the end of the pack".into(),
+                    ));
                     continue;
                 };
                 let loc = crate::BlobLocation {
@@ -208,20 +387,27 @@ impl Repository {
                     Ok(plain) => {
                         verified += 1;
                         if e.kind == Kind::Tree {
-                            if let Err(err) = cairn_core::format::Tree::decode(&plain) {
-                                problems.push(format!("tree blob {}: {err}", e.id));
+                            if let Err(err) = Tree::decode(&plain) {
+                                problems.push((
+                                    Some(e.id),
+                                    o.clone(),
+                                    format!("tree blob {}: {err}", e.id),
+                                ));
                             }
                         }
                     }
-                    Err(err) => problems.push(err.to_string()),
+                    Err(err) => problems.push((Some(e.id), o.clone(), err.to_string())),
                 }
             }
             (verified, problems)
         })
         .await;
         match r {
-            Ok((v, problems)) => (v, problems.into_iter().map(problem).collect()),
-            Err(e) => (0, vec![problem(format!("verification task failed: {e}"))]),
+            Ok(x) => x,
+            Err(e) => (
+                0,
+                vec![(None, obj, format!("verification task failed: {e}"))],
+            ),
         }
     }
 }

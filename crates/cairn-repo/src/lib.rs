@@ -52,7 +52,7 @@ mod sessions;
 mod snapshots;
 mod writer;
 
-pub use check::{CheckOptions, CheckProblem, CheckReport};
+pub use check::{CheckOptions, CheckProblem, CheckReport, ReadData};
 pub use error::{Error, Result};
 pub use forget::{ForgetEntry, ForgetGroup, ForgetReport, GroupKey, plan as plan_forget};
 pub use index::{BlobLocation, Index};

@@ -143,6 +143,10 @@ impl Repository {
             }
         }
 
+        // Snapshots are listed before the index is read: a writer stores its
+        // index files before its snapshot, so every snapshot listed here has
+        // its blobs in the index read below.
+        let snapshot_ids = self.snapshot_ids().await?;
         let all_files = self.read_index_files().await?;
         report.index_files_before = all_files.len();
         let superseded: HashSet<Id> = all_files
@@ -156,7 +160,7 @@ impl Repository {
         let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
         *self.write_index() = index;
 
-        let (snapshots, referenced) = self.referenced_blobs().await?;
+        let (snapshots, referenced) = self.referenced_blobs(snapshot_ids).await?;
         report.snapshots = snapshots;
         report.blobs_referenced = referenced.len();
 

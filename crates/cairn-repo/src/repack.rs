@@ -169,10 +169,9 @@ impl Repository {
         Ok((IndexPack { pack: id, blobs }, n))
     }
 
-    /// Every blob reachable from the snapshots listed now. Any snapshot or
-    /// tree that cannot be read is an error: prune must not guess.
-    pub(crate) async fn referenced_blobs(&self) -> Result<(usize, HashSet<Id>)> {
-        let ids = self.snapshot_ids().await?;
+    /// Every blob reachable from the snapshots `ids`. Any snapshot or tree
+    /// that cannot be read is an error: prune must not guess.
+    pub(crate) async fn referenced_blobs(&self, ids: Vec<Id>) -> Result<(usize, HashSet<Id>)> {
         let mut seen: HashSet<Id> = HashSet::new();
         let mut count = 0;
         for sid in ids {

@@ -69,6 +69,9 @@ pub use cairn_repo::{
     CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,
     WriterStats,
 };
+pub use cairn_repo::{
+    ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, retention,
+};
 pub use cairn_store::{Store, StoreError};
 
 /// The error types of each layer.

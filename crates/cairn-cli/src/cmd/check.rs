@@ -1,18 +1,22 @@
 //! `cairn check`
 
 use anyhow::{Result, bail};
-use cairn::CheckOptions;
+use cairn::ReadData;
 
 use crate::cli::{CheckArgs, Global};
 use crate::{context, exit};
 
 pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
+    let read = match &a.read_data_subset {
+        Some(s) => match ReadData::parse_subset(s) {
+            Some(r) => r,
+            None => bail!("--read-data-subset {s:?}: expected N/M (e.g. 2/5) or P% (e.g. 10%)"),
+        },
+        None if a.read_data => ReadData::All,
+        None => ReadData::None,
+    };
     let repo = context::open(g).await?;
-    let report = repo
-        .check(CheckOptions {
-            read_data: a.read_data,
-        })
-        .await?;
+    let report = repo.check_with(read).await?;
     if a.json {
         super::print_json(&report)?;
     } else {
@@ -22,10 +26,13 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
                 report.snapshots,
                 report.trees,
                 report.packs,
-                if a.read_data {
-                    format!(", {} blobs read and verified", report.blobs_verified)
-                } else {
+                if read == ReadData::None {
                     String::new()
+                } else {
+                    format!(
+                        "; read {} packs, {} blobs verified",
+                        report.packs_read, report.blobs_verified
+                    )
                 }
             );
             for w in &report.warnings {
@@ -33,7 +40,17 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
             }
         }
         for e in &report.errors {
-            eprintln!("error: {}: {}", e.object, e.message);
+            let snaps: Vec<String> = e.snapshots.iter().map(|s| s.short()).collect();
+            if snaps.is_empty() {
+                eprintln!("error: {}: {}", e.object, e.message);
+            } else {
+                eprintln!(
+                    "error: {}: {} (affects snapshots {})",
+                    e.object,
+                    e.message,
+                    snaps.join(", ")
+                );
+            }
         }
     }
     if !report.is_ok() {

@@ -3,9 +3,12 @@
 mod backup;
 mod cat;
 mod check;
+mod forget;
 mod init;
 mod key;
 mod ls;
+mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 
@@ -23,6 +26,9 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots(a) => snapshots::run(g, a).await,
         Command::Ls(a) => ls::run(g, a).await,
         Command::Check(a) => check::run(g, a).await,
+        Command::Forget(a) => forget::run(g, a).await,
+        Command::Prune(a) => prune::run(g, a).await,
+        Command::Repair(c) => repair::run(g, c).await,
         Command::Key(k) => key::run(g, k).await,
         Command::Cat(a) => cat::run(g, a).await,
     }

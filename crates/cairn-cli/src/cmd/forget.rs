@@ -1,0 +1,75 @@
+//! `cairn forget`
+
+use anyhow::{Context, Result, bail};
+use cairn::retention::{Policy, Span};
+
+use crate::cli::{ForgetArgs, Global};
+use crate::output::bytes;
+use crate::{context, exit};
+
+pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
+    let within = match &a.keep_within {
+        Some(s) => Some(
+            Span::parse(s)
+                .with_context(|| format!("--keep-within {s:?}: expected e.g. 1y5m7d2h"))?,
+        ),
+        None => None,
+    };
+    let policy = Policy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within,
+        tags: a.keep_tag.clone(),
+    };
+    if policy.is_empty() {
+        bail!("no --keep-* option given: refusing to remove every snapshot");
+    }
+    let repo = context::open(g).await?;
+    let report = repo.forget(&policy, a.dry_run).await?;
+    let prune = if a.prune && !a.dry_run {
+        let opts = super::prune::options(&a.prune_opts)?;
+        Some(repo.prune(opts).await?)
+    } else {
+        None
+    };
+    if a.json {
+        super::print_json(&serde_json::json!({ "forget": report, "prune": prune }))?;
+        return Ok(exit::OK);
+    }
+    if g.quiet {
+        return Ok(exit::OK);
+    }
+    for group in &report.groups {
+        println!("{}:", group.group);
+        for k in &group.keep {
+            println!(
+                "  keep   {}  {}  ({})",
+                k.id.short(),
+                crate::output::time(k.time),
+                k.reasons.join(", ")
+            );
+        }
+        for r in &group.remove {
+            println!("  remove {}  {}", r.id.short(), crate::output::time(r.time));
+        }
+    }
+    let n = report.removed().count();
+    if a.dry_run {
+        println!("would remove {n} snapshots (dry run)");
+    } else {
+        println!("removed {n} snapshots");
+    }
+    if let Some(p) = prune {
+        println!(
+            "prune: {} blobs tombstoned, {} deleted, {} freed",
+            p.blobs_tombstoned,
+            p.blobs_deleted,
+            bytes(p.bytes_deleted.saturating_sub(p.bytes_written))
+        );
+    }
+    Ok(exit::OK)
+}

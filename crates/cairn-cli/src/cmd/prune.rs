@@ -1,0 +1,116 @@
+//! `cairn prune`
+
+use anyhow::{Context, Result, bail};
+use cairn::PruneOptions;
+
+use crate::cli::{Global, PruneArgs, PruneOpts};
+use crate::output::bytes;
+use crate::{context, exit};
+
+/// Seconds in a duration such as `90s`, `30min`, `24h`, `2d` or `1w`.
+fn seconds(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+pub(crate) fn options(o: &PruneOpts) -> Result<PruneOptions> {
+    let grace = seconds(&o.grace)
+        .with_context(|| format!("--grace {:?}: expected e.g. 90s, 30min, 24h, 2d", o.grace))?;
+    let max_unused = o
+        .max_unused
+        .trim()
+        .strip_suffix('%')
+        .and_then(|p| p.trim().parse::<f64>().ok())
+        .filter(|p| (0.0..=100.0).contains(p))
+        .with_context(|| {
+            format!(
+                "--max-unused {:?}: expected a percentage such as 5%",
+                o.max_unused
+            )
+        })?;
+    let max_repack_size = match &o.max_repack_size {
+        None => None,
+        Some(s) => Some(
+            parse_size(s).with_context(|| format!("--max-repack-size {s:?}: expected e.g. 2G"))?,
+        ),
+    };
+    Ok(PruneOptions {
+        grace,
+        max_unused: max_unused / 100.0,
+        max_repack_size,
+        dry_run: false,
+    })
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
+    let opts = cairn::PruneOptions {
+        dry_run: a.dry_run,
+        ..options(&a.opts)?
+    };
+    if opts.grace < 0 {
+        bail!("--grace must not be negative");
+    }
+    let repo = context::open(g).await?;
+    let r = repo.prune(opts).await?;
+    if a.json {
+        super::print_json(&r)?;
+    } else if !g.quiet {
+        let verb = if r.dry_run { "would " } else { "" };
+        println!(
+            "{} snapshots reference {} blobs; stale sessions removed: {}",
+            r.snapshots, r.blobs_referenced, r.stale_sessions_removed
+        );
+        println!(
+            "phase 1: {verb}tombstone {} unreferenced blobs",
+            r.blobs_tombstoned
+        );
+        println!(
+            "phase 2: {verb}delete {} blobs: {} packs deleted, {} repacked into {}; {} removed, {} written",
+            r.blobs_deleted,
+            r.packs_deleted,
+            r.packs_repacked,
+            r.packs_written,
+            bytes(r.bytes_deleted),
+            bytes(r.bytes_written)
+        );
+        if r.tombstone_files_waiting > 0 {
+            println!(
+                "{} tombstone files wait for the grace period{}",
+                r.tombstone_files_waiting,
+                if r.blocking_sessions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and {} running backups", r.blocking_sessions.len())
+                }
+            );
+        }
+        println!(
+            "index files: {} -> {}",
+            r.index_files_before, r.index_files_after
+        );
+    }
+    Ok(exit::OK)
+}
