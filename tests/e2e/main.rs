@@ -3,6 +3,7 @@
 
 mod common;
 
+mod browse;
 mod concurrency;
 mod corruption;
 mod errors;
@@ -10,6 +11,7 @@ mod fidelity;
 mod help;
 mod incremental;
 mod init;
+mod inplace;
 mod keys;
 mod listing;
 mod maintenance;

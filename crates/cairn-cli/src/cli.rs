@@ -57,6 +57,12 @@ pub(crate) enum Command {
     Snapshots(SnapshotsArgs),
     /// List the contents of a snapshot
     Ls(LsArgs),
+    /// Write one file of a snapshot to standard output
+    Dump(DumpArgs),
+    /// Show what changed between two snapshots
+    Diff(DiffArgs),
+    /// Find paths matching a pattern in snapshots
+    Find(FindArgs),
     /// Verify that every snapshot can be restored
     Check(CheckArgs),
     /// Remove snapshots by a retention policy, per source
@@ -98,9 +104,40 @@ pub(crate) struct KdfArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
-    /// Files and directories to back up
-    #[arg(required = true, value_name = "PATH")]
+    /// Files, directories and block devices to back up
+    #[arg(
+        required_unless_present = "stdin",
+        conflicts_with = "stdin",
+        value_name = "PATH"
+    )]
     pub(crate) paths: Vec<PathBuf>,
+    /// Leave out paths matching this pattern (gitignore syntax; repeatable)
+    #[arg(long, value_name = "PATTERN")]
+    pub(crate) exclude: Vec<String>,
+    /// Like --exclude, ignoring letter case
+    #[arg(long, value_name = "PATTERN")]
+    pub(crate) iexclude: Vec<String>,
+    /// Read exclude patterns from this file, one per line (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) exclude_file: Vec<PathBuf>,
+    /// Leave out the contents of directories holding a CACHEDIR.TAG file
+    #[arg(long)]
+    pub(crate) exclude_caches: bool,
+    /// Do not read .cairnignore files
+    #[arg(long)]
+    pub(crate) no_ignore_files: bool,
+    /// Stay on the file system of each path given (mount points are kept empty)
+    #[arg(short = 'x', long)]
+    pub(crate) one_file_system: bool,
+    /// Back up the content of block devices found in directories
+    #[arg(long)]
+    pub(crate) read_special: bool,
+    /// Back up standard input as one file
+    #[arg(long)]
+    pub(crate) stdin: bool,
+    /// Name of the file that holds standard input in the snapshot
+    #[arg(long, default_value = "stdin", value_name = "NAME", requires = "stdin")]
+    pub(crate) stdin_filename: String,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     pub(crate) tags: Vec<String>,
@@ -129,7 +166,63 @@ pub(crate) struct RestoreArgs {
     /// Do not restore file ownership even when running as root
     #[arg(long)]
     pub(crate) no_owner: bool,
+    /// Restore only paths matching this glob, and the directories leading to them (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include: Vec<String>,
+    /// Leave out paths matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// What to do with files that already exist in the target
+    #[arg(long, value_enum, default_value = "always", value_name = "WHEN")]
+    pub(crate) overwrite: OverwriteArg,
+    /// Remove files from the target that are not in the snapshot
+    #[arg(long)]
+    pub(crate) delete: bool,
+    /// Re-read every restored file and compare it with the snapshot
+    #[arg(long)]
+    pub(crate) verify: bool,
     /// Print the summary as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `--overwrite` choices.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum OverwriteArg {
+    /// Replace every existing file
+    Always,
+    /// Replace a file only if its content differs (checked chunk by chunk)
+    IfChanged,
+    /// Never replace an existing file
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DumpArgs {
+    /// Snapshot id prefix or "latest", then ":" and the file's path inside it
+    #[arg(value_name = "SNAPSHOT:FILE")]
+    pub(crate) spec: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// The older snapshot (id prefix or "latest")
+    pub(crate) from: String,
+    /// The newer snapshot
+    pub(crate) to: String,
+    /// Print one JSON object per change
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FindArgs {
+    /// Glob over paths inside snapshots; without "/" it matches names at any depth
+    pub(crate) pattern: String,
+    /// Search only this snapshot (repeatable; default: all)
+    #[arg(long = "snapshot", short = 's', value_name = "SNAPSHOT")]
+    pub(crate) snapshots: Vec<String>,
+    /// Print one JSON object per match
     #[arg(long)]
     pub(crate) json: bool,
 }

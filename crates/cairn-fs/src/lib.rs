@@ -10,6 +10,8 @@
 mod backup;
 mod browse;
 mod chunking;
+mod diff;
+mod dump;
 mod error;
 mod meta;
 mod owners;
@@ -19,9 +21,11 @@ mod xattr;
 
 pub use backup::{
     BackupOptions, BackupOutcome, CACHEDIR_SIGNATURE, ParentChoice, Selection, backup,
-    select_parent,
+    backup_stream, select_parent,
 };
 pub use browse::{Entry, resolve, walk};
+pub use diff::{Change, ChangeKind, diff, find};
+pub use dump::dump;
 pub use error::{Error, Result, Warning};
 pub use progress::Progress;
-pub use restore::{RestoreOptions, RestoreOutcome, restore};
+pub use restore::{Overwrite, RestoreOptions, RestoreOutcome, restore};

@@ -64,6 +64,7 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
             FaultConfig {
                 fail_writes_after: Some(20),
                 prefix: "data/".into(),
+                ..Default::default()
             },
         )),
         "faulty".into(),
@@ -130,6 +131,7 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
             target: dst.path().to_owned(),
             path: Vec::new(),
             owners: Some(false),
+            ..Default::default()
         },
         Arc::new(Progress::default()),
     )

@@ -62,8 +62,9 @@ pub use cairn_core::format::{
 };
 pub use cairn_core::{Id, Kind};
 pub use cairn_fs::{
-    BackupOptions, BackupOutcome, Entry, ParentChoice, Progress, RestoreOptions, RestoreOutcome,
-    Selection, Warning, backup, resolve, restore, select_parent, walk,
+    BackupOptions, BackupOutcome, Change, ChangeKind, Entry, Overwrite, ParentChoice, Progress,
+    RestoreOptions, RestoreOutcome, Selection, Warning, backup, backup_stream, diff, dump, find,
+    resolve, restore, select_parent, walk,
 };
 pub use cairn_repo::{
     CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
-use cairn::{BackupOptions, ParentChoice, Progress, Source};
+use anyhow::{Context, Result};
+use cairn::{BackupOptions, ParentChoice, Progress, Selection, Source};
 
 use crate::cli::{BackupArgs, Global};
 use crate::output::{Bar, bytes};
@@ -18,24 +18,38 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
     } else {
         ParentChoice::Auto
     };
+    let mut exclude = a.exclude;
+    for f in &a.exclude_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read exclude file {}", f.display()))?;
+        exclude.extend(text.lines().map(str::to_owned));
+    }
     let progress = Arc::new(Progress::default());
     let bar = Bar::start(progress.clone(), !g.quiet && !a.json, "backup");
-    let result = cairn::backup(
-        &repo,
-        BackupOptions {
-            paths: a.paths,
-            hostname: a.host.unwrap_or_else(context::hostname),
-            username: context::username(),
-            tags: a.tags,
-            parent,
-            source: Source::Filesystem,
-            time: context::now(),
-            program_version: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_owned(),
-            ..Default::default()
+    let opts = BackupOptions {
+        paths: a.paths,
+        hostname: a.host.unwrap_or_else(context::hostname),
+        username: context::username(),
+        tags: a.tags,
+        parent,
+        source: Source::Filesystem,
+        time: context::now(),
+        program_version: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_owned(),
+        selection: Selection {
+            exclude,
+            iexclude: a.iexclude,
+            ignore_file: (!a.no_ignore_files).then(|| ".cairnignore".to_owned()),
+            exclude_caches: a.exclude_caches,
+            one_file_system: a.one_file_system,
+            read_special: a.read_special,
         },
-        progress,
-    )
-    .await;
+    };
+    let result = if a.stdin {
+        let stdin = Box::new(std::io::stdin());
+        cairn::backup_stream(&repo, opts, &a.stdin_filename, stdin, progress).await
+    } else {
+        cairn::backup(&repo, opts, progress).await
+    };
     bar.finish();
     let out = result?;
     let s = &out.snapshot.stats;

@@ -3,6 +3,9 @@
 mod backup;
 mod cat;
 mod check;
+mod diff;
+mod dump;
+mod find;
 mod forget;
 mod init;
 mod key;
@@ -25,6 +28,9 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => restore::run(g, a).await,
         Command::Snapshots(a) => snapshots::run(g, a).await,
         Command::Ls(a) => ls::run(g, a).await,
+        Command::Dump(a) => dump::run(g, a).await,
+        Command::Diff(a) => diff::run(g, a).await,
+        Command::Find(a) => find::run(g, a).await,
         Command::Check(a) => check::run(g, a).await,
         Command::Forget(a) => forget::run(g, a).await,
         Command::Prune(a) => prune::run(g, a).await,

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use cairn::{Progress, RestoreOptions};
+use cairn::{Overwrite, Progress, RestoreOptions};
 
-use crate::cli::{Global, RestoreArgs};
+use crate::cli::{Global, OverwriteArg, RestoreArgs};
 use crate::output::{Bar, bytes};
 use crate::{context, exit};
 
@@ -27,6 +27,15 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
             target: a.target.clone(),
             path: path.as_bytes().to_vec(),
             owners: if a.no_owner { Some(false) } else { None },
+            include: a.include.clone(),
+            exclude: a.exclude.clone(),
+            overwrite: match a.overwrite {
+                OverwriteArg::Always => Overwrite::Always,
+                OverwriteArg::IfChanged => Overwrite::IfChanged,
+                OverwriteArg::Never => Overwrite::Never,
+            },
+            delete: a.delete,
+            verify: a.verify,
         },
         progress,
     )
@@ -39,15 +48,23 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
         )?;
     } else if !g.quiet {
         println!(
-            "restored snapshot {} to {}: {} files ({}), {} directories, {} symlinks, {} special files",
+            "restored snapshot {} to {}: {} files ({}, {} written), {} directories, {} symlinks, {} special files, {} hard links",
             id.short(),
             a.target.display(),
             out.files,
             bytes(out.bytes),
+            bytes(out.bytes_written),
             out.dirs,
             out.symlinks,
-            out.special
+            out.special,
+            out.hardlinks
         );
+        if out.unchanged + out.skipped + out.deleted + out.verified > 0 {
+            println!(
+                "{} files already up to date, {} existing entries kept, {} deleted, {} verified",
+                out.unchanged, out.skipped, out.deleted, out.verified
+            );
+        }
     }
     if !out.errors.is_empty() {
         for e in &out.errors {

@@ -8,6 +8,7 @@
 
 mod select;
 mod sparse;
+mod stream;
 mod walk;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use cairn_repo::{BlobWriter, Repository, WriterStats};
 use select::Selector;
 pub use select::{CACHEDIR_SIGNATURE, Selection};
 use walk::Walker;
+pub(crate) use walk::open_quietly;
 
 use crate::{Error, Progress, Result, Warning};
 
@@ -106,25 +108,60 @@ pub async fn backup(
     opts: BackupOptions,
     progress: std::sync::Arc<Progress>,
 ) -> Result<BackupOutcome> {
-    let started = Instant::now();
     if opts.paths.is_empty() {
         return Err(Error::Invalid("no paths to back up".into()));
     }
-    let paths: Vec<PathBuf> = opts
-        .paths
-        .iter()
-        .map(|p| absolute(p))
-        .collect::<Result<_>>()?;
+    run(repo, opts, None, progress).await
+}
+
+/// Backs up everything `reader` yields as one file named `name`, in a
+/// snapshot of its own (root layout 1, path `/<name>`): standard input, a
+/// database dump, a volume read by another program. The file gets mode
+/// 0644, the current user and group, and the snapshot's time as mtime.
+pub async fn backup_stream(
+    repo: &Repository,
+    opts: BackupOptions,
+    name: &str,
+    reader: Box<dyn std::io::Read + Send>,
+    progress: std::sync::Arc<Progress>,
+) -> Result<BackupOutcome> {
+    if !cairn_core::format::Node::valid_name(name.as_bytes()) {
+        return Err(Error::Invalid(format!("{name:?} is not a valid file name")));
+    }
+    run(repo, opts, Some((name.to_owned(), reader)), progress).await
+}
+
+type Stream = (String, Box<dyn std::io::Read + Send>);
+
+async fn run(
+    repo: &Repository,
+    opts: BackupOptions,
+    stream: Option<Stream>,
+    progress: std::sync::Arc<Progress>,
+) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let paths: Vec<PathBuf> = match &stream {
+        Some((name, _)) => vec![Path::new("/").join(name)],
+        None => opts
+            .paths
+            .iter()
+            .map(|p| absolute(p))
+            .collect::<Result<_>>()?,
+    };
     let path_bytes: Vec<Vec<u8>> = paths
         .iter()
         .map(|p| p.as_os_str().as_bytes().to_vec())
         .collect();
     let parent = match &opts.parent {
+        _ if stream.is_some() => None,
         ParentChoice::None => None,
         ParentChoice::Snapshot(id) => Some((*id, repo.load_snapshot(id).await?)),
         ParentChoice::Auto => select_parent(repo, &opts.hostname, &path_bytes).await?,
     };
-    let layout = root_layout(&paths)?;
+    let layout = match &stream {
+        Some(_) => RootLayout::PerPath,
+        None => root_layout(&paths)?,
+    };
     // A parent with another root layout cannot be compared entry by entry.
     let parent = parent.filter(|(_, s)| s.root_layout == layout);
     let parent_root = parent.as_ref().map(|(_, s)| s.tree);
@@ -142,8 +179,12 @@ pub async fn backup(
         linked: Mutex::new(HashMap::new()),
         zeros: Mutex::new(HashMap::new()),
     };
+    let time = opts.time;
     let (walker, root) = tokio::task::spawn_blocking(move || {
-        let root = walker.backup_root(&paths, layout, parent_root);
+        let root = match stream {
+            Some((name, reader)) => walker.stream_root(&name, reader, time),
+            None => walker.backup_root(&paths, layout, parent_root),
+        };
         (walker, root)
     })
     .await

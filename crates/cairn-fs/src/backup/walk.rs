@@ -375,8 +375,17 @@ impl Walker {
         len: u64,
         ids: &mut Vec<Id>,
     ) -> Result<u64, EntryError> {
+        self.chunk_reader(PositionedReader { file, pos: start }.take(len), ids)
+    }
+
+    /// Chunks and stores everything `reader` yields, appending the chunk
+    /// ids to `ids`; returns the bytes read.
+    pub(super) fn chunk_reader(
+        &self,
+        reader: impl Read,
+        ids: &mut Vec<Id>,
+    ) -> Result<u64, EntryError> {
         let params = self.repo.config().chunker;
-        let reader = PositionedReader { file, pos: start }.take(len);
         chunk_stream(
             reader,
             &params,

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use cairn_core::Id;
 use cairn_core::format::Node;
 use cairn_repo::Repository;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
+use super::overwrite::{layout, matches};
 use super::plan::clear_for;
 use super::{CHUNK_CONCURRENCY, os};
 use crate::{Progress, meta};
@@ -58,52 +59,94 @@ pub(super) fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(os(&tmp))
 }
 
+/// How one file is to be restored.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FileJob {
+    pub(super) owners: bool,
+    /// Keep the file in place if its content already matches.
+    pub(super) check_first: bool,
+    /// Re-read and re-hash what was written.
+    pub(super) verify: bool,
+}
+
+/// What restoring one file did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FileDone {
+    /// Bytes written to disk (holes and kept files write nothing).
+    pub(super) written: u64,
+    /// The file was already in place and only its metadata was applied.
+    pub(super) unchanged: bool,
+    /// The file was re-read and matched.
+    pub(super) verified: bool,
+}
+
 /// Restores one file through a temporary name. Errors are messages for the
 /// file's entry in the outcome.
 pub(super) async fn restore_file(
     repo: &Repository,
     path: &Path,
     node: &Node,
-    owners: bool,
+    job: FileJob,
     progress: &Progress,
     zeros: &Zeros,
-) -> Result<(), String> {
+) -> Result<FileDone, String> {
+    let chunks = layout(repo, node)?;
+    let chunks = Arc::new(chunks);
+    if job.check_first && check(repo, path, node.size, &chunks).await? {
+        meta::apply(path, node, job.owners).map_err(|e| format!("cannot set metadata: {e}"))?;
+        progress.add(0, node.size);
+        return Ok(FileDone {
+            written: 0,
+            unchanged: true,
+            verified: job.verify,
+        });
+    }
     let tmp = temp_path(path);
-    let r = write_content(repo, &tmp, node, progress, zeros).await;
-    let r = r.and_then(|()| {
-        meta::apply(&tmp, node, owners).map_err(|e| format!("cannot set metadata: {e}"))?;
+    let r = write_content(repo, &tmp, node, &chunks, progress, zeros).await;
+    let r = r.and_then(|written| {
+        meta::apply(&tmp, node, job.owners).map_err(|e| format!("cannot set metadata: {e}"))?;
         clear_for(path, false)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot move into place: {e}"))
+            .map_err(|e| format!("cannot move into place: {e}"))?;
+        Ok(written)
     });
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    r
+    let written = r?;
+    if job.verify && !check(repo, path, node.size, &chunks).await? {
+        return Err("verification failed: the file on disk differs from the snapshot".into());
+    }
+    Ok(FileDone {
+        written,
+        unchanged: false,
+        verified: job.verify,
+    })
 }
 
+/// [`matches`] on a blocking thread.
+async fn check(
+    repo: &Repository,
+    path: &Path,
+    size: u64,
+    chunks: &Arc<Vec<(Id, u64, u32)>>,
+) -> Result<bool, String> {
+    let (repo, path, chunks) = (repo.clone(), path.to_owned(), chunks.clone());
+    tokio::task::spawn_blocking(move || matches(&repo, &path, size, &chunks))
+        .await
+        .map_err(|e| format!("restore task failed: {e}"))?
+        .map_err(|e| format!("cannot read the file in place: {e}"))
+}
+
+/// Writes the content to `tmp`; returns the bytes written.
 async fn write_content(
     repo: &Repository,
     tmp: &Path,
     node: &Node,
+    chunks: &[(Id, u64, u32)],
     progress: &Progress,
     zeros: &Zeros,
-) -> Result<(), String> {
-    // Chunk offsets come from the index's plaintext lengths; they must add
-    // up to the recorded size or the tree and index disagree.
-    let mut offsets = Vec::with_capacity(node.content.len());
-    let mut end = 0u64;
-    for id in &node.content {
-        let loc = repo.locate(id).map_err(|e| e.to_string())?;
-        offsets.push((*id, end));
-        end += u64::from(loc.raw_length);
-    }
-    if end != node.size {
-        return Err(format!(
-            "chunks add up to {end} bytes but the file was {} bytes",
-            node.size
-        ));
-    }
+) -> Result<u64, String> {
     let _ = std::fs::remove_file(tmp);
     let file = OpenOptions::new()
         .write(true)
@@ -114,19 +157,17 @@ async fn write_content(
     file.set_len(node.size)
         .map_err(|e| format!("cannot size: {e}"))?;
     let file = Arc::new(file);
-    futures::stream::iter(offsets)
-        .map(|(id, offset)| {
+    let mut written = 0u64;
+    let mut results = futures::stream::iter(chunks.iter().copied())
+        .map(|(id, offset, len)| {
             let file = file.clone();
             async move {
                 if zeros.contains(&id) {
-                    return repo
-                        .locate(&id)
-                        .map(|l| u64::from(l.raw_length))
-                        .map_err(|e| e.to_string());
+                    return Ok((u64::from(len), 0));
                 }
                 let (loc, sealed) = repo.fetch_blob(&id).await.map_err(|e| e.to_string())?;
                 let repo = repo.clone();
-                let written = tokio::task::spawn_blocking(move || {
+                let (n, zero) = tokio::task::spawn_blocking(move || {
                     let plain = repo
                         .open_blob(&loc, &id, &sealed)
                         .map_err(|e| e.to_string())?;
@@ -140,16 +181,18 @@ async fn write_content(
                 })
                 .await
                 .map_err(|e| format!("restore task failed: {e}"))??;
-                if written.1 {
+                if zero {
                     zeros.insert(id);
+                    return Ok((n, 0));
                 }
-                Ok(written.0)
+                Ok::<(u64, u64), String>((n, n))
             }
         })
-        .buffered(CHUNK_CONCURRENCY)
-        .try_for_each(|n| {
-            progress.add(0, n);
-            futures::future::ready(Ok(()))
-        })
-        .await
+        .buffered(CHUNK_CONCURRENCY);
+    while let Some(r) = results.next().await {
+        let (n, w) = r?;
+        progress.add(0, n);
+        written += w;
+    }
+    Ok(written)
 }

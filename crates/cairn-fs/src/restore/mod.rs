@@ -12,6 +12,8 @@
 //! deepest first.
 
 mod files;
+mod filter;
+mod overwrite;
 mod plan;
 
 use std::ffi::OsStr;
@@ -26,7 +28,9 @@ use futures::StreamExt;
 
 use crate::browse::resolve;
 use crate::{Error, Progress, Result, Warning, meta};
-use files::{Zeros, restore_file};
+use files::{FileJob, Zeros, restore_file};
+pub(crate) use filter::PathFilter;
+pub use overwrite::Overwrite;
 use plan::{Plan, clear_for, plan_dir, plan_node};
 
 /// Files restored at once.
@@ -44,6 +48,25 @@ pub struct RestoreOptions {
     pub path: Vec<u8>,
     /// Restore ownership; `None` means "when running as root".
     pub owners: Option<bool>,
+    /// Restore only entries matching one of these patterns, and the
+    /// directories leading to them (see the pattern rules below).
+    ///
+    /// A pattern without `/` matches an entry's name at any depth; one with
+    /// `/` matches its whole path in the snapshot (`*` stays within one
+    /// component, `**` crosses them). A directory that matches is restored
+    /// with everything in it.
+    pub include: Vec<String>,
+    /// Leave out entries matching one of these patterns (and everything
+    /// below a directory that matches).
+    pub exclude: Vec<String>,
+    /// What to do with entries that already exist in the target.
+    pub overwrite: Overwrite,
+    /// Remove entries of restored directories that the snapshot does not
+    /// have (excluded ones are left alone).
+    pub delete: bool,
+    /// Re-read every file written (or kept) and compare it with the
+    /// snapshot chunk by chunk.
+    pub verify: bool,
 }
 
 /// What a restore did.
@@ -51,6 +74,15 @@ pub struct RestoreOptions {
 pub struct RestoreOutcome {
     /// Regular files written.
     pub files: u64,
+    /// Files already in place with the right content (`IfChanged`): only
+    /// their metadata was applied.
+    pub unchanged: u64,
+    /// Existing entries left alone (`Never`).
+    pub skipped: u64,
+    /// Entries removed from the target (`delete`).
+    pub deleted: u64,
+    /// Files re-read and found equal to the snapshot (`verify`).
+    pub verified: u64,
     /// Further names of hard-linked files, linked rather than written.
     pub hardlinks: u64,
     /// Directories created.
@@ -59,8 +91,11 @@ pub struct RestoreOutcome {
     pub symlinks: u64,
     /// FIFOs and device nodes created.
     pub special: u64,
-    /// Bytes of file content restored (holes included).
+    /// Bytes of file content restored (holes and files kept in place
+    /// included).
     pub bytes: u64,
+    /// Bytes actually written to disk: holes and kept files write none.
+    pub bytes_written: u64,
     /// Entries that could not be restored.
     pub errors: Vec<Warning>,
 }
@@ -78,19 +113,33 @@ pub async fn restore(
 ) -> Result<RestoreOutcome> {
     let start = resolve(repo, snapshot, &opts.path).await?;
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    let filter = PathFilter::new(&opts.include, &opts.exclude)?;
+    let all = !filter.has_includes();
     let mut plan = Plan::new(
         opts.owners
             .unwrap_or_else(|| rustix::process::geteuid().is_root()),
+        filter,
+        opts.overwrite,
+        opts.delete,
+    );
+    // Paths inside the snapshot, for the patterns: "/a/b".
+    let mut rel = b"/".to_vec();
+    rel.extend(
+        opts.path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .collect::<Vec<_>>()
+            .join(&b'/'),
     );
     if start.kind == NodeKind::Dir {
         if let Some(id) = start.subtree {
-            plan_dir(repo, id, opts.target.clone(), &mut plan).await?;
+            plan_dir(repo, id, opts.target.clone(), rel, all, &mut plan).await?;
         }
     } else {
         let path = opts.target.join(os(&start.name));
-        plan_node(repo, start, path, &mut plan).await?;
+        plan_node(repo, start, path, rel, all, &mut plan).await?;
     }
-    let total: u64 = plan.files.iter().map(|(_, n)| n.size).sum();
+    let total: u64 = plan.files.iter().map(|(_, n, _)| n.size).sum();
     progress
         .total_files
         .store(plan.files.len() as u64, Ordering::Relaxed);
@@ -100,21 +149,34 @@ pub async fn restore(
     let zeros = Zeros::default();
     let files = std::mem::take(&mut plan.files);
     let mut failed = std::collections::HashSet::new();
+    let verify = opts.verify;
     let mut results = futures::stream::iter(files)
-        .map(|(path, node)| {
+        .map(|(path, node, check_first)| {
             let progress = progress.clone();
             let zeros = &zeros;
+            let job = FileJob {
+                owners,
+                check_first,
+                verify,
+            };
             async move {
-                let r = restore_file(repo, &path, &node, owners, &progress, zeros).await;
+                let r = restore_file(repo, &path, &node, job, &progress, zeros).await;
                 (path, node.size, r)
             }
         })
         .buffer_unordered(FILE_CONCURRENCY);
     while let Some((path, size, r)) = results.next().await {
         match r {
-            Ok(()) => {
-                plan.outcome.files += 1;
-                plan.outcome.bytes += size;
+            Ok(done) => {
+                let o = &mut plan.outcome;
+                if done.unchanged {
+                    o.unchanged += 1;
+                } else {
+                    o.files += 1;
+                }
+                o.verified += u64::from(done.verified);
+                o.bytes += size;
+                o.bytes_written += done.written;
                 progress.add(1, 0);
             }
             Err(message) => {

@@ -8,33 +8,86 @@ use cairn_core::Id;
 use cairn_core::format::{Node, NodeKind};
 use cairn_repo::Repository;
 
+use super::filter::PathFilter;
+use super::overwrite::Overwrite;
 use super::{RestoreOutcome, os};
+use crate::browse::join;
 use crate::{Result, Warning, meta};
 
 /// What the walk of the trees found to do.
 pub(super) struct Plan {
-    /// Regular files to write (the first name of each hard-linked file).
-    pub(super) files: Vec<(PathBuf, Node)>,
+    /// Regular files to write (the first name of each hard-linked file),
+    /// and whether one is already in place.
+    pub(super) files: Vec<(PathBuf, Node, bool)>,
     /// Further names of hard-linked files: (name, first name).
     pub(super) links: Vec<(PathBuf, PathBuf)>,
     /// Directories, in the order they were created.
     pub(super) dirs: Vec<(PathBuf, Node)>,
     pub(super) outcome: RestoreOutcome,
     pub(super) owners: bool,
+    pub(super) filter: PathFilter,
+    pub(super) overwrite: Overwrite,
+    /// Remove what the target holds and the snapshot does not.
+    pub(super) delete: bool,
     /// First restored name of each (device, inode) with several links.
     seen: HashMap<(u64, u64), PathBuf>,
+    /// Directories on the way to what include patterns select, created
+    /// only once something inside them is restored: (path, node if not
+    /// created yet).
+    pending: Vec<(PathBuf, Option<Node>)>,
 }
 
 impl Plan {
-    pub(super) fn new(owners: bool) -> Plan {
+    pub(super) fn new(
+        owners: bool,
+        filter: PathFilter,
+        overwrite: Overwrite,
+        delete: bool,
+    ) -> Plan {
         Plan {
             files: Vec::new(),
             links: Vec::new(),
             dirs: Vec::new(),
             outcome: RestoreOutcome::default(),
             owners,
+            filter,
+            overwrite,
+            delete,
             seen: HashMap::new(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Creates the directories leading to an entry that is restored.
+    fn materialize(&mut self) -> bool {
+        for i in 0..self.pending.len() {
+            if let Some(node) = self.pending[i].1.take() {
+                let path = self.pending[i].0.clone();
+                if !self.create_dir(path, node) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn create_dir(&mut self, path: PathBuf, node: Node) -> bool {
+        if let Err(e) = clear_for(&path, true).and_then(|()| std::fs::create_dir_all(&path)) {
+            self.fail(&path, "cannot create directory", e);
+            return false;
+        }
+        self.outcome.dirs += 1;
+        self.dirs.push((path, node));
+        true
+    }
+
+    /// Whether an existing entry at `path` is kept (`Overwrite::Never`).
+    fn keep_existing(&mut self, path: &Path) -> bool {
+        if self.overwrite == Overwrite::Never && std::fs::symlink_metadata(path).is_ok() {
+            self.outcome.skipped += 1;
+            return true;
+        }
+        false
     }
 
     fn fail(&mut self, path: &Path, what: &str, e: std::io::Error) {
@@ -45,20 +98,53 @@ impl Plan {
     }
 }
 
+/// Plans the entries of `tree`, restored into `dir`; `rel` is the
+/// directory's path inside the snapshot and `included` whether include
+/// patterns (if any) selected it.
 pub(super) fn plan_dir<'a>(
     repo: &'a Repository,
     tree: Id,
     dir: PathBuf,
+    rel: Vec<u8>,
+    included: bool,
     plan: &'a mut Plan,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
         let tree = repo.load_tree(&tree).await?;
+        if plan.delete && included {
+            delete_extra(&dir, &rel, &tree.nodes, plan);
+        }
         for node in tree.nodes {
             let path = dir.join(os(&node.name));
-            plan_node(repo, node, path, plan).await?;
+            let r = join(&rel, &node.name);
+            plan_node(repo, node, path, r, included, plan).await?;
         }
         Ok(())
     })
+}
+
+/// Removes the entries of `dir` that are not among `nodes` (and not
+/// excluded: what the patterns leave out is left alone).
+fn delete_extra(dir: &Path, rel: &[u8], nodes: &[Node], plan: &mut Plan) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.as_encoded_bytes();
+        if nodes.iter().any(|n| n.name == name) || plan.filter.excluded(&join(rel, name)) {
+            continue;
+        }
+        let path = e.path();
+        let r = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        match r {
+            Ok(()) => plan.outcome.deleted += 1,
+            Err(e) => plan.fail(&path, "cannot delete", e),
+        }
+    }
 }
 
 /// Replaces whatever is at `path` unless it is already a directory.
@@ -76,21 +162,36 @@ pub(super) async fn plan_node(
     repo: &Repository,
     node: Node,
     path: PathBuf,
+    rel: Vec<u8>,
+    included: bool,
     plan: &mut Plan,
 ) -> Result<()> {
-    match node.kind {
-        NodeKind::Dir => {
-            if let Err(e) = clear_for(&path, true).and_then(|()| std::fs::create_dir_all(&path)) {
-                plan.fail(&path, "cannot create directory", e);
+    if plan.filter.excluded(&rel) {
+        return Ok(());
+    }
+    let included = included || plan.filter.included(&rel);
+    if node.kind == NodeKind::Dir {
+        let sub = node.subtree;
+        if included {
+            if !plan.materialize() || !plan.create_dir(path.clone(), node) {
                 return Ok(());
             }
-            plan.outcome.dirs += 1;
-            let sub = node.subtree;
-            plan.dirs.push((path.clone(), node));
-            if let Some(id) = sub {
-                plan_dir(repo, id, path, plan).await?;
-            }
+        } else {
+            plan.pending.push((path.clone(), Some(node)));
         }
+        if let Some(id) = sub {
+            plan_dir(repo, id, path, rel, included, plan).await?;
+        }
+        if !included {
+            plan.pending.pop();
+        }
+        return Ok(());
+    }
+    if !included || !plan.materialize() || plan.keep_existing(&path) {
+        return Ok(());
+    }
+    match node.kind {
+        NodeKind::Dir => {}
         NodeKind::File => {
             if node.links > 1 {
                 let key = (node.device, node.inode);
@@ -100,12 +201,16 @@ pub(super) async fn plan_node(
                 }
                 plan.seen.insert(key, path.clone());
             }
-            plan.files.push((path, node));
+            let check = plan.overwrite == Overwrite::IfChanged;
+            plan.files.push((path, node, check));
         }
         // A block device with content was backed up as a stream: restored
         // as a regular file holding that content (to a device with
         // `restore_stream`).
-        NodeKind::BlockDevice if !node.content.is_empty() => plan.files.push((path, node)),
+        NodeKind::BlockDevice if !node.content.is_empty() => {
+            let check = plan.overwrite == Overwrite::IfChanged;
+            plan.files.push((path, node, check));
+        }
         NodeKind::Symlink => {
             let r = clear_for(&path, false)
                 .and_then(|()| std::os::unix::fs::symlink(os(&node.link_target), &path))
