@@ -411,3 +411,32 @@ impl Repository {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_parse_and_parts_cover_every_pack_once() {
+        assert_eq!(
+            ReadData::parse_subset("2/5"),
+            Some(ReadData::Part { n: 2, m: 5 })
+        );
+        assert_eq!(ReadData::parse_subset("10%"), Some(ReadData::Percent(10.0)));
+        for bad in ["0/3", "4/3", "x/3", "0%", "101%", "5", ""] {
+            assert_eq!(ReadData::parse_subset(bad), None, "{bad}");
+        }
+        let rng = cairn_core::SeededRandom::new(1);
+        for i in 0..200u8 {
+            let pack = Id::from_bytes([i.wrapping_mul(37); 32]);
+            let hits = (1..=4)
+                .filter(|&n| ReadData::Part { n, m: 4 }.selects(&pack, &rng))
+                .count();
+            assert_eq!(hits, 1);
+        }
+        let all = (0..1000u32)
+            .filter(|_| ReadData::Percent(100.0).selects(&Id::ZERO, &rng))
+            .count();
+        assert_eq!(all, 1000);
+    }
+}

@@ -220,3 +220,28 @@ async fn repair_index_rebuilds_a_deleted_index_without_losing_data() {
     assert_eq!(restore(&fixed, &snap).await, files);
     assert_clean(&fixed).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_changes_nothing_and_prune_ends_its_session() {
+    let (repo, _clock) = repo().await;
+    let old = backup(&repo, "h", &[("a".into(), content(9, 10_000))]).await;
+    repo.store()
+        .delete(&format!("snapshots/{old}"))
+        .await
+        .expect("forget");
+    let before = repo.store().list("").await.expect("list");
+    let dry = repo
+        .prune(PruneOptions {
+            dry_run: true,
+            ..opts()
+        })
+        .await
+        .expect("dry run");
+    assert_eq!(dry.blobs_tombstoned, 2, "a and its tree: {dry:#?}");
+    assert_eq!(repo.store().list("").await.expect("list"), before);
+
+    let real = repo.prune(opts()).await.expect("prune");
+    assert_eq!(real.blobs_tombstoned, 2);
+    assert!(real.tombstone_file.is_some());
+    assert_eq!(count(&repo, "sessions").await, 0, "prune ended its session");
+}
