@@ -58,6 +58,11 @@ proptest! {
     }
 
     #[test]
+    fn session_encoding_is_58_bytes_plus_the_host(s in session()) {
+        prop_assert_eq!(s.encode().len(), 58 + s.host.len());
+    }
+
+    #[test]
     fn session_rejects_refresh_before_start(s in session(), back in 1i64..1000) {
         let bad = Session { refreshed: s.started.saturating_sub(back), ..s.clone() };
         prop_assume!(bad.refreshed < bad.started);

@@ -229,7 +229,11 @@ impl Repository {
         let location = store.describe().to_owned();
         let stored = match store.get(paths::CONFIG).await {
             Ok(b) => b,
-            Err(e) if e.is_not_found() => return Err(Error::NotARepository { location }),
+            Err(e) if e.is_not_found() => {
+                // Tell a missing bucket apart from an empty location.
+                store.list(paths::KEYS).await?;
+                return Err(Error::NotARepository { location });
+            }
             Err(e) => return Err(e.into()),
         };
         Config::check_magic(&stored)?;

@@ -45,7 +45,7 @@ pub struct Session {
 impl Session {
     /// The plaintext encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(62 + self.host.len());
+        let mut w = Writer::with_capacity(58 + self.host.len());
         w.u8(VERSION);
         w.id(&self.id);
         w.u8(match self.purpose {
