@@ -17,4 +17,5 @@ mod listing;
 mod maintenance;
 mod partial;
 mod roundtrip;
+mod selection;
 mod sparse;

@@ -11,19 +11,16 @@ mod sparse;
 mod stream;
 mod walk;
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use cairn_core::Id;
 use cairn_core::format::{RootLayout, Snapshot, SnapshotStats, Source, Timestamp};
-use cairn_repo::{BlobWriter, Repository, WriterStats};
+use cairn_repo::{Repository, WriterStats};
 
-use select::Selector;
 pub use select::{CACHEDIR_SIGNATURE, Selection};
 use walk::Walker;
 pub(crate) use walk::open_quietly;
@@ -165,20 +162,7 @@ async fn run(
     // A parent with another root layout cannot be compared entry by entry.
     let parent = parent.filter(|(_, s)| s.root_layout == layout);
     let parent_root = parent.as_ref().map(|(_, s)| s.tree);
-    let select = Selector::new(&opts.selection)?;
-    let writer = BlobWriter::new(repo)?;
-    let handle = tokio::runtime::Handle::current();
-    let walker = Walker {
-        repo: repo.clone(),
-        handle,
-        writer,
-        progress,
-        warnings: Mutex::new(Vec::new()),
-        stats: Counters::default(),
-        select,
-        linked: Mutex::new(HashMap::new()),
-        zeros: Mutex::new(HashMap::new()),
-    };
+    let walker = Walker::new(repo, &opts.selection, progress)?;
     let time = opts.time;
     let (walker, root) = tokio::task::spawn_blocking(move || {
         let root = match stream {

@@ -87,11 +87,16 @@ fn compile(patterns: &[String], case_insensitive: bool) -> Result<Option<Gitigno
         .map_err(|e| Error::Invalid(format!("exclude patterns: {e}")))
 }
 
+/// Whether `path` is a regular file starting with the signature (opened
+/// without blocking, so a FIFO by that name cannot stall the walk).
 fn is_cache_tag(path: &Path) -> bool {
     let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
+    let Ok(fd) = crate::backup::open_quietly(path, false) else {
+        return false;
+    };
+    let mut f = std::fs::File::from(fd);
+    f.metadata().is_ok_and(|m| m.is_file())
+        && f.read_exact(&mut head).is_ok()
         && head == CACHEDIR_SIGNATURE
 }
 

@@ -84,6 +84,26 @@ fn list_dir(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
 }
 
 impl Walker {
+    /// A walker storing into a new writer session on `repo`. Must be
+    /// called inside a tokio runtime.
+    pub(super) fn new(
+        repo: &Repository,
+        selection: &super::Selection,
+        progress: std::sync::Arc<Progress>,
+    ) -> Result<Walker> {
+        Ok(Walker {
+            repo: repo.clone(),
+            handle: tokio::runtime::Handle::current(),
+            writer: BlobWriter::new(repo)?,
+            progress,
+            warnings: Mutex::new(Vec::new()),
+            stats: Counters::default(),
+            select: Selector::new(selection)?,
+            linked: Mutex::new(HashMap::new()),
+            zeros: Mutex::new(HashMap::new()),
+        })
+    }
+
     pub(super) fn warn(&self, path: &Path, message: String) {
         tracing::warn!(path = %path.display(), "{message}");
         let w = Warning {
@@ -199,6 +219,10 @@ impl Walker {
         if node.kind != NodeKind::Socket {
             match xattr::read(path) {
                 Ok(x) => node.xattrs = x,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.warn(path, "vanished during the backup".into());
+                    return Ok(None);
+                }
                 Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
             }
         }
@@ -461,5 +485,94 @@ impl std::io::Read for PositionedReader<'_> {
         let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_repo::InitOptions;
+    use cairn_store::Store;
+
+    use super::*;
+
+    /// Entries listed and stat'ed, then deleted before they are read: each
+    /// becomes a warning, and the walk goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_that_vanish_after_listing_are_warnings() {
+        let repo = Repository::init(
+            Store::memory(),
+            b"pw",
+            InitOptions::insecure_fast_for_tests(),
+        )
+        .await
+        .expect("init");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (file, sub) = (dir.path().join("file"), dir.path().join("sub"));
+        std::fs::write(&file, b"here, then gone").expect("write");
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::write(sub.join("inner"), b"x").expect("write");
+        let lstat = |p: &Path| std::fs::symlink_metadata(p).expect("lstat");
+        let (mf, ms, md) = (lstat(&file), lstat(&sub), lstat(dir.path()));
+        std::fs::remove_file(&file).expect("rm");
+        std::fs::remove_dir_all(&sub).expect("rm");
+
+        let walker =
+            Walker::new(&repo, &Default::default(), Arc::new(Progress::default())).expect("walker");
+        let rules = walker.select.root_rules(dir.path(), &md);
+        let (walker, results) = tokio::task::spawn_blocking(move || {
+            let a = walker.entry(&file, b"file".to_vec(), &mf, None, &rules);
+            let b = walker.entry(&sub, b"sub".to_vec(), &ms, None, &rules);
+            (walker, [a, b])
+        })
+        .await
+        .expect("join");
+        for r in results {
+            assert!(matches!(r, Ok(None)), "{r:?}");
+        }
+        let warnings = walker.warnings.lock().expect("lock").clone();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.message == "vanished during the backup"),
+            "{warnings:?}"
+        );
+        walker.writer.finish().await.expect("finish");
+    }
+
+    /// A file deleted after it was checked for attributes, just before it
+    /// is opened, is a warning too (the open fails).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_that_vanishes_before_it_is_opened_is_a_warning() {
+        let repo = Repository::init(
+            Store::memory(),
+            b"pw",
+            InitOptions::insecure_fast_for_tests(),
+        )
+        .await
+        .expect("init");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"gone").expect("write");
+        let m = std::fs::symlink_metadata(&file).expect("lstat");
+        let md = std::fs::symlink_metadata(dir.path()).expect("lstat");
+        std::fs::remove_file(&file).expect("rm");
+        let walker =
+            Walker::new(&repo, &Default::default(), Arc::new(Progress::default())).expect("walker");
+        let rules = walker.select.root_rules(dir.path(), &md);
+        let mut node = meta::node_from(b"file".to_vec(), &m);
+        let (walker, r) = tokio::task::spawn_blocking(move || {
+            let r = walker.fill(&file, &m, &mut node, None, &rules);
+            (walker, r)
+        })
+        .await
+        .expect("join");
+        match r {
+            Err(EntryError::Skip(w)) => assert!(w.message.contains("No such file"), "{w:?}"),
+            _ => panic!("expected a skipped entry"),
+        }
+        walker.writer.finish().await.expect("finish");
     }
 }
