@@ -21,5 +21,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "fuzz targets: build and a short run of each"
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" ./scripts/fuzz.sh run "${FUZZ_SECONDS:-10}"
 
+step "Garage S3 server on loopback for the storage tests"
+garage_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-garage.XXXXXX")"
+trap './scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+./scripts/garage.sh start "$garage_dir"
+# shellcheck disable=SC1091
+source "$garage_dir/env"
+# With Garage up, tests that need S3 must run, not skip.
+export CAIRN_REQUIRE_S3=1
+
 step "cargo test (unit, property, golden, integration, end-to-end, doc)"
 cargo test --workspace --locked

@@ -17,5 +17,7 @@ mod listing;
 mod maintenance;
 mod partial;
 mod roundtrip;
+mod s3;
 mod selection;
 mod sparse;
+mod stream;

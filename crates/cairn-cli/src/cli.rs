@@ -43,6 +43,19 @@ pub(crate) struct Global {
     /// Print only errors (no progress, no summary)
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
+    /// Limit uploads to this many KiB/s
+    #[arg(long, global = true, value_name = "KIB")]
+    pub(crate) limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s
+    #[arg(long, global = true, value_name = "KIB")]
+    pub(crate) limit_download: Option<u64>,
+    /// Cache index files, snapshots and trees of remote repositories here
+    /// (default: ~/.cache/cairn/repos/<hash of the URL>)
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Do not use a local cache
+    #[arg(long, global = true)]
+    pub(crate) no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,7 +173,8 @@ pub(crate) struct RestoreArgs {
     /// Snapshot id prefix or "latest", optionally followed by :PATH inside it
     #[arg(value_name = "SNAPSHOT[:PATH]")]
     pub(crate) snapshot: String,
-    /// Directory to restore into (created if missing)
+    /// Directory to restore into (created if missing); for SNAPSHOT:FILE, may be an
+    /// existing file or block device that receives the file's content
     #[arg(long, short = 't', value_name = "DIR")]
     pub(crate) target: PathBuf,
     /// Do not restore file ownership even when running as root

@@ -13,10 +13,48 @@ pub(crate) fn repo_url(g: &Global) -> Result<&str> {
         .ok_or_else(|| anyhow!("no repository given: pass -r/--repo or set CAIRN_REPOSITORY"))
 }
 
+/// Opens the storage at the repository URL with the global options: rate
+/// limits, and for remote stores a local cache of immutable objects.
+pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
+    let url = repo_url(g)?;
+    let http_faults = match std::env::var("CAIRN_TEST_HTTP_FAULTS") {
+        Ok(s) => {
+            Some(cairn::HttpFaults::parse(&s).map_err(|e| anyhow!("CAIRN_TEST_HTTP_FAULTS: {e}"))?)
+        }
+        Err(_) => None,
+    };
+    let opts = cairn::StoreOptions {
+        create,
+        limit_upload_kib: g.limit_upload,
+        limit_download_kib: g.limit_download,
+        http_faults,
+    };
+    let store = Store::open_with(url, &opts)?;
+    let cache_dir = match (&g.cache_dir, g.no_cache) {
+        (_, true) => None,
+        (Some(d), false) => Some(d.clone()),
+        (None, false) if store.is_remote() => std::env::var_os("HOME").map(|h| {
+            let key = cairn::layers::store::cache_key(url);
+            std::path::PathBuf::from(h)
+                .join(".cache/cairn/repos")
+                .join(key)
+        }),
+        (None, false) => None,
+    };
+    Ok(match cache_dir {
+        Some(d) => {
+            let cache = cairn::Cache::open(&d)
+                .with_context(|| format!("cannot use cache directory {}", d.display()))?;
+            store.with_cache(std::sync::Arc::new(cache))
+        }
+        None => store,
+    })
+}
+
 /// Opens and unlocks the repository.
 pub(crate) async fn open(g: &Global) -> Result<Repository> {
     let url = repo_url(g)?;
-    let store = Store::open(url, false)?;
+    let store = store(g, false)?;
     let pw = password::repository(g.password_file.as_deref())?;
     let opts = OpenOptions {
         clock: crate::test_clock::clock(),

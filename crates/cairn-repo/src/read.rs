@@ -14,17 +14,17 @@ impl Repository {
             .ok_or(Error::BlobNotIndexed { id: *id })
     }
 
-    /// Downloads a blob's sealed bytes with one ranged read.
+    /// Downloads a blob's sealed bytes with one ranged read. Tree blobs go
+    /// through the store's local cache, if it has one; file data never does.
     pub async fn fetch_blob(&self, id: &Id) -> Result<(BlobLocation, Bytes)> {
         let loc = self.locate(id)?;
         let start = u64::from(loc.offset);
-        let sealed = self
-            .store()
-            .get_range(
-                &paths::pack(&loc.pack),
-                start..start + u64::from(loc.length),
-            )
-            .await?;
+        let range = start..start + u64::from(loc.length);
+        let path = paths::pack(&loc.pack);
+        let sealed = match loc.kind {
+            cairn_core::Kind::Tree => self.store().get_range_cached(&path, range).await?,
+            _ => self.store().get_range(&path, range).await?,
+        };
         Ok((loc, sealed))
     }
 

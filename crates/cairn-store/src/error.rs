@@ -34,6 +34,12 @@ pub enum StoreError {
         /// Bytes returned.
         got: u64,
     },
+    /// The bucket or container itself does not exist.
+    #[error("{location}: the bucket or container does not exist (create it first)")]
+    MissingBucket {
+        /// The store.
+        location: String,
+    },
     /// The repository URL cannot be used.
     #[error("invalid repository location {url:?}: {message}")]
     InvalidLocation {

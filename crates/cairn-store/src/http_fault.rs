@@ -24,10 +24,13 @@ pub struct HttpFaults {
     pub latency: Duration,
     /// Seed of the generator choosing which requests fail.
     pub seed: u64,
+    /// After this many requests, every request is refused with 403
+    /// (a permanent failure, which is not retried).
+    pub fail_after: Option<u64>,
 }
 
 impl HttpFaults {
-    /// Parses `rate=0.05,latency-ms=20,seed=7` (the test-only variable
+    /// Parses `rate=0.05,latency-ms=20,seed=7,fail-after=100` (the test-only variable
     /// `CAIRN_TEST_HTTP_FAULTS`).
     pub fn parse(s: &str) -> Result<HttpFaults, String> {
         let mut f = HttpFaults::default();
@@ -40,7 +43,12 @@ impl HttpFaults {
                 "rate" => f.error_rate = v.parse().map_err(|_| bad())?,
                 "latency-ms" => f.latency = Duration::from_millis(v.parse().map_err(|_| bad())?),
                 "seed" => f.seed = v.parse().map_err(|_| bad())?,
-                _ => return Err(format!("{k:?}: unknown (rate, latency-ms, seed)")),
+                "fail-after" => f.fail_after = Some(v.parse().map_err(|_| bad())?),
+                _ => {
+                    return Err(format!(
+                        "{k:?}: unknown (rate, latency-ms, seed, fail-after)"
+                    ));
+                }
             }
         }
         Ok(f)
@@ -53,6 +61,7 @@ pub struct FaultConnector {
     faults: HttpFaults,
     rng: Arc<Mutex<u64>>,
     injected: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
 }
 
 impl FaultConnector {
@@ -64,6 +73,7 @@ impl FaultConnector {
                 faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             )),
             injected: Arc::new(AtomicU64::new(0)),
+            requests: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -106,14 +116,42 @@ impl HttpService for FaultService {
         if !f.latency.is_zero() {
             tokio::time::sleep(f.latency).await;
         }
+        let n = self.connector.requests.fetch_add(1, Ordering::Relaxed);
+        if f.fail_after.is_some_and(|limit| n >= limit) {
+            self.connector.injected.fetch_add(1, Ordering::Relaxed);
+            return Ok(error_response(
+                http::StatusCode::FORBIDDEN,
+                b"<Error><Code>AccessDenied</Code><Message>injected permanent failure</Message></Error>",
+            ));
+        }
         if self.draw() < f.error_rate {
             self.connector.injected.fetch_add(1, Ordering::Relaxed);
-            let mut resp = http::Response::new(HttpResponseBody::from(Bytes::from_static(
+            return Ok(error_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
                 b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>",
-            )));
-            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-            return Ok(resp);
+            ));
         }
         self.inner.execute(req).await
+    }
+}
+
+fn error_response(status: http::StatusCode, body: &'static [u8]) -> HttpResponse {
+    let mut resp = http::Response::new(HttpResponseBody::from(Bytes::from_static(body)));
+    *resp.status_mut() = status;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_test_variable() {
+        let f = HttpFaults::parse("rate=0.05,latency-ms=20,seed=7,fail-after=100").expect("parse");
+        assert_eq!(f.error_rate, 0.05);
+        assert_eq!(f.latency, Duration::from_millis(20));
+        assert_eq!((f.seed, f.fail_after), (7, Some(100)));
+        assert!(HttpFaults::parse("rate=lots").is_err());
+        assert!(HttpFaults::parse("colour=red").is_err());
     }
 }

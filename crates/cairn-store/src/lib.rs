@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod backends;
+mod cache;
 mod error;
 mod fault;
 mod http_fault;
@@ -35,6 +36,7 @@ mod restream;
 mod store;
 mod url;
 
+pub use cache::{Cache, cache_key};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultStore};
 pub use http_fault::{FaultConnector, HttpFaults};

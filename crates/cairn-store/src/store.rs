@@ -14,6 +14,7 @@ use object_store::{
 };
 
 use crate::backends;
+use crate::cache::Cache;
 use crate::http_fault::{FaultConnector, HttpFaults};
 use crate::limit::RateLimitStore;
 use crate::metrics::{Metrics, MetricsSnapshot, MetricsStore};
@@ -54,6 +55,7 @@ pub struct Store {
     describe: String,
     metrics: Arc<Metrics>,
     remote: bool,
+    cache: Option<Arc<Cache>>,
 }
 
 impl Store {
@@ -141,7 +143,20 @@ impl Store {
             describe,
             metrics,
             remote: false,
+            cache: None,
         }
+    }
+
+    /// Caches immutable objects (index files, snapshots) and ranged reads
+    /// made with [`get_range_cached`](Self::get_range_cached) in `cache`.
+    pub fn with_cache(mut self, cache: Arc<Cache>) -> Store {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The cache, if any.
+    pub fn cache(&self) -> Option<&Arc<Cache>> {
+        self.cache.as_ref()
     }
 
     /// Requests and bytes so far.
@@ -208,8 +223,41 @@ impl Store {
             .map_err(|e| StoreError::from_backend(path, e))
     }
 
-    /// Reads a whole object.
+    /// Reads a whole object. Index files and snapshots come from the cache
+    /// when present there.
     pub async fn get(&self, path: &str) -> StoreResult<Bytes> {
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| path.starts_with("index/") || path.starts_with("snapshots/"));
+        if let Some(hit) = cache.and_then(|c| c.get(path)) {
+            return Ok(hit);
+        }
+        let b = self.get_uncached(path).await?;
+        if let Some(c) = cache {
+            c.put(path, &b);
+        }
+        Ok(b)
+    }
+
+    /// Reads a range of an immutable object through the cache (used for
+    /// tree blobs; never for file data).
+    pub async fn get_range_cached(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let Some(cache) = &self.cache else {
+            return self.get_range(path, range).await;
+        };
+        let key = format!("{path}@{}-{}", range.start, range.end);
+        if let Some(hit) = cache.get(&key) {
+            if hit.len() as u64 == range.end - range.start {
+                return Ok(hit);
+            }
+        }
+        let b = self.get_range(path, range).await?;
+        cache.put(&key, &b);
+        Ok(b)
+    }
+
+    async fn get_uncached(&self, path: &str) -> StoreResult<Bytes> {
         let r = self
             .inner
             .get(&Path::from(path))
@@ -258,6 +306,21 @@ impl Store {
         Ok((b, size))
     }
 
+    /// Finds out whether the backend refuses a create-only write to an
+    /// existing object (S3 servers that ignore `If-None-Match` do not).
+    /// Writes and deletes two probe objects under `probe/`.
+    pub async fn probe_create_only(&self, nonce: &str) -> StoreResult<bool> {
+        let path = format!("probe/create-only-{nonce}");
+        self.put_new(&path, Bytes::from_static(b"1")).await?;
+        let second = self.put_new(&path, Bytes::from_static(b"2")).await;
+        let _ = self.delete(&path).await;
+        match second {
+            Ok(()) => Ok(false),
+            Err(StoreError::AlreadyExists { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The size of an object.
     pub async fn head(&self, path: &str) -> StoreResult<u64> {
         self.inner
@@ -280,7 +343,14 @@ impl Store {
             })
             .try_collect()
             .await
-            .map_err(|e| StoreError::from_backend(prefix, e))
+            .map_err(|e| match StoreError::from_backend(prefix, e) {
+                // Listing a prefix with nothing under it succeeds; a 404 on
+                // a listing means the bucket or container is missing.
+                StoreError::NotFound { .. } => StoreError::MissingBucket {
+                    location: self.describe.clone(),
+                },
+                other => other,
+            })
     }
 
     /// Deletes an object; deleting a missing object is not an error.

@@ -73,7 +73,7 @@ pub use cairn_repo::{
 pub use cairn_repo::{
     ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, retention,
 };
-pub use cairn_store::{Store, StoreError};
+pub use cairn_store::{Cache, HttpFaults, Store, StoreError, StoreOptions};
 
 /// The error types of each layer.
 pub mod error {

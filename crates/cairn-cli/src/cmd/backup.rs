@@ -75,6 +75,7 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
             "index_files_written": w.index_files,
             "duration_seconds": s.duration_nanos as f64 / 1e9,
             "warnings": out.warnings,
+            "storage": super::storage_json(repo.store()),
         }))?;
     } else if !g.quiet {
         let parent = out

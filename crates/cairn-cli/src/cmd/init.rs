@@ -1,7 +1,7 @@
 //! `cairn init`
 
 use anyhow::{Context, Result};
-use cairn::{InitOptions, KdfParams, Repository, Store};
+use cairn::{InitOptions, KdfParams, Repository};
 
 use crate::cli::{Global, InitArgs, KdfArgs};
 use crate::context::{self, repo_url};
@@ -18,7 +18,7 @@ pub(crate) fn kdf(a: &KdfArgs) -> KdfParams {
 pub(crate) async fn run(g: &Global, a: InitArgs) -> Result<u8> {
     let url = repo_url(g)?;
     let pw = password::for_init(g.password_file.as_deref())?;
-    let store = Store::open(url, true)?;
+    let store = context::store(g, true)?;
     let mut opts = InitOptions::new(
         &context::hostname(),
         &context::username(),
@@ -26,14 +26,27 @@ pub(crate) async fn run(g: &Global, a: InitArgs) -> Result<u8> {
     );
     opts.kdf = kdf(&a.kdf);
     opts.compression_level = a.compression;
-    let repo = Repository::init(store, &pw, opts)
+    let repo = Repository::init(store.clone(), &pw, opts)
         .await
         .with_context(|| format!("cannot create repository at {url}"))?;
+    // cairn never depends on create-only writes for correctness, but a user
+    // should know when the backend cannot stop an accidental overwrite.
+    let create_only = store
+        .probe_create_only(&repo.config().repo_id.short())
+        .await
+        .with_context(|| format!("cannot probe {url}"))?;
+    if !create_only && !a.json {
+        eprintln!(
+            "note: {url} does not refuse overwriting writes (If-None-Match); \
+             cairn does not rely on them, but enable object lock or versioning to protect snapshots"
+        );
+    }
     if a.json {
         super::print_json(&serde_json::json!({
             "repository": url,
             "repo_id": repo.config().repo_id,
             "key_id": repo.key_id(),
+            "create_only_writes_honoured": create_only,
         }))?;
     } else if !g.quiet {
         println!(

@@ -40,6 +40,25 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// Requests and bytes this process exchanged with the storage, and the
+/// local cache's hits and misses, for `--json` summaries.
+pub(crate) fn storage_json(store: &cairn::Store) -> serde_json::Value {
+    let m = store.metrics();
+    let (hits, misses) = store.cache().map(|c| c.stats()).unwrap_or_default();
+    serde_json::json!({
+        "requests": m.requests(),
+        "gets": m.gets,
+        "range_gets": m.range_gets,
+        "puts": m.puts,
+        "lists": m.lists,
+        "deletes": m.deletes,
+        "bytes_up": m.bytes_up,
+        "bytes_down": m.bytes_down,
+        "cache_hits": hits,
+        "cache_misses": misses,
+    })
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
