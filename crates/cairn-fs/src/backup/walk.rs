@@ -344,7 +344,9 @@ impl Walker {
                     "socket left out: a socket has no content to restore",
                 ));
             }
-            NodeKind::BlockDevice if self.select.read_special => {
+            // A device given as a path is always read; one met in the walk
+            // only with --read-special.
+            NodeKind::BlockDevice if self.select.read_special || rules.given => {
                 let file = File::from(open_quietly(path, false).map_err(skip)?);
                 let (content, size) = self.read_content(&file, u64::MAX, 0)?;
                 node.content = content;

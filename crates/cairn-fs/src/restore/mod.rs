@@ -15,6 +15,7 @@ mod files;
 mod filter;
 mod overwrite;
 mod plan;
+mod stream;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -41,7 +42,9 @@ const CHUNK_CONCURRENCY: usize = 4;
 /// What to restore and where.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// Directory to restore into (created if missing).
+    /// Directory to restore into (created if missing). When `path` names a
+    /// file (or a block device backed up as a stream) and `target` is an
+    /// existing file or block device, the content is written into it.
     pub target: PathBuf,
     /// Path inside the snapshot (`/`-separated; empty for everything). A
     /// directory's contents go into the target; a file goes to target/name.
@@ -112,6 +115,11 @@ pub async fn restore(
     progress: Arc<Progress>,
 ) -> Result<RestoreOutcome> {
     let start = resolve(repo, snapshot, &opts.path).await?;
+    // One file's content into an existing file or block device.
+    let has_content = matches!(start.kind, NodeKind::File | NodeKind::BlockDevice);
+    if has_content && std::fs::metadata(&opts.target).is_ok_and(|m| !m.is_dir()) {
+        return stream::restore_into(repo, &start, &opts.target, progress).await;
+    }
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     let filter = PathFilter::new(&opts.include, &opts.exclude)?;
     let all = !filter.has_includes();
