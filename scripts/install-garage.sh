@@ -7,7 +7,7 @@ set -euo pipefail
 version=2.5.0
 root="${CAIRN_TOOLS:-$HOME/.cache/cairn/tools}"
 bin="$root/bin/garage"
-if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "v$version"; then
+if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then
     echo "$bin"
     exit 0
 fi

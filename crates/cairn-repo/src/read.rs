@@ -15,16 +15,27 @@ impl Repository {
     }
 
     /// Downloads a blob's sealed bytes with one ranged read. Tree blobs go
-    /// through the store's local cache, if it has one; file data never does.
+    /// through the store's local cache, if it has one, keyed by id (writers
+    /// put the trees they seal there too); file data never does. A cached
+    /// copy is authenticated like any other when opened.
     pub async fn fetch_blob(&self, id: &Id) -> Result<(BlobLocation, Bytes)> {
         let loc = self.locate(id)?;
         let start = u64::from(loc.offset);
         let range = start..start + u64::from(loc.length);
         let path = paths::pack(&loc.pack);
-        let sealed = match loc.kind {
-            cairn_core::Kind::Tree => self.store().get_range_cached(&path, range).await?,
-            _ => self.store().get_range(&path, range).await?,
+        let cache = self
+            .store()
+            .cache()
+            .filter(|_| loc.kind == cairn_core::Kind::Tree);
+        let Some(cache) = cache else {
+            return Ok((loc, self.store().get_range(&path, range).await?));
         };
+        let key = tree_cache_key(id);
+        if let Some(hit) = cache.get(&key).filter(|b| b.len() == loc.length as usize) {
+            return Ok((loc, hit));
+        }
+        let sealed = self.store().get_range(&path, range).await?;
+        cache.put(&key, &sealed);
         Ok((loc, sealed))
     }
 
@@ -72,4 +83,9 @@ impl Repository {
             detail: e.to_string(),
         })
     }
+}
+
+/// The cache key of a sealed tree blob.
+pub(crate) fn tree_cache_key(id: &Id) -> String {
+    format!("trees/{id}")
 }

@@ -175,6 +175,12 @@ impl BlobWriter {
             repo.config().compression(),
             repo.rng(),
         );
+        if kind == Kind::Tree {
+            // The next backup compares against these trees: keep them local.
+            if let Some(cache) = repo.store().cache() {
+                cache.put(&crate::read::tree_cache_key(&id), &sealed);
+            }
+        }
         let c = &self.shared.counters;
         match kind {
             Kind::Tree => &c.tree_blobs,

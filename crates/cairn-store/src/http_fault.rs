@@ -16,7 +16,7 @@ use object_store::client::{
 };
 
 /// Settings for [`FaultConnector`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HttpFaults {
     /// Fraction of requests (0.0–1.0) answered with 503.
     pub error_rate: f64,
@@ -27,10 +27,14 @@ pub struct HttpFaults {
     /// After this many requests, every request is refused with 403
     /// (a permanent failure, which is not retried).
     pub fail_after: Option<u64>,
+    /// Only requests whose path contains this count towards, and fail
+    /// after, `fail_after` (e.g. `/data/` for pack uploads).
+    pub fail_path: Option<String>,
 }
 
 impl HttpFaults {
-    /// Parses `rate=0.05,latency-ms=20,seed=7,fail-after=100` (the test-only variable
+    /// Parses `rate=0.05,latency-ms=20,seed=7,fail-after=100,fail-path=/data/`
+    /// (the test-only variable
     /// `CAIRN_TEST_HTTP_FAULTS`).
     pub fn parse(s: &str) -> Result<HttpFaults, String> {
         let mut f = HttpFaults::default();
@@ -44,9 +48,10 @@ impl HttpFaults {
                 "latency-ms" => f.latency = Duration::from_millis(v.parse().map_err(|_| bad())?),
                 "seed" => f.seed = v.parse().map_err(|_| bad())?,
                 "fail-after" => f.fail_after = Some(v.parse().map_err(|_| bad())?),
+                "fail-path" => f.fail_path = Some(v.to_owned()),
                 _ => {
                     return Err(format!(
-                        "{k:?}: unknown (rate, latency-ms, seed, fail-after)"
+                        "{k:?}: unknown (rate, latency-ms, seed, fail-after, fail-path)"
                     ));
                 }
             }
@@ -67,11 +72,10 @@ pub struct FaultConnector {
 impl FaultConnector {
     /// A connector injecting `faults`.
     pub fn new(faults: HttpFaults) -> Self {
+        let seed = faults.seed;
         FaultConnector {
             faults,
-            rng: Arc::new(Mutex::new(
-                faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
-            )),
+            rng: Arc::new(Mutex::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)),
             injected: Arc::new(AtomicU64::new(0)),
             requests: Arc::new(AtomicU64::new(0)),
         }
@@ -116,8 +120,16 @@ impl HttpService for FaultService {
         if !f.latency.is_zero() {
             tokio::time::sleep(f.latency).await;
         }
-        let n = self.connector.requests.fetch_add(1, Ordering::Relaxed);
-        if f.fail_after.is_some_and(|limit| n >= limit) {
+        let counted = f
+            .fail_path
+            .as_deref()
+            .is_none_or(|p| req.uri().path().contains(p));
+        let n = if counted {
+            self.connector.requests.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        if counted && f.fail_after.is_some_and(|limit| n >= limit) {
             self.connector.injected.fetch_add(1, Ordering::Relaxed);
             return Ok(error_response(
                 http::StatusCode::FORBIDDEN,
@@ -147,10 +159,12 @@ mod tests {
 
     #[test]
     fn parses_the_test_variable() {
-        let f = HttpFaults::parse("rate=0.05,latency-ms=20,seed=7,fail-after=100").expect("parse");
+        let f = HttpFaults::parse("rate=0.05,latency-ms=20,seed=7,fail-after=100,fail-path=/data/")
+            .expect("parse");
         assert_eq!(f.error_rate, 0.05);
         assert_eq!(f.latency, Duration::from_millis(20));
         assert_eq!((f.seed, f.fail_after), (7, Some(100)));
+        assert_eq!(f.fail_path.as_deref(), Some("/data/"));
         assert!(HttpFaults::parse("rate=lots").is_err());
         assert!(HttpFaults::parse("colour=red").is_err());
     }

@@ -74,7 +74,7 @@ impl Store {
     /// Opens the store at `url` with rate limits and test hooks.
     pub fn open_with(url: &str, opts: &StoreOptions) -> StoreResult<Store> {
         let location = parse_location(url)?;
-        let faults = opts.http_faults.map(FaultConnector::new);
+        let faults = opts.http_faults.clone().map(FaultConnector::new);
         let (backend, describe): (Arc<dyn ObjectStore>, String) = match &location {
             Location::Local(dir) => {
                 let invalid = |message: String| StoreError::InvalidLocation {
@@ -147,8 +147,8 @@ impl Store {
         }
     }
 
-    /// Caches immutable objects (index files, snapshots) and ranged reads
-    /// made with [`get_range_cached`](Self::get_range_cached) in `cache`.
+    /// Caches immutable objects (index files, snapshots) in `cache`; the
+    /// repository also keeps tree blobs there.
     pub fn with_cache(mut self, cache: Arc<Cache>) -> Store {
         self.cache = Some(cache);
         self
@@ -237,23 +237,6 @@ impl Store {
         if let Some(c) = cache {
             c.put(path, &b);
         }
-        Ok(b)
-    }
-
-    /// Reads a range of an immutable object through the cache (used for
-    /// tree blobs; never for file data).
-    pub async fn get_range_cached(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        let Some(cache) = &self.cache else {
-            return self.get_range(path, range).await;
-        };
-        let key = format!("{path}@{}-{}", range.start, range.end);
-        if let Some(hit) = cache.get(&key) {
-            if hit.len() as u64 == range.end - range.start {
-                return Ok(hit);
-            }
-        }
-        let b = self.get_range(path, range).await?;
-        cache.put(&key, &b);
         Ok(b)
     }
 

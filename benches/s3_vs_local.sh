@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Backup and restore throughput against Garage on loopback, as a ratio to a
+# local-directory repository, on the same data in one run.
+#
+#   benches/s3_vs_local.sh [MiB]     (default 1024)
+#
+# Prints one line per run and the ratios (S3 / local, higher is better).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+mib="${1:-1024}"
+cargo build --release --locked -p cairn-cli >&2
+cairn="$CARGO_TARGET_DIR/release/cairn"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/cairn-s3bench.XXXXXX")"
+trap './scripts/garage.sh stop "$work/garage"; rm -rf "$work"' EXIT
+./scripts/garage.sh start "$work/garage"
+# shellcheck disable=SC1091
+source "$work/garage/env"
+
+# Half incompressible, half text-like, in 64 MiB files.
+mkdir -p "$work/src"
+for i in $(seq 1 $((mib / 128))); do
+    head -c $((64 << 20)) /dev/urandom > "$work/src/noise-$i.bin"
+    yes "cairn benchmark line $i with some repeated words for zstd" | head -c $((64 << 20)) > "$work/src/text-$i.txt"
+done
+export CAIRN_PASSWORD=bench
+
+seconds() { local s; s=$(date +%s.%N); "$@" > /dev/null; awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { print b - a }'; }
+
+run() { # name url
+    local name="$1" url="$2"
+    "$cairn" -r "$url" init -q --kdf-memory 8 --kdf-iterations 1
+    local b r
+    b=$(seconds "$cairn" -r "$url" --no-cache backup -q "$work/src")
+    r=$(seconds "$cairn" -r "$url" --no-cache restore -q latest --target "$work/out-$name")
+    cmp -s "$work/src/noise-1.bin" "$work/out-$name/noise-1.bin" || { echo "$name: restore differs" >&2; exit 1; }
+    echo "$name $b $r"
+}
+
+local_line=$(run local "$work/repo")
+s3_line=$(run s3 "${CAIRN_TEST_S3_URL/\?//bench?}")
+echo "$local_line" | awk -v m="$mib" '{printf "local: backup %.2f s (%.0f MiB/s), restore %.2f s (%.0f MiB/s)\n", $2, m/$2, $3, m/$3}'
+echo "$s3_line" | awk -v m="$mib" '{printf "s3:    backup %.2f s (%.0f MiB/s), restore %.2f s (%.0f MiB/s)\n", $2, m/$2, $3, m/$3}'
+paste -d' ' <(echo "$local_line") <(echo "$s3_line") |
+    awk '{printf "ratio s3/local: backup %.2f, restore %.2f\n", $2/$6, $3/$7}'
