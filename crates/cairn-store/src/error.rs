@@ -35,7 +35,7 @@ pub enum StoreError {
         got: u64,
     },
     /// The bucket or container itself does not exist.
-    #[error("{location}: the bucket or container does not exist (create it first)")]
+    #[error("the bucket or container does not exist (create it first)")]
     MissingBucket {
         /// The store.
         location: String,
@@ -49,28 +49,41 @@ pub enum StoreError {
         message: String,
     },
     /// Any other backend failure (I/O, network, server error).
-    #[error("{path}: {source}")]
+    #[error("{path}: {message}")]
     Backend {
         /// Object path.
         path: String,
-        /// The backend's error.
-        #[source]
-        source: object_store::Error,
+        /// What went wrong, summarised from the backend's error chain: the
+        /// root cause, the server's error code and status, retries made.
+        message: String,
     },
 }
 
 impl StoreError {
     pub(crate) fn from_backend(path: &str, e: object_store::Error) -> StoreError {
-        let path = path.to_owned();
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        };
         match e {
             object_store::Error::NotFound { .. } => StoreError::NotFound { path },
             object_store::Error::AlreadyExists { .. } => StoreError::AlreadyExists { path },
-            object_store::Error::PermissionDenied { source, .. }
-            | object_store::Error::Unauthenticated { source, .. } => StoreError::PermissionDenied {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => StoreError::PermissionDenied {
                 path,
-                message: source.to_string(),
+                message: summarize(&e),
             },
-            source => StoreError::Backend { path, source },
+            e => {
+                let message = summarize(&e);
+                if message.contains("HTTP 403") || message.contains("HTTP 401") {
+                    StoreError::PermissionDenied { path, message }
+                } else if message.contains("HTTP 404") {
+                    StoreError::NotFound { path }
+                } else {
+                    StoreError::Backend { path, message }
+                }
+            }
         }
     }
 
@@ -78,6 +91,54 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
     }
+}
+
+/// A short account of a backend error. object_store's messages nest every
+/// layer (request, retry, HTTP client, socket), each repeating the next; a
+/// user needs the root cause, the server's own error code and message, the
+/// HTTP status, and whether retrying was tried.
+fn summarize(e: &object_store::Error) -> String {
+    let mut texts = vec![e.to_string()];
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = cur {
+        texts.push(s.to_string());
+        cur = s.source();
+    }
+    let all = texts.join(" ");
+    let between = |start: &str, end: &str| {
+        let i = all.find(start)? + start.len();
+        let j = all[i..].find(end)? + i;
+        Some(all[i..j].to_owned())
+    };
+    let mut parts = Vec::new();
+    match (
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
+        (Some(code), Some(msg)) => parts.push(format!("{code}: {msg}")),
+        (Some(code), None) => parts.push(code),
+        // The innermost error names the real cause (e.g. "tcp connect
+        // error: Connection refused (os error 111)").
+        _ => parts.push(texts.last().cloned().unwrap_or_default()),
+    }
+    if let Some(status) = between("status code: ", " ") {
+        parts.push(format!("HTTP {status}"));
+    }
+    if let Some(n) = between("after ", " retries") {
+        if n != "0" {
+            parts.push(format!("after {n} retries"));
+        }
+    }
+    let mut out = parts.join(", ");
+    if out.len() > 300 {
+        let mut cut = 300;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
 }
 
 /// Result alias for storage operations.
