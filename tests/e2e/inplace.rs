@@ -87,6 +87,42 @@ fn in_place_restore_rewrites_only_the_changed_files() {
 }
 
 #[test]
+fn in_place_restore_of_a_large_file_copies_the_chunks_it_still_holds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    let big = XorShift::new(12).bytes(6 << 20);
+    std::fs::write(src.join("big"), &big).expect("write");
+    let repo = Repo::init(tmp.path().join("repo"));
+    repo.backup_json(&src);
+    let target = tmp.path().join("target");
+    restore(&repo, &target, &[]);
+
+    // One byte near the end changes: every chunk before it still matches.
+    tamper_at(&target.join("big"), big.len() - 10);
+    let out = restore(&repo, &target, &["--overwrite", "if-changed"]);
+    eprintln!("large file in place: {out}");
+    assert_eq!(field_u64(&out, "files"), 1, "{out:#}");
+    let reused = field_u64(&out, "bytes_reused");
+    assert!(reused >= 512 * 1024 && reused < big.len() as u64, "{out:#}");
+    assert!(std::fs::read(target.join("big")).expect("read") == big);
+}
+
+/// Flips one byte at `at`, keeping the length and mtime.
+fn tamper_at(path: &Path, at: usize) {
+    let m = std::fs::metadata(path).expect("stat");
+    let mut data = std::fs::read(path).expect("read");
+    data[at] ^= 1;
+    std::fs::write(path, &data).expect("write");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open");
+    f.set_modified(m.modified().expect("mtime"))
+        .expect("set mtime");
+}
+
+#[test]
 fn overwrite_never_keeps_existing_files_and_delete_removes_extra_ones() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");

@@ -14,7 +14,7 @@ use cairn_core::format::Node;
 use cairn_repo::Repository;
 use futures::StreamExt;
 
-use super::overwrite::{layout, matches};
+use super::overwrite::{layout, matches, matching_chunks};
 use super::plan::clear_for;
 use super::{CHUNK_CONCURRENCY, os};
 use crate::{Progress, meta};
@@ -74,6 +74,8 @@ pub(super) struct FileJob {
 pub(super) struct FileDone {
     /// Bytes written to disk (holes and kept files write nothing).
     pub(super) written: u64,
+    /// Bytes copied from the file in place instead of fetched.
+    pub(super) reused: u64,
     /// The file was already in place and only its metadata was applied.
     pub(super) unchanged: bool,
     /// The file was re-read and matched.
@@ -92,17 +94,41 @@ pub(super) async fn restore_file(
 ) -> Result<FileDone, String> {
     let chunks = layout(repo, node)?;
     let chunks = Arc::new(chunks);
-    if job.check_first && check(repo, path, node.size, &chunks).await? {
-        meta::apply(path, node, job.owners).map_err(|e| format!("cannot set metadata: {e}"))?;
-        progress.add(0, node.size);
-        return Ok(FileDone {
-            written: 0,
-            unchanged: true,
-            verified: job.verify,
-        });
+    // In place: which chunks the existing file already holds.
+    let mut local = None;
+    if job.check_first {
+        let (r, p, c) = (repo.clone(), path.to_owned(), chunks.clone());
+        let found = tokio::task::spawn_blocking(move || matching_chunks(&r, &p, &c))
+            .await
+            .map_err(|e| format!("restore task failed: {e}"))?
+            .map_err(|e| format!("cannot read the file in place: {e}"))?;
+        if let Some(same) = found {
+            let size = std::fs::symlink_metadata(path).map(|m| m.len()).ok();
+            if size == Some(node.size) && same.iter().all(|&b| b) {
+                meta::apply(path, node, job.owners)
+                    .map_err(|e| format!("cannot set metadata: {e}"))?;
+                progress.add(0, node.size);
+                return Ok(FileDone {
+                    written: 0,
+                    reused: 0,
+                    unchanged: true,
+                    verified: job.verify,
+                });
+            }
+            if same.iter().any(|&b| b) {
+                let old = std::fs::File::from(
+                    crate::backup::open_quietly(path, false)
+                        .map_err(|e| format!("cannot read the file in place: {e}"))?,
+                );
+                local = Some(Local {
+                    file: Arc::new(old),
+                    same,
+                });
+            }
+        }
     }
     let tmp = temp_path(path);
-    let r = write_content(repo, &tmp, node, &chunks, progress, zeros).await;
+    let r = write_content(repo, &tmp, node, &chunks, local.as_ref(), progress, zeros).await;
     let r = r.and_then(|written| {
         meta::apply(&tmp, node, job.owners).map_err(|e| format!("cannot set metadata: {e}"))?;
         clear_for(path, false)
@@ -113,15 +139,23 @@ pub(super) async fn restore_file(
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    let written = r?;
+    let (written, reused) = r?;
     if job.verify && !check(repo, path, node.size, &chunks).await? {
         return Err("verification failed: the file on disk differs from the snapshot".into());
     }
     Ok(FileDone {
         written,
+        reused,
         unchanged: false,
         verified: job.verify,
     })
+}
+
+/// The file in place and which of the snapshot's chunks it already holds
+/// at their offsets: those are copied from it instead of fetched.
+struct Local {
+    file: Arc<std::fs::File>,
+    same: Vec<bool>,
 }
 
 /// [`matches`] on a blocking thread.
@@ -138,15 +172,17 @@ async fn check(
         .map_err(|e| format!("cannot read the file in place: {e}"))
 }
 
-/// Writes the content to `tmp`; returns the bytes written.
+/// Writes the content to `tmp`; returns the bytes written and, of those,
+/// the bytes copied from the file in place.
 async fn write_content(
     repo: &Repository,
     tmp: &Path,
     node: &Node,
     chunks: &[(Id, u64, u32)],
+    local: Option<&Local>,
     progress: &Progress,
     zeros: &Zeros,
-) -> Result<u64, String> {
+) -> Result<(u64, u64), String> {
     let _ = std::fs::remove_file(tmp);
     let file = OpenOptions::new()
         .write(true)
@@ -157,13 +193,32 @@ async fn write_content(
     file.set_len(node.size)
         .map_err(|e| format!("cannot size: {e}"))?;
     let file = Arc::new(file);
+    let mut reused = 0u64;
     let mut written = 0u64;
-    let mut results = futures::stream::iter(chunks.iter().copied())
-        .map(|(id, offset, len)| {
+    let mut results = futures::stream::iter(chunks.iter().copied().enumerate())
+        .map(|(i, (id, offset, len))| {
             let file = file.clone();
+            let old = local
+                .filter(|l| l.same.get(i).copied().unwrap_or(false))
+                .map(|l| l.file.clone());
             async move {
                 if zeros.contains(&id) {
-                    return Ok((u64::from(len), 0));
+                    return Ok((u64::from(len), 0, 0));
+                }
+                if let Some(old) = old {
+                    return tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0u8; len as usize];
+                        old.read_exact_at(&mut buf, offset)
+                            .map_err(|e| format!("cannot read the file in place: {e}"))?;
+                        if buf.iter().all(|&b| b == 0) {
+                            return Ok((u64::from(len), 0, 0));
+                        }
+                        file.write_all_at(&buf, offset)
+                            .map_err(|e| format!("write failed: {e}"))?;
+                        Ok((u64::from(len), u64::from(len), u64::from(len)))
+                    })
+                    .await
+                    .map_err(|e| format!("restore task failed: {e}"))?;
                 }
                 let (loc, sealed) = repo.fetch_blob(&id).await.map_err(|e| e.to_string())?;
                 let repo = repo.clone();
@@ -183,16 +238,17 @@ async fn write_content(
                 .map_err(|e| format!("restore task failed: {e}"))??;
                 if zero {
                     zeros.insert(id);
-                    return Ok((n, 0));
+                    return Ok((n, 0, 0));
                 }
-                Ok::<(u64, u64), String>((n, n))
+                Ok::<(u64, u64, u64), String>((n, n, 0))
             }
         })
         .buffered(CHUNK_CONCURRENCY);
     while let Some(r) = results.next().await {
-        let (n, w) = r?;
+        let (n, w, from_old) = r?;
         progress.add(0, n);
         written += w;
+        reused += from_old;
     }
-    Ok(written)
+    Ok((written, reused))
 }

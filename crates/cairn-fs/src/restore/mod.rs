@@ -99,6 +99,9 @@ pub struct RestoreOutcome {
     pub bytes: u64,
     /// Bytes actually written to disk: holes and kept files write none.
     pub bytes_written: u64,
+    /// Of `bytes_written`, bytes copied from chunks that a file in place
+    /// already held at the right offset (`IfChanged`), not fetched.
+    pub bytes_reused: u64,
     /// Entries that could not be restored.
     pub errors: Vec<Warning>,
 }
@@ -185,6 +188,7 @@ pub async fn restore(
                 o.verified += u64::from(done.verified);
                 o.bytes += size;
                 o.bytes_written += done.written;
+                o.bytes_reused += done.reused;
                 progress.add(1, 0);
             }
             Err(message) => {

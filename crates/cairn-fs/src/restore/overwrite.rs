@@ -44,6 +44,42 @@ pub(super) fn layout(repo: &Repository, node: &Node) -> Result<Vec<(Id, u64, u32
     Ok(out)
 }
 
+/// Which chunks of `layout` the regular file at `path` already holds at
+/// their offsets: each stretch of the file is hashed with the repository's
+/// keyed hash and compared with the chunk's id. `None` when there is no
+/// regular file at `path`; chunks beyond its end do not match.
+pub(super) fn matching_chunks(
+    repo: &Repository,
+    path: &Path,
+    layout: &[(Id, u64, u32)],
+) -> std::io::Result<Option<Vec<bool>>> {
+    let m = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !m.is_file() {
+        return Ok(None);
+    }
+    let file = std::fs::File::from(crate::backup::open_quietly(path, false)?);
+    let keys = repo.keys();
+    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(layout.len());
+    for &(id, offset, len) in layout {
+        if offset + u64::from(len) > m.len() {
+            out.push(false);
+            continue;
+        }
+        buf.resize(len as usize, 0);
+        match file.read_exact_at(&mut buf, offset) {
+            Ok(()) => out.push(keys.blob_id(Kind::Data, &buf) == id),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => out.push(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Whether the regular file at `path` holds exactly the chunks of
 /// `layout`: each stretch of the file is hashed with the repository's
 /// keyed hash and compared with the chunk's id. Reads stop at the first
