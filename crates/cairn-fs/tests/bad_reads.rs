@@ -84,12 +84,24 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
     .await
     .expect("backup");
 
-    // Tree blobs are read before any file: corrupt only the data reads by
-    // letting the first (tree) reads through is not possible per path, so
-    // every pack read is damaged and even the root tree must be refused.
+    // With every pack read damaged, even the root tree is refused.
     for (what, faults) in [
-        ("corrupted", FaultConfig { corrupt_rate: 1.0, prefix: "data/".into(), ..Default::default() }),
-        ("truncated", FaultConfig { truncate_rate: 1.0, prefix: "data/".into(), ..Default::default() }),
+        (
+            "corrupted",
+            FaultConfig {
+                corrupt_rate: 1.0,
+                prefix: "data/".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "truncated",
+            FaultConfig {
+                truncate_rate: 1.0,
+                prefix: "data/".into(),
+                ..Default::default()
+            },
+        ),
     ] {
         let store = Store::from_object_store(
             Arc::new(FaultStore::new(memory.clone(), faults)),
@@ -102,10 +114,23 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
         assert!(r.is_err(), "{what}: a damaged tree read must be refused");
     }
 
-    // Damage only reads of file data: every file fails, none is written.
+    // Damage only the reads of one data pack: the files with chunks there
+    // fail, none is written with wrong bytes, no temporary file is left.
     for (what, faults) in [
-        ("corrupted", FaultConfig { corrupt_rate: 1.0, ..Default::default() }),
-        ("truncated", FaultConfig { truncate_rate: 1.0, ..Default::default() }),
+        (
+            "corrupted",
+            FaultConfig {
+                corrupt_rate: 1.0,
+                ..Default::default()
+            },
+        ),
+        (
+            "truncated",
+            FaultConfig {
+                truncate_rate: 1.0,
+                ..Default::default()
+            },
+        ),
     ] {
         // The fault store damages reads under `prefix`; aim it at the packs
         // that hold data blobs, leaving the tree pack readable.
@@ -121,9 +146,15 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
         };
         assert!(!data_packs.is_empty());
         let h = data_packs[0].to_hex();
-        let faults = FaultConfig { prefix: format!("data/{}/{h}", &h[..2]), ..faults };
+        let faults = FaultConfig {
+            prefix: format!("data/{}/{h}", &h[..2]),
+            ..faults
+        };
         let (outcome, dst) = restore_through(&memory, faults, &out.snapshot).await;
-        assert!(!outcome.errors.is_empty(), "{what}: damaged reads must fail files");
+        assert!(
+            !outcome.errors.is_empty(),
+            "{what}: damaged reads must fail files"
+        );
         for (name, data) in &files {
             match std::fs::read(dst.path().join(name)) {
                 Ok(got) => assert!(got == *data, "{what}: {name} was written with wrong bytes"),
@@ -135,13 +166,19 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().contains("cairn-restore"))
             .collect();
-        assert!(leftovers.is_empty(), "{what}: temporary files left: {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "{what}: temporary files left: {leftovers:?}"
+        );
     }
 
     // The data itself was never harmed: a clean store restores everything.
     let (outcome, dst) = restore_through(&memory, FaultConfig::default(), &out.snapshot).await;
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     for (name, data) in &files {
-        assert!(std::fs::read(dst.path().join(name)).expect("read") == *data, "{name}");
+        assert!(
+            std::fs::read(dst.path().join(name)).expect("read") == *data,
+            "{name}"
+        );
     }
 }
