@@ -122,3 +122,42 @@ fn find_searches_names_and_paths_in_every_snapshot() {
     let r = repo.run(["find", "/x/*.pdf", "--json"]).success();
     assert_eq!(lines(&r.stdout).len(), 1, "{}", r.stdout);
 }
+
+#[test]
+fn long_listing_shows_link_counts_and_device_numbers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("a"), b"linked").expect("write");
+    std::fs::hard_link(src.join("a"), src.join("b")).expect("link");
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            src.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .expect("mknod");
+    } else {
+        eprintln!("SKIP device numbers in ls -l: not running as root");
+    }
+    let repo = Repo::init(tmp.path().join("repo"));
+    repo.backup_json(&src);
+    let long = repo.run(["ls", "-l", "latest"]).success().stdout;
+    let line = |name: &str| {
+        long.lines()
+            .find(|l| l.ends_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{long}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line(" /a")[1], "2", "{long}");
+    if root {
+        let null = line(" /null");
+        assert!(null[0].starts_with('c'), "{long}");
+        assert_eq!(null[4..6], ["1,", "3"], "{long}");
+    }
+}

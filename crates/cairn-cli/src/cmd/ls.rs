@@ -41,6 +41,13 @@ fn mode_string(n: &Node) -> String {
     s
 }
 
+/// Major and minor numbers of a Linux `dev_t` (glibc's encoding).
+fn device_numbers(rdev: u64) -> (u64, u64) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & 0xffff_f000);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xffff_ff00);
+    (major, minor)
+}
+
 fn owner(name: &[u8], id: u32) -> String {
     if name.is_empty() {
         id.to_string()
@@ -85,12 +92,21 @@ pub(crate) async fn run(g: &Global, a: LsArgs) -> Result<u8> {
             } else {
                 String::new()
             };
+            // Devices show their numbers where files show their size.
+            let size = match n.kind {
+                NodeKind::CharDevice | NodeKind::BlockDevice if n.content.is_empty() => {
+                    let (major, minor) = device_numbers(n.rdev);
+                    format!("{major}, {minor}")
+                }
+                _ => n.size.to_string(),
+            };
             println!(
-                "{} {:>8} {:>8} {:>12} {} {p}{target}",
+                "{} {:>3} {:>8} {:>8} {:>12} {} {p}{target}",
                 mode_string(n),
+                n.links,
                 owner(&n.user, n.uid),
                 owner(&n.group, n.gid),
-                n.size,
+                size,
                 time(n.mtime.secs)
             );
         } else {
@@ -103,6 +119,12 @@ pub(crate) async fn run(g: &Global, a: LsArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_numbers_split_like_glibc() {
+        assert_eq!(device_numbers(0x0103), (1, 3));
+        assert_eq!(device_numbers(0x1001_0000_0807), (0x1008, 0x10_0007));
+    }
 
     #[test]
     fn mode_strings_match_ls() {
