@@ -6,6 +6,7 @@ mod common;
 mod browse;
 mod concurrency;
 mod corruption;
+mod devices;
 mod errors;
 mod fidelity;
 mod help;
