@@ -6,6 +6,7 @@
 //! chunk list without being opened. Trees are written bottom-up; the
 //! snapshot is saved only after every pack and index file is stored.
 
+mod content;
 mod select;
 mod sparse;
 mod stream;
