@@ -22,7 +22,7 @@ source "$work/garage/env"
 mkdir -p "$work/src"
 for i in $(seq 1 $((mib / 128))); do
     head -c $((64 << 20)) /dev/urandom > "$work/src/noise-$i.bin"
-    yes "cairn benchmark line $i with some repeated words for zstd" | head -c $((64 << 20)) > "$work/src/text-$i.txt"
+    head -c $((64 << 20)) < <(yes "cairn benchmark line $i with some repeated words for zstd") > "$work/src/text-$i.txt"
 done
 export CAIRN_PASSWORD=bench
 
@@ -38,9 +38,18 @@ run() { # name url
     echo "$name $b $r"
 }
 
+# CPU seconds the Garage server used, to show what it takes from cairn when
+# both share this machine's cores.
+garage_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$(cat "$work/garage/pid")/stat"; }
+
 local_line=$(run local "$work/repo")
+g0=$(garage_cpu)
 s3_line=$(run s3 "${CAIRN_TEST_S3_URL/\?//bench?}")
+g1=$(garage_cpu)
 echo "$local_line" | awk -v m="$mib" '{printf "local: backup %.2f s (%.0f MiB/s), restore %.2f s (%.0f MiB/s)\n", $2, m/$2, $3, m/$3}'
 echo "$s3_line" | awk -v m="$mib" '{printf "s3:    backup %.2f s (%.0f MiB/s), restore %.2f s (%.0f MiB/s)\n", $2, m/$2, $3, m/$3}'
+# Fields: local backup restore s3 backup restore. Throughput ratio = time
+# ratio inverted.
 paste -d' ' <(echo "$local_line") <(echo "$s3_line") |
-    awk '{printf "ratio s3/local: backup %.2f, restore %.2f\n", $2/$6, $3/$7}'
+    awk '{printf "throughput ratio s3/local: backup %.2f, restore %.2f\n", $2/$5, $3/$6}'
+echo "garage server CPU during the s3 runs: $(awk -v a="$g0" -v b="$g1" 'BEGIN { printf "%.2f", b - a }') s"

@@ -19,7 +19,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 if [[ "$cmd" == stop ]]; then
     if [[ -f "$dir/pid" ]]; then
-        kill "$(cat "$dir/pid")" 2>/dev/null || true
+        pid="$(cat "$dir/pid")"
+        kill "$pid" 2>/dev/null || true
+        # Wait for it to exit (a condition, bounded), so its files can go.
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
         rm -f "$dir/pid"
     fi
     exit 0
@@ -61,7 +67,9 @@ TOML
 
 g() { "$garage" -c "$dir/garage.toml" "$@"; }
 
-g server > "$dir/log" 2>&1 &
+# Started directly (not through the g function, which would run it in a
+# subshell), so the recorded pid is the server's own and `stop` ends it.
+"$garage" -c "$dir/garage.toml" server > "$dir/log" 2>&1 &
 echo $! > "$dir/pid"
 
 # Wait until the node answers (a condition, not a fixed sleep).
