@@ -15,6 +15,7 @@ mod init;
 mod inplace;
 mod keys;
 mod listing;
+mod longpaths;
 mod maintenance;
 mod partial;
 mod roundtrip;

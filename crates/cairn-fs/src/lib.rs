@@ -13,6 +13,7 @@ mod chunking;
 mod diff;
 mod dump;
 mod error;
+mod longpath;
 mod meta;
 mod owners;
 mod progress;

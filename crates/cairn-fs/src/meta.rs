@@ -80,6 +80,8 @@ fn timespec(t: Timestamp) -> Timespec {
 /// ACL rewrites the permission bits, so mode comes after the attributes (and
 /// agrees with the ACL, as both were recorded together); times come last.
 pub(crate) fn apply(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
+    let a = crate::longpath::access(path)?;
+    let path = a.path();
     let symlink = node.kind == NodeKind::Symlink;
     if owners {
         rustix::fs::chownat(

@@ -38,6 +38,8 @@ fn read_sized(
 /// attributes gives an empty list; an attribute removed while it was being
 /// read is left out.
 pub(crate) fn read(path: &Path) -> io::Result<Vec<Xattr>> {
+    let a = crate::longpath::access(path)?;
+    let path = a.path();
     let list = match read_sized(
         || rustix::fs::llistxattr_query(path),
         |buf| rustix::fs::llistxattr(path, spare_capacity(buf)),
@@ -79,6 +81,8 @@ pub(crate) fn read(path: &Path) -> io::Result<Vec<Xattr>> {
 /// Without privilege only `user.` attributes and ACLs are touched: the
 /// kernel reserves `trusted.` and `security.` to root.
 pub(crate) fn apply(path: &Path, want: &[Xattr], privileged: bool) -> io::Result<()> {
+    let a = crate::longpath::access(path)?;
+    let path = a.path();
     let allowed =
         |name: &[u8]| privileged || name.starts_with(b"user.") || name.starts_with(b"system.");
     let have = match read_sized(

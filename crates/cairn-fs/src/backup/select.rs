@@ -140,8 +140,13 @@ impl Selector {
             if names.iter().any(|n| n == name.as_bytes()) {
                 let file = dir.join(name);
                 let mut b = GitignoreBuilder::new(dir);
-                if let Some(e) = b.add(&file) {
-                    warn(&file, format!("ignore file not fully read: {e}"));
+                match crate::longpath::access(&file) {
+                    Ok(a) => {
+                        if let Some(e) = b.add(a.path()) {
+                            warn(&file, format!("ignore file not fully read: {e}"));
+                        }
+                    }
+                    Err(e) => warn(&file, format!("ignore file not read: {e}")),
                 }
                 match b.build() {
                     Ok(g) => rules.ignores.push(Arc::new(g)),

@@ -58,6 +58,8 @@ pub(crate) fn open_quietly(path: &Path, dir: bool) -> std::io::Result<rustix::fd
     if dir {
         flags |= OFlags::DIRECTORY;
     }
+    let a = crate::longpath::access(path)?;
+    let path = a.path();
     match rustix::fs::open(path, flags | OFlags::NOATIME, Mode::empty()) {
         Err(rustix::io::Errno::PERM) => Ok(rustix::fs::open(path, flags, Mode::empty())?),
         r => Ok(r?),
@@ -182,7 +184,7 @@ impl Walker {
             .into_par_iter()
             .map(|name| {
                 let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-                let m = match std::fs::symlink_metadata(&path) {
+                let m = match crate::longpath::lstat(&path) {
                     Ok(m) => m,
                     Err(e) => {
                         self.warn(&path, format!("cannot stat: {e}"));
@@ -330,7 +332,7 @@ impl Walker {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::Symlink => {
-                node.link_target = std::fs::read_link(path)
+                node.link_target = crate::longpath::read_link(path)
                     .map_err(skip)?
                     .as_os_str()
                     .as_bytes()

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use super::overwrite::{layout, matches, matching_chunks};
 use super::plan::clear_for;
 use super::{CHUNK_CONCURRENCY, os};
+use crate::longpath::access;
 use crate::{Progress, meta};
 
 /// Ids of chunks known to be all zeros: a hole is one blob repeated, which
@@ -103,7 +104,7 @@ pub(super) async fn restore_file(
             .map_err(|e| format!("restore task failed: {e}"))?
             .map_err(|e| format!("cannot read the file in place: {e}"))?;
         if let Some(same) = found {
-            let size = std::fs::symlink_metadata(path).map(|m| m.len()).ok();
+            let size = crate::longpath::lstat(path).map(|m| m.len()).ok();
             if size == Some(node.size) && same.iter().all(|&b| b) {
                 meta::apply(path, node, job.owners)
                     .map_err(|e| format!("cannot set metadata: {e}"))?;
@@ -132,12 +133,15 @@ pub(super) async fn restore_file(
     let r = r.and_then(|written| {
         meta::apply(&tmp, node, job.owners).map_err(|e| format!("cannot set metadata: {e}"))?;
         clear_for(path, false)
-            .and_then(|()| std::fs::rename(&tmp, path))
+            .and_then(|()| {
+                let (from, to) = (access(&tmp)?, access(path)?);
+                std::fs::rename(from.path(), to.path())
+            })
             .map_err(|e| format!("cannot move into place: {e}"))?;
         Ok(written)
     });
     if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = access(&tmp).and_then(|a| std::fs::remove_file(a.path()));
     }
     let (written, reused) = r?;
     if job.verify && !check(repo, path, node.size, &chunks).await? {
@@ -183,12 +187,13 @@ async fn write_content(
     progress: &Progress,
     zeros: &Zeros,
 ) -> Result<(u64, u64), String> {
-    let _ = std::fs::remove_file(tmp);
+    let a = access(tmp).map_err(|e| format!("cannot create: {e}"))?;
+    let _ = std::fs::remove_file(a.path());
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(tmp)
+        .open(a.path())
         .map_err(|e| format!("cannot create: {e}"))?;
     file.set_len(node.size)
         .map_err(|e| format!("cannot size: {e}"))?;

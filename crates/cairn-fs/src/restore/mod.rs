@@ -206,7 +206,14 @@ pub async fn restore(
             });
             continue;
         }
-        match clear_for(&path, false).and_then(|()| std::fs::hard_link(&first, &path)) {
+        let link = |first: &std::path::Path, path: &std::path::Path| {
+            let (from, to) = (
+                crate::longpath::access(first)?,
+                crate::longpath::access(path)?,
+            );
+            std::fs::hard_link(from.path(), to.path())
+        };
+        match clear_for(&path, false).and_then(|()| link(&first, &path)) {
             Ok(()) => plan.outcome.hardlinks += 1,
             Err(e) => plan.outcome.errors.push(Warning {
                 path,

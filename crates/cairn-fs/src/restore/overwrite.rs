@@ -53,7 +53,7 @@ pub(super) fn matching_chunks(
     path: &Path,
     layout: &[(Id, u64, u32)],
 ) -> std::io::Result<Option<Vec<bool>>> {
-    let m = match std::fs::symlink_metadata(path) {
+    let m = match crate::longpath::lstat(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -91,7 +91,7 @@ pub(super) fn matches(
     size: u64,
     layout: &[(Id, u64, u32)],
 ) -> std::io::Result<bool> {
-    let m = match std::fs::symlink_metadata(path) {
+    let m = match crate::longpath::lstat(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),

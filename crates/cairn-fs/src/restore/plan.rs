@@ -72,7 +72,7 @@ impl Plan {
     }
 
     fn create_dir(&mut self, path: PathBuf, node: Node) -> bool {
-        if let Err(e) = clear_for(&path, true).and_then(|()| std::fs::create_dir_all(&path)) {
+        if let Err(e) = clear_for(&path, true).and_then(|()| mkdir(&path)) {
             self.fail(&path, "cannot create directory", e);
             return false;
         }
@@ -83,7 +83,7 @@ impl Plan {
 
     /// Whether an existing entry at `path` is kept (`Overwrite::Never`).
     fn keep_existing(&mut self, path: &Path) -> bool {
-        if self.overwrite == Overwrite::Never && std::fs::symlink_metadata(path).is_ok() {
+        if self.overwrite == Overwrite::Never && crate::longpath::lstat(path).is_ok() {
             self.outcome.skipped += 1;
             return true;
         }
@@ -126,7 +126,10 @@ pub(super) fn plan_dir<'a>(
 /// Removes the entries of `dir` that are not among `nodes` (and not
 /// excluded: what the patterns leave out is left alone).
 fn delete_extra(dir: &Path, rel: &[u8], nodes: &[Node], plan: &mut Plan) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    let Ok(a) = crate::longpath::access(dir) else {
+        return;
+    };
+    let Ok(rd) = std::fs::read_dir(a.path()) else {
         return;
     };
     for e in rd.flatten() {
@@ -147,8 +150,20 @@ fn delete_extra(dir: &Path, rel: &[u8], nodes: &[Node], plan: &mut Plan) {
     }
 }
 
+/// Creates the directory `path` unless it exists; its parent exists, as
+/// directories are created in the order of the walk.
+fn mkdir(path: &Path) -> std::io::Result<()> {
+    let a = crate::longpath::access(path)?;
+    match std::fs::create_dir(a.path()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && a.path().is_dir() => Ok(()),
+        r => r,
+    }
+}
+
 /// Replaces whatever is at `path` unless it is already a directory.
 pub(super) fn clear_for(path: &Path, want_dir: bool) -> std::io::Result<()> {
+    let a = crate::longpath::access(path)?;
+    let path = a.path();
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() && want_dir => Ok(()),
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
@@ -213,7 +228,8 @@ pub(super) async fn plan_node(
         }
         NodeKind::Symlink => {
             let r = clear_for(&path, false)
-                .and_then(|()| std::os::unix::fs::symlink(os(&node.link_target), &path))
+                .and_then(|()| crate::longpath::access(&path))
+                .and_then(|a| std::os::unix::fs::symlink(os(&node.link_target), a.path()))
                 .and_then(|()| meta::apply(&path, &node, plan.owners));
             match r {
                 Ok(()) => plan.outcome.symlinks += 1,
@@ -228,10 +244,11 @@ pub(super) async fn plan_node(
                 _ => FileType::BlockDevice,
             };
             let r = clear_for(&path, false)
-                .and_then(|()| {
+                .and_then(|()| crate::longpath::access(&path))
+                .and_then(|a| {
                     rustix::fs::mknodat(
                         rustix::fs::CWD,
-                        &path,
+                        a.path(),
                         ft,
                         rustix::fs::Mode::from_raw_mode(node.mode),
                         node.rdev,
