@@ -12,6 +12,8 @@ use crate::{Error, Index, Result, paths};
 
 /// How many objects to fetch at once when loading index files or snapshots.
 pub(crate) const LOAD_CONCURRENCY: usize = 8;
+/// Listings of `index/` tried while files vanish under a concurrent prune.
+const MAX_INDEX_PASSES: usize = 5;
 
 /// Settings for [`Repository::init`].
 #[derive(Clone)]
@@ -251,23 +253,46 @@ impl Repository {
         Ok(())
     }
 
-    /// Lists and reads every index file. A file deleted between the listing
-    /// and the read (prune superseded it) is skipped.
+    /// Lists and reads every index file.
+    ///
+    /// Prune deletes index files only after writing the file that
+    /// supersedes them, so a file that vanishes between the listing and
+    /// the read means a newer file exists, possibly too new for the
+    /// listing: the folder is listed again and the new files read, until a
+    /// pass finds nothing missing.
     pub async fn read_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
-        let listed = self.inner.store.list(paths::INDEX).await?;
-        futures::stream::iter(listed)
-            .filter_map(|o| async move { paths::id_in(paths::INDEX, &o.path) })
-            .map(|id| async move {
-                match self.read_index_file(&id).await {
-                    Ok(f) => Ok(Some((id, f))),
-                    Err(Error::Store(e)) if e.is_not_found() => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(LOAD_CONCURRENCY)
-            .try_filter_map(|f| async move { Ok(f) })
-            .try_collect()
-            .await
+        let mut seen: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        let mut files = Vec::new();
+        for _ in 0..MAX_INDEX_PASSES {
+            let fresh: Vec<Id> = self
+                .inner
+                .store
+                .list(paths::INDEX)
+                .await?
+                .iter()
+                .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
+                .filter(|id| seen.insert(*id))
+                .collect();
+            let read: Vec<(Id, Option<IndexFile>)> = futures::stream::iter(fresh)
+                .map(|id| async move {
+                    match self.read_index_file(&id).await {
+                        Ok(f) => Ok((id, Some(f))),
+                        Err(Error::Store(e)) if e.is_not_found() => Ok((id, None)),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(LOAD_CONCURRENCY)
+                .try_collect()
+                .await?;
+            let vanished = read.iter().any(|(_, f)| f.is_none());
+            files.extend(read.into_iter().filter_map(|(id, f)| f.map(|f| (id, f))));
+            if !vanished {
+                return Ok(files);
+            }
+        }
+        Err(Error::Internal(format!(
+            "index files kept vanishing while being read ({MAX_INDEX_PASSES} passes); is a prune running?"
+        )))
     }
 
     /// Reads and opens one index file.

@@ -52,13 +52,23 @@ impl Repository {
     }
 
     /// Every snapshot, oldest first.
+    ///
+    /// A snapshot that a concurrent `forget` deletes between the listing and
+    /// the read is left out, as if the listing had come a moment later.
     pub async fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let ids = self.snapshot_ids().await?;
-        let mut snaps: Vec<(Id, Snapshot)> = futures::stream::iter(ids)
-            .map(|id| async move { Ok::<_, Error>((id, self.load_snapshot(&id).await?)) })
+        let loaded: Vec<Option<(Id, Snapshot)>> = futures::stream::iter(ids)
+            .map(|id| async move {
+                match self.load_snapshot(&id).await {
+                    Ok(s) => Ok(Some((id, s))),
+                    Err(Error::Store(e)) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
             .buffer_unordered(LOAD_CONCURRENCY)
             .try_collect()
             .await?;
+        let mut snaps: Vec<(Id, Snapshot)> = loaded.into_iter().flatten().collect();
         snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(snaps)
     }

@@ -43,6 +43,9 @@ pub struct FaultConfig {
     pub latency: Duration,
     /// Seed of the generator deciding which requests fail.
     pub seed: u64,
+    /// Paths that listings show although they do not exist: what a reader
+    /// sees when another process deletes objects between its list and get.
+    pub ghosts: Vec<String>,
 }
 
 /// Wraps a store and injects the configured faults.
@@ -204,7 +207,26 @@ impl ObjectStore for FaultStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        let want = prefix.map(|p| format!("{p}/")).unwrap_or_default();
+        let ghosts: Vec<Result<ObjectMeta>> = self
+            .config
+            .ghosts
+            .iter()
+            .filter(|g| g.starts_with(&want))
+            .map(|g| {
+                Ok(ObjectMeta {
+                    location: Path::from(g.as_str()),
+                    last_modified: Default::default(),
+                    size: 1,
+                    e_tag: None,
+                    version: None,
+                })
+            })
+            .collect();
+        self.inner
+            .list(prefix)
+            .chain(futures::stream::iter(ghosts))
+            .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
