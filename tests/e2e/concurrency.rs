@@ -23,6 +23,8 @@ const T0: i64 = 1_800_000_000;
 struct Clock {
     file: PathBuf,
     now: i64,
+    /// Cache directory shared by every process (remote repositories).
+    cache: Option<PathBuf>,
 }
 
 impl Clock {
@@ -45,6 +47,10 @@ where
 {
     let mut c = repo.command(args);
     c.env("CAIRN_TEST_NOW", clock.env());
+    if let Some(cache) = &clock.cache {
+        // Every process shares one cache, as agents on one node would.
+        c.env("CAIRN_CACHE_DIR", cache);
+    }
     c
 }
 
@@ -75,12 +81,33 @@ fn finish(child: Child, what: &str) -> Run {
 
 #[test]
 fn four_writers_and_repeated_prune_lose_nothing() {
-    let started = std::time::Instant::now();
     let tmp = tempfile::tempdir().expect("tempdir");
     let repo = Repo::init(tmp.path().join("repo"));
+    run(&tmp, repo, ROUNDS, None);
+}
+
+/// The same on a real S3 server (Garage), with every process sharing one
+/// local cache; fewer rounds, as each costs more requests.
+#[test]
+fn four_writers_and_repeated_prune_lose_nothing_on_garage() {
+    let Some(url) = crate::s3::s3_location("concurrency") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    let repo = Repo::at(&url, "test password");
+    let mut init = repo.command(["init"].into_iter().chain(crate::common::CHEAP_KDF));
+    init.env("CAIRN_CACHE_DIR", &cache);
+    Run::of(init).success();
+    run(&tmp, repo, 6, Some(cache));
+}
+
+fn run(tmp: &tempfile::TempDir, repo: Repo, rounds: usize, cache: Option<PathBuf>) {
+    let started = std::time::Instant::now();
     let mut clock = Clock {
         file: tmp.path().join("clock"),
         now: T0,
+        cache,
     };
     clock.advance(0);
     let mut rng = XorShift::new(0x5eed_2026);
@@ -91,7 +118,7 @@ fn four_writers_and_repeated_prune_lose_nothing() {
     let mut expected: HashMap<String, std::collections::BTreeMap<String, Vec<u8>>> = HashMap::new();
     let (mut prunes, mut forgets, mut deleted) = (0, 0, 0u64);
 
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut children = Vec::new();
         let mut snapshots_of = Vec::new();
         for (w, src) in sources.iter().enumerate() {
@@ -199,7 +226,7 @@ fn four_writers_and_repeated_prune_lose_nothing() {
         "prune never deleted anything: the test would prove nothing"
     );
     println!(
-        "concurrency: {ROUNDS} rounds x {WRITERS} writers, {forgets} forgets, {prunes} prunes, \
+        "concurrency: {rounds} rounds x {WRITERS} writers, {forgets} forgets, {prunes} prunes, \
          {deleted} blobs deleted, {} snapshots checked, {:.1}s",
         surviving.len(),
         started.elapsed().as_secs_f64()

@@ -10,7 +10,7 @@ use crate::common::source::{TreeSpec, generate};
 use crate::common::{CHEAP_KDF, Repo, Run, field_u64};
 
 /// A fresh location under the Garage bucket, unique to this test.
-fn s3_location(test: &str) -> Option<String> {
+pub(crate) fn s3_location(test: &str) -> Option<String> {
     let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
         assert!(
             std::env::var_os("CAIRN_REQUIRE_S3").is_none(),

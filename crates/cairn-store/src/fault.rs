@@ -39,6 +39,9 @@ pub struct FaultConfig {
     pub truncate_rate: f64,
     /// Fraction of reads whose bytes are altered (one bit flipped).
     pub corrupt_rate: f64,
+    /// Every download fails with an error after this many bytes (a
+    /// connection dropped mid-transfer).
+    pub fail_reads_after_bytes: Option<u64>,
     /// Delay added to every request.
     pub latency: Duration,
     /// Seed of the generator deciding which requests fail.
@@ -129,6 +132,27 @@ fn truncate(s: crate::restream::ByteStream) -> crate::restream::ByteStream {
     .boxed()
 }
 
+/// Passes `limit` bytes of a download through, then fails it.
+fn fail_after(
+    s: crate::restream::ByteStream,
+    limit: u64,
+    what: String,
+) -> crate::restream::ByteStream {
+    let mut sent = 0u64;
+    s.map(move |chunk| {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(sent);
+        if chunk.len() as u64 <= room {
+            sent += chunk.len() as u64;
+            return Ok(chunk);
+        }
+        Err(injected(format!(
+            "injected read failure after {limit} bytes of {what}"
+        )))
+    })
+    .boxed()
+}
+
 /// Flips one bit in the middle of a download.
 fn corrupt(s: crate::restream::ByteStream) -> crate::restream::ByteStream {
     let collected = s.collect::<Vec<_>>();
@@ -185,6 +209,10 @@ impl ObjectStore for FaultStore {
             return Err(injected(format!("injected read failure for {location}")));
         }
         let r = self.inner.get_opts(location, options).await?;
+        if let Some(limit) = c.fail_reads_after_bytes {
+            let what = location.to_string();
+            return Ok(restream(r, move |s| fail_after(s, limit, what)));
+        }
         if self.draw() < c.truncate_rate {
             return Ok(restream(r, truncate));
         }

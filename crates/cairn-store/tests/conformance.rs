@@ -266,6 +266,31 @@ async fn truncated_and_corrupted_reads_are_never_data() {
     ] {
         assert!(matches!(r, Err(StoreError::ShortRead { .. })), "{r:?}");
     }
+    // A download that breaks off part-way is an error, not a short result.
+    let breaking = Store::from_object_store(
+        Arc::new(FaultStore::new(
+            memory.clone(),
+            FaultConfig {
+                fail_reads_after_bytes: Some(1000),
+                ..Default::default()
+            },
+        )),
+        "breaking".into(),
+    );
+    let r = breaking.get("x").await;
+    assert!(
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("after 1000 bytes")),
+        "{r:?}"
+    );
+    assert_eq!(
+        &breaking
+            .get_range("x", 0..500)
+            .await
+            .expect("within the limit")[..],
+        &data[..500]
+    );
     // A flipped bit passes the length check: the store cannot know. It is
     // the repository's authenticated decryption that refuses such bytes
     // (tested with the repository), so here it only must not be short.

@@ -44,7 +44,7 @@
 //! let restored = cairn::restore(
 //!     &repo,
 //!     &outcome.snapshot,
-//!     RestoreOptions { target: target.path().to_owned(), path: Vec::new(), owners: Some(false) },
+//!     RestoreOptions { target: target.path().to_owned(), owners: Some(false), ..Default::default() },
 //!     Arc::new(Progress::default()),
 //! )
 //! .await?;
