@@ -82,14 +82,9 @@ pub(crate) fn now() -> cairn::Timestamp {
     }
 }
 
-/// This machine's hostname.
+/// This machine's hostname (the same the repository records in sessions).
 pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
+    cairn::layers::repo::hostname()
 }
 
 /// The user running cairn.

@@ -157,13 +157,7 @@ impl Repository {
         let by_pack = self.index().entries_by_pack();
         report.packs = by_pack.len();
 
-        let listed: HashMap<Id, u64> = self
-            .store()
-            .list(paths::DATA)
-            .await?
-            .into_iter()
-            .filter_map(|o| paths::id_in(paths::DATA, &o.path).map(|id| (id, o.size)))
-            .collect();
+        let listed: HashMap<Id, u64> = self.list_packs().await?;
         let mut present = Vec::new();
         for (pack, entries) in &by_pack {
             let obj = paths::pack(pack);

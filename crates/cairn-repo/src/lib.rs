@@ -60,5 +60,5 @@ pub use keyring::KeyInfo;
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::RepairReport;
 pub use repository::{InitOptions, OpenOptions, Repository};
-pub use sessions::{REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo};
+pub use sessions::{REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, hostname};
 pub use writer::{BlobWriter, WriterStats};

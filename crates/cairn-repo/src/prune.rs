@@ -214,13 +214,7 @@ impl Repository {
                 }
             }
         }
-        let sizes: HashMap<Id, u64> = self
-            .store()
-            .list(paths::DATA)
-            .await?
-            .into_iter()
-            .filter_map(|o| paths::id_in(paths::DATA, &o.path).map(|id| (id, o.size)))
-            .collect();
+        let sizes: HashMap<Id, u64> = self.list_packs().await?;
         let deletable = |e: &PackEntry, listed: i64| {
             !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
         };

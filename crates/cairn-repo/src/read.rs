@@ -14,6 +14,17 @@ impl Repository {
             .ok_or(Error::BlobNotIndexed { id: *id })
     }
 
+    /// Every pack in the store, with its size, from one listing of `data/`.
+    pub async fn list_packs(&self) -> Result<std::collections::HashMap<Id, u64>> {
+        Ok(self
+            .store()
+            .list(paths::DATA)
+            .await?
+            .into_iter()
+            .filter_map(|o| paths::id_in(paths::DATA, &o.path).map(|id| (id, o.size)))
+            .collect())
+    }
+
     /// Downloads a blob's sealed bytes with one ranged read. Tree blobs go
     /// through the store's local cache, if it has one, keyed by id (writers
     /// put the trees they seal there too); file data never does. A cached

@@ -95,7 +95,9 @@ impl SessionHandle {
     }
 }
 
-fn hostname() -> String {
+/// This machine's hostname, as recorded in sessions and (by the CLI) in
+/// snapshots and key files; `localhost` when it cannot be read.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_owned())

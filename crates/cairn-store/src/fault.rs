@@ -118,18 +118,28 @@ fn injected(message: String) -> object_store::Error {
     }
 }
 
-/// Keeps all but the last byte of a download.
-fn truncate(s: crate::restream::ByteStream) -> crate::restream::ByteStream {
+/// Collects a whole download, lets `damage` change it, and serves the result.
+fn rewrite(
+    s: crate::restream::ByteStream,
+    damage: fn(&mut Vec<u8>),
+) -> crate::restream::ByteStream {
     let collected = s.collect::<Vec<_>>();
     futures::stream::once(async move {
         let mut all = Vec::new();
         for c in collected.await {
             all.extend_from_slice(&c?);
         }
-        all.pop();
+        damage(&mut all);
         Ok(Bytes::from(all))
     })
     .boxed()
+}
+
+/// Keeps all but the last byte of a download.
+fn truncate(s: crate::restream::ByteStream) -> crate::restream::ByteStream {
+    rewrite(s, |all| {
+        all.pop();
+    })
 }
 
 /// Passes `limit` bytes of a download through, then fails it.
@@ -155,19 +165,12 @@ fn fail_after(
 
 /// Flips one bit in the middle of a download.
 fn corrupt(s: crate::restream::ByteStream) -> crate::restream::ByteStream {
-    let collected = s.collect::<Vec<_>>();
-    futures::stream::once(async move {
-        let mut all = Vec::new();
-        for c in collected.await {
-            all.extend_from_slice(&c?);
-        }
+    rewrite(s, |all| {
         let mid = all.len() / 2;
         if let Some(b) = all.get_mut(mid) {
             *b ^= 0x10;
         }
-        Ok(Bytes::from(all))
     })
-    .boxed()
 }
 
 impl fmt::Display for FaultStore {
