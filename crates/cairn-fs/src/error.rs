@@ -18,6 +18,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The run was cancelled through [`crate::Progress::cancel`].
+    #[error("cancelled")]
+    Cancelled,
     /// The request cannot be carried out as given.
     #[error("{0}")]
     Invalid(String),

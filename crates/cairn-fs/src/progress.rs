@@ -1,7 +1,7 @@
 //! Live counters a front end can poll to draw progress.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Progress of a backup or restore, updated as work completes.
 #[derive(Debug, Default)]
@@ -15,6 +15,7 @@ pub struct Progress {
     /// Files expected in total, when known.
     pub total_files: AtomicU64,
     current: Mutex<String>,
+    cancelled: AtomicBool,
 }
 
 impl Progress {
@@ -27,6 +28,23 @@ impl Progress {
             c.clear();
             c.push_str(&path.to_string_lossy());
         }
+    }
+    /// Asks the run to stop. A backup stops within one read buffer, waits
+    /// for the uploads in flight, indexes them (so the next backup reuses
+    /// them) and returns [`crate::Error::Cancelled`]; a restore stops
+    /// between chunks and returns the same error, leaving finished files.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+    /// Whether [`Progress::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+    pub(crate) fn check(&self) -> crate::Result<()> {
+        if self.is_cancelled() {
+            return Err(crate::Error::Cancelled);
+        }
+        Ok(())
     }
     /// The path most recently started.
     pub fn current(&self) -> String {

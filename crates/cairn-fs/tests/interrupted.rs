@@ -145,3 +145,82 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
         assert!(a == b, "{name} differs after restore");
     }
 }
+
+/// A backup cancelled part-way returns `Cancelled`, indexes what it
+/// uploaded, leaves no snapshot and a repository that checks clean; the
+/// next backup reuses the uploaded chunks. A cancelled restore stops too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_backup_and_restore_stop_and_leave_the_repository_clean() {
+    let src = tempfile::tempdir().expect("tempdir");
+    for i in 0..8 {
+        std::fs::write(
+            src.path().join(format!("f{i}")),
+            pseudo_random(4 << 20, i + 11),
+        )
+        .expect("write");
+    }
+    let mut init = InitOptions::insecure_fast_for_tests();
+    init.data_pack_size = Some(256 * 1024);
+    let repo = Repository::init(Store::memory(), PASSWORD, init)
+        .await
+        .expect("init");
+
+    let progress = Arc::new(Progress::default());
+    let watcher = {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            // Cancel once some, but far from all, of the 32 MiB is read.
+            while progress.get().1 < 6 << 20 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            progress.cancel();
+        })
+    };
+    let err = cairn_fs::backup(&repo, options(src.path()), progress.clone())
+        .await
+        .expect_err("a cancelled backup must not succeed");
+    watcher.join().expect("watcher");
+    assert!(matches!(err, cairn_fs::Error::Cancelled), "{err}");
+    let read = progress.get().1;
+    assert!(
+        read < 32 << 20,
+        "cancel did not stop the backup ({read} bytes read)"
+    );
+    assert!(repo.list_snapshots().await.expect("list").is_empty());
+    let report = repo
+        .check(CheckOptions { read_data: true })
+        .await
+        .expect("check");
+    assert!(report.is_ok(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let indexed = repo.index().len() as u64;
+    assert!(indexed > 0, "the uploads before the cancel must be indexed");
+
+    let out = cairn_fs::backup(&repo, options(src.path()), Arc::new(Progress::default()))
+        .await
+        .expect("second backup");
+    let root = repo.load_tree(&out.snapshot.tree).await.expect("tree");
+    let distinct: std::collections::HashSet<_> = root
+        .nodes
+        .iter()
+        .flat_map(|n| n.content.iter().copied())
+        .collect();
+    assert_eq!(out.writer.data_blobs + indexed, distinct.len() as u64);
+
+    let progress = Arc::new(Progress::default());
+    progress.cancel();
+    let dst = tempfile::tempdir().expect("tempdir");
+    let err = cairn_fs::restore(
+        &repo,
+        &out.snapshot,
+        RestoreOptions {
+            target: dst.path().to_owned(),
+            owners: Some(false),
+            ..Default::default()
+        },
+        progress,
+    )
+    .await
+    .expect_err("a cancelled restore must not succeed");
+    assert!(matches!(err, cairn_fs::Error::Cancelled), "{err}");
+}

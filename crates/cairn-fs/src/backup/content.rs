@@ -74,6 +74,7 @@ impl Walker {
             reader,
             &params,
             |buf, chunks| {
+                self.progress.check().map_err(EntryError::Fatal)?;
                 let batch: Vec<Id> = chunks
                     .par_iter()
                     .map(|&(o, l)| {

@@ -183,6 +183,7 @@ impl Walker {
         let nodes: Vec<Option<Node>> = names
             .into_par_iter()
             .map(|name| {
+                self.progress.check()?;
                 let path = dir.join(std::ffi::OsStr::from_bytes(&name));
                 let m = match crate::longpath::lstat(&path) {
                     Ok(m) => m,

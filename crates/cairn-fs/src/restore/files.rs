@@ -250,6 +250,9 @@ async fn write_content(
         })
         .buffered(CHUNK_CONCURRENCY);
     while let Some(r) = results.next().await {
+        if progress.is_cancelled() {
+            return Err("cancelled".into());
+        }
         let (n, w, from_old) = r?;
         progress.add(0, n);
         written += w;

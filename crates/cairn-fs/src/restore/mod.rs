@@ -177,6 +177,7 @@ pub async fn restore(
         })
         .buffer_unordered(FILE_CONCURRENCY);
     while let Some((path, size, r)) = results.next().await {
+        progress.check()?;
         match r {
             Ok(done) => {
                 let o = &mut plan.outcome;
