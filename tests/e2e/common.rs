@@ -18,12 +18,27 @@ pub(crate) const CHEAP_KDF: [&str; 4] = ["--kdf-memory", "8", "--kdf-iterations"
 
 /// Environment variables cairn reads; cleared so the caller's environment
 /// cannot leak into a test.
-const CAIRN_ENV: [&str; 4] = [
+const CAIRN_ENV: [&str; 5] = [
     "CAIRN_REPOSITORY",
     "CAIRN_PASSWORD",
     "CAIRN_PASSWORD_FILE",
     "CAIRN_NEW_PASSWORD",
+    "CAIRN_CACHE_DIR",
 ];
+
+/// A home directory for the binary under test, so the index tables it
+/// keeps under ~/.cache land in a directory removed with the test process
+/// rather than in the caller's home.
+fn test_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("cairn-e2e-home-")
+            .tempdir()
+            .expect("temporary home")
+    })
+    .path()
+}
 
 /// A `cairn` command with a clean environment and no terminal on stdin
 /// (so it never prompts).
@@ -36,6 +51,7 @@ pub(crate) fn clean(mut c: Command) -> Command {
     for v in CAIRN_ENV {
         c.env_remove(v);
     }
+    c.env("HOME", test_home());
     c.stdin(Stdio::null());
     c
 }

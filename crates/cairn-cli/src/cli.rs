@@ -49,11 +49,13 @@ pub(crate) struct Global {
     /// Limit downloads to this many KiB/s
     #[arg(long, global = true, value_name = "KIB")]
     pub(crate) limit_download: Option<u64>,
-    /// Cache index files, snapshots and trees of remote repositories here
-    /// (default: ~/.cache/cairn/repos/<hash of the URL>)
+    /// Keep the merged index table here, and for remote repositories a
+    /// cache of index files, snapshots and trees (default:
+    /// ~/.cache/cairn/repos/<hash of the URL>)
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
-    /// Do not use a local cache
+    /// Do not use a local cache (the index table goes to a temporary
+    /// directory)
     #[arg(long, global = true)]
     pub(crate) no_cache: bool,
 }

@@ -30,16 +30,9 @@ pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
         http_faults,
     };
     let store = Store::open_with(url, &opts)?;
-    let cache_dir = match (&g.cache_dir, g.no_cache) {
-        (_, true) => None,
-        (Some(d), false) => Some(d.clone()),
-        (None, false) if store.is_remote() => std::env::var_os("HOME").map(|h| {
-            let key = cairn::layers::store::cache_key(url);
-            std::path::PathBuf::from(h)
-                .join(".cache/cairn/repos")
-                .join(key)
-        }),
-        (None, false) => None,
+    let cache_dir = match cache_dir(g)? {
+        Some(d) if store.is_remote() || g.cache_dir.is_some() => Some(d),
+        _ => None,
     };
     Ok(match cache_dir {
         Some(d) => {
@@ -51,13 +44,33 @@ pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
     })
 }
 
+/// The repository's local cache directory: --cache-dir, or one per
+/// repository URL under ~/.cache/cairn/repos; none with --no-cache.
+fn cache_dir(g: &Global) -> Result<Option<std::path::PathBuf>> {
+    let url = repo_url(g)?;
+    Ok(match (&g.cache_dir, g.no_cache) {
+        (_, true) => None,
+        (Some(d), false) => Some(d.clone()),
+        (None, false) => std::env::var_os("HOME").map(|h| {
+            let key = cairn::layers::store::cache_key(url);
+            std::path::PathBuf::from(h)
+                .join(".cache/cairn/repos")
+                .join(key)
+        }),
+    })
+}
+
 /// Opens and unlocks the repository.
 pub(crate) async fn open(g: &Global) -> Result<Repository> {
     let url = repo_url(g)?;
     let store = store(g, false)?;
     let pw = password::repository(g.password_file.as_deref())?;
+    // The merged index is kept as a table in the cache directory, for
+    // local repositories too (they have no object cache): it spares reading
+    // every index file at each start, and the index's size in RAM.
     let opts = OpenOptions {
         clock: crate::test_clock::clock(),
+        index_dir: cache_dir(g)?.map(|d| d.join("index")),
         ..OpenOptions::default()
     };
     Repository::open(store, &pw, opts)

@@ -91,7 +91,7 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
     // Every pack uploaded before the failure is indexed, including those
     // after the last periodic index file: nothing is left for prune.
     assert_eq!(
-        repo.index().packs().len(),
+        repo.index().packs().expect("packs").len(),
         20,
         "uploaded packs missing from the index"
     );

@@ -154,7 +154,7 @@ impl Repository {
     pub async fn check_with(&self, read: ReadData) -> Result<CheckReport> {
         let mut report = CheckReport::default();
         let mut damage = Damage::default();
-        let by_pack = self.index().entries_by_pack();
+        let by_pack = self.index().entries_by_pack()?;
         report.packs = by_pack.len();
 
         let listed: HashMap<Id, u64> = self.list_packs().await?;

@@ -14,8 +14,10 @@ use crate::{BlobLocation, Error, Repository, Result, paths};
 pub(crate) const MAX_ENTRIES_PER_FILE: usize = 200_000;
 
 impl Repository {
-    /// Seals and stores an index file; returns its name.
-    pub(crate) async fn store_index_file(&self, file: &IndexFile) -> Result<Id> {
+    /// Seals and stores an index file; returns its name. Readers merge it
+    /// into their index when they next load it: it must only list blobs
+    /// that really are where it says.
+    pub async fn store_index_file(&self, file: &IndexFile) -> Result<Id> {
         let plain = file.encode();
         let id = self.keys().id_of(&plain);
         let sealed = seal(

@@ -80,6 +80,11 @@ pub struct OpenOptions {
     pub rng: Arc<dyn RandomSource>,
     /// Time source for what this process records.
     pub clock: Arc<dyn Clock>,
+    /// Where to keep the merged index as a memory-mapped table, so the
+    /// index costs a few pages per lookup rather than its size in RAM. The
+    /// default is the store cache's `index/` directory, or a temporary
+    /// directory removed when the repository is dropped.
+    pub index_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for OpenOptions {
@@ -87,6 +92,7 @@ impl Default for OpenOptions {
         OpenOptions {
             rng: Arc::new(OsRandom),
             clock: Arc::new(SystemClock),
+            index_dir: None,
         }
     }
 }
@@ -108,6 +114,10 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     /// Writer sessions this process announced and has not ended.
     pub(crate) sessions: Mutex<Vec<Arc<crate::sessions::SessionHandle>>>,
+    /// Where the index table lives (`None`: the index stays in memory).
+    pub(crate) index_dir: Option<std::path::PathBuf>,
+    /// Keeps a temporary index directory alive as long as the repository.
+    pub(crate) _index_tmp: Option<tempfile::TempDir>,
 }
 
 /// An open repository. Cheap to clone; clones share the index.
@@ -200,7 +210,11 @@ impl Repository {
             master,
             config,
             key_id,
-            OpenOptions { rng, clock },
+            OpenOptions {
+                rng,
+                clock,
+                index_dir: None,
+            },
         ))
     }
 
@@ -211,6 +225,19 @@ impl Repository {
         key_id: Id,
         opts: OpenOptions,
     ) -> Repository {
+        let cached = store.cache().map(|c| c.dir().join("index"));
+        let (index_dir, index_tmp) = match opts.index_dir.or(cached) {
+            Some(d) => (Some(d), None),
+            None => match tempfile::Builder::new().prefix("cairn-index-").tempdir() {
+                Ok(t) => (Some(t.path().to_owned()), Some(t)),
+                Err(e) => {
+                    tracing::warn!(
+                        "no temporary directory for the index table, kept in memory: {e}"
+                    );
+                    (None, None)
+                }
+            },
+        };
         Repository {
             inner: Arc::new(Inner {
                 store,
@@ -222,6 +249,8 @@ impl Repository {
                 rng: opts.rng,
                 clock: opts.clock,
                 sessions: Mutex::new(Vec::new()),
+                index_dir,
+                _index_tmp: index_tmp,
             }),
         }
     }
@@ -246,23 +275,32 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Re-reads every index file, replacing the in-memory index.
-    pub async fn reload_index(&self) -> Result<()> {
-        let files = self.read_index_files().await?;
-        *self.write_index() = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
-        Ok(())
+    /// Lists and reads every index file.
+    pub async fn read_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
+        let mut files = Vec::new();
+        self.for_each_index_file(&Default::default(), |id, f| {
+            files.push((id, f));
+            Ok(())
+        })
+        .await?;
+        Ok(files)
     }
 
-    /// Lists and reads every index file.
+    /// Lists the index files and reads each one not in `skip`, handing it
+    /// to `f` as it arrives, so the caller decides what to keep in memory.
     ///
     /// Prune deletes index files only after writing the file that
     /// supersedes them, so a file that vanishes between the listing and
     /// the read means a newer file exists, possibly too new for the
     /// listing: the folder is listed again and the new files read, until a
-    /// pass finds nothing missing.
-    pub async fn read_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
-        let mut seen: std::collections::HashSet<Id> = std::collections::HashSet::new();
-        let mut files = Vec::new();
+    /// pass finds nothing missing. Returns every id the listings showed.
+    pub(crate) async fn for_each_index_file(
+        &self,
+        skip: &std::collections::HashSet<Id>,
+        mut f: impl FnMut(Id, IndexFile) -> Result<()>,
+    ) -> Result<std::collections::HashSet<Id>> {
+        let mut seen: std::collections::HashSet<Id> = skip.clone();
+        let mut listed = std::collections::HashSet::new();
         for _ in 0..MAX_INDEX_PASSES {
             let fresh: Vec<Id> = self
                 .inner
@@ -271,9 +309,12 @@ impl Repository {
                 .await?
                 .iter()
                 .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
+                .inspect(|id| {
+                    listed.insert(*id);
+                })
                 .filter(|id| seen.insert(*id))
                 .collect();
-            let read: Vec<(Id, Option<IndexFile>)> = futures::stream::iter(fresh)
+            let mut read = futures::stream::iter(fresh)
                 .map(|id| async move {
                     match self.read_index_file(&id).await {
                         Ok(f) => Ok((id, Some(f))),
@@ -281,13 +322,16 @@ impl Repository {
                         Err(e) => Err(e),
                     }
                 })
-                .buffer_unordered(LOAD_CONCURRENCY)
-                .try_collect()
-                .await?;
-            let vanished = read.iter().any(|(_, f)| f.is_none());
-            files.extend(read.into_iter().filter_map(|(id, f)| f.map(|f| (id, f))));
+                .buffer_unordered(LOAD_CONCURRENCY);
+            let mut vanished = false;
+            while let Some(r) = read.try_next().await? {
+                match r {
+                    (id, Some(file)) => f(id, file)?,
+                    (_, None) => vanished = true,
+                }
+            }
             if !vanished {
-                return Ok(files);
+                return Ok(listed);
             }
         }
         Err(Error::Internal(format!(
@@ -337,6 +381,11 @@ impl Repository {
         // A panic while holding the lock cannot leave the index half-updated
         // (updates are single inserts), so a poisoned lock is still usable.
         self.inner.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the index table lives, if anywhere.
+    pub(crate) fn index_dir(&self) -> Option<&std::path::Path> {
+        self.inner.index_dir.as_deref()
     }
 
     pub(crate) fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {

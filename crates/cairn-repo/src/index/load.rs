@@ -1,0 +1,160 @@
+//! Loading the index: reuse the table on local disk when it still matches
+//! the repository's index files, read only the files it does not cover,
+//! and rebuild it (in bounded memory) when it is missing or stale.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_core::Id;
+use cairn_core::format::IndexFile;
+
+use super::{Builder, Index, MemIndex, Table};
+use crate::{Error, Repository, Result};
+
+/// The table's file name inside the index directory.
+const TABLE: &str = "index.table";
+/// Index entries read since the table was built that stay in memory; more
+/// are merged into a new table.
+const MEMORY_MAX: usize = 1 << 16;
+
+fn entries(f: &IndexFile) -> usize {
+    f.packs.iter().map(|p| p.blobs.len()).sum::<usize>() + f.tombstones.len()
+}
+
+impl Repository {
+    /// Re-reads the index: the files the local table already covers are
+    /// not read again.
+    pub async fn reload_index(&self) -> Result<()> {
+        let index = match self.index_dir() {
+            Some(dir) => match self.load_with_table(dir).await {
+                Ok(index) => index,
+                // The table is an optimisation: a cache directory that
+                // cannot hold it costs memory, not correctness.
+                Err(Error::Store(e)) => return Err(Error::Store(e)),
+                Err(e) => {
+                    tracing::warn!("index kept in memory: {e}");
+                    self.load_in_memory().await?
+                }
+            },
+            None => self.load_in_memory().await?,
+        };
+        *self.write_index() = index;
+        Ok(())
+    }
+
+    async fn load_in_memory(&self) -> Result<Index> {
+        let files = self.read_index_files().await?;
+        Ok(Index::from_files(files.iter().map(|(id, f)| (*id, f))))
+    }
+
+    async fn load_with_table(&self, dir: &Path) -> Result<Index> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let path = dir.join(TABLE);
+        let repo_id = self.config().repo_id;
+        let current = self.index().table().cloned();
+        let table = match current {
+            Some(t) => Some(t),
+            None => match Table::open(&path, &repo_id) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    tracing::debug!("rebuilding the index table {}: {e}", path.display());
+                    None
+                }
+            },
+        };
+        if let Some(table) = table {
+            if let Some(index) = self.extend(table, dir, &path).await? {
+                return Ok(index);
+            }
+        }
+        self.rebuild(dir, &path).await
+    }
+
+    /// Adds the index files `table` does not cover; `None` when the table
+    /// no longer matches the repository (a file it merged is gone, or a
+    /// newer file supersedes one) and must be rebuilt.
+    async fn extend(&self, table: Arc<Table>, dir: &Path, path: &Path) -> Result<Option<Index>> {
+        let known: HashSet<Id> = table
+            .covers()
+            .iter()
+            .chain(table.dropped())
+            .copied()
+            .collect();
+        let mut fresh: Vec<(Id, IndexFile)> = Vec::new();
+        let mut spill: Option<Builder> = None;
+        let mut superseded: HashSet<Id> = HashSet::new();
+        let mut count = 0usize;
+        let listed = self
+            .for_each_index_file(&known, |id, f| {
+                superseded.extend(f.supersedes.iter().copied());
+                count += entries(&f);
+                if spill.is_none() && count > MEMORY_MAX {
+                    let mut b = Builder::new(dir).map_err(|e| io(dir, e))?;
+                    for (id, f) in fresh.drain(..) {
+                        b.add_file(id, &f).map_err(|e| io(dir, e))?;
+                    }
+                    spill = Some(b);
+                }
+                match &mut spill {
+                    Some(b) => b.add_file(id, &f).map_err(|e| io(dir, e)),
+                    None => {
+                        fresh.push((id, f));
+                        Ok(())
+                    }
+                }
+            })
+            .await?;
+        let stale = table
+            .covers()
+            .iter()
+            .any(|c| !listed.contains(c) || superseded.contains(c));
+        if stale {
+            return Ok(None);
+        }
+        let Some(builder) = spill else {
+            let mem = MemIndex::from_files(fresh.iter().map(|(id, f)| (*id, f)));
+            return Ok(Some(Index::with_table(Some(table), mem)));
+        };
+        let table = self.finish(builder, Some(table), path).await?;
+        Ok(Some(Index::with_table(Some(table), MemIndex::default())))
+    }
+
+    async fn rebuild(&self, dir: &Path, path: &Path) -> Result<Index> {
+        let mut builder = Builder::new(dir).map_err(|e| io(dir, e))?;
+        self.for_each_index_file(&HashSet::new(), |id, f| {
+            builder.add_file(id, &f).map_err(|e| io(dir, e))
+        })
+        .await?;
+        if builder.files().is_empty() {
+            return Ok(Index::default());
+        }
+        let table = self.finish(builder, None, path).await?;
+        Ok(Index::with_table(Some(table), MemIndex::default()))
+    }
+
+    async fn finish(
+        &self,
+        builder: Builder,
+        base: Option<Arc<Table>>,
+        path: &Path,
+    ) -> Result<Arc<Table>> {
+        let repo_id = self.config().repo_id;
+        let path: PathBuf = path.to_owned();
+        let mut unique = [0u8; 8];
+        self.rng().fill(&mut unique);
+        let unique = u64::from_le_bytes(unique);
+        tokio::task::spawn_blocking(move || {
+            builder
+                .finish(base.as_deref(), &path, &repo_id, unique)
+                .map(Arc::new)
+                .map_err(|e| io(&path, e))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("index table build failed: {e}")))?
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Internal(format!("index table in {}: {e}", path.display()))
+}

@@ -1,0 +1,490 @@
+//! The merged index on local disk: a sorted table of fixed-size records,
+//! memory-mapped and binary-searched, so the index of a repository of any
+//! size costs the process a few pages per lookup instead of its whole
+//! size in RAM (docs/FORMAT.md, appendix B).
+//!
+//! File layout, all integers little-endian:
+//!
+//! ```text
+//! header   64 bytes: magic "CAIRNIX1", version u32 = 1, record size u32 = 96,
+//!                    repository id [32], record count u64, count of
+//!                    records with a location u64
+//! records  count × 96 bytes, sorted by blob id, one per blob id
+//! samples  ceil(count / 64) × 8 bytes: the first 8 bytes of the id of
+//!          every 64th record (big-endian u64), loaded into RAM at open
+//! covers   u64 count, then that many 32-byte ids of the index files merged
+//! dropped  u64 count, then that many 32-byte ids of index files that were
+//!          seen but ignored because another file supersedes them
+//! trailer  32 bytes: BLAKE3 of everything before it
+//! ```
+//!
+//! The table is a cache: it is rebuilt whenever it is missing, damaged,
+//! belongs to another repository or no longer matches the index files.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use cairn_core::{Id, Kind};
+
+use super::BlobLocation;
+
+pub(super) const MAGIC: &[u8; 8] = b"CAIRNIX1";
+const VERSION: u32 = 1;
+pub(super) const RECORD: usize = 96;
+const HEADER: usize = 64;
+/// One sample every this many records: 1.25 MiB of RAM for ten million
+/// blobs, and a lookup reads at most 64 records (two or three pages).
+pub(super) const SAMPLE_EVERY: usize = 64;
+
+/// The record carries a location (false for a tombstone-only record).
+pub(super) const HAS_LOCATION: u8 = 1;
+
+/// What the index knows about one blob id: its first location, the newest
+/// creation time of the index files listing it and of those tombstoning it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) id: Id,
+    pub(crate) location: Option<BlobLocation>,
+    /// Newest `created` of the index files listing the blob (`i64::MIN`
+    /// when none does).
+    pub(crate) listed: i64,
+    /// Newest `created` of the index files tombstoning it (`i64::MIN` when
+    /// none does).
+    pub(crate) tomb: i64,
+}
+
+impl Record {
+    /// True if a writer may deduplicate against the blob.
+    pub(crate) fn live(&self) -> bool {
+        self.location.is_some() && self.listed > self.tomb
+    }
+
+    /// Combines what two sources know about the same id; `self` is the
+    /// older source, whose location wins (every copy is equally valid).
+    pub(crate) fn merge(&mut self, newer: &Record) {
+        if self.location.is_none() {
+            self.location = newer.location;
+        }
+        self.listed = self.listed.max(newer.listed);
+        self.tomb = self.tomb.max(newer.tomb);
+    }
+
+    pub(super) fn encode(&self, out: &mut [u8; RECORD]) {
+        out.fill(0);
+        out[..32].copy_from_slice(self.id.as_bytes());
+        if let Some(l) = &self.location {
+            out[32..64].copy_from_slice(l.pack.as_bytes());
+            out[64..68].copy_from_slice(&l.offset.to_le_bytes());
+            out[68..72].copy_from_slice(&l.length.to_le_bytes());
+            out[72..76].copy_from_slice(&l.raw_length.to_le_bytes());
+            out[76] = l.kind as u8;
+            out[77] = HAS_LOCATION;
+        }
+        out[80..88].copy_from_slice(&self.listed.to_le_bytes());
+        out[88..96].copy_from_slice(&self.tomb.to_le_bytes());
+    }
+
+    /// Decodes a record; `None` if its bytes cannot be one (a damaged
+    /// table is rebuilt, never trusted).
+    pub(super) fn decode(b: &[u8]) -> Option<Record> {
+        let b: &[u8; RECORD] = b.get(..RECORD)?.try_into().ok()?;
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let i64_at = |i: usize| i64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        let location = match b[77] {
+            0 => None,
+            HAS_LOCATION => Some(BlobLocation {
+                pack: Id::from_bytes(b[32..64].try_into().ok()?),
+                kind: Kind::from_u8(b[76])?,
+                offset: u32_at(64),
+                length: u32_at(68),
+                raw_length: u32_at(72),
+            }),
+            _ => return None,
+        };
+        Some(Record {
+            id: Id::from_bytes(b[..32].try_into().ok()?),
+            location,
+            listed: i64_at(80),
+            tomb: i64_at(88),
+        })
+    }
+}
+
+fn prefix(id: &Id) -> u64 {
+    let b = id.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Why a table on disk cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TableError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a usable index table: {0}")]
+    Invalid(&'static str),
+}
+
+/// An open, verified, memory-mapped table.
+pub(crate) struct Table {
+    map: memmap2::Mmap,
+    count: usize,
+    located: usize,
+    samples: Vec<u64>,
+    covers: Vec<Id>,
+    dropped: Vec<Id>,
+    file: File,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("path", &self.path)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Table {
+    /// Opens the table at `path` for repository `repo_id`, verifying its
+    /// checksum with plain reads (so checking it does not map it into the
+    /// process) before mapping the records.
+    pub(crate) fn open(path: &Path, repo_id: &Id) -> Result<Table, TableError> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len < (HEADER + 8 + 32) as u64 {
+            return Err(TableError::Invalid("too short"));
+        }
+        verify_trailer(&mut file, len)?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut header = [0u8; HEADER];
+        file.read_exact(&mut header)?;
+        if &header[..8] != MAGIC
+            || header[8..12] != VERSION.to_le_bytes()
+            || header[12..16] != (RECORD as u32).to_le_bytes()
+        {
+            return Err(TableError::Invalid("unknown magic, version or record size"));
+        }
+        if &header[16..48] != repo_id.as_bytes() {
+            return Err(TableError::Invalid("made for another repository"));
+        }
+        let count = u64::from_le_bytes(header[48..56].try_into().unwrap_or([0; 8]));
+        let count = usize::try_from(count).map_err(|_| TableError::Invalid("too many records"))?;
+        let located = u64::from_le_bytes(header[56..64].try_into().unwrap_or([0; 8]));
+        let located = usize::try_from(located)
+            .ok()
+            .filter(|&l| l <= count)
+            .ok_or(TableError::Invalid("bad located count"))?;
+        let n_samples = count.div_ceil(SAMPLE_EVERY);
+        let records_end = count
+            .checked_mul(RECORD)
+            .and_then(|r| r.checked_add(HEADER))
+            .ok_or(TableError::Invalid("too many records"))?;
+        let samples_end = records_end + n_samples * 8;
+        if (samples_end + 16 + 32) as u64 > len {
+            return Err(TableError::Invalid("truncated"));
+        }
+        file.seek(SeekFrom::Start(records_end as u64))?;
+        let mut reader = BufReader::new(&mut file);
+        let mut b8 = [0u8; 8];
+        let mut samples = Vec::with_capacity(n_samples);
+        for _ in 0..n_samples {
+            reader.read_exact(&mut b8)?;
+            samples.push(u64::from_be_bytes(b8));
+        }
+        let mut left = len - samples_end as u64 - 32;
+        let mut ids = || -> Result<Vec<Id>, TableError> {
+            reader.read_exact(&mut b8)?;
+            let n = u64::from_le_bytes(b8);
+            let bytes = n
+                .checked_mul(32)
+                .and_then(|b| b.checked_add(8))
+                .filter(|&b| b <= left)
+                .ok_or(TableError::Invalid("wrong length"))?;
+            left -= bytes;
+            let mut v = Vec::with_capacity(n as usize);
+            let mut b32 = [0u8; 32];
+            for _ in 0..n {
+                reader.read_exact(&mut b32)?;
+                v.push(Id::from_bytes(b32));
+            }
+            Ok(v)
+        };
+        let covers = ids()?;
+        let dropped = ids()?;
+        if left != 0 {
+            return Err(TableError::Invalid("wrong length"));
+        }
+        drop(reader);
+        let map = map_file(&file)?;
+        Ok(Table {
+            map,
+            count,
+            located,
+            samples,
+            covers,
+            dropped,
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Number of records (distinct ids, tombstone-only ones included).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Number of records with a location (distinct readable blobs).
+    pub(crate) fn located(&self) -> usize {
+        self.located
+    }
+
+    /// The index files merged into this table.
+    pub(crate) fn covers(&self) -> &[Id] {
+        &self.covers
+    }
+
+    /// Index files seen but ignored, superseded by another file.
+    pub(crate) fn dropped(&self) -> &[Id] {
+        &self.dropped
+    }
+
+    fn raw(&self, i: usize) -> &[u8] {
+        let at = HEADER + i * RECORD;
+        &self.map[at..at + RECORD]
+    }
+
+    /// The record at position `i` (`None` if damaged).
+    pub(crate) fn record(&self, i: usize) -> Option<Record> {
+        Record::decode(self.raw(i))
+    }
+
+    /// Looks an id up: the samples in RAM narrow it to one run of at most
+    /// `2 × SAMPLE_EVERY` records, binary-searched in the map.
+    pub(crate) fn find(&self, id: &Id) -> Option<Record> {
+        let p = prefix(id);
+        let first = self.samples.partition_point(|&s| s < p);
+        let last = self.samples.partition_point(|&s| s <= p);
+        let mut lo = first.saturating_sub(1) * SAMPLE_EVERY;
+        let mut hi = (last * SAMPLE_EVERY).min(self.count);
+        let key = id.as_bytes().as_slice();
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.raw(mid)[..32].cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.record(mid),
+            }
+        }
+        None
+    }
+
+    /// Every record in id order, read with plain reads rather than
+    /// through the map, so a full pass does not make the whole table
+    /// resident in this process.
+    pub(crate) fn records(&self) -> std::io::Result<Records> {
+        // Positional reads on our own handle: the path may name a newer
+        // table by now, and the handle's cursor is shared by clones.
+        Ok(Records {
+            file: self.file.try_clone()?,
+            buf: Vec::new(),
+            at: 0,
+            next: 0,
+            count: self.count,
+        })
+    }
+}
+
+/// An iterator over a table's records, from [`Table::records`].
+pub(crate) struct Records {
+    file: File,
+    buf: Vec<u8>,
+    at: usize,
+    next: usize,
+    count: usize,
+}
+
+impl Records {
+    const BATCH: usize = 2048;
+
+    fn refill(&mut self) -> std::io::Result<()> {
+        let n = Self::BATCH.min(self.count - self.next);
+        self.buf.resize(n * RECORD, 0);
+        let offset = (HEADER + self.next * RECORD) as u64;
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut self.buf, offset)?;
+        self.at = 0;
+        Ok(())
+    }
+}
+
+impl Iterator for Records {
+    type Item = std::io::Result<Record>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        if self.at >= self.buf.len() {
+            if let Err(e) = self.refill() {
+                self.next = self.count;
+                return Some(Err(e));
+            }
+        }
+        let b = &self.buf[self.at..self.at + RECORD];
+        self.at += RECORD;
+        self.next += 1;
+        Some(Record::decode(b).ok_or_else(|| std::io::Error::other("damaged index table record")))
+    }
+}
+
+#[allow(unsafe_code)]
+fn map_file(file: &File) -> Result<memmap2::Mmap, TableError> {
+    // SAFETY: the table is private to this cache directory. It is written
+    // to a temporary name and renamed into place, and never modified or
+    // truncated afterwards: a newer table replaces the name, not the
+    // contents, so the mapped inode stays valid and unchanged for as long
+    // as we hold it.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    // Lookups jump around: read-ahead would only fault in pages (and
+    // resident memory) that no lookup asked for.
+    map.advise(memmap2::Advice::Random)?;
+    Ok(map)
+}
+
+fn verify_trailer(file: &mut File, len: u64) -> Result<(), TableError> {
+    let body = len - 32;
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut reader = BufReader::with_capacity(1 << 20, file.take(body));
+    std::io::copy(&mut reader, &mut HashWriter(&mut hasher))?;
+    let file = reader.into_inner().into_inner();
+    let mut stored = [0u8; 32];
+    file.read_exact(&mut stored)?;
+    if hasher.finalize().as_bytes() != &stored {
+        return Err(TableError::Invalid("checksum mismatch"));
+    }
+    Ok(())
+}
+
+struct HashWriter<'a>(&'a mut blake3::Hasher);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes a table from records given in strictly increasing id order,
+/// into a temporary file renamed over `path` by [`TableWriter::finish`].
+pub(crate) struct TableWriter {
+    out: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    count: u64,
+    located: u64,
+    samples: Vec<u64>,
+    last: Option<Id>,
+}
+
+impl TableWriter {
+    pub(crate) fn create(path: &Path, unique: u64) -> std::io::Result<TableWriter> {
+        let tmp = path.with_extension(format!("tmp-{}-{unique:016x}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        // The header is written with the count at the end.
+        out.write_all(&[0u8; HEADER])?;
+        Ok(TableWriter {
+            out: Some(out),
+            tmp,
+            path: path.to_owned(),
+            count: 0,
+            located: 0,
+            samples: Vec::new(),
+            last: None,
+        })
+    }
+
+    fn out(&mut self) -> std::io::Result<&mut BufWriter<File>> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("index table already finished"))
+    }
+
+    pub(crate) fn push(&mut self, r: &Record) -> std::io::Result<()> {
+        if self.last.is_some_and(|l| l >= r.id) {
+            return Err(std::io::Error::other("index table records out of order"));
+        }
+        self.last = Some(r.id);
+        if self.count % SAMPLE_EVERY as u64 == 0 {
+            self.samples.push(prefix(&r.id));
+        }
+        let mut b = [0u8; RECORD];
+        r.encode(&mut b);
+        self.out()?.write_all(&b)?;
+        self.count += 1;
+        self.located += u64::from(r.location.is_some());
+        Ok(())
+    }
+
+    /// Appends samples and covers, writes the header, appends the checksum
+    /// of it all and renames the table into place.
+    pub(crate) fn finish(
+        mut self,
+        repo_id: &Id,
+        covers: &[Id],
+        dropped: &[Id],
+    ) -> std::io::Result<PathBuf> {
+        let samples = std::mem::take(&mut self.samples);
+        let out = self.out()?;
+        for s in &samples {
+            out.write_all(&s.to_be_bytes())?;
+        }
+        for list in [covers, dropped] {
+            out.write_all(&(list.len() as u64).to_le_bytes())?;
+            for c in list {
+                out.write_all(c.as_bytes())?;
+            }
+        }
+        let mut file = match self.out.take() {
+            Some(out) => out.into_inner().map_err(|e| e.into_error())?,
+            None => return Err(std::io::Error::other("index table already finished")),
+        };
+        let mut header = [0u8; HEADER];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&(RECORD as u32).to_le_bytes());
+        header[16..48].copy_from_slice(repo_id.as_bytes());
+        header[48..56].copy_from_slice(&self.count.to_le_bytes());
+        header[56..64].copy_from_slice(&self.located.to_le_bytes());
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header)?;
+        // Hashing what was just written reads it back from the page cache,
+        // cheap next to building it.
+        let len = file.seek(SeekFrom::End(0))?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut reader = BufReader::with_capacity(1 << 20, (&file).take(len));
+        std::io::copy(&mut reader, &mut HashWriter(&mut hasher))?;
+        file.seek(SeekFrom::End(0))?;
+        file.write_all(hasher.finalize().as_bytes())?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        // After a rename this finds nothing; an abandoned build leaves no
+        // temporary file behind.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
