@@ -55,6 +55,55 @@ fn zstd_shrinks_compressible_payloads() -> Result<(), Error> {
 }
 
 #[test]
+fn the_probe_skips_compression_only_for_incompressible_payloads() -> Result<(), Error> {
+    let keys = MasterKey::from_bytes([1; 32]).derive();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    assert!(cairn_core::looks_incompressible(&noise));
+    // Stored raw: exactly the plaintext plus the fixed overhead.
+    let sealed = seal(
+        &keys,
+        Kind::Data,
+        &Id::ZERO,
+        &noise,
+        Compression::Zstd(3),
+        &SeededRandom::new(1),
+    );
+    assert_eq!(sealed.len(), noise.len() + SEAL_OVERHEAD);
+    assert_eq!(open(&keys, Kind::Data, &Id::ZERO, &sealed)?, noise);
+
+    // Noise with a compressible end, or text, or anything small, is tried.
+    let mut half = noise.clone();
+    half[512 * 1024..].fill(0);
+    assert!(!cairn_core::looks_incompressible(&half));
+    let sealed = seal(
+        &keys,
+        Kind::Data,
+        &Id::ZERO,
+        &half,
+        Compression::Zstd(3),
+        &SeededRandom::new(1),
+    );
+    assert!(
+        sealed.len() < noise.len() * 6 / 10,
+        "{} bytes",
+        sealed.len()
+    );
+    assert!(!cairn_core::looks_incompressible(
+        &b"cairn ".repeat(100_000)
+    ));
+    assert!(!cairn_core::looks_incompressible(&noise[..16 * 1024]));
+    Ok(())
+}
+
+#[test]
 fn nonces_differ_between_seals() {
     let keys = MasterKey::from_bytes([2; 32]).derive();
     let rng = SeededRandom::new(2);
