@@ -13,6 +13,7 @@ mod help;
 mod incremental;
 mod init;
 mod inplace;
+mod interrupt;
 mod keys;
 mod listing;
 mod longpaths;

@@ -45,10 +45,12 @@ pub(crate) fn time(secs: i64) -> String {
     )
 }
 
-/// A progress bar on stderr, drawn only on a terminal, fed from `progress`.
+/// A progress bar on stderr, drawn only on a terminal, fed from `progress`,
+/// with throughput and, once the total is known, an ETA.
 pub(crate) struct Bar {
     bar: ProgressBar,
     task: Option<tokio::task::JoinHandle<()>>,
+    scan: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Bar {
@@ -59,17 +61,29 @@ impl Bar {
         } else {
             ProgressBar::hidden()
         };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} {prefix} {binary_bytes_per_sec} {wide_msg:.dim}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        let style = |template: &str| {
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        };
+        let counting =
+            style("{spinner} {elapsed_precise} {prefix} {binary_bytes_per_sec} {wide_msg:.dim}");
+        let with_eta = style(
+            "{spinner} {elapsed_precise} {prefix} {binary_bytes_per_sec} ETA {eta} {wide_msg:.dim}",
         );
+        bar.set_style(counting);
         let task = draw.then(|| {
             let bar = bar.clone();
             tokio::spawn(async move {
+                let mut known = false;
                 loop {
                     let (files, b, total_files, total_bytes) = progress.get();
+                    if total_bytes > 0 && !known {
+                        known = true;
+                        bar.set_style(with_eta.clone());
+                    }
+                    if known {
+                        bar.set_length(total_bytes.max(b));
+                    }
                     bar.set_position(b);
                     let head = if total_bytes > 0 {
                         format!(
@@ -87,15 +101,72 @@ impl Bar {
                 }
             })
         });
-        Bar { bar, task }
+        Bar {
+            bar,
+            task,
+            scan: None,
+        }
+    }
+
+    /// Counts the files and bytes under `paths` on a thread of its own,
+    /// so the bar can show an ETA; only while the bar is drawn. Exclusions
+    /// are not applied: the total is an upper bound.
+    pub(crate) fn scan(&mut self, progress: Arc<Progress>, paths: Vec<std::path::PathBuf>) {
+        if self.task.is_none() {
+            return;
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.scan = Some(stop.clone());
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            let (mut files, mut total) = (0u64, 0u64);
+            for p in paths {
+                for e in walkdir::WalkDir::new(p)
+                    .same_file_system(false)
+                    .into_iter()
+                    .flatten()
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Ok(m) = e.metadata() {
+                        if m.is_file() {
+                            files += 1;
+                            total += m.len();
+                        }
+                    }
+                }
+            }
+            progress.total_files.store(files, Ordering::Relaxed);
+            progress.total_bytes.store(total, Ordering::Relaxed);
+        });
     }
 
     pub(crate) fn finish(self) {
+        if let Some(stop) = self.scan {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(t) = self.task {
             t.abort();
         }
         self.bar.finish_and_clear();
     }
+}
+
+/// The first Ctrl-C asks `progress` to stop cleanly (a backup indexes the
+/// uploads in flight, so the next one reuses them); a second one exits at
+/// once. Returns the handler's task, to abort when the work is done.
+pub(crate) fn stop_on_interrupt(progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        progress.cancel();
+        eprintln!("stopping: finishing the uploads in flight (Ctrl-C again to quit at once)");
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,11 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
         exclude.extend(text.lines().map(str::to_owned));
     }
     let progress = Arc::new(Progress::default());
-    let bar = Bar::start(progress.clone(), !g.quiet && !a.json, "backup");
+    let mut bar = Bar::start(progress.clone(), !g.quiet && !a.json, "backup");
+    if !a.stdin {
+        bar.scan(progress.clone(), a.paths.clone());
+    }
+    let interrupt = crate::output::stop_on_interrupt(progress.clone());
     let opts = BackupOptions {
         paths: a.paths,
         hostname: a.host.unwrap_or_else(context::hostname),
@@ -50,7 +54,13 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
     } else {
         cairn::backup(&repo, opts, progress).await
     };
+    interrupt.abort();
     bar.finish();
+    if let Err(cairn::error::FsError::Cancelled) = result {
+        anyhow::bail!(
+            "backup interrupted; no snapshot was saved, and what was uploaded is indexed for the next backup to reuse"
+        );
+    }
     let out = result?;
     let s = &out.snapshot.stats;
     let w = &out.writer;

@@ -20,6 +20,7 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
     let (id, snapshot) = repo.find_snapshot(snap).await?;
     let progress = Arc::new(Progress::default());
     let bar = Bar::start(progress.clone(), !g.quiet && !a.json, "restore");
+    let interrupt = crate::output::stop_on_interrupt(progress.clone());
     let result = cairn::restore(
         &repo,
         &snapshot,
@@ -40,7 +41,13 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
         progress,
     )
     .await;
+    interrupt.abort();
     bar.finish();
+    if let Err(cairn::error::FsError::Cancelled) = result {
+        anyhow::bail!(
+            "restore interrupted; files restored so far are complete, the rest is missing"
+        );
+    }
     let out = result?;
     if a.json {
         super::print_json(

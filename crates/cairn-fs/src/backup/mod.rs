@@ -163,7 +163,7 @@ async fn run(
     // A parent with another root layout cannot be compared entry by entry.
     let parent = parent.filter(|(_, s)| s.root_layout == layout);
     let parent_root = parent.as_ref().map(|(_, s)| s.tree);
-    let walker = Walker::new(repo, &opts.selection, progress)?;
+    let walker = Walker::new(repo, &opts.selection, progress.clone())?;
     let time = opts.time;
     let (walker, root) = tokio::task::spawn_blocking(move || {
         let root = match stream {
@@ -183,6 +183,7 @@ async fn run(
     // On a fatal error, still wait for the uploads in flight: what they
     // stored is indexed and the next backup reuses it.
     let finished = writer.finish().await;
+    let progress_check = progress.check();
     // An upload failure stops the walk with a generic "uploader stopped";
     // the uploader's own error is the cause the user needs to see.
     let (root, writer_stats) = match (root, finished) {
@@ -190,6 +191,9 @@ async fn run(
         (Err(e), _) => return Err(e),
         (Ok(root), Ok(stats)) => (root, stats),
     };
+    // Cancelled while the last uploads finished: they are indexed, but no
+    // snapshot is saved for a run the caller asked to stop.
+    progress_check?;
     let warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut snapshot = Snapshot {
         time: opts.time,
