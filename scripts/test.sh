@@ -30,5 +30,15 @@ source "$garage_dir/env"
 # With Garage up, tests that need S3 must run, not skip.
 export CAIRN_REQUIRE_S3=1
 
+step "Kubernetes control plane on loopback for the Kubernetes tests"
+kube_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-kube.XXXXXX")"
+# One trap for both servers (a second EXIT trap would replace the first).
+trap './scripts/kube.sh stop "$kube_dir"; rm -rf "$kube_dir"; ./scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+./scripts/kube.sh start "$kube_dir"
+# shellcheck disable=SC1091
+source "$kube_dir/env"
+# With the apiserver up, tests that need it must run, not skip.
+export CAIRN_REQUIRE_KUBE=1
+
 step "cargo test (unit, property, golden, integration, end-to-end, doc)"
 cargo test --workspace --locked
