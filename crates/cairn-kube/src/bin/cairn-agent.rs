@@ -1,0 +1,84 @@
+//! `cairn-agent`: the node agent (a DaemonSet on every node).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_kube::{agent, cli, clock, http, metrics};
+use clap::Parser;
+
+/// Backs up and restores the PersistentVolumeClaims mounted on this node,
+/// running the VolumeBackups and VolumeRestores the controller assigned to it.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// This node's name (from the downward API in the DaemonSet).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// The kubelet's root directory as mounted into this container.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    kubelet_root: PathBuf,
+    /// Namespace for the agent's heartbeat Lease (where cairn is installed).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cairn-system")]
+    namespace: String,
+    /// Cluster name recorded in snapshots.
+    #[arg(long, env = "CAIRN_CLUSTER_NAME", default_value = "")]
+    cluster_name: String,
+    /// Jobs run at once on this node; others wait in phase Assigned.
+    #[arg(long, default_value_t = 2)]
+    max_concurrent: usize,
+    /// How often a running job's progress is written to its status.
+    #[arg(long, default_value = "10s", value_parser = cli::duration)]
+    progress_interval: Duration,
+    /// How often the heartbeat Lease is renewed.
+    #[arg(long, default_value = "10s", value_parser = cli::duration)]
+    lease_interval: Duration,
+    /// How long to wait for a volume to appear under the kubelet root.
+    #[arg(long, default_value = "5m", value_parser = cli::duration)]
+    volume_wait: Duration,
+    /// Runs of a job interrupted by agent restarts before it is failed.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// Cache of index files, snapshots and trees of remote repositories.
+    #[arg(long, default_value = "/var/cache/cairn")]
+    cache_dir: PathBuf,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    metrics_addr: SocketAddr,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    cli::init_logging(&args.log);
+    let (metrics, registry) = metrics::Metrics::agent();
+    let health = Arc::new(http::Health::default());
+    let addr = cli::serve_metrics(args.metrics_addr, registry, health.clone())
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+    tracing::info!(node = %args.node_name, metrics = %addr, "cairn-agent starting");
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API")?;
+    let config = agent::Config {
+        agent_id: agent::new_agent_id(&args.node_name),
+        node: args.node_name,
+        kubelet_root: args.kubelet_root,
+        namespace: args.namespace,
+        cluster: args.cluster_name,
+        max_concurrent: args.max_concurrent,
+        progress_interval: args.progress_interval,
+        lease_interval: args.lease_interval,
+        volume_wait: args.volume_wait,
+        max_attempts: args.max_attempts,
+        cache_dir: Some(args.cache_dir),
+        clock: clock::from_env(None),
+    };
+    agent::run(client, config, metrics, health).await?;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `cairn-controller`: assigns backup and restore jobs to nodes, runs
+//! schedules and retention, and checks repositories.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_kube::controller::{self, assign::Limits};
+use cairn_kube::{cli, clock, http, metrics};
+use clap::Parser;
+
+/// Turns VolumeBackups, VolumeRestores and BackupSchedules into jobs run by
+/// the cairn agent on the node that can reach each volume.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Namespace where the agents' heartbeat Leases are (where cairn is installed).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cairn-system")]
+    agent_namespace: String,
+    /// Image for helper pods that mount claims no pod mounts.
+    #[arg(
+        long,
+        env = "CAIRN_HELPER_IMAGE",
+        default_value = "registry.k8s.io/pause:3.9"
+    )]
+    helper_image: String,
+    /// An agent whose Lease is older than this is not alive.
+    #[arg(long, default_value = "40s", value_parser = cli::duration)]
+    lease_timeout: Duration,
+    /// A job in progress fails when its agent has been silent this long.
+    #[arg(long, default_value = "5m", value_parser = cli::duration)]
+    agent_timeout: Duration,
+    /// Longest time between two looks at a live object.
+    #[arg(long, default_value = "60s", value_parser = cli::duration)]
+    resync: Duration,
+    /// How soon a waiting job is looked at again.
+    #[arg(long, default_value = "10s", value_parser = cli::duration)]
+    wait_interval: Duration,
+    /// Cache for remote repositories opened for checks and retention.
+    #[arg(long, default_value = "/var/cache/cairn")]
+    cache_dir: PathBuf,
+    /// TESTS ONLY: read the time for schedules from this file (seconds since the epoch).
+    #[arg(long, hide = true)]
+    test_now_file: Option<PathBuf>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    cli::init_logging(&args.log);
+    let (metrics, registry) = metrics::Metrics::controller();
+    let health = Arc::new(http::Health::default());
+    let addr = cli::serve_metrics(args.metrics_addr, registry, health.clone())
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+    tracing::info!(metrics = %addr, "cairn-controller starting");
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API")?;
+    let config = controller::Config {
+        namespace: args.watch_namespace,
+        agent_namespace: args.agent_namespace,
+        helper_image: args.helper_image,
+        limits: Limits {
+            lease_secs: args.lease_timeout.as_secs() as i64,
+            agent_timeout_secs: args.agent_timeout.as_secs() as i64,
+        },
+        resync: args.resync,
+        wait_interval: args.wait_interval,
+        clock: clock::from_env(args.test_now_file),
+        cache_dir: Some(args.cache_dir),
+    };
+    controller::run(client, config, metrics, health).await?;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! The controller's executor for jobs: observes the claim, pods, nodes and
+//! agent leases around a VolumeBackup or VolumeRestore, asks
+//! [`assign::decide`] what to do, and does it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+use super::Context;
+use super::assign::{self, Action, JobFacts, Observed, RepoCheck};
+use super::helper::{self, HelperSpec};
+use crate::crd::{BackupRepository, JobStatus, Phase, time_from_secs};
+use crate::job::{Job, authorize};
+use crate::kubeutil::{agent_ages, event, merge_status, set_finalizer, transition, wall_now};
+use crate::names::{CONTROLLER_FINALIZER, NODE_LABEL, OWNER_UID_LABEL, node_label};
+use crate::{Error, Result};
+
+fn facts<J: Job>(job: &J) -> JobFacts {
+    let status = job.job_status();
+    JobFacts {
+        kind: Some(J::KIND),
+        deleting: job.deleting(),
+        finalizers: job.finalizers().to_vec(),
+        phase: job.phase(),
+        has_status: status.is_some(),
+        cancel: job.cancel(),
+        node: job.node().map(str::to_owned),
+        source: status.and_then(|s| s.source.clone()),
+        claim: job.claim().1,
+        message: status.and_then(|s| s.message.clone()),
+    }
+}
+
+async fn repository_check<J: Job>(ctx: &Context, job: &J) -> Result<RepoCheck> {
+    let key = job.repository_key();
+    let api: Api<BackupRepository> = Api::namespaced(ctx.client.clone(), &key.0);
+    let Some(repo) = api.get_opt(&key.1).await? else {
+        return Ok(RepoCheck::Missing(format!(
+            "waiting for BackupRepository {}/{}",
+            key.0, key.1
+        )));
+    };
+    Ok(
+        match authorize(&job.ns(), (&key.0, &key.1), &repo.spec, &job.claim().0) {
+            Ok(()) => RepoCheck::Ok,
+            Err(why) => RepoCheck::Forbidden(why),
+        },
+    )
+}
+
+/// One reconcile of a job.
+pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue> {
+    let facts = facts(job.as_ref());
+    let (claim_ns, claim) = job.claim();
+    let client = ctx.client.clone();
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &claim_ns);
+    let helpers = pods_api
+        .list(&ListParams::default().labels(&format!("{OWNER_UID_LABEL}={}", job.uid_str())))
+        .await?
+        .items;
+    let active = !facts.deleting && !facts.phase.is_terminal();
+    let (mut pvc, mut pv, mut pods, mut nodes) = (None, None, Vec::new(), Vec::new());
+    let mut repository = RepoCheck::Ok;
+    if active && matches!(facts.phase, Phase::New | Phase::Assigned) {
+        pods = pods_api.list(&ListParams::default()).await?.items;
+    }
+    if active && facts.phase == Phase::New {
+        repository = repository_check(&ctx, job.as_ref()).await?;
+        pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &claim_ns)
+            .get_opt(&claim)
+            .await?;
+        let pv_name = pvc
+            .as_ref()
+            .and_then(|c| c.spec.as_ref()?.volume_name.clone());
+        if let Some(name) = pv_name {
+            pv = Api::<PersistentVolume>::all(client.clone())
+                .get_opt(&name)
+                .await?;
+        }
+        nodes = Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items;
+    }
+    let agents = agent_ages(&ctx.leases(), wall_now()).await?;
+    let seen = Observed {
+        pvc: pvc.as_ref(),
+        pv: pv.as_ref(),
+        pods: &pods,
+        helpers: &helpers,
+        nodes: &nodes,
+        agents,
+        repository,
+    };
+    let actions = assign::decide(&facts, &seen, ctx.config.limits);
+    let api: Api<J> = Api::namespaced(client.clone(), &job.ns());
+    let mut requeue = if active {
+        Some(ctx.config.resync)
+    } else {
+        None
+    };
+    for action in actions {
+        if let Some(again) = apply(&ctx, &api, job.as_ref(), &claim_ns, action).await? {
+            requeue = Some(requeue.map_or(again, |r| r.min(again)));
+        }
+    }
+    Ok(match requeue {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::await_change(),
+    })
+}
+
+/// Applies one action; returns how soon to look again, if sooner than usual.
+async fn apply<J: Job>(
+    ctx: &Context,
+    api: &Api<J>,
+    job: &J,
+    claim_ns: &str,
+    action: Action,
+) -> Result<Option<Duration>> {
+    let name = job.name_str();
+    let kind = J::KIND;
+    let soon = Some(Duration::from_secs(1));
+    match action {
+        Action::InitStatus => {
+            merge_status(api, &name, JobStatus::default()).await?;
+        }
+        Action::AddFinalizer => {
+            if !set_finalizer(api, job, CONTROLLER_FINALIZER, true).await? {
+                return Ok(soon);
+            }
+        }
+        Action::RemoveFinalizer(f) => {
+            if !set_finalizer(api, job, f, false).await? {
+                return Ok(soon);
+            }
+        }
+        Action::CreateHelperPod { node } => {
+            let same_ns = job.ns() == claim_ns;
+            let claim = job.claim();
+            let pod = helper::build(&HelperSpec {
+                kind,
+                job: (&job.ns(), &name),
+                job_uid: &job.uid_str(),
+                owner: if same_ns {
+                    job.controller_owner_ref(&())
+                } else {
+                    None
+                },
+                claim: (claim_ns, &claim.1),
+                node: &node,
+                image: &ctx.config.helper_image,
+            });
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), claim_ns);
+            match pods.create(&PostParams::default(), &pod).await {
+                Ok(p) => {
+                    ctx.metrics.helper_pods.inc();
+                    let note = format!(
+                        "no running pod mounts claim {}; created pod {} on node {node} to mount it",
+                        claim.1,
+                        p.name_any()
+                    );
+                    event(&ctx.recorder, job, false, "HelperPodCreated", note).await;
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(soon);
+        }
+        Action::DeleteHelperPod(pod) => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), claim_ns);
+            match pods.delete(&pod, &DeleteParams::default()).await {
+                Ok(_) => {
+                    event(
+                        &ctx.recorder,
+                        job,
+                        false,
+                        "HelperPodDeleted",
+                        format!("deleted pod {pod}"),
+                    )
+                    .await;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Action::Assign { node, source } => {
+            let labels = json!({"metadata": {"labels": {NODE_LABEL: node_label(&node)}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
+                .await?;
+            let note = format!(
+                "assigned to node {node}, reaching the volume through pod {}",
+                source.pod_name
+            );
+            let done = transition(
+                api,
+                &name,
+                &[("/status/phase", json!(Phase::New))],
+                &[
+                    ("/status/phase", json!(Phase::Assigned)),
+                    ("/status/node", json!(node)),
+                    (
+                        "/status/source",
+                        serde_json::to_value(&source).map_err(invalid)?,
+                    ),
+                    ("/status/message", json!(note)),
+                ],
+            )
+            .await?;
+            if done {
+                ctx.metrics.outcome(kind, Phase::Assigned);
+                event(&ctx.recorder, job, false, "Assigned", note).await;
+            }
+        }
+        Action::Unassign(why) => {
+            let done = transition(
+                api,
+                &name,
+                &[("/status/phase", json!(Phase::Assigned))],
+                &[
+                    ("/status/phase", json!(Phase::New)),
+                    ("/status/node", Value::Null),
+                    ("/status/source", Value::Null),
+                    ("/status/message", json!(why)),
+                ],
+            )
+            .await?;
+            if done {
+                let labels = json!({"metadata": {"labels": {NODE_LABEL: null}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
+                    .await?;
+                event(&ctx.recorder, job, true, "Unassigned", why).await;
+            }
+            return Ok(soon);
+        }
+        Action::Finish { from, to, message } => {
+            let done = transition(
+                api,
+                &name,
+                &[("/status/phase", json!(from))],
+                &[
+                    ("/status/phase", json!(to)),
+                    ("/status/message", json!(message)),
+                    ("/status/completionTime", json!(time_from_secs(wall_now()))),
+                ],
+            )
+            .await?;
+            if done {
+                ctx.metrics.outcome(kind, to);
+                event(
+                    &ctx.recorder,
+                    job,
+                    to == Phase::Failed,
+                    to.as_str(),
+                    message,
+                )
+                .await;
+            }
+        }
+        Action::Wait(message) => {
+            if !message.is_empty() {
+                merge_status(api, &name, json!({ "message": message })).await?;
+            }
+            return Ok(Some(ctx.config.wait_interval));
+        }
+    }
+    Ok(None)
+}
+
+fn invalid(e: serde_json::Error) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+/// The job a helper pod belongs to, from its annotation.
+pub fn job_of_helper<J: Job>(pod: &Pod) -> Option<kube::runtime::reflector::ObjectRef<J>> {
+    let kind = pod.labels().get(crate::names::HELPER_KIND_LABEL)?;
+    if kind != J::KIND.as_str() {
+        return None;
+    }
+    let (ns, name) = pod
+        .annotations()
+        .get(helper::JOB_ANNOTATION)?
+        .split_once('/')?;
+    Some(kube::runtime::reflector::ObjectRef::new(name).within(ns))
+}

@@ -1,0 +1,47 @@
+//! `VolumeRestore`: a snapshot written back into a PersistentVolumeClaim.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{JobStatus, PvcRef, RepositoryRef};
+
+/// A snapshot restored into a PersistentVolumeClaim.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "cairn.dev",
+    version = "v1alpha1",
+    kind = "VolumeRestore",
+    namespaced,
+    status = "JobStatus",
+    shortname = "vr",
+    category = "cairn",
+    doc = "A snapshot restored into a PersistentVolumeClaim.",
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.targetPvc.name"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.summary"}"#,
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.node","priority":1}"#,
+    printcolumn = r#"{"name":"Snapshot","type":"string","jsonPath":".status.snapshotId","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeRestoreSpec {
+    /// The repository holding the snapshot.
+    pub repository: RepositoryRef,
+    /// Snapshot id, or a unique prefix of one. When empty, the newest
+    /// snapshot of `sourcePvc` is restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Restore the newest snapshot of this claim (default: of the target
+    /// claim itself). Ignored when `snapshot` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_pvc: Option<PvcRef>,
+    /// The claim to restore into. Existing files are replaced; other files
+    /// in it are left alone. Ownership, modes, times and extended
+    /// attributes are restored.
+    pub target_pvc: PvcRef,
+    /// Set to true to stop the restore; files already written stay.
+    #[serde(default)]
+    pub cancel: bool,
+}

@@ -1,0 +1,219 @@
+//! What the controller and the agent need from both kinds of job
+//! (VolumeBackup and VolumeRestore), so one reconciler serves both.
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::crd::{JobStatus, Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeRestore};
+
+/// Backup or restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// A VolumeBackup.
+    Backup,
+    /// A VolumeRestore.
+    Restore,
+}
+
+impl JobKind {
+    /// `backup` or `restore` (also the metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
+        }
+    }
+}
+
+/// What the agent does for a job, from its spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// Back the volume up.
+    Backup {
+        /// Snapshot tags.
+        tags: Vec<String>,
+        /// Patterns to leave out (relative to the volume's root).
+        excludes: Vec<String>,
+    },
+    /// Restore into the volume.
+    Restore {
+        /// Snapshot id or prefix.
+        snapshot: Option<String>,
+        /// Restore the newest snapshot of this claim (namespace, name).
+        source: Option<(String, String)>,
+    },
+}
+
+/// A VolumeBackup or a VolumeRestore.
+pub trait Job:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// Which kind this is.
+    const KIND: JobKind;
+    /// The status, if any was written yet.
+    fn job_status(&self) -> Option<&JobStatus>;
+    /// Whether the user asked to stop.
+    fn cancel(&self) -> bool;
+    /// The repository.
+    fn repository(&self) -> &RepositoryRef;
+    /// The claim the agent reaches: the source of a backup, the target of a
+    /// restore.
+    fn pvc(&self) -> &PvcRef;
+    /// What the agent does.
+    fn work(&self) -> Work;
+
+    /// The phase (New without a status).
+    fn phase(&self) -> Phase {
+        self.job_status().map(|s| s.phase).unwrap_or_default()
+    }
+    /// The assigned node.
+    fn node(&self) -> Option<&str> {
+        self.job_status().and_then(|s| s.node.as_deref())
+    }
+    /// The namespace (jobs are namespaced; empty if unset).
+    fn ns(&self) -> String {
+        self.meta().namespace.clone().unwrap_or_default()
+    }
+    /// The name.
+    fn name_str(&self) -> String {
+        self.meta().name.clone().unwrap_or_default()
+    }
+    /// The uid.
+    fn uid_str(&self) -> String {
+        self.meta().uid.clone().unwrap_or_default()
+    }
+    /// Whether deletion has begun.
+    fn deleting(&self) -> bool {
+        self.meta().deletion_timestamp.is_some()
+    }
+    /// Whether the object carries `finalizer`.
+    fn has_finalizer(&self, finalizer: &str) -> bool {
+        self.meta()
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|x| x == finalizer))
+    }
+    /// (namespace, name) of the claim the agent reaches.
+    fn claim(&self) -> (String, String) {
+        self.pvc().resolve(&self.ns())
+    }
+    /// (namespace, name) of the repository.
+    fn repository_key(&self) -> (String, String) {
+        self.repository().resolve(&self.ns())
+    }
+}
+
+impl Job for VolumeBackup {
+    const KIND: JobKind = JobKind::Backup;
+    fn job_status(&self) -> Option<&JobStatus> {
+        self.status.as_ref()
+    }
+    fn cancel(&self) -> bool {
+        self.spec.cancel
+    }
+    fn repository(&self) -> &RepositoryRef {
+        &self.spec.repository
+    }
+    fn pvc(&self) -> &PvcRef {
+        &self.spec.pvc
+    }
+    fn work(&self) -> Work {
+        Work::Backup {
+            tags: self.spec.tags.clone(),
+            excludes: self.spec.excludes.clone(),
+        }
+    }
+}
+
+impl Job for VolumeRestore {
+    const KIND: JobKind = JobKind::Restore;
+    fn job_status(&self) -> Option<&JobStatus> {
+        self.status.as_ref()
+    }
+    fn cancel(&self) -> bool {
+        self.spec.cancel
+    }
+    fn repository(&self) -> &RepositoryRef {
+        &self.spec.repository
+    }
+    fn pvc(&self) -> &PvcRef {
+        &self.spec.target_pvc
+    }
+    fn work(&self) -> Work {
+        let ns = self.ns();
+        Work::Restore {
+            snapshot: self.spec.snapshot.clone().filter(|s| !s.is_empty()),
+            source: Some(
+                self.spec
+                    .source_pvc
+                    .as_ref()
+                    .unwrap_or(&self.spec.target_pvc)
+                    .resolve(&ns),
+            ),
+        }
+    }
+}
+
+/// Whether a job in `job_ns` may use a repository in `repo_ns` (with
+/// `allowed` namespaces) on a claim in `claim_ns`. Jobs in the repository's
+/// own namespace are the administrators' and may reach any claim; others
+/// must be allowed by the repository and stay in their own namespace.
+pub fn authorize(
+    job_ns: &str,
+    (repo_ns, repo_name): (&str, &str),
+    repo: &crate::crd::BackupRepositorySpec,
+    claim_ns: &str,
+) -> Result<(), String> {
+    if job_ns == repo_ns {
+        return Ok(());
+    }
+    if !repo.allows(repo_ns, job_ns) {
+        return Err(format!(
+            "repository {repo_ns}/{repo_name} does not list namespace {job_ns} in allowedNamespaces"
+        ));
+    }
+    if claim_ns != job_ns {
+        return Err(format!(
+            "a job in namespace {job_ns} may only use claims of its own namespace (not {claim_ns}) \
+             with a repository of another namespace"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::BackupRepositorySpec;
+
+    #[test]
+    fn authorization_keeps_tenants_in_their_namespace() {
+        let mut repo = BackupRepositorySpec::default();
+        assert!(
+            authorize("backup", ("backup", "r"), &repo, "apps").is_ok(),
+            "admins reach any claim"
+        );
+        assert!(
+            authorize("apps", ("backup", "r"), &repo, "apps").is_err(),
+            "not allowed"
+        );
+        repo.allowed_namespaces = vec!["apps".into()];
+        assert!(authorize("apps", ("backup", "r"), &repo, "apps").is_ok());
+        assert!(
+            authorize("apps", ("backup", "r"), &repo, "db").is_err(),
+            "other tenants' claims"
+        );
+        assert!(authorize("db", ("backup", "r"), &repo, "db").is_err());
+        repo.allowed_namespaces = vec!["*".into()];
+        assert!(authorize("db", ("backup", "r"), &repo, "db").is_ok());
+    }
+}

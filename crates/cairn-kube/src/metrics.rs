@@ -1,0 +1,254 @@
+//! Prometheus metrics of both binaries. Labels are bounded: the kind of
+//! job, a phase, a resource type, `ok`/`error` — never object names or
+//! error text.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::crd::Phase;
+use crate::job::JobKind;
+
+/// `kind="backup"` or `kind="restore"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Backup or restore.
+    pub kind: &'static str,
+}
+
+/// A job kind and the phase it reached.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Backup or restore.
+    pub kind: &'static str,
+    /// The phase reached.
+    pub phase: &'static str,
+}
+
+/// A reconciled resource type and how it went.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `volumebackup`, `volumerestore`, `backupschedule`, `backuprepository`.
+    pub resource: &'static str,
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 s … about 9 h.
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
+/// Every metric; each binary registers the ones it updates.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Bytes read by backups and written by restores.
+    pub bytes: Family<KindLabel, Counter>,
+    /// Files finished by backups and restores.
+    pub files: Family<KindLabel, Counter>,
+    /// How long jobs ran, from start to a final phase.
+    pub duration: Family<KindLabel, Histogram, fn() -> Histogram>,
+    /// Jobs that reached a final phase (agent) or a transition the
+    /// controller made.
+    pub outcomes: Family<OutcomeLabels, Counter>,
+    /// Jobs waiting on this node for a free slot.
+    pub queued: Family<KindLabel, Gauge>,
+    /// Jobs running on this node.
+    pub running: Family<KindLabel, Gauge>,
+    /// Reconciles by resource and result (controller).
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    /// VolumeBackups created by schedules.
+    pub scheduled: Counter,
+    /// Snapshots forgotten by retention.
+    pub forgotten: Counter,
+    /// Helper pods created for claims no pod mounts.
+    pub helper_pods: Counter,
+}
+
+impl Metrics {
+    fn empty() -> Metrics {
+        Metrics {
+            bytes: Family::default(),
+            files: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            outcomes: Family::default(),
+            queued: Family::default(),
+            running: Family::default(),
+            reconciles: Family::default(),
+            scheduled: Counter::default(),
+            forgotten: Counter::default(),
+            helper_pods: Counter::default(),
+        }
+    }
+
+    /// The agent's metrics and their registry.
+    pub fn agent() -> (std::sync::Arc<Metrics>, Registry) {
+        let m = Metrics::empty();
+        // Every series exists from the start, at zero.
+        for kind in [JobKind::Backup, JobKind::Restore] {
+            let k = Metrics::kind(kind);
+            let _ = m.bytes.get_or_create(&k);
+            let _ = m.files.get_or_create(&k);
+            let _ = m.queued.get_or_create(&k);
+            let _ = m.running.get_or_create(&k);
+        }
+        let mut r = Registry::with_prefix("cairn_agent");
+        r.register(
+            "processed_bytes",
+            "Bytes read by backups and written by restores",
+            m.bytes.clone(),
+        );
+        r.register(
+            "processed_files",
+            "Files finished by backups and restores",
+            m.files.clone(),
+        );
+        r.register(
+            "job_duration_seconds",
+            "Time from a job's start to its final phase",
+            m.duration.clone(),
+        );
+        r.register(
+            "jobs_finished",
+            "Jobs that reached a final phase, by kind and phase",
+            m.outcomes.clone(),
+        );
+        r.register(
+            "jobs_queued",
+            "Jobs waiting for a free slot on this node",
+            m.queued.clone(),
+        );
+        r.register(
+            "jobs_running",
+            "Jobs running on this node",
+            m.running.clone(),
+        );
+        (std::sync::Arc::new(m), r)
+    }
+
+    /// The controller's metrics and their registry.
+    pub fn controller() -> (std::sync::Arc<Metrics>, Registry) {
+        let m = Metrics::empty();
+        let mut r = Registry::with_prefix("cairn_controller");
+        r.register(
+            "reconciles",
+            "Reconciles by resource and result",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "job_transitions",
+            "Job phase changes made by the controller",
+            m.outcomes.clone(),
+        );
+        r.register(
+            "scheduled_backups",
+            "VolumeBackups created by schedules",
+            m.scheduled.clone(),
+        );
+        r.register(
+            "forgotten_snapshots",
+            "Snapshots forgotten by schedule retention",
+            m.forgotten.clone(),
+        );
+        r.register(
+            "helper_pods",
+            "Helper pods created for claims no pod mounts",
+            m.helper_pods.clone(),
+        );
+        (std::sync::Arc::new(m), r)
+    }
+
+    /// Counts a job reaching `phase`.
+    pub fn outcome(&self, kind: JobKind, phase: Phase) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                kind: kind.as_str(),
+                phase: phase.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts one reconcile.
+    pub fn reconciled(&self, resource: &'static str, ok: bool) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                resource,
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// The label for `kind`.
+    pub fn kind(kind: JobKind) -> KindLabel {
+        KindLabel {
+            kind: kind.as_str(),
+        }
+    }
+}
+
+/// The text exposition of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_metrics_render_with_bounded_labels() {
+        let (m, r) = Metrics::agent();
+        m.bytes
+            .get_or_create(&Metrics::kind(JobKind::Backup))
+            .inc_by(4096);
+        m.outcome(JobKind::Backup, Phase::Completed);
+        m.duration
+            .get_or_create(&Metrics::kind(JobKind::Restore))
+            .observe(3.0);
+        m.queued
+            .get_or_create(&Metrics::kind(JobKind::Backup))
+            .set(2);
+        let text = render(&r);
+        assert!(
+            text.contains(r#"cairn_agent_processed_bytes_total{kind="backup"} 4096"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cairn_agent_jobs_finished_total{kind="backup",phase="Completed"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cairn_agent_job_duration_seconds_bucket{le="4.0",kind="restore"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cairn_agent_jobs_queued{kind="backup"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn controller_metrics_render() {
+        let (m, r) = Metrics::controller();
+        m.reconciled("volumebackup", true);
+        m.scheduled.inc();
+        let text = render(&r);
+        assert!(
+            text.contains(
+                r#"cairn_controller_reconciles_total{resource="volumebackup",result="ok"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("cairn_controller_scheduled_backups_total 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! A BackupRepository object → an open `cairn::Repository`, with the
+//! password and storage settings read from its Secrets, and the local cache
+//! for remote repositories kept within `spec.cacheSize`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn::{Cache, InitOptions, OpenOptions, Repository};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use crate::crd::BackupRepository;
+use crate::storage::{self, Settings};
+use crate::{Error, Result};
+
+/// Default cache size: 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
+/// The password and storage settings of a repository.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The repository password.
+    pub password: Vec<u8>,
+    /// Storage settings (`AWS_ACCESS_KEY_ID`, …).
+    pub settings: Settings,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn secret(client: &Client, ns: &str, name: &str) -> Result<Secret> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Error::not_found("Secret", &(ns.to_owned(), name.to_owned())))
+}
+
+fn text(ns: &str, name: &str, key: &str, bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| Error::Secret {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        message: format!("key {key} is not UTF-8 text"),
+    })
+}
+
+/// Reads the password and settings Secrets of `repo` (in its namespace).
+pub async fn credentials(client: &Client, repo: &BackupRepository) -> Result<Credentials> {
+    let ns = repo.namespace().unwrap_or_default();
+    let pw = &repo.spec.password_secret_ref;
+    let key = pw.key.as_deref().unwrap_or("password");
+    let s = secret(client, &ns, &pw.name).await?;
+    let password = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| Error::Secret {
+            namespace: ns.clone(),
+            name: pw.name.clone(),
+            message: format!("has no key {key:?} (the repository password)"),
+        })?;
+    // A trailing newline from `kubectl create secret --from-file` is not
+    // part of the password (the CLI's password files behave the same).
+    let password = trim_newline(password);
+    let mut settings = Settings::new();
+    if let Some(c) = &repo.spec.credentials_secret_ref {
+        let s = secret(client, &ns, &c.name).await?;
+        for (k, v) in s.data.unwrap_or_default() {
+            let v = text(&ns, &c.name, &k, &v.0)?;
+            settings.insert(k, v.trim_end_matches(['\r', '\n']).to_owned());
+        }
+    }
+    Ok(Credentials { password, settings })
+}
+
+fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        v.pop();
+    }
+    v
+}
+
+/// Where the cache of `url` lives under `cache_root`.
+pub fn cache_dir(cache_root: &Path, url: &str) -> PathBuf {
+    cache_root.join(cairn::layers::store::cache_key(url))
+}
+
+/// `spec.cacheSize` in bytes.
+pub fn cache_bytes(repo: &BackupRepository) -> Result<u64> {
+    match &repo.spec.cache_size {
+        None => Ok(DEFAULT_CACHE_BYTES),
+        Some(q) => parse_quantity(q).ok_or_else(|| {
+            Error::Invalid(format!(
+                "cacheSize {q:?} is not a quantity like 512Mi or 2Gi"
+            ))
+        }),
+    }
+}
+
+/// Parses a Kubernetes quantity of bytes: `1024`, `512Ki`, `2Gi`, `1G`, `1.5Gi`.
+pub fn parse_quantity(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, unit) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    (n >= 0.0).then_some((n * mult) as u64)
+}
+
+/// Opens the storage of `repo` (with its cache under `cache_root` for
+/// remote repositories) and unlocks it.
+pub async fn open(
+    client: &Client,
+    repo: &BackupRepository,
+    cache_root: Option<&Path>,
+    opts: OpenOptions,
+) -> Result<Repository> {
+    let creds = credentials(client, repo).await?;
+    open_with(repo, &creds, cache_root, opts).await
+}
+
+/// [`open`] with credentials already read.
+pub async fn open_with(
+    repo: &BackupRepository,
+    creds: &Credentials,
+    cache_root: Option<&Path>,
+    opts: OpenOptions,
+) -> Result<Repository> {
+    let url = &repo.spec.url;
+    let mut store = storage::open(url, &creds.settings, repo.spec.limit_upload_kib, false)?;
+    let remote = cairn::layers::store::parse_location(url)?.is_remote();
+    if let Some(root) = cache_root.filter(|_| remote) {
+        if cache_bytes(repo)? > 0 {
+            let cache = Cache::open(&cache_dir(root, url)).map_err(|e| {
+                Error::Invalid(format!("cache directory under {}: {e}", root.display()))
+            })?;
+            store = store.with_cache(Arc::new(cache));
+        }
+    }
+    Repository::open(store, &creds.password, opts)
+        .await
+        .map_err(|source| Error::Repository {
+            location: url.clone(),
+            source,
+        })
+}
+
+/// Creates a repository at `repo`'s location if there is none yet. Returns
+/// true if it created one.
+pub async fn initialize_if_missing(
+    repo: &BackupRepository,
+    creds: &Credentials,
+    now: i64,
+) -> Result<bool> {
+    let url = &repo.spec.url;
+    let store = storage::open(url, &creds.settings, None, true)?;
+    match store.get("config").await {
+        Ok(_) => return Ok(false),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Repository::init(
+        store,
+        &creds.password,
+        InitOptions::new("cairn-controller", "root", now),
+    )
+    .await
+    .map_err(|source| Error::Repository {
+        location: url.clone(),
+        source,
+    })?;
+    Ok(true)
+}
+
+/// Deletes the oldest files of a cache directory until it holds at most
+/// `max` bytes. The cache is safe to shrink at any time.
+pub fn trim_cache(dir: &Path, max: u64) -> std::io::Result<u64> {
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.into_path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    let mut removed = 0;
+    for (_, len, path) in files {
+        if total <= max {
+            break;
+        }
+        std::fs::remove_file(&path)?;
+        total -= len;
+        removed += len;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("1024"), Some(1024));
+        assert_eq!(parse_quantity("512Ki"), Some(512 * 1024));
+        assert_eq!(parse_quantity("2Gi"), Some(2 << 30));
+        assert_eq!(parse_quantity("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_quantity("1G"), Some(1_000_000_000));
+        assert_eq!(parse_quantity("0"), Some(0));
+        assert_eq!(parse_quantity("lots"), None);
+        assert_eq!(parse_quantity("1Qi"), None);
+    }
+
+    #[test]
+    fn cache_trimming_drops_the_oldest_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            let p = dir.path().join(name);
+            std::fs::write(&p, vec![0u8; 100]).expect("write");
+            let t =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_modified(t))
+                .expect("mtime");
+        }
+        assert_eq!(trim_cache(dir.path(), 250).expect("trim"), 100);
+        assert!(!dir.path().join("a").exists());
+        assert!(dir.path().join("c").exists());
+        assert_eq!(trim_cache(dir.path(), 1000).expect("trim"), 0);
+    }
+
+    #[test]
+    fn trailing_newlines_are_not_part_of_a_password() {
+        assert_eq!(trim_newline(b"pw\n".to_vec()), b"pw");
+        assert_eq!(trim_newline(b"pw".to_vec()), b"pw");
+    }
+}

@@ -1,0 +1,109 @@
+//! Cancel mid-backup: the job ends Canceled within seconds, no snapshot is
+//! written, and the repository checks clean (what was uploaded is indexed).
+
+use std::time::{Duration, Instant};
+
+use cairn::CheckOptions;
+use cairn_kube::crd::{Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec};
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::common::cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_mid_backup_ends_canceled_within_seconds_and_leaves_the_repository_clean() {
+    let Some(mut c) = cluster("cancel").await else {
+        return;
+    };
+    let node = c.create_node("n").await;
+    let pv = c.create_claim("big").await;
+    let uid = c.create_pod("app", &node, "big").await;
+    let volume = c.volume_dir(&uid, &pv);
+    // 32 MB at 1 MiB/s: half a minute unless canceled.
+    crate::common::fill(&volume, 32, 1_000_000);
+    let repo_path = c.init_repository("repo").await;
+    c.create_repository_object("main", &repo_path, Some(1024))
+        .await;
+    c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
+    let _agent = c.start_agent(&node);
+    let vb = VolumeBackup::new(
+        "slow",
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "big".into(),
+                namespace: None,
+            },
+            repository: RepositoryRef {
+                name: "main".into(),
+                namespace: None,
+            },
+            ..Default::default()
+        },
+    );
+    let api = c.api::<VolumeBackup>();
+    api.create(&PostParams::default(), &vb)
+        .await
+        .expect("create");
+    let long = Duration::from_secs(120);
+    c.wait_for("slow", "some progress", long, |vb: &VolumeBackup| {
+        vb.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::InProgress && s.progress.as_ref().is_some_and(|p| p.bytes_done > 0)
+        })
+    })
+    .await;
+
+    let asked = Instant::now();
+    api.patch(
+        "slow",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"cancel": true}})),
+    )
+    .await
+    .expect("cancel");
+    let done: VolumeBackup = c
+        .wait_for("slow", "a final phase", long, |vb: &VolumeBackup| {
+            vb.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    let took = asked.elapsed();
+    eprintln!("cancel took {took:?}");
+    let st = done.status.expect("status");
+    assert_eq!(st.phase, Phase::Canceled, "{:?}", st.message);
+    assert!(took < Duration::from_secs(15), "cancel took {took:?}");
+    assert!(st.snapshot_id.is_none());
+    c.wait_for(
+        "slow",
+        "the agent's finalizer released",
+        long,
+        |vb: &VolumeBackup| {
+            !vb.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == "cairn.dev/agent")
+        },
+    )
+    .await;
+
+    let repo = c.open_repository(&repo_path).await;
+    assert!(repo.list_snapshots().await.expect("list").is_empty());
+    let report = repo
+        .check(CheckOptions { read_data: true })
+        .await
+        .expect("check");
+    assert!(
+        report.errors.is_empty(),
+        "check found errors: {:?}",
+        report.errors
+    );
+    assert!(
+        report.warnings.is_empty(),
+        "unindexed leftovers: {:?}",
+        report.warnings
+    );
+    assert!(
+        report.packs > 0,
+        "uploads before the cancel are indexed and kept"
+    );
+    c.cleanup().await;
+}

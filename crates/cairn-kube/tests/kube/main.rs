@@ -1,0 +1,12 @@
+//! Integration tests against a real kube-apiserver (started by
+//! `scripts/kube.sh`, found through `CAIRN_TEST_KUBECONFIG`). Without one
+//! they are skipped with a note, unless `CAIRN_REQUIRE_KUBE=1`, when they
+//! fail. There is no kubelet: tests create Nodes, volumes, claims and Pods
+//! (with `spec.nodeName`) themselves, and a temporary directory laid out
+//! like the kubelet's pods directory holds the volume data.
+
+mod backup;
+mod cancel;
+mod common;
+mod restart;
+mod schedule;

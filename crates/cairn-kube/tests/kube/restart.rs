@@ -1,0 +1,135 @@
+//! Killing the agent (SIGKILL) mid-backup and starting it again never
+//! leaves the job stuck: the new agent process resumes it and it completes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cairn::CheckOptions;
+use cairn_kube::crd::{
+    BackupRepository, Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec,
+};
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::common::{Cluster, cluster, tree};
+
+fn spawn_agent(c: &Cluster, node: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cairn-agent"))
+        .args(["--node-name", node, "--namespace", &c.ns])
+        .arg("--kubelet-root")
+        .arg(c.kubelet.path())
+        .arg("--cache-dir")
+        .arg(c.scratch.path().join("agent-cache"))
+        .args(["--progress-interval", "200ms", "--lease-interval", "500ms"])
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--cluster-name",
+            "test",
+            "--log",
+            "warn",
+        ])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start cairn-agent")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stuck() {
+    let Some(mut c) = cluster("restart").await else {
+        return;
+    };
+    let node = c.create_node("n").await;
+    let pv = c.create_claim("db").await;
+    let uid = c.create_pod("app", &node, "db").await;
+    let volume = c.volume_dir(&uid, &pv);
+    crate::common::fill(&volume, 24, 1_000_000);
+    let repo_path = c.init_repository("repo").await;
+    c.create_repository_object("main", &repo_path, Some(1024))
+        .await;
+    c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
+    let mut agent = spawn_agent(&c, &node);
+
+    let vb = VolumeBackup::new(
+        "db-now",
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "db".into(),
+                namespace: None,
+            },
+            repository: RepositoryRef {
+                name: "main".into(),
+                namespace: None,
+            },
+            ..Default::default()
+        },
+    );
+    c.api::<VolumeBackup>()
+        .create(&PostParams::default(), &vb)
+        .await
+        .expect("create");
+    let long = Duration::from_secs(120);
+    let first: VolumeBackup = c
+        .wait_for("db-now", "some progress", long, |vb: &VolumeBackup| {
+            vb.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::InProgress
+                    && s.progress
+                        .as_ref()
+                        .is_some_and(|p| p.bytes_done > 2_000_000)
+            })
+        })
+        .await;
+    let first_agent = first.status.and_then(|s| s.agent).expect("agent id");
+
+    agent.kill().expect("SIGKILL the agent");
+    agent.wait().expect("reap");
+    // Without the limit the second run is quick; it reuses what the first
+    // one indexed.
+    c.api::<BackupRepository>()
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"limitUploadKib": null}})),
+        )
+        .await
+        .expect("lift the limit");
+    let mut agent = spawn_agent(&c, &node);
+
+    let done: VolumeBackup = c
+        .wait_for("db-now", "a final phase", long, |vb: &VolumeBackup| {
+            vb.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap");
+    let st = done.status.expect("status");
+    assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
+    assert_eq!(st.attempts, 2, "one interrupted run, one resumed run");
+    assert_ne!(
+        st.agent.as_deref(),
+        Some(first_agent.as_str()),
+        "the new process finished it"
+    );
+
+    let repo = c.open_repository(&repo_path).await;
+    let report = repo
+        .check(CheckOptions { read_data: true })
+        .await
+        .expect("check");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let snapshot = st.snapshot_id.expect("snapshot");
+    let out = c.scratch.path().join("restored");
+    let (id, snap) = repo.find_snapshot(&snapshot).await.expect("snapshot");
+    assert_eq!(id.to_hex(), snapshot);
+    let opts = cairn::RestoreOptions {
+        target: out.clone(),
+        owners: Some(false),
+        ..Default::default()
+    };
+    cairn::restore(&repo, &snap, opts, Default::default())
+        .await
+        .expect("restore");
+    assert_eq!(tree(&out), tree(&volume));
+    c.cleanup().await;
+}

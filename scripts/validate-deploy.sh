@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Renders the Kustomize manifests in deploy/ and validates the result
+# offline against the Kubernetes API schemas (PyPI `kubernetes-validate`,
+# installed once into a cached virtualenv; later runs need no network).
+# CRDs are validated as apiextensions.k8s.io/v1 objects; that their schemas
+# are accepted by a real 1.20 apiserver is checked by the cairn-kube
+# integration tests, which install them.
+#
+#   scripts/validate-deploy.sh        exit 0 when every object is valid
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=1.37.0
+venv="${CAIRN_TOOLS:-$HOME/.cache/cairn/tools}/kubernetes-validate-$version"
+if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
+    echo "validate-deploy: installing kubernetes-validate $version into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$version"
+fi
+
+rendered="$(mktemp "${TMPDIR:-/tmp}/cairn-deploy.XXXXXX.yaml")"
+trap 'rm -f "$rendered"' EXIT
+kubectl kustomize deploy > "$rendered"
+echo "validate-deploy: $(grep -c '^kind:' "$rendered") objects rendered from deploy/" >&2
+
+# The oldest schema set the validator ships and the newest, strictly
+# (unknown fields are errors).
+for k in 1.25.0 "$version"; do
+    "$venv/bin/kubernetes-validate" --strict --quiet -k "$k" "$rendered"
+done
+echo "validate-deploy: ok" >&2
