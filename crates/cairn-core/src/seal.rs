@@ -111,21 +111,43 @@ pub fn seal(
     rng: &dyn RandomSource,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    seal_into(keys, kind, id, plaintext, compression, rng, &mut out);
+    out
+}
+
+/// [`seal`] into `out` (cleared first), so a caller can reuse one buffer
+/// for many objects instead of allocating one per object.
+pub fn seal_into(
+    keys: &Keys,
+    kind: Kind,
+    id: &Id,
+    plaintext: &[u8],
+    compression: Compression,
+    rng: &dyn RandomSource,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut nonce);
     out.extend_from_slice(&nonce);
     out.push(COMPRESSION_NONE);
+    let payload = NONCE_LEN + 1;
     let mut stored_raw = true;
     if let Compression::Zstd(level) = compression {
         // Compression only pays when it saves more than the flag costs; a
         // failure to compress is not an error, the payload is stored raw.
-        if looks_incompressible(plaintext) {
-            // Stored raw below, without spending a full compression.
-        } else if let Ok(c) = zstd::bulk::compress(plaintext, level) {
-            if c.len() < plaintext.len() {
-                out[NONCE_LEN] = COMPRESSION_ZSTD;
-                out.extend_from_slice(&c);
-                stored_raw = false;
+        if !looks_incompressible(plaintext) {
+            out.resize(
+                payload + zstd::zstd_safe::compress_bound(plaintext.len()),
+                0,
+            );
+            match zstd::bulk::compress_to_buffer(plaintext, &mut out[payload..], level) {
+                Ok(n) if n < plaintext.len() => {
+                    out.truncate(payload + n);
+                    out[NONCE_LEN] = COMPRESSION_ZSTD;
+                    stored_raw = false;
+                }
+                _ => out.truncate(payload),
             }
         }
     }
@@ -141,7 +163,6 @@ pub fn seal(
         // Only fails for messages beyond 256 GiB, which callers never build.
         .unwrap_or_default();
     out.extend_from_slice(&tag);
-    out
 }
 
 /// Size of each sample [`looks_incompressible`] compresses.

@@ -1,6 +1,6 @@
 //! Reading a file and cutting it into chunks with bounded memory.
 //!
-//! The file is read through a window of three maximum chunk sizes. FastCDC
+//! The file is read through a window of two maximum chunk sizes. FastCDC
 //! decides each cut only from the bytes between the chunk's start and at
 //! most `max_size` beyond it, so a chunk is final once that span is in the
 //! window (or the file ended): the cut points are exactly those of chunking
@@ -20,8 +20,8 @@ pub(crate) fn chunk_stream<R: Read, E>(
     io_err: impl Fn(std::io::Error) -> E,
 ) -> Result<u64, E> {
     let max = params.max_size as usize;
-    let window = 3 * max;
-    let mut buf: Vec<u8> = Vec::new();
+    let window = 2 * max;
+    let mut buf = Window::take();
     let mut total = 0u64;
     let mut eof = false;
     loop {
@@ -34,7 +34,7 @@ pub(crate) fn chunk_stream<R: Read, E>(
             let n = r
                 .by_ref()
                 .take(want as u64)
-                .read_to_end(&mut buf)
+                .read_to_end(&mut buf.0)
                 .map_err(&io_err)?;
             // Fewer bytes than asked for: the reader reached its end.
             eof = n < want;
@@ -55,6 +55,50 @@ pub(crate) fn chunk_stream<R: Read, E>(
         buf.drain(..consumed);
         if eof && buf.is_empty() {
             return Ok(total);
+        }
+    }
+}
+
+/// A read window, returned on drop to a small pool for the next file: a
+/// window grows to two maximum chunks (16 MiB by default), and allocating
+/// and freeing one per file left the allocator holding several times the
+/// memory in use.
+struct Window(Vec<u8>);
+
+/// Windows kept for reuse: one per thread that reads files at once.
+static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+impl Window {
+    fn take() -> Window {
+        let buf = SPARE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        Window(buf)
+    }
+}
+
+impl std::ops::Deref for Window {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Window {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        buf.clear();
+        let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < rayon::current_num_threads() + 1 {
+            spare.push(buf);
         }
     }
 }

@@ -83,6 +83,15 @@ impl PackBuilder {
             entries: Vec::new(),
         }
     }
+    /// An empty pack writing into `buf` (cleared; its capacity is kept),
+    /// so a writer can reuse the buffers of packs already uploaded.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        PackBuilder {
+            data: buf,
+            entries: Vec::new(),
+        }
+    }
     /// Appends a sealed blob.
     pub fn push(&mut self, kind: Kind, id: Id, sealed: &[u8], raw_length: u32) {
         let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);

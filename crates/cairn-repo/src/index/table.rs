@@ -270,15 +270,36 @@ impl Table {
         let mut lo = first.saturating_sub(1) * SAMPLE_EVERY;
         let mut hi = (last * SAMPLE_EVERY).min(self.count);
         let key = id.as_bytes().as_slice();
+        let span = (HEADER + lo * RECORD, HEADER + hi * RECORD);
+        let mut found = None;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.raw(mid)[..32].cmp(key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return self.record(mid),
+                std::cmp::Ordering::Equal => {
+                    found = self.record(mid);
+                    break;
+                }
             }
         }
-        None
+        self.release(span.0, span.1);
+        found
+    }
+
+    /// Unmaps the pages around `start..end` again. A page fault maps a
+    /// whole block of neighbouring cached pages (the kernel's fault-around,
+    /// 64 KiB), which read-ahead advice does not prevent; left mapped, they
+    /// would make every lookup grow the resident set until the whole table
+    /// is resident. One `madvise` per lookup keeps it at a few pages.
+    fn release(&self, start: usize, end: usize) {
+        const BLOCK: usize = 64 * 1024;
+        let start = start / BLOCK * BLOCK;
+        let end = end.div_ceil(BLOCK) * BLOCK;
+        let end = end.min(self.map.len());
+        if start < end {
+            discard(&self.map, start, end - start);
+        }
     }
 
     /// Every record in id order, read with plain reads rather than
@@ -350,6 +371,16 @@ fn map_file(file: &File) -> Result<memmap2::Mmap, TableError> {
     // resident memory) that no lookup asked for.
     map.advise(memmap2::Advice::Random)?;
     Ok(map)
+}
+
+#[allow(unsafe_code)]
+fn discard(map: &memmap2::Mmap, offset: usize, len: usize) {
+    // SAFETY: the map is a read-only shared mapping of a file nobody
+    // modifies (see `map_file`). Dropping its pages only removes them from
+    // this process's page tables; the next access faults them in again from
+    // the page cache with the same contents, so no reference into the map,
+    // here or on another thread, can observe a change.
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
 }
 
 fn verify_trailer(file: &mut File, len: u64) -> Result<(), TableError> {
