@@ -35,6 +35,8 @@ pub struct JobFacts {
     pub claim: String,
     /// Current status message.
     pub message: Option<String>,
+    /// Seconds since an agent started the job (`status.startTime`).
+    pub running_for: Option<i64>,
 }
 
 /// What the controller sees around the job.
@@ -188,8 +190,15 @@ pub fn decide(job: &JobFacts, seen: &Observed<'_>, limits: Limits) -> Vec<Action
         }
         Phase::InProgress => {
             let node = job.node.clone().unwrap_or_default();
-            let silent = seen.agents.get(&node).copied();
-            if silent.is_none_or(|s| s > limits.agent_timeout_secs) {
+            // Without a lease (not renewed yet, or deleted), the time since
+            // the job started counts as the agent's silence.
+            let silent = seen
+                .agents
+                .get(&node)
+                .copied()
+                .or(job.running_for)
+                .unwrap_or(0);
+            if silent > limits.agent_timeout_secs {
                 out.push(finish(
                     job.phase,
                     Phase::Failed,

@@ -261,6 +261,23 @@ fn a_job_in_progress_fails_only_when_its_agent_is_silent_for_long() {
         vec![],
         "a restarting agent resumes it"
     );
+    seen.agents = agents(&[]);
+    assert_eq!(
+        decide(&running, &seen, Limits::default()),
+        vec![],
+        "no lease yet: a job that just started is not failed"
+    );
+    let old = JobFacts {
+        running_for: Some(400),
+        ..running.clone()
+    };
+    assert!(matches!(
+        &decide(&old, &seen, Limits::default())[..],
+        [Action::Finish {
+            to: Phase::Failed,
+            ..
+        }]
+    ));
     seen.agents = agents(&[("node-b", 301)]);
     let actions = decide(&running, &seen, Limits::default());
     assert!(

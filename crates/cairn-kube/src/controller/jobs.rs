@@ -33,6 +33,9 @@ fn facts<J: Job>(job: &J) -> JobFacts {
         source: status.and_then(|s| s.source.clone()),
         claim: job.claim().1,
         message: status.and_then(|s| s.message.clone()),
+        running_for: status
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| wall_now() - crate::crd::secs_of(t)),
     }
 }
 

@@ -97,6 +97,11 @@ pub async fn reconcile(s: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Requ
         }
     }
     let plan = schedule::plan(&facts, &backups, &claims, now);
+    tracing::debug!(
+        schedule = %name, now, last = ?facts.last_schedule, claims = claims.len(),
+        backups = backups.len(), create = plan.create.len(), forget = plan.forget.len(),
+        "schedule planned"
+    );
     if let Some(why) = plan.invalid.clone() {
         return invalid(&ctx, &s, why).await;
     }

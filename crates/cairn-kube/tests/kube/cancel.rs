@@ -107,3 +107,94 @@ async fn cancel_mid_backup_ends_canceled_within_seconds_and_leaves_the_repositor
     );
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_running_backup_stops_it_and_the_object_goes_away() {
+    let Some(mut c) = cluster("delete-running").await else {
+        return;
+    };
+    let node = c.create_node("n").await;
+    let pv = c.create_claim("big").await;
+    let uid = c.create_pod("app", &node, "big").await;
+    crate::common::fill(&c.volume_dir(&uid, &pv), 16, 1_000_000);
+    let repo_path = c.init_repository("repo").await;
+    c.create_repository_object("main", &repo_path, Some(1024))
+        .await;
+    c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
+    let agent = c.start_agent(&node);
+    let vb = VolumeBackup::new(
+        "doomed",
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "big".into(),
+                namespace: None,
+            },
+            repository: RepositoryRef {
+                name: "main".into(),
+                namespace: None,
+            },
+            ..Default::default()
+        },
+    );
+    let api = c.api::<VolumeBackup>();
+    api.create(&PostParams::default(), &vb)
+        .await
+        .expect("create");
+    let long = Duration::from_secs(120);
+    let running: VolumeBackup = c
+        .wait_for(
+            "doomed",
+            "running with the agent's finalizer",
+            long,
+            |vb: &VolumeBackup| {
+                let fin = vb
+                    .metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == "cairn.dev/agent");
+                fin && vb
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Phase::InProgress)
+            },
+        )
+        .await;
+    assert!(
+        running
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "cairn.dev/controller")
+    );
+
+    api.delete("doomed", &Default::default())
+        .await
+        .expect("delete");
+    crate::common::wait_until("the object gone", long, || {
+        let api = api.clone();
+        async move { api.get_opt("doomed").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let label = cairn_kube::metrics::OutcomeLabels {
+        kind: "backup",
+        phase: "Canceled",
+    };
+    assert_eq!(
+        agent.metrics.outcomes.get_or_create(&label).get(),
+        1,
+        "the run was stopped, not finished"
+    );
+    let repo = c.open_repository(&repo_path).await;
+    assert!(repo.list_snapshots().await.expect("list").is_empty());
+    let report = repo
+        .check(CheckOptions { read_data: false })
+        .await
+        .expect("check");
+    assert!(
+        report.errors.is_empty() && report.warnings.is_empty(),
+        "{report:?}"
+    );
+    c.cleanup().await;
+}

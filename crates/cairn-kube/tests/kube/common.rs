@@ -63,6 +63,9 @@ pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
         );
         return None;
     };
+    if let Ok(level) = std::env::var("CAIRN_TEST_LOG") {
+        cairn_kube::cli::init_logging(&level);
+    }
     let kubeconfig = PathBuf::from(path);
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -386,7 +389,11 @@ impl Cluster {
 
     /// An agent for `node`, in-process.
     pub(crate) fn start_agent(&self, node: &str) -> AgentHandle {
-        let config = self.agent_config(node);
+        self.start_agent_with(self.agent_config(node))
+    }
+
+    /// An agent with these settings, in-process.
+    pub(crate) fn start_agent_with(&self, config: agent::Config) -> AgentHandle {
         let id = config.agent_id.clone();
         let (metrics, _) = Metrics::agent();
         let (client, m) = (self.client.clone(), metrics.clone());

@@ -6,7 +6,10 @@
 //! like the kubelet's pods directory holds the volume data.
 
 mod backup;
+mod block;
 mod cancel;
 mod common;
+mod queue;
 mod restart;
+mod s3;
 mod schedule;

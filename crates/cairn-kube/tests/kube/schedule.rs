@@ -28,10 +28,10 @@ async fn a_schedule_on_a_fake_clock_creates_backups_and_applies_retention() {
     let repo_path = c.init_repository("repo").await;
     c.create_repository_object("main", &repo_path, None).await;
 
-    // Fake time: a day ahead, at half past an hour.
+    // The fake clock starts at the real time (a schedule counts due times
+    // from its creation) and then jumps from hour to hour.
     let now_file = c.scratch.path().join("now");
-    let t0 = (cairn_kube::kubeutil::wall_now() / 3600 + 24) * 3600 + 1800;
-    std::fs::write(&now_file, t0.to_string()).expect("clock");
+    set_clock(&now_file, cairn_kube::kubeutil::wall_now());
     c.start_controller(Arc::new(FileClock(now_file.clone())));
     let _agent = c.start_agent(&node);
 
@@ -65,18 +65,25 @@ async fn a_schedule_on_a_fake_clock_creates_backups_and_applies_retention() {
             ..Default::default()
         },
     );
-    c.api::<BackupSchedule>()
+    let created = c
+        .api::<BackupSchedule>()
         .create(&PostParams::default(), &sched)
         .await
         .expect("schedule");
+    let created = created
+        .metadata
+        .creation_timestamp
+        .expect("created")
+        .0
+        .as_second();
 
     let vbs = c.api::<VolumeBackup>();
     let long = Duration::from_secs(120);
     let mut snapshots = Vec::new();
     for hour in 1..=3 {
-        // Just past the next full hour.
-        let due = t0 - 1800 + hour * 3600;
-        std::fs::write(&now_file, (due + 60).to_string()).expect("clock");
+        // Just past each following full hour.
+        let due = (created / 3600 + hour) * 3600;
+        set_clock(&now_file, due + 60);
         let name = format!("hourly-db-{}", minute(due));
         let vb: VolumeBackup = c
             .wait_for(&name, "completed", long, |v: &VolumeBackup| {
@@ -136,6 +143,13 @@ async fn a_schedule_on_a_fake_clock_creates_backups_and_applies_retention() {
     assert_eq!(st.phase.as_deref(), Some("Active"));
     assert!(st.next_schedule_time.is_some());
     c.cleanup().await;
+}
+
+/// Moves the fake clock (atomically: the controller never reads half a file).
+fn set_clock(file: &std::path::Path, t: i64) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, t.to_string()).expect("clock");
+    std::fs::rename(&tmp, file).expect("clock");
 }
 
 /// `yyyymmdd-hhmm` of a time.
