@@ -156,6 +156,17 @@ pub async fn agent_ages(leases: &Api<Lease>, now: i64) -> Result<BTreeMap<String
         .collect())
 }
 
+/// The standard `Ready` condition of a job in final phase `phase`.
+pub fn ready_condition(phase: crate::crd::Phase, message: &str) -> Value {
+    json!({
+        "type": "Ready",
+        "status": if phase == crate::crd::Phase::Completed { "True" } else { "False" },
+        "reason": phase.as_str(),
+        "message": message,
+        "lastTransitionTime": crate::crd::time_from_secs(wall_now()),
+    })
+}
+
 /// The system clock in seconds: leases and status times are real time,
 /// whatever clock schedules run on.
 pub fn wall_now() -> i64 {

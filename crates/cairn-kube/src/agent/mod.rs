@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use crate::crd::{Phase, VolumeBackup, VolumeRestore, time_from_secs};
 use crate::http::Health;
 use crate::job::Job;
-use crate::kubeutil::{event, transition, wall_now};
+use crate::kubeutil::{event, ready_condition, transition, wall_now};
 use crate::metrics::Metrics;
 use crate::names::{AGENT_FINALIZER, NODE_LABEL, node_label};
 use crate::{Error, Result};
@@ -223,6 +223,7 @@ async fn end<J: Job>(
             ("/status/phase", json!(to)),
             ("/status/message", json!(message)),
             ("/status/completionTime", json!(time_from_secs(wall_now()))),
+            ("/status/conditions", json!([ready_condition(to, message)])),
         ],
     )
     .await?;

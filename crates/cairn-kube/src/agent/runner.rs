@@ -16,7 +16,7 @@ use super::engine::{self, BackupJob, Outcome, RestoreJob, VolumeId};
 use super::volume::{VolumePath, locate};
 use crate::crd::{BackupRepository, JobProgress, Phase, time_from_secs};
 use crate::job::{Job, Work, authorize};
-use crate::kubeutil::{event, set_finalizer, transition, truncate, wall_now};
+use crate::kubeutil::{event, ready_condition, set_finalizer, transition, truncate, wall_now};
 use crate::metrics::Metrics;
 use crate::names::AGENT_FINALIZER;
 use crate::{Error, Result};
@@ -258,17 +258,6 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
         .await;
     }
     release(&api, &name).await
-}
-
-/// The standard `Ready` condition for a final phase.
-fn ready_condition(phase: Phase, message: &str) -> Value {
-    json!({
-        "type": "Ready",
-        "status": if phase == Phase::Completed { "True" } else { "False" },
-        "reason": phase.as_str(),
-        "message": message,
-        "lastTransitionTime": time_from_secs(wall_now()),
-    })
 }
 
 async fn wait_stop(handle: &RunHandle) {

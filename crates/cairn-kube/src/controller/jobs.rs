@@ -16,7 +16,9 @@ use super::assign::{self, Action, JobFacts, Observed, RepoCheck};
 use super::helper::{self, HelperSpec};
 use crate::crd::{BackupRepository, JobStatus, Phase, time_from_secs};
 use crate::job::{Job, authorize};
-use crate::kubeutil::{agent_ages, event, merge_status, set_finalizer, transition, wall_now};
+use crate::kubeutil::{
+    agent_ages, event, merge_status, ready_condition, set_finalizer, transition, wall_now,
+};
 use crate::names::{CONTROLLER_FINALIZER, NODE_LABEL, OWNER_UID_LABEL, node_label};
 use crate::{Error, Result};
 
@@ -250,6 +252,7 @@ async fn apply<J: Job>(
                     ("/status/phase", json!(to)),
                     ("/status/message", json!(message)),
                     ("/status/completionTime", json!(time_from_secs(wall_now()))),
+                    ("/status/conditions", json!([ready_condition(to, &message)])),
                 ],
             )
             .await?;

@@ -105,6 +105,18 @@ async fn node_b_backs_up_its_pods_claim_node_a_ignores_it_and_it_restores() {
     );
     assert_eq!(agent_b.metrics.outcomes.get_or_create(&label).get(), 1);
 
+    // Each agent's heartbeat Lease is owned by its Node.
+    let lease: k8s_openapi::api::coordination::v1::Lease = c
+        .api()
+        .get(&format!("cairn-agent-{node_b}"))
+        .await
+        .expect("lease");
+    let owner = &lease.metadata.owner_references.expect("owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", node_b.as_str())
+    );
+
     // The CLI restores it byte for byte.
     let out = c.scratch.path().join("cli-restore");
     let status = std::process::Command::new(cli())
