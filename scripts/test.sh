@@ -40,5 +40,8 @@ source "$kube_dir/env"
 # With the apiserver up, tests that need it must run, not skip.
 export CAIRN_REQUIRE_KUBE=1
 
+step "Kubernetes manifests: render deploy/ and validate offline"
+./scripts/validate-deploy.sh
+
 step "cargo test (unit, property, golden, integration, end-to-end, doc)"
 cargo test --workspace --locked
