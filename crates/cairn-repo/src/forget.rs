@@ -177,4 +177,18 @@ impl Repository {
         }
         Ok(report)
     }
+
+    /// Forgets one snapshot: deletes it after checking it exists and opens
+    /// with this repository's key (so a wrong id cannot delete anything
+    /// else). Returns false if it was already gone. Its data is freed by a
+    /// later `prune`.
+    pub async fn forget_snapshot(&self, id: &Id) -> Result<bool> {
+        match self.load_snapshot(id).await {
+            Ok(_) => {}
+            Err(Error::Store(e)) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.store().delete(&paths::snapshot(id)).await?;
+        Ok(true)
+    }
 }

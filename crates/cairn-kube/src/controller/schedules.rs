@@ -250,18 +250,10 @@ async fn forget(ctx: &Context, s: &BackupSchedule, ids: &[&String]) -> Result<()
         let Ok(id) = cairn::Id::from_hex(id) else {
             continue;
         };
-        match repo.load_snapshot(&id).await {
-            Ok(_) => {}
-            Err(cairn::error::RepoError::Store(e)) if e.is_not_found() => continue,
-            Err(e) => return Err(err(e)),
+        // Prune frees the snapshot's data later.
+        if repo.forget_snapshot(&id).await.map_err(err)? {
+            ctx.metrics.forgotten.inc();
         }
-        // The snapshot object's name is fixed by the format (FORMAT.md):
-        // forgetting a snapshot is deleting it; prune frees its data later.
-        repo.store()
-            .delete(&format!("snapshots/{id}"))
-            .await
-            .map_err(|e| err(e.into()))?;
-        ctx.metrics.forgotten.inc();
     }
     Ok(())
 }
