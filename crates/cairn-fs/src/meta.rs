@@ -67,6 +67,17 @@ pub(crate) fn unchanged(old: &Node, new: &Node) -> bool {
         && old.inode == new.inode
 }
 
+/// True when `new` must have the extended attributes `old` recorded:
+/// setting or removing one updates the inode's ctime, so the same inode
+/// with the same ctime has not had them changed. Saves reading them again
+/// for every unchanged entry of an incremental backup.
+pub(crate) fn same_xattrs(old: &Node, new: &Node) -> bool {
+    old.kind == new.kind
+        && old.inode == new.inode
+        && old.device == new.device
+        && old.ctime == new.ctime
+}
+
 fn timespec(t: Timestamp) -> Timespec {
     Timespec {
         tv_sec: t.secs,

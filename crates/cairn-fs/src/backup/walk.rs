@@ -216,7 +216,9 @@ impl Walker {
         rules: &DirRules,
     ) -> Result<Option<Node>> {
         let mut node = meta::node_from(name, m);
-        if node.kind != NodeKind::Socket {
+        if let Some(o) = old.filter(|o| meta::same_xattrs(o, &node)) {
+            node.xattrs = o.xattrs.clone();
+        } else if node.kind != NodeKind::Socket {
             match xattr::read(path) {
                 Ok(x) => node.xattrs = x,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
