@@ -50,6 +50,13 @@ impl Repository {
         Ok((loc, sealed))
     }
 
+    /// Downloads `range` of a pack with one ranged read: restores that need
+    /// several blobs lying close together in a pack fetch them at once and
+    /// open each with [`Repository::open_blob`].
+    pub async fn fetch_pack_range(&self, pack: &Id, range: std::ops::Range<u64>) -> Result<Bytes> {
+        Ok(self.store().get_range(&paths::pack(pack), range).await?)
+    }
+
     /// Opens sealed blob bytes and verifies that they hash to `id`. CPU-bound:
     /// async callers with large blobs should run it on a blocking thread.
     pub fn open_blob(&self, loc: &BlobLocation, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {

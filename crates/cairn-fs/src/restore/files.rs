@@ -130,16 +130,7 @@ pub(super) async fn restore_file(
     }
     let tmp = temp_path(path);
     let r = write_content(repo, &tmp, node, &chunks, local.as_ref(), progress, zeros).await;
-    let r = r.and_then(|written| {
-        meta::apply(&tmp, node, job.owners).map_err(|e| format!("cannot set metadata: {e}"))?;
-        clear_for(path, false)
-            .and_then(|()| {
-                let (from, to) = (access(&tmp)?, access(path)?);
-                std::fs::rename(from.path(), to.path())
-            })
-            .map_err(|e| format!("cannot move into place: {e}"))?;
-        Ok(written)
-    });
+    let r = r.and_then(|written| finish(&tmp, path, node, job.owners).map(|()| written));
     if r.is_err() {
         let _ = access(&tmp).and_then(|a| std::fs::remove_file(a.path()));
     }
@@ -153,6 +144,77 @@ pub(super) async fn restore_file(
         unchanged: false,
         verified: job.verify,
     })
+}
+
+/// Applies the metadata to the complete temporary file and renames it
+/// over `path`.
+fn finish(tmp: &Path, path: &Path, node: &Node, owners: bool) -> Result<(), String> {
+    meta::apply(tmp, node, owners).map_err(|e| format!("cannot set metadata: {e}"))?;
+    clear_for(path, false)
+        .and_then(|()| {
+            let (from, to) = (access(tmp)?, access(path)?);
+            std::fs::rename(from.path(), to.path())
+        })
+        .map_err(|e| format!("cannot move into place: {e}"))
+}
+
+/// Writes a file whose whole, verified content is `plain` the way
+/// [`restore_file`] does: a temporary name, content (an all-zero content
+/// as a hole), metadata, rename. On a blocking thread.
+pub(super) fn write_whole(
+    path: &Path,
+    node: &Node,
+    plain: &[u8],
+    owners: bool,
+) -> Result<FileDone, String> {
+    if plain.len() as u64 != node.size {
+        return Err(format!(
+            "the content is {} bytes, the snapshot says {}",
+            plain.len(),
+            node.size
+        ));
+    }
+    let tmp = temp_path(path);
+    let zero = plain.iter().all(|&b| b == 0);
+    let r = create(&tmp).and_then(|file| {
+        if zero {
+            file.set_len(node.size)
+                .map_err(|e| format!("cannot size: {e}"))?;
+        } else {
+            file.write_all_at(plain, 0)
+                .map_err(|e| format!("write failed: {e}"))?;
+        }
+        drop(file);
+        finish(&tmp, path, node, owners)
+    });
+    if r.is_err() {
+        let _ = access(&tmp).and_then(|a| std::fs::remove_file(a.path()));
+    }
+    r?;
+    Ok(FileDone {
+        written: if zero { 0 } else { node.size },
+        ..FileDone::default()
+    })
+}
+
+/// Creates `tmp` for writing, replacing a leftover of an earlier run.
+fn create(tmp: &Path) -> Result<std::fs::File, String> {
+    let a = access(tmp).map_err(|e| format!("cannot create: {e}"))?;
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(a.path())
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(a.path());
+            open()
+        }
+        r => r,
+    }
+    .map_err(|e| format!("cannot create: {e}"))
 }
 
 /// The file in place and which of the snapshot's chunks it already holds
@@ -187,14 +249,7 @@ async fn write_content(
     progress: &Progress,
     zeros: &Zeros,
 ) -> Result<(u64, u64), String> {
-    let a = access(tmp).map_err(|e| format!("cannot create: {e}"))?;
-    let _ = std::fs::remove_file(a.path());
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(a.path())
-        .map_err(|e| format!("cannot create: {e}"))?;
+    let file = create(tmp)?;
     file.set_len(node.size)
         .map_err(|e| format!("cannot size: {e}"))?;
     let file = Arc::new(file);

@@ -11,6 +11,7 @@
 //! first name once that is in place. Directory metadata is applied last,
 //! deepest first.
 
+mod batch;
 mod files;
 mod filter;
 mod overwrite;
@@ -110,6 +111,35 @@ fn os(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
 }
 
+/// Adds one file's outcome to the restore's.
+fn record(
+    o: &mut RestoreOutcome,
+    failed: &mut std::collections::HashSet<PathBuf>,
+    progress: &Progress,
+    path: PathBuf,
+    size: u64,
+    r: std::result::Result<files::FileDone, String>,
+) {
+    match r {
+        Ok(done) => {
+            if done.unchanged {
+                o.unchanged += 1;
+            } else {
+                o.files += 1;
+            }
+            o.verified += u64::from(done.verified);
+            o.bytes += size;
+            o.bytes_written += done.written;
+            o.bytes_reused += done.reused;
+            progress.add(1, 0);
+        }
+        Err(message) => {
+            failed.insert(path.clone());
+            o.errors.push(Warning { path, message });
+        }
+    }
+}
+
 /// Restores `opts.path` of `snapshot` into `opts.target`.
 pub async fn restore(
     repo: &Repository,
@@ -161,6 +191,15 @@ pub async fn restore(
     let files = std::mem::take(&mut plan.files);
     let mut failed = std::collections::HashSet::new();
     let verify = opts.verify;
+    // Files of at most one chunk, written anew, go by pack (batch.rs).
+    let (small, files): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|(_, node, check_first)| !check_first && !verify && batch::is_small(node));
+    let small: Vec<_> = small.into_iter().map(|(p, n, _)| (p, n)).collect();
+    for (path, size, r) in batch::restore_small(repo, small, owners, &progress).await {
+        progress.check()?;
+        record(&mut plan.outcome, &mut failed, &progress, path, size, r);
+    }
     let mut results = futures::stream::iter(files)
         .map(|(path, node, check_first)| {
             let progress = progress.clone();
@@ -178,25 +217,7 @@ pub async fn restore(
         .buffer_unordered(FILE_CONCURRENCY);
     while let Some((path, size, r)) = results.next().await {
         progress.check()?;
-        match r {
-            Ok(done) => {
-                let o = &mut plan.outcome;
-                if done.unchanged {
-                    o.unchanged += 1;
-                } else {
-                    o.files += 1;
-                }
-                o.verified += u64::from(done.verified);
-                o.bytes += size;
-                o.bytes_written += done.written;
-                o.bytes_reused += done.reused;
-                progress.add(1, 0);
-            }
-            Err(message) => {
-                failed.insert(path.clone());
-                plan.outcome.errors.push(Warning { path, message });
-            }
-        }
+        record(&mut plan.outcome, &mut failed, &progress, path, size, r);
     }
     drop(results);
     for (path, first) in std::mem::take(&mut plan.links) {
