@@ -22,6 +22,7 @@ pub(crate) mod exit {
 }
 
 fn main() -> ExitCode {
+    cairn::tune_allocator();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -19,9 +19,9 @@ use super::files::{FileDone, write_whole};
 use crate::Progress;
 
 /// Bytes between two chunks of a pack worth downloading to save a request.
-const GAP: u64 = 256 * 1024;
+const GAP: u64 = 64 * 1024;
 /// The longest range read in one request.
-const MAX_RANGE: u64 = 8 * 1024 * 1024;
+const MAX_RANGE: u64 = 2 * 1024 * 1024;
 /// Files without content (empty files) written per blocking task.
 const EMPTY_BATCH: usize = 512;
 
@@ -228,7 +228,7 @@ mod tests {
                 // One byte more does not.
                 chunk(4, 3000 + 2 * GAP as u32 + 1, 1000),
                 // Nor does a read that would pass MAX_RANGE.
-                chunk(5, 4000 + 2 * GAP as u32 + 1, 8 * mb),
+                chunk(5, 4000 + 2 * GAP as u32 + 1, 2 * mb),
             ]
             .into_iter()
             .collect(),

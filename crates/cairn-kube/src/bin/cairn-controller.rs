@@ -57,6 +57,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    cairn::tune_allocator();
     let args = Args::parse();
     cli::init_logging(&args.log);
     let (metrics, registry) = metrics::Metrics::controller();
