@@ -28,6 +28,7 @@ pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
         limit_upload_kib: g.limit_upload,
         limit_download_kib: g.limit_download,
         http_faults,
+        ..Default::default()
     };
     let store = Store::open_with(url, &opts)?;
     let cache_dir = match cache_dir(g)? {

@@ -45,6 +45,14 @@ pub struct StoreOptions {
     pub limit_download_kib: Option<u64>,
     /// Transient HTTP faults to inject below the retry layer (tests only).
     pub http_faults: Option<HttpFaults>,
+    /// Settings for the cloud backend, named like their environment
+    /// variables (`AWS_ACCESS_KEY_ID`, `GOOGLE_SERVICE_ACCOUNT_KEY`,
+    /// `AZURE_STORAGE_ACCOUNT_KEY`, …, any case), on top of the process
+    /// environment: a process serving several repositories passes each
+    /// one's credentials here. A key of the URL's provider that the backend
+    /// does not know is an error (a typo must not be ignored); other
+    /// providers' keys are skipped.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 /// A repository's storage: an object store plus the description shown to
@@ -104,15 +112,24 @@ impl Store {
                 prefix,
                 options,
             } => (
-                backends::s3(url, bucket, prefix, options, faults.as_ref())?,
+                backends::s3(
+                    url,
+                    bucket,
+                    prefix,
+                    options,
+                    &opts.settings,
+                    faults.as_ref(),
+                )?,
                 url.to_owned(),
             ),
-            Location::Gcs { bucket, prefix } => {
-                (backends::gcs(url, bucket, prefix)?, url.to_owned())
-            }
-            Location::Azure { container, prefix } => {
-                (backends::azure(url, container, prefix)?, url.to_owned())
-            }
+            Location::Gcs { bucket, prefix } => (
+                backends::gcs(url, bucket, prefix, &opts.settings)?,
+                url.to_owned(),
+            ),
+            Location::Azure { container, prefix } => (
+                backends::azure(url, container, prefix, &opts.settings)?,
+                url.to_owned(),
+            ),
         };
         let limited: Arc<dyn ObjectStore> =
             if opts.limit_upload_kib.is_some() || opts.limit_download_kib.is_some() {
