@@ -109,8 +109,11 @@ impl Bar {
     }
 
     /// Counts the files and bytes under `paths` on a thread of its own,
-    /// so the bar can show an ETA; only while the bar is drawn. Exclusions
-    /// are not applied: the total is an upper bound.
+    /// so the bar can show an ETA; only while the bar is drawn, and only
+    /// when the backup has no parent snapshot to estimate its size from
+    /// (checked after a second: walking the tree again costs a few percent
+    /// of a first backup's CPU, nothing later). Exclusions are not applied:
+    /// the total is an upper bound.
     pub(crate) fn scan(&mut self, progress: Arc<Progress>, paths: Vec<std::path::PathBuf>) {
         if self.task.is_none() {
             return;
@@ -119,6 +122,10 @@ impl Bar {
         self.scan = Some(stop.clone());
         std::thread::spawn(move || {
             use std::sync::atomic::Ordering;
+            std::thread::sleep(Duration::from_secs(1));
+            if stop.load(Ordering::Relaxed) || progress.total_bytes.load(Ordering::Relaxed) > 0 {
+                return;
+            }
             let (mut files, mut total) = (0u64, 0u64);
             for p in paths {
                 for e in walkdir::WalkDir::new(p)

@@ -224,3 +224,36 @@ async fn cancelled_backup_and_restore_stop_and_leave_the_repository_clean() {
     .expect_err("a cancelled restore must not succeed");
     assert!(matches!(err, cairn_fs::Error::Cancelled), "{err}");
 }
+
+/// A backup with a parent snapshot takes its totals as the estimate of
+/// its own size, so a progress display has an ETA without a second walk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_with_a_parent_estimates_its_totals_from_it() {
+    let src = tempfile::tempdir().expect("tempdir");
+    for i in 0..3 {
+        std::fs::write(
+            src.path().join(format!("f{i}")),
+            pseudo_random(1000 + i, i as u64),
+        )
+        .expect("write");
+    }
+    let repo = Repository::init(
+        Store::memory(),
+        PASSWORD,
+        InitOptions::insecure_fast_for_tests(),
+    )
+    .await
+    .expect("init");
+    let first = Arc::new(Progress::default());
+    let out = cairn_fs::backup(&repo, options(src.path()), first.clone())
+        .await
+        .expect("first backup");
+    assert_eq!(first.get().3, 0, "no parent, no estimate");
+    let second = Arc::new(Progress::default());
+    cairn_fs::backup(&repo, options(src.path()), second.clone())
+        .await
+        .expect("second backup");
+    let (_, _, files, bytes) = second.get();
+    assert_eq!(bytes, out.snapshot.stats.bytes_total);
+    assert_eq!(files, 3);
+}

@@ -163,6 +163,22 @@ async fn run(
     // A parent with another root layout cannot be compared entry by entry.
     let parent = parent.filter(|(_, s)| s.root_layout == layout);
     let parent_root = parent.as_ref().map(|(_, s)| s.tree);
+    // The parent's size is the estimate of this run's: a progress display
+    // gets an ETA without walking the tree twice.
+    if let Some((_, p)) = &parent {
+        let st = &p.stats;
+        let files = st.files_new + st.files_changed + st.files_unchanged;
+        let _ = progress.total_bytes.compare_exchange(
+            0,
+            st.bytes_total,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let _ =
+            progress
+                .total_files
+                .compare_exchange(0, files, Ordering::Relaxed, Ordering::Relaxed);
+    }
     let walker = Walker::new(repo, &opts.selection, progress.clone())?;
     let time = opts.time;
     let (walker, root) = tokio::task::spawn_blocking(move || {
