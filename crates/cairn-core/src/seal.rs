@@ -141,7 +141,7 @@ pub fn seal_into(
                 payload + zstd::zstd_safe::compress_bound(plaintext.len()),
                 0,
             );
-            match zstd::bulk::compress_to_buffer(plaintext, &mut out[payload..], level) {
+            match compress_into(plaintext, &mut out[payload..], level) {
                 Ok(n) if n < plaintext.len() => {
                     out.truncate(payload + n);
                     out[NONCE_LEN] = COMPRESSION_ZSTD;
@@ -165,6 +165,28 @@ pub fn seal_into(
     out.extend_from_slice(&tag);
 }
 
+thread_local! {
+    /// Each thread keeps a zstd context per level: creating one per object
+    /// cost 5% of a backup's CPU (docs/PERFORMANCE.md).
+    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Compresses `src` into `dst` at `level` with the thread's context;
+/// returns the compressed length.
+fn compress_into(src: &[u8], dst: &mut [u8], level: i32) -> std::io::Result<usize> {
+    COMPRESSORS.with_borrow_mut(|all| {
+        let i = match all.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                all.push((level, zstd::bulk::Compressor::new(level)?));
+                all.len() - 1
+            }
+        };
+        all[i].1.compress_to_buffer(src, dst)
+    })
+}
+
 /// Size of each sample [`looks_incompressible`] compresses.
 const PROBE_SAMPLE: usize = 4096;
 
@@ -182,7 +204,8 @@ pub fn looks_incompressible(p: &[u8]) -> bool {
     for start in [0, p.len() / 2 - S / 2, p.len() - S] {
         sample.extend_from_slice(&p[start..start + S]);
     }
-    zstd::bulk::compress(&sample, 1).is_ok_and(|c| c.len() * 100 >= sample.len() * 97)
+    let mut out = vec![0u8; zstd::zstd_safe::compress_bound(sample.len())];
+    compress_into(&sample, &mut out, 1).is_ok_and(|n| n * 100 >= sample.len() * 97)
 }
 
 /// Opens an object sealed as `kind` named `id`, returning its plaintext.
