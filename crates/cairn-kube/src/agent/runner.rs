@@ -275,34 +275,7 @@ async fn finish_idle<J: Job>(
     to: Phase,
     message: &str,
 ) -> Result<()> {
-    let name = job.name_str();
-    let done = transition(
-        api,
-        &name,
-        &[
-            ("/status/phase", json!(from)),
-            ("/status/node", json!(agent.config.node)),
-        ],
-        &[
-            ("/status/phase", json!(to)),
-            ("/status/message", json!(message)),
-            ("/status/completionTime", json!(time_from_secs(wall_now()))),
-            ("/status/conditions", json!([ready_condition(to, message)])),
-        ],
-    )
-    .await?;
-    if done {
-        agent.metrics.outcome(J::KIND, to);
-        event(
-            &agent.recorder,
-            job,
-            to == Phase::Failed,
-            to.as_str(),
-            message.to_owned(),
-        )
-        .await;
-    }
-    release(api, &name).await
+    super::end(agent, api, job, from, to, message, &[]).await
 }
 
 /// Removes the agent's finalizer (looking again if the object changed).
