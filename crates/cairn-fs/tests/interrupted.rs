@@ -24,6 +24,31 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A source directory of `n` files `f0`, `f1`, … of `len` pseudo-random
+/// bytes each, the i-th from seed `seed + i`.
+fn source(n: u64, len: usize, seed: u64) -> tempfile::TempDir {
+    let src = tempfile::tempdir().expect("tempdir");
+    for i in 0..n {
+        std::fs::write(
+            src.path().join(format!("f{i}")),
+            pseudo_random(len, seed + i),
+        )
+        .expect("write");
+    }
+    src
+}
+
+/// Distinct chunks of the files at the root of a snapshot.
+async fn distinct_chunks(repo: &Repository, out: &cairn_fs::BackupOutcome) -> u64 {
+    let root = repo.load_tree(&out.snapshot.tree).await.expect("tree");
+    let distinct: std::collections::HashSet<_> = root
+        .nodes
+        .iter()
+        .flat_map(|n| n.content.iter().copied())
+        .collect();
+    distinct.len() as u64
+}
+
 fn options(dir: &std::path::Path) -> BackupOptions {
     BackupOptions {
         paths: vec![dir.to_owned()],
@@ -40,14 +65,7 @@ fn options(dir: &std::path::Path) -> BackupOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_packs() {
-    let src = tempfile::tempdir().expect("tempdir");
-    for i in 0..4 {
-        std::fs::write(
-            src.path().join(format!("f{i}")),
-            pseudo_random(3 << 20, i + 1),
-        )
-        .expect("write");
-    }
+    let src = source(4, 3 << 20, 1);
     let memory: Arc<InMemory> = Arc::new(InMemory::new());
     let plain = Store::from_object_store(memory.clone(), "memory".into());
     let mut init = InitOptions::insecure_fast_for_tests();
@@ -105,13 +123,7 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
     let out = cairn_fs::backup(&repo, options(src.path()), Arc::new(Progress::default()))
         .await
         .expect("second backup");
-    let root = repo.load_tree(&out.snapshot.tree).await.expect("tree");
-    let distinct: std::collections::HashSet<_> = root
-        .nodes
-        .iter()
-        .flat_map(|n| n.content.iter().copied())
-        .collect();
-    let total_chunks = distinct.len() as u64;
+    let total_chunks = distinct_chunks(&repo, &out).await;
     assert_eq!(
         out.writer.data_blobs + indexed_before,
         total_chunks,
@@ -151,14 +163,7 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
 /// next backup reuses the uploaded chunks. A cancelled restore stops too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_backup_and_restore_stop_and_leave_the_repository_clean() {
-    let src = tempfile::tempdir().expect("tempdir");
-    for i in 0..8 {
-        std::fs::write(
-            src.path().join(format!("f{i}")),
-            pseudo_random(4 << 20, i + 11),
-        )
-        .expect("write");
-    }
+    let src = source(8, 4 << 20, 11);
     let mut init = InitOptions::insecure_fast_for_tests();
     init.data_pack_size = Some(256 * 1024);
     let repo = Repository::init(Store::memory(), PASSWORD, init)
@@ -199,13 +204,10 @@ async fn cancelled_backup_and_restore_stop_and_leave_the_repository_clean() {
     let out = cairn_fs::backup(&repo, options(src.path()), Arc::new(Progress::default()))
         .await
         .expect("second backup");
-    let root = repo.load_tree(&out.snapshot.tree).await.expect("tree");
-    let distinct: std::collections::HashSet<_> = root
-        .nodes
-        .iter()
-        .flat_map(|n| n.content.iter().copied())
-        .collect();
-    assert_eq!(out.writer.data_blobs + indexed, distinct.len() as u64);
+    assert_eq!(
+        out.writer.data_blobs + indexed,
+        distinct_chunks(&repo, &out).await
+    );
 
     let progress = Arc::new(Progress::default());
     progress.cancel();
@@ -229,14 +231,7 @@ async fn cancelled_backup_and_restore_stop_and_leave_the_repository_clean() {
 /// its own size, so a progress display has an ETA without a second walk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_with_a_parent_estimates_its_totals_from_it() {
-    let src = tempfile::tempdir().expect("tempdir");
-    for i in 0..3 {
-        std::fs::write(
-            src.path().join(format!("f{i}")),
-            pseudo_random(1000 + i, i as u64),
-        )
-        .expect("write");
-    }
+    let src = source(3, 1000, 0);
     let repo = Repository::init(
         Store::memory(),
         PASSWORD,
