@@ -17,12 +17,7 @@ pub(crate) fn repo_url(g: &Global) -> Result<&str> {
 /// limits, and for remote stores a local cache of immutable objects.
 pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
     let url = repo_url(g)?;
-    let http_faults = match std::env::var("CAIRN_TEST_HTTP_FAULTS") {
-        Ok(s) => {
-            Some(cairn::HttpFaults::parse(&s).map_err(|e| anyhow!("CAIRN_TEST_HTTP_FAULTS: {e}"))?)
-        }
-        Err(_) => None,
-    };
+    let http_faults = crate::test_hooks::http_faults()?;
     let opts = cairn::StoreOptions {
         create,
         limit_upload_kib: g.limit_upload,
@@ -70,7 +65,7 @@ pub(crate) async fn open(g: &Global) -> Result<Repository> {
     // local repositories too (they have no object cache): it spares reading
     // every index file at each start, and the index's size in RAM.
     let opts = OpenOptions {
-        clock: crate::test_clock::clock(),
+        clock: crate::test_hooks::clock(),
         index_dir: cache_dir(g)?.map(|d| d.join("index")),
         ..OpenOptions::default()
     };
@@ -81,9 +76,9 @@ pub(crate) async fn open(g: &Global) -> Result<Repository> {
 
 /// Seconds and nanoseconds since the epoch (the test clock's, when set).
 pub(crate) fn now() -> cairn::Timestamp {
-    if std::env::var_os("CAIRN_TEST_NOW").is_some() {
+    if crate::test_hooks::clock_is_set() {
         return cairn::Timestamp {
-            secs: crate::test_clock::clock().now(),
+            secs: crate::test_hooks::clock().now(),
             nanos: 0,
         };
     }

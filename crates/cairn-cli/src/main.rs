@@ -5,7 +5,7 @@ mod cmd;
 mod context;
 mod output;
 mod password;
-mod test_clock;
+mod test_hooks;
 
 use std::process::ExitCode;
 

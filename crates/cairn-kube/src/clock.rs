@@ -1,8 +1,10 @@
-//! The time schedules run on. **For tests only**, `CAIRN_TEST_NOW` (or the
-//! controller's `--test-now-file`) replaces the system clock: a number of
-//! seconds since the epoch (fixed), or `@FILE`, a file holding that number,
-//! read at every tick, so a test moves time without sleeping. This is the
-//! same convention as the `cairn` CLI's test clock.
+//! The time schedules run on. **For tests only**, and only in a build with
+//! the `testing` cargo feature, `CAIRN_TEST_NOW` (or the controller's
+//! `--test-now-file`) replaces the system clock: a number of seconds since
+//! the epoch (fixed), or `@FILE`, a file holding that number, read at every
+//! tick, so a test moves time without sleeping. This is the same convention
+//! as the `cairn` CLI's test clock. A release build ignores both: whoever
+//! sets the clock decides when schedules, retention and session expiry run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ impl Clock for FileClock {
 
 /// The clock for `--test-now-file` if given, else from `CAIRN_TEST_NOW`,
 /// else the system clock.
+#[cfg(feature = "testing")]
 pub fn from_env(test_now_file: Option<PathBuf>) -> Arc<dyn Clock> {
     if let Some(f) = test_now_file {
         return Arc::new(FileClock(f));
@@ -41,7 +44,17 @@ pub fn from_env(test_now_file: Option<PathBuf>) -> Arc<dyn Clock> {
     }
 }
 
-#[cfg(test)]
+/// The system clock: this build has no test hooks, so `CAIRN_TEST_NOW` is
+/// ignored (with a warning when set).
+#[cfg(not(feature = "testing"))]
+pub fn from_env(test_now_file: Option<PathBuf>) -> Arc<dyn Clock> {
+    if test_now_file.is_some() || std::env::var_os(VAR).is_some() {
+        tracing::warn!("{VAR} and --test-now-file are ignored: this build has no test hooks");
+    }
+    Arc::new(SystemClock)
+}
+
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use super::*;
 
