@@ -23,6 +23,8 @@ const VERBS: &[&[&str]] = &[
     &["key", "remove"],
     &["key", "passwd"],
     &["cat"],
+    &["completions"],
+    &["man"],
 ];
 
 fn help(words: &[&str]) -> Run {
@@ -82,5 +84,67 @@ fn top_level_help_documents_exit_codes() {
             codes.contains(&code),
             "exit code {code} undocumented:\n{text}"
         );
+    }
+}
+
+/// What a completion script for `shell` must contain to complete `words`.
+fn completion_marker(shell: &str, words: &[&str]) -> String {
+    let verb = words[words.len() - 1];
+    match shell {
+        // A case for the path of subcommands: `cairn__subcmd__key,add)`.
+        "bash" => {
+            let parent: Vec<String> = std::iter::once("cairn".to_owned())
+                .chain(
+                    words[..words.len() - 1]
+                        .iter()
+                        .map(|w| format!("subcmd__{w}")),
+                )
+                .collect();
+            format!("{},{verb})", parent.join("__"))
+        }
+        "fish" => format!("-a \"{verb}\""),
+        _ => format!("'{verb}:"),
+    }
+}
+
+#[test]
+fn completions_cover_every_verb_in_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let mut c = bare_command();
+        c.args(["completions", shell]);
+        let script = Run::of(c).success().stdout;
+        for words in VERBS {
+            let marker = completion_marker(shell, words);
+            assert!(
+                script.contains(&marker),
+                "{shell} completions lack {words:?} ({marker:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_refuse_an_unknown_shell() {
+    let mut c = bare_command();
+    c.args(["completions", "tcsh"]);
+    let r = Run::of(c);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("tcsh"), "{}", r.stderr);
+}
+
+#[test]
+fn man_writes_a_page_for_cairn_and_every_verb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("man1");
+    let mut c = bare_command();
+    c.arg("man").arg(&out);
+    Run::of(c).success();
+    let top = std::fs::read_to_string(out.join("cairn.1")).expect("cairn.1");
+    assert!(top.contains(".TH cairn"), "{top}");
+    for words in VERBS {
+        let name = format!("cairn-{}.1", words.join("-"));
+        let page =
+            std::fs::read_to_string(out.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(page.contains(".SH NAME"), "{name} has no NAME section");
     }
 }

@@ -4,6 +4,7 @@ mod backup;
 mod cat;
 mod check;
 mod diff;
+mod docs;
 mod dump;
 mod find;
 mod forget;
@@ -37,6 +38,8 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Repair(c) => repair::run(g, c).await,
         Command::Key(k) => key::run(g, k).await,
         Command::Cat(a) => cat::run(g, a).await,
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
 
