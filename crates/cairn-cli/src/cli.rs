@@ -290,6 +290,10 @@ pub(crate) struct CheckArgs {
     /// Download and verify only part of the packs: N/M (part N of M) or P% (a random share)
     #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
     pub(crate) read_data_subset: Option<String>,
+    /// Trust the local cache (index table, snapshots, trees): faster, but
+    /// damage to the repository's copies of cached objects goes unnoticed
+    #[arg(long)]
+    pub(crate) with_cache: bool,
     /// Print the report as JSON
     #[arg(long)]
     pub(crate) json: bool,

@@ -69,9 +69,13 @@ pub(crate) async fn open(g: &Global) -> Result<Repository> {
         index_dir: cache_dir(g)?.map(|d| d.join("index")),
         ..OpenOptions::default()
     };
-    Repository::open(store, &pw, opts)
+    let repo = Repository::open(store, &pw, opts)
         .await
-        .with_context(|| format!("cannot open repository {url}"))
+        .with_context(|| format!("cannot open repository {url}"))?;
+    // Damaged index and key files do not stop a command that does not need
+    // them, but the user hears about them.
+    warn_damaged(&repo.damaged());
+    Ok(repo)
 }
 
 /// Seconds and nanoseconds since the epoch (the test clock's, when set).
@@ -107,4 +111,13 @@ fn current_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
         .unwrap_or(0)
+}
+
+/// Names on stderr every object the repository handle left out as damaged
+/// (index files, snapshots, key files), so the user knows what the output
+/// lacks and that `cairn check` and `cairn repair index` are the next steps.
+pub(crate) fn warn_damaged(damaged: &[cairn::layers::repo::Damaged]) {
+    for d in damaged {
+        eprintln!("warning: {}: damaged, left out: {}", d.object, d.problem);
+    }
 }

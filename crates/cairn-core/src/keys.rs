@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroize;
+
 use crate::{Id, Kind, RandomSource};
 
 /// BLAKE3 `derive_key` contexts. Changing one changes every id and
@@ -13,8 +15,16 @@ const CONTEXT_META: &str = "cairn 2026-11 v1 metadata sealing key";
 
 /// The repository's 32-byte master key. Everything else derives from it;
 /// key files store it wrapped under a password.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Not `Clone`, so the key lives in one place, and wiped when dropped.
+#[derive(PartialEq, Eq)]
 pub struct MasterKey([u8; 32]);
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl MasterKey {
     /// A fresh random key.
@@ -23,7 +33,8 @@ impl MasterKey {
         rng.fill(&mut k);
         MasterKey(k)
     }
-    /// Wraps raw key bytes (as unwrapped from a key file).
+    /// Wraps raw key bytes (as unwrapped from a key file). The caller
+    /// wipes its own copy of `b`.
     pub fn from_bytes(b: [u8; 32]) -> Self {
         MasterKey(b)
     }
@@ -48,7 +59,7 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-/// Subkeys derived from the master key.
+/// Subkeys derived from the master key, wiped when dropped.
 ///
 /// - the **id key** keys the BLAKE3 hash that names data blobs, index files
 ///   and snapshots, so the storage provider cannot test whether a known file
@@ -64,6 +75,15 @@ pub struct Keys {
     tree_id: [u8; 32],
     data: [u8; 32],
     meta: [u8; 32],
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.id.zeroize();
+        self.tree_id.zeroize();
+        self.data.zeroize();
+        self.meta.zeroize();
+    }
 }
 
 impl Keys {

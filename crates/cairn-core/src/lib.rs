@@ -35,5 +35,6 @@ pub use id::{Id, ParseIdError};
 pub use keys::{Keys, MasterKey};
 pub use random::{Clock, FixedClock, OsRandom, RandomSource, SeededRandom, SystemClock};
 pub use seal::{
-    Compression, Kind, MAX_PLAINTEXT, SEAL_OVERHEAD, looks_incompressible, open, seal, seal_into,
+    Compression, Kind, MAX_PLAINTEXT, SEAL_OVERHEAD, looks_incompressible, max_plaintext, open,
+    seal, seal_into,
 };

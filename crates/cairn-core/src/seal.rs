@@ -19,8 +19,30 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + 1 + TAG_LEN;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const AAD_MAGIC: &[u8; 8] = b"cairn-v1";
-/// The largest plaintext a sealed object may hold (decompression bound).
+/// The largest plaintext any sealed object may hold; each kind has its own,
+/// smaller limit ([`max_plaintext`]).
 pub const MAX_PLAINTEXT: usize = 1 << 30;
+
+/// The largest plaintext an object of `kind` may hold, so that a repository
+/// (its storage, or whoever holds its key) cannot make a reader allocate
+/// more than this per object. [`open`] refuses larger objects before
+/// decrypting and before decompressing. The values are part of the format
+/// (docs/FORMAT.md, "Limits"); writers never produce larger objects.
+pub const fn max_plaintext(kind: Kind) -> usize {
+    const MIB: usize = 1 << 20;
+    match kind {
+        // The chunker's largest maximum chunk size (FastCDC 2020: 16 MiB).
+        Kind::Data => 16 * MIB,
+        // One directory: about 100 bytes per entry, so millions of entries.
+        Kind::Tree => 256 * MIB,
+        // 45 bytes per blob: over 1.4 million blobs in one pack.
+        Kind::PackHeader => 64 * MIB,
+        // Writers list at most 200,000 blobs (about 10 MiB) per file.
+        Kind::Index => 64 * MIB,
+        Kind::Snapshot => 16 * MIB,
+        Kind::Config | Kind::Session => 64 * 1024,
+    }
+}
 
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
@@ -211,10 +233,22 @@ pub fn looks_incompressible(p: &[u8]) -> bool {
 /// Opens an object sealed as `kind` named `id`, returning its plaintext.
 ///
 /// Any modification, truncation, a different kind or id, or another key is
-/// reported as [`Error::Tampered`]; decompression is bounded.
+/// reported as [`Error::Tampered`]. An object whose stored or declared
+/// plaintext exceeds [`max_plaintext`] for its kind is refused as corrupt
+/// before any buffer of that size is allocated.
 pub fn open(keys: &Keys, kind: Kind, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(Error::Tampered { kind, id: *id });
+    }
+    let limit = max_plaintext(kind);
+    if sealed.len() - SEAL_OVERHEAD > limit {
+        return Err(Error::corrupt(
+            "sealed object",
+            format!(
+                "{kind} {id} is {} bytes, more than the {limit} byte limit for its kind",
+                sealed.len()
+            ),
+        ));
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -229,7 +263,7 @@ pub fn open(keys: &Keys, kind: Kind, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> 
             buf.remove(0);
             Ok(buf)
         }
-        COMPRESSION_ZSTD => decompress(&buf[1..], kind),
+        COMPRESSION_ZSTD => decompress(&buf[1..], kind, id),
         other => Err(Error::corrupt(
             "sealed object",
             format!("unknown compression {other} in {kind} {id}"),
@@ -237,7 +271,7 @@ pub fn open(keys: &Keys, kind: Kind, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> 
     }
 }
 
-fn decompress(payload: &[u8], kind: Kind) -> Result<Vec<u8>> {
+fn decompress(payload: &[u8], kind: Kind, id: &Id) -> Result<Vec<u8>> {
     // Exactly one frame, filling the payload: no skippable or extra frames.
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(payload).ok();
     if frame_len != Some(payload.len()) {
@@ -252,10 +286,13 @@ fn decompress(payload: &[u8], kind: Kind) -> Result<Vec<u8>> {
         .ok_or_else(|| {
             Error::corrupt("sealed object", format!("{kind}: zstd frame without size"))
         })?;
-    if size > MAX_PLAINTEXT as u64 {
+    let limit = max_plaintext(kind);
+    if size > limit as u64 {
         return Err(Error::corrupt(
             "sealed object",
-            format!("{kind}: declared size {size} exceeds the limit"),
+            format!(
+                "{kind} {id}: declared size {size} exceeds the {limit} byte limit for its kind"
+            ),
         ));
     }
     let out = zstd::bulk::decompress(payload, size as usize)

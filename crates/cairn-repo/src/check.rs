@@ -6,14 +6,26 @@
 //! data: every pack of the selected subset is downloaded and every blob the
 //! index places in it opened and re-hashed. Each problem names the object
 //! and the snapshots it affects.
+//!
+//! By default check reads the repository's own objects, never the local
+//! cache (cached index table, snapshots and trees), which it does not
+//! trust: key files, the config and every index file are read and
+//! verified too, so a damaged object is reported whatever the cache holds.
+//! With `with_cache` it uses the cache, which is faster and checks only
+//! what the cache does not hold.
+
+mod objects;
+mod verify;
+mod walk;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use cairn_core::format::{NodeKind, PackEntry, Tree, pack_v1};
+use cairn_core::format::{PackEntry, pack_v1};
 use cairn_core::{Id, Kind};
+use cairn_store::Store;
 use futures::StreamExt;
 
-use crate::{Repository, Result, paths};
+use crate::{BlobLocation, Index, Repository, Result, paths};
 
 /// What to check.
 #[derive(Debug, Clone, Copy, Default)]
@@ -150,16 +162,88 @@ impl Repository {
         self.check_with(read).await
     }
 
-    /// [`check`](Self::check), reading the packs `read` selects.
+    /// [`check`](Self::check), reading the packs `read` selects, from the
+    /// repository itself (the local cache is not used).
     pub async fn check_with(&self, read: ReadData) -> Result<CheckReport> {
+        self.check_using(read, false).await
+    }
+
+    /// [`check_with`](Self::check_with); with `with_cache`, the index,
+    /// snapshots and trees come from the local cache where it holds them,
+    /// so damage to the repository's copies of those can go unnoticed.
+    pub async fn check_using(&self, read: ReadData, with_cache: bool) -> Result<CheckReport> {
         let mut report = CheckReport::default();
         let mut damage = Damage::default();
-        let by_pack = self.index().entries_by_pack()?;
+        let view = if with_cache {
+            for d in self.damaged() {
+                damage.object(d.object, d.problem);
+            }
+            View {
+                store: self.store().clone(),
+                index: None,
+            }
+        } else {
+            let store = Store::from_object_store(
+                self.store().object_store().clone(),
+                self.store().describe().to_owned(),
+            );
+            self.check_keys(&store, &mut damage).await?;
+            self.check_config(&store, &mut damage).await?;
+            let index = self.fresh_index(&store, &mut damage).await?;
+            View {
+                store,
+                index: Some(index),
+            }
+        };
+        let by_pack = view.entries_by_pack(self)?;
         report.packs = by_pack.len();
+        let present = self.check_packs(&by_pack, &mut report, &mut damage).await?;
 
+        let selected: Vec<(Id, &Vec<PackEntry>)> = present
+            .iter()
+            .filter(|(p, _)| read.selects(p, self.rng()))
+            .map(|(p, e)| (*p, *e))
+            .collect();
+        report.packs_read = selected.len();
+        let mut results = futures::stream::iter(selected)
+            .map(|(pack, entries)| self.verify_pack(&view.store, pack, entries))
+            .buffer_unordered(2);
+        while let Some((verified, problems)) = results.next().await {
+            report.blobs_verified += verified;
+            for (blob, object, message) in problems {
+                match blob {
+                    Some(b) => damage.blob(b, object, message),
+                    None => damage.object(object, message),
+                }
+            }
+        }
+        drop(results);
+
+        self.check_snapshots(&view, &mut report, &mut damage)
+            .await?;
+        report.errors = damage
+            .problems
+            .into_iter()
+            .map(|((object, message), snaps)| CheckProblem {
+                object,
+                message,
+                snapshots: snaps.into_iter().collect(),
+            })
+            .collect();
+        Ok(report)
+    }
+
+    /// Indexed packs against the listing and their headers (one suffix
+    /// read each; packs are never cached). Returns the packs that exist, with their entries.
+    async fn check_packs<'a>(
+        &self,
+        by_pack: &'a HashMap<Id, Vec<PackEntry>>,
+        report: &mut CheckReport,
+        damage: &mut Damage,
+    ) -> Result<Vec<(Id, &'a Vec<PackEntry>)>> {
         let listed: HashMap<Id, u64> = self.list_packs().await?;
         let mut present = Vec::new();
-        for (pack, entries) in &by_pack {
+        for (pack, entries) in by_pack {
             let obj = paths::pack(pack);
             match listed.get(pack) {
                 None => {
@@ -193,8 +277,6 @@ impl Repository {
                 snapshots: Vec::new(),
             });
         }
-
-        // Pack headers against the index, one suffix read per pack.
         let mut headers =
             futures::stream::iter(present.iter())
                 .map(|(pack, entries)| async move {
@@ -227,181 +309,30 @@ impl Repository {
             }
         }
         drop(headers);
+        Ok(present)
+    }
+}
 
-        let selected: Vec<(Id, &Vec<PackEntry>)> = present
-            .iter()
-            .filter(|(p, _)| read.selects(p, self.rng()))
-            .map(|(p, e)| (*p, *e))
-            .collect();
-        report.packs_read = selected.len();
-        let mut results = futures::stream::iter(selected)
-            .map(|(pack, entries)| self.verify_pack(pack, entries))
-            .buffer_unordered(2);
-        while let Some((verified, problems)) = results.next().await {
-            report.blobs_verified += verified;
-            for (blob, object, message) in problems {
-                match blob {
-                    Some(b) => damage.blob(b, object, message),
-                    None => damage.object(object, message),
-                }
-            }
+/// Where a check reads from: the repository's own objects and an index
+/// merged from its index files, or (with the cache) the handle's store and
+/// index.
+struct View {
+    store: Store,
+    index: Option<Index>,
+}
+
+impl View {
+    fn locate(&self, repo: &Repository, id: &Id) -> Option<BlobLocation> {
+        match &self.index {
+            Some(i) => i.get(id),
+            None => repo.index().get(id),
         }
-        drop(results);
-
-        self.check_snapshots(&mut report, &mut damage).await?;
-        report.errors = damage
-            .problems
-            .into_iter()
-            .map(|((object, message), snaps)| CheckProblem {
-                object,
-                message,
-                snapshots: snaps.into_iter().collect(),
-            })
-            .collect();
-        Ok(report)
     }
 
-    async fn check_snapshots(&self, report: &mut CheckReport, damage: &mut Damage) -> Result<()> {
-        let ids = self.snapshot_ids().await?;
-        report.snapshots = ids.len();
-        let mut trees: HashMap<Id, Option<Tree>> = HashMap::new();
-        for sid in ids {
-            let obj = paths::snapshot(&sid);
-            let snap = match self.load_snapshot(&sid).await {
-                Ok(s) => s,
-                Err(e) => {
-                    damage
-                        .problems
-                        .entry((obj, e.to_string()))
-                        .or_default()
-                        .insert(sid);
-                    continue;
-                }
-            };
-            let mut seen: HashSet<Id> = HashSet::new();
-            let mut stack = vec![snap.tree];
-            while let Some(tid) = stack.pop() {
-                if !seen.insert(tid) {
-                    continue;
-                }
-                damage.hit(&tid, sid);
-                if let std::collections::hash_map::Entry::Vacant(slot) = trees.entry(tid) {
-                    let t = match self.load_tree(&tid).await {
-                        Ok(t) => {
-                            report.trees += 1;
-                            Some(t)
-                        }
-                        Err(e) => {
-                            let key = (format!("tree {tid}"), e.to_string());
-                            damage.problems.entry(key.clone()).or_default();
-                            damage.blobs.entry(tid).or_insert(key);
-                            damage.hit(&tid, sid);
-                            None
-                        }
-                    };
-                    slot.insert(t);
-                }
-                let Some(Some(tree)) = trees.get(&tid) else {
-                    continue;
-                };
-                for node in &tree.nodes {
-                    match node.kind {
-                        NodeKind::Dir => stack.extend(node.subtree),
-                        NodeKind::File | NodeKind::BlockDevice => {
-                            for c in &node.content {
-                                if self.index().get(c).is_none() {
-                                    damage.blobs.entry(*c).or_insert((
-                                        format!("data blob {c}"),
-                                        "referenced but not indexed".into(),
-                                    ));
-                                    damage
-                                        .problems
-                                        .entry((
-                                            format!("data blob {c}"),
-                                            "referenced but not indexed".into(),
-                                        ))
-                                        .or_default();
-                                }
-                                damage.hit(c, sid);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Downloads one pack and verifies every blob the index places in it.
-    /// Returns the number of blobs verified and (blob, object, problem).
-    async fn verify_pack(
-        &self,
-        pack: Id,
-        indexed: &[PackEntry],
-    ) -> (u64, Vec<(Option<Id>, String, String)>) {
-        let obj = paths::pack(&pack);
-        let bytes = match self.store().get(&obj).await {
-            Ok(b) => b,
-            Err(e) => {
-                let m = format!("cannot read: {e}");
-                return (
-                    0,
-                    indexed
-                        .iter()
-                        .map(|x| (Some(x.id), obj.clone(), m.clone()))
-                        .collect(),
-                );
-            }
-        };
-        let repo = self.clone();
-        let indexed = indexed.to_vec();
-        let o = obj.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut problems = Vec::new();
-            let mut verified = 0;
-            for e in &indexed {
-                let range = e.offset as usize..e.end() as usize;
-                let Some(sealed) = bytes.get(range) else {
-                    problems.push((
-                        Some(e.id),
-                        o.clone(),
-                        "blob lies beyond the end of the pack".into(),
-                    ));
-                    continue;
-                };
-                let loc = crate::BlobLocation {
-                    pack,
-                    kind: e.kind,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                };
-                match repo.open_blob(&loc, &e.id, sealed) {
-                    Ok(plain) => {
-                        verified += 1;
-                        if e.kind == Kind::Tree {
-                            if let Err(err) = Tree::decode(&plain) {
-                                problems.push((
-                                    Some(e.id),
-                                    o.clone(),
-                                    format!("tree blob {}: {err}", e.id),
-                                ));
-                            }
-                        }
-                    }
-                    Err(err) => problems.push((Some(e.id), o.clone(), err.to_string())),
-                }
-            }
-            (verified, problems)
-        })
-        .await;
-        match r {
-            Ok(x) => x,
-            Err(e) => (
-                0,
-                vec![(None, obj, format!("verification task failed: {e}"))],
-            ),
+    fn entries_by_pack(&self, repo: &Repository) -> Result<HashMap<Id, Vec<PackEntry>>> {
+        match &self.index {
+            Some(i) => i.entries_by_pack(),
+            None => repo.index().entries_by_pack(),
         }
     }
 }

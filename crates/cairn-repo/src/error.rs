@@ -89,6 +89,17 @@ pub enum Error {
         /// Its process id.
         pid: u32,
     },
+    /// The local index table would outgrow its size limit.
+    #[error(
+        "the merged index needs {needed} bytes of local disk, more than the {limit} byte limit; \
+         raise the limit (OpenOptions::index_table_limit) if the repository really is this large"
+    )]
+    IndexTooLarge {
+        /// Bytes the table and its sort runs would take.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
@@ -98,6 +109,36 @@ impl Error {
     /// True if the error means the password was wrong.
     pub fn is_wrong_password(&self) -> bool {
         matches!(self, Error::Format(cairn_core::Error::WrongPassword))
+    }
+
+    /// True if the error means an object's content is unusable (corrupt,
+    /// failed authentication, too large), as opposed to a storage or local
+    /// failure that may go away.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            Error::Format(
+                cairn_core::Error::Corrupt { .. }
+                    | cairn_core::Error::Tampered { .. }
+                    | cairn_core::Error::UnsupportedVersion { .. }
+            ) | Error::CorruptBlob { .. }
+        )
+    }
+}
+
+/// A repository object that could not be used and was left out, so that
+/// the commands that do not need it keep working.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Damaged {
+    /// The object, e.g. `index/ab12…` or `snapshots/…`.
+    pub object: String,
+    /// Why it was left out.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.problem)
     }
 }
 

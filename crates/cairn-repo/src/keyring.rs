@@ -22,14 +22,25 @@ pub struct KeyInfo {
 }
 
 impl Repository {
-    /// Lists the key files.
+    /// Lists the key files. A damaged key file is left out and named in
+    /// [`damaged`](Self::damaged).
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let mut out = Vec::new();
         for o in self.store().list(paths::KEYS).await? {
             let Some(id) = paths::id_in(paths::KEYS, &o.path) else {
                 continue;
             };
-            let kf = KeyFile::decode(&self.store().get(&o.path).await?)?;
+            if o.size > cairn_core::format::MAX_KEY_FILE_LEN as u64 {
+                self.note_damage(o.path.clone(), format!("{} bytes, too large", o.size));
+                continue;
+            }
+            let kf = match KeyFile::decode_named(&id, &self.store().get(&o.path).await?) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.note_damage(o.path.clone(), e.to_string());
+                    continue;
+                }
+            };
             out.push(KeyInfo {
                 id,
                 created: kf.created,
@@ -52,7 +63,7 @@ impl Repository {
         now: i64,
     ) -> Result<Id> {
         let master = self.inner.master.clone();
-        let password = password.to_vec();
+        let password = zeroize::Zeroizing::new(password.to_vec());
         let (host, user) = (host.to_owned(), user.to_owned());
         let rng = self.inner.rng.clone();
         let kf = tokio::task::spawn_blocking(move || {

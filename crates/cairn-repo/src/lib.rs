@@ -53,12 +53,12 @@ mod snapshots;
 mod writer;
 
 pub use check::{CheckOptions, CheckProblem, CheckReport, ReadData};
-pub use error::{Error, Result};
+pub use error::{Damaged, Error, Result};
 pub use forget::{ForgetEntry, ForgetGroup, ForgetReport, GroupKey, plan as plan_forget};
 pub use index::{BlobLocation, Index};
 pub use keyring::KeyInfo;
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::RepairReport;
-pub use repository::{InitOptions, OpenOptions, Repository};
+pub use repository::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions, Repository};
 pub use sessions::{REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, hostname};
 pub use writer::{BlobWriter, WriterStats};

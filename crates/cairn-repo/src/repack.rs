@@ -104,13 +104,33 @@ impl Repository {
         if need > size {
             return Err(corrupt(format!("header length {hlen} exceeds the pack")));
         }
-        if need > tail.len() as u64 {
-            tail = self.store().get_suffix(&path, need).await?.0;
+        let most = cairn_core::max_plaintext(Kind::PackHeader) + cairn_core::SEAL_OVERHEAD;
+        if hlen > most as u64 {
+            return Err(corrupt(format!(
+                "header length {hlen} exceeds the {most} byte limit"
+            )));
         }
-        let start = tail.len() - need as usize;
+        if need > tail.len() as u64 {
+            let (longer, now) = self.store().get_suffix(&path, need).await?;
+            if now != size {
+                return Err(corrupt(format!(
+                    "changed size from {size} to {now} bytes while being read"
+                )));
+            }
+            tail = longer;
+        }
+        // A server may answer a suffix read with fewer bytes than asked
+        // (or the object may have been replaced): never index past them.
+        let Some(start) = tail.len().checked_sub(need as usize) else {
+            return Err(corrupt(format!(
+                "a read of its last {need} bytes returned only {}",
+                tail.len()
+            )));
+        };
         let sealed = &tail[start..tail.len() - pack_v1::TRAILER_LEN];
         let plain = cairn_core::open(self.keys(), Kind::PackHeader, pack, sealed)?;
-        let entries = pack_v1::decode_header(&plain, size - need)?;
+        let entries =
+            pack_v1::decode_header(&plain, size - need).map_err(|e| corrupt(e.to_string()))?;
         Ok((entries, size))
     }
 

@@ -2,12 +2,15 @@
 //! files were lost or damaged. Every pack carries a sealed header listing
 //! its blobs, so the packs alone are enough.
 
+use std::sync::Arc;
+
 use cairn_core::Id;
-use cairn_core::format::IndexPack;
+use cairn_core::format::{IndexPack, SessionPurpose};
 use futures::StreamExt;
 
 use crate::repository::LOAD_CONCURRENCY;
-use crate::{Repository, Result, paths};
+use crate::sessions::SessionHandle;
+use crate::{Error, Repository, Result, paths};
 
 /// What `repair index` found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -35,11 +38,39 @@ impl Repository {
     /// cannot be read; tombstone-only files are kept (a rebuilt listing is
     /// newer than them, so they no longer apply: prune tombstones again
     /// later, which only delays deletion). Run it while no prune runs.
+    ///
+    /// Works on a repository whose index files are damaged: they are not
+    /// needed to open it, and are named in the report.
+    ///
+    /// The run announces a writer session, so a prune sees it, and lists
+    /// `index/` before `data/`: an index file written after the pack
+    /// listing may name packs the listing missed, so only files listed
+    /// earlier (whose packs were all uploaded before them) are superseded.
     pub async fn repair_index(&self, dry_run: bool) -> Result<RepairReport> {
         let mut report = RepairReport {
             dry_run,
             ..RepairReport::default()
         };
+        let session = Arc::new(SessionHandle::new(self.rng(), SessionPurpose::Backup));
+        if !dry_run {
+            self.announce(session.clone()).await?;
+        }
+        let r = self.repair_in_session(session.id, &mut report).await;
+        if !dry_run {
+            let ended = self.end_session(&session.id).await;
+            r?;
+            ended?;
+        } else {
+            r?;
+        }
+        if !dry_run {
+            self.reload_index().await?;
+        }
+        Ok(report)
+    }
+
+    async fn repair_in_session(&self, session: Id, report: &mut RepairReport) -> Result<()> {
+        let replace = self.index_files_to_replace(report).await?;
         let packs: Vec<Id> = self
             .store()
             .list(paths::DATA)
@@ -58,14 +89,32 @@ impl Repository {
                     report.blobs += blobs.len();
                     listed.push(IndexPack { pack, blobs });
                 }
+                Err(Error::Store(e)) if e.is_not_found() => {}
                 Err(e) => report
                     .unreadable_packs
                     .push((paths::pack(&pack), e.to_string())),
             }
         }
+        drop(headers);
         report.packs = listed.len();
         report.unreadable_packs.sort();
+        report.index_files_replaced = replace.len();
+        if report.dry_run {
+            return Ok(());
+        }
+        let written = self
+            .store_index_files(session, self.clock().now(), listed, replace.clone())
+            .await?;
+        report.index_files_written = written.len();
+        for id in &replace {
+            self.store().delete(&paths::index(id)).await?;
+        }
+        Ok(())
+    }
 
+    /// The index files a rebuilt index replaces: every file that lists
+    /// packs or cannot be read. Tombstone-only files stay.
+    async fn index_files_to_replace(&self, report: &mut RepairReport) -> Result<Vec<Id>> {
         let names: Vec<Id> = self
             .store()
             .list(paths::INDEX)
@@ -78,33 +127,17 @@ impl Repository {
             match self.read_index_file(&id).await {
                 Ok(f) if f.packs.is_empty() && !f.tombstones.is_empty() => {}
                 Ok(_) => replace.push(id),
-                Err(e) => {
+                Err(Error::Store(e)) if e.is_not_found() => {}
+                Err(e) if e.is_damage() => {
                     report
                         .unreadable_index_files
                         .push((paths::index(&id), e.to_string()));
                     replace.push(id);
                 }
+                Err(e) => return Err(e),
             }
         }
-        report.index_files_replaced = replace.len();
-        if dry_run {
-            return Ok(report);
-        }
-        let mut session = [0u8; 32];
-        self.rng().fill(&mut session);
-        let written = self
-            .store_index_files(
-                Id::from_bytes(session),
-                self.clock().now(),
-                listed,
-                replace.clone(),
-            )
-            .await?;
-        report.index_files_written = written.len();
-        for id in &replace {
-            self.store().delete(&paths::index(id)).await?;
-        }
-        self.reload_index().await?;
-        Ok(report)
+        report.unreadable_index_files.sort();
+        Ok(replace)
     }
 }

@@ -8,12 +8,17 @@ use cairn_core::{Clock, Id, Keys, Kind, OsRandom, RandomSource, SystemClock, ope
 use cairn_store::{Store, StoreError};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::{Error, Index, Result, paths};
+use crate::{Damaged, Error, Index, Result, paths};
 
 /// How many objects to fetch at once when loading index files or snapshots.
 pub(crate) const LOAD_CONCURRENCY: usize = 8;
 /// Listings of `index/` tried while files vanish under a concurrent prune.
 const MAX_INDEX_PASSES: usize = 5;
+/// Default bound on the local disk the index table may take while it is
+/// built (the table and its sort runs), about 5 million blobs: a
+/// repository whose index files list more is refused with a clear error
+/// rather than filling the cache disk (docs/FORMAT.md, "Limits").
+pub const DEFAULT_INDEX_TABLE_LIMIT: u64 = 1 << 30;
 
 /// Settings for [`Repository::init`].
 #[derive(Clone)]
@@ -85,6 +90,9 @@ pub struct OpenOptions {
     /// default is the store cache's `index/` directory, or a temporary
     /// directory removed when the repository is dropped.
     pub index_dir: Option<std::path::PathBuf>,
+    /// The most local disk, in bytes, the index table may take while it
+    /// is built ([`DEFAULT_INDEX_TABLE_LIMIT`] by default).
+    pub index_table_limit: u64,
 }
 
 impl Default for OpenOptions {
@@ -93,6 +101,7 @@ impl Default for OpenOptions {
             rng: Arc::new(OsRandom),
             clock: Arc::new(SystemClock),
             index_dir: None,
+            index_table_limit: DEFAULT_INDEX_TABLE_LIMIT,
         }
     }
 }
@@ -105,7 +114,7 @@ impl std::fmt::Debug for OpenOptions {
 
 pub(crate) struct Inner {
     pub(crate) store: Store,
-    pub(crate) master: cairn_core::MasterKey,
+    pub(crate) master: Arc<cairn_core::MasterKey>,
     pub(crate) keys: Keys,
     pub(crate) config: Config,
     pub(crate) key_id: Id,
@@ -118,6 +127,10 @@ pub(crate) struct Inner {
     pub(crate) index_dir: Option<std::path::PathBuf>,
     /// Keeps a temporary index directory alive as long as the repository.
     pub(crate) _index_tmp: Option<tempfile::TempDir>,
+    /// Bound on the index table's disk use.
+    pub(crate) index_table_limit: u64,
+    /// Objects left out because they are damaged.
+    pub(crate) damaged: Mutex<Vec<Damaged>>,
 }
 
 /// An open repository. Cheap to clone; clones share the index.
@@ -168,9 +181,10 @@ impl Repository {
             config.data_pack_size = size;
         }
         config.validate()?;
-        let master = cairn_core::MasterKey::generate(rng.as_ref());
+        let master = Arc::new(cairn_core::MasterKey::generate(rng.as_ref()));
         let keyfile = {
-            let (master, password, rng) = (master.clone(), password.to_vec(), rng.clone());
+            let password = zeroize::Zeroizing::new(password.to_vec());
+            let (master, rng) = (master.clone(), rng.clone());
             let (kdf, now, host, user) = (opts.kdf, opts.now, opts.host.clone(), opts.user.clone());
             tokio::task::spawn_blocking(move || {
                 KeyFile::create(&master, &password, kdf, now, &host, &user, rng.as_ref())
@@ -213,14 +227,14 @@ impl Repository {
             OpenOptions {
                 rng,
                 clock,
-                index_dir: None,
+                ..OpenOptions::default()
             },
         ))
     }
 
     fn assemble(
         store: Store,
-        master: cairn_core::MasterKey,
+        master: Arc<cairn_core::MasterKey>,
         config: Config,
         key_id: Id,
         opts: OpenOptions,
@@ -251,6 +265,8 @@ impl Repository {
                 sessions: Mutex::new(Vec::new()),
                 index_dir,
                 _index_tmp: index_tmp,
+                index_table_limit: opts.index_table_limit,
+                damaged: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -268,17 +284,21 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         Config::check_magic(&stored)?;
-        let (key_id, master) = unlock(&store, password).await?;
+        let (key_id, master, bad_keys) = unlock(&store, password).await?;
         let config = Config::open(&master.derive(), &stored)?;
-        let repo = Repository::assemble(store, master, config, key_id, opts);
+        let repo = Repository::assemble(store, Arc::new(master), config, key_id, opts);
+        for d in bad_keys {
+            repo.note_damage(d.object, d.problem);
+        }
         repo.reload_index().await?;
         Ok(repo)
     }
 
-    /// Lists and reads every index file.
+    /// Lists and reads every index file; any damaged file is an error
+    /// (prune must not act on a partial view).
     pub async fn read_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
         let mut files = Vec::new();
-        self.for_each_index_file(&Default::default(), |id, f| {
+        self.for_each_index_file(&Default::default(), false, |id, f| {
             files.push((id, f));
             Ok(())
         })
@@ -294,9 +314,15 @@ impl Repository {
     /// the read means a newer file exists, possibly too new for the
     /// listing: the folder is listed again and the new files read, until a
     /// pass finds nothing missing. Returns every id the listings showed.
+    ///
+    /// With `tolerate_damage`, a file that cannot be opened or decoded is
+    /// left out and noted ([`damaged`](Self::damaged)) instead of failing
+    /// the whole load: the blobs only it lists look unindexed until
+    /// `repair index` rebuilds the index from the pack headers.
     pub(crate) async fn for_each_index_file(
         &self,
         skip: &std::collections::HashSet<Id>,
+        tolerate_damage: bool,
         mut f: impl FnMut(Id, IndexFile) -> Result<()>,
     ) -> Result<std::collections::HashSet<Id>> {
         let mut seen: std::collections::HashSet<Id> = skip.clone();
@@ -317,8 +343,12 @@ impl Repository {
             let mut read = futures::stream::iter(fresh)
                 .map(|id| async move {
                     match self.read_index_file(&id).await {
-                        Ok(f) => Ok((id, Some(f))),
-                        Err(Error::Store(e)) if e.is_not_found() => Ok((id, None)),
+                        Ok(f) => Ok((id, Ok(f))),
+                        Err(Error::Store(e)) if e.is_not_found() => Ok((id, Err(true))),
+                        Err(e) if tolerate_damage && e.is_damage() => {
+                            self.note_damage(paths::index(&id), e.to_string());
+                            Ok((id, Err(false)))
+                        }
                         Err(e) => Err(e),
                     }
                 })
@@ -326,8 +356,8 @@ impl Repository {
             let mut vanished = false;
             while let Some(r) = read.try_next().await? {
                 match r {
-                    (id, Some(file)) => f(id, file)?,
-                    (_, None) => vanished = true,
+                    (id, Ok(file)) => f(id, file)?,
+                    (_, Err(gone)) => vanished |= gone,
                 }
             }
             if !vanished {
@@ -342,8 +372,35 @@ impl Repository {
     /// Reads and opens one index file.
     pub async fn read_index_file(&self, id: &Id) -> Result<IndexFile> {
         let sealed = self.inner.store.get(&paths::index(id)).await?;
-        let plain = open(&self.inner.keys, Kind::Index, id, &sealed)?;
-        Ok(IndexFile::decode(&plain)?)
+        decode_index_file(&self.inner.keys, id, &sealed)
+    }
+
+    /// Objects this handle left out because they are damaged (index files,
+    /// snapshots, key files), each named once, sorted.
+    pub fn damaged(&self) -> Vec<Damaged> {
+        let mut v = self
+            .inner
+            .damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        v.sort();
+        v
+    }
+
+    /// Records a damaged object and warns about it once.
+    pub(crate) fn note_damage(&self, object: String, problem: String) {
+        let mut all = self.inner.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        if all.iter().any(|d| d.object == object) {
+            return;
+        }
+        tracing::warn!("{object} is damaged and left out: {problem}");
+        all.push(Damaged { object, problem });
+    }
+
+    /// The bound on the index table's disk use.
+    pub(crate) fn index_table_limit(&self) -> u64 {
+        self.inner.index_table_limit
     }
 
     /// The storage backend.
@@ -393,30 +450,62 @@ impl Repository {
     }
 }
 
-/// Tries the password against every key file. A wrong password wins over a
-/// corrupt key file in the error, since it is what the user can fix.
-async fn unlock(store: &Store, password: &[u8]) -> Result<(Id, cairn_core::MasterKey)> {
+/// Opens and decodes a sealed index file; a decoding error names it.
+pub(crate) fn decode_index_file(keys: &Keys, id: &Id, sealed: &[u8]) -> Result<IndexFile> {
+    let plain = open(keys, Kind::Index, id, sealed)?;
+    IndexFile::decode(&plain).map_err(|e| {
+        Error::Format(cairn_core::Error::Corrupt {
+            what: "index file",
+            detail: format!("{}: {e}", paths::index(id)),
+        })
+    })
+}
+
+/// Tries the password against every key file whose name matches its
+/// content (checked before any key derivation, so a planted or damaged file
+/// costs nothing). A wrong password wins over a damaged key file in the
+/// error, since it is what the user can fix. Returns the key and the key
+/// files that were left out as damaged.
+async fn unlock(
+    store: &Store,
+    password: &[u8],
+) -> Result<(Id, cairn_core::MasterKey, Vec<Damaged>)> {
     let listed = store.list(paths::KEYS).await?;
     let mut wrong_password = false;
+    let mut damaged = Vec::new();
     let mut other_error = None;
     for o in listed {
         let Some(id) = paths::id_in(paths::KEYS, &o.path) else {
             continue;
         };
-        let bytes = store.get(&o.path).await?;
-        let kf = match KeyFile::decode(&bytes) {
+        let decoded = if o.size > KEY_FILE_MAX {
+            Err(cairn_core::Error::Corrupt {
+                what: "key file",
+                detail: format!(
+                    "{}: {} bytes, more than the {KEY_FILE_MAX} byte limit",
+                    o.path, o.size
+                ),
+            })
+        } else {
+            KeyFile::decode_named(&id, &store.get(&o.path).await?)
+        };
+        let kf = match decoded {
             Ok(k) => k,
             Err(e) => {
+                damaged.push(Damaged {
+                    object: o.path.clone(),
+                    problem: e.to_string(),
+                });
                 other_error = Some(e);
                 continue;
             }
         };
-        let password = password.to_vec();
+        let password = zeroize::Zeroizing::new(password.to_vec());
         let r = tokio::task::spawn_blocking(move || kf.unlock(&password))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
         match r {
-            Ok(master) => return Ok((id, master)),
+            Ok(master) => return Ok((id, master, damaged)),
             Err(cairn_core::Error::WrongPassword) => wrong_password = true,
             Err(e) => other_error = Some(e),
         }
@@ -427,3 +516,5 @@ async fn unlock(store: &Store, password: &[u8]) -> Result<(Id, cairn_core::Maste
         _ => Error::Key(format!("{}: repository has no key files", store.describe())),
     })
 }
+
+const KEY_FILE_MAX: u64 = cairn_core::format::MAX_KEY_FILE_LEN as u64;

@@ -35,9 +35,24 @@ impl Repository {
 
     /// Loads one snapshot by full id.
     pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let sealed = self.store().get(&paths::snapshot(id)).await?;
+        self.load_snapshot_from(self.store(), id).await
+    }
+
+    /// Loads one snapshot by full id from `store` (this repository's, with
+    /// or without its cache).
+    pub(crate) async fn load_snapshot_from(
+        &self,
+        store: &cairn_store::Store,
+        id: &Id,
+    ) -> Result<Snapshot> {
+        let sealed = store.get(&paths::snapshot(id)).await?;
         let plain = open(self.keys(), Kind::Snapshot, id, &sealed)?;
-        Ok(Snapshot::decode(&plain)?)
+        Snapshot::decode(&plain).map_err(|e| {
+            Error::Format(cairn_core::Error::Corrupt {
+                what: "snapshot",
+                detail: format!("{}: {e}", paths::snapshot(id)),
+            })
+        })
     }
 
     /// Ids of every snapshot, from a listing (nothing is decrypted).
@@ -54,7 +69,9 @@ impl Repository {
     /// Every snapshot, oldest first.
     ///
     /// A snapshot that a concurrent `forget` deletes between the listing and
-    /// the read is left out, as if the listing had come a moment later.
+    /// the read is left out, as if the listing had come a moment later. A
+    /// damaged snapshot is left out too, and named in
+    /// [`damaged`](Self::damaged), so the others stay usable.
     pub async fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let ids = self.snapshot_ids().await?;
         let loaded: Vec<Option<(Id, Snapshot)>> = futures::stream::iter(ids)
@@ -62,6 +79,10 @@ impl Repository {
                 match self.load_snapshot(&id).await {
                     Ok(s) => Ok(Some((id, s))),
                     Err(Error::Store(e)) if e.is_not_found() => Ok(None),
+                    Err(e) if e.is_damage() => {
+                        self.note_damage(paths::snapshot(&id), e.to_string());
+                        Ok(None)
+                    }
                     Err(e) => Err(e),
                 }
             })

@@ -16,7 +16,7 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
         None => ReadData::None,
     };
     let repo = context::open(g).await?;
-    let report = repo.check_with(read).await?;
+    let report = repo.check_using(read, a.with_cache).await?;
     if a.json {
         super::print_json(&report)?;
     } else {

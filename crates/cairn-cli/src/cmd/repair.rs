@@ -9,6 +9,11 @@ pub(crate) async fn run(g: &Global, c: RepairCommand) -> Result<u8> {
     let RepairCommand::Index(a) = c;
     let repo = context::open(g).await?;
     let r = repo.repair_index(a.dry_run).await?;
+    // Damage is named on stderr whatever the output format; --json
+    // carries it in `unreadable_packs` and `unreadable_index_files`.
+    for (object, problem) in r.unreadable_packs.iter().chain(&r.unreadable_index_files) {
+        eprintln!("warning: {object}: {problem}");
+    }
     if a.json {
         super::print_json(&r)?;
     } else if !g.quiet {
@@ -20,9 +25,6 @@ pub(crate) async fn run(g: &Global, c: RepairCommand) -> Result<u8> {
             if r.dry_run { "would be " } else { "" },
             r.index_files_written
         );
-        for (object, problem) in r.unreadable_packs.iter().chain(&r.unreadable_index_files) {
-            eprintln!("warning: {object}: {problem}");
-        }
     }
     Ok(exit::OK)
 }

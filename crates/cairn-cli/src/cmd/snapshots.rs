@@ -9,8 +9,15 @@ use crate::{context, exit};
 pub(crate) async fn run(g: &Global, a: SnapshotsArgs) -> Result<u8> {
     let repo = context::open(g).await?;
     let snaps = repo.list_snapshots().await?;
+    // Damage found while opening was named then; what listing found is new.
+    let damaged: Vec<_> = repo
+        .damaged()
+        .into_iter()
+        .filter(|d| d.object.starts_with("snapshots/"))
+        .collect();
+    context::warn_damaged(&damaged);
     if a.json {
-        let list: Vec<serde_json::Value> = snaps
+        let mut list: Vec<serde_json::Value> = snaps
             .iter()
             .map(|(id, s)| {
                 let mut v = serde_json::to_value(s).unwrap_or_default();
@@ -21,6 +28,17 @@ pub(crate) async fn run(g: &Global, a: SnapshotsArgs) -> Result<u8> {
                 v
             })
             .collect();
+        // A damaged snapshot is listed with its problem instead of its
+        // content, so a script sees it is there and cannot be used.
+        for d in &damaged {
+            if let Some(id) = d.object.strip_prefix("snapshots/") {
+                list.push(serde_json::json!({
+                    "id": id,
+                    "short_id": id.get(..8).unwrap_or(id),
+                    "damaged": d.problem,
+                }));
+            }
+        }
         super::print_json(&list)?;
         return Ok(exit::OK);
     }

@@ -11,6 +11,7 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer, expect_version};
 use crate::{Error, Id, MasterKey, RandomSource, Result};
@@ -19,6 +20,8 @@ const MAGIC: &[u8; 8] = b"CAIRNKEY";
 const VERSION: u8 = 1;
 const KDF_ARGON2ID: u8 = 1;
 const WHAT: &str = "key file";
+/// The largest key file a reader accepts (host and user included).
+pub const MAX_KEY_FILE_LEN: usize = 64 * 1024;
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,21 +47,37 @@ impl KdfParams {
         t_cost: 1,
         p_cost: 1,
     };
-    /// Upper bounds applied when reading a key file, so that a forged file
-    /// cannot make unlocking allocate unbounded memory or spin forever.
-    const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
-    const MAX_T_COST: u32 = 1000;
-    const MAX_P_COST: u32 = 64;
+    /// Upper bounds, applied when creating and when reading a key file, so
+    /// that a forged file cannot make unlocking take more than 1 GiB of
+    /// memory or minutes of CPU (docs/FORMAT.md, "Limits").
+    pub const MAX_M_COST_KIB: u32 = 1024 * 1024;
+    /// Most passes.
+    pub const MAX_T_COST: u32 = 16;
+    /// Most lanes.
+    pub const MAX_P_COST: u32 = 16;
 
-    fn argon2(&self) -> Result<Argon2<'static>> {
+    /// Fails if a parameter is beyond its bound.
+    pub fn check_bounds(&self) -> Result<()> {
         if self.m_cost_kib > Self::MAX_M_COST_KIB
             || self.t_cost > Self::MAX_T_COST
             || self.p_cost > Self::MAX_P_COST
         {
             return Err(Error::InvalidParameter(format!(
-                "Argon2 parameters too large: {self:?}"
+                "Argon2 parameters memory {} KiB, {} passes, {} lanes exceed the limits \
+                 ({} KiB, {} passes, {} lanes)",
+                self.m_cost_kib,
+                self.t_cost,
+                self.p_cost,
+                Self::MAX_M_COST_KIB,
+                Self::MAX_T_COST,
+                Self::MAX_P_COST
             )));
         }
+        Ok(())
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>> {
+        self.check_bounds()?;
         let p = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| Error::InvalidParameter(format!("Argon2 parameters {self:?}: {e}")))?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
@@ -110,11 +129,11 @@ impl KeyFile {
             wrapped: [0; 48],
         };
         let wrapping = kf.wrapping_key(password)?;
-        let mut buf = *master.as_bytes();
-        let tag = XChaCha20Poly1305::new(&Key::from(wrapping))
+        let mut buf = Zeroizing::new(*master.as_bytes());
+        let tag = XChaCha20Poly1305::new(&Key::from(*wrapping))
             .encrypt_inout_detached(&XNonce::from(nonce), &kf.header(), (&mut buf[..]).into())
             .map_err(|_| Error::InvalidParameter("key wrapping failed".into()))?;
-        kf.wrapped[..32].copy_from_slice(&buf);
+        kf.wrapped[..32].copy_from_slice(&buf[..]);
         kf.wrapped[32..].copy_from_slice(&tag);
         Ok(kf)
     }
@@ -122,10 +141,10 @@ impl KeyFile {
     /// Unwraps the master key, or [`Error::WrongPassword`].
     pub fn unlock(&self, password: &[u8]) -> Result<MasterKey> {
         let wrapping = self.wrapping_key(password)?;
-        let mut buf = [0u8; 32];
+        let mut buf = Zeroizing::new([0u8; 32]);
         buf.copy_from_slice(&self.wrapped[..32]);
         let tag = Tag::try_from(&self.wrapped[32..]).map_err(|_| Error::WrongPassword)?;
-        XChaCha20Poly1305::new(&Key::from(wrapping))
+        XChaCha20Poly1305::new(&Key::from(*wrapping))
             .decrypt_inout_detached(
                 &XNonce::from(self.nonce),
                 &self.header(),
@@ -133,14 +152,14 @@ impl KeyFile {
                 &tag,
             )
             .map_err(|_| Error::WrongPassword)?;
-        Ok(MasterKey::from_bytes(buf))
+        Ok(MasterKey::from_bytes(*buf))
     }
 
-    fn wrapping_key(&self, password: &[u8]) -> Result<[u8; 32]> {
-        let mut out = [0u8; 32];
+    fn wrapping_key(&self, password: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        let mut out = Zeroizing::new([0u8; 32]);
         self.kdf
             .argon2()?
-            .hash_password_into(password, &self.salt, &mut out)
+            .hash_password_into(password, &self.salt, &mut out[..])
             .map_err(|e| Error::InvalidParameter(format!("Argon2: {e}")))?;
         Ok(out)
     }
@@ -169,7 +188,31 @@ impl KeyFile {
         b
     }
 
-    /// Parses stored bytes (does not unlock).
+    /// Parses the stored bytes of `keys/<name>`, refusing before any key
+    /// derivation work a file whose name is not the BLAKE3 hash of its
+    /// bytes (damaged, or planted to be tried first), a file larger than
+    /// [`MAX_KEY_FILE_LEN`], and Argon2 parameters beyond
+    /// [`KdfParams::check_bounds`]. Errors name the key file.
+    pub fn decode_named(name: &Id, bytes: &[u8]) -> Result<KeyFile> {
+        let named = |detail: String| Error::corrupt(WHAT, format!("keys/{name}: {detail}"));
+        if bytes.len() > MAX_KEY_FILE_LEN {
+            return Err(named(format!(
+                "{} bytes, more than the {MAX_KEY_FILE_LEN} byte limit",
+                bytes.len()
+            )));
+        }
+        if blake3::hash(bytes).as_bytes() != name.as_bytes() {
+            return Err(named(
+                "its name is not the BLAKE3 hash of its content (damaged or forged)".into(),
+            ));
+        }
+        let kf = KeyFile::decode(bytes).map_err(|e| named(e.to_string()))?;
+        kf.kdf.check_bounds().map_err(|e| named(e.to_string()))?;
+        Ok(kf)
+    }
+
+    /// Parses stored bytes (does not unlock). Readers of a repository use
+    /// [`decode_named`](Self::decode_named).
     pub fn decode(bytes: &[u8]) -> Result<KeyFile> {
         let mut r = Reader::new(bytes, WHAT);
         if r.take(8)? != MAGIC {

@@ -14,7 +14,7 @@ pub(crate) mod text;
 
 pub use config_v1::Config;
 pub use index_v1::{IndexFile, IndexPack};
-pub use keyfile_v1::{KdfParams, KeyFile};
+pub use keyfile_v1::{KdfParams, KeyFile, MAX_KEY_FILE_LEN};
 pub use pack_v1::{PackBuilder, PackEntry};
 pub use session_v1::{Session, SessionPurpose};
 pub use snapshot_v1::{RootLayout, Snapshot, SnapshotStats, Source};

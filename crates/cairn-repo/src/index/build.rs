@@ -20,9 +20,35 @@ const RUN_RECORDS: usize = 1 << 18;
 /// A run record is a table record followed by the ordinal of its file.
 const RUN_RECORD: usize = RECORD + 4;
 
+/// The local disk an index table build would need exceeds its limit.
+#[derive(Debug)]
+pub(crate) struct TooLarge {
+    pub(crate) needed: u64,
+    pub(crate) limit: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the index table needs {} bytes, more than its {} byte limit",
+            self.needed, self.limit
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// Disk one record costs while a table is built: its sort-run copy and
+/// its table copy.
+pub(crate) const DISK_PER_RECORD: u64 = (RECORD + RUN_RECORD) as u64;
+
 /// Accumulates index files into sorted runs.
 pub(crate) struct Builder {
     dir: tempfile::TempDir,
+    /// Disk the build may use, and what it will use so far.
+    limit: u64,
+    used: u64,
     buf: Vec<(Record, u32)>,
     runs: Vec<PathBuf>,
     files: Vec<Id>,
@@ -39,10 +65,26 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
-    /// Spills runs into a temporary directory inside `dir`.
+    /// Spills runs into a temporary directory inside `dir`, without a
+    /// bound on the disk it takes.
     pub(crate) fn new(dir: &Path) -> std::io::Result<Builder> {
+        Builder::bounded(dir, u64::MAX, 0)
+    }
+
+    /// [`new`](Self::new), but the runs and the table together may take at
+    /// most `limit` bytes, `base` of them already taken by the table the
+    /// new one extends.
+    pub(crate) fn bounded(dir: &Path, limit: u64, base: u64) -> std::io::Result<Builder> {
+        if base > limit {
+            return Err(std::io::Error::other(TooLarge {
+                needed: base,
+                limit,
+            }));
+        }
         Ok(Builder {
             dir: tempfile::Builder::new().prefix("runs-").tempdir_in(dir)?,
+            limit,
+            used: base,
             buf: Vec::new(),
             runs: Vec::new(),
             files: Vec::new(),
@@ -83,6 +125,13 @@ impl Builder {
     }
 
     fn push(&mut self, r: Record) -> std::io::Result<()> {
+        self.used = self.used.saturating_add(DISK_PER_RECORD);
+        if self.used > self.limit {
+            return Err(std::io::Error::other(TooLarge {
+                needed: self.used,
+                limit: self.limit,
+            }));
+        }
         let ordinal = (self.files.len() - 1) as u32;
         self.buf.push((r, ordinal));
         if self.buf.len() >= RUN_RECORDS {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cairn_core::Id;
 use cairn_core::format::IndexFile;
 
-use super::{Builder, Index, MemIndex, Table};
+use super::{Builder, DISK_PER_RECORD, Index, MemIndex, Table, TooLarge};
 use crate::{Error, Repository, Result};
 
 /// The table's file name inside the index directory.
@@ -24,14 +24,16 @@ fn entries(f: &IndexFile) -> usize {
 
 impl Repository {
     /// Re-reads the index: the files the local table already covers are
-    /// not read again.
+    /// not read again. A damaged index file is left out and named in
+    /// [`damaged`](Self::damaged); a repository whose index outgrows the
+    /// table's disk limit is refused with [`Error::IndexTooLarge`].
     pub async fn reload_index(&self) -> Result<()> {
         let index = match self.index_dir() {
             Some(dir) => match self.load_with_table(dir).await {
                 Ok(index) => index,
                 // The table is an optimisation: a cache directory that
                 // cannot hold it costs memory, not correctness.
-                Err(Error::Store(e)) => return Err(Error::Store(e)),
+                Err(e @ (Error::Store(_) | Error::IndexTooLarge { .. })) => return Err(e),
                 Err(e) => {
                     tracing::warn!("index kept in memory: {e}");
                     self.load_in_memory().await?
@@ -43,8 +45,21 @@ impl Repository {
         Ok(())
     }
 
+    /// Without a table the index lives in memory, under the same limit
+    /// (counted as the table would count it).
     async fn load_in_memory(&self) -> Result<Index> {
-        let files = self.read_index_files().await?;
+        let limit = self.index_table_limit();
+        let mut files = Vec::new();
+        let mut needed = 0u64;
+        self.for_each_index_file(&HashSet::new(), true, |id, f| {
+            needed = needed.saturating_add(entries(&f) as u64 * DISK_PER_RECORD);
+            if needed > limit {
+                return Err(Error::IndexTooLarge { needed, limit });
+            }
+            files.push((id, f));
+            Ok(())
+        })
+        .await?;
         Ok(Index::from_files(files.iter().map(|(id, f)| (*id, f))))
     }
 
@@ -85,12 +100,14 @@ impl Repository {
         let mut spill: Option<Builder> = None;
         let mut superseded: HashSet<Id> = HashSet::new();
         let mut count = 0usize;
+        let base = table.len() as u64 * DISK_PER_RECORD;
+        let limit = self.index_table_limit();
         let listed = self
-            .for_each_index_file(&known, |id, f| {
+            .for_each_index_file(&known, true, |id, f| {
                 superseded.extend(f.supersedes.iter().copied());
                 count += entries(&f);
                 if spill.is_none() && count > MEMORY_MAX {
-                    let mut b = Builder::new(dir).map_err(|e| io(dir, e))?;
+                    let mut b = Builder::bounded(dir, limit, base).map_err(|e| io(dir, e))?;
                     for (id, f) in fresh.drain(..) {
                         b.add_file(id, &f).map_err(|e| io(dir, e))?;
                     }
@@ -121,8 +138,9 @@ impl Repository {
     }
 
     async fn rebuild(&self, dir: &Path, path: &Path) -> Result<Index> {
-        let mut builder = Builder::new(dir).map_err(|e| io(dir, e))?;
-        self.for_each_index_file(&HashSet::new(), |id, f| {
+        let limit = self.index_table_limit();
+        let mut builder = Builder::bounded(dir, limit, 0).map_err(|e| io(dir, e))?;
+        self.for_each_index_file(&HashSet::new(), true, |id, f| {
             builder.add_file(id, &f).map_err(|e| io(dir, e))
         })
         .await?;
@@ -156,5 +174,11 @@ impl Repository {
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
+    if let Some(t) = e.get_ref().and_then(|r| r.downcast_ref::<TooLarge>()) {
+        return Error::IndexTooLarge {
+            needed: t.needed,
+            limit: t.limit,
+        };
+    }
     Error::Internal(format!("index table in {}: {e}", path.display()))
 }

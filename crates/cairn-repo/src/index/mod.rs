@@ -21,7 +21,7 @@ use std::sync::Arc;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry};
 use cairn_core::{Id, Kind};
 
-pub(crate) use build::Builder;
+pub(crate) use build::{Builder, DISK_PER_RECORD, TooLarge};
 pub(crate) use memory::MemIndex;
 pub(crate) use table::{Record, Table};
 

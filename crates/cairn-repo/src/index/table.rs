@@ -235,7 +235,6 @@ impl Table {
     }
 
     /// Number of records (distinct ids, tombstone-only ones included).
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.count
     }
