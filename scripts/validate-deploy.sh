@@ -23,6 +23,11 @@ rendered="$(mktemp "${TMPDIR:-/tmp}/cairn-deploy.XXXXXX.yaml")"
 trap 'rm -f "$rendered"' EXIT
 kubectl kustomize deploy > "$rendered"
 echo "validate-deploy: $(grep -c '^kind:' "$rendered") objects rendered from deploy/" >&2
+# The optional helper-pod policy (Kubernetes 1.30+; the 1.25 schemas lack it).
+policy="$(mktemp "${TMPDIR:-/tmp}/cairn-policy.XXXXXX.yaml")"
+trap 'rm -f "$rendered" "$policy"' EXIT
+kubectl kustomize deploy/helper-pod-policy > "$policy"
+"$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$policy"
 
 # The oldest schema set the validator ships and the newest, strictly
 # (unknown fields are errors).

@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod names;
 pub mod repo;
 pub mod storage;
+pub mod trust;
 
 mod error;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cairn::{Cache, InitOptions, OpenOptions, Repository};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crd::BackupRepository;
 use crate::storage::{self, Settings};
@@ -16,13 +17,20 @@ use crate::{Error, Result};
 /// Default cache size: 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 
-/// The password and storage settings of a repository.
+/// The password and storage settings of a repository; wiped from memory
+/// when dropped.
 #[derive(Clone)]
 pub struct Credentials {
     /// The repository password.
-    pub password: Vec<u8>,
-    /// Storage settings (`AWS_ACCESS_KEY_ID`, …).
+    pub password: Zeroizing<Vec<u8>>,
+    /// Storage settings (`AWS_ACCESS_KEY_ID`, …); values are wiped on drop.
     pub settings: Settings,
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        storage::wipe(&mut self.settings);
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -41,10 +49,13 @@ async fn secret(client: &Client, ns: &str, name: &str) -> Result<Secret> {
 }
 
 fn text(ns: &str, name: &str, key: &str, bytes: &[u8]) -> Result<String> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| Error::Secret {
-        namespace: ns.to_owned(),
-        name: name.to_owned(),
-        message: format!("key {key} is not UTF-8 text"),
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        e.into_bytes().zeroize();
+        Error::Secret {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            message: format!("key {key} is not UTF-8 text"),
+        }
     })
 }
 
@@ -53,12 +64,12 @@ pub async fn credentials(client: &Client, repo: &BackupRepository) -> Result<Cre
     let ns = repo.namespace().unwrap_or_default();
     let pw = &repo.spec.password_secret_ref;
     let key = pw.key.as_deref().unwrap_or("password");
-    let s = secret(client, &ns, &pw.name).await?;
+    let mut s = secret(client, &ns, &pw.name).await?;
     let password = s
         .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
+        .as_mut()
+        .and_then(|d| d.get_mut(key))
+        .map(|b| Zeroizing::new(std::mem::take(&mut b.0)))
         .ok_or_else(|| Error::Secret {
             namespace: ns.clone(),
             name: pw.name.clone(),
@@ -66,19 +77,40 @@ pub async fn credentials(client: &Client, repo: &BackupRepository) -> Result<Cre
         })?;
     // A trailing newline from `kubectl create secret --from-file` is not
     // part of the password (the CLI's password files behave the same).
+    wipe_secret(&mut s);
     let password = trim_newline(password);
-    let mut settings = Settings::new();
+    let mut creds = Credentials {
+        password,
+        settings: Settings::new(),
+    };
     if let Some(c) = &repo.spec.credentials_secret_ref {
-        let s = secret(client, &ns, &c.name).await?;
-        for (k, v) in s.data.unwrap_or_default() {
-            let v = text(&ns, &c.name, &k, &v.0)?;
-            settings.insert(k, v.trim_end_matches(['\r', '\n']).to_owned());
-        }
+        let mut s = secret(client, &ns, &c.name).await?;
+        let read = read_settings(&ns, &c.name, &s, &mut creds.settings);
+        wipe_secret(&mut s);
+        read?;
     }
-    Ok(Credentials { password, settings })
+    Ok(creds)
 }
 
-fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
+/// Copies a credentials Secret's keys into `settings`.
+fn read_settings(ns: &str, name: &str, s: &Secret, settings: &mut Settings) -> Result<()> {
+    for (k, v) in s.data.iter().flatten() {
+        let mut v = Zeroizing::new(text(ns, name, k, &v.0)?);
+        let trimmed = v.trim_end_matches(['\r', '\n']).len();
+        v.truncate(trimmed);
+        settings.insert(k.clone(), std::mem::take(&mut *v));
+    }
+    Ok(())
+}
+
+/// Wipes the values of a Secret read from the API.
+fn wipe_secret(s: &mut Secret) {
+    for v in s.data.iter_mut().flat_map(|d| d.values_mut()) {
+        v.0.zeroize();
+    }
+}
+
+fn trim_newline(mut v: Zeroizing<Vec<u8>>) -> Zeroizing<Vec<u8>> {
     while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         v.pop();
     }
@@ -254,7 +286,7 @@ mod tests {
 
     #[test]
     fn trailing_newlines_are_not_part_of_a_password() {
-        assert_eq!(trim_newline(b"pw\n".to_vec()), b"pw");
-        assert_eq!(trim_newline(b"pw".to_vec()), b"pw");
+        assert_eq!(*trim_newline(Zeroizing::new(b"pw\n".to_vec())), b"pw");
+        assert_eq!(*trim_newline(Zeroizing::new(b"pw".to_vec())), b"pw");
     }
 }

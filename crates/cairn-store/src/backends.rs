@@ -53,6 +53,53 @@ fn invalid(url: &str, e: object_store::Error) -> StoreError {
     }
 }
 
+/// The only settings an isolated store accepts: credentials and addressing,
+/// never a file path, a credentials endpoint or a provider switch, so whoever
+/// writes the settings can neither make the process read a local file nor
+/// send a token to an address of their choosing.
+pub const ISOLATED_SETTINGS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+    "AWS_ALLOW_HTTP",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+];
+
+/// Refuses, naming them, the settings outside [`ISOLATED_SETTINGS`].
+fn check_isolated(url: &str, settings: &BTreeMap<String, String>) -> StoreResult<()> {
+    let refused: Vec<&str> = settings
+        .keys()
+        .filter(|k| !ISOLATED_SETTINGS.contains(&k.to_ascii_uppercase().as_str()))
+        .map(String::as_str)
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::InvalidLocation {
+        url: url.to_owned(),
+        message: format!(
+            "storage setting{} {} not allowed here (allowed: {})",
+            if refused.len() == 1 { "" } else { "s" },
+            refused.join(", ") + if refused.len() == 1 { " is" } else { " are" },
+            ISOLATED_SETTINGS.join(", ")
+        ),
+    })
+}
+
+/// Whether `settings` holds `key` (any case) with a non-empty value.
+fn has(settings: &BTreeMap<String, String>, key: &str) -> bool {
+    settings
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case(key) && !v.is_empty())
+}
+
 /// The settings whose lower-cased key starts with `prefix`, parsed as the
 /// provider's configuration keys; a key with the provider's prefix that it
 /// does not know is an error.
@@ -76,21 +123,40 @@ fn keys<K: std::str::FromStr>(
     Ok(out)
 }
 
+/// Settings for one backend: what it is built from and how far it may
+/// look beyond them.
+pub(crate) struct Settings<'a> {
+    /// Named like the provider's environment variables.
+    pub map: &'a BTreeMap<String, String>,
+    /// Only `map` counts, restricted to [`ISOLATED_SETTINGS`]: no process
+    /// environment, no credential files, no instance metadata.
+    pub isolated: bool,
+}
+
 pub(crate) fn s3(
     url: &str,
     bucket: &str,
     prefix: &str,
     o: &S3Options,
-    settings: &BTreeMap<String, String>,
+    settings: &Settings<'_>,
     faults: Option<&FaultConnector>,
 ) -> StoreResult<Arc<dyn ObjectStore>> {
-    let mut b = AmazonS3Builder::from_env()
+    let base = if settings.isolated {
+        check_isolated(url, settings.map)?;
+        // Without keys the builder would fall back to instance metadata
+        // (the node's role): an isolated store without keys is anonymous.
+        let anonymous = !has(settings.map, "AWS_ACCESS_KEY_ID");
+        AmazonS3Builder::new().with_skip_signature(anonymous)
+    } else {
+        AmazonS3Builder::from_env()
+    };
+    let mut b = base
         .with_bucket_name(bucket)
         .with_retry(retry())
         // Client options replace earlier ones wholesale, so they go first
         // and allow-http (part of them) after.
         .with_client_options(client_options());
-    for (k, v) in keys::<AmazonS3ConfigKey>(url, settings, "aws_")? {
+    for (k, v) in keys::<AmazonS3ConfigKey>(url, settings.map, "aws_")? {
         b = b.with_config(k, v);
     }
     if let Some(e) = &o.endpoint {
@@ -104,7 +170,8 @@ pub(crate) fn s3(
     }
     // The URL's choice wins; otherwise the settings' or the environment's
     // AWS_ALLOW_HTTP (a setting was applied above).
-    let from_env = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1");
+    let from_env = !settings.isolated
+        && std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1");
     match o.allow_http {
         Some(a) => b = b.with_allow_http(a),
         None if from_env => b = b.with_allow_http(true),
@@ -119,17 +186,37 @@ pub(crate) fn s3(
     ))
 }
 
+/// Refuses isolated settings that lack one of `needed`.
+fn require(url: &str, settings: &BTreeMap<String, String>, needed: &[&str]) -> StoreResult<()> {
+    match needed.iter().find(|k| !has(settings, k)) {
+        None => Ok(()),
+        Some(k) => Err(StoreError::InvalidLocation {
+            url: url.to_owned(),
+            message: format!("storage setting {k} is required (ambient credentials are not used)"),
+        }),
+    }
+}
+
 pub(crate) fn gcs(
     url: &str,
     bucket: &str,
     prefix: &str,
-    settings: &BTreeMap<String, String>,
+    settings: &Settings<'_>,
 ) -> StoreResult<Arc<dyn ObjectStore>> {
-    let mut b = GoogleCloudStorageBuilder::from_env()
+    let base = if settings.isolated {
+        check_isolated(url, settings.map)?;
+        // Otherwise the builder reads a credentials file or asks the
+        // metadata server for the node's account.
+        require(url, settings.map, &["GOOGLE_SERVICE_ACCOUNT_KEY"])?;
+        GoogleCloudStorageBuilder::new()
+    } else {
+        GoogleCloudStorageBuilder::from_env()
+    };
+    let mut b = base
         .with_bucket_name(bucket)
         .with_retry(retry())
         .with_client_options(client_options());
-    for (k, v) in keys::<GoogleConfigKey>(url, settings, "google_")? {
+    for (k, v) in keys::<GoogleConfigKey>(url, settings.map, "google_")? {
         b = b.with_config(k, v);
     }
     Ok(with_prefix(
@@ -142,13 +229,25 @@ pub(crate) fn azure(
     url: &str,
     container: &str,
     prefix: &str,
-    settings: &BTreeMap<String, String>,
+    settings: &Settings<'_>,
 ) -> StoreResult<Arc<dyn ObjectStore>> {
-    let mut b = MicrosoftAzureBuilder::from_env()
+    let base = if settings.isolated {
+        check_isolated(url, settings.map)?;
+        // Otherwise the builder asks instance metadata for a managed identity.
+        require(
+            url,
+            settings.map,
+            &["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"],
+        )?;
+        MicrosoftAzureBuilder::new()
+    } else {
+        MicrosoftAzureBuilder::from_env()
+    };
+    let mut b = base
         .with_container_name(container)
         .with_retry(retry())
         .with_client_options(client_options());
-    for (k, v) in keys::<AzureConfigKey>(url, settings, "azure_")? {
+    for (k, v) in keys::<AzureConfigKey>(url, settings.map, "azure_")? {
         b = b.with_config(k, v);
     }
     Ok(with_prefix(
@@ -193,5 +292,52 @@ mod tests {
         assert!(err.contains("GOOGLE_BUKET"), "{err}");
         let err = open("az://container", &[("AZURE_STORAGE_ACCOUNT_KEYY", "x")]).expect_err("typo");
         assert!(err.contains("AZURE_STORAGE_ACCOUNT_KEYY"), "{err}");
+    }
+
+    fn isolated(url: &str, settings: &[(&str, &str)]) -> Result<Store, String> {
+        let opts = StoreOptions {
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            isolated: true,
+            ..Default::default()
+        };
+        Store::open_with(url, &opts).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn isolated_settings_name_no_file_and_no_credentials_endpoint() {
+        let s3 = "s3://bucket/prefix?endpoint=http://127.0.0.1:9&region=r&path-style=true";
+        let err = isolated(
+            s3,
+            &[
+                ("AWS_ACCESS_KEY_ID", "GK1"),
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/"),
+                ("aws_web_identity_token_file", "/etc/passwd"),
+            ],
+        )
+        .expect_err("refused");
+        assert!(
+            err.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                && err.contains("aws_web_identity_token_file"),
+            "{err}"
+        );
+        // Another provider's key is refused too: nothing is skipped silently.
+        let err = isolated(s3, &[("GOOGLE_APPLICATION_CREDENTIALS", "/f")]).expect_err("file");
+        assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
+        let ok = [
+            ("AWS_ACCESS_KEY_ID", "GK1"),
+            ("aws_secret_access_key", "secret"),
+            ("AWS_SESSION_TOKEN", "t"),
+            ("AWS_REGION", "r"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ];
+        assert!(isolated(s3, &ok).is_ok());
+        assert!(isolated(s3, &[]).is_ok(), "anonymous");
+        let err = isolated("gs://bucket", &[]).expect_err("no key");
+        assert!(err.contains("GOOGLE_SERVICE_ACCOUNT_KEY"), "{err}");
+        let err = isolated("az://c", &[("AZURE_STORAGE_ACCOUNT_NAME", "a")]).expect_err("no key");
+        assert!(err.contains("AZURE_STORAGE_ACCOUNT_KEY"), "{err}");
     }
 }

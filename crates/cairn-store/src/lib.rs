@@ -36,6 +36,7 @@ mod restream;
 mod store;
 mod url;
 
+pub use backends::ISOLATED_SETTINGS;
 pub use cache::{Cache, cache_key};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultStore};

@@ -53,6 +53,12 @@ pub struct StoreOptions {
     /// does not know is an error (a typo must not be ignored); other
     /// providers' keys are skipped.
     pub settings: std::collections::BTreeMap<String, String>,
+    /// Build the backend from `settings` alone, which may then hold only
+    /// [`ISOLATED_SETTINGS`](crate::ISOLATED_SETTINGS) (any other key is
+    /// refused, naming it): no process environment, no credential files, no
+    /// instance metadata. For settings written by someone other than whoever
+    /// runs the process, e.g. a tenant's Secret read by a shared agent.
+    pub isolated: bool,
 }
 
 /// A repository's storage: an object store plus the description shown to
@@ -83,6 +89,10 @@ impl Store {
     pub fn open_with(url: &str, opts: &StoreOptions) -> StoreResult<Store> {
         let location = parse_location(url)?;
         let faults = opts.http_faults.clone().map(FaultConnector::new);
+        let settings = backends::Settings {
+            map: &opts.settings,
+            isolated: opts.isolated,
+        };
         let (backend, describe): (Arc<dyn ObjectStore>, String) = match &location {
             Location::Local(dir) => {
                 let invalid = |message: String| StoreError::InvalidLocation {
@@ -112,22 +122,15 @@ impl Store {
                 prefix,
                 options,
             } => (
-                backends::s3(
-                    url,
-                    bucket,
-                    prefix,
-                    options,
-                    &opts.settings,
-                    faults.as_ref(),
-                )?,
+                backends::s3(url, bucket, prefix, options, &settings, faults.as_ref())?,
                 url.to_owned(),
             ),
             Location::Gcs { bucket, prefix } => (
-                backends::gcs(url, bucket, prefix, &opts.settings)?,
+                backends::gcs(url, bucket, prefix, &settings)?,
                 url.to_owned(),
             ),
             Location::Azure { container, prefix } => (
-                backends::azure(url, container, prefix, &opts.settings)?,
+                backends::azure(url, container, prefix, &settings)?,
                 url.to_owned(),
             ),
         };

@@ -13,6 +13,7 @@ use cairn::{
 
 use super::volume::VolumePath;
 use crate::crd::human;
+use crate::trust::{self, Access};
 use crate::{Error, Result};
 
 /// What a finished run reports.
@@ -192,10 +193,13 @@ pub async fn backup(
 pub struct RestoreJob {
     /// Id or prefix; otherwise the newest of `source`.
     pub snapshot: Option<String>,
-    /// The claim whose newest snapshot to restore.
+    /// The claim whose newest snapshot to restore (of any cluster when its
+    /// cluster is empty).
     pub source: VolumeId,
-    /// Only snapshots of this namespace may be restored (tenant jobs).
-    pub only_namespace: Option<String>,
+    /// What the job may read ([`trust::may_restore`]).
+    pub access: Access,
+    /// This cluster's name.
+    pub cluster: String,
 }
 
 /// Finds the snapshot a restore asks for, checking it may be read.
@@ -214,15 +218,8 @@ pub async fn choose(repo: &Repository, job: &RestoreJob) -> Result<(Id, Snapshot
                 ))
             })?,
     };
-    if let Some(ns) = &job.only_namespace {
-        let ok =
-            matches!(&snap.source, Source::KubernetesVolume { namespace, .. } if namespace == ns);
-        if !ok {
-            return Err(Error::Invalid(format!(
-                "snapshot {id} is not of a claim in namespace {ns}; only the repository's namespace may restore it"
-            )));
-        }
-    }
+    trust::may_restore(&job.access, &job.cluster, &id.to_hex(), &snap.source)
+        .map_err(Error::Invalid)?;
     Ok((id, snap))
 }
 

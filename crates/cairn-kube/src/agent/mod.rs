@@ -40,8 +40,11 @@ use crate::{Error, Result};
 pub struct Config {
     /// This node's name.
     pub node: String,
-    /// The kubelet's root directory as the agent sees it.
+    /// The kubelet's root directory as the agent sees it, for backups
+    /// (mounted read-only where the deployment allows).
     pub kubelet_root: PathBuf,
+    /// The same directory mounted read-write, used only by restores.
+    pub restore_root: PathBuf,
     /// Namespace for the agent's Lease (where cairn is installed).
     pub namespace: String,
     /// Cluster name recorded in snapshots (may be empty).
@@ -62,6 +65,9 @@ pub struct Config {
     pub agent_id: String,
     /// Clock for snapshot times.
     pub clock: Arc<dyn Clock>,
+    /// The administrator namespaces (see [`crate::trust`]); the agent checks
+    /// every job again, from objects it reads itself.
+    pub admins: crate::trust::Admins,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +78,7 @@ impl std::fmt::Debug for Config {
             .field("namespace", &self.namespace)
             .field("max_concurrent", &self.max_concurrent)
             .field("agent_id", &self.agent_id)
+            .field("admins", &self.admins)
             .finish_non_exhaustive()
     }
 }

@@ -8,17 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn::Progress;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use serde_json::{Value, json};
 
 use super::Agent;
 use super::engine::{self, BackupJob, Outcome, RestoreJob, VolumeId};
-use super::volume::{VolumePath, locate};
-use crate::crd::{BackupRepository, JobProgress, Phase, time_from_secs};
-use crate::job::{Job, Work, authorize};
+use super::volume::{VolumePath, locate, root_for};
+use crate::crd::{BackupRepository, JobProgress, Phase, VolumeSource, time_from_secs};
+use crate::job::{Job, Work};
 use crate::kubeutil::{event, ready_condition, set_finalizer, transition, truncate, wall_now};
 use crate::metrics::Metrics;
 use crate::names::AGENT_FINALIZER;
+use crate::trust::{self, Access};
 use crate::{Error, Result};
 
 /// A run this process owns: queued or running.
@@ -69,9 +71,16 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
         .job_status()
         .and_then(|s| s.source.clone())
         .ok_or_else(|| Error::Invalid("the job has no volume source in its status".into()))?;
+    // Anyone who can edit the job can write its status: the source must be
+    // confirmed by the pod and claim themselves before any path is built.
+    if let Err(why) = confirm_source(agent, job, &source).await? {
+        let msg = format!("refused the volume source in status: {why}");
+        return finish_idle(agent, &api, job, from, Phase::Failed, &msg).await;
+    }
+    let root = root_for(J::KIND, &cfg.kubelet_root, &cfg.restore_root);
     let deadline = Instant::now() + cfg.volume_wait;
     let at = loop {
-        match locate(&cfg.kubelet_root, &source) {
+        match locate(root, &source) {
             Ok(at) => break at,
             Err(_) if handle.stopping() => {
                 return finish_idle(agent, &api, job, from, Phase::Canceled, "canceled").await;
@@ -352,6 +361,33 @@ async fn report<J: Job>(
     }
 }
 
+/// Re-reads the pod and claim a job's `status.source` names and checks them
+/// ([`trust::check_source`]). The outer error is an API failure (retried
+/// later), the inner one a refusal.
+async fn confirm_source<J: Job>(
+    agent: &Agent,
+    job: &J,
+    source: &VolumeSource,
+) -> Result<std::result::Result<(), String>> {
+    if let Err(why) = trust::check_source_names(source) {
+        return Ok(Err(why));
+    }
+    let claim = job.claim();
+    let pod = Api::<Pod>::namespaced(agent.client.clone(), &claim.0)
+        .get_opt(&source.pod_name)
+        .await?;
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(agent.client.clone(), &claim.0)
+        .get_opt(&claim.1)
+        .await?;
+    Ok(trust::check_source(
+        source,
+        &claim,
+        &agent.config.node,
+        pod.as_ref(),
+        pvc.as_ref(),
+    ))
+}
+
 /// Opens the repository and runs the engine.
 async fn execute<J: Job>(
     agent: &Agent,
@@ -366,7 +402,14 @@ async fn execute<J: Job>(
         .await?
         .ok_or_else(|| Error::not_found("BackupRepository", &(rns.clone(), rname.clone())))?;
     let (claim_ns, claim) = job.claim();
-    authorize(&job.ns(), (&rns, &rname), &repo_obj.spec, &claim_ns).map_err(Error::Invalid)?;
+    let access = trust::authorize(
+        &cfg.admins,
+        &job.ns(),
+        (&rns, &rname),
+        &repo_obj.spec,
+        &claim_ns,
+    )
+    .map_err(Error::Invalid)?;
     let repo = crate::repo::open(
         &agent.client,
         &repo_obj,
@@ -394,11 +437,17 @@ async fn execute<J: Job>(
             let j = RestoreJob {
                 snapshot,
                 source: VolumeId {
-                    cluster: String::new(),
+                    // Administrators restore a claim's newest snapshot of
+                    // any cluster; tenants only of this one.
+                    cluster: match access {
+                        Access::Admin => String::new(),
+                        Access::Tenant(_) => cfg.cluster.clone(),
+                    },
                     namespace: ns,
                     name,
                 },
-                only_namespace: (job.ns() != rns).then(|| job.ns()),
+                access,
+                cluster: cfg.cluster.clone(),
             };
             engine::restore(&repo, at, j, progress).await
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_kube::{agent, cli, clock, http, metrics};
+use cairn_kube::{agent, cli, clock, http, metrics, trust};
 use clap::Parser;
 
 /// Backs up and restores the PersistentVolumeClaims mounted on this node,
@@ -20,12 +20,25 @@ struct Args {
     /// The kubelet's root directory as mounted into this container.
     #[arg(long, default_value = "/var/lib/kubelet")]
     kubelet_root: PathBuf,
+    /// The kubelet's root directory mounted read-write, used only by
+    /// restores (default: --kubelet-root).
+    #[arg(long)]
+    restore_kubelet_root: Option<PathBuf>,
     /// Namespace for the agent's heartbeat Lease (where cairn is installed).
     #[arg(long, env = "POD_NAMESPACE", default_value = "cairn-system")]
     namespace: String,
     /// Cluster name recorded in snapshots.
     #[arg(long, env = "CAIRN_CLUSTER_NAME", default_value = "")]
     cluster_name: String,
+    /// An administrator namespace (repeat, or separate with commas): its
+    /// jobs may back up and restore claims of any namespace and restore any
+    /// snapshot; jobs elsewhere reach only their own namespace's claims.
+    #[arg(
+        long = "admin-namespace",
+        env = "CAIRN_ADMIN_NAMESPACES",
+        value_delimiter = ','
+    )]
+    admin_namespaces: Vec<String>,
     /// Jobs run at once on this node; others wait in phase Assigned.
     #[arg(long, default_value_t = 2)]
     max_concurrent: usize,
@@ -69,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
     let config = agent::Config {
         agent_id: agent::new_agent_id(&args.node_name),
         node: args.node_name,
+        restore_root: args
+            .restore_kubelet_root
+            .unwrap_or_else(|| args.kubelet_root.clone()),
         kubelet_root: args.kubelet_root,
         namespace: args.namespace,
         cluster: args.cluster_name,
@@ -79,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         max_attempts: args.max_attempts,
         cache_dir: Some(args.cache_dir),
         clock: clock::from_env(None),
+        admins: trust::Admins::new(args.admin_namespaces),
     };
     agent::run(client, config, metrics, health).await?;
     Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cairn_kube::controller::{self, assign::Limits};
-use cairn_kube::{cli, clock, http, metrics};
+use cairn_kube::{cli, clock, http, metrics, trust};
 use clap::Parser;
 
 /// Turns VolumeBackups, VolumeRestores and BackupSchedules into jobs run by
@@ -22,6 +22,18 @@ struct Args {
     /// Namespace where the agents' heartbeat Leases are (where cairn is installed).
     #[arg(long, env = "POD_NAMESPACE", default_value = "cairn-system")]
     agent_namespace: String,
+    /// An administrator namespace (repeat, or separate with commas): its
+    /// jobs may back up and restore claims of any namespace and restore any
+    /// snapshot; jobs elsewhere reach only their own namespace's claims.
+    #[arg(
+        long = "admin-namespace",
+        env = "CAIRN_ADMIN_NAMESPACES",
+        value_delimiter = ','
+    )]
+    admin_namespaces: Vec<String>,
+    /// Cluster name the agents record in snapshots (must match theirs).
+    #[arg(long, env = "CAIRN_CLUSTER_NAME", default_value = "")]
+    cluster_name: String,
     /// Image for helper pods that mount claims no pod mounts.
     #[arg(
         long,
@@ -81,6 +93,8 @@ async fn main() -> anyhow::Result<()> {
         wait_interval: args.wait_interval,
         clock: clock::from_env(args.test_now_file),
         cache_dir: Some(args.cache_dir),
+        admins: trust::Admins::new(args.admin_namespaces),
+        cluster: args.cluster_name,
     };
     controller::run(client, config, metrics, health).await?;
     Ok(())

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    Capabilities, Container, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -65,6 +65,13 @@ pub fn build(h: &HelperSpec<'_>) -> Pod {
             node_name: Some(h.node.to_owned()),
             restart_policy: Some("Never".to_owned()),
             automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             enable_service_links: Some(false),
             termination_grace_period_seconds: Some(1),
             tolerations: Some(vec![Toleration {
@@ -139,6 +146,12 @@ mod tests {
             .expect("pvc");
         assert_eq!((vol.claim_name.as_str(), vol.read_only), ("db", Some(true)));
         assert_eq!(pod.metadata.name.as_deref(), Some("cairn-backup-db-now"));
+        let seccomp = ps
+            .security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref());
+        assert_eq!(seccomp.map(|p| p.type_.as_str()), Some("RuntimeDefault"));
+        assert_eq!(ps.automount_service_account_token, Some(false));
         let restore = build(&HelperSpec {
             kind: JobKind::Restore,
             ..spec

@@ -15,11 +15,12 @@ use super::Context;
 use super::assign::{self, Action, JobFacts, Observed, RepoCheck};
 use super::helper::{self, HelperSpec};
 use crate::crd::{BackupRepository, JobStatus, Phase, time_from_secs};
-use crate::job::{Job, authorize};
+use crate::job::Job;
 use crate::kubeutil::{
     agent_ages, event, merge_status, ready_condition, set_finalizer, transition, wall_now,
 };
 use crate::names::{CONTROLLER_FINALIZER, NODE_LABEL, OWNER_UID_LABEL, node_label};
+use crate::trust::authorize;
 use crate::{Error, Result};
 
 fn facts<J: Job>(job: &J) -> JobFacts {
@@ -51,8 +52,14 @@ async fn repository_check<J: Job>(ctx: &Context, job: &J) -> Result<RepoCheck> {
         )));
     };
     Ok(
-        match authorize(&job.ns(), (&key.0, &key.1), &repo.spec, &job.claim().0) {
-            Ok(()) => RepoCheck::Ok,
+        match authorize(
+            &ctx.config.admins,
+            &job.ns(),
+            (&key.0, &key.1),
+            &repo.spec,
+            &job.claim().0,
+        ) {
+            Ok(_) => RepoCheck::Ok,
             Err(why) => RepoCheck::Forbidden(why),
         },
     )

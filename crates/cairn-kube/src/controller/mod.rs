@@ -54,6 +54,10 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
     /// Cache for remote repositories opened for retention and checks.
     pub cache_dir: Option<PathBuf>,
+    /// The administrator namespaces (see [`crate::trust`]).
+    pub admins: crate::trust::Admins,
+    /// The cluster's name as the agents record it in snapshots.
+    pub cluster: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -64,6 +68,8 @@ impl std::fmt::Debug for Config {
             .field("helper_image", &self.helper_image)
             .field("limits", &self.limits)
             .field("resync", &self.resync)
+            .field("admins", &self.admins)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }

@@ -61,6 +61,8 @@ pub async fn reconcile(r: Arc<BackupRepository>, ctx: Arc<Context>) -> Result<Re
 }
 
 async fn check(ctx: &Context, r: &BackupRepository) -> Result<String> {
+    let ns = r.namespace().unwrap_or_default();
+    crate::trust::check_location(&ctx.config.admins, &ns, &r.spec.url).map_err(Error::Invalid)?;
     let creds = crate::repo::credentials(&ctx.client, r).await?;
     crate::repo::cache_bytes(r)?;
     let mut message = String::from("repository opened");

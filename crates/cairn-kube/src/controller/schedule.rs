@@ -24,6 +24,8 @@ pub struct ScheduleFacts {
     pub last_schedule: Option<i64>,
     /// The namespace of its repository.
     pub repository_namespace: String,
+    /// Whether its namespace is an administrator namespace.
+    pub admin: bool,
 }
 
 /// One VolumeBackup the schedule made.
@@ -124,10 +126,11 @@ pub fn plan(
         }
     };
     let foreign = s.spec.namespaces.iter().any(|n| n != &s.namespace);
-    if foreign && s.namespace != s.repository_namespace {
+    if foreign && !s.admin {
         out.invalid = Some(format!(
-            "only a schedule in the repository's namespace ({}) may select claims of other namespaces",
-            s.repository_namespace
+            "namespace {} is not an administrator namespace: only a schedule in one may select \
+             claims of other namespaces",
+            s.namespace
         ));
         return out;
     }

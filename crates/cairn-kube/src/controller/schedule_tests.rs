@@ -22,6 +22,7 @@ fn schedule(cron: &str, retention: Retention) -> ScheduleFacts {
         created: T0,
         last_schedule: None,
         repository_namespace: "apps".into(),
+        admin: false,
     }
 }
 
@@ -184,7 +185,19 @@ fn invalid_schedules_say_why() {
     s.spec.namespaces = vec!["other".into()];
     s.repository_namespace = "backup".into();
     let why = plan(&s, &[], &[], T0).invalid.expect("foreign namespaces");
-    assert!(why.contains("repository's namespace"), "{why}");
+    assert!(why.contains("not an administrator namespace"), "{why}");
+}
+
+#[test]
+fn a_schedule_in_its_repositorys_namespace_selects_only_its_own_claims() {
+    // Finding 2: a repository's namespace is not an administrator's.
+    let mut s = schedule("@daily", Retention::default());
+    s.spec.namespaces = vec!["billing".into()];
+    assert_eq!(s.namespace, s.repository_namespace);
+    let why = plan(&s, &[], &[], T0).invalid.expect("billing");
+    assert!(why.contains("not an administrator namespace"), "{why}");
+    s.admin = true;
+    assert_eq!(plan(&s, &[], &[], T0).invalid, None);
 }
 
 #[test]

@@ -19,8 +19,9 @@ use crate::crd::{
     BackupRepository, BackupSchedule, PvcRef, VolumeBackup, VolumeBackupSpec, secs_of,
     time_from_secs,
 };
-use crate::kubeutil::{event, merge_status};
+use crate::kubeutil::{event, merge_status, truncate};
 use crate::names::{SCHEDULE_LABEL, SCHEDULE_UID_LABEL, SCHEDULED_TIME_ANNOTATION, label_value};
+use crate::trust::{authorize, may_forget};
 use crate::{Error, Result};
 
 fn backup_facts(vb: &VolumeBackup) -> BackupFacts {
@@ -73,6 +74,7 @@ pub async fn reconcile(s: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Requ
             .and_then(|st| st.last_schedule_time.as_ref())
             .map(secs_of),
         repository_namespace: s.spec.repository.resolve(&ns).0,
+        admin: ctx.config.admins.contains(&ns),
     };
     let mut claims = Vec::new();
     let query = match s.spec.selector.as_ref().map(selector::to_query).transpose() {
@@ -105,7 +107,7 @@ pub async fn reconcile(s: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Requ
     if let Some(why) = plan.invalid.clone() {
         return invalid(&ctx, &s, why).await;
     }
-    execute(&ctx, &s, &plan).await?;
+    execute(&ctx, &s, &plan, &backups).await?;
 
     let mut status = json!({
         "phase": if s.spec.paused { "Paused" } else { "Active" },
@@ -149,7 +151,12 @@ async fn invalid(ctx: &Context, s: &BackupSchedule, why: String) -> Result<Reque
     Ok(Requeue::requeue(ctx.config.resync))
 }
 
-async fn execute(ctx: &Context, s: &BackupSchedule, plan: &Plan) -> Result<()> {
+async fn execute(
+    ctx: &Context,
+    s: &BackupSchedule,
+    plan: &Plan,
+    backups: &[BackupFacts],
+) -> Result<()> {
     let ns = s.namespace().unwrap_or_default();
     let api: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &ns);
     let mut created = Vec::new();
@@ -195,10 +202,15 @@ async fn execute(ctx: &Context, s: &BackupSchedule, plan: &Plan) -> Result<()> {
     if plan.forget.is_empty() && plan.delete.is_empty() {
         return Ok(());
     }
-    let snapshots: Vec<&String> = plan
+    // Each snapshot with the claim its backup names, so retention forgets
+    // only what the schedule may reach (a status is easy to patch).
+    let snapshots: Vec<(&(String, String), &String)> = plan
         .forget
         .iter()
-        .filter_map(|(_, id)| id.as_ref())
+        .filter_map(|(name, id)| {
+            let claim = &backups.iter().find(|b| &b.name == name)?.claim;
+            Some((claim, id.as_ref()?))
+        })
         .collect();
     if !snapshots.is_empty() {
         forget(ctx, s, &snapshots).await?;
@@ -223,37 +235,79 @@ async fn execute(ctx: &Context, s: &BackupSchedule, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Forgets snapshots in the schedule's repository. A snapshot already gone
-/// is fine (a previous attempt got that far).
-async fn forget(ctx: &Context, s: &BackupSchedule, ids: &[&String]) -> Result<()> {
-    let (rns, rname) = s
-        .spec
-        .repository
-        .resolve(&s.namespace().unwrap_or_default());
+/// Forgets snapshots in the schedule's repository, each only if the
+/// schedule may use the repository for its claim and the snapshot is of
+/// that claim (see [`crate::trust`]). A snapshot already gone is fine (a
+/// previous attempt got that far); a refused one is left alone and said so.
+async fn forget(
+    ctx: &Context,
+    s: &BackupSchedule,
+    snapshots: &[(&(String, String), &String)],
+) -> Result<()> {
+    let ns = s.namespace().unwrap_or_default();
+    let (rns, rname) = s.spec.repository.resolve(&ns);
     let repo_obj = Api::<BackupRepository>::namespaced(ctx.client.clone(), &rns)
         .get_opt(&rname)
         .await?
         .ok_or_else(|| Error::not_found("BackupRepository", &(rns.clone(), rname.clone())))?;
-    let repo = crate::repo::open(
-        &ctx.client,
-        &repo_obj,
-        ctx.config.cache_dir.as_deref(),
-        cairn::OpenOptions::default(),
-    )
-    .await?;
-    let url = repo_obj.spec.url.clone();
-    let err = |source| Error::Repository {
-        location: url.clone(),
-        source,
-    };
-    for id in ids {
-        let Ok(id) = cairn::Id::from_hex(id) else {
-            continue;
-        };
-        // Prune frees the snapshot's data later.
-        if repo.forget_snapshot(&id).await.map_err(err)? {
-            ctx.metrics.forgotten.inc();
+    let mut refused = Vec::new();
+    let mut allowed = Vec::new();
+    for (claim, id) in snapshots {
+        match authorize(
+            &ctx.config.admins,
+            &ns,
+            (&rns, &rname),
+            &repo_obj.spec,
+            &claim.0,
+        ) {
+            Ok(access) => allowed.push((access, *claim, *id)),
+            Err(why) => refused.push(why),
         }
+    }
+    if !allowed.is_empty() {
+        let repo = crate::repo::open(
+            &ctx.client,
+            &repo_obj,
+            ctx.config.cache_dir.as_deref(),
+            cairn::OpenOptions::default(),
+        )
+        .await?;
+        let url = repo_obj.spec.url.clone();
+        let err = |source| Error::Repository {
+            location: url.clone(),
+            source,
+        };
+        for (access, claim, id) in allowed {
+            let Ok(id) = cairn::Id::from_hex(id) else {
+                refused.push(format!("{id:?} is not a snapshot id"));
+                continue;
+            };
+            let snap = match repo.load_snapshot(&id).await {
+                Ok(snap) => snap,
+                Err(cairn::error::RepoError::Store(e)) if e.is_not_found() => continue,
+                Err(e) => return Err(err(e)),
+            };
+            let hex = id.to_hex();
+            if let Err(why) = may_forget(&access, &ctx.config.cluster, claim, &hex, &snap.source) {
+                refused.push(why);
+                continue;
+            }
+            // Prune frees the snapshot's data later.
+            if repo.forget_snapshot(&id).await.map_err(err)? {
+                ctx.metrics.forgotten.inc();
+            }
+        }
+    }
+    if !refused.is_empty() {
+        let note = format!("retention refused: {}", refused.join("; "));
+        event(
+            &ctx.recorder,
+            s,
+            true,
+            "RetentionRefused",
+            truncate(note, 1000),
+        )
+        .await;
     }
     Ok(())
 }

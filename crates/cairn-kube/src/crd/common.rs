@@ -17,7 +17,8 @@ pub struct PvcRef {
     pub name: String,
     /// Namespace of the claim; defaults to the namespace of the object that
     /// refers to it. Another namespace is only allowed for objects that live
-    /// in the repository's own namespace (the backup administrators').
+    /// in an administrator namespace (`--admin-namespace` of the controller
+    /// and the agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }

@@ -26,15 +26,19 @@ pub struct BackupRepositorySpec {
     /// Repository URL: `s3://bucket/prefix?endpoint=…&region=…`,
     /// `gs://bucket/prefix`, `az://container/prefix`, or a local path
     /// (`file:///path`), which must be the same shared file system on every
-    /// node.
+    /// node; local paths only for repositories in an administrator
+    /// namespace.
     pub url: String,
     /// Secret (in the repository's namespace) holding the repository password.
     pub password_secret_ref: SecretKeyRef,
     /// Secret (in the repository's namespace) whose keys are storage
-    /// settings, named like the provider's environment variables:
-    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
-    /// `AWS_ENDPOINT`, `GOOGLE_SERVICE_ACCOUNT_KEY`,
-    /// `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, …
+    /// settings, named like the provider's environment variables. Only
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+    /// `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT`, `AWS_ENDPOINT_URL`,
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, `AWS_ALLOW_HTTP`,
+    /// `GOOGLE_SERVICE_ACCOUNT_KEY`, `AZURE_STORAGE_ACCOUNT_NAME` and
+    /// `AZURE_STORAGE_ACCOUNT_KEY` are accepted; any other key fails the
+    /// repository, naming the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
     /// Largest size of the agents' local cache of index files, snapshots

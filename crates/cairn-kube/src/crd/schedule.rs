@@ -38,8 +38,8 @@ pub struct BackupScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
     /// Namespaces to look for claims in; default the schedule's own. Other
-    /// namespaces are only honoured for a schedule in its repository's
-    /// namespace.
+    /// namespaces are only honoured for a schedule in an administrator
+    /// namespace (`--admin-namespace`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     /// Which completed backups to keep, per claim, as in `cairn forget`.

@@ -47,6 +47,9 @@ pub(crate) struct Cluster {
     nodes: Vec<String>,
     pvs: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
+    /// The administrator namespaces the controller and agents get: this
+    /// test's namespace unless a test says otherwise.
+    pub(crate) admins: cairn_kube::trust::Admins,
 }
 
 static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
@@ -89,6 +92,7 @@ pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
         .create(&PostParams::default(), &obj)
         .await
         .expect("create namespace");
+    let admins = cairn_kube::trust::Admins::new([ns.clone()]);
     Some(Cluster {
         client,
         ns,
@@ -98,6 +102,7 @@ pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
         nodes: Vec::new(),
         pvs: Vec::new(),
         tasks: Vec::new(),
+        admins,
     })
 }
 
@@ -359,6 +364,8 @@ impl Cluster {
             wait_interval: Duration::from_millis(300),
             clock,
             cache_dir: Some(self.scratch.path().join("controller-cache")),
+            admins: self.admins.clone(),
+            cluster: "test".into(),
         };
         let (client, m) = (self.client.clone(), metrics.clone());
         self.tasks.push(tokio::spawn(async move {
@@ -374,6 +381,7 @@ impl Cluster {
         agent::Config {
             node: node.to_owned(),
             kubelet_root: self.kubelet.path().to_owned(),
+            restore_root: self.kubelet.path().to_owned(),
             namespace: self.ns.clone(),
             cluster: "test".into(),
             max_concurrent: 2,
@@ -384,6 +392,7 @@ impl Cluster {
             cache_dir: Some(self.scratch.path().join(format!("cache-{node}"))),
             agent_id: agent::new_agent_id(node),
             clock: Arc::new(cairn_kube::clock::SystemClock),
+            admins: self.admins.clone(),
         }
     }
 
