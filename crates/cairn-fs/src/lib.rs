@@ -7,13 +7,13 @@
 
 #![warn(missing_docs)]
 
+mod at;
 mod backup;
 mod browse;
 mod chunking;
 mod diff;
 mod dump;
 mod error;
-mod longpath;
 mod meta;
 mod owners;
 mod progress;

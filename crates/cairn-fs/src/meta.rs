@@ -1,11 +1,11 @@
 //! Capturing metadata into tree nodes and applying it on restore.
 
-use std::fs::{Metadata, Permissions};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::fs::Metadata;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use cairn_core::format::{Node, NodeKind, Timestamp};
-use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
+use rustix::fs::{AtFlags, CWD, Mode, Timespec, Timestamps};
 
 use crate::owners;
 
@@ -86,31 +86,51 @@ fn timespec(t: Timestamp) -> Timespec {
 }
 
 /// Applies ownership (when `owners`), extended attributes, mode and times to
-/// `path`, in the order that keeps each step from undoing another: chown
-/// clears set-id bits and `security.capability`, so both come after it; an
-/// ACL rewrites the permission bits, so mode comes after the attributes (and
-/// agrees with the ACL, as both were recorded together); times come last.
-pub(crate) fn apply(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
-    let a = crate::longpath::access(path)?;
-    let path = a.path();
-    let symlink = node.kind == NodeKind::Symlink;
+/// the entry open as `fd` (an `O_PATH` descriptor when `pinned`, as for a
+/// symlink, FIFO or device node), in the order that keeps each step from
+/// undoing another: chown clears set-id bits and `security.capability`, so
+/// both come after it; an ACL rewrites the permission bits, so mode comes
+/// after the attributes (and agrees with the ACL, as both were recorded
+/// together); times come last. Every call goes through the descriptor, so
+/// a name swapped for something else meanwhile is never touched.
+pub(crate) fn apply(
+    fd: BorrowedFd<'_>,
+    pinned: bool,
+    node: &Node,
+    owners: bool,
+) -> std::io::Result<()> {
     if owners {
         rustix::fs::chownat(
-            CWD,
-            path,
+            fd,
+            "",
             Some(rustix::fs::Uid::from_raw(node.uid)),
             Some(rustix::fs::Gid::from_raw(node.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )?;
     }
-    crate::xattr::apply(path, &node.xattrs, rustix::process::geteuid().is_root())?;
-    if !symlink {
-        std::fs::set_permissions(path, Permissions::from_mode(node.mode))?;
-    }
+    crate::xattr::apply(
+        fd,
+        pinned,
+        &node.xattrs,
+        rustix::process::geteuid().is_root(),
+    )?;
+    let mode = Mode::from_raw_mode(node.mode);
     let times = Timestamps {
         last_access: timespec(node.atime),
         last_modification: timespec(node.mtime),
     };
-    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
+    if pinned {
+        // No descriptor form takes an O_PATH descriptor for these; its
+        // /proc path resolves to exactly the inode it holds (for a
+        // symlink, the link itself, which has no mode of its own).
+        let path = crate::at::proc_path(fd);
+        if node.kind != NodeKind::Symlink {
+            rustix::fs::chmod(&path, mode)?;
+        }
+        rustix::fs::utimensat(CWD, &path, &times, AtFlags::empty())?;
+    } else {
+        rustix::fs::fchmod(fd, mode)?;
+        rustix::fs::futimens(fd, &times)?;
+    }
     Ok(())
 }

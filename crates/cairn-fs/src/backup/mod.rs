@@ -24,7 +24,6 @@ use cairn_repo::{Repository, WriterStats};
 
 pub use select::{CACHEDIR_SIGNATURE, Selection};
 use walk::Walker;
-pub(crate) use walk::open_quietly;
 
 use crate::{Error, Progress, Result, Warning};
 

@@ -4,6 +4,7 @@
 //! `CACHEDIR.TAG`, and other file systems.
 
 use std::io::Read;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -87,17 +88,52 @@ fn compile(patterns: &[String], case_insensitive: bool) -> Result<Option<Gitigno
         .map_err(|e| Error::Invalid(format!("exclude patterns: {e}")))
 }
 
-/// Whether `path` is a regular file starting with the signature (opened
-/// without blocking, so a FIFO by that name cannot stall the walk).
-fn is_cache_tag(path: &Path) -> bool {
+/// Opens the regular file `name` of the directory `dir` for reading
+/// (without following a symlink or blocking on a FIFO); `None` if it is
+/// anything else or cannot be opened.
+fn open_regular(dir: BorrowedFd<'_>, name: &str) -> Option<std::fs::File> {
+    let f = std::fs::File::from(crate::at::open_read(dir, name.as_ref(), false).ok()?);
+    f.metadata().is_ok_and(|m| m.is_file()).then_some(f)
+}
+
+/// Whether `dir` holds a `CACHEDIR.TAG` starting with the signature.
+fn is_cache_tag(dir: BorrowedFd<'_>) -> bool {
     let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
-    let Ok(fd) = crate::backup::open_quietly(path, false) else {
-        return false;
-    };
-    let mut f = std::fs::File::from(fd);
-    f.metadata().is_ok_and(|m| m.is_file())
-        && f.read_exact(&mut head).is_ok()
-        && head == CACHEDIR_SIGNATURE
+    open_regular(dir, "CACHEDIR.TAG")
+        .is_some_and(|mut f| f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE)
+}
+
+/// The rules of the ignore file `name` in the directory `dir` (at `path`),
+/// read through the directory's descriptor.
+fn read_ignore_file(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    name: &str,
+    warn: &impl Fn(&Path, String),
+) -> Option<Gitignore> {
+    let file = path.join(name);
+    let mut text = Vec::new();
+    match open_regular(dir, name).map(|mut f| f.read_to_end(&mut text)) {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => warn(&file, format!("ignore file not read: {e}")),
+        None => {
+            warn(&file, "ignore file not read: not a regular file".into());
+            return None;
+        }
+    }
+    let mut b = GitignoreBuilder::new(path);
+    for line in String::from_utf8_lossy(&text).lines() {
+        if let Err(e) = b.add_line(Some(file.clone()), line) {
+            warn(&file, format!("ignore file not fully read: {e}"));
+        }
+    }
+    match b.build() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            warn(&file, format!("ignore file not used: {e}"));
+            None
+        }
+    }
 }
 
 impl Selector {
@@ -122,35 +158,25 @@ impl Selector {
         }
     }
 
-    /// The rules for the entries of `dir`, whose names are `names`: reads
-    /// its ignore file and its cache tag.
+    /// The rules for the entries of the directory open as `dir` (at
+    /// `path`), whose names are `names`: reads its ignore file and its
+    /// cache tag.
     pub(crate) fn enter(
         &self,
-        dir: &Path,
+        dir: BorrowedFd<'_>,
+        path: &Path,
         names: &[Vec<u8>],
         outer: &DirRules,
         warn: impl Fn(&Path, String),
     ) -> DirRules {
         let mut rules = outer.clone();
         rules.given = false;
-        rules.cache = self.exclude_caches
-            && names.iter().any(|n| n == b"CACHEDIR.TAG")
-            && is_cache_tag(&dir.join("CACHEDIR.TAG"));
+        rules.cache =
+            self.exclude_caches && names.iter().any(|n| n == b"CACHEDIR.TAG") && is_cache_tag(dir);
         if let Some(name) = &self.ignore_file {
             if names.iter().any(|n| n == name.as_bytes()) {
-                let file = dir.join(name);
-                let mut b = GitignoreBuilder::new(dir);
-                match crate::longpath::access(&file) {
-                    Ok(a) => {
-                        if let Some(e) = b.add(a.path()) {
-                            warn(&file, format!("ignore file not fully read: {e}"));
-                        }
-                    }
-                    Err(e) => warn(&file, format!("ignore file not read: {e}")),
-                }
-                match b.build() {
-                    Ok(g) => rules.ignores.push(Arc::new(g)),
-                    Err(e) => warn(&file, format!("ignore file not used: {e}")),
+                if let Some(g) = read_ignore_file(dir, path, name, &warn) {
+                    rules.ignores.push(Arc::new(g));
                 }
             }
         }

@@ -2,7 +2,9 @@
 //! inside its parent's task, trees stored bottom-up.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,7 +17,7 @@ use rayon::prelude::*;
 
 use super::Counters;
 use super::select::{DirRules, Selector, Verdict};
-use crate::{Error, Progress, Result, Warning, meta, xattr};
+use crate::{Error, Progress, Result, Warning, at, meta, xattr};
 
 pub(super) struct Walker {
     pub(super) repo: Repository,
@@ -49,37 +51,57 @@ impl From<cairn_repo::Error> for EntryError {
     }
 }
 
-/// Opens `path` read-only without updating its access time when the
-/// kernel allows it (owner or CAP_FOWNER), so a backup leaves atimes alone.
-/// Never blocks on a FIFO that replaced a file since it was listed.
-pub(crate) fn open_quietly(path: &Path, dir: bool) -> std::io::Result<rustix::fd::OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    if dir {
-        flags |= OFlags::DIRECTORY;
-    }
-    let a = crate::longpath::access(path)?;
-    let path = a.path();
-    match rustix::fs::open(path, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(rustix::io::Errno::PERM) => Ok(rustix::fs::open(path, flags, Mode::empty())?),
-        r => Ok(r?),
+/// `path` for messages when an entry is gone by the time it is opened.
+fn vanished(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        std::io::Error::new(e.kind(), "vanished during the backup")
+    } else {
+        e
     }
 }
 
-/// The names in a directory, sorted, `.` and `..` left out; read through a
-/// descriptor opened with `O_NOATIME`.
-fn list_dir(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
-    let fd = open_quietly(dir, true)?;
-    let mut names = Vec::new();
-    for e in rustix::fs::Dir::new(fd)? {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(name.to_vec());
-        }
+/// Opens the entry `name` of `dir` for reading (see [`at::open_read`]) and
+/// checks that it is still the inode `m` describes.
+fn open_same(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    m: &std::fs::Metadata,
+    directory: bool,
+) -> std::io::Result<OwnedFd> {
+    let fd = at::open_read(dir, name, directory).map_err(vanished)?;
+    if !at::same_inode(fd.as_fd(), m)? {
+        return Err(std::io::Error::other(
+            "replaced by another file during the backup",
+        ));
     }
-    names.sort();
-    Ok(names)
+    Ok(fd)
+}
+
+/// Opens a directory given to back up (its path is the caller's, so
+/// symlinks on the way are followed; the directory itself must not be one).
+fn open_given_dir(p: &Path) -> Result<(OwnedFd, std::fs::Metadata)> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(p, flags, Mode::empty()).map_err(|e| Error::io(p, e.into()))?;
+    let file = File::from(fd);
+    let m = file.metadata().map_err(|e| Error::io(p, e))?;
+    Ok((file.into(), m))
+}
+
+/// The directory holding a path given to back up, opened as the caller
+/// named it, and the path's last name.
+fn open_given_parent(p: &Path) -> Result<(OwnedFd, Vec<u8>)> {
+    use rustix::fs::{Mode, OFlags};
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err(Error::Invalid(format!(
+            "{}: no name to back up",
+            p.display()
+        )));
+    };
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd =
+        rustix::fs::open(parent, flags, Mode::empty()).map_err(|e| Error::io(parent, e.into()))?;
+    Ok((fd, name.as_bytes().to_vec()))
 }
 
 impl Walker {
@@ -135,23 +157,27 @@ impl Walker {
     ) -> Result<Id> {
         match (layout, paths) {
             (RootLayout::Directory, [p]) => {
-                let m = std::fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;
+                let (fd, m) = open_given_dir(p)?;
                 let rules = self.select.root_rules(p, &m);
-                self.backup_dir(p, parent, &rules)
+                self.backup_dir(fd.as_fd(), p, parent, &rules)
             }
             _ => {
                 let parent = self.load_parent_tree(parent, Path::new("/"));
                 let nodes: Vec<Option<Node>> = paths
                     .par_iter()
                     .map(|p| {
-                        let name = p
-                            .file_name()
-                            .map(|n| n.as_bytes().to_vec())
-                            .unwrap_or_default();
+                        let (dir, name) = open_given_parent(p)?;
                         let old = parent.as_ref().and_then(|t| t.find(&name));
-                        let m = std::fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;
+                        let (pinned, m) =
+                            at::pin(dir.as_fd(), at::os(&name)).map_err(|e| Error::io(p, e))?;
                         let rules = self.select.root_rules(p, &m);
-                        self.entry(p, name, &m, old, &rules)
+                        let e = Entry {
+                            dir: dir.as_fd(),
+                            path: p,
+                            pinned: pinned.as_fd(),
+                            m: &m,
+                        };
+                        self.entry(e, name, old, &rules)
                     })
                     .collect::<Result<_>>()?;
                 self.save_tree(nodes.into_iter().flatten().collect())
@@ -166,27 +192,34 @@ impl Walker {
         Ok(self.writer.add_blob(Kind::Tree, &plain)?.0)
     }
 
-    /// Backs up a directory's contents; returns its tree id. `rules` are
-    /// the selection rules in force for the directory's entries.
-    fn backup_dir(&self, dir: &Path, parent: Option<Id>, rules: &DirRules) -> Result<Id> {
-        let parent = self.load_parent_tree(parent, dir);
-        let names = match list_dir(dir) {
+    /// Backs up the contents of the directory open as `dir` (at `path`);
+    /// returns its tree id. `rules` are the selection rules in force for
+    /// the directory's entries.
+    fn backup_dir(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        parent: Option<Id>,
+        rules: &DirRules,
+    ) -> Result<Id> {
+        let parent = self.load_parent_tree(parent, path);
+        let names = match at::list(dir) {
             Ok(n) => n,
             Err(e) => {
-                self.warn(dir, format!("cannot list directory: {e}"));
+                self.warn(path, format!("cannot list directory: {e}"));
                 Vec::new()
             }
         };
         let rules = self
             .select
-            .enter(dir, &names, rules, |p, m| self.warn(p, m));
+            .enter(dir, path, &names, rules, |p, m| self.warn(p, m));
         let nodes: Vec<Option<Node>> = names
             .into_par_iter()
             .map(|name| {
                 self.progress.check()?;
-                let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-                let m = match crate::longpath::lstat(&path) {
-                    Ok(m) => m,
+                let path = path.join(at::os(&name));
+                let (pinned, m) = match at::pin(dir, at::os(&name)) {
+                    Ok(p) => p,
                     Err(e) => {
                         self.warn(&path, format!("cannot stat: {e}"));
                         return Ok(None);
@@ -200,7 +233,13 @@ impl Walker {
                     }
                 }
                 let old = parent.as_ref().and_then(|t| t.find(&name));
-                self.entry(&path, name, &m, old, &rules)
+                let e = Entry {
+                    dir,
+                    path: &path,
+                    pinned: pinned.as_fd(),
+                    m: &m,
+                };
+                self.entry(e, name, old, &rules)
             })
             .collect::<Result<_>>()?;
         self.save_tree(nodes.into_iter().flatten().collect())
@@ -209,26 +248,22 @@ impl Walker {
     /// Backs up one entry; `Ok(None)` when it is skipped with a warning.
     fn entry(
         &self,
-        path: &Path,
+        e: Entry<'_>,
         name: Vec<u8>,
-        m: &std::fs::Metadata,
         old: Option<&Node>,
         rules: &DirRules,
     ) -> Result<Option<Node>> {
-        let mut node = meta::node_from(name, m);
+        let path = e.path;
+        let mut node = meta::node_from(name, e.m);
         if let Some(o) = old.filter(|o| meta::same_xattrs(o, &node)) {
             node.xattrs = o.xattrs.clone();
         } else if node.kind != NodeKind::Socket {
-            match xattr::read(path) {
+            match xattr::read(e.pinned, true) {
                 Ok(x) => node.xattrs = x,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    self.warn(path, "vanished during the backup".into());
-                    return Ok(None);
-                }
                 Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
             }
         }
-        match self.fill(path, m, &mut node, old, rules) {
+        match self.fill(e, &mut node, old, rules) {
             Ok(()) => Ok(Some(node)),
             Err(EntryError::Omit(why)) => {
                 tracing::info!(path = %path.display(), "{why}");
@@ -244,12 +279,13 @@ impl Walker {
 
     fn fill(
         &self,
-        path: &Path,
-        m: &std::fs::Metadata,
+        e: Entry<'_>,
         node: &mut Node,
         old: Option<&Node>,
         rules: &DirRules,
     ) -> Result<(), EntryError> {
+        let (path, m) = (e.path, e.m);
+        let name = at::os(&node.name).to_owned();
         let skip = |e: std::io::Error| {
             EntryError::Skip(Warning {
                 path: path.to_owned(),
@@ -282,13 +318,7 @@ impl Walker {
                     }
                 }
                 self.progress.set_current(path);
-                let file = File::from(open_quietly(path, false).map_err(skip)?);
-                let same = file.metadata().map_err(skip)?;
-                if !same.is_file() || std::os::unix::fs::MetadataExt::ino(&same) != node.inode {
-                    return Err(skip(std::io::Error::other(
-                        "replaced by another file during the backup",
-                    )));
-                }
+                let file = File::from(open_same(e.dir, &name, m, false).map_err(skip)?);
                 let (content, size) = self
                     .read_content(&file, node.size, std::os::unix::fs::MetadataExt::blocks(m))
                     .map_err(|e| match e {
@@ -319,9 +349,25 @@ impl Walker {
                     .filter(|o| o.kind == NodeKind::Dir)
                     .and_then(|o| o.subtree);
                 let id = match self.select.descend(path, m, rules) {
-                    Some(rules) => self
-                        .backup_dir(path, old_sub, &rules)
-                        .map_err(EntryError::Fatal)?,
+                    Some(rules) => {
+                        let fd = match open_same(e.dir, &name, m, true) {
+                            Ok(fd) => fd,
+                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                                return Err(skip(err));
+                            }
+                            Err(err) => {
+                                // Kept as an empty directory, as one that
+                                // cannot be listed.
+                                self.warn(path, format!("cannot list directory: {err}"));
+                                return self
+                                    .save_tree(Vec::new())
+                                    .map(|id| node.subtree = Some(id))
+                                    .map_err(EntryError::Fatal);
+                            }
+                        };
+                        self.backup_dir(fd.as_fd(), path, old_sub, &rules)
+                            .map_err(EntryError::Fatal)?
+                    }
                     // A mount point left out by --one-file-system: kept
                     // as an empty directory, so it can be mounted on again.
                     None => self.save_tree(Vec::new()).map_err(EntryError::Fatal)?,
@@ -335,11 +381,11 @@ impl Walker {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::Symlink => {
-                node.link_target = crate::longpath::read_link(path)
-                    .map_err(skip)?
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec();
+                // The link held by the pinned descriptor, whatever the name
+                // points at now.
+                node.link_target = rustix::fs::readlinkat(e.pinned, "", Vec::new())
+                    .map_err(|e| skip(e.into()))?
+                    .into_bytes();
             }
             NodeKind::Socket => {
                 return Err(EntryError::Omit(
@@ -349,7 +395,7 @@ impl Walker {
             // A device given as a path is always read; one met in the walk
             // only with --read-special.
             NodeKind::BlockDevice if self.select.read_special || rules.given => {
-                let file = File::from(open_quietly(path, false).map_err(skip)?);
+                let file = File::from(open_same(e.dir, &name, m, false).map_err(skip)?);
                 let (content, size) = self.read_content(&file, u64::MAX, 0)?;
                 node.content = content;
                 node.size = size;
@@ -358,6 +404,16 @@ impl Walker {
         }
         Ok(())
     }
+}
+
+/// One entry met in the walk: the directory it is in (open), its path for
+/// messages and patterns, an `O_PATH` descriptor of it and its metadata.
+#[derive(Clone, Copy)]
+pub(super) struct Entry<'a> {
+    pub(super) dir: BorrowedFd<'a>,
+    pub(super) path: &'a Path,
+    pub(super) pinned: BorrowedFd<'a>,
+    pub(super) m: &'a std::fs::Metadata,
 }
 
 #[cfg(test)]
@@ -369,8 +425,12 @@ mod tests {
 
     use super::*;
 
-    /// Entries listed and stat'ed, then deleted before they are read: each
-    /// becomes a warning, and the walk goes on.
+    fn open_dir(p: &Path) -> OwnedFd {
+        open_given_dir(p).expect("open").0
+    }
+
+    /// Entries listed and looked at, then deleted before they are read:
+    /// each becomes a warning, and the walk goes on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn entries_that_vanish_after_listing_are_warnings() {
         let repo = Repository::init(
@@ -385,8 +445,10 @@ mod tests {
         std::fs::write(&file, b"here, then gone").expect("write");
         std::fs::create_dir(&sub).expect("mkdir");
         std::fs::write(sub.join("inner"), b"x").expect("write");
-        let lstat = |p: &Path| std::fs::symlink_metadata(p).expect("lstat");
-        let (mf, ms, md) = (lstat(&file), lstat(&sub), lstat(dir.path()));
+        let fd = open_dir(dir.path());
+        let pin = |n: &str| at::pin(fd.as_fd(), n.as_ref()).expect("pin");
+        let ((pf, mf), (ps, ms)) = (pin("file"), pin("sub"));
+        let md = std::fs::symlink_metadata(dir.path()).expect("lstat");
         std::fs::remove_file(&file).expect("rm");
         std::fs::remove_dir_all(&sub).expect("rm");
 
@@ -394,8 +456,20 @@ mod tests {
             Walker::new(&repo, &Default::default(), Arc::new(Progress::default())).expect("walker");
         let rules = walker.select.root_rules(dir.path(), &md);
         let (walker, results) = tokio::task::spawn_blocking(move || {
-            let a = walker.entry(&file, b"file".to_vec(), &mf, None, &rules);
-            let b = walker.entry(&sub, b"sub".to_vec(), &ms, None, &rules);
+            let a = Entry {
+                dir: fd.as_fd(),
+                path: &file,
+                pinned: pf.as_fd(),
+                m: &mf,
+            };
+            let b = Entry {
+                dir: fd.as_fd(),
+                path: &sub,
+                pinned: ps.as_fd(),
+                m: &ms,
+            };
+            let a = walker.entry(a, b"file".to_vec(), None, &rules);
+            let b = walker.entry(b, b"sub".to_vec(), None, &rules);
             (walker, [a, b])
         })
         .await
@@ -414,8 +488,8 @@ mod tests {
         walker.writer.finish().await.expect("finish");
     }
 
-    /// A file deleted after it was checked for attributes, just before it
-    /// is opened, is a warning too (the open fails).
+    /// A file deleted after it was looked at, just before it is opened,
+    /// is a warning too (the open fails).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_file_that_vanishes_before_it_is_opened_is_a_warning() {
         let repo = Repository::init(
@@ -428,7 +502,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("file");
         std::fs::write(&file, b"gone").expect("write");
-        let m = std::fs::symlink_metadata(&file).expect("lstat");
+        let fd = open_dir(dir.path());
+        let (pinned, m) = at::pin(fd.as_fd(), "file".as_ref()).expect("pin");
         let md = std::fs::symlink_metadata(dir.path()).expect("lstat");
         std::fs::remove_file(&file).expect("rm");
         let walker =
@@ -436,14 +511,64 @@ mod tests {
         let rules = walker.select.root_rules(dir.path(), &md);
         let mut node = meta::node_from(b"file".to_vec(), &m);
         let (walker, r) = tokio::task::spawn_blocking(move || {
-            let r = walker.fill(&file, &m, &mut node, None, &rules);
+            let e = Entry {
+                dir: fd.as_fd(),
+                path: &file,
+                pinned: pinned.as_fd(),
+                m: &m,
+            };
+            let r = walker.fill(e, &mut node, None, &rules);
             (walker, r)
         })
         .await
         .expect("join");
         match r {
-            Err(EntryError::Skip(w)) => assert!(w.message.contains("No such file"), "{w:?}"),
+            Err(EntryError::Skip(w)) => assert_eq!(w.message, "vanished during the backup"),
             _ => panic!("expected a skipped entry"),
+        }
+        walker.writer.finish().await.expect("finish");
+    }
+
+    /// A file replaced by a symlink after it was looked at is not read
+    /// through the symlink: the open refuses it, and it is a warning.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_replaced_by_a_symlink_before_it_is_opened_is_not_followed() {
+        let repo = Repository::init(
+            Store::memory(),
+            b"pw",
+            InitOptions::insecure_fast_for_tests(),
+        )
+        .await
+        .expect("init");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"mine").expect("write");
+        std::fs::write(outside.path().join("secret"), b"not mine").expect("write");
+        let fd = open_dir(dir.path());
+        let (pinned, m) = at::pin(fd.as_fd(), "file".as_ref()).expect("pin");
+        let md = std::fs::symlink_metadata(dir.path()).expect("lstat");
+        std::fs::remove_file(&file).expect("rm");
+        std::os::unix::fs::symlink(outside.path().join("secret"), &file).expect("symlink");
+        let walker =
+            Walker::new(&repo, &Default::default(), Arc::new(Progress::default())).expect("walker");
+        let rules = walker.select.root_rules(dir.path(), &md);
+        let mut node = meta::node_from(b"file".to_vec(), &m);
+        let (walker, r, node) = tokio::task::spawn_blocking(move || {
+            let e = Entry {
+                dir: fd.as_fd(),
+                path: &file,
+                pinned: pinned.as_fd(),
+                m: &m,
+            };
+            let r = walker.fill(e, &mut node, None, &rules);
+            (walker, r, node)
+        })
+        .await
+        .expect("join");
+        match r {
+            Err(EntryError::Skip(w)) => assert!(w.message.contains("symbolic links"), "{w:?}"),
+            _ => panic!("expected a skipped entry, got content {:?}", node.content),
         }
         walker.writer.finish().await.expect("finish");
     }

@@ -15,8 +15,9 @@ use cairn_repo::{BlobLocation, Repository};
 use futures::StreamExt;
 
 use super::FILE_CONCURRENCY;
-use super::files::{FileDone, write_whole};
+use super::files::{FileDone, Place, write_whole};
 use crate::Progress;
+use crate::at::Root;
 
 /// Bytes between two chunks of a pack worth downloading to save a request.
 const GAP: u64 = 64 * 1024;
@@ -49,6 +50,7 @@ pub(super) fn is_small(node: &Node) -> bool {
 /// Restores `files` (each [`is_small`]); returns one outcome per file.
 pub(super) async fn restore_small(
     repo: &Repository,
+    root: &Arc<Root>,
     files: Vec<(PathBuf, Node)>,
     owners: bool,
     progress: &Progress,
@@ -82,12 +84,12 @@ pub(super) async fn restore_small(
     jobs.extend(ranges(by_pack).into_iter().map(Job::Range));
     let mut results = futures::stream::iter(jobs)
         .map(|job| {
-            let (repo, files) = (repo.clone(), files.clone());
+            let (repo, files, root) = (repo.clone(), files.clone(), root.clone());
             async move {
                 if progress.is_cancelled() {
                     return Vec::new();
                 }
-                run(repo, files, job, owners, progress).await
+                run(repo, root, files, job, owners, progress).await
             }
         })
         .buffer_unordered(FILE_CONCURRENCY);
@@ -134,6 +136,7 @@ fn ranges(by_pack: ByPack) -> Vec<Range> {
 
 async fn run(
     repo: Repository,
+    root: Arc<Root>,
     files: Arc<Vec<(PathBuf, Node)>>,
     job: Job,
     owners: bool,
@@ -163,7 +166,7 @@ async fn run(
         let write = |i: usize, plain: &Result<Vec<u8>, String>| {
             let (path, node) = &files[i];
             let r = match plain {
-                Ok(p) => write_whole(path, node, p, owners),
+                Ok(p) => Place::of(&root, path).and_then(|at| write_whole(&at, node, p, owners)),
                 Err(e) => Err(e.clone()),
             };
             (path.clone(), node.size, r)

@@ -3,21 +3,22 @@
 //! holes), metadata, then a rename over the final name.
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use cairn_core::Id;
 use cairn_core::format::Node;
 use cairn_repo::Repository;
 use futures::StreamExt;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::overwrite::{layout, matches, matching_chunks};
-use super::plan::clear_for;
+use super::overwrite::{layout, matches, matching_chunks, open_existing};
 use super::{CHUNK_CONCURRENCY, os};
-use crate::longpath::access;
+use crate::at::{self, Root};
 use crate::{Progress, meta};
 
 /// Ids of chunks known to be all zeros: a hole is one blob repeated, which
@@ -43,9 +44,9 @@ const NAME_MAX: usize = 255;
 /// `.<name>.cairn-restore-<pid>`, in the file's directory. A name too long
 /// to extend keeps only a prefix, and a number unique in this process keeps
 /// apart names that share that prefix.
-pub(super) fn temp_path(path: &Path) -> PathBuf {
+pub(super) fn temp_name(name: &OsStr) -> OsString {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = path.file_name().map_or(&b"file"[..], |n| n.as_bytes());
+    let name = name.as_bytes();
     let mut suffix = format!(".cairn-restore-{}", std::process::id());
     let mut keep = name.len();
     if 1 + name.len() + suffix.len() > NAME_MAX {
@@ -57,7 +58,7 @@ pub(super) fn temp_path(path: &Path) -> PathBuf {
     tmp.push(b'.');
     tmp.extend_from_slice(&name[..keep]);
     tmp.extend_from_slice(suffix.as_bytes());
-    path.with_file_name(os(&tmp))
+    os(&tmp).to_owned()
 }
 
 /// How one file is to be restored.
@@ -83,11 +84,28 @@ pub(super) struct FileDone {
     pub(super) verified: bool,
 }
 
+/// The directory of a file being restored, open, and the file's name.
+pub(super) struct Place {
+    pub(super) dir: OwnedFd,
+    pub(super) name: OsString,
+}
+
+impl Place {
+    /// The directory holding `path`, below the root, reached without
+    /// following a symlink.
+    pub(super) fn of(root: &Root, path: &Path) -> Result<Place, String> {
+        let (dir, name) = root
+            .parent(path)
+            .map_err(|e| format!("cannot open its directory: {e}"))?;
+        Ok(Place { dir, name })
+    }
+}
+
 /// Restores one file through a temporary name. Errors are messages for the
 /// file's entry in the outcome.
 pub(super) async fn restore_file(
     repo: &Repository,
-    path: &Path,
+    place: Place,
     node: &Node,
     job: FileJob,
     progress: &Progress,
@@ -95,18 +113,24 @@ pub(super) async fn restore_file(
 ) -> Result<FileDone, String> {
     let chunks = layout(repo, node)?;
     let chunks = Arc::new(chunks);
+    let place = Arc::new(place);
     // In place: which chunks the existing file already holds.
     let mut local = None;
     if job.check_first {
-        let (r, p, c) = (repo.clone(), path.to_owned(), chunks.clone());
-        let found = tokio::task::spawn_blocking(move || matching_chunks(&r, &p, &c))
-            .await
-            .map_err(|e| format!("restore task failed: {e}"))?
-            .map_err(|e| format!("cannot read the file in place: {e}"))?;
-        if let Some(same) = found {
-            let size = crate::longpath::lstat(path).map(|m| m.len()).ok();
-            if size == Some(node.size) && same.iter().all(|&b| b) {
-                meta::apply(path, node, job.owners)
+        let (r, p, c) = (repo.clone(), place.clone(), chunks.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let Some((file, m)) = open_existing(p.dir.as_fd(), &p.name)? else {
+                return Ok(None);
+            };
+            let same = matching_chunks(&r, &file, &m, &c)?;
+            Ok::<_, std::io::Error>(Some((file, m, same)))
+        })
+        .await
+        .map_err(|e| format!("restore task failed: {e}"))?
+        .map_err(|e| format!("cannot read the file in place: {e}"))?;
+        if let Some((file, m, same)) = found {
+            if m.len() == node.size && same.iter().all(|&b| b) {
+                meta::apply(file.as_fd(), false, node, job.owners)
                     .map_err(|e| format!("cannot set metadata: {e}"))?;
                 progress.add(0, node.size);
                 return Ok(FileDone {
@@ -117,25 +141,22 @@ pub(super) async fn restore_file(
                 });
             }
             if same.iter().any(|&b| b) {
-                let old = std::fs::File::from(
-                    crate::backup::open_quietly(path, false)
-                        .map_err(|e| format!("cannot read the file in place: {e}"))?,
-                );
                 local = Some(Local {
-                    file: Arc::new(old),
+                    file: Arc::new(file),
                     same,
                 });
             }
         }
     }
-    let tmp = temp_path(path);
-    let r = write_content(repo, &tmp, node, &chunks, local.as_ref(), progress, zeros).await;
-    let r = r.and_then(|written| finish(&tmp, path, node, job.owners).map(|()| written));
+    let tmp = temp_name(&place.name);
+    let file = Arc::new(create(place.dir.as_fd(), &tmp)?);
+    let r = write_content(repo, &file, node, &chunks, local.as_ref(), progress, zeros).await;
+    let r = r.and_then(|written| finish(&place, &tmp, &file, node, job.owners).map(|()| written));
     if r.is_err() {
-        let _ = access(&tmp).and_then(|a| std::fs::remove_file(a.path()));
+        let _ = rustix::fs::unlinkat(&place.dir, &tmp, AtFlags::empty());
     }
     let (written, reused) = r?;
-    if job.verify && !check(repo, path, node.size, &chunks).await? {
+    if job.verify && !check(repo, &place, node.size, &chunks).await? {
         return Err("verification failed: the file on disk differs from the snapshot".into());
     }
     Ok(FileDone {
@@ -146,14 +167,23 @@ pub(super) async fn restore_file(
     })
 }
 
-/// Applies the metadata to the complete temporary file and renames it
-/// over `path`.
-fn finish(tmp: &Path, path: &Path, node: &Node, owners: bool) -> Result<(), String> {
-    meta::apply(tmp, node, owners).map_err(|e| format!("cannot set metadata: {e}"))?;
-    clear_for(path, false)
+/// Applies the metadata to the complete temporary file through its
+/// descriptor, makes its content durable, and renames it over the final
+/// name in the same directory. The directory itself is synced once, after
+/// all its files (see `restore::finish_dirs`).
+fn finish(
+    place: &Place,
+    tmp: &OsStr,
+    file: &std::fs::File,
+    node: &Node,
+    owners: bool,
+) -> Result<(), String> {
+    meta::apply(file.as_fd(), false, node, owners)
+        .map_err(|e| format!("cannot set metadata: {e}"))?;
+    file.sync_all().map_err(|e| format!("cannot sync: {e}"))?;
+    at::clear(place.dir.as_fd(), &place.name, false)
         .and_then(|()| {
-            let (from, to) = (access(tmp)?, access(path)?);
-            std::fs::rename(from.path(), to.path())
+            rustix::fs::renameat(&place.dir, tmp, &place.dir, &place.name).map_err(Into::into)
         })
         .map_err(|e| format!("cannot move into place: {e}"))
 }
@@ -162,7 +192,7 @@ fn finish(tmp: &Path, path: &Path, node: &Node, owners: bool) -> Result<(), Stri
 /// [`restore_file`] does: a temporary name, content (an all-zero content
 /// as a hole), metadata, rename. On a blocking thread.
 pub(super) fn write_whole(
-    path: &Path,
+    place: &Place,
     node: &Node,
     plain: &[u8],
     owners: bool,
@@ -174,9 +204,9 @@ pub(super) fn write_whole(
             node.size
         ));
     }
-    let tmp = temp_path(path);
+    let tmp = temp_name(&place.name);
     let zero = plain.iter().all(|&b| b == 0);
-    let r = create(&tmp).and_then(|file| {
+    let r = create(place.dir.as_fd(), &tmp).and_then(|file| {
         if zero {
             file.set_len(node.size)
                 .map_err(|e| format!("cannot size: {e}"))?;
@@ -184,11 +214,10 @@ pub(super) fn write_whole(
             file.write_all_at(plain, 0)
                 .map_err(|e| format!("write failed: {e}"))?;
         }
-        drop(file);
-        finish(&tmp, path, node, owners)
+        finish(place, &tmp, &file, node, owners)
     });
     if r.is_err() {
-        let _ = access(&tmp).and_then(|a| std::fs::remove_file(a.path()));
+        let _ = rustix::fs::unlinkat(&place.dir, &tmp, AtFlags::empty());
     }
     r?;
     Ok(FileDone {
@@ -197,23 +226,19 @@ pub(super) fn write_whole(
     })
 }
 
-/// Creates `tmp` for writing, replacing a leftover of an earlier run.
-fn create(tmp: &Path) -> Result<std::fs::File, String> {
-    let a = access(tmp).map_err(|e| format!("cannot create: {e}"))?;
-    let open = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(a.path())
-    };
+/// Creates `tmp` in `dir` for writing, never through a symlink, replacing
+/// a leftover of an earlier run.
+fn create(dir: BorrowedFd<'_>, tmp: &OsStr) -> Result<std::fs::File, String> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let open = || rustix::fs::openat(dir, tmp, flags, Mode::from_raw_mode(0o600));
     match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_file(a.path());
+        Err(rustix::io::Errno::EXIST) => {
+            let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
             open()
         }
         r => r,
     }
+    .map(std::fs::File::from)
     .map_err(|e| format!("cannot create: {e}"))
 }
 
@@ -227,32 +252,32 @@ struct Local {
 /// [`matches`] on a blocking thread.
 async fn check(
     repo: &Repository,
-    path: &Path,
+    place: &Arc<Place>,
     size: u64,
     chunks: &Arc<Vec<(Id, u64, u32)>>,
 ) -> Result<bool, String> {
-    let (repo, path, chunks) = (repo.clone(), path.to_owned(), chunks.clone());
-    tokio::task::spawn_blocking(move || matches(&repo, &path, size, &chunks))
-        .await
-        .map_err(|e| format!("restore task failed: {e}"))?
-        .map_err(|e| format!("cannot read the file in place: {e}"))
+    let (repo, place, chunks) = (repo.clone(), place.clone(), chunks.clone());
+    tokio::task::spawn_blocking(move || {
+        matches(&repo, place.dir.as_fd(), &place.name, size, &chunks)
+    })
+    .await
+    .map_err(|e| format!("restore task failed: {e}"))?
+    .map_err(|e| format!("cannot read the file in place: {e}"))
 }
 
-/// Writes the content to `tmp`; returns the bytes written and, of those,
-/// the bytes copied from the file in place.
+/// Writes the content to the temporary `file`; returns the bytes written
+/// and, of those, the bytes copied from the file in place.
 async fn write_content(
     repo: &Repository,
-    tmp: &Path,
+    file: &Arc<std::fs::File>,
     node: &Node,
     chunks: &[(Id, u64, u32)],
     local: Option<&Local>,
     progress: &Progress,
     zeros: &Zeros,
 ) -> Result<(u64, u64), String> {
-    let file = create(tmp)?;
     file.set_len(node.size)
         .map_err(|e| format!("cannot size: {e}"))?;
-    let file = Arc::new(file);
     let mut reused = 0u64;
     let mut written = 0u64;
     let mut results = futures::stream::iter(chunks.iter().copied().enumerate())

@@ -28,12 +28,15 @@ use cairn_core::format::{NodeKind, Snapshot};
 use cairn_repo::Repository;
 use futures::StreamExt;
 
+use crate::at::{self, Root};
 use crate::browse::resolve;
 use crate::{Error, Progress, Result, Warning, meta};
-use files::{FileJob, Zeros, restore_file};
+use files::{FileJob, Place, Zeros, restore_file};
 pub(crate) use filter::PathFilter;
 pub use overwrite::Overwrite;
-use plan::{Plan, clear_for, plan_dir, plan_node};
+use plan::{Plan, plan_dir, plan_node};
+use rustix::fs::{AtFlags, OFlags};
+use std::os::fd::AsFd;
 
 /// Files restored at once.
 const FILE_CONCURRENCY: usize = 4;
@@ -154,9 +157,11 @@ pub async fn restore(
         return stream::restore_into(repo, &start, &opts.target, progress).await;
     }
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    let root = Arc::new(Root::open(&opts.target).map_err(|e| Error::io(&opts.target, e))?);
     let filter = PathFilter::new(&opts.include, &opts.exclude)?;
     let all = !filter.has_includes();
     let mut plan = Plan::new(
+        root.clone(),
         opts.owners
             .unwrap_or_else(|| rustix::process::geteuid().is_root()),
         filter,
@@ -196,21 +201,24 @@ pub async fn restore(
         .into_iter()
         .partition(|(_, node, check_first)| !check_first && !verify && batch::is_small(node));
     let small: Vec<_> = small.into_iter().map(|(p, n, _)| (p, n)).collect();
-    for (path, size, r) in batch::restore_small(repo, small, owners, &progress).await {
+    for (path, size, r) in batch::restore_small(repo, &root, small, owners, &progress).await {
         progress.check()?;
         record(&mut plan.outcome, &mut failed, &progress, path, size, r);
     }
     let mut results = futures::stream::iter(files)
         .map(|(path, node, check_first)| {
             let progress = progress.clone();
-            let zeros = &zeros;
+            let (zeros, root) = (&zeros, &root);
             let job = FileJob {
                 owners,
                 check_first,
                 verify,
             };
             async move {
-                let r = restore_file(repo, &path, &node, job, &progress, zeros).await;
+                let r = match Place::of(root, &path) {
+                    Ok(place) => restore_file(repo, place, &node, job, &progress, zeros).await,
+                    Err(e) => Err(e),
+                };
                 (path, node.size, r)
             }
         })
@@ -220,6 +228,13 @@ pub async fn restore(
         record(&mut plan.outcome, &mut failed, &progress, path, size, r);
     }
     drop(results);
+    link_all(&root, &mut plan, &failed);
+    finish_dirs(&root, &plan.dirs, owners, &mut plan.outcome.errors);
+    Ok(plan.outcome)
+}
+
+/// Links the further names of hard-linked files to their first names.
+fn link_all(root: &Root, plan: &mut Plan, failed: &std::collections::HashSet<PathBuf>) {
     for (path, first) in std::mem::take(&mut plan.links) {
         if failed.contains(&first) {
             plan.outcome.errors.push(Warning {
@@ -228,14 +243,13 @@ pub async fn restore(
             });
             continue;
         }
-        let link = |first: &std::path::Path, path: &std::path::Path| {
-            let (from, to) = (
-                crate::longpath::access(first)?,
-                crate::longpath::access(path)?,
-            );
-            std::fs::hard_link(from.path(), to.path())
+        let link = || {
+            let ((from_dir, from), (to_dir, to)) = (root.parent(&first)?, root.parent(&path)?);
+            at::clear(to_dir.as_fd(), &to, false)?;
+            rustix::fs::linkat(&from_dir, &from, &to_dir, &to, AtFlags::empty())?;
+            Ok::<(), std::io::Error>(())
         };
-        match clear_for(&path, false).and_then(|()| link(&first, &path)) {
+        match link() {
             Ok(()) => plan.outcome.hardlinks += 1,
             Err(e) => plan.outcome.errors.push(Warning {
                 path,
@@ -243,13 +257,39 @@ pub async fn restore(
             }),
         }
     }
-    for (path, node) in plan.dirs.iter().rev() {
-        if let Err(e) = meta::apply(path, node, owners) {
-            plan.outcome.errors.push(Warning {
+}
+
+/// The last pass: each restored directory, deepest first, gets its
+/// metadata through a descriptor opened below the root without following
+/// a symlink (so one swapped in meanwhile is refused, never chmod-ed
+/// through), and is synced so the names renamed into it are durable; the
+/// root is synced last. One sync per directory rather than per file.
+fn finish_dirs(
+    root: &Root,
+    dirs: &[(PathBuf, cairn_core::format::Node)],
+    owners: bool,
+    errors: &mut Vec<Warning>,
+) {
+    for (path, node) in dirs.iter().rev() {
+        let r = root
+            .dir(path, OFlags::RDONLY)
+            .and_then(|fd| {
+                meta::apply(fd.as_fd(), false, node, owners)?;
+                Ok(fd)
+            })
+            .map_err(|e| format!("cannot set metadata: {e}"))
+            .and_then(|fd| rustix::fs::fsync(fd).map_err(|e| format!("cannot sync: {e}")));
+        if let Err(message) = r {
+            errors.push(Warning {
                 path: path.clone(),
-                message: format!("cannot set metadata: {e}"),
+                message,
             });
         }
     }
-    Ok(plan.outcome)
+    if let Err(e) = root.sync() {
+        errors.push(Warning {
+            path: root.path().to_owned(),
+            message: format!("cannot sync: {e}"),
+        });
+    }
 }

@@ -2,8 +2,10 @@
 //! place, and checking a file on disk against its chunk list (for
 //! `Overwrite::IfChanged` and for `verify`).
 
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use cairn_core::format::Node;
 use cairn_core::{Id, Kind};
@@ -44,24 +46,35 @@ pub(super) fn layout(repo: &Repository, node: &Node) -> Result<Vec<(Id, u64, u32
     Ok(out)
 }
 
-/// Which chunks of `layout` the regular file at `path` already holds at
-/// their offsets: each stretch of the file is hashed with the repository's
-/// keyed hash and compared with the chunk's id. `None` when there is no
-/// regular file at `path`; chunks beyond its end do not match.
-pub(super) fn matching_chunks(
-    repo: &Repository,
-    path: &Path,
-    layout: &[(Id, u64, u32)],
-) -> std::io::Result<Option<Vec<bool>>> {
-    let m = match crate::longpath::lstat(path) {
-        Ok(m) => m,
+/// The regular file `name` of `dir`, opened for reading without following
+/// a symlink, and its metadata; `None` when there is no regular file.
+pub(super) fn open_existing(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+) -> std::io::Result<Option<(File, Metadata)>> {
+    let file = match crate::at::open_read(dir, name, false) {
+        Ok(fd) => File::from(fd),
+        // Missing, or a symlink (which O_NOFOLLOW refuses).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
-    if !m.is_file() {
-        return Ok(None);
-    }
-    let file = std::fs::File::from(crate::backup::open_quietly(path, false)?);
+    let m = file.metadata()?;
+    Ok(m.is_file().then_some((file, m)))
+}
+
+/// Which chunks of `layout` the regular file `file` (of metadata `m`)
+/// already holds at their offsets: each stretch of the file is hashed with
+/// the repository's keyed hash and compared with the chunk's id. Chunks
+/// beyond its end do not match.
+pub(super) fn matching_chunks(
+    repo: &Repository,
+    file: &File,
+    m: &Metadata,
+    layout: &[(Id, u64, u32)],
+) -> std::io::Result<Vec<bool>> {
     let keys = repo.keys();
     let mut buf = Vec::new();
     let mut out = Vec::with_capacity(layout.len());
@@ -77,29 +90,27 @@ pub(super) fn matching_chunks(
             Err(e) => return Err(e),
         }
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
-/// Whether the regular file at `path` holds exactly the chunks of
+/// Whether the regular file `name` of `dir` holds exactly the chunks of
 /// `layout`: each stretch of the file is hashed with the repository's
 /// keyed hash and compared with the chunk's id. Reads stop at the first
 /// difference. Anything but a regular file of the right size is a
 /// difference; a file that cannot be read is an error.
 pub(super) fn matches(
     repo: &Repository,
-    path: &Path,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
     size: u64,
     layout: &[(Id, u64, u32)],
 ) -> std::io::Result<bool> {
-    let m = match crate::longpath::lstat(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+    let Some((file, m)) = open_existing(dir, name)? else {
+        return Ok(false);
     };
-    if !m.is_file() || m.len() != size {
+    if m.len() != size {
         return Ok(false);
     }
-    let file = std::fs::File::from(crate::backup::open_quietly(path, false)?);
     let keys = repo.keys();
     let mut buf = Vec::new();
     for &(id, offset, len) in layout {

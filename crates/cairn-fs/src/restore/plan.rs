@@ -2,15 +2,20 @@
 //! are created at once; regular files and extra hard links are collected.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cairn_core::Id;
 use cairn_core::format::{Node, NodeKind};
 use cairn_repo::Repository;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::filter::PathFilter;
 use super::overwrite::Overwrite;
 use super::{RestoreOutcome, os};
+use crate::at::{self, Root};
 use crate::browse::join;
 use crate::{Result, Warning, meta};
 
@@ -29,6 +34,8 @@ pub(super) struct Plan {
     pub(super) overwrite: Overwrite,
     /// Remove what the target holds and the snapshot does not.
     pub(super) delete: bool,
+    /// The target, which every path above is below.
+    pub(super) root: Arc<Root>,
     /// First restored name of each (device, inode) with several links.
     seen: HashMap<(u64, u64), PathBuf>,
     /// Directories on the way to what include patterns select, created
@@ -39,6 +46,7 @@ pub(super) struct Plan {
 
 impl Plan {
     pub(super) fn new(
+        root: Arc<Root>,
         owners: bool,
         filter: PathFilter,
         overwrite: Overwrite,
@@ -53,6 +61,7 @@ impl Plan {
             filter,
             overwrite,
             delete,
+            root,
             seen: HashMap::new(),
             pending: Vec::new(),
         }
@@ -72,7 +81,7 @@ impl Plan {
     }
 
     fn create_dir(&mut self, path: PathBuf, node: Node) -> bool {
-        if let Err(e) = clear_for(&path, true).and_then(|()| mkdir(&path)) {
+        if let Err(e) = mkdir(&self.root, &path) {
             self.fail(&path, "cannot create directory", e);
             return false;
         }
@@ -83,7 +92,7 @@ impl Plan {
 
     /// Whether an existing entry at `path` is kept (`Overwrite::Never`).
     fn keep_existing(&mut self, path: &Path) -> bool {
-        if self.overwrite == Overwrite::Never && crate::longpath::lstat(path).is_ok() {
+        if self.overwrite == Overwrite::Never && exists(&self.root, path) {
             self.outcome.skipped += 1;
             return true;
         }
@@ -126,51 +135,60 @@ pub(super) fn plan_dir<'a>(
 /// Removes the entries of `dir` that are not among `nodes` (and not
 /// excluded: what the patterns leave out is left alone).
 fn delete_extra(dir: &Path, rel: &[u8], nodes: &[Node], plan: &mut Plan) {
-    let Ok(a) = crate::longpath::access(dir) else {
+    let Ok(fd) = plan.root.dir(dir, OFlags::RDONLY) else {
         return;
     };
-    let Ok(rd) = std::fs::read_dir(a.path()) else {
+    let Ok(names) = at::list(fd.as_fd()) else {
         return;
     };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let name = name.as_encoded_bytes();
-        if nodes.iter().any(|n| n.name == name) || plan.filter.excluded(&join(rel, name)) {
+    for name in names {
+        if nodes.iter().any(|n| n.name == name) || plan.filter.excluded(&join(rel, &name)) {
             continue;
         }
-        let path = e.path();
-        let r = match e.file_type() {
-            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
-            _ => std::fs::remove_file(&path),
-        };
-        match r {
+        match at::clear(fd.as_fd(), os(&name), false) {
             Ok(()) => plan.outcome.deleted += 1,
-            Err(e) => plan.fail(&path, "cannot delete", e),
+            Err(e) => plan.fail(&dir.join(os(&name)), "cannot delete", e),
         }
     }
 }
 
-/// Creates the directory `path` unless it exists; its parent exists, as
-/// directories are created in the order of the walk.
-fn mkdir(path: &Path) -> std::io::Result<()> {
-    let a = crate::longpath::access(path)?;
-    match std::fs::create_dir(a.path()) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && a.path().is_dir() => Ok(()),
-        r => r,
+/// Whether something is at `path`.
+fn exists(root: &Root, path: &Path) -> bool {
+    root.parent(path)
+        .is_ok_and(|(dir, name)| rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).is_ok())
+}
+
+/// Creates the directory `path` unless there is one (replacing anything
+/// else); its parent exists, as directories are created in the order of
+/// the walk. A new directory is private to its owner until the last pass
+/// gives it its mode.
+fn mkdir(root: &Root, path: &Path) -> std::io::Result<()> {
+    let (dir, name) = root.parent(path)?;
+    at::clear(dir.as_fd(), &name, true)?;
+    match rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Replaces whatever is at `path` unless it is already a directory.
-pub(super) fn clear_for(path: &Path, want_dir: bool) -> std::io::Result<()> {
-    let a = crate::longpath::access(path)?;
-    let path = a.path();
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() && want_dir => Ok(()),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// Creates a symlink, FIFO or device node at `path` (replacing what is
+/// there) with `make`, then applies its metadata through a descriptor of
+/// what was made.
+fn make_special(
+    root: &Root,
+    path: &Path,
+    node: &Node,
+    owners: bool,
+    make: impl FnOnce(BorrowedFd<'_>, &OsStr) -> rustix::io::Result<()>,
+) -> std::io::Result<()> {
+    let (dir, name) = root.parent(path)?;
+    at::clear(dir.as_fd(), &name, false)?;
+    make(dir.as_fd(), &name)?;
+    let (pinned, m) = at::pin(dir.as_fd(), &name)?;
+    if meta::kind_of(&m) != node.kind {
+        return Err(std::io::Error::other("replaced during the restore"));
     }
+    meta::apply(pinned.as_fd(), true, node, owners)
 }
 
 pub(super) async fn plan_node(
@@ -227,10 +245,10 @@ pub(super) async fn plan_node(
             plan.files.push((path, node, check));
         }
         NodeKind::Symlink => {
-            let r = clear_for(&path, false)
-                .and_then(|()| crate::longpath::access(&path))
-                .and_then(|a| std::os::unix::fs::symlink(os(&node.link_target), a.path()))
-                .and_then(|()| meta::apply(&path, &node, plan.owners));
+            let target = os(&node.link_target);
+            let r = make_special(&plan.root, &path, &node, plan.owners, |dir, name| {
+                rustix::fs::symlinkat(target, dir, name)
+            });
             match r {
                 Ok(()) => plan.outcome.symlinks += 1,
                 Err(e) => plan.fail(&path, "cannot create symlink", e),
@@ -243,19 +261,10 @@ pub(super) async fn plan_node(
                 NodeKind::CharDevice => FileType::CharacterDevice,
                 _ => FileType::BlockDevice,
             };
-            let r = clear_for(&path, false)
-                .and_then(|()| crate::longpath::access(&path))
-                .and_then(|a| {
-                    rustix::fs::mknodat(
-                        rustix::fs::CWD,
-                        a.path(),
-                        ft,
-                        rustix::fs::Mode::from_raw_mode(node.mode),
-                        node.rdev,
-                    )
-                    .map_err(std::io::Error::from)
-                })
-                .and_then(|()| meta::apply(&path, &node, plan.owners));
+            let (mode, rdev) = (Mode::from_raw_mode(node.mode & 0o777), node.rdev);
+            let r = make_special(&plan.root, &path, &node, plan.owners, |dir, name| {
+                rustix::fs::mknodat(dir, name, ft, mode, rdev)
+            });
             match r {
                 Ok(()) => plan.outcome.special += 1,
                 Err(e) => plan.fail(&path, "cannot create special file", e),
