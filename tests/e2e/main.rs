@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bitflip;
 mod browse;
 mod concurrency;
 mod corruption;
