@@ -7,6 +7,7 @@ mod bitflip;
 mod browse;
 mod concurrency;
 mod corruption;
+mod damaged;
 mod devices;
 mod errors;
 mod fidelity;
