@@ -5,8 +5,8 @@
 //! snapshot's trees load and every blob they reference is indexed. Reading
 //! data: every pack of the selected subset is downloaded, its header opened
 //! from those bytes, and every blob the header or the index places in it
-//! opened and re-hashed; bytes no blob covers are reported. Each problem names the object
-//! and the snapshots it affects.
+//! opened and re-hashed; bytes no blob covers are reported. Each problem
+//! names the object and the snapshots it affects.
 //!
 //! By default check reads the repository's own objects, never the local
 //! cache (cached index table, snapshots and trees), which it does not
