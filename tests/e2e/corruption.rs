@@ -104,3 +104,36 @@ fn flipped_byte_in_data_blob_fails_read_data_check_and_restore_writes_no_wrong_b
         }]
     );
 }
+
+#[test]
+fn check_reports_a_damaged_index_file_that_the_local_index_table_still_covers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("f"), vec![7u8; 10_000]).expect("write");
+    let repo = Repo::init(tmp.path().join("repo"));
+    repo.backup_json(&src);
+    // The local index table now covers every index file.
+    repo.run(["check"]).success();
+    let index = repo
+        .objects()
+        .into_keys()
+        .find(|o| o.starts_with("index/"))
+        .expect("an index file");
+    let path = repo.path.join(&index);
+    let mut b = std::fs::read(&path).expect("read");
+    b[30] ^= 0x80;
+    std::fs::write(&path, b).expect("write");
+
+    let r = repo.run(["check"]).expect_code(1);
+    assert!(r.stderr.contains(&index), "{}", r.stderr);
+    let json = repo.run(["check", "--json"]).expect_code(1).json();
+    assert!(
+        json["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .any(|e| e["object"] == index.as_str()),
+        "{json:#}"
+    );
+}

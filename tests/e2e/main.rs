@@ -3,9 +3,11 @@
 
 mod common;
 
+mod bitflip;
 mod browse;
 mod concurrency;
 mod corruption;
+mod damaged;
 mod devices;
 mod errors;
 mod fidelity;

@@ -3,9 +3,10 @@
 //! Structure: every indexed pack exists, is long enough for its entries, and
 //! its header (one suffix read) lists what the index places in it; every
 //! snapshot's trees load and every blob they reference is indexed. Reading
-//! data: every pack of the selected subset is downloaded and every blob the
-//! index places in it opened and re-hashed. Each problem names the object
-//! and the snapshots it affects.
+//! data: every pack of the selected subset is downloaded, its header opened
+//! from those bytes, and every blob the header or the index places in it
+//! opened and re-hashed; bytes no blob covers are reported. Each problem
+//! names the object and the snapshots it affects.
 //!
 //! By default check reads the repository's own objects, never the local
 //! cache (cached index table, snapshots and trees), which it does not
@@ -234,7 +235,8 @@ impl Repository {
     }
 
     /// Indexed packs against the listing and their headers (one suffix
-    /// read each; packs are never cached). Returns the packs that exist, with their entries.
+    /// read each; packs are never cached). Returns the packs that exist,
+    /// with their entries.
     async fn check_packs<'a>(
         &self,
         by_pack: &'a HashMap<Id, Vec<PackEntry>>,

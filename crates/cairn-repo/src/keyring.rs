@@ -79,13 +79,26 @@ impl Repository {
     }
 
     /// Removes the key file whose id starts with `prefix`. The key in use and
-    /// the last key cannot be removed.
+    /// the last key cannot be removed. A damaged key file (one that
+    /// [`list_keys`](Self::list_keys) leaves out) can be removed too.
     pub async fn remove_key(&self, prefix: &str) -> Result<Id> {
         let keys = self.list_keys().await?;
         let matching: Vec<&crate::KeyInfo> = keys
             .iter()
             .filter(|k| k.id.to_hex().starts_with(prefix))
             .collect();
+        if matching.is_empty() && !prefix.is_empty() {
+            let damaged: Vec<Id> = self
+                .damaged()
+                .iter()
+                .filter_map(|d| paths::id_in(paths::KEYS, &d.object))
+                .filter(|id| id.to_hex().starts_with(prefix))
+                .collect();
+            if let [id] = damaged.as_slice() {
+                self.store().delete(&paths::key(id)).await?;
+                return Ok(*id);
+            }
+        }
         let k = match matching.as_slice() {
             [] => return Err(Error::Key(format!("no key matches {prefix:?}"))),
             [k] => *k,

@@ -511,6 +511,15 @@ async fn unlock(
         }
     }
     Err(match other_error {
+        // The password may be right for a key file that is damaged: say so.
+        _ if wrong_password && !damaged.is_empty() => {
+            let list: Vec<String> = damaged.iter().map(|d| d.to_string()).collect();
+            Error::Key(format!(
+                "no intact key file could be unlocked with this password; damaged key files \
+                 were skipped: {}",
+                list.join("; ")
+            ))
+        }
         Some(e) if !wrong_password => e.into(),
         _ if wrong_password => cairn_core::Error::WrongPassword.into(),
         _ => Error::Key(format!("{}: repository has no key files", store.describe())),

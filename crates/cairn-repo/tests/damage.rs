@@ -168,6 +168,10 @@ async fn planted_key_file_is_refused_before_any_key_derivation() {
             .any(|d| d.object == name && d.problem.contains("BLAKE3")),
         "{damaged:?}"
     );
+    assert_eq!(again.list_keys().await.expect("keys").len(), 1);
+    // The damaged file can still be removed by its name.
+    assert_eq!(again.remove_key("0000").await.expect("remove"), Id::ZERO);
+    assert!(repo.store().get(&name).await.is_err());
 }
 
 #[tokio::test]

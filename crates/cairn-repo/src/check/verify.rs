@@ -165,3 +165,36 @@ fn layout_gaps(entries: &[PackEntry], header_start: u64, object: &str) -> Found 
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: u32, length: u32) -> PackEntry {
+        PackEntry {
+            kind: Kind::Data,
+            id: Id::from_bytes([offset as u8; 32]),
+            offset,
+            length,
+            raw_length: length,
+        }
+    }
+
+    #[test]
+    fn bytes_outside_every_blob_are_reported() {
+        let tiled = [entry(50, 50), entry(0, 50)];
+        assert!(layout_gaps(&tiled, 100, "p").is_empty());
+        let gaps: Vec<String> = layout_gaps(&[entry(0, 40), entry(60, 20)], 100, "p")
+            .into_iter()
+            .map(|(_, _, m)| m)
+            .collect();
+        assert_eq!(
+            gaps,
+            [
+                "bytes 40..60 belong to no blob in the header",
+                "bytes 80..100 belong to no blob in the header"
+            ]
+        );
+        assert_eq!(layout_gaps(&[], 10, "p").len(), 1);
+    }
+}
