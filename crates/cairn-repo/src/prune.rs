@@ -20,6 +20,7 @@ use std::sync::Arc;
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
+pub use crate::prune_checks::MIN_GRACE;
 use crate::repack::PackBuilders;
 use crate::sessions::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
@@ -27,9 +28,10 @@ use crate::{Error, Index, Repository, Result, paths};
 /// Settings for [`Repository::prune`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PruneOptions {
-    /// Seconds a tombstone waits before phase 2 may act on it. It must
-    /// exceed the clock difference between hosts and the time an index file
-    /// takes to become visible.
+    /// Seconds a tombstone waits before phase 2 may act on it, and a done
+    /// session protects its snapshot. At least [`MIN_GRACE`]: it must
+    /// exceed the clock difference between hosts and the time an object
+    /// takes to be listed everywhere.
     pub grace: i64,
     /// Repack a pack when more than this fraction (0–1) of its bytes can go.
     pub max_unused: f64,
@@ -90,8 +92,21 @@ pub struct PruneReport {
     pub index_files_before: usize,
     /// See `index_files_before`.
     pub index_files_after: usize,
-    /// Stale sessions removed.
+    /// Stale sessions, and done sessions older than the grace period, removed.
     pub stale_sessions_removed: usize,
+    /// Session objects that cannot be read: deletions wait while they exist.
+    pub unreadable_sessions: Vec<Id>,
+    /// Snapshots named by recently ended sessions, walked whether or not
+    /// the listing of `snapshots/` showed them.
+    pub snapshots_from_sessions: usize,
+    /// Packs that index files list but `data/` does not hold: left out of
+    /// the compacted index (`check` reports the blobs that go missing).
+    pub packs_missing: usize,
+    /// Packs no index file listed, older than the grace period, re-indexed
+    /// from their headers.
+    pub packs_adopted: usize,
+    /// Leftover objects of interrupted runs deleted.
+    pub stray_objects_deleted: usize,
 }
 
 /// One pack as the index files describe it.
@@ -102,51 +117,55 @@ struct PackView {
 }
 
 impl Repository {
-    /// Runs prune. See the module docs. Refuses to run while another live
-    /// prune session exists.
+    /// Runs prune. See the module docs. Refuses a grace period below
+    /// [`MIN_GRACE`], and refuses to run while another live prune session
+    /// exists.
     pub async fn prune(&self, opts: PruneOptions) -> Result<PruneReport> {
+        if opts.grace < MIN_GRACE {
+            return Err(Error::InvalidArgument(format!(
+                "a grace period of {} s is too short: at least {MIN_GRACE} s (1h) are needed to cover clock differences between hosts and listing delays",
+                opts.grace
+            )));
+        }
         let me = Arc::new(SessionHandle::new(self.rng(), SessionPurpose::Prune));
         if !opts.dry_run {
             self.announce(me.clone()).await?;
         }
-        let result = self.prune_as(&me.id, opts).await;
+        let result = self.prune_as(&me, opts).await;
         if !opts.dry_run {
             let _ = self.end_session(&me.id).await;
         }
         result
     }
 
-    async fn prune_as(&self, me: &Id, opts: PruneOptions) -> Result<PruneReport> {
+    async fn prune_as(&self, me_handle: &SessionHandle, opts: PruneOptions) -> Result<PruneReport> {
+        let me = &me_handle.id;
         let now = self.clock().now();
         let mut report = PruneReport {
             dry_run: opts.dry_run,
             ..PruneReport::default()
         };
         // Sessions first, snapshots after: a writer whose session is gone
-        // from this listing stored its snapshot before it ended the session.
-        let sessions = self.list_sessions(now).await?;
-        let mut live = Vec::new();
-        for s in sessions.into_iter().filter(|s| s.session.id != *me) {
-            if s.stale {
-                if !opts.dry_run {
-                    self.store().delete(&paths::session(&s.session.id)).await?;
-                }
-                report.stale_sessions_removed += 1;
-            } else if s.session.purpose == SessionPurpose::Prune {
-                return Err(Error::PruneRunning {
-                    session: s.session.id,
-                    host: s.session.host,
-                    pid: s.session.pid,
-                });
-            } else {
-                live.push(s.session);
-            }
-        }
+        // from this listing stored its snapshot more than the grace period
+        // ago (its done record lasted that long), so the listing below
+        // shows it; a more recent one is named by its done record.
+        let view = self
+            .prune_sessions(me_handle, now, opts.grace, opts.dry_run)
+            .await?;
+        report.stale_sessions_removed = view.removed;
+        report.unreadable_sessions = view.unreadable.clone();
+        let live = view.live;
 
         // Snapshots are listed before the index is read: a writer stores its
         // index files before its snapshot, so every snapshot listed here has
         // its blobs in the index read below.
-        let snapshot_ids = self.snapshot_ids().await?;
+        let mut snapshot_ids = self.snapshot_ids().await?;
+        for sid in &view.done_snapshots {
+            if !snapshot_ids.contains(sid) {
+                snapshot_ids.push(*sid);
+                report.snapshots_from_sessions += 1;
+            }
+        }
         let all_files = self.read_index_files().await?;
         report.index_files_before = all_files.len();
         let superseded: HashSet<Id> = all_files
@@ -160,7 +179,7 @@ impl Repository {
         let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
         *self.write_index() = index;
 
-        let (snapshots, referenced) = self.referenced_blobs(snapshot_ids).await?;
+        let (snapshots, referenced) = self.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
         report.snapshots = snapshots;
         report.blobs_referenced = referenced.len();
 
@@ -180,7 +199,9 @@ impl Repository {
                 .filter(|s| s.started <= effective)
                 .map(|s| s.id)
                 .collect();
-            if now < effective || !blockers.is_empty() {
+            // A session that cannot be read may be a writer that started
+            // at any time: nothing ripens while it is there.
+            if now < effective || !blockers.is_empty() || !view.unreadable.is_empty() {
                 report.tombstone_files_waiting += 1;
                 blocking.extend(blockers);
                 continue;
@@ -215,6 +236,11 @@ impl Repository {
             }
         }
         let sizes: HashMap<Id, u64> = self.list_packs().await?;
+        let indexed: HashSet<Id> = all_files
+            .iter()
+            .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
+            .collect();
+        let leftovers = self.find_leftovers(&indexed, me_handle.skew()).await?;
         let deletable = |e: &PackEntry, listed: i64| {
             !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
         };
@@ -312,6 +338,22 @@ impl Repository {
             return Ok(report);
         }
 
+        // Nothing written yet: make sure nothing this run decided on
+        // changed under it (another prune, a compaction, its own session
+        // lost).
+        let known: HashSet<Id> = all_files.iter().map(|(id, _)| *id).collect();
+        let mut to_supersede: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
+        to_supersede.extend(resolved.iter().copied());
+        self.recheck_before_writes(me_handle, &known, &to_supersede)
+            .await?;
+        let adopted = self.adopt_leftovers(&leftovers, opts.grace).await?;
+        report.packs_adopted = adopted.len();
+        report.stray_objects_deleted = leftovers
+            .stray_objects
+            .iter()
+            .filter(|(_, age)| *age >= opts.grace)
+            .count();
+
         // 1. Phase 1's tombstones.
         if !new_tombstones.is_empty() {
             let file = IndexFile {
@@ -335,18 +377,28 @@ impl Repository {
         report.bytes_written += n;
         new_packs.extend(done);
         report.packs_written = new_packs.len();
+        new_packs.extend(adopted);
+        self.refresh_if_due(me_handle).await?;
 
         // 3. Compacted index files, superseding the old ones; 4. delete the
         // old index files; 5. only then delete packs.
-        if compact {
+        if compact || report.packs_adopted > 0 {
+            // Only packs that exist now: a pack another run deleted must
+            // not come back into the index as a deduplication target.
+            let present = self.existing_packs().await?;
             let created = listing_files
                 .iter()
                 .map(|(_, f)| f.created)
                 .max()
                 .unwrap_or(now);
             let mut kept: HashMap<Id, IndexPack> = HashMap::new();
+            let mut missing: HashSet<Id> = HashSet::new();
             for (_, f) in &listing_files {
                 for p in f.packs.iter().filter(|p| !removed.contains(&p.pack)) {
+                    if !present.contains_key(&p.pack) {
+                        missing.insert(p.pack);
+                        continue;
+                    }
                     kept.entry(p.pack).or_insert_with(|| IndexPack {
                         pack: p.pack,
                         blobs: packs[&p.pack].entries.clone(),
@@ -362,10 +414,13 @@ impl Repository {
             );
             supersedes.sort();
             supersedes.dedup();
+            report.packs_missing = missing.len();
             let mut out: Vec<IndexPack> = kept.into_values().collect();
             out.extend(new_packs);
+            self.refresh_if_due(me_handle).await?;
             self.store_index_files(*me, created, out, supersedes.clone())
                 .await?;
+            self.refresh_if_due(me_handle).await?;
             for id in &supersedes {
                 self.store().delete(&paths::index(id)).await?;
             }
@@ -373,6 +428,9 @@ impl Repository {
             self.store_index_files(*me, now, new_packs, Vec::new())
                 .await?;
         }
+        // A run paused since its last check (its session lapsed) stops
+        // here: another prune may have taken over.
+        self.verify_sessions().await?;
         for pack in &removed {
             self.store().delete(&paths::pack(pack)).await?;
         }

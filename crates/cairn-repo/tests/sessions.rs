@@ -9,7 +9,7 @@ use cairn_repo::{BlobWriter, Error, SELF_EXPIRY, SESSION_TIMEOUT};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_writer_is_visible_while_it_runs_and_gone_after_its_snapshot() {
+async fn a_writer_is_visible_while_it_runs_and_done_after_its_snapshot() {
     let (repo, _clock) = repo().await;
     let writer = BlobWriter::new(&repo).expect("writer");
     let writer = tokio::task::spawn_blocking(move || {
@@ -33,8 +33,15 @@ async fn a_writer_is_visible_while_it_runs_and_gone_after_its_snapshot() {
     writer.finish().await.expect("finish");
     // Still there: nothing references its blobs until the snapshot exists.
     assert_eq!(count(&repo, "sessions").await, 1);
-    backup(&repo, "h", &[("f".into(), content(1, 100))]).await;
-    assert_eq!(count(&repo, "sessions").await, 0);
+    let snap = backup(&repo, "h", &[("f".into(), content(1, 100))]).await;
+    // Both writers of this handle ended with a done record naming the
+    // snapshot, which prune keeps for the grace period.
+    let left = repo.list_sessions(T0).await.expect("sessions");
+    assert_eq!(left.len(), 2);
+    assert!(
+        left.iter()
+            .all(|s| s.session.done == Some(snap) && !s.stale)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,3 +137,31 @@ pub async fn size_of(repo: &Repository, prefix: &str) -> u64 {
 pub async fn count(repo: &Repository, prefix: &str) -> usize {
     repo.store().list(prefix).await.expect("list").len()
 }
+
+/// Makes a running writer refresh its session at the repository's current
+/// time: adds a blob of pack size (content number `n`), so a pack is
+/// uploaded and the uploader looks at the clock, then waits until the
+/// session object shows the refresh. Returns the writer.
+pub async fn keep_alive(repo: &Repository, writer: BlobWriter, n: u64) -> BlobWriter {
+    let now = repo.clock().now();
+    let id = writer.session();
+    let writer = tokio::task::spawn_blocking(move || {
+        writer
+            .add_blob(Kind::Data, &content(n, 70 * 1024))
+            .expect("add");
+        writer
+    })
+    .await
+    .expect("join");
+    // A condition, not a deadline: the bound only stops a broken test.
+    for _ in 0..10_000 {
+        let s = repo.list_sessions(now).await.expect("sessions");
+        if s.iter()
+            .any(|s| s.session.id == id && s.session.refreshed >= now)
+        {
+            return writer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("session {id} was never refreshed at {now}");
+}
