@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod compact;
 mod error;
 mod forget;
 mod index;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
+use crate::compact::Compaction;
 pub use crate::prune_checks::MIN_GRACE;
 use crate::repack::PackBuilders;
 use crate::sessions::SessionHandle;
@@ -383,28 +384,6 @@ impl Repository {
         // 3. Compacted index files, superseding the old ones; 4. delete the
         // old index files; 5. only then delete packs.
         if compact || report.packs_adopted > 0 {
-            // Only packs that exist now: a pack another run deleted must
-            // not come back into the index as a deduplication target.
-            let present = self.existing_packs().await?;
-            let created = listing_files
-                .iter()
-                .map(|(_, f)| f.created)
-                .max()
-                .unwrap_or(now);
-            let mut kept: HashMap<Id, IndexPack> = HashMap::new();
-            let mut missing: HashSet<Id> = HashSet::new();
-            for (_, f) in &listing_files {
-                for p in f.packs.iter().filter(|p| !removed.contains(&p.pack)) {
-                    if !present.contains_key(&p.pack) {
-                        missing.insert(p.pack);
-                        continue;
-                    }
-                    kept.entry(p.pack).or_insert_with(|| IndexPack {
-                        pack: p.pack,
-                        blobs: packs[&p.pack].entries.clone(),
-                    });
-                }
-            }
             let mut supersedes: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
             supersedes.extend(resolved.iter().copied());
             supersedes.extend(
@@ -414,16 +393,25 @@ impl Repository {
             );
             supersedes.sort();
             supersedes.dedup();
-            report.packs_missing = missing.len();
-            let mut out: Vec<IndexPack> = kept.into_values().collect();
-            out.extend(new_packs);
-            self.refresh_if_due(me_handle).await?;
-            self.store_index_files(*me, created, out, supersedes.clone())
-                .await?;
-            self.refresh_if_due(me_handle).await?;
-            for id in &supersedes {
-                self.store().delete(&paths::index(id)).await?;
-            }
+            // Tombstone files that stay: those not resolved, and this run's.
+            let mut cuts: Vec<i64> = tomb_files
+                .iter()
+                .filter(|(id, _)| !resolved.contains(id))
+                .map(|(_, f)| f.created)
+                .collect();
+            cuts.push(now);
+            let listed: HashMap<Id, (i64, &[PackEntry])> = packs
+                .iter()
+                .filter(|(p, _)| !removed.contains(p))
+                .map(|(p, v)| (*p, (v.listed, v.entries.as_slice())))
+                .collect();
+            let plan = Compaction {
+                listed,
+                cuts,
+                new_packs,
+                supersedes,
+            };
+            report.packs_missing = self.write_compaction(me_handle, plan).await?;
         } else if !new_packs.is_empty() {
             self.store_index_files(*me, now, new_packs, Vec::new())
                 .await?;
