@@ -193,6 +193,15 @@ impl Repository {
                 snapshots: Vec::new(),
             });
         }
+        for (object, _) in self.stray_objects(0).await? {
+            let message = "leftover of an interrupted run; prune deletes it after the grace period";
+            let (message, snapshots) = (message.into(), Vec::new());
+            report.warnings.push(CheckProblem {
+                object,
+                message,
+                snapshots,
+            });
+        }
 
         // Pack headers against the index, one suffix read per pack.
         let mut headers =

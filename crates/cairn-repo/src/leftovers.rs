@@ -59,12 +59,22 @@ impl Repository {
                 }
             }
         }
-        for o in self.list_timed(PROBE).await? {
-            out.stray_objects.push((o.path, age(o.modified)));
-        }
+        out.stray_objects = self.stray_objects(skew).await?;
         out.unindexed_packs.sort();
         out.stray_objects.sort();
         Ok(out)
+    }
+
+    /// Stray objects of interrupted runs, with their age on the
+    /// repository's clock (`skew`: server minus local). Cheap: one listing.
+    pub async fn stray_objects(&self, skew: i64) -> Result<Vec<(String, i64)>> {
+        let now = self.clock().now();
+        Ok(self
+            .list_timed(PROBE)
+            .await?
+            .into_iter()
+            .map(|o| (o.path, now - (o.modified - skew)))
+            .collect())
     }
 
     /// Leftovers as `check` sees them: against every index file there is.
