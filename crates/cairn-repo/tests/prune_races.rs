@@ -241,3 +241,41 @@ async fn prune_adopts_packs_a_killed_backup_left_unindexed_after_the_grace() {
     assert_eq!(restore(&reader, &keep).await, kept);
     assert_clean(&reader).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_prunes_started_together_never_both_delete() {
+    for round in 0..50u64 {
+        let (repo, clock) = repo().await;
+        let files = vec![("k".to_owned(), content(round, 9_000))];
+        let keep = backup(&repo, "keep", &files).await;
+        let old = backup(&repo, "old", &[("g".into(), content(round + 1000, 9_000))]).await;
+        repo.store()
+            .delete(&format!("snapshots/{old}"))
+            .await
+            .expect("forget");
+        clock.set(T0 + 10);
+        repo.prune(opts()).await.expect("phase 1");
+        clock.set(T0 + 10 + GRACE + 1);
+        let a = reopen(&repo, clock.clone()).await;
+        let b = reopen(&repo, clock.clone()).await;
+        let (ra, rb) = tokio::join!(a.prune(opts()), b.prune(opts()));
+        let deleted = |r: &Result<cairn_repo::PruneReport, Error>| {
+            r.as_ref().map(|r| r.blobs_deleted > 0).unwrap_or(false)
+        };
+        for r in [&ra, &rb] {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, Error::PruneRunning { .. } | Error::PruneConflict(_)),
+                    "round {round}: {e}"
+                );
+            }
+        }
+        assert!(
+            !(deleted(&ra) && deleted(&rb)),
+            "round {round}: both deleted: {ra:?} {rb:?}"
+        );
+        let reader = reopen(&repo, clock.clone()).await;
+        assert_clean(&reader).await;
+        assert_eq!(restore(&reader, &keep).await, files);
+    }
+}
