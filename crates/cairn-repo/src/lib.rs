@@ -46,6 +46,7 @@ mod leftovers;
 mod paths;
 mod prune;
 mod prune_checks;
+mod prune_plan;
 mod read;
 mod repack;
 mod repair;

@@ -22,6 +22,7 @@ use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
 use crate::compact::Compaction;
 pub use crate::prune_checks::MIN_GRACE;
+use crate::prune_plan::{PackPlan, PackView, Waiting, pack_views, plan_packs};
 use crate::repack::PackBuilders;
 use crate::sessions::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
@@ -110,13 +111,6 @@ pub struct PruneReport {
     pub stray_objects_deleted: usize,
 }
 
-/// One pack as the index files describe it.
-struct PackView {
-    entries: Vec<PackEntry>,
-    /// Newest `created` of the files listing it.
-    listed: i64,
-}
-
 impl Repository {
     /// Runs prune. See the module docs. Refuses a grace period below
     /// [`MIN_GRACE`], and refuses to run while another live prune session
@@ -140,7 +134,6 @@ impl Repository {
     }
 
     async fn prune_as(&self, me_handle: &SessionHandle, opts: PruneOptions) -> Result<PruneReport> {
-        let me = &me_handle.id;
         let now = self.clock().now();
         let mut report = PruneReport {
             dry_run: opts.dry_run,
@@ -155,7 +148,6 @@ impl Repository {
             .await?;
         report.stale_sessions_removed = view.removed;
         report.unreadable_sessions = view.unreadable.clone();
-        let live = view.live;
 
         // Snapshots are listed before the index is read: a writer stores its
         // index files before its snapshot, so every snapshot listed here has
@@ -184,58 +176,20 @@ impl Repository {
         report.snapshots = snapshots;
         report.blobs_referenced = referenced.len();
 
-        // Ripe tombstones: newest ripe tombstone time per blob.
-        let mut ripe: HashMap<Id, i64> = HashMap::new();
-        let mut blocking: HashSet<Id> = HashSet::new();
         let tomb_files: Vec<&(Id, IndexFile)> = files
             .iter()
             .copied()
             .filter(|(_, f)| !f.tombstones.is_empty())
             .collect();
-        let mut ripe_files = Vec::new();
-        for (id, f) in &tomb_files {
-            let effective = f.created.saturating_add(opts.grace);
-            let blockers: Vec<Id> = live
-                .iter()
-                .filter(|s| s.started <= effective)
-                .map(|s| s.id)
-                .collect();
-            // A session that cannot be read may be a writer that started
-            // at any time: nothing ripens while it is there.
-            if now < effective || !blockers.is_empty() || !view.unreadable.is_empty() {
-                report.tombstone_files_waiting += 1;
-                blocking.extend(blockers);
-                continue;
-            }
-            ripe_files.push((*id, f));
-            for t in &f.tombstones {
-                let e = ripe.entry(*t).or_insert(f.created);
-                *e = (*e).max(f.created);
-            }
-        }
-        report.blocking_sessions = blocking.into_iter().collect();
-        report.blocking_sessions.sort();
+        let waiting = Waiting {
+            live: &view.live,
+            unreadable: !view.unreadable.is_empty(),
+            now,
+            grace: opts.grace,
+        };
+        let (ripe, ripe_files) = waiting.ripe_tombstones(&tomb_files, &mut report);
 
-        // Packs as listed by the current files.
-        let mut packs: HashMap<Id, PackView> = HashMap::new();
-        for (_, f) in &files {
-            for p in &f.packs {
-                let v = packs.entry(p.pack).or_insert(PackView {
-                    entries: Vec::new(),
-                    listed: f.created,
-                });
-                v.listed = v.listed.max(f.created);
-                for e in &p.blobs {
-                    if !v
-                        .entries
-                        .iter()
-                        .any(|x| x.id == e.id && x.offset == e.offset)
-                    {
-                        v.entries.push(*e);
-                    }
-                }
-            }
-        }
+        let packs = pack_views(&files);
         let sizes: HashMap<Id, u64> = self.list_packs().await?;
         let indexed: HashSet<Id> = all_files
             .iter()
@@ -247,58 +201,11 @@ impl Repository {
         };
         report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
 
-        // Decide per pack.
-        let mut delete_packs: Vec<Id> = Vec::new();
-        let mut candidates: Vec<(f64, Id, Vec<PackEntry>, u64)> = Vec::new();
-        let mut left_dead: HashSet<Id> = HashSet::new();
-        for (pack, v) in &packs {
-            let Some(&size) = sizes.get(pack) else {
-                continue; // missing: check reports it; nothing to delete
-            };
-            let (dead, keep): (Vec<PackEntry>, Vec<PackEntry>) =
-                v.entries.iter().partition(|e| deletable(e, v.listed));
-            if dead.is_empty() {
-                continue;
-            }
-            let dead_bytes: u64 = dead.iter().map(|e| u64::from(e.length)).sum();
-            if keep.is_empty() {
-                delete_packs.push(*pack);
-                report.blobs_deleted += dead.len();
-                report.bytes_deleted += size;
-                continue;
-            }
-            let share = dead_bytes as f64 / size.max(1) as f64;
-            if share > opts.max_unused {
-                let keep_bytes = keep.iter().map(|e| u64::from(e.length)).sum();
-                candidates.push((share, *pack, keep, keep_bytes));
-            } else {
-                report.bytes_unused_kept += dead_bytes;
-                left_dead.extend(dead.iter().map(|e| e.id));
-            }
-        }
-        // Most wasteful first, within the budget.
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut budget = opts.max_repack_size.unwrap_or(u64::MAX);
-        let mut repack: Vec<(Id, Vec<PackEntry>)> = Vec::new();
-        for (_, pack, keep, keep_bytes) in candidates {
-            let v = &packs[&pack];
-            let dead: Vec<&PackEntry> = v
-                .entries
-                .iter()
-                .filter(|e| deletable(e, v.listed))
-                .collect();
-            if keep_bytes > budget {
-                report.bytes_unused_kept += dead.iter().map(|e| u64::from(e.length)).sum::<u64>();
-                left_dead.extend(dead.iter().map(|e| e.id));
-                continue;
-            }
-            budget -= keep_bytes;
-            report.blobs_deleted += dead.len();
-            report.bytes_deleted += sizes.get(&pack).copied().unwrap_or(0);
-            repack.push((pack, keep));
-        }
-        report.packs_deleted = delete_packs.len();
-        report.packs_repacked = repack.len();
+        let PackPlan {
+            delete_packs,
+            repack,
+            left_dead,
+        } = plan_packs(&packs, &sizes, &deletable, &opts, &mut report);
 
         // Phase 1 candidates, from the index before any change.
         let mut new_tombstones: Vec<Id> = {
@@ -339,6 +246,51 @@ impl Repository {
             return Ok(report);
         }
 
+        let decided = Decided {
+            now,
+            all_files: &all_files,
+            superseded: &superseded,
+            tomb_files: &tomb_files,
+            packs: &packs,
+            listing_files,
+            resolved,
+            removed,
+            new_tombstones,
+            repack,
+            leftovers,
+            compact,
+        };
+        self.apply(me_handle, decided, &opts, &mut report).await?;
+        report.index_files_after = self.store().list(paths::INDEX).await?.len();
+        self.reload_index().await?;
+        Ok(report)
+    }
+
+    /// Writes what `prune_as` decided, in the order that keeps every reader
+    /// safe: re-check, tombstone file, new packs, compacted index files,
+    /// delete the superseded index files, check the session, delete packs.
+    async fn apply(
+        &self,
+        me_handle: &SessionHandle,
+        d: Decided<'_>,
+        opts: &PruneOptions,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        let me = &me_handle.id;
+        let Decided {
+            now,
+            all_files,
+            superseded,
+            tomb_files,
+            packs,
+            listing_files,
+            resolved,
+            removed,
+            new_tombstones,
+            repack,
+            leftovers,
+            compact,
+        } = d;
         // Nothing written yet: make sure nothing this run decided on
         // changed under it (another prune, a compaction, its own session
         // lost).
@@ -422,8 +374,22 @@ impl Repository {
         for pack in &removed {
             self.store().delete(&paths::pack(pack)).await?;
         }
-        report.index_files_after = self.store().list(paths::INDEX).await?.len();
-        self.reload_index().await?;
-        Ok(report)
+        Ok(())
     }
+}
+
+/// What a prune run decided to change.
+struct Decided<'a> {
+    now: i64,
+    all_files: &'a [(Id, IndexFile)],
+    superseded: &'a HashSet<Id>,
+    tomb_files: &'a [&'a (Id, IndexFile)],
+    packs: &'a HashMap<Id, PackView>,
+    listing_files: Vec<&'a (Id, IndexFile)>,
+    resolved: Vec<Id>,
+    removed: HashSet<Id>,
+    new_tombstones: Vec<Id>,
+    repack: Vec<(Id, Vec<PackEntry>)>,
+    leftovers: crate::Leftovers,
+    compact: bool,
 }
