@@ -84,7 +84,7 @@ pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
     } else if !g.quiet {
         let verb = if r.dry_run { "would " } else { "" };
         println!(
-            "{} snapshots reference {} blobs; stale sessions removed: {}",
+            "{} snapshots reference {} blobs; sessions removed (stale, or ended past the grace period): {}",
             r.snapshots, r.blobs_referenced, r.stale_sessions_removed
         );
         println!(
