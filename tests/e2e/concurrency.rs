@@ -173,9 +173,10 @@ fn run(tmp: &tempfile::TempDir, repo: Repo, rounds: usize, cache: Option<PathBuf
             expected.insert(id, snapshots_of[w].clone());
         }
     }
-    // Let every tombstone ripen and act on it.
+    // Let every tombstone ripen and act on it: each run is past the grace
+    // period of the one before.
     for _ in 0..3 {
-        clock.advance(1300);
+        clock.advance(3700);
         Run::of(command(&repo, &clock, ["forget", "--keep-last", "2"])).success();
         let p = Run::of(command(
             &repo,

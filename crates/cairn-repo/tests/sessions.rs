@@ -301,3 +301,48 @@ async fn a_host_clock_far_from_the_servers_is_refused() {
     let right = on_clock(&repo, 0).await;
     right.prune(opts).await.expect("a clock in step runs");
 }
+
+/// The same against a real S3 server (Garage, started by scripts/garage.sh;
+/// skipped without `CAIRN_TEST_S3_URL`): its `Last-Modified` has a
+/// resolution of one second and comes from the server's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_is_measured_against_a_real_s3_server() {
+    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
+        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
+        return;
+    };
+    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
+    let url = format!(
+        "{}/skew-{}?{query}",
+        head.trim_end_matches('/'),
+        std::process::id()
+    );
+    let store = cairn_store::Store::open(&url, true).expect("store");
+    let repo = cairn_repo::Repository::init(
+        store,
+        PASSWORD,
+        cairn_repo::InitOptions::insecure_fast_for_tests(),
+    )
+    .await
+    .expect("init");
+    let opts = cairn_repo::PruneOptions {
+        grace: cairn_repo::MIN_GRACE,
+        ..Default::default()
+    };
+    let e = on_clock(&repo, 3600)
+        .await
+        .prune(opts)
+        .await
+        .expect_err("an hour ahead");
+    assert!(matches!(e, Error::ClockSkew { .. }), "{e}");
+    on_clock(&repo, 0)
+        .await
+        .prune(opts)
+        .await
+        .expect("a clock in step runs");
+    on_clock(&repo, cairn_repo::MAX_CLOCK_SKEW - 60)
+        .await
+        .prune(opts)
+        .await
+        .expect("within the bound runs");
+}
