@@ -117,9 +117,10 @@ impl Repository {
         self.refresh_if_due(me).await?;
         self.verify_sessions().await?;
         let now = self.clock().now();
-        for s in self.list_sessions(now).await? {
-            let s = s.session;
-            if s.id != me.id && s.purpose == SessionPurpose::Prune && s.done.is_none() {
+        for info in self.list_sessions(now).await? {
+            let s = info.session;
+            let live = !info.stale && s.done.is_none();
+            if live && s.id != me.id && s.purpose == SessionPurpose::Prune {
                 return Err(Error::PruneRunning {
                     session: s.id,
                     host: s.host,
