@@ -49,7 +49,9 @@ impl Repository {
         let mut groups: BTreeMap<usize, (i64, Vec<IndexPack>)> = BTreeMap::new();
         let mut missing = 0;
         for (pack, (listed, entries)) in plan.listed {
-            if !present.contains_key(&pack) {
+            // A listing may lag behind a pack just uploaded: ask for the
+            // object itself before leaving it out.
+            if !present.contains_key(&pack) && !self.pack_exists(&pack).await? {
                 missing += 1;
                 continue;
             }
@@ -92,5 +94,13 @@ impl Repository {
             self.store().delete(&paths::index(id)).await?;
         }
         Ok(missing)
+    }
+
+    async fn pack_exists(&self, pack: &Id) -> Result<bool> {
+        match self.store().head(&paths::pack(pack)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -279,3 +279,26 @@ async fn two_prunes_started_together_never_both_delete() {
         assert_eq!(restore(&reader, &keep).await, files);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_keeps_packs_a_lagging_listing_does_not_show_yet() {
+    let g = gated_repo().await;
+    let one = vec![("one".to_owned(), content(21, 20_000))];
+    let two = vec![("two".to_owned(), content(22, 20_000))];
+    let s1 = backup(&g.repo, "a", &one).await;
+    let s2 = backup(&g.repo, "b", &two).await;
+    let packs_before = g.repo.index().packs().expect("packs").len();
+    // The listing of `data/` shows nothing yet; the packs are there.
+    g.gate.hide("data/");
+    g.clock.set(T0 + 10);
+    let p = g.repo.prune(opts()).await.expect("prune");
+    assert!(
+        p.index_files_before > p.index_files_after,
+        "compacted: {p:#?}"
+    );
+    assert_eq!(p.packs_missing, 0, "{p:#?}");
+    let reader = open_on(&g.plain, g.clock.clone()).await;
+    assert_eq!(reader.index().packs().expect("packs").len(), packs_before);
+    assert_eq!(restore(&reader, &s1).await, one);
+    assert_eq!(restore(&reader, &s2).await, two);
+}
