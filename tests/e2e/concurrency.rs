@@ -1,6 +1,6 @@
 //! Many writers and prune at once: 4 `cairn backup` processes back up
 //! overlapping data into one repository, round after round, while `forget`
-//! and `prune` run again and again with a short grace period. Every choice
+//! and `prune` run again and again with the shortest grace period (1h). Every choice
 //! (what changes, when the clock moves, when forget and prune run) comes from
 //! a fixed seed; the processes share a clock file (`CAIRN_TEST_NOW=@FILE`)
 //! that the test moves, so grace periods pass without sleeping. Afterwards
@@ -142,7 +142,9 @@ fn run(tmp: &tempfile::TempDir, repo: Repo, rounds: usize, cache: Option<PathBuf
         // While the writers run: move the clock, forget and prune, in an
         // order and with pauses the seed decides.
         for _ in 0..(2 + rng.below(4)) {
-            clock.advance(5 + rng.below(40) as i64);
+            // At most 5 x 264 s per round: a running writer refreshes its
+            // session well within SELF_EXPIRY (30 min).
+            clock.advance(30 + 6 * rng.below(40) as i64);
             if rng.below(2) == 0 {
                 Run::of(command(
                     &repo,
@@ -155,7 +157,7 @@ fn run(tmp: &tempfile::TempDir, repo: Repo, rounds: usize, cache: Option<PathBuf
             let p = Run::of(command(
                 &repo,
                 &clock,
-                ["prune", "--grace", "60s", "--max-unused", "0%", "--json"],
+                ["prune", "--grace", "1h", "--max-unused", "0%", "--json"],
             ))
             .success()
             .json();
@@ -171,14 +173,15 @@ fn run(tmp: &tempfile::TempDir, repo: Repo, rounds: usize, cache: Option<PathBuf
             expected.insert(id, snapshots_of[w].clone());
         }
     }
-    // Let every tombstone ripen and act on it.
+    // Let every tombstone ripen and act on it: each run is past the grace
+    // period of the one before.
     for _ in 0..3 {
-        clock.advance(120);
+        clock.advance(3700);
         Run::of(command(&repo, &clock, ["forget", "--keep-last", "2"])).success();
         let p = Run::of(command(
             &repo,
             &clock,
-            ["prune", "--grace", "60s", "--max-unused", "0%", "--json"],
+            ["prune", "--grace", "1h", "--max-unused", "0%", "--json"],
         ))
         .success()
         .json();

@@ -21,6 +21,7 @@ mod listing;
 mod longpaths;
 mod maintenance;
 mod partial;
+mod pause;
 mod roundtrip;
 mod s3;
 mod selection;

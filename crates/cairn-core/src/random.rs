@@ -54,6 +54,14 @@ impl RandomSource for SeededRandom {
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;
+
+    /// True if the readings are the real time, so they can be compared
+    /// with the timestamps a storage server puts on objects (clock skew is
+    /// then measured and refused beyond a bound). Test clocks say no: their
+    /// skew is measured but tolerated.
+    fn is_wall_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The system's wall clock.
@@ -65,6 +73,10 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
     }
 }
 

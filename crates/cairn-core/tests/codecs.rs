@@ -58,8 +58,9 @@ proptest! {
     }
 
     #[test]
-    fn session_encoding_is_58_bytes_plus_the_host(s in session()) {
-        prop_assert_eq!(s.encode().len(), 58 + s.host.len());
+    fn session_encoding_is_59_bytes_plus_the_host_and_the_snapshot(s in session()) {
+        let done = if s.done.is_some() { 32 } else { 0 };
+        prop_assert_eq!(s.encode().len(), 59 + s.host.len() + done);
     }
 
     #[test]

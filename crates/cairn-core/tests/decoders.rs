@@ -84,9 +84,18 @@ fn check_index(b: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A session's bytes as version 2 writes them: a version 1 session is a
+/// running one (state byte 0).
+fn session_as_v2(b: &[u8]) -> Vec<u8> {
+    match b.split_first() {
+        Some((1, rest)) => [&[2u8][..], rest, &[0u8][..]].concat(),
+        _ => b.to_vec(),
+    }
+}
+
 fn check_session(b: &[u8]) -> Result<(), TestCaseError> {
     if let Ok(s) = Session::decode(b) {
-        prop_assert_eq!(s.encode(), b);
+        prop_assert_eq!(s.encode(), session_as_v2(b));
         prop_assert_eq!(Session::decode(&s.encode())?, s);
     }
     Ok(())

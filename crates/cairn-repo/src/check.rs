@@ -274,11 +274,21 @@ impl Repository {
             report.warnings.push(CheckProblem {
                 object: paths::pack(pack),
                 message: "pack is not in any index (left by an interrupted backup? \
-                          `cairn repair index` adopts it)"
+                          `cairn repair index` adopts it, and prune after the grace period)"
                     .into(),
                 snapshots: Vec::new(),
             });
         }
+        for (object, _) in self.stray_objects(0).await? {
+            let message = "leftover of an interrupted run; prune deletes it after the grace period";
+            let (message, snapshots) = (message.into(), Vec::new());
+            report.warnings.push(CheckProblem {
+                object,
+                message,
+                snapshots,
+            });
+        }
+
         let mut headers =
             futures::stream::iter(present.iter())
                 .map(|(pack, entries)| async move {

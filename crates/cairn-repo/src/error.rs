@@ -100,6 +100,32 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// This process's writer session object is gone from the repository
+    /// (prune removed it as stale): nothing it wrote since is protected.
+    #[error(
+        "writer session {session} was removed from the repository while it ran (a prune took it for dead); nothing was saved, run the backup again"
+    )]
+    SessionLost {
+        /// The session.
+        session: Id,
+    },
+    /// This host's clock differs from the storage server's by more than
+    /// the protocol tolerates.
+    #[error(
+        "session {session}: this host's clock is {skew} s off the storage server's (server minus local; at most {limit} s are tolerated); fix the clock (NTP) and run again"
+    )]
+    ClockSkew {
+        /// The session whose object was measured.
+        session: Id,
+        /// Server time minus local time, seconds.
+        skew: i64,
+        /// The bound.
+        limit: i64,
+    },
+    /// Another prune or `repair index` changed the index while this prune
+    /// ran: it stops before writing anything.
+    #[error("prune stopped before changing anything: {0}; run it again")]
+    PruneConflict(String),
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

@@ -37,18 +37,23 @@
 #![warn(missing_docs)]
 
 mod check;
+mod compact;
 mod error;
 mod forget;
 mod index;
 mod keyring;
+mod leftovers;
 mod paths;
 mod prune;
+mod prune_checks;
+mod prune_plan;
 mod read;
 mod repack;
 mod repair;
 mod repository;
 pub mod retention;
 mod sessions;
+mod skew;
 mod snapshots;
 mod writer;
 
@@ -57,8 +62,12 @@ pub use error::{Damaged, Error, Result};
 pub use forget::{ForgetEntry, ForgetGroup, ForgetReport, GroupKey, plan as plan_forget};
 pub use index::{BlobLocation, Index};
 pub use keyring::KeyInfo;
-pub use prune::{PruneOptions, PruneReport};
+pub use leftovers::Leftovers;
+pub use prune::{MIN_GRACE, PruneOptions, PruneReport};
 pub use repair::RepairReport;
 pub use repository::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions, Repository};
-pub use sessions::{REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, hostname};
+pub use sessions::{
+    REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, SessionListing, hostname,
+};
+pub use skew::MAX_CLOCK_SKEW;
 pub use writer::{BlobWriter, WriterStats};

@@ -20,6 +20,9 @@ use std::sync::Arc;
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
+use crate::compact::Compaction;
+pub use crate::prune_checks::MIN_GRACE;
+use crate::prune_plan::{PackPlan, PackView, Waiting, pack_views, plan_packs};
 use crate::repack::PackBuilders;
 use crate::sessions::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
@@ -27,9 +30,10 @@ use crate::{Error, Index, Repository, Result, paths};
 /// Settings for [`Repository::prune`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PruneOptions {
-    /// Seconds a tombstone waits before phase 2 may act on it. It must
-    /// exceed the clock difference between hosts and the time an index file
-    /// takes to become visible.
+    /// Seconds a tombstone waits before phase 2 may act on it, and a done
+    /// session protects its snapshot. At least [`MIN_GRACE`]: it must
+    /// exceed the clock difference between hosts and the time an object
+    /// takes to be listed everywhere.
     pub grace: i64,
     /// Repack a pack when more than this fraction (0–1) of its bytes can go.
     pub max_unused: f64,
@@ -90,63 +94,71 @@ pub struct PruneReport {
     pub index_files_before: usize,
     /// See `index_files_before`.
     pub index_files_after: usize,
-    /// Stale sessions removed.
+    /// Stale sessions, and done sessions older than the grace period, removed.
     pub stale_sessions_removed: usize,
-}
-
-/// One pack as the index files describe it.
-struct PackView {
-    entries: Vec<PackEntry>,
-    /// Newest `created` of the files listing it.
-    listed: i64,
+    /// Session objects that cannot be read: deletions wait while they exist.
+    pub unreadable_sessions: Vec<Id>,
+    /// Snapshots named by recently ended sessions, walked whether or not
+    /// the listing of `snapshots/` showed them.
+    pub snapshots_from_sessions: usize,
+    /// Packs that index files list but `data/` does not hold: left out of
+    /// the compacted index (`check` reports the blobs that go missing).
+    pub packs_missing: usize,
+    /// Packs no index file listed, older than the grace period, re-indexed
+    /// from their headers.
+    pub packs_adopted: usize,
+    /// Leftover objects of interrupted runs deleted.
+    pub stray_objects_deleted: usize,
 }
 
 impl Repository {
-    /// Runs prune. See the module docs. Refuses to run while another live
-    /// prune session exists.
+    /// Runs prune. See the module docs. Refuses a grace period below
+    /// [`MIN_GRACE`], and refuses to run while another live prune session
+    /// exists.
     pub async fn prune(&self, opts: PruneOptions) -> Result<PruneReport> {
+        if opts.grace < MIN_GRACE {
+            return Err(Error::InvalidArgument(format!(
+                "a grace period of {} s is too short: at least {MIN_GRACE} s (1h) are needed to cover clock differences between hosts and listing delays",
+                opts.grace
+            )));
+        }
         let me = Arc::new(SessionHandle::new(self.rng(), SessionPurpose::Prune));
         if !opts.dry_run {
             self.announce(me.clone()).await?;
         }
-        let result = self.prune_as(&me.id, opts).await;
+        let result = self.prune_as(&me, opts).await;
         if !opts.dry_run {
             let _ = self.end_session(&me.id).await;
         }
         result
     }
 
-    async fn prune_as(&self, me: &Id, opts: PruneOptions) -> Result<PruneReport> {
+    async fn prune_as(&self, me_handle: &SessionHandle, opts: PruneOptions) -> Result<PruneReport> {
         let now = self.clock().now();
         let mut report = PruneReport {
             dry_run: opts.dry_run,
             ..PruneReport::default()
         };
         // Sessions first, snapshots after: a writer whose session is gone
-        // from this listing stored its snapshot before it ended the session.
-        let sessions = self.list_sessions(now).await?;
-        let mut live = Vec::new();
-        for s in sessions.into_iter().filter(|s| s.session.id != *me) {
-            if s.stale {
-                if !opts.dry_run {
-                    self.store().delete(&paths::session(&s.session.id)).await?;
-                }
-                report.stale_sessions_removed += 1;
-            } else if s.session.purpose == SessionPurpose::Prune {
-                return Err(Error::PruneRunning {
-                    session: s.session.id,
-                    host: s.session.host,
-                    pid: s.session.pid,
-                });
-            } else {
-                live.push(s.session);
-            }
-        }
+        // from this listing stored its snapshot more than the grace period
+        // ago (its done record lasted that long), so the listing below
+        // shows it; a more recent one is named by its done record.
+        let view = self
+            .prune_sessions(me_handle, now, opts.grace, opts.dry_run)
+            .await?;
+        report.stale_sessions_removed = view.removed;
+        report.unreadable_sessions = view.unreadable.clone();
 
         // Snapshots are listed before the index is read: a writer stores its
         // index files before its snapshot, so every snapshot listed here has
         // its blobs in the index read below.
-        let snapshot_ids = self.snapshot_ids().await?;
+        let mut snapshot_ids = self.snapshot_ids().await?;
+        for sid in &view.done_snapshots {
+            if !snapshot_ids.contains(sid) {
+                snapshot_ids.push(*sid);
+                report.snapshots_from_sessions += 1;
+            }
+        }
         let all_files = self.read_index_files().await?;
         report.index_files_before = all_files.len();
         let superseded: HashSet<Id> = all_files
@@ -160,118 +172,40 @@ impl Repository {
         let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
         *self.write_index() = index;
 
-        let (snapshots, referenced) = self.referenced_blobs(snapshot_ids).await?;
+        let (snapshots, referenced) = self.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
         report.snapshots = snapshots;
         report.blobs_referenced = referenced.len();
 
-        // Ripe tombstones: newest ripe tombstone time per blob.
-        let mut ripe: HashMap<Id, i64> = HashMap::new();
-        let mut blocking: HashSet<Id> = HashSet::new();
         let tomb_files: Vec<&(Id, IndexFile)> = files
             .iter()
             .copied()
             .filter(|(_, f)| !f.tombstones.is_empty())
             .collect();
-        let mut ripe_files = Vec::new();
-        for (id, f) in &tomb_files {
-            let effective = f.created.saturating_add(opts.grace);
-            let blockers: Vec<Id> = live
-                .iter()
-                .filter(|s| s.started <= effective)
-                .map(|s| s.id)
-                .collect();
-            if now < effective || !blockers.is_empty() {
-                report.tombstone_files_waiting += 1;
-                blocking.extend(blockers);
-                continue;
-            }
-            ripe_files.push((*id, f));
-            for t in &f.tombstones {
-                let e = ripe.entry(*t).or_insert(f.created);
-                *e = (*e).max(f.created);
-            }
-        }
-        report.blocking_sessions = blocking.into_iter().collect();
-        report.blocking_sessions.sort();
+        let waiting = Waiting {
+            live: &view.live,
+            unreadable: !view.unreadable.is_empty(),
+            now,
+            grace: opts.grace,
+        };
+        let (ripe, ripe_files) = waiting.ripe_tombstones(&tomb_files, &mut report);
 
-        // Packs as listed by the current files.
-        let mut packs: HashMap<Id, PackView> = HashMap::new();
-        for (_, f) in &files {
-            for p in &f.packs {
-                let v = packs.entry(p.pack).or_insert(PackView {
-                    entries: Vec::new(),
-                    listed: f.created,
-                });
-                v.listed = v.listed.max(f.created);
-                for e in &p.blobs {
-                    if !v
-                        .entries
-                        .iter()
-                        .any(|x| x.id == e.id && x.offset == e.offset)
-                    {
-                        v.entries.push(*e);
-                    }
-                }
-            }
-        }
+        let packs = pack_views(&files);
         let sizes: HashMap<Id, u64> = self.list_packs().await?;
+        let indexed: HashSet<Id> = all_files
+            .iter()
+            .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
+            .collect();
+        let leftovers = self.find_leftovers(&indexed, me_handle.skew()).await?;
         let deletable = |e: &PackEntry, listed: i64| {
             !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
         };
         report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
 
-        // Decide per pack.
-        let mut delete_packs: Vec<Id> = Vec::new();
-        let mut candidates: Vec<(f64, Id, Vec<PackEntry>, u64)> = Vec::new();
-        let mut left_dead: HashSet<Id> = HashSet::new();
-        for (pack, v) in &packs {
-            let Some(&size) = sizes.get(pack) else {
-                continue; // missing: check reports it; nothing to delete
-            };
-            let (dead, keep): (Vec<PackEntry>, Vec<PackEntry>) =
-                v.entries.iter().partition(|e| deletable(e, v.listed));
-            if dead.is_empty() {
-                continue;
-            }
-            let dead_bytes: u64 = dead.iter().map(|e| u64::from(e.length)).sum();
-            if keep.is_empty() {
-                delete_packs.push(*pack);
-                report.blobs_deleted += dead.len();
-                report.bytes_deleted += size;
-                continue;
-            }
-            let share = dead_bytes as f64 / size.max(1) as f64;
-            if share > opts.max_unused {
-                let keep_bytes = keep.iter().map(|e| u64::from(e.length)).sum();
-                candidates.push((share, *pack, keep, keep_bytes));
-            } else {
-                report.bytes_unused_kept += dead_bytes;
-                left_dead.extend(dead.iter().map(|e| e.id));
-            }
-        }
-        // Most wasteful first, within the budget.
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut budget = opts.max_repack_size.unwrap_or(u64::MAX);
-        let mut repack: Vec<(Id, Vec<PackEntry>)> = Vec::new();
-        for (_, pack, keep, keep_bytes) in candidates {
-            let v = &packs[&pack];
-            let dead: Vec<&PackEntry> = v
-                .entries
-                .iter()
-                .filter(|e| deletable(e, v.listed))
-                .collect();
-            if keep_bytes > budget {
-                report.bytes_unused_kept += dead.iter().map(|e| u64::from(e.length)).sum::<u64>();
-                left_dead.extend(dead.iter().map(|e| e.id));
-                continue;
-            }
-            budget -= keep_bytes;
-            report.blobs_deleted += dead.len();
-            report.bytes_deleted += sizes.get(&pack).copied().unwrap_or(0);
-            repack.push((pack, keep));
-        }
-        report.packs_deleted = delete_packs.len();
-        report.packs_repacked = repack.len();
+        let PackPlan {
+            delete_packs,
+            repack,
+            left_dead,
+        } = plan_packs(&packs, &sizes, &deletable, &opts, &mut report);
 
         // Phase 1 candidates, from the index before any change.
         let mut new_tombstones: Vec<Id> = {
@@ -312,6 +246,67 @@ impl Repository {
             return Ok(report);
         }
 
+        let decided = Decided {
+            now,
+            all_files: &all_files,
+            superseded: &superseded,
+            tomb_files: &tomb_files,
+            packs: &packs,
+            listing_files,
+            resolved,
+            removed,
+            new_tombstones,
+            repack,
+            leftovers,
+            compact,
+        };
+        self.apply(me_handle, decided, &opts, &mut report).await?;
+        report.index_files_after = self.store().list(paths::INDEX).await?.len();
+        self.reload_index().await?;
+        Ok(report)
+    }
+
+    /// Writes what `prune_as` decided, in the order that keeps every reader
+    /// safe: re-check, tombstone file, new packs, compacted index files,
+    /// delete the superseded index files, check the session, delete packs.
+    async fn apply(
+        &self,
+        me_handle: &SessionHandle,
+        d: Decided<'_>,
+        opts: &PruneOptions,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        let me = &me_handle.id;
+        let Decided {
+            now,
+            all_files,
+            superseded,
+            tomb_files,
+            packs,
+            listing_files,
+            resolved,
+            removed,
+            new_tombstones,
+            repack,
+            leftovers,
+            compact,
+        } = d;
+        // Nothing written yet: make sure nothing this run decided on
+        // changed under it (another prune, a compaction, its own session
+        // lost).
+        let known: HashSet<Id> = all_files.iter().map(|(id, _)| *id).collect();
+        let mut to_supersede: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
+        to_supersede.extend(resolved.iter().copied());
+        self.recheck_before_writes(me_handle, &known, &to_supersede)
+            .await?;
+        let adopted = self.adopt_leftovers(&leftovers, opts.grace).await?;
+        report.packs_adopted = adopted.len();
+        report.stray_objects_deleted = leftovers
+            .stray_objects
+            .iter()
+            .filter(|(_, age)| *age >= opts.grace)
+            .count();
+
         // 1. Phase 1's tombstones.
         if !new_tombstones.is_empty() {
             let file = IndexFile {
@@ -335,24 +330,12 @@ impl Repository {
         report.bytes_written += n;
         new_packs.extend(done);
         report.packs_written = new_packs.len();
+        new_packs.extend(adopted);
+        self.refresh_if_due(me_handle).await?;
 
         // 3. Compacted index files, superseding the old ones; 4. delete the
         // old index files; 5. only then delete packs.
-        if compact {
-            let created = listing_files
-                .iter()
-                .map(|(_, f)| f.created)
-                .max()
-                .unwrap_or(now);
-            let mut kept: HashMap<Id, IndexPack> = HashMap::new();
-            for (_, f) in &listing_files {
-                for p in f.packs.iter().filter(|p| !removed.contains(&p.pack)) {
-                    kept.entry(p.pack).or_insert_with(|| IndexPack {
-                        pack: p.pack,
-                        blobs: packs[&p.pack].entries.clone(),
-                    });
-                }
-            }
+        if compact || report.packs_adopted > 0 {
             let mut supersedes: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
             supersedes.extend(resolved.iter().copied());
             supersedes.extend(
@@ -362,22 +345,51 @@ impl Repository {
             );
             supersedes.sort();
             supersedes.dedup();
-            let mut out: Vec<IndexPack> = kept.into_values().collect();
-            out.extend(new_packs);
-            self.store_index_files(*me, created, out, supersedes.clone())
-                .await?;
-            for id in &supersedes {
-                self.store().delete(&paths::index(id)).await?;
-            }
+            // Tombstone files that stay: those not resolved, and this run's.
+            let mut cuts: Vec<i64> = tomb_files
+                .iter()
+                .filter(|(id, _)| !resolved.contains(id))
+                .map(|(_, f)| f.created)
+                .collect();
+            cuts.push(now);
+            let listed: HashMap<Id, (i64, &[PackEntry])> = packs
+                .iter()
+                .filter(|(p, _)| !removed.contains(p))
+                .map(|(p, v)| (*p, (v.listed, v.entries.as_slice())))
+                .collect();
+            let plan = Compaction {
+                listed,
+                cuts,
+                new_packs,
+                supersedes,
+            };
+            report.packs_missing = self.write_compaction(me_handle, plan).await?;
         } else if !new_packs.is_empty() {
             self.store_index_files(*me, now, new_packs, Vec::new())
                 .await?;
         }
+        // A run paused since its last check (its session lapsed) stops
+        // here: another prune may have taken over.
+        self.verify_sessions().await?;
         for pack in &removed {
             self.store().delete(&paths::pack(pack)).await?;
         }
-        report.index_files_after = self.store().list(paths::INDEX).await?.len();
-        self.reload_index().await?;
-        Ok(report)
+        Ok(())
     }
+}
+
+/// What a prune run decided to change.
+struct Decided<'a> {
+    now: i64,
+    all_files: &'a [(Id, IndexFile)],
+    superseded: &'a HashSet<Id>,
+    tomb_files: &'a [&'a (Id, IndexFile)],
+    packs: &'a HashMap<Id, PackView>,
+    listing_files: Vec<&'a (Id, IndexFile)>,
+    resolved: Vec<Id>,
+    removed: HashSet<Id>,
+    new_tombstones: Vec<Id>,
+    repack: Vec<(Id, Vec<PackEntry>)>,
+    leftovers: crate::Leftovers,
+    compact: bool,
 }

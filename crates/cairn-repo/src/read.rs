@@ -79,9 +79,63 @@ impl Repository {
         Ok(plain)
     }
 
-    /// Reads, opens and verifies a blob, checking it is of `kind`.
+    /// Reads, opens and verifies a blob, checking it is of `kind`. When the
+    /// indexed copy cannot be read (its pack is gone or damaged), every
+    /// other copy the index files list is tried before giving up.
     pub async fn read_blob(&self, kind: Kind, id: &Id) -> Result<Vec<u8>> {
-        let (loc, sealed) = self.fetch_blob(id).await?;
+        let first = match self.fetch_blob(id).await {
+            Ok((loc, sealed)) => self.open_as(kind, id, &loc, &sealed),
+            Err(e) => Err(e),
+        };
+        let err = match first {
+            Ok(plain) => return Ok(plain),
+            Err(e @ Error::BlobNotIndexed { .. }) => return Err(e),
+            Err(e) => e,
+        };
+        let failed = self.locate(id).ok();
+        for loc in self.blob_copies(id).await? {
+            if Some(loc) == failed {
+                continue;
+            }
+            let start = u64::from(loc.offset);
+            let range = start..start + u64::from(loc.length);
+            let Ok(sealed) = self.fetch_pack_range(&loc.pack, range).await else {
+                continue;
+            };
+            if let Ok(plain) = self.open_as(kind, id, &loc, &sealed) {
+                tracing::warn!("blob {id}: read from pack {} after: {err}", loc.pack);
+                return Ok(plain);
+            }
+        }
+        Err(err)
+    }
+
+    /// Every copy of a blob that any index file lists (superseded files
+    /// included: their packs may still be there). Reads every index file:
+    /// for the rare reads whose first copy failed.
+    pub async fn blob_copies(&self, id: &Id) -> Result<Vec<BlobLocation>> {
+        let mut out: Vec<BlobLocation> = Vec::new();
+        for (_, f) in self.read_index_files().await? {
+            for p in &f.packs {
+                for e in p.blobs.iter().filter(|e| e.id == *id) {
+                    let loc = BlobLocation {
+                        pack: p.pack,
+                        kind: e.kind,
+                        offset: e.offset,
+                        length: e.length,
+                        raw_length: e.raw_length,
+                    };
+                    if !out.contains(&loc) {
+                        out.push(loc);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens `sealed`, read from `loc`, as a blob of `kind`.
+    fn open_as(&self, kind: Kind, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
         if loc.kind != kind {
             return Err(Error::CorruptBlob {
                 id: *id,
@@ -89,7 +143,7 @@ impl Repository {
                 detail: format!("indexed as {} but referenced as {kind}", loc.kind),
             });
         }
-        self.open_blob(&loc, id, &sealed)
+        self.open_blob(loc, id, sealed)
     }
 
     /// Reads and decodes a tree.

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use cairn_core::format::{IndexFile, IndexPack, NodeKind, PackBuilder, PackEntry, pack_v1};
 use cairn_core::{Compression, Id, Kind, seal};
 
+use crate::sessions::SessionHandle;
 use crate::{BlobLocation, Error, Repository, Result, paths};
 
 /// The most blobs one index file written by prune or repair lists, so no
@@ -192,8 +193,14 @@ impl Repository {
     }
 
     /// Every blob reachable from the snapshots `ids`. Any snapshot or tree
-    /// that cannot be read is an error: prune must not guess.
-    pub(crate) async fn referenced_blobs(&self, ids: Vec<Id>) -> Result<(usize, HashSet<Id>)> {
+    /// that cannot be read is an error: prune must not guess. The walk can
+    /// take hours on a large repository: `keepalive`'s session is
+    /// refreshed as it goes.
+    pub(crate) async fn referenced_blobs(
+        &self,
+        ids: Vec<Id>,
+        keepalive: Option<&SessionHandle>,
+    ) -> Result<(usize, HashSet<Id>)> {
         let mut seen: HashSet<Id> = HashSet::new();
         let mut count = 0;
         for sid in ids {
@@ -208,6 +215,9 @@ impl Repository {
             while let Some(tid) = stack.pop() {
                 if !seen.insert(tid) {
                     continue;
+                }
+                if let Some(h) = keepalive {
+                    self.refresh_if_due(h).await?;
                 }
                 let tree = self.load_tree(&tid).await?;
                 for node in &tree.nodes {

@@ -11,11 +11,14 @@ use crate::{Error, Repository, Result, paths};
 impl Repository {
     /// Seals and stores a snapshot; returns its id.
     ///
-    /// Refuses if a writer session of this handle has not been refreshed
-    /// recently enough (prune may have treated it as dead), and ends the
-    /// sessions of finished writers once the snapshot is stored.
+    /// Refuses if a writer session of this handle lapsed (not refreshed
+    /// recently enough, or removed by a prune that took it for dead), also
+    /// just after the snapshot is stored, in which case the snapshot is
+    /// deleted again: a prune may have listed `snapshots/` before it
+    /// appeared. Then ends the sessions of finished writers with a "done"
+    /// record naming the snapshot.
     pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        self.check_sessions_fresh()?;
+        self.verify_sessions().await?;
         let plain = snap.encode();
         let id = self.keys().id_of(&plain);
         let sealed = seal(
@@ -29,7 +32,11 @@ impl Repository {
         self.store()
             .put_new(&paths::snapshot(&id), Bytes::from(sealed))
             .await?;
-        self.end_finished_sessions().await?;
+        if let Err(e) = self.verify_sessions().await {
+            let _ = self.store().delete(&paths::snapshot(&id)).await;
+            return Err(e);
+        }
+        self.complete_finished_sessions(&id).await?;
         Ok(id)
     }
 

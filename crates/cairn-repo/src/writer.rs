@@ -8,11 +8,12 @@
 //! at most one open pack per kind, one queued and a few in flight.
 //!
 //! Before anything is deduplicated or uploaded, the uploader announces the
-//! writer's session (`sessions/<id>`) and then reloads the index, so every
-//! tombstone stored before the announcement is seen (docs/MAINTENANCE.md).
-//! The uploader refreshes the session while it runs; the session ends when
-//! the snapshot is stored ([`Repository::save_snapshot`]) or when the writer
-//! fails.
+//! writer's session (`sessions/<id>`) and then reloads the index and lists
+//! the packs, so every tombstone stored before the announcement is seen
+//! (docs/MAINTENANCE.md) and no index entry whose pack is gone is trusted.
+//! The uploader refreshes the session while it runs and aborts the writer
+//! for good if the session lapsed; the session ends when the snapshot is
+//! stored ([`Repository::save_snapshot`]) or when the writer fails.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -100,6 +101,10 @@ struct Shared {
     ready: Mutex<Option<std::result::Result<(), String>>>,
     ready_cv: Condvar,
     pending: Mutex<HashSet<Id>>,
+    /// Packs in `data/` when the session started, plus those this writer
+    /// uploaded: a blob is deduplicated only against a copy in one of them,
+    /// never on an index entry alone (an index file can outlive its pack).
+    packs: std::sync::RwLock<HashSet<Id>>,
     data: Mutex<PackBuilder>,
     tree: Mutex<PackBuilder>,
     /// Buffers of uploaded data packs, reused for the next packs: a pack
@@ -133,6 +138,23 @@ impl std::fmt::Debug for BlobWriter {
     }
 }
 
+impl Shared {
+    /// True if a live copy of `id` is indexed in a pack that exists.
+    fn stored(&self, id: &Id) -> bool {
+        let index = self.repo.index();
+        if !index.contains(id) {
+            return false;
+        }
+        let Some(loc) = index.get(id) else {
+            return false;
+        };
+        self.packs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&loc.pack)
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -151,6 +173,7 @@ impl BlobWriter {
             ready: Mutex::new(None),
             ready_cv: Condvar::new(),
             pending: Mutex::new(HashSet::new()),
+            packs: std::sync::RwLock::new(HashSet::new()),
             data: Mutex::new(PackBuilder::default()),
             tree: Mutex::new(PackBuilder::default()),
             buffers: Mutex::new(Vec::new()),
@@ -180,7 +203,7 @@ impl BlobWriter {
         }
         self.wait_ready()?;
         let id = repo.keys().blob_id(kind, data);
-        if repo.index().contains(&id) || !lock(&self.shared.pending).insert(id) {
+        if self.shared.stored(&id) || !lock(&self.shared.pending).insert(id) {
             return Ok((id, false));
         }
         SCRATCH.with_borrow_mut(|sealed| self.store_sealed(kind, id, data, sealed))?;
@@ -236,6 +259,19 @@ impl BlobWriter {
                 .map_err(|_| Error::Internal("the pack uploader stopped after an error".into()))?;
         }
         Ok(())
+    }
+
+    /// True if every blob of `ids` can be referenced without storing it
+    /// again: live in the index with a pack that exists, or added by this
+    /// writer. For the parent-snapshot shortcut, which reuses a file's
+    /// chunk list unread. Waits, like [`add_blob`](Self::add_blob), until
+    /// the session is announced and the index reloaded; blocking.
+    pub fn reusable(&self, ids: &[Id]) -> Result<bool> {
+        self.wait_ready()?;
+        let pending = lock(&self.shared.pending);
+        Ok(ids
+            .iter()
+            .all(|id| pending.contains(id) || self.shared.stored(id)))
     }
 
     /// The writer's session id (also in its index files).
@@ -350,12 +386,16 @@ impl BlobWriter {
     }
 }
 
-/// Announces the session, then reloads the index: in this order, the index
-/// the writer deduplicates against holds every tombstone stored before the
-/// session became visible.
+/// Announces the session, then reloads the index and lists the packs: in
+/// this order, the index the writer deduplicates against holds every
+/// tombstone stored before the session became visible, and every pack it
+/// lists that prune deleted before then is known to be gone.
 async fn start_session(shared: &Shared) -> Result<()> {
     shared.repo.announce(shared.session.clone()).await?;
-    shared.repo.reload_index().await
+    shared.repo.reload_index().await?;
+    let packs = shared.repo.list_packs().await?;
+    *shared.packs.write().unwrap_or_else(|p| p.into_inner()) = packs.into_keys().collect();
+    Ok(())
 }
 
 async fn upload_loop(
@@ -431,6 +471,11 @@ async fn upload(shared: Arc<Shared>, p: FinishedPack) -> Result<IndexPack> {
             }
         }
     }
+    shared
+        .packs
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(p.id);
     let c = &shared.counters;
     match p.kind {
         Kind::Tree => &c.tree_packs,

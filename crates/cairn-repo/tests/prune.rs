@@ -7,7 +7,7 @@ use cairn_core::Kind;
 use cairn_repo::{BlobWriter, CheckOptions, PruneOptions, Repository};
 use common::*;
 
-const GRACE: i64 = 600;
+const GRACE: i64 = cairn_repo::MIN_GRACE;
 
 fn opts() -> PruneOptions {
     PruneOptions {
@@ -133,6 +133,12 @@ async fn a_backup_running_across_prune_loses_nothing() {
     let p1 = repo.prune(opts()).await.expect("phase 1");
     assert_eq!(p1.blobs_tombstoned, 3, "a, b and the old root tree");
 
+    // The writer keeps its session fresh while it runs.
+    clock.set(T0 + 1500);
+    let writer = keep_alive(&repo, writer, 77).await;
+    clock.set(T0 + 3000);
+    let writer = keep_alive(&repo, writer, 78).await;
+
     // Past the grace period, but the writer started before the tombstones
     // took effect and is still running: phase 2 waits.
     clock.set(T0 + 10 + GRACE + 100);
@@ -243,5 +249,18 @@ async fn a_dry_run_changes_nothing_and_prune_ends_its_session() {
     let real = repo.prune(opts()).await.expect("prune");
     assert_eq!(real.blobs_tombstoned, 2);
     assert!(real.tombstone_file.is_some());
-    assert_eq!(count(&repo, "sessions").await, 0, "prune ended its session");
+    let left = repo
+        .list_sessions(clock_now(&repo))
+        .await
+        .expect("sessions");
+    assert!(
+        left.iter()
+            .all(|s| s.session.purpose != cairn_core::format::SessionPurpose::Prune),
+        "prune ended its session: {left:?}"
+    );
+    assert_eq!(
+        count(&repo, "sessions").await,
+        1,
+        "the backup's done record"
+    );
 }

@@ -70,8 +70,12 @@ pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
         dry_run: a.dry_run,
         ..options(&a.opts)?
     };
-    if opts.grace < 0 {
-        bail!("--grace must not be negative");
+    if opts.grace < cairn::layers::repo::MIN_GRACE {
+        bail!(
+            "--grace {}: at least {}h is needed to cover clock differences between hosts and listing delays",
+            a.opts.grace,
+            cairn::layers::repo::MIN_GRACE / 3600
+        );
     }
     let repo = context::open(g).await?;
     let r = repo.prune(opts).await?;
@@ -80,7 +84,7 @@ pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
     } else if !g.quiet {
         let verb = if r.dry_run { "would " } else { "" };
         println!(
-            "{} snapshots reference {} blobs; stale sessions removed: {}",
+            "{} snapshots reference {} blobs; sessions removed (stale, or ended past the grace period): {}",
             r.snapshots, r.blobs_referenced, r.stale_sessions_removed
         );
         println!(
@@ -105,6 +109,18 @@ pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
                 } else {
                     format!(" and {} running backups", r.blocking_sessions.len())
                 }
+            );
+        }
+        if !r.unreadable_sessions.is_empty() {
+            println!(
+                "{} session objects cannot be read; deletions wait until they are gone or 1h past the grace period",
+                r.unreadable_sessions.len()
+            );
+        }
+        if r.packs_adopted + r.packs_missing + r.stray_objects_deleted > 0 {
+            println!(
+                "leftovers: {} unindexed packs adopted, {} stray objects deleted, {} missing packs dropped from the index",
+                r.packs_adopted, r.stray_objects_deleted, r.packs_missing
             );
         }
         println!(

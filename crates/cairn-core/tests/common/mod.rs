@@ -221,14 +221,16 @@ pub(crate) fn session() -> impl Strategy<Value = Session> {
         any::<u32>(),
         any::<i64>(),
         any::<u32>(),
+        proptest::option::of(id()),
     )
-        .prop_map(|(id, purpose, host, pid, started, age)| Session {
+        .prop_map(|(id, purpose, host, pid, started, age, done)| Session {
             id,
             purpose,
             host,
             pid,
             started,
             refreshed: started.saturating_add(i64::from(age)),
+            done,
         })
 }
 

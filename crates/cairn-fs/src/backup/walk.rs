@@ -296,11 +296,13 @@ impl Walker {
         match node.kind {
             NodeKind::File => {
                 s.bytes_total.fetch_add(node.size, Ordering::Relaxed);
-                let index = self.repo.index();
-                let reusable = old.filter(|o| {
-                    meta::unchanged(o, node) && o.content.iter().all(|c| index.contains(c))
-                });
-                drop(index);
+                // Asked of the writer: it answers once its session is
+                // announced and the index reloaded, and only for packs
+                // that exist.
+                let reusable = match old.filter(|o| meta::unchanged(o, node)) {
+                    Some(o) if self.writer.reusable(&o.content)? => Some(o),
+                    _ => None,
+                };
                 if let Some(o) = reusable {
                     node.content = o.content.clone();
                     s.files_unchanged.fetch_add(1, Ordering::Relaxed);

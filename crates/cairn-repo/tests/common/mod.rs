@@ -12,6 +12,8 @@ use cairn_core::{FixedClock, Id, Kind};
 use cairn_repo::{BlobWriter, InitOptions, OpenOptions, Repository};
 use cairn_store::Store;
 
+pub mod gate;
+
 pub const PASSWORD: &[u8] = b"maintenance";
 pub const T0: i64 = 1_800_000_000;
 
@@ -136,4 +138,80 @@ pub async fn size_of(repo: &Repository, prefix: &str) -> u64 {
 /// Number of objects under `prefix`.
 pub async fn count(repo: &Repository, prefix: &str) -> usize {
     repo.store().list(prefix).await.expect("list").len()
+}
+
+/// Makes a running writer refresh its session at the repository's current
+/// time: adds a blob of pack size (content number `n`), so a pack is
+/// uploaded and the uploader looks at the clock, then waits until the
+/// session object shows the refresh. Returns the writer.
+pub async fn keep_alive(repo: &Repository, writer: BlobWriter, n: u64) -> BlobWriter {
+    let now = repo.clock().now();
+    let id = writer.session();
+    let writer = tokio::task::spawn_blocking(move || {
+        writer
+            .add_blob(Kind::Data, &content(n, 70 * 1024))
+            .expect("add");
+        writer
+    })
+    .await
+    .expect("join");
+    // A condition, not a deadline: the bound only stops a broken test.
+    for _ in 0..10_000 {
+        let s = repo.list_sessions(now).await.expect("sessions");
+        if s.iter()
+            .any(|s| s.session.id == id && s.session.refreshed >= now)
+        {
+            return writer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("session {id} was never refreshed at {now}");
+}
+
+/// A repository on a store a [`gate::Gate`] controls, whose server clock is
+/// the test's clock, and a way to open the same objects without the gate.
+pub struct Gated {
+    pub repo: Repository,
+    pub gate: Arc<gate::Gate>,
+    pub clock: Arc<FixedClock>,
+    pub plain: Store,
+}
+
+pub async fn gated_repo() -> Gated {
+    let clock = Arc::new(FixedClock::new(T0));
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let gate = Arc::new(gate::Gate::with_server_clock(clock.clone()));
+    let gated = gate::GateStore {
+        inner: mem,
+        gate: gate.clone(),
+    };
+    let gated: Arc<dyn object_store::ObjectStore> = Arc::new(gated);
+    let store = Store::from_object_store(gated.clone(), "gated".into());
+    let opts = InitOptions {
+        data_pack_size: Some(64 * 1024),
+        clock: clock.clone(),
+        ..InitOptions::insecure_fast_for_tests()
+    };
+    let repo = Repository::init(store.clone(), PASSWORD, opts)
+        .await
+        .expect("init");
+    // Every handle goes through the gate (so the server clock stamps every
+    // write); "plain" handles are simply not the ones a test pauses.
+    Gated {
+        repo,
+        gate,
+        clock,
+        plain: store,
+    }
+}
+
+/// Another handle on `store` (another process) on `clock`.
+pub async fn open_on(store: &Store, clock: Arc<FixedClock>) -> Repository {
+    let opts = OpenOptions {
+        clock,
+        ..OpenOptions::default()
+    };
+    Repository::open(store.clone(), PASSWORD, opts)
+        .await
+        .expect("open")
 }

@@ -1,0 +1,106 @@
+//! Prune's compaction: many index files replaced by few, without changing
+//! which copies a tombstone covers.
+//!
+//! A tombstone created at T covers the copies of its blobs listed by index
+//! files created at or before T. Rewriting every pack into one file created
+//! at the newest time would make old copies look newly listed, and the
+//! tombstones still waiting would stop covering them (nothing would ever
+//! be deleted on a repository that is backed up between prunes). So packs
+//! are grouped by where their listing time falls among the times of the
+//! tombstone files that remain, and each group gets the newest listing
+//! time in it: every copy stays on the same side of every tombstone.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cairn_core::Id;
+use cairn_core::format::{IndexPack, PackEntry};
+
+use crate::sessions::SessionHandle;
+use crate::{Repository, Result, paths};
+
+/// What a compaction writes.
+pub(crate) struct Compaction<'a> {
+    /// Each pack to keep listing: newest `created` of the files listing
+    /// it, and its entries.
+    pub(crate) listed: HashMap<Id, (i64, &'a [PackEntry])>,
+    /// `created` of every tombstone file that stays.
+    pub(crate) cuts: Vec<i64>,
+    /// Packs written (or adopted) by this run: listed as new.
+    pub(crate) new_packs: Vec<IndexPack>,
+    /// Index files the new ones replace.
+    pub(crate) supersedes: Vec<Id>,
+}
+
+impl Repository {
+    /// Writes the compacted index files (the last one naming the files
+    /// they supersede), then deletes the superseded files. Packs missing
+    /// from `data/` now are left out; returns how many.
+    pub(crate) async fn write_compaction(
+        &self,
+        me: &SessionHandle,
+        plan: Compaction<'_>,
+    ) -> Result<usize> {
+        // Only packs that exist now: a pack another run deleted must not
+        // come back into the index as a deduplication target.
+        let present = self.existing_packs().await?;
+        let mut cuts = plan.cuts;
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut groups: BTreeMap<usize, (i64, Vec<IndexPack>)> = BTreeMap::new();
+        let mut missing = 0;
+        for (pack, (listed, entries)) in plan.listed {
+            // A listing may lag behind a pack just uploaded: ask for the
+            // object itself before leaving it out.
+            if !present.contains_key(&pack) && !self.pack_exists(&pack).await? {
+                missing += 1;
+                continue;
+            }
+            let g = groups
+                .entry(cuts.partition_point(|&c| c < listed))
+                .or_insert((listed, Vec::new()));
+            g.0 = g.0.max(listed);
+            g.1.push(IndexPack {
+                pack,
+                blobs: entries.to_vec(),
+            });
+        }
+        if !plan.new_packs.is_empty() {
+            let newest = groups.values().map(|g| g.0).max();
+            let last = groups.keys().next_back().copied().unwrap_or(cuts.len());
+            let g = groups
+                .entry(last)
+                .or_insert((newest.unwrap_or(i64::MIN), Vec::new()));
+            if g.0 == i64::MIN {
+                g.0 = self.clock().now();
+            }
+            g.1.extend(plan.new_packs);
+        }
+        if groups.is_empty() {
+            groups.insert(0, (self.clock().now(), Vec::new()));
+        }
+        let n = groups.len();
+        for (i, (_, (created, packs))) in groups.into_iter().enumerate() {
+            let supersedes = if i + 1 == n {
+                plan.supersedes.clone()
+            } else {
+                Vec::new()
+            };
+            self.refresh_if_due(me).await?;
+            self.store_index_files(me.id, created, packs, supersedes)
+                .await?;
+        }
+        self.refresh_if_due(me).await?;
+        for id in &plan.supersedes {
+            self.store().delete(&paths::index(id)).await?;
+        }
+        Ok(missing)
+    }
+
+    async fn pack_exists(&self, pack: &Id) -> Result<bool> {
+        match self.store().head(&paths::pack(pack)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! What interrupted writers leave behind: packs that no index file lists
+//! (a backup killed between an upload and its next index file) and stray
+//! objects under `probe/` (capability probes of a killed `init`). `check`
+//! reports them as warnings; prune adopts such packs (re-indexes them from
+//! their header) and deletes stray probes once they are older than the
+//! grace period, so a writer still running is never disturbed.
+
+use std::collections::HashSet;
+
+use cairn_core::Id;
+use cairn_core::format::IndexPack;
+
+use crate::{Repository, Result, paths};
+
+/// Where capability probes live (see `cairn_store::Store::probe_create_only`).
+const PROBE: &str = "probe";
+
+/// Objects no index or snapshot accounts for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Leftovers {
+    /// Packs in `data/` that no index file lists: (pack, size, age in
+    /// seconds on the repository's clock).
+    pub unindexed_packs: Vec<(Id, u64, i64)>,
+    /// Other objects that no writer keeps: (path, age in seconds).
+    pub stray_objects: Vec<(String, i64)>,
+}
+
+impl Leftovers {
+    /// True if nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.unindexed_packs.is_empty() && self.stray_objects.is_empty()
+    }
+
+    /// One line per object, for warnings.
+    pub fn describe(&self) -> Vec<String> {
+        let packs = self.unindexed_packs.iter().map(|(p, size, age)| {
+            format!("pack {p} ({size} bytes, {age} s old) is listed by no index file")
+        });
+        let stray = self
+            .stray_objects
+            .iter()
+            .map(|(path, age)| format!("{path} ({age} s old) is a leftover of an interrupted run"));
+        packs.chain(stray).collect()
+    }
+}
+
+impl Repository {
+    /// Finds leftovers. `indexed` holds every pack some index file lists
+    /// (superseded files included); `skew` converts the server's
+    /// timestamps to the repository's clock (server minus local).
+    pub async fn find_leftovers(&self, indexed: &HashSet<Id>, skew: i64) -> Result<Leftovers> {
+        let now = self.clock().now();
+        let age = |modified: i64| now - (modified - skew);
+        let mut out = Leftovers::default();
+        for o in self.list_timed(paths::DATA).await? {
+            if let Some(id) = paths::id_in(paths::DATA, &o.path) {
+                if !indexed.contains(&id) {
+                    out.unindexed_packs.push((id, o.size, age(o.modified)));
+                }
+            }
+        }
+        out.stray_objects = self.stray_objects(skew).await?;
+        out.unindexed_packs.sort();
+        out.stray_objects.sort();
+        Ok(out)
+    }
+
+    /// Stray objects of interrupted runs, with their age on the
+    /// repository's clock (`skew`: server minus local). Cheap: one listing.
+    pub async fn stray_objects(&self, skew: i64) -> Result<Vec<(String, i64)>> {
+        let now = self.clock().now();
+        Ok(self
+            .list_timed(PROBE)
+            .await?
+            .into_iter()
+            .map(|o| (o.path, now - (o.modified - skew)))
+            .collect())
+    }
+
+    /// Leftovers as `check` sees them: against every index file there is.
+    pub async fn check_leftovers(&self) -> Result<Leftovers> {
+        let mut indexed = HashSet::new();
+        for (_, f) in self.read_index_files().await? {
+            indexed.extend(f.packs.iter().map(|p| p.pack));
+        }
+        self.find_leftovers(&indexed, 0).await
+    }
+
+    /// Prune's part: reads the header of each unindexed pack older than
+    /// `grace` and returns its index entries (unreadable ones are left for
+    /// `check` and `repair`), and deletes stray objects older than `grace`.
+    pub(crate) async fn adopt_leftovers(
+        &self,
+        found: &Leftovers,
+        grace: i64,
+    ) -> Result<Vec<IndexPack>> {
+        let mut adopted = Vec::new();
+        for (pack, _, age) in &found.unindexed_packs {
+            if *age < grace {
+                continue;
+            }
+            match self.read_pack_header(pack).await {
+                Ok((blobs, _)) => adopted.push(IndexPack { pack: *pack, blobs }),
+                Err(e) => tracing::warn!("leaving unindexed pack {pack}: {e}"),
+            }
+        }
+        for (path, age) in &found.stray_objects {
+            if *age >= grace {
+                self.store().delete(path).await?;
+            }
+        }
+        Ok(adopted)
+    }
+}
