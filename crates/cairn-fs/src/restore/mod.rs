@@ -74,6 +74,12 @@ pub struct RestoreOptions {
     /// Re-read every file written (or kept) and compare it with the
     /// snapshot chunk by chunk.
     pub verify: bool,
+    /// The snapshot comes from someone who must not gain privileges by
+    /// restoring it (a tenant's volume restored by a root agent): files
+    /// lose their set-user-ID and set-group-ID bits and their file
+    /// capabilities (`security.capability`), and device nodes are left
+    /// out. Counted in [`RestoreOutcome::dropped`]; not errors.
+    pub untrusted: bool,
 }
 
 /// What a restore did.
@@ -101,6 +107,9 @@ pub struct RestoreOutcome {
     /// Bytes of file content restored (holes and files kept in place
     /// included).
     pub bytes: u64,
+    /// Entries changed or left out by [`RestoreOptions::untrusted`]: files
+    /// without their set-id bits or capabilities, device nodes not made.
+    pub dropped: u64,
     /// Bytes actually written to disk: holes and kept files write none.
     pub bytes_written: u64,
     /// Of `bytes_written`, bytes copied from chunks that a file in place
@@ -168,6 +177,7 @@ pub async fn restore(
         opts.overwrite,
         opts.delete,
     );
+    plan.untrusted = opts.untrusted;
     // Paths inside the snapshot, for the patterns: "/a/b".
     let mut rel = b"/".to_vec();
     rel.extend(

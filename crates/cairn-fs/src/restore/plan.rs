@@ -36,6 +36,9 @@ pub(super) struct Plan {
     pub(super) delete: bool,
     /// The target, which every path above is below.
     pub(super) root: Arc<Root>,
+    /// Restore without what could raise privileges (see
+    /// `RestoreOptions::untrusted`).
+    pub(super) untrusted: bool,
     /// First restored name of each (device, inode) with several links.
     seen: HashMap<(u64, u64), PathBuf>,
     /// Directories on the way to what include patterns select, created
@@ -62,6 +65,7 @@ impl Plan {
             overwrite,
             delete,
             root,
+            untrusted: false,
             seen: HashMap::new(),
             pending: Vec::new(),
         }
@@ -191,6 +195,30 @@ fn make_special(
     meta::apply(pinned.as_fd(), true, node, owners)
 }
 
+/// The attribute that gives a file capabilities when executed.
+const CAPABILITY: &[u8] = b"security.capability";
+
+/// `node` without what could raise the privileges of whoever runs it, for
+/// an untrusted snapshot: `None` for a device node (which would give raw
+/// access to a device), else the node without set-id bits or file
+/// capabilities, and whether anything was taken away.
+pub(super) fn sanitize(mut node: Node) -> (Option<Node>, bool) {
+    let device = node.content.is_empty()
+        && matches!(node.kind, NodeKind::CharDevice | NodeKind::BlockDevice);
+    if device {
+        return (None, true);
+    }
+    let mut changed = false;
+    if node.kind != NodeKind::Dir && node.mode & 0o6000 != 0 {
+        node.mode &= !0o6000;
+        changed = true;
+    }
+    let before = node.xattrs.len();
+    node.xattrs.retain(|x| x.name != CAPABILITY);
+    changed |= node.xattrs.len() != before;
+    (Some(node), changed)
+}
+
 pub(super) async fn plan_node(
     repo: &Repository,
     node: Node,
@@ -223,6 +251,17 @@ pub(super) async fn plan_node(
     if !included || !plan.materialize() || plan.keep_existing(&path) {
         return Ok(());
     }
+    let node = if plan.untrusted {
+        let (node, changed) = sanitize(node);
+        plan.outcome.dropped += u64::from(changed);
+        let Some(node) = node else {
+            tracing::info!(path = %path.display(), "device node left out: untrusted snapshot");
+            return Ok(());
+        };
+        node
+    } else {
+        node
+    };
     match node.kind {
         NodeKind::Dir => {}
         NodeKind::File => {
