@@ -103,6 +103,20 @@ impl Plan {
         false
     }
 
+    /// `node` as it is to be restored: for an untrusted snapshot without
+    /// what could raise privileges, `None` for a device node (counted).
+    fn admit(&mut self, node: Node, path: &Path) -> Option<Node> {
+        if !self.untrusted {
+            return Some(node);
+        }
+        let (node, changed) = sanitize(node);
+        self.outcome.dropped += u64::from(changed);
+        if node.is_none() {
+            tracing::info!(path = %path.display(), "device node left out: untrusted snapshot");
+        }
+        node
+    }
+
     fn fail(&mut self, path: &Path, what: &str, e: std::io::Error) {
         self.outcome.errors.push(Warning {
             path: path.to_owned(),
@@ -251,16 +265,8 @@ pub(super) async fn plan_node(
     if !included || !plan.materialize() || plan.keep_existing(&path) {
         return Ok(());
     }
-    let node = if plan.untrusted {
-        let (node, changed) = sanitize(node);
-        plan.outcome.dropped += u64::from(changed);
-        let Some(node) = node else {
-            tracing::info!(path = %path.display(), "device node left out: untrusted snapshot");
-            return Ok(());
-        };
-        node
-    } else {
-        node
+    let Some(node) = plan.admit(node, &path) else {
+        return Ok(());
     };
     match node.kind {
         NodeKind::Dir => {}
