@@ -4,12 +4,18 @@
 //! trees are walked; file contents are then fetched with ranged reads,
 //! several files and several chunks of each file at once, opened and
 //! verified on blocking threads and written with positional writes. Each
-//! file is written under a temporary name and renamed into place only when
-//! complete and verified, so a failed restore never leaves a file with wrong
-//! or missing bytes under its real name. All-zero chunks are not written,
-//! leaving holes. Further names of a hard-linked file are linked to its
-//! first name once that is in place. Directory metadata is applied last,
-//! deepest first.
+//! file is written under a temporary name, synced, and renamed into place
+//! only when complete and verified, so a failed restore (or a power cut)
+//! never leaves a file with wrong or missing bytes under its real name.
+//! All-zero chunks are not written, leaving holes. Further names of a
+//! hard-linked file are linked to its first name once that is in place.
+//! Directory metadata is applied last, deepest first, and each directory is
+//! synced once.
+//!
+//! Every entry is reached from a descriptor of the target ([`crate::at`]):
+//! its directory is opened below the target without following a symlink,
+//! and the entry is made and given its metadata relative to that, so a
+//! directory swapped for a symlink during the run leads nowhere outside.
 
 mod batch;
 mod files;
@@ -19,6 +25,7 @@ mod plan;
 mod stream;
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +43,6 @@ pub(crate) use filter::PathFilter;
 pub use overwrite::Overwrite;
 use plan::{Plan, plan_dir, plan_node};
 use rustix::fs::{AtFlags, OFlags};
-use std::os::fd::AsFd;
 
 /// Files restored at once.
 const FILE_CONCURRENCY: usize = 4;
