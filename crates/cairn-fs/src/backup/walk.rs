@@ -82,7 +82,12 @@ fn open_same(
 fn open_given_dir(p: &Path) -> Result<(OwnedFd, std::fs::Metadata)> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(p, flags, Mode::empty()).map_err(|e| Error::io(p, e.into()))?;
+    // Without updating its access time where the kernel allows it.
+    let fd = match rustix::fs::open(p, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => rustix::fs::open(p, flags, Mode::empty()),
+        r => r,
+    }
+    .map_err(|e| Error::io(p, e.into()))?;
     let file = File::from(fd);
     let m = file.metadata().map_err(|e| Error::io(p, e))?;
     Ok((file.into(), m))
