@@ -194,6 +194,16 @@ pub(crate) fn clear(dir: BorrowedFd<'_>, name: &OsStr, want_dir: bool) -> io::Re
     }
 }
 
+/// Makes the entries of the directory `fd` durable. A file system that
+/// cannot sync a directory (`EINVAL`, as some network and FUSE file
+/// systems answer) has nothing more to offer, and is not an error.
+pub(crate) fn sync_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match rustix::fs::fsync(fd) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The directory a restore writes into: every entry below it is reached
 /// from this descriptor.
 #[derive(Debug)]
@@ -220,7 +230,7 @@ impl Root {
 
     /// Makes the root's entries durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        Ok(rustix::fs::fsync(&self.fd)?)
+        sync_dir(self.fd.as_fd())
     }
 
     /// The path below the root, or an error for one outside it.

@@ -294,7 +294,7 @@ fn finish_dirs(
                 Ok(fd)
             })
             .map_err(|e| format!("cannot set metadata: {e}"))
-            .and_then(|fd| rustix::fs::fsync(fd).map_err(|e| format!("cannot sync: {e}")));
+            .and_then(|fd| at::sync_dir(fd.as_fd()).map_err(|e| format!("cannot sync: {e}")));
         if let Err(message) = r {
             errors.push(Warning {
                 path: path.clone(),

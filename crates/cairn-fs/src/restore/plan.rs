@@ -203,7 +203,9 @@ fn make_special(
     at::clear(dir.as_fd(), &name, false)?;
     make(dir.as_fd(), &name)?;
     let (pinned, m) = at::pin(dir.as_fd(), &name)?;
-    if meta::kind_of(&m) != node.kind {
+    // What was just made has one name; anything else was put there since
+    // (possibly another name of something outside the target).
+    if meta::kind_of(&m) != node.kind || std::os::unix::fs::MetadataExt::nlink(&m) != 1 {
         return Err(std::io::Error::other("replaced during the restore"));
     }
     meta::apply(pinned.as_fd(), true, node, owners)
