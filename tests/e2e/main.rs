@@ -7,6 +7,7 @@ mod browse;
 mod concurrency;
 mod corruption;
 mod devices;
+mod durability;
 mod errors;
 mod fidelity;
 mod help;
