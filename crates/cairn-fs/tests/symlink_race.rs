@@ -161,7 +161,7 @@ async fn backup_never_reads_through_a_directory_swapped_for_a_symlink() {
     }
     let repo = repository().await;
     let mut leaks: Vec<String> = Vec::new();
-    let mut swaps = 0;
+    let (mut swaps, mut rounds_raced) = (0, 0);
     for seed in 1..=ROUNDS {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (src, outside) = (tmp.path().join("src"), tmp.path().join("outside"));
@@ -181,7 +181,9 @@ async fn backup_never_reads_through_a_directory_swapped_for_a_symlink() {
         let before = state(&outside);
         let racer = Racer::start(raced.clone(), outside.clone(), seed);
         let out = cairn_fs::backup(&repo, options(&src), Arc::new(Progress::default())).await;
-        swaps += racer.stop();
+        let n = racer.stop();
+        swaps += n;
+        rounds_raced += u64::from(n > 0);
         let out = out.expect("backup");
         let root = cairn_fs::resolve(&repo, &out.snapshot, b"/")
             .await
@@ -203,6 +205,11 @@ async fn backup_never_reads_through_a_directory_swapped_for_a_symlink() {
         assert_eq!(state(&outside), before, "seed {seed}: the sentinel changed");
     }
     eprintln!("{swaps} swaps in {ROUNDS} rounds");
+    // A race that never happened proves nothing.
+    assert!(
+        rounds_raced * 2 >= ROUNDS,
+        "the racer swapped in only {rounds_raced} rounds"
+    );
     assert!(leaks.is_empty(), "read outside the source: {leaks:#?}");
 }
 
@@ -240,7 +247,7 @@ async fn restore_never_writes_through_a_directory_swapped_for_a_symlink() {
     let repo = repository().await;
     let snapshot = snapshot_to_restore(&repo).await;
     let mut changed = Vec::new();
-    let mut swaps = 0;
+    let (mut swaps, mut rounds_raced) = (0, 0);
     for seed in 1..=ROUNDS {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (target, outside) = (tmp.path().join("target"), tmp.path().join("outside"));
@@ -261,7 +268,9 @@ async fn restore_never_writes_through_a_directory_swapped_for_a_symlink() {
             ..Default::default()
         };
         let r = cairn_fs::restore(&repo, &snapshot, opts, Arc::new(Progress::default())).await;
-        swaps += racer.stop();
+        let n = racer.stop();
+        swaps += n;
+        rounds_raced += u64::from(n > 0);
         if let Err(e) = r {
             // Failing is allowed; touching the outside is not.
             eprintln!("seed {seed}: restore failed: {e}");
@@ -285,6 +294,11 @@ async fn restore_never_writes_through_a_directory_swapped_for_a_symlink() {
         }
     }
     eprintln!("{swaps} swaps in {ROUNDS} rounds");
+    // A race that never happened proves nothing.
+    assert!(
+        rounds_raced * 2 >= ROUNDS,
+        "the racer swapped in only {rounds_raced} rounds"
+    );
     assert!(changed.is_empty(), "wrote outside the target: {changed:#?}");
 }
 
