@@ -250,8 +250,9 @@ impl Root {
         open_beneath(self.fd.as_fd(), rel, flags | OFlags::DIRECTORY)
     }
 
-    /// The directory holding `path` (opened for reading, without following
-    /// a symlink) and the last name of `path`.
+    /// The directory holding `path` (an `O_PATH` descriptor, which is all
+    /// the `*at` calls need and asks for no read permission; opened without
+    /// following a symlink) and the last name of `path`.
     pub(crate) fn parent(&self, path: &Path) -> io::Result<(OwnedFd, OsString)> {
         let rel = self.relative(path)?;
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
@@ -260,7 +261,7 @@ impl Root {
                 format!("{}: no name below {}", path.display(), self.path.display()),
             ));
         };
-        let fd = open_beneath(self.fd.as_fd(), parent, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let fd = open_beneath(self.fd.as_fd(), parent, OFlags::PATH | OFlags::DIRECTORY)?;
         Ok((fd, name.to_owned()))
     }
 }
