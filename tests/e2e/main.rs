@@ -25,3 +25,4 @@ mod s3;
 mod selection;
 mod sparse;
 mod stream;
+mod unprivileged;

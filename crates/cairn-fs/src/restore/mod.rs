@@ -275,6 +275,30 @@ fn link_all(root: &Root, plan: &mut Plan, failed: &std::collections::HashSet<Pat
     }
 }
 
+/// One directory of the last pass. A directory the restoring user may not
+/// read (mode 0311 kept from an earlier restore, say) cannot be opened for
+/// reading, which a sync needs: it gets its metadata through an `O_PATH`
+/// descriptor and goes unsynced.
+fn finish_dir(
+    root: &Root,
+    path: &std::path::Path,
+    node: &cairn_core::format::Node,
+    owners: bool,
+) -> std::result::Result<(), String> {
+    let meta_err = |e: std::io::Error| format!("cannot set metadata: {e}");
+    match root.dir(path, OFlags::RDONLY) {
+        Ok(fd) => {
+            meta::apply(fd.as_fd(), false, node, owners).map_err(meta_err)?;
+            at::sync_dir(fd.as_fd()).map_err(|e| format!("cannot sync: {e}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let fd = root.dir(path, OFlags::PATH).map_err(meta_err)?;
+            meta::apply(fd.as_fd(), true, node, owners).map_err(meta_err)
+        }
+        Err(e) => Err(meta_err(e)),
+    }
+}
+
 /// The last pass: each restored directory, deepest first, gets its
 /// metadata through a descriptor opened below the root without following
 /// a symlink (so one swapped in meanwhile is refused, never chmod-ed
@@ -287,15 +311,7 @@ fn finish_dirs(
     errors: &mut Vec<Warning>,
 ) {
     for (path, node) in dirs.iter().rev() {
-        let r = root
-            .dir(path, OFlags::RDONLY)
-            .and_then(|fd| {
-                meta::apply(fd.as_fd(), false, node, owners)?;
-                Ok(fd)
-            })
-            .map_err(|e| format!("cannot set metadata: {e}"))
-            .and_then(|fd| at::sync_dir(fd.as_fd()).map_err(|e| format!("cannot sync: {e}")));
-        if let Err(message) = r {
+        if let Err(message) = finish_dir(root, path, node, owners) {
             errors.push(Warning {
                 path: path.clone(),
                 message,
