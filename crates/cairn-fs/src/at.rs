@@ -147,7 +147,7 @@ pub(crate) fn open_read(dir: BorrowedFd<'_>, name: &OsStr, directory: bool) -> i
     }
 }
 
-/// Whether `m` describes the same inode as `pinned`: a check that an entry
+/// Whether `fd` is the inode (and file type) `m` describes: a check that an entry
 /// opened by name is the one looked at before.
 pub(crate) fn same_inode(fd: BorrowedFd<'_>, m: &Metadata) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
