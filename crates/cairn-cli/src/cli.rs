@@ -215,6 +215,10 @@ pub(crate) struct RestoreArgs {
     /// Re-read every restored file and compare it with the snapshot
     #[arg(long)]
     pub(crate) verify: bool,
+    /// The snapshot is someone else's: drop set-user-ID/set-group-ID bits and file
+    /// capabilities, and leave out device nodes
+    #[arg(long)]
+    pub(crate) untrusted: bool,
     /// Print the summary as JSON
     #[arg(long)]
     pub(crate) json: bool,

@@ -147,7 +147,7 @@ pub(crate) fn open_read(dir: BorrowedFd<'_>, name: &OsStr, directory: bool) -> i
     }
 }
 
-/// Whether `m` describes the same inode as `pinned`: a check that an entry
+/// Whether `fd` is the inode (and file type) `m` describes: a check that an entry
 /// opened by name is the one looked at before.
 pub(crate) fn same_inode(fd: BorrowedFd<'_>, m: &Metadata) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
@@ -194,6 +194,16 @@ pub(crate) fn clear(dir: BorrowedFd<'_>, name: &OsStr, want_dir: bool) -> io::Re
     }
 }
 
+/// Makes the entries of the directory `fd` durable. A file system that
+/// cannot sync a directory (`EINVAL`, as some network and FUSE file
+/// systems answer) has nothing more to offer, and is not an error.
+pub(crate) fn sync_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match rustix::fs::fsync(fd) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The directory a restore writes into: every entry below it is reached
 /// from this descriptor.
 #[derive(Debug)]
@@ -220,7 +230,7 @@ impl Root {
 
     /// Makes the root's entries durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        Ok(rustix::fs::fsync(&self.fd)?)
+        sync_dir(self.fd.as_fd())
     }
 
     /// The path below the root, or an error for one outside it.
@@ -240,8 +250,9 @@ impl Root {
         open_beneath(self.fd.as_fd(), rel, flags | OFlags::DIRECTORY)
     }
 
-    /// The directory holding `path` (opened for reading, without following
-    /// a symlink) and the last name of `path`.
+    /// The directory holding `path` (an `O_PATH` descriptor, which is all
+    /// the `*at` calls need and asks for no read permission; opened without
+    /// following a symlink) and the last name of `path`.
     pub(crate) fn parent(&self, path: &Path) -> io::Result<(OwnedFd, OsString)> {
         let rel = self.relative(path)?;
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
@@ -250,7 +261,7 @@ impl Root {
                 format!("{}: no name below {}", path.display(), self.path.display()),
             ));
         };
-        let fd = open_beneath(self.fd.as_fd(), parent, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let fd = open_beneath(self.fd.as_fd(), parent, OFlags::PATH | OFlags::DIRECTORY)?;
         Ok((fd, name.to_owned()))
     }
 }

@@ -161,7 +161,7 @@ async fn backup_never_reads_through_a_directory_swapped_for_a_symlink() {
     }
     let repo = repository().await;
     let mut leaks: Vec<String> = Vec::new();
-    let mut swaps = 0;
+    let (mut swaps, mut rounds_raced) = (0, 0);
     for seed in 1..=ROUNDS {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (src, outside) = (tmp.path().join("src"), tmp.path().join("outside"));
@@ -181,7 +181,9 @@ async fn backup_never_reads_through_a_directory_swapped_for_a_symlink() {
         let before = state(&outside);
         let racer = Racer::start(raced.clone(), outside.clone(), seed);
         let out = cairn_fs::backup(&repo, options(&src), Arc::new(Progress::default())).await;
-        swaps += racer.stop();
+        let n = racer.stop();
+        swaps += n;
+        rounds_raced += u64::from(n > 0);
         let out = out.expect("backup");
         let root = cairn_fs::resolve(&repo, &out.snapshot, b"/")
             .await
@@ -203,6 +205,11 @@ async fn backup_never_reads_through_a_directory_swapped_for_a_symlink() {
         assert_eq!(state(&outside), before, "seed {seed}: the sentinel changed");
     }
     eprintln!("{swaps} swaps in {ROUNDS} rounds");
+    // A race that never happened proves nothing.
+    assert!(
+        rounds_raced * 2 >= ROUNDS,
+        "the racer swapped in only {rounds_raced} rounds"
+    );
     assert!(leaks.is_empty(), "read outside the source: {leaks:#?}");
 }
 
@@ -240,7 +247,7 @@ async fn restore_never_writes_through_a_directory_swapped_for_a_symlink() {
     let repo = repository().await;
     let snapshot = snapshot_to_restore(&repo).await;
     let mut changed = Vec::new();
-    let mut swaps = 0;
+    let (mut swaps, mut rounds_raced) = (0, 0);
     for seed in 1..=ROUNDS {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (target, outside) = (tmp.path().join("target"), tmp.path().join("outside"));
@@ -261,7 +268,9 @@ async fn restore_never_writes_through_a_directory_swapped_for_a_symlink() {
             ..Default::default()
         };
         let r = cairn_fs::restore(&repo, &snapshot, opts, Arc::new(Progress::default())).await;
-        swaps += racer.stop();
+        let n = racer.stop();
+        swaps += n;
+        rounds_raced += u64::from(n > 0);
         if let Err(e) = r {
             // Failing is allowed; touching the outside is not.
             eprintln!("seed {seed}: restore failed: {e}");
@@ -285,5 +294,78 @@ async fn restore_never_writes_through_a_directory_swapped_for_a_symlink() {
         }
     }
     eprintln!("{swaps} swaps in {ROUNDS} rounds");
+    // A race that never happened proves nothing.
+    assert!(
+        rounds_raced * 2 >= ROUNDS,
+        "the racer swapped in only {rounds_raced} rounds"
+    );
     assert!(changed.is_empty(), "wrote outside the target: {changed:#?}");
+}
+
+/// Regression: the last pass of a restore, which gives each directory its
+/// mode, owner and times, used to do so by path (`set_permissions` follows
+/// symlinks). A directory swapped for a symlink once every file is written
+/// must be refused by that pass, not have its mode and owner applied to
+/// the symlink's target. `d` holds many subdirectories, and the pass goes
+/// deepest first, so `d` comes last: the swap, made as soon as the
+/// progress shows every file written, lands before the pass reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_metadata_is_never_applied_through_a_symlink_swapped_in_after_the_files() {
+    if !root() {
+        eprintln!("SKIP: needs root");
+        return;
+    }
+    let repo = repository().await;
+    let src = tempfile::tempdir().expect("tempdir");
+    let d = src.path().join("d");
+    for i in 0..2000 {
+        std::fs::create_dir_all(d.join(format!("s{i}"))).expect("mkdir");
+    }
+    std::fs::write(d.join("file"), b"written before the swap").expect("write");
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::os::unix::fs::chown(&d, Some(4242), Some(4242)).expect("chown");
+    let snapshot = cairn_fs::backup(&repo, options(src.path()), Arc::new(Progress::default()))
+        .await
+        .expect("backup")
+        .snapshot;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (target, outside) = (tmp.path().join("target"), tmp.path().join("outside"));
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let before = state(&outside);
+    let progress = Arc::new(Progress::default());
+    let watch = progress.clone();
+    let (restored, aside) = (target.join("d"), target.join("d.aside"));
+    let link = outside.clone();
+    let swapper = std::thread::spawn(move || {
+        loop {
+            let (files, _, total, _) = watch.get();
+            if total > 0 && files >= total {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        std::fs::rename(&restored, &aside).expect("move d aside");
+        std::os::unix::fs::symlink(&link, &restored).expect("symlink");
+    });
+    let opts = RestoreOptions {
+        target: target.clone(),
+        owners: Some(true),
+        ..Default::default()
+    };
+    let outcome = cairn_fs::restore(&repo, &snapshot, opts, progress)
+        .await
+        .expect("restore");
+    swapper.join().expect("swapper");
+    assert_eq!(
+        state(&outside),
+        before,
+        "the last pass chmod-ed or chown-ed through the symlink"
+    );
+    assert!(
+        outcome.errors.iter().any(|w| w.path == target.join("d")),
+        "the swapped directory is reported: {:?}",
+        outcome.errors.iter().take(3).collect::<Vec<_>>()
+    );
 }

@@ -37,6 +37,7 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
             },
             delete: a.delete,
             verify: a.verify,
+            untrusted: a.untrusted,
         },
         progress,
     )
@@ -66,6 +67,12 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
             out.special,
             out.hardlinks
         );
+        if out.dropped > 0 {
+            println!(
+                "{} entries restored without set-id bits or capabilities, or left out as device nodes (--untrusted)",
+                out.dropped
+            );
+        }
         if out.unchanged + out.skipped + out.deleted + out.verified > 0 {
             println!(
                 "{} files already up to date, {} existing entries kept, {} deleted, {} verified",

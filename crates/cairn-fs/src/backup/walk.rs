@@ -82,7 +82,12 @@ fn open_same(
 fn open_given_dir(p: &Path) -> Result<(OwnedFd, std::fs::Metadata)> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(p, flags, Mode::empty()).map_err(|e| Error::io(p, e.into()))?;
+    // Without updating its access time where the kernel allows it.
+    let fd = match rustix::fs::open(p, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => rustix::fs::open(p, flags, Mode::empty()),
+        r => r,
+    }
+    .map_err(|e| Error::io(p, e.into()))?;
     let file = File::from(fd);
     let m = file.metadata().map_err(|e| Error::io(p, e))?;
     Ok((file.into(), m))
@@ -284,104 +289,16 @@ impl Walker {
         old: Option<&Node>,
         rules: &DirRules,
     ) -> Result<(), EntryError> {
-        let (path, m) = (e.path, e.m);
-        let name = at::os(&node.name).to_owned();
+        let path = e.path;
         let skip = |e: std::io::Error| {
             EntryError::Skip(Warning {
                 path: path.to_owned(),
                 message: e.to_string(),
             })
         };
-        let s = &self.stats;
         match node.kind {
-            NodeKind::File => {
-                s.bytes_total.fetch_add(node.size, Ordering::Relaxed);
-                // Asked of the writer: it answers once its session is
-                // announced and the index reloaded, and only for packs
-                // that exist.
-                let reusable = match old.filter(|o| meta::unchanged(o, node)) {
-                    Some(o) if self.writer.reusable(&o.content)? => Some(o),
-                    _ => None,
-                };
-                if let Some(o) = reusable {
-                    node.content = o.content.clone();
-                    s.files_unchanged.fetch_add(1, Ordering::Relaxed);
-                    self.progress.add(1, node.size);
-                    return Ok(());
-                }
-                let key = (node.device, node.inode);
-                if node.links > 1 {
-                    let linked = self.linked.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some((content, size)) = linked.get(&key) {
-                        node.content = content.clone();
-                        node.size = *size;
-                        self.progress.add(1, node.size);
-                        return Ok(());
-                    }
-                }
-                self.progress.set_current(path);
-                let file = File::from(open_same(e.dir, &name, m, false).map_err(skip)?);
-                let (content, size) = self
-                    .read_content(&file, node.size, std::os::unix::fs::MetadataExt::blocks(m))
-                    .map_err(|e| match e {
-                        EntryError::Skip(w) => EntryError::Skip(Warning {
-                            path: path.to_owned(),
-                            message: w.message,
-                        }),
-                        f => f,
-                    })?;
-                node.content = content;
-                node.size = size;
-                if node.links > 1 {
-                    self.linked
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key, (node.content.clone(), size));
-                }
-                let counter = if old.is_some_and(|o| o.kind == NodeKind::File) {
-                    &s.files_changed
-                } else {
-                    &s.files_new
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                self.progress.add(1, 0);
-            }
-            NodeKind::Dir => {
-                let old_sub = old
-                    .filter(|o| o.kind == NodeKind::Dir)
-                    .and_then(|o| o.subtree);
-                let id = match self.select.descend(path, m, rules) {
-                    Some(rules) => {
-                        let fd = match open_same(e.dir, &name, m, true) {
-                            Ok(fd) => fd,
-                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                                return Err(skip(err));
-                            }
-                            Err(err) => {
-                                // Kept as an empty directory, as one that
-                                // cannot be listed.
-                                self.warn(path, format!("cannot list directory: {err}"));
-                                return self
-                                    .save_tree(Vec::new())
-                                    .map(|id| node.subtree = Some(id))
-                                    .map_err(EntryError::Fatal);
-                            }
-                        };
-                        self.backup_dir(fd.as_fd(), path, old_sub, &rules)
-                            .map_err(EntryError::Fatal)?
-                    }
-                    // A mount point left out by --one-file-system: kept
-                    // as an empty directory, so it can be mounted on again.
-                    None => self.save_tree(Vec::new()).map_err(EntryError::Fatal)?,
-                };
-                node.subtree = Some(id);
-                let counter = match old_sub {
-                    None => &s.dirs_new,
-                    Some(o) if o == id => &s.dirs_unchanged,
-                    Some(_) => &s.dirs_changed,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
+            NodeKind::File => self.fill_file(e, node, old)?,
+            NodeKind::Dir => self.fill_dir(e, node, old, rules)?,
             NodeKind::Symlink => {
                 // The link held by the pinned descriptor, whatever the name
                 // points at now.
@@ -397,13 +314,135 @@ impl Walker {
             // A device given as a path is always read; one met in the walk
             // only with --read-special.
             NodeKind::BlockDevice if self.select.read_special || rules.given => {
-                let file = File::from(open_same(e.dir, &name, m, false).map_err(skip)?);
+                let name = at::os(&node.name);
+                let file = File::from(open_same(e.dir, name, e.m, false).map_err(skip)?);
                 let (content, size) = self.read_content(&file, u64::MAX, 0)?;
                 node.content = content;
                 node.size = size;
             }
             NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {}
         }
+        Ok(())
+    }
+
+    /// A regular file's content: the parent's chunk list when unchanged,
+    /// another name's when hard-linked, else read.
+    fn fill_file(
+        &self,
+        e: Entry<'_>,
+        node: &mut Node,
+        old: Option<&Node>,
+    ) -> Result<(), EntryError> {
+        let (path, m) = (e.path, e.m);
+        let skip = |e: std::io::Error| {
+            EntryError::Skip(Warning {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        let s = &self.stats;
+        s.bytes_total.fetch_add(node.size, Ordering::Relaxed);
+        // Asked of the writer: it answers once its session is announced and
+        // the index reloaded, and only for packs that exist.
+        let reusable = match old.filter(|o| meta::unchanged(o, node)) {
+            Some(o) if self.writer.reusable(&o.content)? => Some(o),
+            _ => None,
+        };
+        if let Some(o) = reusable {
+            node.content = o.content.clone();
+            s.files_unchanged.fetch_add(1, Ordering::Relaxed);
+            self.progress.add(1, node.size);
+            return Ok(());
+        }
+        let key = (node.device, node.inode);
+        if node.links > 1 {
+            let linked = self.linked.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((content, size)) = linked.get(&key) {
+                node.content = content.clone();
+                node.size = *size;
+                self.progress.add(1, node.size);
+                return Ok(());
+            }
+        }
+        self.progress.set_current(path);
+        let name = at::os(&node.name);
+        let file = File::from(open_same(e.dir, name, m, false).map_err(skip)?);
+        let (content, size) = self
+            .read_content(&file, node.size, std::os::unix::fs::MetadataExt::blocks(m))
+            .map_err(|e| match e {
+                EntryError::Skip(w) => EntryError::Skip(Warning {
+                    path: path.to_owned(),
+                    message: w.message,
+                }),
+                f => f,
+            })?;
+        node.content = content;
+        node.size = size;
+        if node.links > 1 {
+            self.linked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, (node.content.clone(), size));
+        }
+        let counter = if old.is_some_and(|o| o.kind == NodeKind::File) {
+            &s.files_changed
+        } else {
+            &s.files_new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.progress.add(1, 0);
+        Ok(())
+    }
+
+    /// A directory's tree: walked through a descriptor opened from its
+    /// parent's, or empty when it cannot be listed or is a mount point left
+    /// out by --one-file-system.
+    fn fill_dir(
+        &self,
+        e: Entry<'_>,
+        node: &mut Node,
+        old: Option<&Node>,
+        rules: &DirRules,
+    ) -> Result<(), EntryError> {
+        let path = e.path;
+        let old_sub = old
+            .filter(|o| o.kind == NodeKind::Dir)
+            .and_then(|o| o.subtree);
+        let rules = self.select.descend(path, e.m, rules);
+        let fd = match rules
+            .as_ref()
+            .map(|_| open_same(e.dir, at::os(&node.name), e.m, true))
+        {
+            Some(Err(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EntryError::Skip(Warning {
+                    path: path.to_owned(),
+                    message: err.to_string(),
+                }));
+            }
+            Some(Err(err)) => {
+                // Kept as an empty directory, as one that cannot be listed.
+                self.warn(path, format!("cannot list directory: {err}"));
+                None
+            }
+            Some(Ok(fd)) => Some(fd),
+            None => None,
+        };
+        let id = match (fd, rules) {
+            (Some(fd), Some(rules)) => self
+                .backup_dir(fd.as_fd(), path, old_sub, &rules)
+                .map_err(EntryError::Fatal)?,
+            // A mount point left out by --one-file-system: kept as an
+            // empty directory, so it can be mounted on again.
+            _ => self.save_tree(Vec::new()).map_err(EntryError::Fatal)?,
+        };
+        node.subtree = Some(id);
+        let s = &self.stats;
+        let counter = match old_sub {
+            None => &s.dirs_new,
+            Some(o) if o == id => &s.dirs_unchanged,
+            Some(_) => &s.dirs_changed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

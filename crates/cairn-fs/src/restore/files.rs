@@ -1,6 +1,7 @@
 //! Writing one file: a temporary name, ranged reads of its chunks, verified
 //! plaintext written with positional writes (all-zero chunks left as
-//! holes), metadata, then a rename over the final name.
+//! holes), metadata through the file's descriptor, a sync, then a rename
+//! over the final name in the same directory.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};

@@ -4,12 +4,18 @@
 //! trees are walked; file contents are then fetched with ranged reads,
 //! several files and several chunks of each file at once, opened and
 //! verified on blocking threads and written with positional writes. Each
-//! file is written under a temporary name and renamed into place only when
-//! complete and verified, so a failed restore never leaves a file with wrong
-//! or missing bytes under its real name. All-zero chunks are not written,
-//! leaving holes. Further names of a hard-linked file are linked to its
-//! first name once that is in place. Directory metadata is applied last,
-//! deepest first.
+//! file is written under a temporary name, synced, and renamed into place
+//! only when complete and verified, so a failed restore (or a power cut)
+//! never leaves a file with wrong or missing bytes under its real name.
+//! All-zero chunks are not written, leaving holes. Further names of a
+//! hard-linked file are linked to its first name once that is in place.
+//! Directory metadata is applied last, deepest first, and each directory is
+//! synced once.
+//!
+//! Every entry is reached from a descriptor of the target ([`crate::at`]):
+//! its directory is opened below the target without following a symlink,
+//! and the entry is made and given its metadata relative to that, so a
+//! directory swapped for a symlink during the run leads nowhere outside.
 
 mod batch;
 mod files;
@@ -19,6 +25,7 @@ mod plan;
 mod stream;
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +43,6 @@ pub(crate) use filter::PathFilter;
 pub use overwrite::Overwrite;
 use plan::{Plan, plan_dir, plan_node};
 use rustix::fs::{AtFlags, OFlags};
-use std::os::fd::AsFd;
 
 /// Files restored at once.
 const FILE_CONCURRENCY: usize = 4;
@@ -74,6 +80,12 @@ pub struct RestoreOptions {
     /// Re-read every file written (or kept) and compare it with the
     /// snapshot chunk by chunk.
     pub verify: bool,
+    /// The snapshot comes from someone who must not gain privileges by
+    /// restoring it (a tenant's volume restored by a root agent): files
+    /// lose their set-user-ID and set-group-ID bits and their file
+    /// capabilities (`security.capability`), and device nodes are left
+    /// out. Counted in [`RestoreOutcome::dropped`]; not errors.
+    pub untrusted: bool,
 }
 
 /// What a restore did.
@@ -101,6 +113,9 @@ pub struct RestoreOutcome {
     /// Bytes of file content restored (holes and files kept in place
     /// included).
     pub bytes: u64,
+    /// Entries changed or left out by [`RestoreOptions::untrusted`]: files
+    /// without their set-id bits or capabilities, device nodes not made.
+    pub dropped: u64,
     /// Bytes actually written to disk: holes and kept files write none.
     pub bytes_written: u64,
     /// Of `bytes_written`, bytes copied from chunks that a file in place
@@ -168,6 +183,7 @@ pub async fn restore(
         opts.overwrite,
         opts.delete,
     );
+    plan.untrusted = opts.untrusted;
     // Paths inside the snapshot, for the patterns: "/a/b".
     let mut rel = b"/".to_vec();
     rel.extend(
@@ -259,6 +275,30 @@ fn link_all(root: &Root, plan: &mut Plan, failed: &std::collections::HashSet<Pat
     }
 }
 
+/// One directory of the last pass. A directory the restoring user may not
+/// read (mode 0311 kept from an earlier restore, say) cannot be opened for
+/// reading, which a sync needs: it gets its metadata through an `O_PATH`
+/// descriptor and goes unsynced.
+fn finish_dir(
+    root: &Root,
+    path: &std::path::Path,
+    node: &cairn_core::format::Node,
+    owners: bool,
+) -> std::result::Result<(), String> {
+    let meta_err = |e: std::io::Error| format!("cannot set metadata: {e}");
+    match root.dir(path, OFlags::RDONLY) {
+        Ok(fd) => {
+            meta::apply(fd.as_fd(), false, node, owners).map_err(meta_err)?;
+            at::sync_dir(fd.as_fd()).map_err(|e| format!("cannot sync: {e}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let fd = root.dir(path, OFlags::PATH).map_err(meta_err)?;
+            meta::apply(fd.as_fd(), true, node, owners).map_err(meta_err)
+        }
+        Err(e) => Err(meta_err(e)),
+    }
+}
+
 /// The last pass: each restored directory, deepest first, gets its
 /// metadata through a descriptor opened below the root without following
 /// a symlink (so one swapped in meanwhile is refused, never chmod-ed
@@ -271,15 +311,7 @@ fn finish_dirs(
     errors: &mut Vec<Warning>,
 ) {
     for (path, node) in dirs.iter().rev() {
-        let r = root
-            .dir(path, OFlags::RDONLY)
-            .and_then(|fd| {
-                meta::apply(fd.as_fd(), false, node, owners)?;
-                Ok(fd)
-            })
-            .map_err(|e| format!("cannot set metadata: {e}"))
-            .and_then(|fd| rustix::fs::fsync(fd).map_err(|e| format!("cannot sync: {e}")));
-        if let Err(message) = r {
+        if let Err(message) = finish_dir(root, path, node, owners) {
             errors.push(Warning {
                 path: path.clone(),
                 message,

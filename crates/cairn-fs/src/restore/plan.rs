@@ -36,6 +36,9 @@ pub(super) struct Plan {
     pub(super) delete: bool,
     /// The target, which every path above is below.
     pub(super) root: Arc<Root>,
+    /// Restore without what could raise privileges (see
+    /// `RestoreOptions::untrusted`).
+    pub(super) untrusted: bool,
     /// First restored name of each (device, inode) with several links.
     seen: HashMap<(u64, u64), PathBuf>,
     /// Directories on the way to what include patterns select, created
@@ -62,6 +65,7 @@ impl Plan {
             overwrite,
             delete,
             root,
+            untrusted: false,
             seen: HashMap::new(),
             pending: Vec::new(),
         }
@@ -97,6 +101,20 @@ impl Plan {
             return true;
         }
         false
+    }
+
+    /// `node` as it is to be restored: for an untrusted snapshot without
+    /// what could raise privileges, `None` for a device node (counted).
+    fn admit(&mut self, node: Node, path: &Path) -> Option<Node> {
+        if !self.untrusted {
+            return Some(node);
+        }
+        let (node, changed) = sanitize(node);
+        self.outcome.dropped += u64::from(changed);
+        if node.is_none() {
+            tracing::info!(path = %path.display(), "device node left out: untrusted snapshot");
+        }
+        node
     }
 
     fn fail(&mut self, path: &Path, what: &str, e: std::io::Error) {
@@ -185,10 +203,36 @@ fn make_special(
     at::clear(dir.as_fd(), &name, false)?;
     make(dir.as_fd(), &name)?;
     let (pinned, m) = at::pin(dir.as_fd(), &name)?;
-    if meta::kind_of(&m) != node.kind {
+    // What was just made has one name; anything else was put there since
+    // (possibly another name of something outside the target).
+    if meta::kind_of(&m) != node.kind || std::os::unix::fs::MetadataExt::nlink(&m) != 1 {
         return Err(std::io::Error::other("replaced during the restore"));
     }
     meta::apply(pinned.as_fd(), true, node, owners)
+}
+
+/// The attribute that gives a file capabilities when executed.
+const CAPABILITY: &[u8] = b"security.capability";
+
+/// `node` without what could raise the privileges of whoever runs it, for
+/// an untrusted snapshot: `None` for a device node (which would give raw
+/// access to a device), else the node without set-id bits or file
+/// capabilities, and whether anything was taken away.
+pub(super) fn sanitize(mut node: Node) -> (Option<Node>, bool) {
+    let device = node.content.is_empty()
+        && matches!(node.kind, NodeKind::CharDevice | NodeKind::BlockDevice);
+    if device {
+        return (None, true);
+    }
+    let mut changed = false;
+    if node.kind != NodeKind::Dir && node.mode & 0o6000 != 0 {
+        node.mode &= !0o6000;
+        changed = true;
+    }
+    let before = node.xattrs.len();
+    node.xattrs.retain(|x| x.name != CAPABILITY);
+    changed |= node.xattrs.len() != before;
+    (Some(node), changed)
 }
 
 pub(super) async fn plan_node(
@@ -223,6 +267,9 @@ pub(super) async fn plan_node(
     if !included || !plan.materialize() || plan.keep_existing(&path) {
         return Ok(());
     }
+    let Some(node) = plan.admit(node, &path) else {
+        return Ok(());
+    };
     match node.kind {
         NodeKind::Dir => {}
         NodeKind::File => {
