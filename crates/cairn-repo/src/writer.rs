@@ -194,11 +194,14 @@ impl BlobWriter {
     /// rayon thread, or `spawn_blocking`, never directly on an async task.
     pub fn add_blob(&self, kind: Kind, data: &[u8]) -> Result<(Id, bool)> {
         let repo = &self.shared.repo;
-        if data.len() > cairn_core::MAX_PLAINTEXT {
-            return Err(Error::Internal(format!(
-                "a {kind} of {} bytes exceeds the {} byte limit",
+        // Readers refuse objects above their kind's limit, so a larger one
+        // must never be written (a directory of millions of entries is the
+        // one input that can reach it).
+        let limit = cairn_core::max_plaintext(kind);
+        if data.len() > limit {
+            return Err(Error::InvalidArgument(format!(
+                "a {kind} blob of {} bytes exceeds the {limit} byte limit for its kind",
                 data.len(),
-                cairn_core::MAX_PLAINTEXT
             )));
         }
         self.wait_ready()?;
@@ -239,7 +242,7 @@ impl BlobWriter {
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         c.bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        let raw_len = data.len() as u32; // bounded by MAX_PLAINTEXT above
+        let raw_len = data.len() as u32; // bounded by max_plaintext(kind) above
         let full = {
             let (packer, target) = self.packer(kind);
             let mut p = lock(packer);
