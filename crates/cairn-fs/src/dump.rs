@@ -29,10 +29,7 @@ pub async fn dump<W: Write + Send>(repo: &Repository, node: &Node, out: &mut W) 
         .map(|id| {
             let repo = repo.clone();
             async move {
-                let (loc, sealed) = repo.fetch_blob(&id).await?;
-                let plain = tokio::task::spawn_blocking(move || repo.open_blob(&loc, &id, &sealed))
-                    .await
-                    .map_err(|e| Error::Invalid(format!("dump task failed: {e}")))??;
+                let plain = repo.read_blob_blocking(cairn_core::Kind::Data, &id).await?;
                 Ok::<Vec<u8>, Error>(plain)
             }
         })

@@ -87,11 +87,38 @@ impl Repository {
             Ok((loc, sealed)) => self.open_as(kind, id, &loc, &sealed),
             Err(e) => Err(e),
         };
-        let err = match first {
-            Ok(plain) => return Ok(plain),
-            Err(e @ Error::BlobNotIndexed { .. }) => return Err(e),
-            Err(e) => e,
+        match first {
+            Ok(plain) => Ok(plain),
+            Err(e) => self.read_other_copy(kind, id, e).await,
+        }
+    }
+
+    /// [`Repository::read_blob`] with the opening (decryption,
+    /// decompression, hashing) on a blocking thread: for restores, which
+    /// read many large blobs from async tasks.
+    pub async fn read_blob_blocking(&self, kind: Kind, id: &Id) -> Result<Vec<u8>> {
+        let first = match self.fetch_blob(id).await {
+            Ok((loc, sealed)) => {
+                let (repo, id) = (self.clone(), *id);
+                tokio::task::spawn_blocking(move || repo.open_as(kind, &id, &loc, &sealed))
+                    .await
+                    .map_err(|e| Error::Internal(format!("blob task failed: {e}")))?
+            }
+            Err(e) => Err(e),
         };
+        match first {
+            Ok(plain) => Ok(plain),
+            Err(e) => self.read_other_copy(kind, id, e).await,
+        }
+    }
+
+    /// After the indexed copy of a blob failed with `err`, tries every other
+    /// copy that an index file lists; `err` if none opens. A blob that no
+    /// index lists has no other copy.
+    pub async fn read_other_copy(&self, kind: Kind, id: &Id, err: Error) -> Result<Vec<u8>> {
+        if let Error::BlobNotIndexed { .. } = err {
+            return Err(err);
+        }
         let failed = self.locate(id).ok();
         for loc in self.blob_copies(id).await? {
             if Some(loc) == failed {

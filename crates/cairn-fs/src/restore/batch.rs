@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_core::Id;
 use cairn_core::format::Node;
+use cairn_core::{Id, Kind};
 use cairn_repo::{BlobLocation, Repository};
 use futures::StreamExt;
 
@@ -142,64 +142,97 @@ async fn run(
     owners: bool,
     progress: &Progress,
 ) -> Vec<Done> {
-    let users: Vec<usize> = match &job {
+    let all: Vec<usize> = match &job {
         Job::Empty(users) => users.clone(),
         Job::Range(r) => r.chunks.iter().flat_map(|c| c.2.iter().copied()).collect(),
     };
-    let fail = |message: String| -> Vec<Done> {
+    // A range that cannot be read leaves every chunk to the fallback below,
+    // which tries the other copies the index files list.
+    let (bytes, fetch_err) = match &job {
+        Job::Empty(_) => (Default::default(), None),
+        Job::Range(r) => match repo.fetch_pack_range(&r.pack, r.start..r.end).await {
+            Ok(b) => (b, None),
+            Err(e) => (Default::default(), Some(e.to_string())),
+        },
+    };
+    let (shared, inner) = (files.clone(), repo.clone());
+    let root2 = root.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        let files = shared;
+        let mut out = Vec::new();
+        let mut retry = Vec::new();
+        match job {
+            Job::Empty(users) => {
+                let write = |i| write_one(&root2, &files, i, &[], owners);
+                out.extend(users.into_iter().map(write));
+            }
+            Job::Range(range) => {
+                for (id, loc, users) in range.chunks {
+                    let at = (u64::from(loc.offset) - range.start) as usize;
+                    let opened = match bytes.get(at..at + loc.length as usize) {
+                        Some(sealed) => inner.open_blob(&loc, &id, sealed),
+                        None => Err(cairn_repo::Error::CorruptBlob {
+                            id,
+                            pack: range.pack,
+                            detail: fetch_err
+                                .clone()
+                                .unwrap_or_else(|| "short read of its pack".into()),
+                        }),
+                    };
+                    match opened {
+                        Ok(plain) => out.extend(
+                            users
+                                .iter()
+                                .map(|&i| write_one(&root2, &files, i, &plain, owners)),
+                        ),
+                        Err(e) => retry.push((id, users, e)),
+                    }
+                }
+            }
+        }
+        (out, retry)
+    });
+    let users_of = |users: &[usize], message: String| -> Vec<Done> {
         let f = &files;
         users
             .iter()
             .map(|&i| (f[i].0.clone(), f[i].1.size, Err(message.clone())))
             .collect()
     };
-    let bytes = match &job {
-        Job::Empty(_) => Default::default(),
-        Job::Range(r) => match repo.fetch_pack_range(&r.pack, r.start..r.end).await {
-            Ok(b) => b,
-            Err(e) => return fail(e.to_string()),
-        },
+    let (mut out, retry) = match first.await {
+        Ok(r) => r,
+        Err(e) => return users_of(&all, format!("restore task failed: {e}")),
     };
-    let shared = files.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        let files = shared;
-        let write = |i: usize, plain: &Result<Vec<u8>, String>| {
-            let (path, node) = &files[i];
-            let r = match plain {
-                Ok(p) => Place::of(&root, path).and_then(|at| write_whole(&at, node, p, owners)),
-                Err(e) => Err(e.clone()),
-            };
-            (path.clone(), node.size, r)
-        };
-        match job {
-            Job::Empty(users) => users
-                .into_iter()
-                .map(|i| write(i, &Ok(Vec::new())))
-                .collect(),
-            Job::Range(range) => {
-                let mut out = Vec::new();
-                for (id, loc, users) in &range.chunks {
-                    let at = (u64::from(loc.offset) - range.start) as usize;
-                    let plain = match bytes.get(at..at + loc.length as usize) {
-                        Some(sealed) => repo.open_blob(loc, id, sealed).map_err(|e| e.to_string()),
-                        None => Err(format!("short read of pack {}", range.pack.short())),
-                    };
-                    out.extend(users.iter().map(|&i| write(i, &plain)));
-                }
-                out
+    for (id, users, err) in retry {
+        out.extend(match repo.read_other_copy(Kind::Data, &id, err).await {
+            Ok(plain) => {
+                let (files, root) = (files.clone(), root.clone());
+                let users2 = users.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    users2
+                        .iter()
+                        .map(|&i| write_one(&root, &files, i, &plain, owners))
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                written.unwrap_or_else(|e| users_of(&users, format!("restore task failed: {e}")))
             }
-        }
-    });
-    let out: Vec<Done> = match written.await {
-        Ok(out) => out,
-        Err(e) => return fail(format!("restore task failed: {e}")),
-    };
+            Err(e) => users_of(&users, e.to_string()),
+        });
+    }
     for (_, size, r) in &out {
         if r.is_ok() {
             progress.add(0, *size);
         }
     }
     out
+}
+
+/// Writes file `i` of `files` whole, with `plain` as its content.
+fn write_one(root: &Root, files: &[(PathBuf, Node)], i: usize, plain: &[u8], owners: bool) -> Done {
+    let (path, node) = &files[i];
+    let r = Place::of(root, path).and_then(|at| write_whole(&at, node, plain, owners));
+    (path.clone(), node.size, r)
 }
 
 #[cfg(test)]

@@ -306,12 +306,12 @@ async fn write_content(
                     .await
                     .map_err(|e| format!("restore task failed: {e}"))?;
                 }
-                let (loc, sealed) = repo.fetch_blob(&id).await.map_err(|e| e.to_string())?;
-                let repo = repo.clone();
+                // Another copy of the blob is tried if this one is damaged.
+                let plain = repo
+                    .read_blob_blocking(cairn_core::Kind::Data, &id)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let (n, zero) = tokio::task::spawn_blocking(move || {
-                    let plain = repo
-                        .open_blob(&loc, &id, &sealed)
-                        .map_err(|e| e.to_string())?;
                     // Holes stay holes: the file was sized with set_len.
                     let zero = plain.iter().all(|&b| b == 0);
                     if !zero {

@@ -58,9 +58,11 @@ pub(super) async fn restore_into(
         .map(|(id, offset, _)| {
             let (repo, file) = (repo.clone(), file.clone());
             async move {
-                let (loc, sealed) = repo.fetch_blob(&id).await.map_err(Error::from)?;
+                let plain = repo
+                    .read_blob_blocking(cairn_core::Kind::Data, &id)
+                    .await
+                    .map_err(Error::from)?;
                 tokio::task::spawn_blocking(move || {
-                    let plain = repo.open_blob(&loc, &id, &sealed)?;
                     let n = plain.len() as u64;
                     if device || plain.iter().any(|&b| b != 0) {
                         file.write_all_at(&plain, offset)
