@@ -195,7 +195,8 @@ pub async fn restore(
     );
     if start.kind == NodeKind::Dir {
         if let Some(id) = start.subtree {
-            plan_dir(repo, id, opts.target.clone(), rel, all, &mut plan).await?;
+            let tree = repo.load_tree(&id).await?;
+            plan_dir(repo, tree, opts.target.clone(), rel, all, &mut plan).await?;
         }
     } else {
         let path = opts.target.join(os(&start.name));

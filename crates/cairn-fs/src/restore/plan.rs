@@ -7,8 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_core::Id;
-use cairn_core::format::{Node, NodeKind};
+use cairn_core::format::{Node, NodeKind, Tree};
 use cairn_repo::Repository;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
@@ -130,14 +129,13 @@ impl Plan {
 /// patterns (if any) selected it.
 pub(super) fn plan_dir<'a>(
     repo: &'a Repository,
-    tree: Id,
+    tree: Tree,
     dir: PathBuf,
     rel: Vec<u8>,
     included: bool,
     plan: &'a mut Plan,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
-        let tree = repo.load_tree(&tree).await?;
         if plan.delete && included {
             delete_extra(&dir, &rel, &tree.nodes, plan);
         }
@@ -257,7 +255,15 @@ pub(super) async fn plan_node(
             plan.pending.push((path.clone(), Some(node)));
         }
         if let Some(id) = sub {
-            plan_dir(repo, id, path, rel, included, plan).await?;
+            // A damaged or missing tree costs its own directory, named in
+            // the errors, not the rest of the restore.
+            match repo.load_tree(&id).await {
+                Ok(tree) => plan_dir(repo, tree, path, rel, included, plan).await?,
+                Err(e) => plan.outcome.errors.push(Warning {
+                    path,
+                    message: format!("directory not restored: {e}"),
+                }),
+            }
         }
         if !included {
             plan.pending.pop();
