@@ -166,7 +166,7 @@ async fn a_namespace_user_reaches_only_their_own_claims_and_chooses_no_file_or_u
     let alice = as_alice(&c).await;
 
     let node = c.create_node("n").await;
-    let (billing_pv, billing_dir, billing_uid) = other_namespace_claim(&c, &billing, &node).await;
+    let (billing_pv, billing_dir, _) = other_namespace_claim(&c, &billing, &node).await;
     let billing_before = tree(&billing_dir);
     let pv = c.create_claim("own").await;
     let uid = c.create_pod("app", &node, "own").await;
@@ -308,9 +308,18 @@ async fn a_namespace_user_reaches_only_their_own_claims_and_chooses_no_file_or_u
         assert!(message.contains(want), "{name}: {message}");
     }
 
-    // Her own claim, but a status patched to point at billing's pod: the
+    // Her own claim, but a status patched to name another volume of the
+    // pod (say its service account token) and no real PersistentVolume: the
     // agent checks the pod itself before it builds a path.
     drop(agent);
+    let token_dir = c
+        .kubelet
+        .path()
+        .join("pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~projected/kube-api-access-x");
+    std::fs::create_dir_all(&token_dir).expect("mkdir");
+    std::fs::write(token_dir.join("token"), b"app's token").expect("token");
     let vb = VolumeBackup::new(
         "peek",
         VolumeBackupSpec {
@@ -327,8 +336,8 @@ async fn a_namespace_user_reaches_only_their_own_claims_and_chooses_no_file_or_u
     })
     .await;
     let source = json!({"status": {"source": {
-        "podNamespace": shop, "podName": "app", "podUID": billing_uid,
-        "volumeName": "data", "persistentVolume": billing_pv,
+        "podNamespace": shop, "podName": "app", "podUID": uid,
+        "volumeName": "kube-api-access-x", "persistentVolume": "none",
     }}});
     vbs.patch_status("peek", &PatchParams::default(), &Patch::Merge(&source))
         .await
@@ -342,7 +351,7 @@ async fn a_namespace_user_reaches_only_their_own_claims_and_chooses_no_file_or_u
     let (phase, message, started) = job_status(peek.status.as_ref());
     assert_eq!(phase, Phase::Failed, "{message}");
     assert!(
-        message.contains("refused the volume source") && message.contains("UID"),
+        message.contains("refused the volume source") && message.contains("does not mount claim"),
         "{message}"
     );
     assert!(!started, "peek was never started");
