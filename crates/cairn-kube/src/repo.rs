@@ -285,6 +285,28 @@ mod tests {
     }
 
     #[test]
+    fn secret_values_are_wiped_once_read() {
+        let mut s = Secret {
+            data: Some(
+                [(
+                    "AWS_SECRET_ACCESS_KEY".to_owned(),
+                    k8s_openapi::ByteString(b"secret\n".to_vec()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let mut settings = Settings::new();
+        read_settings("ns", "creds", &s, &mut settings).expect("read");
+        assert_eq!(settings["AWS_SECRET_ACCESS_KEY"], "secret");
+        wipe_secret(&mut s);
+        let data = s.data.expect("data");
+        assert!(data.values().all(|v| v.0.iter().all(|b| *b == 0)));
+        storage::wipe(&mut settings);
+        assert!(settings.values().all(String::is_empty));
+    }
+
+    #[test]
     fn trailing_newlines_are_not_part_of_a_password() {
         assert_eq!(*trim_newline(Zeroizing::new(b"pw\n".to_vec())), b"pw");
         assert_eq!(*trim_newline(Zeroizing::new(b"pw".to_vec())), b"pw");

@@ -94,6 +94,19 @@ pub fn authorize(
     Ok(Access::Tenant(job_ns.to_owned()))
 }
 
+/// Whether a restore with `access` may ask for the newest snapshot of a
+/// claim of `source_ns` (refused early; [`may_restore`] checks the snapshot
+/// itself).
+pub fn check_restore_source(access: &Access, source_ns: &str) -> Result<(), String> {
+    match access {
+        Access::Tenant(ns) if ns != source_ns => Err(format!(
+            "namespace {ns} is not an administrator namespace: it may only restore snapshots of \
+             its own claims, not of namespace {source_ns}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a job with `access` may restore snapshot `id` (of `source`) in
 /// the cluster named `cluster`.
 pub fn may_restore(

@@ -155,6 +155,15 @@ fn tenants_restore_only_their_namespaces_snapshots_of_their_cluster() {
 }
 
 #[test]
+fn tenants_never_ask_for_another_namespaces_snapshots() {
+    let t = Access::Tenant("shop".into());
+    assert!(check_restore_source(&t, "shop").is_ok());
+    let why = check_restore_source(&t, "billing").expect_err("billing");
+    assert!(why.contains("billing"), "{why}");
+    assert!(check_restore_source(&Access::Admin, "billing").is_ok());
+}
+
+#[test]
 fn retention_never_forgets_another_claims_snapshot() {
     // Finding 6: a patched status.snapshotId must not make retention forget
     // someone else's snapshot.

@@ -434,6 +434,7 @@ async fn execute<J: Job>(
         }
         Work::Restore { snapshot, source } => {
             let (ns, name) = source.unwrap_or((claim_ns, claim));
+            trust::check_restore_source(&access, &ns).map_err(Error::Invalid)?;
             let j = RestoreJob {
                 snapshot,
                 source: VolumeId {

@@ -15,12 +15,12 @@ use super::Context;
 use super::assign::{self, Action, JobFacts, Observed, RepoCheck};
 use super::helper::{self, HelperSpec};
 use crate::crd::{BackupRepository, JobStatus, Phase, time_from_secs};
-use crate::job::Job;
+use crate::job::{Job, Work};
 use crate::kubeutil::{
     agent_ages, event, merge_status, ready_condition, set_finalizer, transition, wall_now,
 };
 use crate::names::{CONTROLLER_FINALIZER, NODE_LABEL, OWNER_UID_LABEL, node_label};
-use crate::trust::authorize;
+use crate::trust::{authorize, check_restore_source};
 use crate::{Error, Result};
 
 fn facts<J: Job>(job: &J) -> JobFacts {
@@ -58,8 +58,15 @@ async fn repository_check<J: Job>(ctx: &Context, job: &J) -> Result<RepoCheck> {
             (&key.0, &key.1),
             &repo.spec,
             &job.claim().0,
-        ) {
-            Ok(_) => RepoCheck::Ok,
+        )
+        .and_then(|access| match job.work() {
+            Work::Restore {
+                source: Some((ns, _)),
+                ..
+            } => check_restore_source(&access, &ns),
+            _ => Ok(()),
+        }) {
+            Ok(()) => RepoCheck::Ok,
             Err(why) => RepoCheck::Forbidden(why),
         },
     )

@@ -13,3 +13,4 @@ mod queue;
 mod restart;
 mod s3;
 mod schedule;
+mod tenant;

@@ -15,7 +15,14 @@ use crate::common::{Cluster, cluster, tree};
 
 fn spawn_agent(c: &Cluster, node: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cairn-agent"))
-        .args(["--node-name", node, "--namespace", &c.ns])
+        .args([
+            "--node-name",
+            node,
+            "--namespace",
+            &c.ns,
+            "--admin-namespace",
+            &c.ns,
+        ])
         .arg("--kubelet-root")
         .arg(c.kubelet.path())
         .arg("--cache-dir")
