@@ -256,13 +256,7 @@ pub async fn restore(
             )));
         }
     };
-    let opts = RestoreOptions {
-        target: at.path().to_owned(),
-        path,
-        owners: Some(true),
-        overwrite: Overwrite::Always,
-        ..Default::default()
-    };
+    let opts = restore_options(at.path(), path, &job.access);
     let out = cairn::restore(repo, &snap, opts, progress).await?;
     if !out.errors.is_empty() {
         let first = out
@@ -286,9 +280,34 @@ pub async fn restore(
     })
 }
 
+/// How the agent restores `path` of a snapshot into `target`. A tenant's
+/// restore is untrusted: a tenant may own the repository and so write any
+/// snapshot, and a root restore must not hand it set-id executables, file
+/// capabilities or device nodes.
+fn restore_options(target: &Path, path: Vec<u8>, access: &Access) -> RestoreOptions {
+    RestoreOptions {
+        target: target.to_owned(),
+        path,
+        owners: Some(true),
+        overwrite: Overwrite::Always,
+        untrusted: !matches!(access, Access::Admin),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_restores_are_untrusted_and_administrator_restores_are_not() {
+        let target = Path::new("/v");
+        let tenant = restore_options(target, Vec::new(), &Access::Tenant("shop".into()));
+        assert!(tenant.untrusted);
+        assert!(!restore_options(target, Vec::new(), &Access::Admin).untrusted);
+        assert_eq!(tenant.owners, Some(true));
+        assert_eq!(tenant.target, target);
+    }
 
     #[test]
     fn excludes_with_a_slash_are_anchored_at_the_volume() {
