@@ -72,9 +72,12 @@ g() { "$garage" -c "$dir/garage.toml" "$@"; }
 "$garage" -c "$dir/garage.toml" server > "$dir/log" 2>&1 &
 echo $! > "$dir/pid"
 
-# Wait until the node answers (a condition, not a fixed sleep).
-for _ in $(seq 1 300); do
-    if node=$(g node id -q 2>/dev/null); then break; fi
+# Wait until the node answers over RPC (a condition, not a fixed sleep).
+# `node id` alone reads the local key file and can succeed before the server
+# listens; `status` needs the server.
+for _ in $(seq 1 600); do
+    if node=$(g node id -q 2>/dev/null) && g status > /dev/null 2>&1; then break; fi
+    node=""
     if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
         echo "garage exited; log follows" >&2
         cat "$dir/log" >&2

@@ -279,7 +279,11 @@ impl Repository {
                 snapshots: Vec::new(),
             });
         }
-        for (object, _) in self.stray_objects(0).await? {
+        let staging = self
+            .staging_files()?
+            .into_iter()
+            .map(|(path, _, age)| (path, age));
+        for (object, _) in self.stray_objects(0).await?.into_iter().chain(staging) {
             let message = "leftover of an interrupted run; prune deletes it after the grace period";
             let (message, snapshots) = (message.into(), Vec::new());
             report.warnings.push(CheckProblem {

@@ -1,8 +1,10 @@
 //! What interrupted writers leave behind: packs that no index file lists
-//! (a backup killed between an upload and its next index file) and stray
-//! objects under `probe/` (capability probes of a killed `init`). `check`
-//! reports them as warnings; prune adopts such packs (re-indexes them from
-//! their header) and deletes stray probes once they are older than the
+//! (a backup killed between an upload and its next index file), stray
+//! objects under `probe/` (capability probes of a killed `init`) and, in a
+//! local repository, the temporary files of uploads killed before their
+//! rename (`NAME#N`, which listings never show). `check` reports them as
+//! warnings; prune adopts such packs (re-indexes them from their header) and
+//! deletes stray probes and temporary files once they are older than the
 //! grace period, so a writer still running is never disturbed.
 
 use std::collections::HashSet;
@@ -23,12 +25,17 @@ pub struct Leftovers {
     pub unindexed_packs: Vec<(Id, u64, i64)>,
     /// Other objects that no writer keeps: (path, age in seconds).
     pub stray_objects: Vec<(String, i64)>,
+    /// Temporary files of killed uploads in a local repository: (path,
+    /// size, age in seconds on this host's clock).
+    pub staging_files: Vec<(String, u64, i64)>,
 }
 
 impl Leftovers {
     /// True if nothing was found.
     pub fn is_empty(&self) -> bool {
-        self.unindexed_packs.is_empty() && self.stray_objects.is_empty()
+        self.unindexed_packs.is_empty()
+            && self.stray_objects.is_empty()
+            && self.staging_files.is_empty()
     }
 
     /// One line per object, for warnings.
@@ -40,7 +47,12 @@ impl Leftovers {
             .stray_objects
             .iter()
             .map(|(path, age)| format!("{path} ({age} s old) is a leftover of an interrupted run"));
-        packs.chain(stray).collect()
+        let staging = self.staging_files.iter().map(|(path, size, age)| {
+            format!(
+                "{path} ({size} bytes, {age} s old) is a temporary file of an interrupted upload"
+            )
+        });
+        packs.chain(stray).chain(staging).collect()
     }
 }
 
@@ -60,6 +72,7 @@ impl Repository {
             }
         }
         out.stray_objects = self.stray_objects(skew).await?;
+        out.staging_files = self.staging_files()?;
         out.unindexed_packs.sort();
         out.stray_objects.sort();
         Ok(out)
@@ -74,6 +87,18 @@ impl Repository {
             .await?
             .into_iter()
             .map(|o| (o.path, now - (o.modified - skew)))
+            .collect())
+    }
+
+    /// Temporary files of killed uploads (local repositories only), aged on
+    /// this host's clock: they live on its own file system.
+    pub fn staging_files(&self) -> Result<Vec<(String, u64, i64)>> {
+        let now = self.clock().now();
+        Ok(self
+            .store()
+            .staging_files()?
+            .into_iter()
+            .map(|f| (f.path, f.size, now - f.modified))
             .collect())
     }
 
@@ -107,6 +132,11 @@ impl Repository {
         for (path, age) in &found.stray_objects {
             if *age >= grace {
                 self.store().delete(path).await?;
+            }
+        }
+        for (path, _, age) in &found.staging_files {
+            if *age >= grace {
+                self.store().delete_staging_file(path)?;
             }
         }
         Ok(adopted)

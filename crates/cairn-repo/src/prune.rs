@@ -305,7 +305,12 @@ impl Repository {
             .stray_objects
             .iter()
             .filter(|(_, age)| *age >= opts.grace)
-            .count();
+            .count()
+            + leftovers
+                .staging_files
+                .iter()
+                .filter(|(_, _, age)| *age >= opts.grace)
+                .count();
 
         // 1. Phase 1's tombstones.
         if !new_tombstones.is_empty() {

@@ -33,6 +33,7 @@ mod http_fault;
 mod limit;
 mod metrics;
 mod restream;
+mod staging;
 mod store;
 mod url;
 
@@ -43,5 +44,6 @@ pub use fault::{FaultConfig, FaultStore};
 pub use http_fault::{FaultConnector, HttpFaults};
 pub use limit::RateLimitStore;
 pub use metrics::{Metrics, MetricsSnapshot, MetricsStore};
+pub use staging::StagingFile;
 pub use store::{MULTIPART_THRESHOLD, ObjectInfo, Store, StoreOptions};
 pub use url::{Location, S3Options, parse_location};

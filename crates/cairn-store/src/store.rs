@@ -70,6 +70,8 @@ pub struct Store {
     metrics: Arc<Metrics>,
     remote: bool,
     cache: Option<Arc<Cache>>,
+    /// The directory of a local repository (for its temporary files).
+    pub(crate) local_root: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -93,6 +95,7 @@ impl Store {
             map: &opts.settings,
             isolated: opts.isolated,
         };
+        let mut local_root = None;
         let (backend, describe): (Arc<dyn ObjectStore>, String) = match &location {
             Location::Local(dir) => {
                 let invalid = |message: String| StoreError::InvalidLocation {
@@ -114,6 +117,7 @@ impl Store {
                 let fs = LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| invalid(e.to_string()))?
                     .with_fsync(true);
+                local_root = Some(dir.clone());
                 (Arc::new(fs), dir.display().to_string())
             }
             Location::Memory => (Arc::new(InMemory::new()), "memory://".to_owned()),
@@ -146,6 +150,7 @@ impl Store {
             };
         let mut store = Store::from_object_store(limited, describe);
         store.remote = location.is_remote();
+        store.local_root = local_root;
         Ok(store)
     }
 
@@ -164,6 +169,7 @@ impl Store {
             metrics,
             remote: false,
             cache: None,
+            local_root: None,
         }
     }
 
