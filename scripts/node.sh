@@ -19,9 +19,10 @@
 # 10.244.0.0/24); the host is their gateway and nothing is forwarded
 # further. The apiserver stays on 127.0.0.1: one NAT rule sends what pods
 # address to the `kubernetes` Service (10.0.0.1:443) to it, so in-cluster
-# clients work unchanged. The node itself has no address (the kubelet
-# refuses a loopback one): `kubectl logs` and `exec` do not work, container
-# logs are read from /var/log/pods. The kubelet's directory is the usual
+# clients work unchanged. The kubelet's API listens on 127.0.0.1 only (it
+# refuses a loopback node address and reports the machine's own, where it
+# does not listen): `kubectl logs` and `exec` do not work, container logs
+# are read from /var/log/pods. The kubelet's directory is the usual
 # /var/lib/kubelet (manifests mount it), so one node runs per machine;
 # it is removed on stop, as are the kubelet's changes to kernel settings.
 set -euo pipefail
