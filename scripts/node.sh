@@ -106,6 +106,9 @@ stop() {
         iptables -X "$chain"
     fi
     if ip link show "$bridge" > /dev/null 2>&1; then ip link delete "$bridge"; fi
+    # The pods' parent cgroup (containerd's namespace), once empty: rmdir
+    # removes only empty cgroups.
+    find /sys/fs/cgroup/*/k8s.io -depth -type d -exec rmdir {} + 2>/dev/null || true
     if [[ -f "$node/sysctls" ]]; then
         while read -r key value; do
             echo "$value" > "/proc/sys/$key" 2>/dev/null || true
