@@ -28,7 +28,6 @@
 set -euo pipefail
 export LC_ALL=C
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cd "$here/.."
 
 mode=cairn
 case "${1:-}" in
@@ -41,6 +40,7 @@ out="${1:-}"
     exit 2
 }
 out="$(mkdir -p "$(dirname "$out")" && cd "$(dirname "$out")" && pwd)/$(basename "$out")"
+cd "$here/.."
 version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)"
 
 stage="$(mktemp -d "${TMPDIR:-/tmp}/cairn-image.XXXXXX")"
