@@ -79,4 +79,5 @@ source "$node_dir/node-env"
 export CAIRN_TEST_NODE=1 CAIRN_REQUIRE_NODE=1
 
 step "cargo test: the node tier (pods on the real node)"
-cargo test -p cairn-kube --test node --locked
+# The same features as above, so nothing is compiled again.
+cargo test --workspace --locked "${test_features[@]}" --test node
