@@ -64,9 +64,25 @@ mounts_under() {
     done
 }
 
+# The bridge and the rules (their names are this script's own).
+stop_network() {
+    if iptables -t nat -S "$chain" > /dev/null 2>&1; then
+        iptables -t nat -D PREROUTING -i "$bridge" -j "$chain" 2>/dev/null || true
+        iptables -t nat -F "$chain"
+        iptables -t nat -X "$chain"
+    fi
+    if iptables -S "$chain" > /dev/null 2>&1; then
+        iptables -D INPUT -i "$bridge" -j "$chain" 2>/dev/null || true
+        iptables -F "$chain"
+        iptables -X "$chain"
+    fi
+    if ip link show "$bridge" > /dev/null 2>&1; then ip link delete "$bridge"; fi
+}
+
 stop() {
-    local node="$dir/node" pid mnt
-    [[ -d "$node" ]] || return 0
+    local node="$dir/node" pid mnt ours=false
+    if [[ "$(cat "$kubelet_root/cairn-test-node" 2>/dev/null)" == "$dir" ]]; then ours=true; fi
+    [[ -d "$node" ]] || $ours || return 0
     if [[ -f "$node/kubelet.pid" ]]; then end "$(cat "$node/kubelet.pid")"; fi
     # Every container (pod sandboxes included) killed and removed while
     # containerd still runs: its shims unmount their root filesystems.
@@ -83,6 +99,11 @@ stop() {
         done
     fi
     if [[ -f "$node/containerd.pid" ]]; then end "$(cat "$node/containerd.pid")"; fi
+    # Containers that outlived a containerd that could not be asked (one
+    # killed, say): every process in the pods' cgroups.
+    if $ours; then
+        cat /sys/fs/cgroup/pids/k8s.io/*/cgroup.procs 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    fi
     # Shims outlive containerd; theirs name its socket, under DIR.
     for pid in $(pgrep -f "containerd-shim-runc-v2 .*$node/containerd.sock" || true); do
         end "$pid"
@@ -92,20 +113,16 @@ stop() {
     # kubelet's directory, which it bind-mounts onto itself to share it),
     # deepest first. Lazily: a mount that is still busy goes when it is let
     # go.
-    for mnt in $(mounts_under "$node" "$kubelet_root" | sort -r); do
+    for mnt in $(mounts_under "$node" | sort -r); do
         umount -l "$mnt" 2>/dev/null || true
     done
-    if iptables -t nat -S "$chain" > /dev/null 2>&1; then
-        iptables -t nat -D PREROUTING -i "$bridge" -j "$chain" 2>/dev/null || true
-        iptables -t nat -F "$chain"
-        iptables -t nat -X "$chain"
+    # The machine-wide parts only if the running node is this DIR's.
+    if $ours; then
+        for mnt in $(mounts_under "$kubelet_root" | sort -r); do
+            umount -l "$mnt" 2>/dev/null || true
+        done
+        stop_network
     fi
-    if iptables -S "$chain" > /dev/null 2>&1; then
-        iptables -D INPUT -i "$bridge" -j "$chain" 2>/dev/null || true
-        iptables -F "$chain"
-        iptables -X "$chain"
-    fi
-    if ip link show "$bridge" > /dev/null 2>&1; then ip link delete "$bridge"; fi
     # The pods' parent cgroup (containerd's namespace), once empty: rmdir
     # removes only empty cgroups.
     find /sys/fs/cgroup/*/k8s.io -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -117,7 +134,7 @@ stop() {
     fi
     # The kubelet's directories, if this node made them; never through a
     # mount that is still there.
-    if [[ -f "$kubelet_root/cairn-test-node" && "$(cat "$kubelet_root/cairn-test-node")" == "$dir" ]]; then
+    if $ours; then
         if [[ -n "$(mounts_under "$kubelet_root")" ]]; then
             say "mounts remain under $kubelet_root; left in place"
         else
@@ -157,7 +174,10 @@ if [[ -e "$kubelet_root" ]]; then
     fi
     say "removing what a stopped test node left in $kubelet_root"
     (dir="$owner" && stop) || true
-    rm -rf "$kubelet_root"
+    if [[ -e "$kubelet_root" ]]; then
+        say "$kubelet_root is still there (mounts remain?); not starting over it"
+        exit 1
+    fi
 fi
 
 bin="$("$here/install-node.sh")"
@@ -188,6 +208,7 @@ for s in socks:
 PY
 )
 
+stop_network
 # The pods' network: a bridge the CNI plugin adopts, and the way to the
 # apiserver (route_localnet lets the NAT rule deliver to 127.0.0.1). Pods
 # reach nothing else on loopback: what they address to 127.0.0.0/8
