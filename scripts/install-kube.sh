@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Kubernetes control plane used by the integration tests, once:
-# kube-apiserver and kube-controller-manager built from Debian bookworm's
+# kube-apiserver, kube-controller-manager, kube-scheduler and the kubelet
+# (for the real node, scripts/node.sh) built from Debian bookworm's
 # `kubernetes` source package, and etcd from the `etcd-server` .deb. The
 # binaries are cached in ~/.cache/cairn/tools/kube/bin and reused by every
-# later run; a rerun needs no network. Why from Debian source rather than an
+# later run; a rerun needs no network. A cache from an earlier version of
+# this script with the same recipe keeps its binaries: only the missing
+# ones are built. Why from Debian source rather than an
 # upstream release download: docs/adr/0007-test-apiserver-from-debian-source.md.
 #
 #   scripts/install-kube.sh   prints the bin directory (kube-apiserver,
-#                             kube-controller-manager, etcd); progress on stderr
+#                             kube-controller-manager, kube-scheduler,
+#                             kubelet, etcd); progress on stderr
 #
 # Nothing is installed into the system: apt runs with a private source list,
 # private package lists and a private cache, and the Go toolchain is unpacked
@@ -18,15 +22,22 @@ recipe=1
 root="${CAIRN_TOOLS:-$HOME/.cache/cairn/tools}/kube"
 bin="$root/bin"
 stamp="$bin/recipe"
+commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
-if [[ -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" && -x "$bin/etcd" \
-    && "$(cat "$stamp" 2>/dev/null)" == "$recipe" ]]; then
+# What to build: everything when the recipe changed, else what is missing.
+build=()
+for cmd in "${commands[@]}"; do
+    if [[ ! -x "$bin/$cmd" || "$(cat "$stamp" 2>/dev/null)" != "$recipe" ]]; then
+        build+=("$cmd")
+    fi
+done
+if [[ ${#build[@]} -eq 0 && -x "$bin/etcd" ]]; then
     echo "$bin"
     exit 0
 fi
 
 say() { printf 'install-kube: %s\n' "$*" >&2; }
-say "building kube-apiserver, kube-controller-manager and etcd into $bin (5 to 15 minutes, once)"
+say "building ${build[*]:-etcd} into $bin (5 to 20 minutes, once)"
 
 # A fresh work area each attempt: a half-finished earlier build is not reused.
 work="$root/build"
@@ -133,13 +144,19 @@ for pkg in k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version \
     ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=debian-$deb_version"
 done
-for cmd in kube-apiserver kube-controller-manager; do
+for cmd in "${build[@]}"; do
     say "go build $cmd $kube_version (Debian $deb_version)"
     nice go build -ldflags "$ldflags" -o "$work/out/$cmd" "./cmd/$cmd"
 done
 
 mkdir -p "$bin"
-cp "$work/out/kube-apiserver" "$work/out/kube-controller-manager" "$work/root/usr/bin/etcd" "$bin/"
+# The stamp goes first: binaries of an older recipe must never be taken
+# for the new one's if this copy is interrupted.
+rm -f "$stamp"
+for cmd in "${build[@]}"; do
+    cp "$work/out/$cmd" "$bin/"
+done
+cp "$work/root/usr/bin/etcd" "$bin/"
 {
     echo "kubernetes $deb_version"
     echo "etcd-server $(dpkg-deb -f "$work"/debs/etcd-server_*.deb Version)"

@@ -12,6 +12,12 @@
 #                               apiserver is ready and the default namespace
 #                               exists; write DIR/kubeconfig (admin, static
 #                               token, CA-verified TLS) and DIR/env (source it)
+#   scripts/kube.sh start DIR --node
+#                               the same, ready for a real node
+#                               (scripts/node.sh start DIR): ServiceAccount
+#                               tokens, the Node authorizer, every controller
+#                               (node lifecycle, pod GC), kube-scheduler, and
+#                               no reaper (the kubelet deletes its own Pods)
 #   scripts/kube.sh stop DIR    stop what was started in DIR; safe to repeat
 #
 # DIR holds the certificates, etcd data, pids and logs; it should be fresh
@@ -20,13 +26,14 @@
 set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
-[[ ( "$cmd" == start || "$cmd" == stop ) && -n "$dir" ]] || {
-    echo "usage: $0 start|stop DIR" >&2
+node="${3:-}"
+[[ ( "$cmd" == start || "$cmd" == stop ) && -n "$dir" && ( -z "$node" || "$node" == --node ) ]] || {
+    echo "usage: $0 start DIR [--node] | stop DIR" >&2
     exit 2
 }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Everything started, under the names of its pid and log files.
-components=(pod-reaper kube-controller-manager kube-apiserver etcd)
+components=(pod-reaper kube-scheduler kube-controller-manager kube-apiserver etcd)
 
 stop() {
     local name pid pids=()
@@ -62,6 +69,10 @@ if [[ "$cmd" == stop ]]; then
 fi
 
 bin="$("$here/install-kube.sh")"
+started=(pod-reaper kube-controller-manager kube-apiserver etcd)
+if [[ -n "$node" ]]; then
+    started=(kube-scheduler kube-controller-manager kube-apiserver etcd)
+fi
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 # A start that fails half way stops what it had started.
@@ -114,6 +125,22 @@ echo "$token,cairn-admin,cairn-admin,system:masters" > "$pki/tokens.csv"
 echo "$token" > "$pki/admin.token"
 chmod 600 "$pki/tokens.csv" "$pki/admin.token"
 
+# With a node: the kubelet's identity, a static token for
+# system:node:NAME (NAME as the kubelet registers it: the host name, in
+# lower case), which the Node authorizer lets do a kubelet's work and no
+# more.
+node_name="$(hostname | tr '[:upper:]' '[:lower:]')"
+apiserver_mode=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount)
+controllers='*,-podgc'
+if [[ -n "$node" ]]; then
+    node_token="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    echo "$node_token,system:node:$node_name,system:node:$node_name,system:nodes" >> "$pki/tokens.csv"
+    (umask 077 && echo "$node_token" > "$pki/node.token")
+    echo "$node_name" > "$dir/node-name"
+    apiserver_mode=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction)
+    controllers='*'
+fi
+
 cat > "$dir/kubeconfig" <<YAML
 apiVersion: v1
 kind: Config
@@ -155,7 +182,9 @@ echo $! > "$dir/etcd.pid"
 # `kubernetes` Service, and the reconciler would otherwise publish the
 # loopback address there. ServiceAccount admission is off: Pods that never
 # run need no token, and it would refuse Pods in a namespace whose default
-# ServiceAccount the controller manager has not made yet.
+# ServiceAccount the controller manager has not made yet. With a node it
+# is on (and NodeRestriction with it), so Pods get their token as in a
+# cluster.
 "$bin/kube-apiserver" \
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \
@@ -166,25 +195,27 @@ echo $! > "$dir/etcd.pid"
     --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" \
     --token-auth-file="$pki/tokens.csv" \
-    --authorization-mode=RBAC \
+    "${apiserver_mode[@]}" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --service-cluster-ip-range=10.0.0.0/24 \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" \
-    --disable-admission-plugins=ServiceAccount \
     --endpoint-reconciler-type=none \
     --allow-privileged=true \
     > "$dir/kube-apiserver.log" 2>&1 &
 echo $! > "$dir/kube-apiserver.pid"
 
-# podgc is left out: it deletes Pods bound to nodes that do not exist,
-# which without a kubelet is every Pod a test creates. It serves nothing:
+# podgc is left out without a node: it deletes Pods bound to nodes that do
+# not exist, which without a kubelet is every Pod a test creates. With a
+# node every controller runs: node lifecycle takes the not-ready taint off
+# the node, the PV binder binds claims, the token controller fills
+# ServiceAccount tokens. It serves nothing:
 # --secure-port=0, and --port=0 for the deprecated insecure port, which
 # would otherwise listen on all addresses.
 "$bin/kube-controller-manager" \
     --kubeconfig="$dir/kubeconfig" \
-    --controllers='*,-podgc' \
+    --controllers="$controllers" \
     --use-service-account-credentials=false \
     --leader-elect=false \
     --bind-address=127.0.0.1 \
@@ -195,9 +226,23 @@ echo $! > "$dir/kube-apiserver.pid"
     > "$dir/kube-controller-manager.log" 2>&1 &
 echo $! > "$dir/kube-controller-manager.pid"
 
+if [[ -n "$node" ]]; then
+    # Places Pods on the node (Deployments, DaemonSets, helper Pods), as
+    # in a cluster. Serves nothing, like the controller manager.
+    "$bin/kube-scheduler" \
+        --kubeconfig="$dir/kubeconfig" \
+        --leader-elect=false \
+        --bind-address=127.0.0.1 \
+        --secure-port=0 \
+        --port=0 \
+        > "$dir/kube-scheduler.log" 2>&1 &
+    echo $! > "$dir/kube-scheduler.pid"
+fi
+
 # The kubelet's last step, for Pods no kubelet runs: a Pod that is being
 # deleted and is bound to a node gets a final delete with no grace period. It lists, then
-# watches, and lists again whenever the watch ends.
+# watches, and lists again whenever the watch ends. Not with a real node,
+# whose kubelet does this itself once the containers are gone.
 cat > "$dir/pod-reaper.py" <<'PY'
 import json, ssl, sys, time, urllib.error, urllib.request
 
@@ -242,22 +287,33 @@ while True:
         print("pod-reaper:", e, file=sys.stderr, flush=True)
         time.sleep(1)
 PY
-python3 "$dir/pod-reaper.py" "https://127.0.0.1:$api_port" "$pki/ca.crt" "$pki/admin.token" \
-    > "$dir/pod-reaper.log" 2>&1 &
-echo $! > "$dir/pod-reaper.pid"
+if [[ -z "$node" ]]; then
+    python3 "$dir/pod-reaper.py" "https://127.0.0.1:$api_port" "$pki/ca.crt" "$pki/admin.token" \
+        > "$dir/pod-reaper.log" 2>&1 &
+    echo $! > "$dir/pod-reaper.pid"
+fi
 
 api() {
     curl -sf --max-time 2 --cacert "$pki/ca.crt" -H "Authorization: Bearer $token" \
         "https://127.0.0.1:$api_port$1"
 }
 
+# The default ServiceAccount is the controller manager's work; with a node,
+# so is its token, which ServiceAccount admission wants before a Pod.
+ready_account() {
+    if [[ -n "$node" ]]; then
+        api /api/v1/namespaces/default/serviceaccounts/default | grep -q '"secrets"'
+    else
+        api /api/v1/namespaces/default/serviceaccounts/default > /dev/null
+    fi
+}
+
 # Wait (a condition, bounded: 2 minutes) until the apiserver is ready, the
 # default namespace exists, and the controller manager has run its
-# controllers (the default ServiceAccount is its work).
+# controllers.
 deadline=$((SECONDS + 120))
-until api /readyz > /dev/null && api /api/v1/namespaces/default > /dev/null \
-    && api /api/v1/namespaces/default/serviceaccounts/default > /dev/null; do
-    for name in "${components[@]}"; do
+until api /readyz > /dev/null && api /api/v1/namespaces/default > /dev/null && ready_account; do
+    for name in "${started[@]}"; do
         if ! kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null; then
             echo "$name exited; the end of its log follows ($dir/$name.log)" >&2
             tail -n 40 "$dir/$name.log" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, fuzz targets (built and run
 # briefly), then every unit, property, golden, integration and end-to-end
-# test. `.ci/run` calls exactly this.
+# test, then the real-node tier: cairn's image and deploy/ on a kubelet and
+# containerd started here (needs root). `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,8 +38,21 @@ export CAIRN_REQUIRE_S3=1
 
 step "Kubernetes control plane on loopback for the Kubernetes tests"
 kube_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-kube.XXXXXX")"
-# One trap for both servers (a second EXIT trap would replace the first).
-trap './scripts/kube.sh stop "$kube_dir"; rm -rf "$kube_dir"; ./scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+# One trap for every server (a second EXIT trap would replace the first);
+# node_dir is set once the node tier starts.
+node_dir=""
+cleanup() {
+    if [[ -n "$node_dir" ]]; then
+        ./scripts/node.sh stop "$node_dir"
+        ./scripts/kube.sh stop "$node_dir"
+        rm -rf "$node_dir"
+    fi
+    ./scripts/kube.sh stop "$kube_dir"
+    rm -rf "$kube_dir"
+    ./scripts/garage.sh stop "$garage_dir"
+    rm -rf "$garage_dir"
+}
+trap cleanup EXIT
 ./scripts/kube.sh start "$kube_dir"
 # shellcheck disable=SC1091
 source "$kube_dir/env"
@@ -53,3 +67,17 @@ cargo test -p cairn-cli --bins --locked -- test_hooks
 
 step "cargo test (unit, property, golden, integration, end-to-end, doc)"
 cargo test --workspace --locked "${test_features[@]}"
+
+step "cairn's image and a real node (containerd, kubelet) on a control plane of its own"
+node_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-node.XXXXXX")"
+./scripts/image.sh "$node_dir/cairn.tar"
+./scripts/kube.sh start "$node_dir" --node
+./scripts/node.sh start "$node_dir" "$node_dir/cairn.tar"
+# shellcheck disable=SC1091
+source "$node_dir/node-env"
+# With the node up, the node tests must run, not skip.
+export CAIRN_TEST_NODE=1 CAIRN_REQUIRE_NODE=1
+
+step "cargo test: the node tier (pods on the real node)"
+# The same features as above, so nothing is compiled again.
+cargo test --workspace --locked "${test_features[@]}" --test node

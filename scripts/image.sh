@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Builds cairn's container image without a registry or a container engine,
+# as an archive that `ctr -n k8s.io images import`, `docker load` and
+# `skopeo copy oci-archive:OUT.tar ...` read (an OCI image layout that also
+# carries Docker's manifest.json; scripts/oci-archive.py writes it).
+#
+#   scripts/image.sh OUT.tar [NAME]          cairn's image: cairn, cairn-agent
+#                                            and cairn-controller (release
+#                                            builds, no test hooks) in
+#                                            /usr/local/bin, the shared
+#                                            libraries they link, CA
+#                                            certificates, users root and
+#                                            nonroot (65532, the default);
+#                                            NAME defaults to
+#                                            cairn.test/cairn:VERSION
+#   scripts/image.sh --rootfs DIR            only the files of cairn's image,
+#                                            into DIR (deploy/Dockerfile
+#                                            builds the same image with it)
+#   scripts/image.sh --pause OUT.tar [NAME]  a small image for pod sandboxes
+#                                            and helper pods: busybox-static,
+#                                            sleeping until told to stop;
+#                                            NAME defaults to
+#                                            cairn.test/pause:VERSION
+#
+# VERSION is the workspace version. The archive depends only on the
+# binaries and the host's Debian files: entries are sorted, owned by root
+# and dated with the last commit (SOURCE_DATE_EPOCH).
+set -euo pipefail
+export LC_ALL=C
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+mode=cairn
+case "${1:-}" in
+    --pause) mode=pause; shift ;;
+    --rootfs) mode=rootfs; shift ;;
+esac
+out="${1:-}"
+[[ -n "$out" && ( $# -le 1 || ( $# -eq 2 && "$mode" != rootfs ) ) ]] || {
+    echo "usage: $0 [--pause] OUT.tar [NAME] | $0 --rootfs DIR" >&2
+    exit 2
+}
+out="$(mkdir -p "$(dirname "$out")" && cd "$(dirname "$out")" && pwd)/$(basename "$out")"
+cd "$here/.."
+version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)"
+
+stage="$(mktemp -d "${TMPDIR:-/tmp}/cairn-image.XXXXXX")"
+trap 'rm -rf "$stage"' EXIT
+root="$stage/rootfs"
+if [[ "$mode" == rootfs ]]; then
+    root="$out"
+fi
+mkdir -p "$root"/{etc,tmp}
+
+# Copies FILE to the same path in the image, following symlinks.
+copy_in() {
+    install -D -m "$2" "$(readlink -f "$1")" "$root$1"
+}
+
+pause_rootfs() {
+    [[ -x /bin/busybox ]] && ! ldd /bin/busybox > /dev/null 2>&1 || {
+        echo "image.sh: a static /bin/busybox is needed (Debian busybox-static)" >&2
+        exit 1
+    }
+    copy_in /bin/busybox 0755
+    for applet in $(/bin/busybox --list); do
+        [[ "$applet" == busybox ]] || ln -s busybox "$root/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+        > "$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+    # PID 1 gets no default signal handlers: exit on TERM explicitly, so a
+    # pod using this image stops at once rather than after its grace period.
+    cat > "$stage/config.json" <<'JSON'
+{"Entrypoint": ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"],
+ "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
+JSON
+}
+
+cairn_rootfs() {
+    local target="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}" bin lib
+    echo "image.sh: cargo build --release (cairn-cli, cairn-kube; no test hooks)" >&2
+    CARGO_TARGET_DIR="$target" cargo build --release --locked -p cairn-cli -p cairn-kube >&2
+    for bin in cairn cairn-agent cairn-controller; do
+        install -D -m 0755 "$target/release/$bin" "$root/usr/local/bin/$bin"
+        # Line tables help a developer's backtrace, not a cluster.
+        strip --strip-debug "$root/usr/local/bin/$bin"
+        # Every shared library the dynamic linker would load, at the path it
+        # looks for (the interpreter included).
+        for lib in $(ldd "$root/usr/local/bin/$bin" | grep -o '/[^ ]*'); do
+            [[ -e "$root$lib" ]] || copy_in "$lib" 0755
+        done
+    done
+    # Mozilla's roots as Debian's ca-certificates ships them, not the host's
+    # generated bundle (which may hold locally added authorities). The S3
+    # client needs the file even for http:// endpoints.
+    local certs=(/usr/share/ca-certificates/mozilla/*.crt)
+    [[ -f "${certs[0]}" ]] || {
+        echo "image.sh: Debian's ca-certificates package is needed" >&2
+        exit 1
+    }
+    mkdir -p "$root/etc/ssl/certs"
+    cat "${certs[@]}" > "$root/etc/ssl/certs/ca-certificates.crt"
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' \
+        > "$root/etc/passwd"
+    printf 'root:x:0:\nnonroot:x:65532:\n' > "$root/etc/group"
+    # Non-root unless a component asks for root (the agent's DaemonSet does).
+    cat > "$stage/config.json" <<JSON
+{"Entrypoint": ["/usr/local/bin/cairn-agent"],
+ "User": "65532:65532",
+ "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+ "Labels": {"org.opencontainers.image.title": "cairn",
+            "org.opencontainers.image.version": "$version"}}
+JSON
+}
+
+if [[ "$mode" == pause ]]; then
+    name="${2:-cairn.test/pause:$version}"
+    pause_rootfs
+else
+    name="${2:-cairn.test/cairn:$version}"
+    cairn_rootfs
+fi
+chmod 0644 "$root/etc/passwd" "$root/etc/group"
+find "$root" -type d -exec chmod 0755 {} +
+chmod 1777 "$root/tmp"
+if [[ "$mode" == rootfs ]]; then
+    exit 0
+fi
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
+python3 "$here/oci-archive.py" "$root" "$out" "$name" "$stage/config.json"
+echo "$name"
