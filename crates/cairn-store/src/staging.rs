@@ -48,7 +48,13 @@ impl Store {
             };
             for entry in entries {
                 let entry = entry.map_err(|e| io_error(&dir, e))?;
-                let meta = entry.metadata().map_err(|e| io_error(&entry.path(), e))?;
+                // A running writer's temporary file is renamed away at any
+                // moment: gone is not an error.
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error(&entry.path(), e)),
+                };
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
                 let path = rel.join(name);
