@@ -1,6 +1,8 @@
 //! Prometheus metrics of both binaries. Labels are bounded: the kind of
-//! job, a phase, a resource type, `ok`/`error` — never object names or
-//! error text.
+//! job, a phase, a resource type, `ok`/`error` — never error text. The
+//! per-claim gauges of the controller carry the claim's namespace and name:
+//! one series per claim that was ever backed up, as many as the cluster has
+//! claims.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +28,15 @@ pub struct OutcomeLabels {
     pub kind: &'static str,
     /// The phase reached.
     pub phase: &'static str,
+}
+
+/// A claim, for the per-claim gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClaimLabels {
+    /// The claim's namespace.
+    pub namespace: String,
+    /// The claim's name.
+    pub claim: String,
 }
 
 /// A reconciled resource type and how it went.
@@ -66,6 +77,11 @@ pub struct Metrics {
     pub forgotten: Counter,
     /// Helper pods created for claims no pod mounts.
     pub helper_pods: Counter,
+    /// When each claim's newest successful backup completed (seconds
+    /// since the epoch).
+    pub last_backup: Family<ClaimLabels, Gauge>,
+    /// How many bytes that backup read (the claim's size in files).
+    pub last_backup_bytes: Family<ClaimLabels, Gauge>,
 }
 
 impl Metrics {
@@ -81,6 +97,8 @@ impl Metrics {
             scheduled: Counter::default(),
             forgotten: Counter::default(),
             helper_pods: Counter::default(),
+            last_backup: Family::default(),
+            last_backup_bytes: Family::default(),
         }
     }
 
@@ -158,6 +176,16 @@ impl Metrics {
             "Helper pods created for claims no pod mounts",
             m.helper_pods.clone(),
         );
+        r.register(
+            "last_successful_backup_timestamp_seconds",
+            "When the newest completed backup of each claim finished",
+            m.last_backup.clone(),
+        );
+        r.register(
+            "last_successful_backup_bytes",
+            "Bytes the newest completed backup of each claim read",
+            m.last_backup_bytes.clone(),
+        );
         (std::sync::Arc::new(m), r)
     }
 
@@ -169,6 +197,23 @@ impl Metrics {
                 phase: phase.as_str(),
             })
             .inc();
+    }
+
+    /// Records a completed backup of `namespace/claim` that finished at
+    /// `at` (seconds since the epoch) and read `bytes`, unless a newer one
+    /// is recorded already (reconciles come in any order).
+    pub fn backup_completed(&self, namespace: &str, claim: &str, at: i64, bytes: u64) {
+        let labels = ClaimLabels {
+            namespace: namespace.to_owned(),
+            claim: claim.to_owned(),
+        };
+        let last = self.last_backup.get_or_create(&labels);
+        if at > last.get() {
+            last.set(at);
+            self.last_backup_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts one reconcile.
@@ -250,5 +295,22 @@ mod tests {
             text.contains("cairn_controller_scheduled_backups_total 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_newest_completed_backup_of_each_claim_is_reported() {
+        let (m, r) = Metrics::controller();
+        m.backup_completed("shop", "db", 2000, 4096);
+        // An older backup reconciled later changes nothing.
+        m.backup_completed("shop", "db", 1000, 1);
+        m.backup_completed("billing", "db", 1500, 10);
+        let text = render(&r);
+        for line in [
+            r#"cairn_controller_last_successful_backup_timestamp_seconds{namespace="shop",claim="db"} 2000"#,
+            r#"cairn_controller_last_successful_backup_bytes{namespace="shop",claim="db"} 4096"#,
+            r#"cairn_controller_last_successful_backup_timestamp_seconds{namespace="billing",claim="db"} 1500"#,
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
     }
 }

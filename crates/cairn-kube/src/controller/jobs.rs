@@ -72,10 +72,27 @@ async fn repository_check<J: Job>(ctx: &Context, job: &J) -> Result<RepoCheck> {
     )
 }
 
+/// Feeds a completed backup to the per-claim "last successful backup"
+/// gauges (every reconcile after a restart does it again, so the gauges
+/// come back with the controller).
+fn record_completed_backup<J: Job>(ctx: &Context, job: &J, ns: &str, claim: &str) {
+    if job.phase() != Phase::Completed || !matches!(job.work(), Work::Backup { .. }) {
+        return;
+    }
+    let Some(st) = job.job_status() else { return };
+    let Some(at) = &st.completion_time else {
+        return;
+    };
+    let bytes = st.progress.as_ref().map_or(0, |p| p.total_bytes);
+    ctx.metrics
+        .backup_completed(ns, claim, at.0.as_second(), bytes);
+}
+
 /// One reconcile of a job.
 pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue> {
     let facts = facts(job.as_ref());
     let (claim_ns, claim) = job.claim();
+    record_completed_backup(&ctx, job.as_ref(), &claim_ns, &claim);
     let client = ctx.client.clone();
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &claim_ns);
     let helpers = pods_api

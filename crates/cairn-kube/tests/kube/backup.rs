@@ -40,7 +40,7 @@ async fn node_b_backs_up_its_pods_claim_node_a_ignores_it_and_it_restores() {
     // A limit keeps the run long enough to watch its progress.
     c.create_repository_object("main", &repo_path, Some(4096))
         .await;
-    c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
+    let controller = c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
     let agent_a = c.start_agent(&node_a);
     let agent_b = c.start_agent(&node_b);
 
@@ -92,6 +92,30 @@ async fn node_b_backs_up_its_pods_claim_node_a_ignores_it_and_it_restores() {
     assert_eq!(snapshot.len(), 64);
     let labels = done.metadata.labels.expect("labels");
     assert_eq!(labels.get("cairn.dev/node"), Some(&node_b));
+
+    // "Is my data protected?": the controller's per-claim gauges.
+    let claim = cairn_kube::metrics::ClaimLabels {
+        namespace: c.ns.clone(),
+        claim: "data".into(),
+    };
+    let finished = st
+        .completion_time
+        .as_ref()
+        .expect("completion time")
+        .0
+        .as_second();
+    let gauge = || controller.last_backup.get_or_create(&claim).get();
+    for _ in 0..100 {
+        if gauge() == finished {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(gauge(), finished);
+    assert_eq!(
+        controller.last_backup_bytes.get_or_create(&claim).get(),
+        24 * 300_000
+    );
 
     // Node A's agent never took part.
     let label = cairn_kube::metrics::OutcomeLabels {
