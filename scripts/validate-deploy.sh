@@ -29,6 +29,11 @@ trap 'rm -f "$rendered" "$policy"' EXIT
 kubectl kustomize deploy/helper-pod-policy > "$policy"
 "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$policy"
 
+# Alerts and dashboard: a PrometheusRule (a CRD the schemas lack) and a
+# ConfigMap. They must render; their queries are checked against the
+# metrics cairn exports by crates/cairn-kube/tests/monitoring.rs.
+kubectl kustomize deploy/monitoring > /dev/null
+
 # The oldest schema set the validator ships and the newest, strictly
 # (unknown fields are errors).
 for k in 1.25.0 "$version"; do
