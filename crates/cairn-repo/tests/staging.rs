@@ -23,35 +23,48 @@ async fn prune_removes_temporary_files_of_killed_uploads_after_the_grace() {
     let repo = Repository::init(store, PASSWORD, opts).await.expect("init");
     let snap = backup(&repo, "h", &[("f".into(), content(1, 5000))]).await;
 
-    // What a backup killed between writing and renaming a pack leaves.
-    let temp = dir.path().join("data/ab");
-    std::fs::create_dir_all(&temp).expect("mkdir");
-    let temp = temp.join(format!("ab{}#4", "0".repeat(62)));
-    std::fs::write(&temp, vec![1u8; 4096]).expect("write");
-    let written = std::os::unix::fs::MetadataExt::mtime(&std::fs::metadata(&temp).expect("stat"));
+    // What a backup killed between writing and renaming a pack leaves, and
+    // what a backup still running has: a fresh temporary file.
+    let dir_ab = dir.path().join("data/ab");
+    std::fs::create_dir_all(&dir_ab).expect("mkdir");
+    let old_temp = dir_ab.join(format!("ab{}#4", "0".repeat(62)));
+    let fresh = dir_ab.join(format!("ab{}#5", "1".repeat(62)));
+    std::fs::write(&old_temp, vec![1u8; 4096]).expect("write");
+    std::fs::write(&fresh, vec![2u8; 4096]).expect("write");
+    // Aged on the system clock, which stamped it.
+    let long_ago = std::time::SystemTime::now()
+        - std::time::Duration::from_secs(cairn_repo::MIN_GRACE as u64 + 60);
+    std::fs::File::options()
+        .write(true)
+        .open(&old_temp)
+        .and_then(|f| f.set_modified(long_ago))
+        .expect("age the file");
 
     let report = repo
         .check(CheckOptions { read_data: true })
         .await
         .expect("check");
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
-    assert!(
-        report.warnings.iter().any(|w| w.object.ends_with("#4")),
-        "{:#?}",
-        report.warnings
-    );
+    for name in ["#4", "#5"] {
+        assert!(
+            report.warnings.iter().any(|w| w.object.ends_with(name)),
+            "{name}: {:#?}",
+            report.warnings
+        );
+    }
 
-    let prune = || PruneOptions {
-        grace: cairn_repo::MIN_GRACE,
-        ..PruneOptions::default()
-    };
-    clock.set(written + 60);
-    repo.prune(prune()).await.expect("prune");
-    assert!(temp.exists(), "too young: its upload may still be running");
-
-    clock.set(written + cairn_repo::MIN_GRACE + 1);
-    let report = repo.prune(prune()).await.expect("prune");
-    assert!(!temp.exists(), "removed after the grace period");
+    // The repository's clock far ahead (a test clock, a wrong setting)
+    // must not make the running writer's file look old.
+    clock.set(T0 + 100 * cairn_repo::MIN_GRACE);
+    let report = repo
+        .prune(PruneOptions {
+            grace: cairn_repo::MIN_GRACE,
+            ..PruneOptions::default()
+        })
+        .await
+        .expect("prune");
+    assert!(!old_temp.exists(), "removed after the grace period");
+    assert!(fresh.exists(), "a running upload's file is left alone");
     assert!(report.stray_objects_deleted >= 1, "{report:#?}");
     // The repository's own objects are untouched.
     assert_eq!(
