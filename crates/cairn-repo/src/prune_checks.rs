@@ -128,13 +128,7 @@ impl Repository {
                 });
             }
         }
-        let listed: HashSet<Id> = self
-            .store()
-            .list(paths::INDEX)
-            .await?
-            .iter()
-            .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
-            .collect();
+        let listed: HashSet<Id> = self.list_ids(paths::INDEX).await?.into_iter().collect();
         if let Some(gone) = to_supersede.iter().find(|id| !listed.contains(id)) {
             return Err(Error::PruneConflict(format!(
                 "index file {gone} was removed while prune ran"

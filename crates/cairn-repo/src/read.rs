@@ -14,6 +14,18 @@ impl Repository {
             .ok_or(Error::BlobNotIndexed { id: *id })
     }
 
+    /// The ids of the objects under `prefix` (`index`, `snapshots`,
+    /// `sessions`, `data`), from one listing; other names are ignored.
+    pub(crate) async fn list_ids(&self, prefix: &str) -> Result<Vec<Id>> {
+        Ok(self
+            .store()
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|o| paths::id_in(prefix, &o.path))
+            .collect())
+    }
+
     /// Every pack in the store, with its size, from one listing of `data/`.
     pub async fn list_packs(&self) -> Result<std::collections::HashMap<Id, u64>> {
         Ok(self

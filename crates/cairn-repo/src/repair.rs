@@ -71,13 +71,7 @@ impl Repository {
 
     async fn repair_in_session(&self, session: Id, report: &mut RepairReport) -> Result<()> {
         let replace = self.index_files_to_replace(report).await?;
-        let packs: Vec<Id> = self
-            .store()
-            .list(paths::DATA)
-            .await?
-            .iter()
-            .filter_map(|o| paths::id_in(paths::DATA, &o.path))
-            .collect();
+        let packs = self.list_ids(paths::DATA).await?;
         let mut headers = futures::stream::iter(packs)
             .map(|pack| async move { (pack, self.read_pack_header(&pack).await) })
             .buffer_unordered(LOAD_CONCURRENCY);
@@ -115,13 +109,7 @@ impl Repository {
     /// The index files a rebuilt index replaces: every file that lists
     /// packs or cannot be read. Tombstone-only files stay.
     async fn index_files_to_replace(&self, report: &mut RepairReport) -> Result<Vec<Id>> {
-        let names: Vec<Id> = self
-            .store()
-            .list(paths::INDEX)
-            .await?
-            .iter()
-            .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
-            .collect();
+        let names = self.list_ids(paths::INDEX).await?;
         let mut replace = Vec::new();
         for id in names {
             match self.read_index_file(&id).await {

@@ -288,13 +288,7 @@ impl Repository {
     /// it is reported in `unreadable`, and prune treats it as a live writer
     /// it knows nothing about.
     pub async fn session_listing(&self, now: i64) -> Result<SessionListing> {
-        let ids: Vec<Id> = self
-            .store()
-            .list(paths::SESSIONS)
-            .await?
-            .iter()
-            .filter_map(|o| paths::id_in(paths::SESSIONS, &o.path))
-            .collect();
+        let ids = self.list_ids(paths::SESSIONS).await?;
         let read: Vec<Option<std::result::Result<SessionInfo, (Id, String)>>> =
             futures::stream::iter(ids)
                 .map(|id| self.read_session(id, now))

@@ -64,13 +64,7 @@ impl Repository {
 
     /// Ids of every snapshot, from a listing (nothing is decrypted).
     pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self
-            .store()
-            .list(paths::SNAPSHOTS)
-            .await?
-            .iter()
-            .filter_map(|o| paths::id_in(paths::SNAPSHOTS, &o.path))
-            .collect())
+        self.list_ids(paths::SNAPSHOTS).await
     }
 
     /// Every snapshot, oldest first.
