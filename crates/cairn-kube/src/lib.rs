@@ -36,6 +36,7 @@ pub mod crd;
 pub mod http;
 pub mod job;
 pub mod kubeutil;
+pub mod maintain;
 pub mod metrics;
 pub mod names;
 pub mod repo;

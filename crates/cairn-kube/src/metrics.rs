@@ -39,6 +39,22 @@ pub struct ClaimLabels {
     pub claim: String,
 }
 
+/// A repository, for the maintenance series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepositoryLabels {
+    /// The BackupRepository's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub repository: String,
+}
+
+/// `result="ok"` or `result="error"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
 /// A reconciled resource type and how it went.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -82,6 +98,12 @@ pub struct Metrics {
     pub last_backup: Family<ClaimLabels, Gauge>,
     /// How many bytes that backup read (the claim's size in files).
     pub last_backup_bytes: Family<ClaimLabels, Gauge>,
+    /// Maintenance runs recorded, by result.
+    pub maintenance_runs: Family<ResultLabel, Counter>,
+    /// When each repository's last successful maintenance run was recorded.
+    pub last_maintenance: Family<RepositoryLabels, Gauge>,
+    /// Bytes maintenance freed, per repository.
+    pub reclaimed: Family<RepositoryLabels, Counter>,
 }
 
 impl Metrics {
@@ -99,6 +121,9 @@ impl Metrics {
             helper_pods: Counter::default(),
             last_backup: Family::default(),
             last_backup_bytes: Family::default(),
+            maintenance_runs: Family::default(),
+            last_maintenance: Family::default(),
+            reclaimed: Family::default(),
         }
     }
 
@@ -186,6 +211,21 @@ impl Metrics {
             "Bytes the newest completed backup of each claim read",
             m.last_backup_bytes.clone(),
         );
+        r.register(
+            "maintenance_runs",
+            "Scheduled repository maintenance runs recorded, by result",
+            m.maintenance_runs.clone(),
+        );
+        r.register(
+            "last_successful_maintenance_timestamp_seconds",
+            "When each repository's last successful maintenance run was recorded",
+            m.last_maintenance.clone(),
+        );
+        r.register(
+            "maintenance_reclaimed_bytes",
+            "Bytes of storage maintenance freed, per repository",
+            m.reclaimed.clone(),
+        );
         (std::sync::Arc::new(m), r)
     }
 
@@ -213,6 +253,29 @@ impl Metrics {
             self.last_backup_bytes
                 .get_or_create(&labels)
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Records a maintenance run of `namespace/repository` recorded at `at`.
+    pub fn maintenance_done(
+        &self,
+        namespace: &str,
+        repository: &str,
+        ok: bool,
+        reclaimed: u64,
+        at: i64,
+    ) {
+        let result = if ok { "ok" } else { "error" };
+        self.maintenance_runs
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        let labels = RepositoryLabels {
+            namespace: namespace.to_owned(),
+            repository: repository.to_owned(),
+        };
+        self.reclaimed.get_or_create(&labels).inc_by(reclaimed);
+        if ok {
+            self.last_maintenance.get_or_create(&labels).set(at);
         }
     }
 

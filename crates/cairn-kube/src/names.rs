@@ -67,6 +67,12 @@ pub fn helper_pod(kind: &str, job: &str) -> String {
     bounded(&format!("cairn-{kind}-{job}"), 63)
 }
 
+/// Label on a maintenance Job: the uid of the BackupRepository it maintains.
+pub const MAINTENANCE_OF_LABEL: &str = "cairn.dev/maintenance-of";
+
+/// Label on a maintenance Job's pods: the Job's name.
+pub const MAINTENANCE_JOB_LABEL: &str = "cairn.dev/maintenance-job";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,21 +176,41 @@ pub async fn open_with(
     cache_root: Option<&Path>,
     opts: OpenOptions,
 ) -> Result<Repository> {
-    let url = &repo.spec.url;
-    let mut store = storage::open(url, &creds.settings, repo.spec.limit_upload_kib, false)?;
+    let cache = match cache_root {
+        Some(root) if cache_bytes(repo)? > 0 => Some(root),
+        _ => None,
+    };
+    open_url(
+        &repo.spec.url,
+        creds,
+        cache,
+        repo.spec.limit_upload_kib,
+        opts,
+    )
+    .await
+}
+
+/// Opens the repository at `url` (with a cache under `cache_root` if it is
+/// remote and a root is given) and unlocks it.
+pub async fn open_url(
+    url: &str,
+    creds: &Credentials,
+    cache_root: Option<&Path>,
+    limit_upload_kib: Option<u64>,
+    opts: OpenOptions,
+) -> Result<Repository> {
+    let mut store = storage::open(url, &creds.settings, limit_upload_kib, false)?;
     let remote = cairn::layers::store::parse_location(url)?.is_remote();
     if let Some(root) = cache_root.filter(|_| remote) {
-        if cache_bytes(repo)? > 0 {
-            let cache = Cache::open(&cache_dir(root, url)).map_err(|e| {
-                Error::Invalid(format!("cache directory under {}: {e}", root.display()))
-            })?;
-            store = store.with_cache(Arc::new(cache));
-        }
+        let cache = Cache::open(&cache_dir(root, url)).map_err(|e| {
+            Error::Invalid(format!("cache directory under {}: {e}", root.display()))
+        })?;
+        store = store.with_cache(Arc::new(cache));
     }
     Repository::open(store, &creds.password, opts)
         .await
         .map_err(|source| Error::Repository {
-            location: url.clone(),
+            location: url.to_owned(),
             source,
         })
 }

@@ -14,8 +14,10 @@ use clap::Parser;
 /// Turns VolumeBackups, VolumeRestores and BackupSchedules into jobs run by
 /// the cairn agent on the node that can reach each volume.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long)]
     watch_namespace: Option<String>,
@@ -59,6 +61,10 @@ struct Args {
     /// TESTS ONLY: read the time for schedules from this file (seconds since the epoch).
     #[arg(long, hide = true)]
     test_now_file: Option<PathBuf>,
+    /// Image of repository maintenance Jobs (default: the controller's own,
+    /// read from its pod).
+    #[arg(long, env = "CAIRN_MAINTENANCE_IMAGE")]
+    maintenance_image: Option<String>,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -67,11 +73,21 @@ struct Args {
     log: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// One scheduled maintenance run of a repository (prune, check), as the
+    /// controller's maintenance Jobs run it; prints a JSON report.
+    Maintain(cairn_kube::maintain::MaintainArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     cairn::tune_allocator();
     let args = Args::parse();
     cli::init_logging(&args.log);
+    if let Some(Command::Maintain(m)) = args.command {
+        std::process::exit(cairn_kube::maintain::main(m).await);
+    }
     let (metrics, registry) = metrics::Metrics::controller();
     let health = Arc::new(http::Health::default());
     let addr = cli::serve_metrics(args.metrics_addr, registry, health.clone())
@@ -95,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         cache_dir: Some(args.cache_dir),
         admins: trust::Admins::new(args.admin_namespaces),
         cluster: args.cluster_name,
+        maintenance_image: args.maintenance_image,
     };
     controller::run(client, config, metrics, health).await?;
     Ok(())

@@ -9,6 +9,9 @@ pub mod assign;
 pub mod cron;
 pub mod helper;
 pub mod jobs;
+pub mod maintenance;
+pub mod maintenance_job;
+pub mod maintenance_jobs;
 pub mod placement;
 pub mod repositories;
 pub mod schedule;
@@ -58,6 +61,8 @@ pub struct Config {
     pub admins: crate::trust::Admins,
     /// The cluster's name as the agents record it in snapshots.
     pub cluster: String,
+    /// Image of maintenance Jobs (None: the controller's own image).
+    pub maintenance_image: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -196,6 +201,10 @@ pub async fn run(
     let repositories = Controller::new(
         api::<BackupRepository>(&client, ns),
         watcher::Config::default(),
+    )
+    .owns(
+        api::<k8s_openapi::api::batch::v1::Job>(&client, ns),
+        watcher::Config::default().labels(crate::names::MAINTENANCE_OF_LABEL),
     )
     .shutdown_on_signal()
     .run(

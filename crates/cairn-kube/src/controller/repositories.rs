@@ -19,8 +19,18 @@ const RECHECK: Duration = Duration::from_secs(600);
 /// How soon a failing one is tried again.
 const RETRY: Duration = Duration::from_secs(60);
 
-/// One reconcile of a repository.
+/// One reconcile of a repository: the check, then scheduled maintenance.
 pub async fn reconcile(r: Arc<BackupRepository>, ctx: Arc<Context>) -> Result<Requeue> {
+    let check_again = check_if_due(&r, &ctx).await?;
+    let maintain_again = super::maintenance_jobs::reconcile(&ctx, &r).await?;
+    Ok(Requeue::requeue(
+        maintain_again.map_or(check_again, |m| m.min(check_again)),
+    ))
+}
+
+/// Opens the repository unless a recent check says it opens; returns when
+/// to check again.
+async fn check_if_due(r: &BackupRepository, ctx: &Context) -> Result<Duration> {
     let status = r.status.clone().unwrap_or_default();
     let now = wall_now();
     let fresh = status.observed_generation == r.metadata.generation
@@ -30,9 +40,9 @@ pub async fn reconcile(r: Arc<BackupRepository>, ctx: Arc<Context>) -> Result<Re
             .as_ref()
             .is_some_and(|t| now - secs_of(t) < RECHECK.as_secs() as i64);
     if fresh {
-        return Ok(Requeue::requeue(RECHECK));
+        return Ok(RECHECK);
     }
-    let (phase, message) = match check(&ctx, &r).await {
+    let (phase, message) = match check(ctx, r).await {
         Ok(msg) => ("Ready", msg),
         Err(e) => ("Failed", truncate(e.to_string(), 1000)),
     };
@@ -51,13 +61,9 @@ pub async fn reconcile(r: Arc<BackupRepository>, ctx: Arc<Context>) -> Result<Re
     .await?;
     if status.phase.as_deref() != Some(phase) || status.message.as_deref() != Some(message.as_str())
     {
-        event(&ctx.recorder, r.as_ref(), phase != "Ready", phase, message).await;
+        event(&ctx.recorder, r, phase != "Ready", phase, message).await;
     }
-    Ok(Requeue::requeue(if phase == "Ready" {
-        RECHECK
-    } else {
-        RETRY
-    }))
+    Ok(if phase == "Ready" { RECHECK } else { RETRY })
 }
 
 async fn check(ctx: &Context, r: &BackupRepository) -> Result<String> {

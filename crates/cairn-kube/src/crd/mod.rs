@@ -13,7 +13,8 @@ pub use common::{
     secs_of, time_from_secs,
 };
 pub use repository::{
-    BackupRepository, BackupRepositorySpec, BackupRepositoryStatus, SecretKeyRef, SecretRef,
+    BackupRepository, BackupRepositorySpec, BackupRepositoryStatus, Maintenance, MaintenanceStatus,
+    SecretKeyRef, SecretRef,
 };
 pub use restore::{VolumeRestore, VolumeRestoreSpec};
 pub use schedule::{BackupSchedule, BackupScheduleSpec, BackupScheduleStatus, Retention};

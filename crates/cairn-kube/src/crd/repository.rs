@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
     doc = "A cairn repository: storage URL, credentials and password Secrets.",
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Maintenance","type":"string","jsonPath":".status.maintenance.phase"}"#,
+    printcolumn = r#"{"name":"Last Maintained","type":"date","jsonPath":".status.maintenance.lastSuccessTime"}"#,
     printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
+    printcolumn = r#"{"name":"Maintenance Summary","type":"string","jsonPath":".status.maintenance.summary","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -58,6 +61,47 @@ pub struct BackupRepositorySpec {
     /// Upload limit for jobs using this repository, in KiB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_upload_kib: Option<u64>,
+    /// Prune and check the repository on a schedule, in a Job in the
+    /// repository's namespace (see `status.maintenance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Maintenance>,
+}
+
+/// Repository maintenance on a schedule: prune (free the data of forgotten
+/// snapshots) and check (structure, and a share of the packs read back).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Maintenance {
+    /// Standard five-field cron expression in UTC (`30 3 * * 0`), or
+    /// `@hourly`, `@daily`, `@weekly`, `@monthly`.
+    pub schedule: String,
+    /// Prune on each run; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<bool>,
+    /// How long prune keeps forgotten data before deleting it, as in
+    /// `cairn prune --grace` (`24h`, at least `1h`); default 24h. A run
+    /// marks what no snapshot needs; a later run, once this much time has
+    /// passed, deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_grace: Option<String>,
+    /// Check the repository's structure on each run; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<bool>,
+    /// Also download and verify this share of the packs on each run, as in
+    /// `cairn check --read-data-subset` (`5%`, or `1/7` to cover every pack
+    /// once in seven runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data_subset: Option<String>,
+    /// Compute resources of the maintenance Job's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// A run that takes longer than this many seconds is stopped and
+    /// counts as failed; default 6 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<i64>,
+    /// Start no new runs (one already running finishes).
+    #[serde(default)]
+    pub suspend: bool,
 }
 
 /// A key of a Secret.
@@ -96,6 +140,43 @@ pub struct BackupRepositoryStatus {
     /// When it was last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checked: Option<Time>,
+    /// Scheduled maintenance, if `spec.maintenance` asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceStatus>,
+}
+
+/// What scheduled maintenance did last.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceStatus {
+    /// `Running`, `Succeeded`, `Failed` (see `summary` and `problems`), or
+    /// `Invalid` (the policy cannot run; see `summary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The Job of the run in progress or last recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The last time a run was due (and started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// The next time a run is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    /// When the last recorded run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completion_time: Option<Time>,
+    /// When the last run that succeeded ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<Time>,
+    /// Bytes of storage the last run freed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_bytes: Option<u64>,
+    /// What the last run did, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Problems the last run found (at most 10, each cut at 300 bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl BackupRepositorySpec {

@@ -366,6 +366,7 @@ impl Cluster {
             cache_dir: Some(self.scratch.path().join("controller-cache")),
             admins: self.admins.clone(),
             cluster: "test".into(),
+            maintenance_image: Some("cairn.test/cairn:maintenance".into()),
         };
         let (client, m) = (self.client.clone(), metrics.clone());
         self.tasks.push(tokio::spawn(async move {

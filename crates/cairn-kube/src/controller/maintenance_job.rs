@@ -1,0 +1,238 @@
+//! The Job one maintenance run is: `cairn-controller maintain` from the
+//! controller's own image, in the repository's namespace, with the
+//! repository's Secrets mounted read-only, no API token and no privilege.
+//! Its report comes back as the container's termination message.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::maintenance::grace_secs;
+use crate::crd::BackupRepository;
+use crate::names::{MAINTENANCE_JOB_LABEL, MAINTENANCE_OF_LABEL, SCHEDULED_TIME_ANNOTATION};
+
+/// Where the Job's container finds the password and the settings.
+pub const PASSWORD_FILE: &str = "/etc/cairn/password/password";
+/// See [`PASSWORD_FILE`].
+pub const SETTINGS_DIR: &str = "/etc/cairn/settings";
+/// The container's metadata cache.
+pub const CACHE_DIR: &str = "/var/cache/cairn";
+/// A run that takes longer is stopped (unless the policy says otherwise).
+pub const DEFAULT_DEADLINE_SECS: i64 = 6 * 3600;
+/// The user of cairn's image.
+const NON_ROOT: i64 = 65532;
+
+/// The Job's name for the run due at `scheduled`: the same for the same
+/// due time, so a repeated create is refused rather than doubled.
+pub fn job_name(repository: &str, scheduled: i64) -> String {
+    let base: String = repository.chars().take(40).collect();
+    format!("{}-maint-{scheduled}", base.trim_end_matches(['-', '.']))
+}
+
+/// The arguments of `cairn-controller maintain` for this repository.
+pub fn args(repo: &BackupRepository) -> Result<Vec<String>, String> {
+    let spec = &repo.spec;
+    let policy = spec
+        .maintenance
+        .as_ref()
+        .ok_or("the repository has no maintenance policy")?;
+    let mut args = vec![
+        "maintain".to_owned(),
+        format!("--url={}", spec.url),
+        format!("--password-file={PASSWORD_FILE}"),
+        format!("--cache-dir={CACHE_DIR}"),
+        "--report=/dev/termination-log".to_owned(),
+    ];
+    if spec.credentials_secret_ref.is_some() {
+        args.push(format!("--settings-dir={SETTINGS_DIR}"));
+    }
+    if policy.prune != Some(false) {
+        args.push("--prune".into());
+        args.push(format!("--grace-secs={}", grace_secs(policy)?));
+    }
+    if policy.check != Some(false) {
+        args.push("--check".into());
+    }
+    if let Some(s) = &policy.read_data_subset {
+        args.push(format!("--read-data-subset={s}"));
+    }
+    if let Some(kib) = spec.limit_upload_kib {
+        args.push(format!("--limit-upload-kib={kib}"));
+    }
+    Ok(args)
+}
+
+/// The Job for the run due at `scheduled`, owned by the repository.
+pub fn build(repo: &BackupRepository, scheduled: i64, image: &str) -> Result<Job, String> {
+    let spec = &repo.spec;
+    let remote = cairn::layers::store::parse_location(&spec.url)
+        .map_err(|e| e.to_string())?
+        .is_remote();
+    if !remote {
+        return Err(format!(
+            "maintenance Jobs need object storage; {} is a local path (run `cairn prune` and `cairn check` where it is mounted)",
+            spec.url
+        ));
+    }
+    let policy = spec.maintenance.clone().unwrap_or_default();
+    let name = job_name(&repo.name_any(), scheduled);
+    let pw = &spec.password_secret_ref;
+    let mut volumes = vec![
+        json!({"name": "password", "secret": {
+            "secretName": pw.name,
+            "items": [{"key": pw.key.as_deref().unwrap_or("password"), "path": "password"}],
+            "defaultMode": 0o440,
+        }}),
+        json!({"name": "cache", "emptyDir": {"sizeLimit": spec.cache_size.as_deref().unwrap_or("1Gi")}}),
+        json!({"name": "tmp", "emptyDir": {}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "password", "mountPath": "/etc/cairn/password", "readOnly": true}),
+        json!({"name": "cache", "mountPath": CACHE_DIR}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    if let Some(c) = &spec.credentials_secret_ref {
+        volumes.push(
+            json!({"name": "settings", "secret": {"secretName": c.name, "defaultMode": 0o440}}),
+        );
+        mounts.push(json!({"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": true}));
+    }
+    let labels = BTreeMap::from([(
+        MAINTENANCE_OF_LABEL.to_owned(),
+        repo.uid().unwrap_or_default(),
+    )]);
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": repo.namespace(),
+            "labels": labels,
+            "annotations": {SCHEDULED_TIME_ANNOTATION: scheduled.to_string()},
+            "ownerReferences": repo.controller_owner_ref(&()).map(|o| vec![o]),
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": policy.active_deadline_seconds.unwrap_or(DEFAULT_DEADLINE_SECS),
+            "template": {
+                "metadata": {"labels": {MAINTENANCE_JOB_LABEL: name}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": NON_ROOT,
+                        "runAsGroup": NON_ROOT,
+                        "fsGroup": NON_ROOT,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [{
+                        "name": "maintain",
+                        "image": image,
+                        "command": ["/usr/local/bin/cairn-controller"],
+                        "args": args(repo)?,
+                        "env": [{"name": "TMPDIR", "value": "/tmp"}],
+                        "resources": policy.resources,
+                        "terminationMessagePolicy": "File",
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": mounts,
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    });
+    serde_json::from_value(job).map_err(|e| format!("building the maintenance Job: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{BackupRepositorySpec, Maintenance, SecretKeyRef, SecretRef};
+
+    fn repo(url: &str) -> BackupRepository {
+        let mut r = BackupRepository::new(
+            "main",
+            BackupRepositorySpec {
+                url: url.into(),
+                password_secret_ref: SecretKeyRef {
+                    name: "pw".into(),
+                    key: Some("secret".into()),
+                },
+                credentials_secret_ref: Some(SecretRef { name: "s3".into() }),
+                limit_upload_kib: Some(512),
+                maintenance: Some(Maintenance {
+                    schedule: "@daily".into(),
+                    read_data_subset: Some("1/7".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        r.metadata.namespace = Some("team".into());
+        r.metadata.uid = Some("u-1".into());
+        r
+    }
+
+    #[test]
+    fn the_job_mounts_the_secrets_and_runs_without_token_or_privilege() {
+        let job = build(&repo("s3://bucket/p"), 1_800_000_000, "img:1").expect("job");
+        let v = serde_json::to_value(&job).expect("json");
+        assert_eq!(v["metadata"]["name"], "main-maint-1800000000");
+        assert_eq!(v["metadata"]["namespace"], "team");
+        assert_eq!(v["metadata"]["labels"][MAINTENANCE_OF_LABEL], "u-1");
+        let pod = &v["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], "img:1");
+        assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        for want in [
+            "maintain",
+            "--url=s3://bucket/p",
+            "--prune",
+            "--grace-secs=86400",
+            "--check",
+            "--read-data-subset=1/7",
+            "--settings-dir=/etc/cairn/settings",
+            "--limit-upload-kib=512",
+            "--report=/dev/termination-log",
+        ] {
+            assert!(args.contains(&want), "{want} in {args:?}");
+        }
+        assert_eq!(pod["volumes"][0]["secret"]["items"][0]["key"], "secret");
+        assert_eq!(pod["volumes"][3]["secret"]["secretName"], "s3");
+        assert!(
+            !v.to_string().contains("hostPath"),
+            "nothing of the node is mounted"
+        );
+    }
+
+    #[test]
+    fn local_repositories_are_refused_with_a_reason() {
+        let why = build(&repo("/srv/repo"), 1, "img").expect_err("local");
+        assert!(why.contains("local path"), "{why}");
+    }
+
+    #[test]
+    fn job_names_are_valid_label_values() {
+        let long = "r".repeat(80);
+        let name = job_name(&long, 1_800_000_000);
+        assert!(name.len() <= 63, "{name}");
+        assert_eq!(job_name("a-", 5), "a-maint-5");
+    }
+}

@@ -1,0 +1,355 @@
+//! `cairn-controller maintain`: one scheduled maintenance run of a
+//! repository, as the controller's maintenance Job runs it (see
+//! [`crate::controller::maintenance_jobs`]). It reads the password and the
+//! storage settings from files (the repository's Secrets, mounted by the
+//! kubelet), prunes and checks, and writes a short JSON [`Report`] where
+//! the kubelet takes a container's termination message from, so the
+//! controller learns the outcome without reading logs or Secrets.
+
+use std::path::{Path, PathBuf};
+
+use cairn::{OpenOptions, PruneOptions, ReadData};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::repo::Credentials;
+use crate::storage::Settings;
+use crate::{Error, Result};
+
+/// The most a termination message may hold (the kubelet keeps 4096 bytes).
+pub const REPORT_LIMIT: usize = 4096;
+/// Problems a report lists at most, and the longest each may be.
+const MAX_PROBLEMS: usize = 10;
+const MAX_PROBLEM_LEN: usize = 300;
+/// Largest settings file read, and how many.
+const MAX_SETTING_BYTES: u64 = 64 * 1024;
+const MAX_SETTINGS: usize = 64;
+
+/// What one maintenance run is told to do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MaintainArgs {
+    /// The repository's URL.
+    #[arg(long)]
+    pub url: String,
+    /// File holding the repository password (a trailing newline is ignored).
+    #[arg(long)]
+    pub password_file: PathBuf,
+    /// Directory whose files are storage settings, named like the
+    /// provider's environment variables (a mounted credentials Secret).
+    #[arg(long)]
+    pub settings_dir: Option<PathBuf>,
+    /// Cache directory for a remote repository's metadata.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Upload limit in KiB/s (prune's repacking).
+    #[arg(long)]
+    pub limit_upload_kib: Option<u64>,
+    /// Prune: forgotten data is marked, and deleted by a later run once
+    /// `--grace-secs` have passed.
+    #[arg(long)]
+    pub prune: bool,
+    /// Prune's grace period in seconds (at least 3600).
+    #[arg(long, default_value_t = crate::controller::maintenance::DEFAULT_GRACE_SECS)]
+    pub grace_secs: i64,
+    /// Check the repository's structure.
+    #[arg(long)]
+    pub check: bool,
+    /// Also download and verify this share of the packs (`5%`, `1/7`).
+    #[arg(long)]
+    pub read_data_subset: Option<String>,
+    /// Write the JSON report here as well as to standard output.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// TESTS ONLY: read the time from this file (seconds since the epoch).
+    #[arg(long, hide = true)]
+    pub test_now_file: Option<PathBuf>,
+}
+
+/// The outcome of a run, as the controller reads it back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// True when every step ran and the check found no problem.
+    pub ok: bool,
+    /// Bytes of packs deleted, less the bytes repacking wrote.
+    pub reclaimed_bytes: u64,
+    /// Packs deleted.
+    pub packs_deleted: usize,
+    /// Packs rewritten without their unused blobs.
+    pub packs_repacked: usize,
+    /// Blobs newly marked for deletion by a later run.
+    pub blobs_marked: usize,
+    /// Marks not old enough to act on yet.
+    pub marks_waiting: usize,
+    /// Snapshots in the repository.
+    pub snapshots: usize,
+    /// Packs downloaded and verified.
+    pub packs_read: usize,
+    /// What the check found wrong (at most 10).
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// Why the run could not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!(
+            "{} snapshots; reclaimed {}",
+            self.snapshots,
+            crate::crd::human(self.reclaimed_bytes)
+        )];
+        if self.packs_deleted + self.packs_repacked > 0 {
+            parts.push(format!(
+                "{} packs deleted, {} repacked",
+                self.packs_deleted, self.packs_repacked
+            ));
+        }
+        if self.blobs_marked + self.marks_waiting > 0 {
+            parts.push(format!(
+                "{} blobs marked, {} mark files waiting for the grace period",
+                self.blobs_marked, self.marks_waiting
+            ));
+        }
+        parts.push(format!("{} packs read back", self.packs_read));
+        match (&self.error, self.problems.len()) {
+            (Some(e), _) => parts.push(format!("failed: {e}")),
+            (None, 0) => parts.push("no problems".into()),
+            (None, n) => parts.push(format!("{n} problems")),
+        }
+        parts.join("; ")
+    }
+
+    /// The report as JSON within [`REPORT_LIMIT`] bytes: problems are
+    /// dropped from the end until it fits.
+    pub fn to_bounded_json(&self) -> String {
+        let mut r = self.clone();
+        r.problems.truncate(MAX_PROBLEMS);
+        for p in &mut r.problems {
+            *p = crate::kubeutil::truncate(std::mem::take(p), MAX_PROBLEM_LEN);
+        }
+        r.error = r.error.map(|e| crate::kubeutil::truncate(e, 1000));
+        loop {
+            let json = serde_json::to_string(&r).unwrap_or_default();
+            if json.len() <= REPORT_LIMIT || r.problems.is_empty() {
+                return json;
+            }
+            r.problems.pop();
+        }
+    }
+
+    /// Reads a report from a termination message, which whoever runs pods
+    /// in the repository's namespace can write: bounded, and only the
+    /// fields it knows.
+    pub fn parse(message: &str) -> std::result::Result<Report, String> {
+        if message.len() > REPORT_LIMIT {
+            return Err(format!("report of {} bytes is too long", message.len()));
+        }
+        let mut r: Report =
+            serde_json::from_str(message.trim()).map_err(|e| format!("unreadable report: {e}"))?;
+        r.problems.truncate(MAX_PROBLEMS);
+        for p in &mut r.problems {
+            *p = crate::kubeutil::truncate(std::mem::take(p), MAX_PROBLEM_LEN);
+        }
+        Ok(r)
+    }
+}
+
+/// Reads the password and settings files.
+fn credentials(args: &MaintainArgs) -> Result<Credentials> {
+    let mut password = Zeroizing::new(read_bounded(&args.password_file)?);
+    while password.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        password.pop();
+    }
+    let mut settings = Settings::new();
+    if let Some(dir) = &args.settings_dir {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::Invalid(format!("settings directory {}: {e}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // A mounted Secret keeps its data under `..data` and friends.
+            if name.starts_with('.') {
+                continue;
+            }
+            if settings.len() == MAX_SETTINGS {
+                return Err(Error::Invalid(format!(
+                    "{} holds more than {MAX_SETTINGS} settings",
+                    dir.display()
+                )));
+            }
+            let bytes = Zeroizing::new(read_bounded(&entry.path())?);
+            let value = std::str::from_utf8(&bytes)
+                .map_err(|_| Error::Invalid(format!("setting {name} is not UTF-8 text")))?;
+            settings.insert(name, value.trim_end_matches(['\r', '\n']).to_owned());
+        }
+    }
+    Ok(Credentials { password, settings })
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    file.take(MAX_SETTING_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    if buf.len() as u64 > MAX_SETTING_BYTES {
+        return Err(Error::Invalid(format!(
+            "{} is larger than {MAX_SETTING_BYTES} bytes",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
+/// Runs the maintenance `args` ask for. Problems the check finds are in the
+/// report (`ok` false); `Err` means a step could not run.
+pub async fn run(args: &MaintainArgs) -> Result<Report> {
+    let subset = match &args.read_data_subset {
+        None => ReadData::None,
+        Some(s) => ReadData::parse_subset(s)
+            .ok_or_else(|| Error::Invalid(format!("--read-data-subset {s:?}: use 5% or 1/7")))?,
+    };
+    let creds = credentials(args)?;
+    let opts = OpenOptions {
+        clock: crate::clock::from_env(args.test_now_file.clone()),
+        ..OpenOptions::default()
+    };
+    let repo = crate::repo::open_url(
+        &args.url,
+        &creds,
+        args.cache_dir.as_deref(),
+        args.limit_upload_kib,
+        opts,
+    )
+    .await?;
+    drop(creds);
+    let err = |source| Error::Repository {
+        location: args.url.clone(),
+        source,
+    };
+    let mut report = Report::default();
+    if args.prune {
+        let p = repo
+            .prune(PruneOptions {
+                grace: args.grace_secs,
+                ..PruneOptions::default()
+            })
+            .await
+            .map_err(err)?;
+        report.reclaimed_bytes = p.bytes_deleted.saturating_sub(p.bytes_written);
+        report.packs_deleted = p.packs_deleted;
+        report.packs_repacked = p.packs_repacked;
+        report.blobs_marked = p.blobs_tombstoned;
+        report.marks_waiting = p.tombstone_files_waiting;
+        report.snapshots = p.snapshots;
+    }
+    if args.check || subset != ReadData::None {
+        let c = repo.check_with(subset).await.map_err(err)?;
+        report.snapshots = c.snapshots;
+        report.packs_read = c.packs_read;
+        report.problems = c
+            .errors
+            .iter()
+            .map(|p| format!("{}: {}", p.object, p.message))
+            .collect();
+    } else if !args.prune {
+        report.snapshots = repo.snapshot_ids().await.map_err(err)?.len();
+    }
+    report.ok = report.problems.is_empty();
+    Ok(report)
+}
+
+/// Runs, writes the report (also when a step failed) and returns the exit
+/// code: 0 done and sound, 1 the check found problems, 2 a step failed.
+pub async fn main(args: MaintainArgs) -> i32 {
+    let (report, code) = match run(&args).await {
+        Ok(r) if r.ok => (r, 0),
+        Ok(r) => (r, 1),
+        Err(e) => (
+            Report {
+                error: Some(e.to_string()),
+                ..Report::default()
+            },
+            2,
+        ),
+    };
+    let json = report.to_bounded_json();
+    println!("{json}");
+    if let Some(path) = &args.report {
+        if let Err(e) = std::fs::write(path, &json) {
+            eprintln!("cannot write the report to {}: {e}", path.display());
+            return 2;
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_fit_a_termination_message_whatever_the_check_found() {
+        let r = Report {
+            problems: (0..500)
+                .map(|i| format!("data/{i}: {}", "x".repeat(900)))
+                .collect(),
+            error: Some("e".repeat(5000)),
+            ..Report::default()
+        };
+        let json = r.to_bounded_json();
+        assert!(json.len() <= REPORT_LIMIT, "{} bytes", json.len());
+        let back = Report::parse(&json).expect("parses");
+        assert!(!back.problems.is_empty() && back.problems.len() <= MAX_PROBLEMS);
+    }
+
+    #[test]
+    fn hostile_termination_messages_are_refused_or_bounded() {
+        assert!(Report::parse(&"{".repeat(5000)).is_err(), "too long");
+        assert!(Report::parse("not json").is_err());
+        let many = serde_json::json!({
+            "ok": true, "reclaimedBytes": 1, "packsDeleted": 0, "packsRepacked": 0,
+            "blobsMarked": 0, "marksWaiting": 0, "snapshots": 0, "packsRead": 0,
+            "problems": (0..40).map(|_| "p".repeat(80)).collect::<Vec<_>>(),
+        });
+        let r = Report::parse(&many.to_string()).expect("parses");
+        assert_eq!(r.problems.len(), MAX_PROBLEMS);
+    }
+
+    #[test]
+    fn settings_files_are_read_like_a_mounted_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("password"), "pw\n").expect("write");
+        let data = d.join("settings/..2026_11_30");
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::fs::write(data.join("AWS_REGION"), "garage\n").expect("write");
+        std::os::unix::fs::symlink("..2026_11_30", d.join("settings/..data")).expect("link");
+        std::os::unix::fs::symlink("..data/AWS_REGION", d.join("settings/AWS_REGION"))
+            .expect("link");
+        let args = MaintainArgs {
+            url: "s3://b/p".into(),
+            password_file: d.join("password"),
+            settings_dir: Some(d.join("settings")),
+            cache_dir: None,
+            limit_upload_kib: None,
+            prune: false,
+            grace_secs: 3600,
+            check: false,
+            read_data_subset: None,
+            report: None,
+            test_now_file: None,
+        };
+        let c = credentials(&args).expect("read");
+        assert_eq!(&c.password[..], b"pw");
+        assert_eq!(c.settings.len(), 1);
+        assert_eq!(c.settings["AWS_REGION"], "garage");
+        std::fs::write(d.join("password"), vec![b'x'; 70 * 1024]).expect("write");
+        assert!(credentials(&args).is_err(), "an oversized file is refused");
+    }
+}
