@@ -104,11 +104,14 @@ pub async fn reconcile(ctx: &Context, r: &BackupRepository) -> Result<Option<Dur
         }
     }
     write(ctx, r, patch).await?;
-    Ok(requeue(&plan))
+    Ok(Some(requeue(&plan, ctx.config.resync)))
 }
 
-fn requeue(plan: &Plan) -> Option<Duration> {
-    plan.requeue_after.map(|s| Duration::from_secs(s as u64))
+/// When to look again: at the next due time, and at least every `resync`
+/// (a run's end wakes the controller through its Job, not a due time).
+fn requeue(plan: &Plan, resync: Duration) -> Duration {
+    plan.requeue_after
+        .map_or(resync, |s| Duration::from_secs(s.max(1) as u64).min(resync))
 }
 
 async fn write(ctx: &Context, r: &BackupRepository, maintenance: Value) -> Result<()> {

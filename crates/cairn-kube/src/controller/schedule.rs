@@ -41,6 +41,8 @@ pub struct BackupFacts {
     pub scheduled: i64,
     /// Its snapshot, once completed.
     pub snapshot_id: Option<String>,
+    /// When it completed (seconds), if it did.
+    pub completed: Option<i64>,
     /// Its tags.
     pub tags: Vec<String>,
 }
@@ -75,6 +77,12 @@ pub struct Plan {
     pub busy: Vec<String>,
     /// Backups by phase, for people.
     pub summary: String,
+    /// Selected claims with a completed backup, of all selected: `2/3`.
+    pub protected: String,
+    /// Selected claims with no completed backup yet (`namespace/name`).
+    pub unprotected: Vec<String>,
+    /// When the newest completed backup completed.
+    pub last_success: Option<i64>,
     /// Seconds until the next look (the next firing, capped by the caller).
     pub requeue_after: Option<i64>,
 }
@@ -109,8 +117,23 @@ pub fn plan(
 ) -> Plan {
     let mut out = Plan {
         summary: summary(backups),
+        last_success: backups
+            .iter()
+            .filter(|b| b.phase == Phase::Completed)
+            .filter_map(|b| b.completed)
+            .max(),
         ..Default::default()
     };
+    out.unprotected = claims
+        .iter()
+        .filter(|c| {
+            !backups
+                .iter()
+                .any(|b| &b.claim == *c && b.phase == Phase::Completed)
+        })
+        .map(|(ns, name)| format!("{ns}/{name}"))
+        .collect();
+    out.protected = format!("{}/{}", claims.len() - out.unprotected.len(), claims.len());
     let cron = match Cron::parse(&s.spec.schedule) {
         Ok(c) => c,
         Err(e) => {

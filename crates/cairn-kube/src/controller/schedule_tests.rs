@@ -37,8 +37,39 @@ fn done(name: &str, pvc: &str, at: i64) -> BackupFacts {
         phase: Phase::Completed,
         scheduled: at,
         snapshot_id: Some(format!("snap-{name}")),
+        completed: Some(at + 60),
         tags: vec![],
     }
+}
+
+#[test]
+fn protection_counts_selected_claims_with_a_completed_backup() {
+    let failed = BackupFacts {
+        phase: Phase::Failed,
+        completed: None,
+        ..done("b-web", "web", T0 + 2 * H)
+    };
+    let backups = [
+        done("b-db", "db", T0 + H),
+        failed,
+        done("b-gone", "gone", T0 + 3 * H),
+    ];
+    let p = plan(
+        &schedule("0 * * * *", Retention::default()),
+        &backups,
+        &[claim("db"), claim("web"), claim("new")],
+        T0 + 3 * H + 120,
+    );
+    assert_eq!(p.protected, "1/3", "a failed backup protects nothing");
+    assert_eq!(
+        p.unprotected,
+        vec!["apps/web".to_owned(), "apps/new".to_owned()]
+    );
+    assert_eq!(
+        p.last_success,
+        Some(T0 + 3 * H + 60),
+        "the newest completion, of a claim no longer selected too"
+    );
 }
 
 #[test]

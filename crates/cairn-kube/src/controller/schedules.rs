@@ -38,6 +38,7 @@ fn backup_facts(vb: &VolumeBackup) -> BackupFacts {
             .or_else(|| vb.meta().creation_timestamp.as_ref().map(secs_of))
             .unwrap_or_default(),
         snapshot_id: status.and_then(|s| s.snapshot_id.clone()),
+        completed: status.and_then(|s| s.completion_time.as_ref()).map(secs_of),
         tags: vb.spec.tags.clone(),
     }
 }
@@ -109,9 +110,13 @@ pub async fn reconcile(s: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Requ
     }
     execute(&ctx, &s, &plan, &backups).await?;
 
+    let unprotected: Vec<&String> = plan.unprotected.iter().take(20).collect();
     let mut status = json!({
         "phase": if s.spec.paused { "Paused" } else { "Active" },
         "summary": plan.summary,
+        "protectedClaims": plan.protected,
+        "unprotectedClaims": unprotected,
+        "lastSuccessfulTime": plan.last_success.map(time_from_secs),
         "message": if plan.busy.is_empty() { None } else {
             Some(format!("skipped claims whose previous backup still runs: {}", plan.busy.join(", ")))
         },

@@ -22,8 +22,10 @@ use super::common::RepositoryRef;
     doc = "VolumeBackups of selected PersistentVolumeClaims on a cron schedule, with retention.",
     printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Protected","type":"string","jsonPath":".status.protectedClaims"}"#,
+    printcolumn = r#"{"name":"Last Success","type":"date","jsonPath":".status.lastSuccessfulTime"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.summary"}"#,
-    printcolumn = r#"{"name":"Last","type":"date","jsonPath":".status.lastScheduleTime"}"#,
+    printcolumn = r#"{"name":"Last","type":"date","jsonPath":".status.lastScheduleTime","priority":1}"#,
     printcolumn = r#"{"name":"Next","type":"string","jsonPath":".status.nextScheduleTime","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -112,4 +114,15 @@ pub struct BackupScheduleStatus {
     /// Why the schedule is invalid, or what it did last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Selected claims that have a completed backup, of all selected:
+    /// `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_claims: Option<String>,
+    /// Selected claims with no completed backup yet (`namespace/name`, at
+    /// most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unprotected_claims: Vec<String>,
+    /// When the newest completed backup of this schedule completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
 }

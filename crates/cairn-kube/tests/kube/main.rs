@@ -9,6 +9,7 @@ mod backup;
 mod block;
 mod cancel;
 mod common;
+mod maintenance;
 mod queue;
 mod restart;
 mod s3;

@@ -142,6 +142,19 @@ async fn a_schedule_on_a_fake_clock_creates_backups_and_applies_retention() {
     let st = s.status.expect("status");
     assert_eq!(st.phase.as_deref(), Some("Active"));
     assert!(st.next_schedule_time.is_some());
+    // "Is my data protected?" at a glance: the one selected claim has a
+    // completed backup, and the newest completed when the last one did.
+    assert_eq!(st.protected_claims.as_deref(), Some("1/1"));
+    assert!(st.unprotected_claims.is_empty());
+    let newest = vbs
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .filter_map(|v| v.status.as_ref()?.completion_time.clone())
+        .max_by_key(|t| t.0);
+    assert_eq!(st.last_successful_time, newest);
     c.cleanup().await;
 }
 
