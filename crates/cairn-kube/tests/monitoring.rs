@@ -40,6 +40,7 @@ fn exported() -> BTreeSet<String> {
     controller.reconciled("volumebackup", false);
     controller.outcome(JobKind::Backup, Phase::Assigned);
     controller.backup_completed("ns", "claim", 1, 1);
+    controller.maintenance_done("ns", "repo", true, 1, 1);
     [render(&agent_registry), render(&controller_registry)]
         .iter()
         .flat_map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
