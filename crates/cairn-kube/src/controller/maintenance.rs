@@ -40,6 +40,8 @@ pub struct JobFacts {
 pub struct Facts {
     /// The policy.
     pub policy: Maintenance,
+    /// Why the repository cannot be maintained by a Job, if so.
+    pub unsupported: Option<String>,
     /// When the repository object was made (due times count from there).
     pub created: i64,
     /// The due time of the last run started (status).
@@ -134,7 +136,11 @@ pub fn plan(facts: &Facts, now: i64) -> Plan {
             plan.record = Some((*j).clone());
         }
     }
-    let cron = match validate(&facts.policy) {
+    let valid = match &facts.unsupported {
+        Some(why) => Err(why.clone()),
+        None => validate(&facts.policy),
+    };
+    let cron = match valid {
         Ok(c) => c,
         Err(why) => {
             plan.invalid = Some(why);

@@ -31,6 +31,20 @@ pub fn job_name(repository: &str, scheduled: i64) -> String {
     format!("{}-maint-{scheduled}", base.trim_end_matches(['-', '.']))
 }
 
+/// Refuses what a maintenance Job cannot reach: a local path.
+pub fn check_location(url: &str) -> Result<(), String> {
+    let remote = cairn::layers::store::parse_location(url)
+        .map_err(|e| e.to_string())?
+        .is_remote();
+    if remote {
+        Ok(())
+    } else {
+        Err(format!(
+            "maintenance Jobs need object storage; {url} is a local path (run `cairn prune` and `cairn check` where it is mounted)"
+        ))
+    }
+}
+
 /// The arguments of `cairn-controller maintain` for this repository.
 pub fn args(repo: &BackupRepository) -> Result<Vec<String>, String> {
     let spec = &repo.spec;
@@ -67,15 +81,7 @@ pub fn args(repo: &BackupRepository) -> Result<Vec<String>, String> {
 /// The Job for the run due at `scheduled`, owned by the repository.
 pub fn build(repo: &BackupRepository, scheduled: i64, image: &str) -> Result<Job, String> {
     let spec = &repo.spec;
-    let remote = cairn::layers::store::parse_location(&spec.url)
-        .map_err(|e| e.to_string())?
-        .is_remote();
-    if !remote {
-        return Err(format!(
-            "maintenance Jobs need object storage; {} is a local path (run `cairn prune` and `cairn check` where it is mounted)",
-            spec.url
-        ));
-    }
+    check_location(&spec.url)?;
     let policy = spec.maintenance.clone().unwrap_or_default();
     let name = job_name(&repo.name_any(), scheduled);
     let pw = &spec.password_secret_ref;

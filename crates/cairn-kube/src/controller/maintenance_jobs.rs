@@ -69,6 +69,7 @@ pub async fn reconcile(ctx: &Context, r: &BackupRepository) -> Result<Option<Dur
         .unwrap_or_default();
     let final_phase = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
     let facts = Facts {
+        unsupported: maintenance_job::check_location(&r.spec.url).err(),
         policy,
         created: r
             .meta()
@@ -85,6 +86,11 @@ pub async fn reconcile(ctx: &Context, r: &BackupRepository) -> Result<Option<Dur
     let mut patch = json!({"nextScheduleTime": plan.next.map(time_from_secs)});
     if let Some(why) = &plan.invalid {
         return invalid(ctx, r, &status, why).await;
+    }
+    if status.phase.as_deref() == Some("Invalid") {
+        // The policy was mended: the reason no longer holds.
+        patch["phase"] = Value::Null;
+        patch["summary"] = Value::Null;
     }
     if let Some(job) = &plan.record {
         record(ctx, r, job, &mut patch).await?;
@@ -155,32 +161,14 @@ async fn image(ctx: &Context) -> Result<String> {
 }
 
 async fn start(ctx: &Context, r: &BackupRepository, due: i64, patch: &mut Value) -> Result<()> {
-    let job = match image(ctx).await {
-        Ok(image) => maintenance_job::build(r, due, &image).map_err(crate::Error::Invalid),
-        Err(e) => Err(e),
-    };
-    let job = match job {
-        Ok(job) => job,
-        Err(e) => {
-            let why = e.to_string();
-            event(&ctx.recorder, r, true, "MaintenanceInvalid", why.clone()).await;
-            patch["phase"] = json!("Invalid");
-            patch["summary"] = json!(truncate(why, 1000));
-            return Ok(());
-        }
-    };
+    let image = image(ctx).await?;
+    let job = maintenance_job::build(r, due, &image).map_err(crate::Error::Invalid)?;
     let name = job.name_any();
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
     match api.create(&PostParams::default(), &job).await {
         Ok(_) => {
-            event(
-                &ctx.recorder,
-                r,
-                false,
-                "MaintenanceStarted",
-                format!("started Job {name}"),
-            )
-            .await;
+            let note = format!("started Job {name}");
+            event(&ctx.recorder, r, false, "MaintenanceStarted", note).await;
         }
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e.into()),

@@ -13,6 +13,7 @@ fn policy(schedule: &str) -> Maintenance {
 fn facts(schedule: &str) -> Facts {
     Facts {
         policy: policy(schedule),
+        unsupported: None,
         created: T - 7200 + 60,
         last_scheduled: None,
         recorded: None,
@@ -153,6 +154,15 @@ fn invalid_policies_start_nothing_and_say_why() {
         let why = p.invalid.unwrap_or_default();
         assert!(why.contains(says), "{what}: {why:?} should say {says:?}");
     }
+}
+
+#[test]
+fn a_repository_no_job_can_reach_is_invalid_however_good_the_policy() {
+    let mut f = facts("0 * * * *");
+    f.unsupported = Some("a local path".into());
+    let p = plan(&f, T + 30);
+    assert_eq!(p.start, None);
+    assert_eq!(p.invalid.as_deref(), Some("a local path"));
 }
 
 #[test]
