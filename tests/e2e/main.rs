@@ -6,6 +6,7 @@ mod common;
 mod bitflip;
 mod browse;
 mod concurrency;
+mod copy;
 mod corruption;
 mod damaged;
 mod devices;

@@ -26,7 +26,7 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Global {
     /// Repository location: a directory path, file:///path or memory://
     #[arg(
@@ -84,6 +84,8 @@ pub(crate) enum Command {
     Forget(ForgetArgs),
     /// Delete data no snapshot references (safe while backups run)
     Prune(PruneArgs),
+    /// Copy snapshots from another repository into this one
+    Copy(CopyArgs),
     /// Rebuild repository metadata
     #[command(subcommand)]
     Repair(RepairCommand),
@@ -96,6 +98,39 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Write man pages for cairn and every subcommand into a directory
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// The repository to copy from
+    #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "URL")]
+    pub(crate) from_repo: String,
+    /// Read the source repository's password from the first line of this
+    /// file (or set CAIRN_FROM_PASSWORD)
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_FILE", value_name = "FILE")]
+    pub(crate) from_password_file: Option<PathBuf>,
+    /// Snapshots to copy, by id prefix or "latest" (default: every snapshot
+    /// the filters select)
+    #[arg(value_name = "SNAPSHOT")]
+    pub(crate) snapshots: Vec<String>,
+    /// Only snapshots of this host (repeatable)
+    #[arg(long, value_name = "HOST")]
+    pub(crate) host: Vec<String>,
+    /// Only snapshots with this tag (repeatable: any of them)
+    #[arg(long, value_name = "TAG")]
+    pub(crate) tag: Vec<String>,
+    /// Only snapshots that include this path (repeatable: any of them)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) path: Vec<String>,
+    /// Only snapshots of this Kubernetes claim, NAMESPACE/NAME (repeatable)
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub(crate) claim: Vec<String>,
+    /// Say what would be copied, copy nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print a JSON summary
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +154,15 @@ pub(crate) struct InitArgs {
     pub(crate) compression: i32,
     #[command(flatten)]
     pub(crate) kdf: KdfArgs,
+    /// Cut chunks exactly as this repository does (its chunker parameters
+    /// and seed), so `cairn copy` between the two re-seals chunks instead
+    /// of cutting them again; its password comes from CAIRN_FROM_PASSWORD
+    /// or --from-password-file
+    #[arg(long, value_name = "URL")]
+    pub(crate) copy_chunker_params_from: Option<String>,
+    /// File holding the password of --copy-chunker-params-from
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_FILE", value_name = "FILE")]
+    pub(crate) from_password_file: Option<std::path::PathBuf>,
     /// Print the result as JSON
     #[arg(long)]
     pub(crate) json: bool,

@@ -58,9 +58,15 @@ fn cache_dir(g: &Global) -> Result<Option<std::path::PathBuf>> {
 
 /// Opens and unlocks the repository.
 pub(crate) async fn open(g: &Global) -> Result<Repository> {
+    let pw = password::repository(g.password_file.as_deref())?;
+    open_with(g, &pw).await
+}
+
+/// Opens and unlocks the repository `g` names with `pw`; with another
+/// URL in `g.repo`, any other repository, with the same options.
+pub(crate) async fn open_with(g: &Global, pw: &[u8]) -> Result<Repository> {
     let url = repo_url(g)?;
     let store = store(g, false)?;
-    let pw = password::repository(g.password_file.as_deref())?;
     // The merged index is kept as a table in the cache directory, for
     // local repositories too (they have no object cache): it spares reading
     // every index file at each start, and the index's size in RAM.
@@ -69,7 +75,7 @@ pub(crate) async fn open(g: &Global) -> Result<Repository> {
         index_dir: cache_dir(g)?.map(|d| d.join("index")),
         ..OpenOptions::default()
     };
-    let repo = Repository::open(store, &pw, opts)
+    let repo = Repository::open(store, pw, opts)
         .await
         .with_context(|| format!("cannot open repository {url}"))?;
     // Damaged index and key files do not stop a command that does not need

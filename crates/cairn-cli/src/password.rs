@@ -41,6 +41,23 @@ pub(crate) fn repository(file: Option<&Path>) -> Result<Password> {
     )
 }
 
+/// The password of a `copy` source: CAIRN_FROM_PASSWORD, the
+/// --from-password-file (or CAIRN_FROM_PASSWORD_FILE), or a prompt.
+pub(crate) fn source(file: Option<&Path>) -> Result<Password> {
+    if let Some(p) = env_bytes("CAIRN_FROM_PASSWORD") {
+        return Ok(p);
+    }
+    if let Some(f) = file {
+        return first_line(f);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt("Source repository password: ");
+    }
+    bail!(
+        "no password for the source repository: set CAIRN_FROM_PASSWORD or CAIRN_FROM_PASSWORD_FILE, pass --from-password-file, or run on a terminal"
+    )
+}
+
 fn prompt_twice() -> Result<Password> {
     let a = prompt("New password: ")?;
     let b = prompt("Repeat new password: ")?;

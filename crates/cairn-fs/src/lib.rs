@@ -20,6 +20,9 @@ mod progress;
 mod restore;
 mod xattr;
 
+pub use backup::copy::{
+    CopyMemo, CopyOutcome, copy_snapshot, learn_copied, same_backup, same_chunking,
+};
 pub use backup::{
     BackupOptions, BackupOutcome, CACHEDIR_SIGNATURE, ParentChoice, Selection, backup,
     backup_stream, select_parent,

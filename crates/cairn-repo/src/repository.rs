@@ -29,6 +29,10 @@ pub struct InitOptions {
     pub compression_level: i32,
     /// Override chunker sizes (min, avg, max); `None` keeps the defaults.
     pub chunk_sizes: Option<(u32, u32, u32)>,
+    /// Use exactly these chunker parameters, seed included (another
+    /// repository's, so that `copy` between the two keeps chunks as they
+    /// are); overrides `chunk_sizes`.
+    pub chunker: Option<cairn_core::ChunkerParams>,
     /// Override the data pack target size in bytes.
     pub data_pack_size: Option<u32>,
     /// Host recorded in the key file.
@@ -59,6 +63,7 @@ impl InitOptions {
             kdf: KdfParams::DEFAULT,
             compression_level: 3,
             chunk_sizes: None,
+            chunker: None,
             data_pack_size: None,
             host: host.to_owned(),
             user: user.to_owned(),
@@ -176,6 +181,9 @@ impl Repository {
             config.chunker.min_size = min;
             config.chunker.avg_size = avg;
             config.chunker.max_size = max;
+        }
+        if let Some(params) = opts.chunker {
+            config.chunker = params;
         }
         if let Some(size) = opts.data_pack_size {
             config.data_pack_size = size;

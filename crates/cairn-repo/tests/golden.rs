@@ -53,6 +53,7 @@ fn init_options() -> InitOptions {
         kdf: KdfParams::INSECURE_FAST,
         compression_level: 3,
         chunk_sizes: Some((16 * 1024, 64 * 1024, 256 * 1024)),
+        chunker: None,
         data_pack_size: Some(64 * 1024),
         host: "golden-host".into(),
         user: "golden-user".into(),

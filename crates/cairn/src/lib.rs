@@ -66,6 +66,9 @@ pub use cairn_fs::{
     RestoreOptions, RestoreOutcome, Selection, Warning, backup, backup_stream, diff, dump, find,
     resolve, restore, select_parent, walk,
 };
+pub use cairn_fs::{
+    CopyMemo, CopyOutcome, copy_snapshot, learn_copied, same_backup, same_chunking,
+};
 pub use cairn_repo::{
     CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,
     WriterStats,

@@ -3,6 +3,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod docs;
 mod dump;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Check(a) => check::run(g, a).await,
         Command::Forget(a) => forget::run(g, a).await,
         Command::Prune(a) => prune::run(g, a).await,
+        Command::Copy(a) => copy::run(g, a).await,
         Command::Repair(c) => repair::run(g, c).await,
         Command::Key(k) => key::run(g, k).await,
         Command::Cat(a) => cat::run(g, a).await,

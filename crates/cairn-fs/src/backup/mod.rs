@@ -7,6 +7,7 @@
 //! snapshot is saved only after every pack and index file is stored.
 
 mod content;
+pub(crate) mod copy;
 mod select;
 mod sparse;
 mod stream;
