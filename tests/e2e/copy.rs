@@ -36,22 +36,25 @@ fn restores_as(repo: &Repo, cache: &Path, id: &str, source: &Path) {
     );
 }
 
-/// Ids of `repo`'s snapshots, ordered by their first path.
+/// Ids of `repo`'s snapshots, ordered by their first path, then time.
 fn snapshots_by_path(repo: &Repo, cache: &Path) -> Vec<(String, String)> {
     let mut c = repo.command(["snapshots", "--json"]);
     c.env("CAIRN_CACHE_DIR", cache);
     let list = Run::of(c).success().json();
-    let mut out: Vec<(String, String)> = list
+    let mut out: Vec<(String, String, String)> = list
         .as_array()
         .expect("array")
         .iter()
         .map(|s| {
             let path = s["paths"][0].as_str().unwrap_or_default().to_owned();
-            (path, s["id"].as_str().expect("id").to_owned())
+            let time = format!("{:020}", field_u64(&s["time"], "secs"));
+            (path, time, s["id"].as_str().expect("id").to_owned())
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .collect();
     out.sort();
-    out
+    out.into_iter().map(|(p, _, id)| (p, id)).collect()
 }
 
 fn sum(v: &serde_json::Value, field: &str) -> u64 {
@@ -119,6 +122,18 @@ fn copies_to_garage_and_back_restore_byte_identical_and_resume_after_a_failure()
         restores_as(&s3, &cache, id, dir);
     }
 
+    // An incremental copy: a new backup of v1 whose parent was copied
+    // reads only what changed from the source, not the big file again.
+    std::fs::write(v1.join("changed"), b"a new file").expect("write");
+    local.backup_json(&v1);
+    let next = copy(&s3, &local, &cache, &[], &[]).success().json();
+    assert_eq!(next["copied"].as_array().map(Vec::len), Some(1), "{next:#}");
+    let read = field_u64(&next["source_storage"], "bytes_down");
+    assert!(
+        read < 1_000_000,
+        "{read} bytes read from the source for a one-file change: {next:#}"
+    );
+
     // Back to a local repository that cuts chunks as the Garage one does:
     // chunks are re-sealed, not cut again.
     let back = Repo::at(tmp.path().join("back"), "third password");
@@ -132,10 +147,12 @@ fn copies_to_garage_and_back_restore_byte_identical_and_resume_after_a_failure()
     Run::of(init).success();
     let out = copy(&back, &s3, &cache, &[], &[]).success().json();
     assert_eq!(out["rechunked"], false, "{out:#}");
-    assert_eq!(out["copied"].as_array().map(Vec::len), Some(2), "{out:#}");
-    for ((_, id), dir) in snapshots_by_path(&back, &cache).iter().zip([&v1, &v2]) {
-        restores_as(&back, &cache, id, dir);
-    }
+    assert_eq!(out["copied"].as_array().map(Vec::len), Some(3), "{out:#}");
+    // The newer of the two v1 snapshots, and v2.
+    let list = snapshots_by_path(&back, &cache);
+    assert_eq!(list.len(), 3);
+    restores_as(&back, &cache, &list[1].1, &v1);
+    restores_as(&back, &cache, &list[2].1, &v2);
     assert_eq!(
         back.config()["chunker"],
         {

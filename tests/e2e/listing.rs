@@ -116,3 +116,37 @@ fn snapshots_ls_and_cat_describe_what_was_backed_up() {
     assert_eq!(names, expected.iter().collect::<Vec<_>>());
     assert!(expected.contains(&json_name(NON_UTF8_DIR)));
 }
+
+/// A reader that stops early (`cairn snapshots --json | head -1`) ends
+/// cairn quietly, as it does other tools, rather than with a panic about
+/// a failed write.
+#[test]
+fn a_closed_output_pipe_ends_cairn_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("f"), b"x").expect("write");
+    let repo = Repo::init(tmp.path().join("repo"));
+    repo.backup_json(&src);
+    let mut cmd = repo.command(["snapshots", "--json"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn cairn");
+    // Closed before cairn has opened the repository, let alone written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}

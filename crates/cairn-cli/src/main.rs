@@ -23,6 +23,7 @@ pub(crate) mod exit {
 
 fn main() -> ExitCode {
     cairn::tune_allocator();
+    cairn::default_sigpipe();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -98,6 +98,21 @@ pub fn tune_allocator() {
     }
 }
 
+/// Lets a closed standard output end the process quietly, as it does
+/// other command-line tools (`cairn snapshots --json | head`): Rust
+/// programs ignore SIGPIPE, so a write to a closed pipe fails and
+/// `println!` panics. Binaries call it first thing in `main`; the library
+/// never does.
+pub fn default_sigpipe() {
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    // SAFETY: called before any thread starts; it only restores the
+    // default disposition of one signal, with no handler involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The error types of each layer.
 pub mod error {
     pub use cairn_core::Error as FormatError;

@@ -24,11 +24,13 @@ use rayon::prelude::*;
 use super::walk::{EntryError, Walker};
 use crate::{Error, Progress, Result};
 
-/// Source ids already known in the target: trees, and chunks (the latter
-/// only when both repositories share chunker parameters).
+/// Source ids already known in the target: trees, files' chunk lists, and
+/// chunks (the latter only when both repositories share chunker
+/// parameters).
 #[derive(Debug, Default)]
 pub struct CopyMemo {
     trees: Mutex<HashMap<Id, Id>>,
+    files: Mutex<HashMap<Vec<Id>, Vec<Id>>>,
     chunks: Mutex<HashMap<Id, Id>>,
 }
 
@@ -83,6 +85,9 @@ pub async fn learn_copied(
             }
             if let (Some(sx), Some(sy)) = (x.subtree, y.subtree) {
                 stack.push((sx, sy));
+            }
+            if x.size == y.size && !x.content.is_empty() {
+                lock(&memo.files).insert(x.content.clone(), y.content.clone());
             }
             if chunks && x.content.len() == y.content.len() {
                 let mut map = lock(&memo.chunks);
@@ -175,6 +180,15 @@ impl Copier {
     }
 
     fn content(&self, w: &Walker, ids: &[Id]) -> Result<Vec<Id>> {
+        if let Some(done) = lock(&self.memo.files).get(ids) {
+            return Ok(done.clone());
+        }
+        let copied = self.copy_content(w, ids)?;
+        lock(&self.memo.files).insert(ids.to_vec(), copied.clone());
+        Ok(copied)
+    }
+
+    fn copy_content(&self, w: &Walker, ids: &[Id]) -> Result<Vec<Id>> {
         if self.reseal {
             return ids.par_iter().map(|id| self.chunk(w, id)).collect();
         }
