@@ -113,13 +113,8 @@ pub fn default_sigpipe() {
     }
 }
 
-/// The error types of each layer.
-pub mod error {
-    pub use cairn_core::Error as FormatError;
-    pub use cairn_fs::Error as FsError;
-    pub use cairn_repo::Error as RepoError;
-    pub use cairn_store::StoreError;
-}
+pub mod error;
+pub use error::{Error, ErrorKind};
 
 /// Lower layers, for tools that need more than the facade offers.
 pub mod layers {
