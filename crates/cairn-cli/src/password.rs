@@ -24,37 +24,40 @@ fn prompt(text: &str) -> Result<Password> {
     Ok(Zeroizing::new(answer.as_bytes().to_vec()))
 }
 
-/// The repository password: CAIRN_PASSWORD, the password file
-/// (--password-file or CAIRN_PASSWORD_FILE), or a prompt on a terminal.
-pub(crate) fn repository(file: Option<&Path>) -> Result<Password> {
-    if let Some(p) = env_bytes("CAIRN_PASSWORD") {
+/// An existing password: from the variable `env`, then `file`, then a
+/// prompt with `question` on a terminal; `missing` says what to do instead.
+fn existing(env: &str, file: Option<&Path>, question: &str, missing: &str) -> Result<Password> {
+    if let Some(p) = env_bytes(env) {
         return Ok(p);
     }
     if let Some(f) = file {
         return first_line(f);
     }
     if std::io::stdin().is_terminal() {
-        return prompt("Repository password: ");
+        return prompt(question);
     }
-    bail!(
-        "no password: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, pass --password-file, or run on a terminal"
+    bail!("{missing}")
+}
+
+/// The repository password: CAIRN_PASSWORD, the password file
+/// (--password-file or CAIRN_PASSWORD_FILE), or a prompt on a terminal.
+pub(crate) fn repository(file: Option<&Path>) -> Result<Password> {
+    existing(
+        "CAIRN_PASSWORD",
+        file,
+        "Repository password: ",
+        "no password: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, pass --password-file, or run on a terminal",
     )
 }
 
 /// The password of a `copy` source: CAIRN_FROM_PASSWORD, the
 /// --from-password-file (or CAIRN_FROM_PASSWORD_FILE), or a prompt.
 pub(crate) fn source(file: Option<&Path>) -> Result<Password> {
-    if let Some(p) = env_bytes("CAIRN_FROM_PASSWORD") {
-        return Ok(p);
-    }
-    if let Some(f) = file {
-        return first_line(f);
-    }
-    if std::io::stdin().is_terminal() {
-        return prompt("Source repository password: ");
-    }
-    bail!(
-        "no password for the source repository: set CAIRN_FROM_PASSWORD or CAIRN_FROM_PASSWORD_FILE, pass --from-password-file, or run on a terminal"
+    existing(
+        "CAIRN_FROM_PASSWORD",
+        file,
+        "Source repository password: ",
+        "no password for the source repository: set CAIRN_FROM_PASSWORD or CAIRN_FROM_PASSWORD_FILE, pass --from-password-file, or run on a terminal",
     )
 }
 

@@ -545,6 +545,26 @@ pub(crate) fn tree(dir: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>)> {
         .collect()
 }
 
+/// The test S3 server's URL (scripts/garage.sh), or None (skip) when there
+/// is none and none is required.
+pub(crate) fn s3_base(test: &str) -> Option<String> {
+    let Ok(url) = std::env::var("CAIRN_TEST_S3_URL") else {
+        assert!(
+            std::env::var("CAIRN_REQUIRE_S3").map_or(true, |v| v != "1"),
+            "CAIRN_REQUIRE_S3=1 but CAIRN_TEST_S3_URL is not set"
+        );
+        eprintln!("skipping {test}: no CAIRN_TEST_S3_URL (see scripts/garage.sh)");
+        return None;
+    };
+    Some(url)
+}
+
+/// `base` with a prefix of its own (`prefix`) in the shared test bucket.
+pub(crate) fn s3_prefix(base: &str, prefix: &str) -> String {
+    let (head, query) = base.split_once('?').unwrap_or((base, ""));
+    format!("{}/{prefix}?{query}", head.trim_end_matches('/'))
+}
+
 /// The `cairn` CLI binary of this workspace (built if missing).
 pub(crate) fn cli() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");

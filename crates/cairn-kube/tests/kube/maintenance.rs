@@ -140,19 +140,13 @@ fn as_the_kubelet_would(job: &Job, dir: &Path) -> MaintainArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scheduled_maintenance_job_reclaims_the_space_of_forgotten_snapshots() {
-    let Some(s3_url) = std::env::var("CAIRN_TEST_S3_URL").ok() else {
-        assert!(
-            std::env::var("CAIRN_REQUIRE_S3").map_or(true, |v| v != "1"),
-            "CAIRN_REQUIRE_S3=1 but CAIRN_TEST_S3_URL is not set"
-        );
-        eprintln!("skipping the maintenance test: no CAIRN_TEST_S3_URL (see scripts/garage.sh)");
+    let Some(s3_url) = crate::common::s3_base("the maintenance test") else {
         return;
     };
     let Some(mut c) = cluster("maintenance").await else {
         return;
     };
-    let (base, query) = s3_url.split_once('?').unwrap_or((&s3_url, ""));
-    let url = format!("{}/{}?{query}", base.trim_end_matches('/'), c.ns);
+    let url = crate::common::s3_prefix(&s3_url, &c.ns);
     let now = cairn_kube::kubeutil::wall_now();
     let only_old = seed(&url, now).await;
 

@@ -26,20 +26,13 @@ const AWS: [&str; 5] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_s3_repository_is_created_and_used_with_credentials_from_its_secret() {
-    let Some(s3_url) = std::env::var("CAIRN_TEST_S3_URL").ok() else {
-        assert!(
-            std::env::var("CAIRN_REQUIRE_S3").map_or(true, |v| v != "1"),
-            "CAIRN_REQUIRE_S3=1 but CAIRN_TEST_S3_URL is not set"
-        );
-        eprintln!("skipping the S3 test: no CAIRN_TEST_S3_URL (see scripts/garage.sh)");
+    let Some(s3_url) = crate::common::s3_base("the S3 test") else {
         return;
     };
     let Some(mut c) = cluster("s3").await else {
         return;
     };
-    // A prefix of its own in the shared test bucket.
-    let (base, query) = s3_url.split_once('?').unwrap_or((&s3_url, ""));
-    let url = format!("{}/{}?{query}", base.trim_end_matches('/'), c.ns);
+    let url = crate::common::s3_prefix(&s3_url, &c.ns);
 
     let creds: serde_json::Map<String, serde_json::Value> = AWS[..3]
         .iter()
