@@ -24,8 +24,8 @@ pub use backup::copy::{
     CopyMemo, CopyOutcome, copy_snapshot, learn_copied, same_backup, same_chunking,
 };
 pub use backup::{
-    BackupOptions, BackupOutcome, CACHEDIR_SIGNATURE, ParentChoice, Selection, backup,
-    backup_stream, select_parent,
+    BackupOptions, BackupOutcome, CACHEDIR_SIGNATURE, ChangeDetection, ParentChoice, Selection,
+    backup, backup_stream, select_parent,
 };
 pub use browse::{Entry, resolve, walk};
 pub use diff::{Change, ChangeKind, diff, find};

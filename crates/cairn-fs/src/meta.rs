@@ -58,13 +58,13 @@ pub(crate) fn node_from(name: Vec<u8>, m: &Metadata) -> Node {
 
 /// True if a file's metadata shows it unchanged since `old` was recorded, so
 /// its content need not be read again.
-pub(crate) fn unchanged(old: &Node, new: &Node) -> bool {
+pub(crate) fn unchanged(old: &Node, new: &Node, how: crate::ChangeDetection) -> bool {
+    let strict = how == crate::ChangeDetection::Strict;
     old.kind == NodeKind::File
         && new.kind == NodeKind::File
         && old.size == new.size
         && old.mtime == new.mtime
-        && old.ctime == new.ctime
-        && old.inode == new.inode
+        && (!strict || (old.ctime == new.ctime && old.inode == new.inode))
 }
 
 /// True when `new` must have the extended attributes `old` recorded:

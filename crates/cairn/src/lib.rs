@@ -62,9 +62,9 @@ pub use cairn_core::format::{
 };
 pub use cairn_core::{Id, Kind};
 pub use cairn_fs::{
-    BackupOptions, BackupOutcome, Change, ChangeKind, Entry, Overwrite, ParentChoice, Progress,
-    RestoreOptions, RestoreOutcome, Selection, Warning, backup, backup_stream, diff, dump, find,
-    resolve, restore, select_parent, walk,
+    BackupOptions, BackupOutcome, Change, ChangeDetection, ChangeKind, Entry, Overwrite,
+    ParentChoice, Progress, RestoreOptions, RestoreOutcome, Selection, Warning, backup,
+    backup_stream, diff, dump, find, resolve, restore, select_parent, walk,
 };
 pub use cairn_fs::{
     CopyMemo, CopyOutcome, copy_snapshot, learn_copied, same_backup, same_chunking,

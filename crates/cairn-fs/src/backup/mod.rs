@@ -61,6 +61,24 @@ pub struct BackupOptions {
     pub program_version: String,
     /// What to leave out.
     pub selection: Selection,
+    /// Which metadata show a file unchanged since the parent snapshot.
+    pub change_detection: ChangeDetection,
+}
+
+/// Which metadata show a file unchanged since the parent snapshot, so that
+/// its content is not read again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChangeDetection {
+    /// Size, modification time, status change time and inode number: the
+    /// safe choice for a file system backed up in place.
+    #[default]
+    Strict,
+    /// Size and modification time only: for a copy of the file system
+    /// whose inode numbers and change times differ from the original's at
+    /// every backup (a volume cloned from a snapshot, an NFS or CephFS
+    /// mount). A file rewritten with the same size and a restored mtime is
+    /// taken as unchanged.
+    SizeAndMtime,
 }
 
 /// The result of a backup.
@@ -179,7 +197,8 @@ async fn run(
                 .total_files
                 .compare_exchange(0, files, Ordering::Relaxed, Ordering::Relaxed);
     }
-    let walker = Walker::new(repo, &opts.selection, progress.clone())?;
+    let mut walker = Walker::new(repo, &opts.selection, progress.clone())?;
+    walker.change_detection = opts.change_detection;
     let time = opts.time;
     let (walker, root) = tokio::task::spawn_blocking(move || {
         let root = match stream {

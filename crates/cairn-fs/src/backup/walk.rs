@@ -32,6 +32,8 @@ pub(super) struct Walker {
     pub(super) linked: Mutex<HashMap<(u64, u64), Content>>,
     /// Ids of all-zero chunks by length, for holes.
     pub(super) zeros: Mutex<HashMap<usize, Id>>,
+    /// Which metadata show a file unchanged since the parent.
+    pub(super) change_detection: super::ChangeDetection,
 }
 
 /// A file's chunk ids and length.
@@ -127,6 +129,7 @@ impl Walker {
             select: Selector::new(selection)?,
             linked: Mutex::new(HashMap::new()),
             zeros: Mutex::new(HashMap::new()),
+            change_detection: super::ChangeDetection::default(),
         })
     }
 
@@ -344,7 +347,7 @@ impl Walker {
         s.bytes_total.fetch_add(node.size, Ordering::Relaxed);
         // Asked of the writer: it answers once its session is announced and
         // the index reloaded, and only for packs that exist.
-        let reusable = match old.filter(|o| meta::unchanged(o, node)) {
+        let reusable = match old.filter(|o| meta::unchanged(o, node, self.change_detection)) {
             Some(o) if self.writer.reusable(&o.content)? => Some(o),
             _ => None,
         };
