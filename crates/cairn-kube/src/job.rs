@@ -6,7 +6,10 @@ use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::crd::{JobStatus, Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeRestore};
+use crate::crd::{
+    JobStatus, Phase, PvcRef, RepositoryRef, SnapshotPolicy, VolumeBackup, VolumeRestore,
+};
+use crate::names::snapshot_object;
 
 /// Backup or restore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,9 +105,24 @@ pub trait Job:
             .as_ref()
             .is_some_and(|f| f.iter().any(|x| x == finalizer))
     }
-    /// (namespace, name) of the claim the agent reaches.
+    /// (namespace, name) of the claim the job is about: the source of a
+    /// backup (what its snapshot records), the target of a restore.
     fn claim(&self) -> (String, String) {
         self.pvc().resolve(&self.ns())
+    }
+    /// The snapshot policy of a backup of a CSI snapshot.
+    fn snapshot(&self) -> Option<&SnapshotPolicy> {
+        None
+    }
+    /// (namespace, name) of the claim the agent reads or writes: the
+    /// claim itself, or for a snapshot backup the temporary claim made from
+    /// the snapshot, in the claim's namespace.
+    fn reach(&self) -> (String, String) {
+        let (ns, claim) = self.claim();
+        match self.snapshot() {
+            Some(_) => (ns, snapshot_object(&self.name_str(), &self.uid_str())),
+            None => (ns, claim),
+        }
     }
     /// (namespace, name) of the repository.
     fn repository_key(&self) -> (String, String) {
@@ -131,6 +149,9 @@ impl Job for VolumeBackup {
             tags: self.spec.tags.clone(),
             excludes: self.spec.excludes.clone(),
         }
+    }
+    fn snapshot(&self) -> Option<&SnapshotPolicy> {
+        self.spec.snapshot.as_ref()
     }
 }
 

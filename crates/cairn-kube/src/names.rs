@@ -73,6 +73,23 @@ pub const MAINTENANCE_OF_LABEL: &str = "cairn.dev/maintenance-of";
 /// Label on a maintenance Job's pods: the Job's name.
 pub const MAINTENANCE_JOB_LABEL: &str = "cairn.dev/maintenance-job";
 
+/// Label on the VolumeSnapshots and temporary claims of snapshot
+/// backups: the claim they were taken from (when the name fits a label).
+pub const SNAPSHOT_OF_LABEL: &str = "cairn.dev/snapshot-of";
+
+/// The name of the VolumeSnapshot, and of the temporary claim made from
+/// it, for the backup `job` with uid `uid`: unique per backup, and valid as
+/// both names.
+pub fn snapshot_object(job: &str, uid: &str) -> String {
+    let short: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    let base: String = job.chars().take(40).collect();
+    format!("cairn-{}-{short}", base.trim_end_matches(['-', '.']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

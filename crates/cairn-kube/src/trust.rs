@@ -247,6 +247,37 @@ pub fn check_source(
     Ok(())
 }
 
+/// Checks that the claim a snapshot backup reads (`reached`, re-read from
+/// the API) was made from the VolumeSnapshot of the same name, and that
+/// this snapshot (`snapshot_of`: the claim its spec names, re-read) is of
+/// the job's claim: only then may the backup be recorded as the claim's.
+pub fn check_snapshot_lineage(
+    reached: Option<&PersistentVolumeClaim>,
+    snapshot_of: Option<&str>,
+    claim: &(String, String),
+) -> Result<(), String> {
+    let (ns, claim) = claim;
+    let reached = reached.ok_or("the claim made from the snapshot does not exist")?;
+    let name = reached.metadata.name.as_deref().unwrap_or_default();
+    let from = reached.spec.as_ref().and_then(|s| s.data_source.as_ref());
+    let from_snapshot = from.is_some_and(|d| {
+        d.kind == "VolumeSnapshot"
+            && d.name == name
+            && d.api_group.as_deref() == Some("snapshot.storage.k8s.io")
+    });
+    if !from_snapshot {
+        return Err(format!(
+            "claim {ns}/{name} was not made from VolumeSnapshot {name}"
+        ));
+    }
+    if snapshot_of != Some(claim.as_str()) {
+        return Err(format!(
+            "VolumeSnapshot {ns}/{name} is not a snapshot of claim {claim}"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "trust_tests.rs"]
 mod tests;

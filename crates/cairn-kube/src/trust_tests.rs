@@ -284,3 +284,35 @@ fn the_agent_never_trusts_a_status_source_the_pod_does_not_confirm() {
     s.pod_uid = "../../etc".into();
     assert!(check_source(&s, &claim, "n1", Some(&good), Some(&bound)).is_err());
 }
+
+#[test]
+fn a_snapshot_backup_reads_only_a_claim_made_from_a_snapshot_of_its_claim() {
+    let claim = ("shop".to_owned(), "db".to_owned());
+    let made = |kind: &str, name: &str| -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "cairn-x", "namespace": "shop"},
+            "spec": {"dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": kind, "name": name}},
+        }))
+        .expect("claim")
+    };
+    let good = made("VolumeSnapshot", "cairn-x");
+    assert_eq!(
+        check_snapshot_lineage(Some(&good), Some("db"), &claim),
+        Ok(())
+    );
+    let err = |r: Result<(), String>| r.expect_err("refused");
+    assert!(err(check_snapshot_lineage(None, Some("db"), &claim)).contains("does not exist"));
+    assert!(
+        err(check_snapshot_lineage(Some(&good), Some("other"), &claim))
+            .contains("not a snapshot of claim db"),
+        "a snapshot of another claim of the namespace"
+    );
+    let cloned = made("PersistentVolumeClaim", "cairn-x");
+    assert!(
+        err(check_snapshot_lineage(Some(&cloned), Some("db"), &claim)).contains("not made from")
+    );
+    let elsewhere = made("VolumeSnapshot", "someone-elses");
+    assert!(
+        err(check_snapshot_lineage(Some(&elsewhere), Some("db"), &claim)).contains("not made from")
+    );
+}

@@ -121,6 +121,8 @@ pub struct BackupJob {
     pub excludes: Vec<String>,
     /// Snapshot time.
     pub time: i64,
+    /// Which metadata show a file unchanged since the parent.
+    pub change_detection: cairn::ChangeDetection,
 }
 
 /// Backs the volume up.
@@ -164,6 +166,7 @@ pub async fn backup(
             one_file_system: true,
             ..Default::default()
         },
+        change_detection: job.change_detection,
     };
     let out = cairn::backup(repo, opts, progress).await?;
     let st = out.snapshot.stats;

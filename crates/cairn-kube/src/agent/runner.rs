@@ -372,20 +372,48 @@ async fn confirm_source<J: Job>(
     if let Err(why) = trust::check_source_names(source) {
         return Ok(Err(why));
     }
-    let claim = job.claim();
+    // The claim read: for a snapshot backup, the one made from the snapshot.
+    let claim = job.reach();
     let pod = Api::<Pod>::namespaced(agent.client.clone(), &claim.0)
         .get_opt(&source.pod_name)
         .await?;
     let pvc = Api::<PersistentVolumeClaim>::namespaced(agent.client.clone(), &claim.0)
         .get_opt(&claim.1)
         .await?;
-    Ok(trust::check_source(
+    if let Err(why) = trust::check_source(
         source,
         &claim,
         &agent.config.node,
         pod.as_ref(),
         pvc.as_ref(),
+    ) {
+        return Ok(Err(why));
+    }
+    if job.snapshot().is_none() {
+        return Ok(Ok(()));
+    }
+    let vs = crate::controller::snapshot::snapshots(&agent.client, &claim.0)
+        .get_opt(&claim.1)
+        .await?;
+    let of = vs
+        .as_ref()
+        .and_then(crate::controller::snapshot::snapshot_source);
+    Ok(trust::check_snapshot_lineage(
+        pvc.as_ref(),
+        of,
+        &job.claim(),
     ))
+}
+
+/// How a backup compares files with its parent: by size and mtime for a
+/// volume cloned from a snapshot unless the policy says otherwise, strictly
+/// for a live volume.
+fn change_detection(snapshot: Option<&crate::crd::SnapshotPolicy>) -> cairn::ChangeDetection {
+    use crate::crd::ChangeDetectionMode as Mode;
+    match snapshot.map(|s| s.change_detection.unwrap_or(Mode::SizeAndMtime)) {
+        Some(Mode::SizeAndMtime) => cairn::ChangeDetection::SizeAndMtime,
+        Some(Mode::Strict) | None => cairn::ChangeDetection::Strict,
+    }
 }
 
 /// Opens the repository and runs the engine.
@@ -429,6 +457,7 @@ async fn execute<J: Job>(
                 tags,
                 excludes,
                 time: cfg.clock.now(),
+                change_detection: change_detection(job.snapshot()),
             };
             engine::backup(&repo, at, j, progress).await
         }

@@ -56,6 +56,23 @@ pub struct Observed<'a> {
     pub agents: BTreeMap<String, i64>,
     /// Whether the repository exists and the job may use it.
     pub repository: RepoCheck,
+    /// For a backup of a CSI snapshot: whether the snapshot and the claim
+    /// made from it are ready.
+    pub exposure: Exposure,
+}
+
+/// Where a snapshot backup's volume stands before it can be placed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Exposure {
+    /// Not a snapshot backup: the claim itself is read.
+    #[default]
+    Live,
+    /// The snapshot or the claim made from it is not ready yet.
+    Waiting(String),
+    /// The snapshot failed, or objects in its place are not cairn's.
+    Failed(String),
+    /// The claim made from the snapshot exists; place the job on it.
+    Ready,
 }
 
 /// Whether a job may use its repository.
@@ -252,6 +269,11 @@ fn place(job: &JobFacts, seen: &Observed<'_>, live: &BTreeSet<String>) -> Vec<Ac
         RepoCheck::Ok => {}
         RepoCheck::Missing(why) => return vec![wait(job, why.clone())],
         RepoCheck::Forbidden(why) => return vec![finish(Phase::New, Phase::Failed, why)],
+    }
+    match &seen.exposure {
+        Exposure::Live | Exposure::Ready => {}
+        Exposure::Waiting(why) => return vec![wait(job, why.clone())],
+        Exposure::Failed(why) => return vec![finish(Phase::New, Phase::Failed, why)],
     }
     let Some(pvc) = seen.pvc else {
         return vec![finish(

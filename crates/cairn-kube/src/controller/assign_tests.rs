@@ -326,3 +326,42 @@ fn finished_and_deleted_jobs_clean_up() {
             .contains(&Action::RemoveFinalizer(AGENT_FINALIZER))
     );
 }
+
+#[test]
+fn a_snapshot_backup_waits_for_its_snapshot_and_fails_with_it() {
+    let pvc = claim(true);
+    let pods = vec![pod("app", "node-b", "Running", "db")];
+    let waiting = Observed {
+        pvc: Some(&pvc),
+        pods: &pods,
+        agents: agents(&[("node-b", 1)]),
+        exposure: Exposure::Waiting("waiting for VolumeSnapshot s to be ready".into()),
+        ..Default::default()
+    };
+    let actions = decide(&new_job(), &waiting, Limits::default());
+    assert_eq!(
+        actions,
+        vec![Action::Wait(
+            "waiting for VolumeSnapshot s to be ready".into()
+        )],
+        "not placed on the pod that mounts the live claim"
+    );
+    let failed = Observed {
+        exposure: Exposure::Failed("VolumeSnapshot s failed: no space".into()),
+        ..waiting.clone()
+    };
+    let actions = decide(&new_job(), &failed, Limits::default());
+    assert!(
+        matches!(&actions[..], [Action::Finish { to: Phase::Failed, message, .. }] if message.contains("no space")),
+        "{actions:?}"
+    );
+    let ready = Observed {
+        exposure: Exposure::Ready,
+        ..waiting
+    };
+    let actions = decide(&new_job(), &ready, Limits::default());
+    assert!(
+        matches!(&actions[..], [Action::Assign { .. }]),
+        "{actions:?}"
+    );
+}

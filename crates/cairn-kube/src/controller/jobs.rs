@@ -12,8 +12,9 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use super::Context;
-use super::assign::{self, Action, JobFacts, Observed, RepoCheck};
+use super::assign::{self, Action, Exposure, JobFacts, Observed, RepoCheck};
 use super::helper::{self, HelperSpec};
+use super::snapshot;
 use crate::crd::{BackupRepository, JobStatus, Phase, time_from_secs};
 use crate::job::{Job, Work};
 use crate::kubeutil::{
@@ -24,6 +25,8 @@ use crate::trust::{authorize, check_restore_source};
 use crate::{Error, Result};
 
 fn facts<J: Job>(job: &J) -> JobFacts {
+    // The claim the agent reads: for a snapshot backup, the one made from
+    // the snapshot.
     let status = job.job_status();
     JobFacts {
         kind: Some(J::KIND),
@@ -34,7 +37,7 @@ fn facts<J: Job>(job: &J) -> JobFacts {
         cancel: job.cancel(),
         node: job.node().map(str::to_owned),
         source: status.and_then(|s| s.source.clone()),
-        claim: job.claim().1,
+        claim: job.reach().1,
         message: status.and_then(|s| s.message.clone()),
         running_for: status
             .and_then(|s| s.start_time.as_ref())
@@ -93,6 +96,7 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
     let facts = facts(job.as_ref());
     let (claim_ns, claim) = job.claim();
     record_completed_backup(&ctx, job.as_ref(), &claim_ns, &claim);
+    let claim = job.reach().1;
     let client = ctx.client.clone();
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &claim_ns);
     let helpers = pods_api
@@ -105,8 +109,13 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
     if active && matches!(facts.phase, Phase::New | Phase::Assigned) {
         pods = pods_api.list(&ListParams::default()).await?.items;
     }
+    let mut exposure = Exposure::Live;
     if active && facts.phase == Phase::New {
         repository = repository_check(&ctx, job.as_ref()).await?;
+        // A snapshot is taken only for a job that may use its repository.
+        if let (Some(policy), RepoCheck::Ok) = (job.snapshot(), &repository) {
+            exposure = snapshot::expose(&ctx, job.as_ref(), policy).await?;
+        }
         pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &claim_ns)
             .get_opt(&claim)
             .await?;
@@ -123,6 +132,9 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
             .await?
             .items;
     }
+    if let (Some(policy), false) = (job.snapshot(), active) {
+        snapshot::clean_up(&ctx, job.as_ref(), policy).await?;
+    }
     let agents = agent_ages(&ctx.leases(), wall_now()).await?;
     let seen = Observed {
         pvc: pvc.as_ref(),
@@ -132,6 +144,7 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
         nodes: &nodes,
         agents,
         repository,
+        exposure,
     };
     let actions = assign::decide(&facts, &seen, ctx.config.limits);
     let api: Api<J> = Api::namespaced(client.clone(), &job.ns());
@@ -178,7 +191,7 @@ async fn apply<J: Job>(
         }
         Action::CreateHelperPod { node } => {
             let same_ns = job.ns() == claim_ns;
-            let claim = job.claim();
+            let claim = job.reach();
             let pod = helper::build(&HelperSpec {
                 kind,
                 job: (&job.ns(), &name),

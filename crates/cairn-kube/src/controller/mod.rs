@@ -17,6 +17,7 @@ pub mod repositories;
 pub mod schedule;
 pub mod schedules;
 pub mod selector;
+pub mod snapshot;
 
 use std::path::PathBuf;
 use std::sync::Arc;

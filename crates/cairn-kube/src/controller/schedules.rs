@@ -182,6 +182,7 @@ async fn execute(
                 tags: s.spec.tags.iter().cloned().chain([s.name_any()]).collect(),
                 excludes: s.spec.excludes.clone(),
                 cancel: false,
+                snapshot: s.spec.snapshot.clone(),
             },
         );
         vb.metadata.namespace = Some(ns.clone());

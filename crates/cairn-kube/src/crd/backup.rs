@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{JobStatus, PvcRef, RepositoryRef};
+use super::common::{JobStatus, PvcRef, RepositoryRef, SnapshotPolicy};
 
 /// One backup of one PersistentVolumeClaim into a BackupRepository.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -42,4 +42,8 @@ pub struct VolumeBackupSpec {
     /// the repository (a later backup reuses it); no snapshot is written.
     #[serde(default)]
     pub cancel: bool,
+    /// Back up a CSI snapshot of the claim rather than the live volume: a
+    /// consistent point in time (crash-consistent, as after a power cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotPolicy>,
 }

@@ -193,6 +193,40 @@ pub struct VolumeSource {
     pub helper_pod: bool,
 }
 
+/// A backup of a CSI snapshot of the claim: the controller takes a
+/// VolumeSnapshot, waits until it is ready, makes a temporary claim from it
+/// in the claim's namespace, lets an agent back that up with the original
+/// claim recorded as the source (so the next backup finds its parent), and
+/// deletes the temporary objects afterwards.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotPolicy {
+    /// The VolumeSnapshotClass to take the snapshot with (its driver must
+    /// be the claim's).
+    pub volume_snapshot_class_name: String,
+    /// Which metadata show a file unchanged since the previous backup:
+    /// `SizeAndMtime` (the default here: a volume cloned from a snapshot
+    /// has new inode numbers and change times at every backup on many
+    /// drivers) or `Strict` (size, mtime, ctime and inode, as for a live
+    /// volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_detection: Option<ChangeDetectionMode>,
+    /// Keep this many of the claim's newest VolumeSnapshots taken for
+    /// backups (for fast restores on the cluster itself); the others, and
+    /// every temporary claim, are deleted once the backup ends. Default 0.
+    #[serde(default)]
+    pub keep_snapshots: u32,
+}
+
+/// How a backup decides that a file is unchanged.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ChangeDetectionMode {
+    /// Size, modification time, change time and inode number.
+    Strict,
+    /// Size and modification time.
+    SizeAndMtime,
+}
+
 /// The status fields VolumeBackup and VolumeRestore share.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

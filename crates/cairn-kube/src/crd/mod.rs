@@ -9,8 +9,8 @@ mod schedule;
 
 pub use backup::{VolumeBackup, VolumeBackupSpec};
 pub use common::{
-    GROUP, JobProgress, JobStatus, Phase, PvcRef, RepositoryRef, VERSION, VolumeSource, human,
-    secs_of, time_from_secs,
+    ChangeDetectionMode, GROUP, JobProgress, JobStatus, Phase, PvcRef, RepositoryRef,
+    SnapshotPolicy, VERSION, VolumeSource, human, secs_of, time_from_secs,
 };
 pub use repository::{
     BackupRepository, BackupRepositorySpec, BackupRepositoryStatus, Maintenance, MaintenanceStatus,

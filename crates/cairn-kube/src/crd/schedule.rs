@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::RepositoryRef;
+use super::common::{RepositoryRef, SnapshotPolicy};
 
 /// VolumeBackups of every selected claim on a cron schedule, and retention
 /// of the backups it made.
@@ -58,6 +58,10 @@ pub struct BackupScheduleSpec {
     /// Stop creating backups (retention still applies).
     #[serde(default)]
     pub paused: bool,
+    /// Back up CSI snapshots of the claims rather than the live volumes
+    /// (copied into every VolumeBackup the schedule makes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotPolicy>,
 }
 
 /// Retention rules, as in `cairn forget`. Counts of 0 disable a rule.

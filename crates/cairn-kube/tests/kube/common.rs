@@ -44,8 +44,8 @@ pub(crate) struct Cluster {
     pub(crate) kubeconfig: PathBuf,
     pub(crate) kubelet: tempfile::TempDir,
     pub(crate) scratch: tempfile::TempDir,
-    nodes: Vec<String>,
-    pvs: Vec<String>,
+    pub(crate) nodes: Vec<String>,
+    pub(crate) pvs: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
     /// The administrator namespaces the controller and agents get: this
     /// test's namespace unless a test says otherwise.

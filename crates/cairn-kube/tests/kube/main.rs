@@ -14,4 +14,5 @@ mod queue;
 mod restart;
 mod s3;
 mod schedule;
+mod snapshot;
 mod tenant;

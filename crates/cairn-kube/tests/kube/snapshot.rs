@@ -1,0 +1,313 @@
+//! A backup of a CSI snapshot: the controller takes a VolumeSnapshot of the
+//! claim, makes a temporary claim from it once it is ready, an agent backs
+//! that up through a helper pod with the original claim recorded as the
+//! source, and the temporary objects are removed. The test stands in for
+//! the snapshot controller (readyToUse), the provisioner (a volume for the
+//! temporary claim) and the kubelet (a copy of the volume with new inodes
+//! and change times, as a clone has). A second backup of unchanged data
+//! reads nothing. (That a claim or snapshot put in place of cairn's is
+//! refused is decided in `trust::check_snapshot_lineage` and
+//! `controller::snapshot`, tested without a cluster.)
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_kube::controller::snapshot::snapshots;
+use cairn_kube::crd::{
+    Phase, PvcRef, RepositoryRef, SnapshotPolicy, VolumeBackup, VolumeBackupSpec,
+};
+use cairn_kube::names::snapshot_object;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::common::{Cluster, cluster, fill, wait_until};
+
+const LONG: Duration = Duration::from_secs(120);
+
+static SNAPSHOT_CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Installs the vendored external-snapshotter CRDs, as a cluster with CSI
+/// snapshots has them.
+async fn install_snapshot_crds(client: Client) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/external-snapshotter-v4.2.1");
+    let api: Api<CustomResourceDefinition> = Api::all(client);
+    for kind in [
+        "volumesnapshotclasses",
+        "volumesnapshotcontents",
+        "volumesnapshots",
+    ] {
+        let file = dir.join(format!("snapshot.storage.k8s.io_{kind}.yaml"));
+        let text = std::fs::read_to_string(&file).expect("vendored CRD");
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD YAML");
+        let name = crd.metadata.name.clone().expect("name");
+        api.patch(
+            &name,
+            &PatchParams::apply("cairn-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the apiserver refused {}: {e}", file.display()));
+        wait_until("snapshot CRD established", Duration::from_secs(30), || {
+            let (api, name) = (api.clone(), name.clone());
+            async move {
+                let c = api.get(&name).await.ok()?;
+                let ok = c
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                ok.then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+/// A copy of `from` at `to` with new inodes and change times, the same
+/// modification times: what a volume cloned from a snapshot looks like.
+fn clone_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .expect("cp")
+        .success();
+    assert!(ok, "cp -a");
+}
+
+/// Creates a snapshot backup `name` of claim `claim` and plays the
+/// snapshot controller, the provisioner and the kubelet for it, with
+/// `content` as the cloned volume. Returns the finished job.
+async fn snapshot_backup(c: &mut Cluster, name: &str, claim: &str, content: &Path) -> VolumeBackup {
+    let vb = VolumeBackup::new(
+        name,
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: claim.into(),
+                namespace: None,
+            },
+            repository: RepositoryRef {
+                name: "main".into(),
+                namespace: None,
+            },
+            snapshot: Some(SnapshotPolicy {
+                volume_snapshot_class_name: "csi-test".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    let created = c
+        .api::<VolumeBackup>()
+        .create(&PostParams::default(), &vb)
+        .await
+        .expect("create");
+    let object = snapshot_object(name, created.metadata.uid.as_deref().expect("uid"));
+
+    // The snapshot controller: the VolumeSnapshot becomes ready.
+    let vss = snapshots(&c.client, &c.ns);
+    let vs = wait_until("the VolumeSnapshot", LONG, || {
+        let (vss, object) = (vss.clone(), object.clone());
+        async move { vss.get_opt(&object).await.ok()? }
+    })
+    .await;
+    assert_eq!(
+        vs.data["spec"]["source"]["persistentVolumeClaimName"],
+        claim
+    );
+    assert_eq!(vs.data["spec"]["volumeSnapshotClassName"], "csi-test");
+    let ready = json!({"status": {"readyToUse": true, "restoreSize": "1Gi"}});
+    vss.patch_status(&object, &PatchParams::default(), &Patch::Merge(ready))
+        .await
+        .expect("snapshot ready");
+
+    // The provisioner: a volume for the claim made from the snapshot.
+    let pvcs = c.api::<PersistentVolumeClaim>();
+    let temp = wait_until("the claim made from the snapshot", LONG, || {
+        let (pvcs, object) = (pvcs.clone(), object.clone());
+        async move { pvcs.get_opt(&object).await.ok()? }
+    })
+    .await;
+    let source = temp
+        .spec
+        .as_ref()
+        .and_then(|s| s.data_source.clone())
+        .expect("dataSource");
+    assert_eq!(
+        (source.kind.as_str(), source.name.as_str()),
+        ("VolumeSnapshot", object.as_str())
+    );
+    let selected = temp
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("volume.kubernetes.io/selected-node"));
+    assert_eq!(
+        selected.map(String::as_str),
+        Some(c.nodes[0].as_str()),
+        "a WaitForFirstConsumer provisioner learns the node of the claim's pod"
+    );
+    let pv_name = format!("{}-{object}", c.ns);
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": pv_name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "",
+            "csi": {"driver": "test.cairn.dev", "volumeHandle": pv_name},
+            "claimRef": {"namespace": c.ns, "name": object},
+        }
+    }))
+    .expect("pv");
+    Api::<PersistentVolume>::all(c.client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+        .expect("create pv");
+    c.pvs.push(pv_name.clone());
+    pvcs.patch(
+        &object,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"volumeName": pv_name}})),
+    )
+    .await
+    .expect("bind");
+    pvcs.patch_status(
+        &object,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+    )
+    .await
+    .expect("bound");
+
+    // The kubelet: the helper pod mounts the clone.
+    let pods = c.api::<Pod>();
+    let uid = created.metadata.uid.clone().expect("uid");
+    let helper: Pod = wait_until("the helper pod", LONG, || {
+        let (pods, uid) = (pods.clone(), uid.clone());
+        async move {
+            let l = pods
+                .list(&ListParams::default().labels(&format!("cairn.dev/owner-uid={uid}")))
+                .await
+                .ok()?;
+            l.items.into_iter().next()
+        }
+    })
+    .await;
+    let mounted = helper
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .expect("volumes");
+    assert_eq!(
+        mounted[0]
+            .persistent_volume_claim
+            .as_ref()
+            .map(|p| p.claim_name.as_str()),
+        Some(object.as_str()),
+        "the helper mounts the claim made from the snapshot"
+    );
+    clone_tree(
+        content,
+        &c.volume_dir(helper.metadata.uid.as_deref().expect("uid"), &pv_name),
+    );
+    c.set_running(helper.metadata.name.as_deref().expect("name"))
+        .await;
+
+    let done: VolumeBackup = c
+        .wait_for(name, "a final phase", LONG, |v: &VolumeBackup| {
+            v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    // Everything temporary goes: the claim, the snapshot, the helper pod.
+    wait_until("the temporary objects to be deleted", LONG, || {
+        let (pvcs, vss, pods, object, uid) = (
+            pvcs.clone(),
+            vss.clone(),
+            pods.clone(),
+            object.clone(),
+            uid.clone(),
+        );
+        async move {
+            let claim_gone = pvcs
+                .get_opt(&object)
+                .await
+                .ok()?
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+            let vs_gone = vss.get_opt(&object).await.ok()?.is_none();
+            let helpers = pods
+                .list(&ListParams::default().labels(&format!("cairn.dev/owner-uid={uid}")))
+                .await
+                .ok()?;
+            let pods_gone = helpers
+                .items
+                .iter()
+                .all(|p| p.metadata.deletion_timestamp.is_some());
+            (claim_gone && vs_gone && pods_gone).then_some(())
+        }
+    })
+    .await;
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_backup_records_the_claim_and_an_unchanged_second_one_reads_nothing() {
+    let Some(mut c) = cluster("snapshot").await else {
+        return;
+    };
+    SNAPSHOT_CRDS
+        .get_or_init(|| install_snapshot_crds(c.client.clone()))
+        .await;
+    let node = c.create_node("n").await;
+    c.create_claim("db").await;
+    // The live volume's content (a pod mounts it; the backup never reads it).
+    let live = c.scratch.path().join("live");
+    std::fs::create_dir_all(&live).expect("mkdir");
+    fill(&live, 12, 30_000);
+    c.create_pod("app", &node, "db").await;
+    let repo_path = c.init_repository("repo").await;
+    c.create_repository_object("main", &repo_path, None).await;
+    c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
+    let _agent = c.start_agent(&node);
+
+    let first = snapshot_backup(&mut c, "first", "db", &live).await;
+    let st = first.status.expect("status");
+    assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
+    let second = snapshot_backup(&mut c, "second", "db", &live).await;
+    let st2 = second.status.expect("status");
+    assert_eq!(st2.phase, Phase::Completed, "{:?}", st2.message);
+
+    let repo = c.open_repository(&repo_path).await;
+    let snaps = repo.list_snapshots().await.expect("list");
+    assert_eq!(snaps.len(), 2);
+    for (_, s) in &snaps {
+        assert!(
+            matches!(&s.source, cairn::Source::KubernetesVolume { namespace, name, .. } if namespace == &c.ns && name == "db"),
+            "recorded as the original claim: {:?}",
+            s.source
+        );
+    }
+    let (_, newer) = snaps.iter().max_by_key(|(_, s)| s.time).expect("newest");
+    let first_id = st.snapshot_id.expect("snapshot id");
+    assert_eq!(
+        newer.parent.map(|p| p.to_hex()),
+        Some(first_id),
+        "the first is the parent"
+    );
+    assert_eq!(
+        newer.stats.bytes_read, 0,
+        "an unchanged clone is not read: {:?}",
+        newer.stats
+    );
+    // fill() writes 12 files and an empty one.
+    assert_eq!(newer.stats.files_unchanged, 13, "{:?}", newer.stats);
+    c.cleanup().await;
+}
