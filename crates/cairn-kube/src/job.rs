@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crd::{
-    JobStatus, Phase, PvcRef, RepositoryRef, SnapshotPolicy, VolumeBackup, VolumeRestore,
+    ClaimTemplate, JobStatus, Phase, PvcRef, RepositoryRef, SnapshotPolicy, VolumeBackup,
+    VolumeRestore,
 };
 use crate::names::snapshot_object;
 
@@ -114,6 +115,10 @@ pub trait Job:
     fn snapshot(&self) -> Option<&SnapshotPolicy> {
         None
     }
+    /// The claim a restore creates when its target does not exist.
+    fn claim_template(&self) -> Option<&ClaimTemplate> {
+        None
+    }
     /// (namespace, name) of the claim the agent reads or writes: the
     /// claim itself, or for a snapshot backup the temporary claim made from
     /// the snapshot, in the claim's namespace.
@@ -157,6 +162,9 @@ impl Job for VolumeBackup {
 
 impl Job for VolumeRestore {
     const KIND: JobKind = JobKind::Restore;
+    fn claim_template(&self) -> Option<&ClaimTemplate> {
+        self.spec.create_target_pvc.as_ref()
+    }
     fn job_status(&self) -> Option<&JobStatus> {
         self.status.as_ref()
     }

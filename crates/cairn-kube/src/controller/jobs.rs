@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::Context;
 use super::assign::{self, Action, Exposure, JobFacts, Observed, RepoCheck};
 use super::helper::{self, HelperSpec};
-use super::snapshot;
+use super::{snapshot, target};
 use crate::crd::{BackupRepository, JobStatus, Phase, time_from_secs};
 use crate::job::{Job, Work};
 use crate::kubeutil::{
@@ -91,6 +91,16 @@ fn record_completed_backup<J: Job>(ctx: &Context, job: &J, ns: &str, claim: &str
         .backup_completed(ns, claim, at.0.as_second(), bytes);
 }
 
+/// A node whose agent is alive (the first by name), where a volume
+/// provisioned on first use can be reached.
+async fn live_agent(ctx: &Context) -> Result<Option<String>> {
+    let ages = agent_ages(&ctx.leases(), wall_now()).await?;
+    Ok(ages
+        .into_iter()
+        .find(|(_, age)| *age <= ctx.config.limits.lease_secs)
+        .map(|(node, _)| node))
+}
+
 /// One reconcile of a job.
 pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue> {
     let facts = facts(job.as_ref());
@@ -119,6 +129,11 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
         pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &claim_ns)
             .get_opt(&claim)
             .await?;
+        if let (Some(t), RepoCheck::Ok) = (job.claim_template(), &repository) {
+            let node = live_agent(&ctx).await?;
+            exposure =
+                target::ensure(&ctx, job.as_ref(), t, pvc.is_some(), node.as_deref()).await?;
+        }
         let pv_name = pvc
             .as_ref()
             .and_then(|c| c.spec.as_ref()?.volume_name.clone());

@@ -18,6 +18,7 @@ pub mod schedule;
 pub mod schedules;
 pub mod selector;
 pub mod snapshot;
+pub mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ pub use repository::{
     BackupRepository, BackupRepositorySpec, BackupRepositoryStatus, Maintenance, MaintenanceStatus,
     SecretKeyRef, SecretRef,
 };
-pub use restore::{VolumeRestore, VolumeRestoreSpec};
+pub use restore::{ClaimTemplate, VolumeRestore, VolumeRestoreSpec};
 pub use schedule::{BackupSchedule, BackupScheduleSpec, BackupScheduleStatus, Retention};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

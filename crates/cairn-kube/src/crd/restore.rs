@@ -44,4 +44,26 @@ pub struct VolumeRestoreSpec {
     /// Set to true to stop the restore; files already written stay.
     #[serde(default)]
     pub cancel: bool,
+    /// Create `targetPvc` with these settings if it does not exist (a
+    /// restore into a rebuilt cluster or namespace). An existing claim is
+    /// used as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_target_pvc: Option<ClaimTemplate>,
+}
+
+/// The claim a restore creates when its target does not exist.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimTemplate {
+    /// Requested size, as a quantity (`10Gi`).
+    pub size: String,
+    /// Storage class (default: the cluster's default class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Access modes (default `ReadWriteOnce`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_modes: Vec<String>,
+    /// `Filesystem` (default) or `Block`, as the snapshot was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_mode: Option<String>,
 }

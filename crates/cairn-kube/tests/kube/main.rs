@@ -12,6 +12,7 @@ mod common;
 mod maintenance;
 mod queue;
 mod restart;
+mod restore_new;
 mod s3;
 mod schedule;
 mod snapshot;

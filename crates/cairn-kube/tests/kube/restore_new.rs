@@ -1,0 +1,178 @@
+//! A restore into a claim that does not exist yet: the controller creates
+//! it from the restore's template (naming the node of a live agent for a
+//! provisioner that waits for its first consumer), the test plays the
+//! provisioner and the kubelet, and the new claim holds the backed-up
+//! files.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_kube::crd::{
+    ClaimTemplate, Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec, VolumeRestore,
+    VolumeRestoreSpec,
+};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::common::{cluster, fill, tree, wait_until};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn repository() -> RepositoryRef {
+    RepositoryRef {
+        name: "main".into(),
+        namespace: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_creates_its_missing_target_claim_and_fills_it() {
+    let Some(mut c) = cluster("restore-new").await else {
+        return;
+    };
+    let node = c.create_node("n").await;
+    let pv = c.create_claim("data").await;
+    let uid = c.create_pod("app", &node, "data").await;
+    let volume = c.volume_dir(&uid, &pv);
+    fill(&volume, 6, 20_000);
+    let repo_path = c.init_repository("repo").await;
+    c.create_repository_object("main", &repo_path, None).await;
+    c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
+    let _agent = c.start_agent(&node);
+
+    let vb = VolumeBackup::new(
+        "before",
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "data".into(),
+                namespace: None,
+            },
+            repository: repository(),
+            ..Default::default()
+        },
+    );
+    c.api::<VolumeBackup>()
+        .create(&PostParams::default(), &vb)
+        .await
+        .expect("backup");
+    let done: VolumeBackup = c
+        .wait_for("before", "a final phase", LONG, |v: &VolumeBackup| {
+            v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    assert_eq!(done.status.map(|s| s.phase), Some(Phase::Completed));
+
+    let vr = VolumeRestore::new(
+        "rebuild",
+        VolumeRestoreSpec {
+            repository: repository(),
+            source_pvc: Some(PvcRef {
+                name: "data".into(),
+                namespace: None,
+            }),
+            target_pvc: PvcRef {
+                name: "rebuilt".into(),
+                namespace: None,
+            },
+            create_target_pvc: Some(ClaimTemplate {
+                size: "2Gi".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    c.api::<VolumeRestore>()
+        .create(&PostParams::default(), &vr)
+        .await
+        .expect("restore");
+
+    // The provisioner: a volume for the claim the controller created.
+    let pvcs = c.api::<PersistentVolumeClaim>();
+    let vrs = c.api::<VolumeRestore>();
+    let created = wait_until("the target claim", LONG, || {
+        let (pvcs, vrs) = (pvcs.clone(), vrs.clone());
+        async move {
+            let st = vrs.get("rebuild").await.ok()?.status;
+            let ended = st.as_ref().filter(|s| s.phase.is_terminal());
+            assert!(ended.is_none(), "the restore ended early: {ended:?}");
+            pvcs.get_opt("rebuilt").await.ok()?
+        }
+    })
+    .await;
+    let spec = created.spec.clone().expect("spec");
+    let size = spec
+        .resources
+        .and_then(|r| r.requests)
+        .and_then(|r| r.get("storage").cloned());
+    assert_eq!(size.map(|q| q.0), Some("2Gi".to_owned()));
+    let annotations = created.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("volume.kubernetes.io/selected-node"),
+        Some(&node),
+        "a provisioner that waits for a consumer learns a node with an agent"
+    );
+    let pv2 = format!("{}-rebuilt", c.ns);
+    let volume2: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": pv2},
+        "spec": {
+            "capacity": {"storage": "2Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "csi": {"driver": "test.cairn.dev", "volumeHandle": pv2},
+            "claimRef": {"namespace": c.ns, "name": "rebuilt"},
+        }
+    }))
+    .expect("pv");
+    Api::<PersistentVolume>::all(c.client.clone())
+        .create(&PostParams::default(), &volume2)
+        .await
+        .expect("create pv");
+    c.pvs.push(pv2.clone());
+    pvcs.patch(
+        "rebuilt",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"volumeName": pv2}})),
+    )
+    .await
+    .expect("bind");
+    pvcs.patch_status(
+        "rebuilt",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+    )
+    .await
+    .expect("bound");
+
+    // The kubelet: the helper pod mounts the new, empty volume.
+    let pods = c.api::<Pod>();
+    let helper: Pod = wait_until("the restore's helper pod", LONG, || {
+        let pods = pods.clone();
+        async move {
+            let l = pods
+                .list(&ListParams::default().labels("cairn.dev/helper=restore"))
+                .await
+                .ok()?;
+            l.items.into_iter().next()
+        }
+    })
+    .await;
+    let target = c.volume_dir(helper.metadata.uid.as_deref().expect("uid"), &pv2);
+    c.set_running(helper.metadata.name.as_deref().expect("name"))
+        .await;
+
+    let restored: VolumeRestore = c
+        .wait_for("rebuild", "a final phase", LONG, |v: &VolumeRestore| {
+            v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    let st = restored.status.expect("status");
+    assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
+    assert_eq!(
+        tree(&target),
+        tree(&volume),
+        "the new claim holds the backup"
+    );
+    c.cleanup().await;
+}
