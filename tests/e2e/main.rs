@@ -21,6 +21,7 @@ mod keys;
 mod listing;
 mod longpaths;
 mod maintenance;
+mod mount;
 mod partial;
 mod pause;
 mod roundtrip;
