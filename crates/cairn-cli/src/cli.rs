@@ -74,8 +74,11 @@ pub(crate) enum Command {
     Ls(LsArgs),
     /// Write one file of a snapshot to standard output
     Dump(DumpArgs),
-    /// Mount the repository read-only (FUSE): snapshots by id, time, host,
-    /// tag and claim; runs until Ctrl-C, SIGTERM or `fusermount3 -u`
+    /// Browse every snapshot in a read-only FUSE mount
+    ///
+    /// Snapshots appear by id (ids/), time (snapshots/), host (hosts/),
+    /// tag (tags/) and Kubernetes claim (claims/). Runs in the foreground
+    /// until Ctrl-C, SIGTERM or `fusermount3 -u MOUNTPOINT`.
     Mount(MountArgs),
     /// Show what changed between two snapshots
     Diff(DiffArgs),
