@@ -10,7 +10,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -187,6 +187,18 @@ fn file_with_holes(path: &Path, len: u64) {
         .expect("write");
 }
 
+/// In `dir`: a file owned by 1234:5678, two hard links to one file, and
+/// a fifo.
+fn special_entries(dir: &Path) {
+    std::fs::create_dir(dir).expect("mkdir");
+    let owned = dir.join("owned");
+    std::fs::write(&owned, b"someone else's\n").expect("write");
+    std::os::unix::fs::chown(&owned, Some(1234), Some(5678)).expect("chown");
+    std::fs::write(dir.join("linked_a"), b"linked\n").expect("write");
+    std::fs::hard_link(dir.join("linked_a"), dir.join("linked_b")).expect("link");
+    tool("mkfifo", [dir.join("pipe")]).success();
+}
+
 fn short_id(backup: &serde_json::Value) -> String {
     field_str(backup, "snapshot_id")[..8].to_owned()
 }
@@ -200,6 +212,7 @@ fn a_mounted_snapshot_reads_back_as_its_source() {
     let src = tmp.path().join("src");
     generate(&src, TreeSpec::with_big_file(4_000_000));
     file_with_holes(&src.join("holes.img"), 40 * MIB);
+    special_entries(&src.join("special"));
     let repo = Repo::init(tmp.path().join("repo"));
     let backup = repo
         .run([
@@ -249,10 +262,20 @@ fn a_mounted_snapshot_reads_back_as_its_source() {
     let cat = tool("cat", [snap.join(RELATIVE_LINK.0)]).success();
     assert_eq!(cat.stdout, "middle\n", "through a relative symlink");
 
+    // Recorded owners, link counts and kinds.
+    let special = snap.join("special");
+    let owned = std::fs::metadata(special.join("owned")).expect("stat");
+    assert_eq!((owned.uid(), owned.gid()), (1234, 5678));
+    let linked = std::fs::metadata(special.join("linked_a")).expect("stat");
+    assert_eq!(linked.nlink(), 2, "hard link count as recorded");
+    let pipe = std::fs::symlink_metadata(special.join("pipe")).expect("stat");
+    assert!(pipe.file_type().is_fifo(), "a fifo shows as one");
+
     // diff -r against the mount itself, then cp -a out of it: contents,
     // kinds, link targets, modes and times all match the source.
     let diff = |other: &Path| {
-        let args = [OsStr::new("-r"), OsStr::new("--no-dereference")];
+        // diff cannot compare fifos; the comparer below checks the pipe.
+        let args = ["-r", "--no-dereference", "-x", "pipe"].map(OsStr::new);
         tool(
             "diff",
             args.into_iter().chain([src.as_os_str(), other.as_os_str()]),
@@ -400,4 +423,45 @@ fn mount_says_what_to_install_when_fusermount3_is_missing() {
     }
     assert!(run.stderr.contains("fusermount3"), "{}", run.stderr);
     assert!(run.stderr.contains("fuse3"), "{}", run.stderr);
+}
+
+#[test]
+fn a_damaged_chunk_reads_as_eio_and_the_rest_still_reads() {
+    if !fuse_ready("mount") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::write(src.join("noise"), XorShift::new(11).bytes(3 * MIB as usize)).expect("write");
+    std::fs::write(src.join("small"), b"still readable\n").expect("write");
+    let (repo, _) = repo_backup(tmp.path(), &src);
+    // The largest pack holds the noise: flip a byte in its middle, inside
+    // one of the noise's chunks.
+    let (pack, size) = repo
+        .objects()
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("data/"))
+        .max_by_key(|(_, size)| *size)
+        .expect("a data pack");
+    let path = repo.path.join(&pack);
+    let mut bytes = std::fs::read(&path).expect("read pack");
+    bytes[size as usize / 2] ^= 0x40;
+    std::fs::write(&path, bytes).expect("write pack");
+
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mount point");
+    let m = Mounted::start(&repo, &mnt, &[]);
+    let err = std::fs::read(m.path("snapshots/latest/noise")).expect_err("a damaged chunk");
+    assert_eq!(err.raw_os_error(), Some(5), "EIO: {err}");
+    let small = std::fs::read(m.path("snapshots/latest/small")).expect("read");
+    assert_eq!(small, b"still readable\n");
+    let missing = std::fs::metadata(m.path("snapshots/latest/nothing")).expect_err("no such file");
+    assert_eq!(missing.raw_os_error(), Some(2), "ENOENT: {missing}");
+    let stderr = m.stderr();
+    m.stop(Unmount::Fusermount);
+    assert!(
+        stderr.contains("chunk"),
+        "the damaged chunk is named:\n{stderr}"
+    );
 }
