@@ -14,6 +14,9 @@ use crate::{context, exit};
 /// The helper that mounts for unprivileged users and unmounts for all.
 const FUSERMOUNT: &str = "fusermount3";
 
+/// Threads serving the kernel's requests.
+const THREADS: usize = 4;
+
 pub(crate) async fn run(g: &Global, a: MountArgs) -> Result<u8> {
     let cache_size = parse_size(&a.cache_size)
         .with_context(|| format!("--cache-size {:?}: expected e.g. 64M", a.cache_size))?;
@@ -36,6 +39,9 @@ pub(crate) async fn run(g: &Global, a: MountArgs) -> Result<u8> {
         fuser::MountOption::FSName("cairn".into()),
         fuser::MountOption::Subtype("cairn".into()),
     ];
+    // A slow chunk fetch does not hold up a listing in another shell, and
+    // read-ahead requests for different chunks are served together.
+    config.n_threads = Some(THREADS);
     if a.allow_other {
         config.acl = fuser::SessionACL::All;
     }

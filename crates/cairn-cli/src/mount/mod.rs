@@ -14,12 +14,13 @@ mod inodes;
 mod layout;
 mod read;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cairn::Repository;
 use cairn::layers::core::format::Xattr;
+use cairn::{Id, Repository};
 use fuser::{Errno, FileAttr, FileType};
 
 use self::attr::Owner;
@@ -77,6 +78,8 @@ pub(crate) struct MountFs {
     inodes: Mutex<Inodes>,
     layout: Mutex<LayoutState>,
     cache: Mutex<ChunkCache>,
+    /// Chunks being fetched, each with a lock its fetcher holds.
+    fetching: Mutex<HashMap<Id, Arc<Mutex<()>>>>,
     stats: Arc<Stats>,
 }
 
@@ -126,6 +129,7 @@ impl MountFs {
             owner: Owner::current(),
             inodes: Mutex::new(Inodes::new()),
             cache: Mutex::new(ChunkCache::new(opts.cache_size)),
+            fetching: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
             opts,
         })

@@ -75,12 +75,31 @@ impl MountFs {
         Ok(n.chunks.get_or_init(|| Arc::new(map)).clone())
     }
 
-    /// One opened chunk, from the cache or fetched.
+    /// One opened chunk, from the cache or fetched. Requests run on several
+    /// threads, and the kernel's read-ahead asks for neighbouring pages at
+    /// once: a chunk being fetched is waited for, not fetched twice.
     fn chunk(&self, id: &Id) -> Result<Arc<Vec<u8>>, Errno> {
-        if let Some(data) = lock(&self.cache).get(id) {
-            self.stats.chunk_cache_hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(data) = self.cached(id) {
             return Ok(data);
         }
+        let slot = lock(&self.fetching).entry(*id).or_default().clone();
+        let _one_at_a_time = lock(&slot);
+        if let Some(data) = self.cached(id) {
+            return Ok(data);
+        }
+        let fetched = self.fetch(id);
+        lock(&self.fetching).remove(id);
+        fetched
+    }
+
+    fn cached(&self, id: &Id) -> Option<Arc<Vec<u8>>> {
+        let data = lock(&self.cache).get(id)?;
+        self.stats.chunk_cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(data)
+    }
+
+    /// Fetches and opens a chunk, and caches it.
+    fn fetch(&self, id: &Id) -> Result<Arc<Vec<u8>>, Errno> {
         let data = self
             .runtime
             .block_on(self.repo.read_blob_blocking(Kind::Data, id))
