@@ -1,8 +1,8 @@
 //! `cairn mount`: a mounted snapshot reads back as its source (`ls`, `cat`,
 //! `cp -a`, `diff -r`), the layout lists every snapshot by id, time, host
 //! and tag, a 1 MiB read in a 1 GiB file fetches a chunk or two and not the
-//! file, a backup made while mounted shows up, and unmounting by
-//! `fusermount3 -u` or SIGTERM is clean.
+//! file, a backup made while mounted shows up, a damaged chunk reads as
+//! EIO, and unmounting by `fusermount3 -u`, SIGTERM or Ctrl-C is clean.
 //!
 //! They need root, /dev/fuse and fusermount3 (Debian's fuse3); where one is
 //! missing they print SKIP, unless `CAIRN_REQUIRE_FUSE` is set, as
@@ -70,6 +70,8 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 enum Unmount {
     Fusermount,
     Sigterm,
+    /// What Ctrl-C sends.
+    Sigint,
 }
 
 /// A running `cairn mount --json`; unmounted (and the process reaped) on
@@ -127,6 +129,9 @@ impl Mounted {
             }
             Unmount::Sigterm => {
                 tool("kill", ["-TERM", &child.id().to_string()]).success();
+            }
+            Unmount::Sigint => {
+                tool("kill", ["-INT", &child.id().to_string()]).success();
             }
         }
         let status = child.wait().expect("wait for cairn mount");
@@ -459,7 +464,7 @@ fn a_damaged_chunk_reads_as_eio_and_the_rest_still_reads() {
     let missing = std::fs::metadata(m.path("snapshots/latest/nothing")).expect_err("no such file");
     assert_eq!(missing.raw_os_error(), Some(2), "ENOENT: {missing}");
     let stderr = m.stderr();
-    m.stop(Unmount::Fusermount);
+    m.stop(Unmount::Sigint);
     assert!(
         stderr.contains("chunk"),
         "the damaged chunk is named:\n{stderr}"

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Global, MountArgs};
 use crate::mount::{MountFs, Options};
@@ -28,6 +28,39 @@ pub(crate) async fn run(g: &Global, a: MountArgs) -> Result<u8> {
     };
     let fs = MountFs::new(repo.clone(), tokio::runtime::Handle::current(), opts).await?;
     let stats = fs.stats();
+    // Listening before mounting: a signal in between would otherwise kill
+    // the process and leave the mount point dead until `fusermount3 -u`.
+    let mut signals = Signals::listen()?;
+    let config = config(&a);
+    let mountpoint = a.mountpoint.clone();
+    let session =
+        tokio::task::spawn_blocking(move || fuser::Session::new(fs, &mountpoint, &config))
+            .await?
+            .with_context(|| format!("cannot mount on {}", a.mountpoint.display()))?;
+    if !g.quiet {
+        let m = a.mountpoint.display();
+        eprintln!("mounted at {m}; Ctrl-C, SIGTERM or `{FUSERMOUNT} -u {m}` unmounts");
+    }
+    serve(session, &a.mountpoint, &mut signals).await?;
+    if a.json {
+        let mut v = stats.json();
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "mountpoint".into(),
+                a.mountpoint.display().to_string().into(),
+            );
+            o.insert("storage".into(), super::storage_json(repo.store()));
+        }
+        super::print_json(&v)?;
+    } else if !g.quiet {
+        eprintln!("unmounted {}", a.mountpoint.display());
+    }
+    Ok(exit::OK)
+}
+
+/// Mount options: read-only, no devices or set-user-id programs, and the
+/// kernel checking recorded modes and owners.
+fn config(a: &MountArgs) -> fuser::Config {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::RO,
@@ -45,57 +78,61 @@ pub(crate) async fn run(g: &Global, a: MountArgs) -> Result<u8> {
     if a.allow_other {
         config.acl = fuser::SessionACL::All;
     }
-    let mountpoint = a.mountpoint.clone();
-    let mut session =
-        tokio::task::spawn_blocking(move || fuser::Session::new(fs, &mountpoint, &config))
-            .await?
-            .with_context(|| format!("cannot mount on {}", a.mountpoint.display()))?;
+    config
+}
+
+/// The signals that end the mount.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Serves the kernel's requests until the file system is unmounted: by
+/// `fusermount3 -u` (the session ends by itself) or, on a signal, by us.
+async fn serve<FS: fuser::Filesystem + Send + 'static>(
+    mut session: fuser::Session<FS>,
+    mountpoint: &Path,
+    signals: &mut Signals,
+) -> Result<()> {
     let mut unmounter = session.unmount_callable();
     let (done_tx, mut done) = tokio::sync::oneshot::channel();
-    // The session's loop blocks on /dev/fuse; it ends when the file system
-    // is unmounted, by us or by `fusermount3 -u`.
+    // The session's loop blocks on /dev/fuse, on threads of its own.
     std::thread::Builder::new()
         .name("cairn-fuse".into())
         .spawn(move || {
             let _ = done_tx.send(session.run());
         })?;
-    if !g.quiet {
-        eprintln!(
-            "mounted at {}; Ctrl-C, SIGTERM or `{FUSERMOUNT} -u {}` unmounts",
-            a.mountpoint.display(),
-            a.mountpoint.display()
-        );
-    }
-    let mut term = signal(SignalKind::terminate())?;
     let ended = loop {
         tokio::select! {
             r = &mut done => break r,
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = signals.next() => {}
         }
         // A busy mount (a shell inside it) refuses to go: say so and keep
         // serving, so the next signal can try again.
         match tokio::task::block_in_place(|| unmounter.unmount()) {
             Ok(()) => break (&mut done).await,
-            Err(e) => eprintln!("cannot unmount {}: {e}", a.mountpoint.display()),
+            Err(e) => eprintln!("cannot unmount {}: {e}", mountpoint.display()),
         }
     };
-    let ended = ended.context("the file system's thread stopped")?;
-    ended.context("the file system stopped")?;
-    if a.json {
-        let mut v = stats.json();
-        if let Some(o) = v.as_object_mut() {
-            o.insert(
-                "mountpoint".into(),
-                a.mountpoint.display().to_string().into(),
-            );
-            o.insert("storage".into(), super::storage_json(repo.store()));
-        }
-        super::print_json(&v)?;
-    } else if !g.quiet {
-        eprintln!("unmounted {}", a.mountpoint.display());
-    }
-    Ok(exit::OK)
+    ended
+        .context("the file system's thread stopped")?
+        .context("the file system stopped")
 }
 
 /// Fails with what to do when the machine cannot mount: no FUSE device,

@@ -103,7 +103,7 @@ impl Filesystem for MountFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match MountFs::readdir(self, ino.0) {
+        let entries = match MountFs::readdir(self, ino.0, offset == 0) {
             Ok(entries) => entries,
             Err(e) => return reply.error(e),
         };

@@ -269,8 +269,13 @@ impl MountFs {
     }
 
     /// The entries of directory `ino` with their inodes and types, `.`
-    /// and `..` first.
-    pub(crate) fn readdir(&self, ino: u64) -> Result<Vec<(u64, FileType, Vec<u8>)>, Errno> {
+    /// and `..` first. A layout directory is read again first if `refresh`
+    /// (the start of a listing, not its continuation) and due.
+    pub(crate) fn readdir(
+        &self,
+        ino: u64,
+        refresh: bool,
+    ) -> Result<Vec<(u64, FileType, Vec<u8>)>, Errno> {
         let parent = lock(&self.inodes).parent(ino);
         let mut out = vec![
             (ino, FileType::Directory, b".".to_vec()),
@@ -278,7 +283,7 @@ impl MountFs {
         ];
         match self.inode(ino)? {
             Inode::Layout(path) => {
-                self.in_layout_dir(&path, true, |dir| {
+                self.in_layout_dir(&path, refresh, |dir| {
                     for (name, entry) in &dir.entries {
                         let child = self.layout_child(ino, &path, name, entry);
                         let kind = match entry {
