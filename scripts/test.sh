@@ -62,6 +62,12 @@ export CAIRN_REQUIRE_KUBE=1
 step "Kubernetes manifests: render deploy/ and validate offline"
 ./scripts/validate-deploy.sh
 
+step "FUSE for the mount tests"
+./scripts/install-fuse.sh
+# With fusermount3 installed (and /dev/fuse, which the test machines
+# have), the mount tests must run, not skip.
+export CAIRN_REQUIRE_FUSE=1
+
 step "release builds ignore the test hooks"
 cargo test -p cairn-cli --bins --locked -- test_hooks
 

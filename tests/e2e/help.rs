@@ -10,6 +10,7 @@ const VERBS: &[&[&str]] = &[
     &["snapshots"],
     &["ls"],
     &["dump"],
+    &["mount"],
     &["diff"],
     &["find"],
     &["check"],

@@ -74,6 +74,12 @@ pub(crate) enum Command {
     Ls(LsArgs),
     /// Write one file of a snapshot to standard output
     Dump(DumpArgs),
+    /// Browse every snapshot in a read-only FUSE mount
+    ///
+    /// Snapshots appear by id (ids/), time (snapshots/), host (hosts/),
+    /// tag (tags/) and Kubernetes claim (claims/). Runs in the foreground
+    /// until Ctrl-C, SIGTERM or `fusermount3 -u MOUNTPOINT`.
+    Mount(MountArgs),
     /// Show what changed between two snapshots
     Diff(DiffArgs),
     /// Find paths matching a pattern in snapshots
@@ -284,6 +290,32 @@ pub(crate) struct DumpArgs {
     /// Snapshot id prefix or "latest", then ":" and the file's path inside it
     #[arg(value_name = "SNAPSHOT:FILE")]
     pub(crate) spec: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MountArgs {
+    /// An existing, empty directory to mount on
+    #[arg(value_name = "MOUNTPOINT")]
+    pub(crate) mountpoint: PathBuf,
+    /// Let other users see the mount (needs user_allow_other in
+    /// /etc/fuse.conf unless run as root); recorded modes and owners are
+    /// enforced by the kernel
+    #[arg(long)]
+    pub(crate) allow_other: bool,
+    /// Memory for decrypted chunks of file content (K, M, G suffixes)
+    #[arg(long, default_value = "64M", value_name = "SIZE")]
+    pub(crate) cache_size: String,
+    /// Read the snapshot list again, when a directory above the snapshots
+    /// is listed, at most this often (0: every time)
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub(crate) refresh_interval: u64,
+    /// Stay in the foreground: always the case, accepted for scripts
+    /// written for other tools
+    #[arg(long)]
+    pub(crate) foreground: bool,
+    /// On unmount, print what was fetched and served as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

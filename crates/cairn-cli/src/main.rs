@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod context;
+mod mount;
 mod output;
 mod password;
 mod test_hooks;

@@ -25,6 +25,19 @@ pub(crate) fn bytes(n: u64) -> String {
 
 /// Seconds since the epoch as "YYYY-MM-DD HH:MM:SS" in UTC.
 pub(crate) fn time(secs: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}")
+}
+
+/// Seconds since the epoch as "YYYY-MM-DDTHH:MM:SSZ" (RFC 3339, UTC): the
+/// form file names take, with no spaces.
+pub(crate) fn time_rfc3339(secs: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// Year, month, day, hour, minute, second in UTC.
+fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
@@ -37,12 +50,20 @@ pub(crate) fn time(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// "64M" -> 64 MiB; K, M, G and T are powers of 1024, no suffix is bytes.
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// A progress bar on stderr, drawn only on a terminal, fed from `progress`,
@@ -189,6 +210,10 @@ mod tests {
         assert_eq!(time(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(time(1_795_258_853), "2026-11-21 11:00:53");
         assert_eq!(time(-1), "1969-12-31 23:59:59");
+        assert_eq!(time_rfc3339(1_795_258_853), "2026-11-21T11:00:53Z");
+        assert_eq!(parse_size("64M"), Some(64 << 20));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("x"), None);
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(1536), "1.5 KiB");
     }

@@ -12,6 +12,7 @@ mod forget;
 mod init;
 mod key;
 mod ls;
+mod mount;
 mod prune;
 mod repair;
 mod restore;
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots(a) => snapshots::run(g, a).await,
         Command::Ls(a) => ls::run(g, a).await,
         Command::Dump(a) => dump::run(g, a).await,
+        Command::Mount(a) => mount::run(g, a).await,
         Command::Diff(a) => diff::run(g, a).await,
         Command::Find(a) => find::run(g, a).await,
         Command::Check(a) => check::run(g, a).await,

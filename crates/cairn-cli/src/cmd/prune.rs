@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use cairn::PruneOptions;
 
 use crate::cli::{Global, PruneArgs, PruneOpts};
-use crate::output::bytes;
+use crate::output::{bytes, parse_size};
 use crate::{context, exit};
 
 /// Seconds in a duration such as `90s`, `30min`, `24h`, `2d` or `1w`.
@@ -51,18 +51,6 @@ pub(crate) fn options(o: &PruneOpts) -> Result<PruneOptions> {
         max_repack_size,
         dry_run: false,
     })
-}
-
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        (i, 'T' | 't') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
