@@ -163,3 +163,43 @@ fn an_xattr_change_alone_is_backed_up() {
     let n = rustix::fs::lgetxattr(out.join("d"), "user.d", &mut value).expect("getxattr");
     assert_eq!(&value[..n], b"dir");
 }
+
+/// A copy of the tree (new inodes and ctimes, the same sizes and mtimes, as
+/// after a restore, on NFS, or in a volume cloned from a snapshot) is read
+/// again in full unless `--ignore-inode` says size and mtime suffice.
+#[test]
+fn ignore_inode_takes_a_copied_tree_as_unchanged() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    generate(&src, TreeSpec::with_big_file(3_000_000));
+    let repo = Repo::init(tmp.path().join("repo"));
+    let first = repo.backup_json(&src);
+    let parent = field_str(&first, "snapshot_id").to_owned();
+    let copy = tmp.path().join("copy");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&copy)
+        .status()
+        .expect("cp")
+        .success();
+    assert!(ok, "cp -a");
+    let copy_arg = copy.to_str().expect("utf-8");
+    let strict = repo
+        .run(["backup", copy_arg, "--parent", &parent, "--json"])
+        .success()
+        .json();
+    assert!(field_u64(&strict, "bytes_read") >= 3_000_000, "{strict:#}");
+    let loose = repo
+        .run([
+            "backup",
+            copy_arg,
+            "--parent",
+            &parent,
+            "--ignore-inode",
+            "--json",
+        ])
+        .success()
+        .json();
+    assert_eq!(field_u64(&loose, "bytes_read"), 0, "{loose:#}");
+}

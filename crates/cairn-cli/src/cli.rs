@@ -233,6 +233,11 @@ pub(crate) struct BackupArgs {
     /// Read every file, ignoring the parent snapshot
     #[arg(long)]
     pub(crate) force: bool,
+    /// Take a file as unchanged when its size and mtime match the parent's,
+    /// whatever its inode number and ctime (NFS, CephFS, a restored or
+    /// cloned tree)
+    #[arg(long)]
+    pub(crate) ignore_inode: bool,
     /// Print the summary as JSON
     #[arg(long)]
     pub(crate) json: bool,

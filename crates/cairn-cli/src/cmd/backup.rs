@@ -47,6 +47,11 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
             one_file_system: a.one_file_system,
             read_special: a.read_special,
         },
+        change_detection: if a.ignore_inode {
+            cairn::ChangeDetection::SizeAndMtime
+        } else {
+            cairn::ChangeDetection::Strict
+        },
     };
     let result = if a.stdin {
         let stdin = Box::new(std::io::stdin());
