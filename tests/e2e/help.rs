@@ -16,6 +16,7 @@ const VERBS: &[&[&str]] = &[
     &["check"],
     &["forget"],
     &["prune"],
+    &["copy"],
     &["repair"],
     &["repair", "index"],
     &["key"],
