@@ -203,7 +203,14 @@ pub async fn clean_up<J: Job>(ctx: &Context, job: &J, policy: &SnapshotPolicy) -
         .filter(|v| snapshot_source(v) == Some(claim.as_str()))
         .filter(|v| v.meta().deletion_timestamp.is_none())
         .collect();
-    kept.sort_by_key(|v| std::cmp::Reverse(v.meta().creation_timestamp.clone().map(|t| t.0)));
+    // This backup's own snapshot first (timestamps have one-second
+    // resolution), then the newest.
+    kept.sort_by_key(|v| {
+        (
+            v.name_any() != name,
+            std::cmp::Reverse(v.meta().creation_timestamp.clone().map(|t| t.0)),
+        )
+    });
     for old in kept.iter().skip(policy.keep_snapshots as usize) {
         ignore_missing(vss.delete(&old.name_any(), &DeleteParams::default()).await)?;
     }

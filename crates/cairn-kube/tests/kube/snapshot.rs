@@ -86,7 +86,13 @@ fn clone_tree(from: &Path, to: &Path) {
 /// Creates a snapshot backup `name` of claim `claim` and plays the
 /// snapshot controller, the provisioner and the kubelet for it, with
 /// `content` as the cloned volume. Returns the finished job.
-async fn snapshot_backup(c: &mut Cluster, name: &str, claim: &str, content: &Path) -> VolumeBackup {
+async fn snapshot_backup(
+    c: &mut Cluster,
+    name: &str,
+    claim: &str,
+    content: &Path,
+    keep_snapshots: u32,
+) -> VolumeBackup {
     let vb = VolumeBackup::new(
         name,
         VolumeBackupSpec {
@@ -100,6 +106,7 @@ async fn snapshot_backup(c: &mut Cluster, name: &str, claim: &str, content: &Pat
             },
             snapshot: Some(SnapshotPolicy {
                 volume_snapshot_class_name: "csi-test".into(),
+                keep_snapshots,
                 ..Default::default()
             }),
             ..Default::default()
@@ -242,7 +249,8 @@ async fn snapshot_backup(c: &mut Cluster, name: &str, claim: &str, content: &Pat
                 .await
                 .ok()?
                 .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
-            let vs_gone = vss.get_opt(&object).await.ok()?.is_none();
+            // A kept snapshot stays; the others go.
+            let vs_gone = keep_snapshots > 0 || vss.get_opt(&object).await.ok()?.is_none();
             let helpers = pods
                 .list(&ListParams::default().labels(&format!("cairn.dev/owner-uid={uid}")))
                 .await
@@ -278,10 +286,10 @@ async fn a_snapshot_backup_records_the_claim_and_an_unchanged_second_one_reads_n
     c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
     let _agent = c.start_agent(&node);
 
-    let first = snapshot_backup(&mut c, "first", "db", &live).await;
+    let first = snapshot_backup(&mut c, "first", "db", &live, 0).await;
     let st = first.status.expect("status");
     assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
-    let second = snapshot_backup(&mut c, "second", "db", &live).await;
+    let second = snapshot_backup(&mut c, "second", "db", &live, 0).await;
     let st2 = second.status.expect("status");
     assert_eq!(st2.phase, Phase::Completed, "{:?}", st2.message);
 
@@ -309,5 +317,29 @@ async fn a_snapshot_backup_records_the_claim_and_an_unchanged_second_one_reads_n
     );
     // fill() writes 12 files and an empty one.
     assert_eq!(newer.stats.files_unchanged, 13, "{:?}", newer.stats);
+
+    // keepSnapshots: 1 keeps the newest snapshot of the claim, and only it.
+    let vss = snapshots(&c.client, &c.ns);
+    let names = |vb: &VolumeBackup| {
+        snapshot_object(
+            &vb.metadata.name.clone().unwrap_or_default(),
+            vb.metadata.uid.as_deref().unwrap_or_default(),
+        )
+    };
+    let third = snapshot_backup(&mut c, "third", "db", &live, 1).await;
+    assert!(
+        vss.get_opt(&names(&third)).await.expect("get").is_some(),
+        "kept"
+    );
+    let fourth = snapshot_backup(&mut c, "fourth", "db", &live, 1).await;
+    assert!(
+        vss.get_opt(&names(&fourth)).await.expect("get").is_some(),
+        "the newest is kept"
+    );
+    wait_until("the older kept snapshot to go", LONG, || {
+        let (vss, old) = (vss.clone(), names(&third));
+        async move { vss.get_opt(&old).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
     c.cleanup().await;
 }
