@@ -21,7 +21,8 @@ mod restore;
 mod xattr;
 
 pub use backup::copy::{
-    CopyMemo, CopyOutcome, copy_snapshot, learn_copied, same_backup, same_chunking,
+    CopyMemo, CopyOutcome, CopyPlan, copy_snapshot, execute_copies, learn_copied, plan_copies,
+    same_backup, same_chunking,
 };
 pub use backup::{
     BackupOptions, BackupOutcome, CACHEDIR_SIGNATURE, ChangeDetection, ParentChoice, Selection,

@@ -67,7 +67,8 @@ pub use cairn_fs::{
     backup_stream, diff, dump, find, resolve, restore, select_parent, walk,
 };
 pub use cairn_fs::{
-    CopyMemo, CopyOutcome, copy_snapshot, learn_copied, same_backup, same_chunking,
+    CopyMemo, CopyOutcome, CopyPlan, copy_snapshot, execute_copies, learn_copied, plan_copies,
+    same_backup, same_chunking,
 };
 pub use cairn_repo::{
     CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,

@@ -1,10 +1,9 @@
 //! `cairn copy`: snapshots of another repository copied into this one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use cairn::{CopyMemo, Id, Progress, Repository, Snapshot, Source};
+use cairn::{Id, Progress, Repository, Snapshot, Source};
 use serde_json::json;
 
 use crate::cli::{CopyArgs, Global};
@@ -29,8 +28,7 @@ fn selected(a: &CopyArgs, s: &Snapshot) -> bool {
     host && tag && path && claim
 }
 
-/// The source snapshots to copy, oldest first (so a parent is copied
-/// before its children).
+/// The source snapshots the arguments select.
 async fn to_copy(src: &Repository, a: &CopyArgs) -> Result<Vec<(Id, Snapshot)>> {
     let mut list = if a.snapshots.is_empty() {
         src.list_snapshots().await?
@@ -46,8 +44,6 @@ async fn to_copy(src: &Repository, a: &CopyArgs) -> Result<Vec<(Id, Snapshot)>> 
         list
     };
     list.retain(|(_, s)| selected(a, s));
-    list.sort_by_key(|(id, s)| (s.time, *id));
-    list.dedup_by_key(|(id, _)| *id);
     Ok(list)
 }
 
@@ -72,32 +68,18 @@ pub(crate) async fn run(g: &Global, a: CopyArgs) -> Result<u8> {
         bail!("the source and the target are the same repository");
     }
     let wanted = to_copy(&src, &a).await?;
-    // Copies made before: source id → target id.
-    let existing = dst.list_snapshots().await?;
-    let mut copied: HashMap<Id, Id> = HashMap::new();
-    let mut skipped = Vec::new();
-    let mut todo = Vec::new();
-    for (id, s) in &wanted {
-        match existing.iter().find(|(_, t)| cairn::same_backup(s, t)) {
-            Some((tid, _)) => {
-                copied.insert(*id, *tid);
-                skipped.push(json!({"source": id, "target": tid}));
-            }
-            None => todo.push((*id, s.clone())),
-        }
-    }
-    // Parents copied earlier also count, for the trees they share.
-    for (id, s) in src.list_snapshots().await? {
-        if let Some((tid, _)) = existing.iter().find(|(_, t)| cairn::same_backup(&s, t)) {
-            copied.entry(id).or_insert(*tid);
-        }
-    }
+    let mut plan = cairn::plan_copies(
+        &wanted,
+        &src.list_snapshots().await?,
+        &dst.list_snapshots().await?,
+    );
     let reseal = cairn::same_chunking(&src, &dst);
-    if !g.quiet && !a.json {
+    let talk = !g.quiet && !a.json;
+    if talk {
         eprintln!(
             "{} snapshots to copy, {} copied before; chunks are {}",
-            todo.len(),
-            skipped.len(),
+            plan.todo.len(),
+            plan.copied_before.len(),
             if reseal {
                 "re-sealed as they are (same chunker parameters)"
             } else {
@@ -106,55 +88,34 @@ pub(crate) async fn run(g: &Global, a: CopyArgs) -> Result<u8> {
         );
     }
     if a.dry_run {
-        return report(&a, &todo, &[], &skipped, reseal, &dst, &src, g);
+        return report(&a, &plan, &[], reseal, &dst, &src, g);
     }
-    let memo = Arc::new(CopyMemo::default());
     let progress = Arc::new(Progress::default());
     let stop = crate::output::stop_on_interrupt(progress.clone());
-    let bar = Bar::start(progress.clone(), !g.quiet && !a.json, "copy");
-    let mut done = Vec::new();
-    let mut result = Ok(());
-    for (id, s) in &todo {
-        let parent = s.parent.and_then(|p| copied.get(&p).copied());
-        if let (Some(sp), Some(tp)) = (s.parent, parent) {
-            let (a_tree, b_tree) = (
-                src.load_snapshot(&sp).await?.tree,
-                dst.load_snapshot(&tp).await?.tree,
+    let bar = Bar::start(progress.clone(), talk, "copy");
+    let result = cairn::execute_copies(&src, &dst, &mut plan, progress, |out| {
+        if talk {
+            eprintln!(
+                "copied {} as {}: {} new blobs, {} stored",
+                out.source_id.short(),
+                out.target_id.short(),
+                out.writer.data_blobs + out.writer.tree_blobs,
+                crate::output::bytes(out.writer.bytes_stored)
             );
-            cairn::learn_copied(&src, &dst, &memo, a_tree, b_tree).await?;
         }
-        match cairn::copy_snapshot(&src, &dst, *id, parent, memo.clone(), progress.clone()).await {
-            Ok(out) => {
-                copied.insert(*id, out.target_id);
-                if !g.quiet && !a.json {
-                    eprintln!(
-                        "copied {} as {}: {} new blobs, {} stored",
-                        id.short(),
-                        out.target_id.short(),
-                        out.writer.data_blobs + out.writer.tree_blobs,
-                        crate::output::bytes(out.writer.bytes_stored)
-                    );
-                }
-                done.push(out);
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
+    })
+    .await;
     bar.finish();
     stop.abort();
-    result.context("copy stopped; run it again to copy the rest (what was stored is reused)")?;
-    report(&a, &todo, &done, &skipped, reseal, &dst, &src, g)
+    let done = result
+        .context("copy stopped; run it again to copy the rest (what was stored is reused)")?;
+    report(&a, &plan, &done, reseal, &dst, &src, g)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn report(
     a: &CopyArgs,
-    todo: &[(Id, Snapshot)],
+    plan: &cairn::CopyPlan,
     done: &[cairn::CopyOutcome],
-    skipped: &[serde_json::Value],
     reseal: bool,
     dst: &Repository,
     src: &Repository,
@@ -165,7 +126,12 @@ fn report(
             .iter()
             .map(|o| json!({"source": o.source_id, "target": o.target_id, "writer": o.writer}))
             .collect();
-        let planned: Vec<_> = todo.iter().map(|(id, _)| id).collect();
+        let planned: Vec<_> = plan.todo.iter().map(|(id, _)| id).collect();
+        let skipped: Vec<_> = plan
+            .copied_before
+            .iter()
+            .map(|(s, t)| json!({"source": s, "target": t}))
+            .collect();
         println!(
             "{}",
             json!({
@@ -179,7 +145,7 @@ fn report(
             })
         );
     } else if !g.quiet && a.dry_run {
-        for (id, s) in todo {
+        for (id, s) in &plan.todo {
             println!(
                 "would copy {} ({})",
                 id.short(),

@@ -249,3 +249,145 @@ impl Read for Chunks<'_> {
         Ok(n)
     }
 }
+
+/// What copying snapshots into a repository involves, decided from the
+/// two repositories' snapshot lists alone ([`plan_copies`]).
+#[derive(Debug, Clone, Default)]
+pub struct CopyPlan {
+    /// Source snapshots to copy, oldest first (a parent before its
+    /// children).
+    pub todo: Vec<(Id, Snapshot)>,
+    /// Wanted source snapshots the target holds a copy of: (source, copy).
+    pub copied_before: Vec<(Id, Id)>,
+    /// Every source snapshot with a copy in the target, and that copy: the
+    /// parents incremental copies start from.
+    pub copies: HashMap<Id, Id>,
+}
+
+/// Decides which of `wanted` (source snapshots) to copy, given every
+/// snapshot of the source and of the target: those with no copy in the
+/// target ([`same_backup`]), oldest first. Pure.
+pub fn plan_copies(
+    wanted: &[(Id, Snapshot)],
+    source: &[(Id, Snapshot)],
+    target: &[(Id, Snapshot)],
+) -> CopyPlan {
+    let copy_of = |s: &Snapshot| {
+        target
+            .iter()
+            .find(|(_, t)| same_backup(s, t))
+            .map(|(id, _)| *id)
+    };
+    let mut plan = CopyPlan::default();
+    for (id, s) in source {
+        if let Some(t) = copy_of(s) {
+            plan.copies.insert(*id, t);
+        }
+    }
+    let mut wanted: Vec<&(Id, Snapshot)> = wanted.iter().collect();
+    wanted.sort_by_key(|(id, s)| (s.time, *id));
+    wanted.dedup_by_key(|(id, _)| *id);
+    for (id, s) in wanted {
+        match copy_of(s) {
+            Some(t) => plan.copied_before.push((*id, t)),
+            None => plan.todo.push((*id, s.clone())),
+        }
+    }
+    plan
+}
+
+/// Copies what `plan` lists, in order, each snapshot starting from the
+/// copy of its parent; `done` hears of each copy as it is saved. Stops at
+/// the first failure: what was stored stays indexed and a later run
+/// reuses it.
+pub async fn execute_copies(
+    src: &Repository,
+    dst: &Repository,
+    plan: &mut CopyPlan,
+    progress: Arc<Progress>,
+    mut done: impl FnMut(&CopyOutcome),
+) -> Result<Vec<CopyOutcome>> {
+    let memo = Arc::new(CopyMemo::default());
+    let mut out = Vec::new();
+    for (id, s) in plan.todo.clone() {
+        let parent = s.parent.and_then(|p| plan.copies.get(&p).copied());
+        if let (Some(sp), Some(tp)) = (s.parent, parent) {
+            let from = src.load_snapshot(&sp).await?.tree;
+            let to = dst.load_snapshot(&tp).await?.tree;
+            learn_copied(src, dst, &memo, from, to).await?;
+        }
+        let copy = copy_snapshot(src, dst, id, parent, memo.clone(), progress.clone()).await?;
+        plan.copies.insert(id, copy.target_id);
+        done(&copy);
+        out.push(copy);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::format::{Source, Timestamp};
+
+    fn snap(secs: i64, host: &str) -> Snapshot {
+        Snapshot {
+            time: Timestamp { secs, nanos: 0 },
+            tree: Id::from_bytes([0; 32]),
+            hostname: host.into(),
+            username: "u".into(),
+            paths: vec![b"/data".to_vec()],
+            root_layout: Default::default(),
+            source: Source::Filesystem,
+            tags: vec![],
+            parent: None,
+            stats: Default::default(),
+            program_version: "t".into(),
+        }
+    }
+
+    fn id(n: u8) -> Id {
+        Id::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn copies_what_the_target_lacks_oldest_first_and_knows_earlier_copies() {
+        let source = vec![
+            (id(3), snap(30, "a")),
+            (id(1), snap(10, "a")),
+            (id(2), snap(20, "b")),
+        ];
+        // The target has a copy of the snapshot at 10 (under its own id),
+        // and a snapshot of its own.
+        let target = vec![(id(9), snap(10, "a")), (id(8), snap(5, "z"))];
+        let plan = plan_copies(&source, &source, &target);
+        let todo: Vec<Id> = plan.todo.iter().map(|(i, _)| *i).collect();
+        assert_eq!(
+            todo,
+            vec![id(2), id(3)],
+            "oldest first, the copied one left out"
+        );
+        assert_eq!(plan.copied_before, vec![(id(1), id(9))]);
+        assert_eq!(plan.copies.get(&id(1)), Some(&id(9)));
+        let only = plan_copies(&source[..1], &source, &target);
+        assert_eq!(only.todo.len(), 1);
+        assert!(only.copied_before.is_empty());
+        assert_eq!(
+            only.copies.len(),
+            1,
+            "parents are known from every source snapshot"
+        );
+    }
+
+    #[test]
+    fn a_copy_differs_by_time_host_user_paths_or_source_but_not_tags() {
+        let a = snap(10, "a");
+        let mut tagged = a.clone();
+        tagged.tags = vec!["x".into()];
+        assert!(same_backup(&a, &tagged));
+        let mut other = a.clone();
+        other.username = "someone".into();
+        assert!(!same_backup(&a, &other));
+        assert!(!same_backup(&a, &snap(11, "a")));
+        assert!(!same_backup(&a, &snap(10, "b")));
+    }
+}
