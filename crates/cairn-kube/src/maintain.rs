@@ -57,6 +57,18 @@ pub struct MaintainArgs {
     /// Also download and verify this share of the packs (`5%`, `1/7`).
     #[arg(long)]
     pub read_data_subset: Option<String>,
+    /// Then copy every snapshot the repository at this URL lacks into it.
+    #[arg(long, requires = "copy_to_password_file")]
+    pub copy_to_url: Option<String>,
+    /// File holding the password of `--copy-to-url`.
+    #[arg(long)]
+    pub copy_to_password_file: Option<PathBuf>,
+    /// Directory of storage settings of `--copy-to-url`.
+    #[arg(long)]
+    pub copy_to_settings_dir: Option<PathBuf>,
+    /// Upload limit in KiB/s for the copy.
+    #[arg(long)]
+    pub copy_to_limit_upload_kib: Option<u64>,
     /// Write the JSON report here as well as to standard output.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -85,6 +97,12 @@ pub struct Report {
     pub snapshots: usize,
     /// Packs downloaded and verified.
     pub packs_read: usize,
+    /// Snapshots copied into the copy target.
+    #[serde(default)]
+    pub snapshots_copied: usize,
+    /// Bytes the copy stored in the target.
+    #[serde(default)]
+    pub copy_bytes_stored: u64,
     /// What the check found wrong (at most 10).
     #[serde(default)]
     pub problems: Vec<String>,
@@ -114,6 +132,14 @@ impl Report {
             ));
         }
         parts.push(format!("{} packs read back", self.packs_read));
+        if self.snapshots_copied > 0 {
+            parts.push(format!(
+                "copied {} snapshot{} ({} stored)",
+                self.snapshots_copied,
+                if self.snapshots_copied == 1 { "" } else { "s" },
+                crate::crd::human(self.copy_bytes_stored)
+            ));
+        }
         match (&self.error, self.problems.len()) {
             (Some(e), _) => parts.push(format!("failed: {e}")),
             (None, 0) => parts.push("no problems".into()),
@@ -158,13 +184,13 @@ impl Report {
 }
 
 /// Reads the password and settings files.
-fn credentials(args: &MaintainArgs) -> Result<Credentials> {
-    let mut password = Zeroizing::new(read_bounded(&args.password_file)?);
+fn credentials(password_file: &Path, settings_dir: Option<&Path>) -> Result<Credentials> {
+    let mut password = Zeroizing::new(read_bounded(password_file)?);
     while password.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         password.pop();
     }
     let mut settings = Settings::new();
-    if let Some(dir) = &args.settings_dir {
+    if let Some(dir) = settings_dir {
         let entries = std::fs::read_dir(dir)
             .map_err(|e| Error::Invalid(format!("settings directory {}: {e}", dir.display())))?;
         for entry in entries {
@@ -214,7 +240,7 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
         Some(s) => ReadData::parse_subset(s)
             .ok_or_else(|| Error::Invalid(format!("--read-data-subset {s:?}: use 5% or 1/7")))?,
     };
-    let creds = credentials(args)?;
+    let creds = credentials(&args.password_file, args.settings_dir.as_deref())?;
     let opts = OpenOptions {
         clock: crate::clock::from_env(args.test_now_file.clone()),
         ..OpenOptions::default()
@@ -260,8 +286,51 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
     } else if !args.prune {
         report.snapshots = repo.snapshot_ids().await.map_err(err)?.len();
     }
+    if let Some(url) = &args.copy_to_url {
+        let (copied, stored) = copy_to(args, url, &repo).await?;
+        report.snapshots_copied = copied;
+        report.copy_bytes_stored = stored;
+    }
     report.ok = report.problems.is_empty();
     Ok(report)
+}
+
+/// Copies every snapshot of `repo` that the repository at `url` lacks
+/// into it; returns how many, and the bytes stored.
+async fn copy_to(args: &MaintainArgs, url: &str, repo: &cairn::Repository) -> Result<(usize, u64)> {
+    let password = args
+        .copy_to_password_file
+        .as_deref()
+        .ok_or_else(|| Error::Invalid("--copy-to-url needs --copy-to-password-file".into()))?;
+    let creds = credentials(password, args.copy_to_settings_dir.as_deref())?;
+    let target = crate::repo::open_url(
+        url,
+        &creds,
+        args.cache_dir.as_deref(),
+        args.copy_to_limit_upload_kib,
+        OpenOptions::default(),
+    )
+    .await?;
+    drop(creds);
+    if target.config().repo_id == repo.config().repo_id {
+        return Err(Error::Invalid(format!("{url} is the repository itself")));
+    }
+    let err = |source| Error::Repository {
+        location: url.to_owned(),
+        source,
+    };
+    let source = repo
+        .list_snapshots()
+        .await
+        .map_err(|source| Error::Repository {
+            location: args.url.clone(),
+            source,
+        })?;
+    let existing = target.list_snapshots().await.map_err(err)?;
+    let mut plan = cairn::plan_copies(&source, &source, &existing);
+    let progress = std::sync::Arc::new(cairn::Progress::default());
+    let done = cairn::execute_copies(repo, &target, &mut plan, progress, |_| {}).await?;
+    Ok((done.len(), done.iter().map(|c| c.writer.bytes_stored).sum()))
 }
 
 /// Runs, writes the report (also when a step failed) and returns the exit
@@ -342,14 +411,21 @@ mod tests {
             grace_secs: 3600,
             check: false,
             read_data_subset: None,
+            copy_to_url: None,
+            copy_to_password_file: None,
+            copy_to_settings_dir: None,
+            copy_to_limit_upload_kib: None,
             report: None,
             test_now_file: None,
         };
-        let c = credentials(&args).expect("read");
+        let c = credentials(&args.password_file, args.settings_dir.as_deref()).expect("read");
         assert_eq!(&c.password[..], b"pw");
         assert_eq!(c.settings.len(), 1);
         assert_eq!(c.settings["AWS_REGION"], "garage");
         std::fs::write(d.join("password"), vec![b'x'; 70 * 1024]).expect("write");
-        assert!(credentials(&args).is_err(), "an oversized file is refused");
+        assert!(
+            credentials(&args.password_file, None).is_err(),
+            "an oversized file is refused"
+        );
     }
 }

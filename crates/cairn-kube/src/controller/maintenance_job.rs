@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::maintenance::grace_secs;
 use crate::crd::BackupRepository;
@@ -45,8 +45,39 @@ pub fn check_location(url: &str) -> Result<(), String> {
     }
 }
 
+/// Where the Job's container finds the copy target's password and
+/// settings.
+pub const COPY_PASSWORD_FILE: &str = "/etc/cairn/copy-password/password";
+/// See [`COPY_PASSWORD_FILE`].
+pub const COPY_SETTINGS_DIR: &str = "/etc/cairn/copy-settings";
+
+/// Refuses a copy target a maintenance Job cannot use.
+pub fn check_copy_target(
+    repo: &BackupRepository,
+    target: Option<&BackupRepository>,
+) -> Result<(), String> {
+    let Some(name) = repo
+        .spec
+        .maintenance
+        .as_ref()
+        .and_then(|m| m.copy_to.as_deref())
+    else {
+        return Ok(());
+    };
+    let target = target.ok_or_else(|| {
+        format!("copyTo names BackupRepository {name}, which does not exist in this namespace")
+    })?;
+    if name == repo.name_any() || target.spec.url == repo.spec.url {
+        return Err(format!("copyTo {name} is the repository itself"));
+    }
+    check_location(&target.spec.url)
+}
+
 /// The arguments of `cairn-controller maintain` for this repository.
-pub fn args(repo: &BackupRepository) -> Result<Vec<String>, String> {
+pub fn args(
+    repo: &BackupRepository,
+    target: Option<&BackupRepository>,
+) -> Result<Vec<String>, String> {
     let spec = &repo.spec;
     let policy = spec
         .maintenance
@@ -75,13 +106,57 @@ pub fn args(repo: &BackupRepository) -> Result<Vec<String>, String> {
     if let Some(kib) = spec.limit_upload_kib {
         args.push(format!("--limit-upload-kib={kib}"));
     }
+    if let Some(t) = target {
+        args.push(format!("--copy-to-url={}", t.spec.url));
+        args.push(format!("--copy-to-password-file={COPY_PASSWORD_FILE}"));
+        if t.spec.credentials_secret_ref.is_some() {
+            args.push(format!("--copy-to-settings-dir={COPY_SETTINGS_DIR}"));
+        }
+        if let Some(kib) = t.spec.limit_upload_kib {
+            args.push(format!("--copy-to-limit-upload-kib={kib}"));
+        }
+    }
     Ok(args)
 }
 
-/// The Job for the run due at `scheduled`, owned by the repository.
-pub fn build(repo: &BackupRepository, scheduled: i64, image: &str) -> Result<Job, String> {
+/// The copy target's Secrets, mounted read-only.
+fn mount_copy_target(t: &BackupRepository, volumes: &mut Vec<Value>, mounts: &mut Vec<Value>) {
+    let pw = &t.spec.password_secret_ref;
+    volumes.push(json!({"name": "copy-password", "secret": {
+        "secretName": pw.name,
+        "items": [{"key": pw.key.as_deref().unwrap_or("password"), "path": "password"}],
+        "defaultMode": 0o440,
+    }}));
+    mounts.push(json!({
+        "name": "copy-password", "mountPath": "/etc/cairn/copy-password", "readOnly": true,
+    }));
+    if let Some(c) = &t.spec.credentials_secret_ref {
+        volumes.push(json!({"name": "copy-settings", "secret": {
+            "secretName": c.name, "defaultMode": 0o440,
+        }}));
+        mounts.push(json!({
+            "name": "copy-settings", "mountPath": COPY_SETTINGS_DIR, "readOnly": true,
+        }));
+    }
+}
+
+/// The Job for the run due at `scheduled`, owned by the repository;
+/// `target` is the copy target its policy names, if any.
+pub fn build(
+    repo: &BackupRepository,
+    target: Option<&BackupRepository>,
+    scheduled: i64,
+    image: &str,
+) -> Result<Job, String> {
     let spec = &repo.spec;
     check_location(&spec.url)?;
+    check_copy_target(repo, target)?;
+    // Only the target the policy names.
+    let target = target.filter(|_| {
+        spec.maintenance
+            .as_ref()
+            .is_some_and(|m| m.copy_to.is_some())
+    });
     let policy = spec.maintenance.clone().unwrap_or_default();
     let name = job_name(&repo.name_any(), scheduled);
     let pw = &spec.password_secret_ref;
@@ -104,6 +179,9 @@ pub fn build(repo: &BackupRepository, scheduled: i64, image: &str) -> Result<Job
             json!({"name": "settings", "secret": {"secretName": c.name, "defaultMode": 0o440}}),
         );
         mounts.push(json!({"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": true}));
+    }
+    if let Some(t) = target {
+        mount_copy_target(t, &mut volumes, &mut mounts);
     }
     let labels = BTreeMap::from([(
         MAINTENANCE_OF_LABEL.to_owned(),
@@ -139,7 +217,7 @@ pub fn build(repo: &BackupRepository, scheduled: i64, image: &str) -> Result<Job
                         "name": "maintain",
                         "image": image,
                         "command": ["/usr/local/bin/cairn-controller"],
-                        "args": args(repo)?,
+                        "args": args(repo, target)?,
                         "env": [{"name": "TMPDIR", "value": "/tmp"}],
                         "resources": policy.resources,
                         "terminationMessagePolicy": "File",
@@ -189,7 +267,7 @@ mod tests {
 
     #[test]
     fn the_job_mounts_the_secrets_and_runs_without_token_or_privilege() {
-        let job = build(&repo("s3://bucket/p"), 1_800_000_000, "img:1").expect("job");
+        let job = build(&repo("s3://bucket/p"), None, 1_800_000_000, "img:1").expect("job");
         let v = serde_json::to_value(&job).expect("json");
         assert_eq!(v["metadata"]["name"], "main-maint-1800000000");
         assert_eq!(v["metadata"]["namespace"], "team");
@@ -230,8 +308,34 @@ mod tests {
 
     #[test]
     fn local_repositories_are_refused_with_a_reason() {
-        let why = build(&repo("/srv/repo"), 1, "img").expect_err("local");
+        let why = build(&repo("/srv/repo"), None, 1, "img").expect_err("local");
         assert!(why.contains("local path"), "{why}");
+    }
+
+    #[test]
+    fn a_copy_target_is_mounted_and_passed_on_and_a_bad_one_refused() {
+        let mut source = repo("s3://bucket/p");
+        if let Some(m) = source.spec.maintenance.as_mut() {
+            m.copy_to = Some("archive".into());
+        }
+        let mut archive = repo("s3://archive/q");
+        archive.metadata.name = Some("archive".into());
+        archive.spec.password_secret_ref.name = "archive-pw".into();
+        let job = build(&source, Some(&archive), 1, "img").expect("job");
+        let v = serde_json::to_value(&job).expect("json");
+        let c = &v["spec"]["template"]["spec"]["containers"][0];
+        let args = c["args"].to_string();
+        assert!(args.contains("--copy-to-url=s3://archive/q"), "{args}");
+        assert!(args.contains(COPY_PASSWORD_FILE), "{args}");
+        let volumes = v["spec"]["template"]["spec"]["volumes"].to_string();
+        assert!(volumes.contains("archive-pw"), "{volumes}");
+
+        let why = build(&source, None, 1, "img").expect_err("missing");
+        assert!(why.contains("does not exist"), "{why}");
+        let why = build(&source, Some(&repo("/srv/local")), 1, "img").expect_err("local");
+        assert!(why.contains("local path"), "{why}");
+        let why = build(&source, Some(&repo("s3://bucket/p")), 1, "img").expect_err("itself");
+        assert!(why.contains("itself"), "{why}");
     }
 
     #[test]

@@ -68,8 +68,12 @@ pub async fn reconcile(ctx: &Context, r: &BackupRepository) -> Result<Option<Dur
         .and_then(|s| s.maintenance.clone())
         .unwrap_or_default();
     let final_phase = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+    let target = copy_target(ctx, r).await?;
+    let unsupported = maintenance_job::check_location(&r.spec.url)
+        .and_then(|()| maintenance_job::check_copy_target(r, target.as_ref()))
+        .err();
     let facts = Facts {
-        unsupported: maintenance_job::check_location(&r.spec.url).err(),
+        unsupported,
         policy,
         created: r
             .meta()
@@ -96,7 +100,7 @@ pub async fn reconcile(ctx: &Context, r: &BackupRepository) -> Result<Option<Dur
         record(ctx, r, job, &mut patch).await?;
     }
     if let Some(due) = plan.start {
-        start(ctx, r, due, &mut patch).await?;
+        start(ctx, r, target.as_ref(), due, &mut patch).await?;
     }
     for name in &plan.delete {
         let dp = DeleteParams {
@@ -160,9 +164,31 @@ async fn image(ctx: &Context) -> Result<String> {
         .ok_or_else(|| crate::Error::Invalid(format!("pod {name} names no image")))
 }
 
-async fn start(ctx: &Context, r: &BackupRepository, due: i64, patch: &mut Value) -> Result<()> {
+/// The BackupRepository the policy's `copyTo` names, in the same
+/// namespace, if it exists.
+async fn copy_target(ctx: &Context, r: &BackupRepository) -> Result<Option<BackupRepository>> {
+    let Some(name) = r
+        .spec
+        .maintenance
+        .as_ref()
+        .and_then(|m| m.copy_to.as_deref())
+    else {
+        return Ok(None);
+    };
+    let api: Api<BackupRepository> =
+        Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
+    Ok(api.get_opt(name).await?)
+}
+
+async fn start(
+    ctx: &Context,
+    r: &BackupRepository,
+    target: Option<&BackupRepository>,
+    due: i64,
+    patch: &mut Value,
+) -> Result<()> {
     let image = image(ctx).await?;
-    let job = maintenance_job::build(r, due, &image).map_err(crate::Error::Invalid)?;
+    let job = maintenance_job::build(r, target, due, &image).map_err(crate::Error::Invalid)?;
     let name = job.name_any();
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
     match api.create(&PostParams::default(), &job).await {

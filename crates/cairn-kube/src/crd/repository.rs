@@ -99,6 +99,13 @@ pub struct Maintenance {
     /// counts as failed; default 6 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
+    /// After pruning and checking, copy every snapshot that the
+    /// BackupRepository of this name (in the same namespace, on object
+    /// storage) lacks into it: a hot repository in the cluster feeding an
+    /// archive elsewhere. As `cairn copy`, only what the target lacks is
+    /// uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<String>,
     /// Start no new runs (one already running finishes).
     #[serde(default)]
     pub suspend: bool,

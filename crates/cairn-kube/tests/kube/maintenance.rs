@@ -132,11 +132,19 @@ fn as_the_kubelet_would(job: &Job, dir: &Path) -> MaintainArgs {
         "the credentials are passed on"
     );
     parsed.password_file = dir.join("password");
-    parsed.settings_dir = Some(settings);
+    parsed.settings_dir = Some(settings.clone());
     parsed.cache_dir = Some(dir.join("cache"));
     parsed.report = None;
+    if parsed.copy_to_url.is_some() {
+        assert!(parsed.copy_to_password_file.is_some() && parsed.copy_to_settings_dir.is_some());
+        std::fs::write(dir.join("copy-password"), ARCHIVE_PASSWORD).expect("write");
+        parsed.copy_to_password_file = Some(dir.join("copy-password"));
+        parsed.copy_to_settings_dir = Some(settings);
+    }
     parsed
 }
+
+const ARCHIVE_PASSWORD: &str = "the archive's own password";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scheduled_maintenance_job_reclaims_the_space_of_forgotten_snapshots() {
@@ -300,5 +308,120 @@ async fn a_scheduled_maintenance_job_reclaims_the_space_of_forgotten_snapshots()
         Report::parse(&report.to_bounded_json()).expect("round trip"),
         report
     );
+    c.cleanup().await;
+}
+
+/// The secrets of two repositories: S3 credentials, and each password.
+async fn secrets(c: &crate::common::Cluster) {
+    let creds: serde_json::Map<String, serde_json::Value> = AWS
+        .iter()
+        .filter_map(|k| Some((k.to_string(), json!(std::env::var(k).ok()?))))
+        .collect();
+    for (name, data) in [
+        ("s3", json!(creds)),
+        ("pw", json!({"password": PASSWORD})),
+        ("archive-pw", json!({"password": ARCHIVE_PASSWORD})),
+    ] {
+        let s: Secret =
+            serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))
+                .expect("secret");
+        c.api::<Secret>()
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("secret");
+    }
+}
+
+fn repository(url: &str, password: &str, maintenance: Option<Maintenance>) -> BackupRepositorySpec {
+    BackupRepositorySpec {
+        url: url.to_owned(),
+        password_secret_ref: SecretKeyRef {
+            name: password.into(),
+            key: None,
+        },
+        credentials_secret_ref: Some(SecretRef { name: "s3".into() }),
+        maintenance,
+        ..Default::default()
+    }
+}
+
+/// `copyTo` on a maintenance policy: the run copies every snapshot the
+/// archive lacks into it (sealed with the archive's own keys), and the
+/// next run copies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_maintenance_run_copies_new_snapshots_into_the_archive_it_names() {
+    let Some(s3_url) = crate::common::s3_base("the copy test") else {
+        return;
+    };
+    let Some(mut c) = cluster("maint-copy").await else {
+        return;
+    };
+    let main_url = crate::common::s3_prefix(&s3_url, &format!("{}/main", c.ns));
+    let archive_url = crate::common::s3_prefix(&s3_url, &format!("{}/archive", c.ns));
+    let now = cairn_kube::kubeutil::wall_now();
+    // One snapshot left in the main repository (and one forgotten), none
+    // in the archive.
+    seed(&main_url, now).await;
+    Repository::init(
+        Store::open(&archive_url, true).expect("store"),
+        ARCHIVE_PASSWORD.as_bytes(),
+        InitOptions::insecure_fast_for_tests(),
+    )
+    .await
+    .expect("init archive");
+    secrets(&c).await;
+    let policy = Maintenance {
+        schedule: "0 * * * *".into(),
+        prune: Some(false),
+        check: Some(false),
+        copy_to: Some("archive".into()),
+        ..Default::default()
+    };
+    for (name, spec) in [
+        ("archive", repository(&archive_url, "archive-pw", None)),
+        ("main", repository(&main_url, "pw", Some(policy))),
+    ] {
+        c.api::<BackupRepository>()
+            .create(&PostParams::default(), &BackupRepository::new(name, spec))
+            .await
+            .expect("repository");
+    }
+    let now_file = c.scratch.path().join("now");
+    std::fs::write(&now_file, ((now / 3600 + 1) * 3600 + 5).to_string()).expect("clock");
+    c.start_controller(Arc::new(FileClock(now_file.clone())));
+    let jobs = c.api::<Job>();
+    let job = wait_until("the maintenance Job", Duration::from_secs(60), || {
+        let jobs = jobs.clone();
+        async move {
+            let list = jobs
+                .list(&ListParams::default().labels(MAINTENANCE_OF_LABEL))
+                .await
+                .ok()?;
+            list.items.into_iter().next()
+        }
+    })
+    .await;
+    let scratch = c.scratch.path().join("job");
+    std::fs::create_dir_all(&scratch).expect("mkdir");
+    let args = as_the_kubelet_would(&job, &scratch);
+    assert_eq!(args.copy_to_url.as_deref(), Some(archive_url.as_str()));
+    let report = cairn_kube::maintain::run(&args).await.expect("run");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.snapshots_copied, 1, "{report:?}");
+    assert!(
+        report.summary().contains("copied 1 snapshot ("),
+        "{}",
+        report.summary()
+    );
+    let archive = Repository::open(
+        Store::open(&archive_url, false).expect("store"),
+        ARCHIVE_PASSWORD.as_bytes(),
+        OpenOptions::default(),
+    )
+    .await
+    .expect("open archive");
+    assert_eq!(archive.list_snapshots().await.expect("list").len(), 1);
+    let again = cairn_kube::maintain::run(&args).await.expect("run again");
+    assert_eq!(again.snapshots_copied, 0, "{again:?}");
     c.cleanup().await;
 }
