@@ -348,6 +348,16 @@ pub(crate) struct FindArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SnapshotsArgs {
+    /// Only snapshots of Kubernetes claims recorded by this cluster name
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cluster: Option<String>,
+    /// Only snapshots of this Kubernetes claim, NAMESPACE/NAME (or
+    /// NAMESPACE/ for every claim of a namespace)
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub(crate) claim: Option<String>,
+    /// Only snapshots of this host
+    #[arg(long, value_name = "HOST")]
+    pub(crate) host: Option<String>,
     /// Print as JSON
     #[arg(long)]
     pub(crate) json: bool,

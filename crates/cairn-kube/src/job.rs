@@ -47,6 +47,8 @@ pub enum Work {
         snapshot: Option<String>,
         /// Restore the newest snapshot of this claim (namespace, name).
         source: Option<(String, String)>,
+        /// …recorded by the cluster of this name (administrators only).
+        cluster: Option<String>,
     },
 }
 
@@ -188,6 +190,7 @@ impl Job for VolumeRestore {
                     .unwrap_or(&self.spec.target_pvc)
                     .resolve(&ns),
             ),
+            cluster: self.spec.source_cluster.clone(),
         }
     }
 }

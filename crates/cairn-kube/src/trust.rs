@@ -107,6 +107,23 @@ pub fn check_restore_source(access: &Access, source_ns: &str) -> Result<(), Stri
     }
 }
 
+/// Whether a restore with `access` may ask for the snapshots another
+/// cluster recorded (`sourceCluster`): only administrators may; tenants may
+/// only name their own cluster, `this`.
+pub fn check_source_cluster(
+    access: &Access,
+    this: &str,
+    wanted: Option<&str>,
+) -> Result<(), String> {
+    match (access, wanted) {
+        (Access::Tenant(ns), Some(c)) if c != this => Err(format!(
+            "sourceCluster {c:?} is another cluster's; only an administrator namespace may \
+             restore it, not {ns}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a job with `access` may restore snapshot `id` (of `source`) in
 /// the cluster named `cluster`.
 pub fn may_restore(

@@ -316,3 +316,16 @@ fn a_snapshot_backup_reads_only_a_claim_made_from_a_snapshot_of_its_claim() {
         err(check_snapshot_lineage(Some(&elsewhere), Some("db"), &claim)).contains("not made from")
     );
 }
+
+#[test]
+fn only_administrators_restore_another_clusters_snapshots() {
+    let tenant = Access::Tenant("shop".into());
+    assert_eq!(check_source_cluster(&tenant, "east", None), Ok(()));
+    assert_eq!(check_source_cluster(&tenant, "east", Some("east")), Ok(()));
+    let why = check_source_cluster(&tenant, "east", Some("west")).expect_err("refused");
+    assert!(why.contains("administrator"), "{why}");
+    assert_eq!(
+        check_source_cluster(&Access::Admin, "east", Some("west")),
+        Ok(())
+    );
+}

@@ -461,16 +461,23 @@ async fn execute<J: Job>(
             };
             engine::backup(&repo, at, j, progress).await
         }
-        Work::Restore { snapshot, source } => {
+        Work::Restore {
+            snapshot,
+            source,
+            cluster,
+        } => {
             let (ns, name) = source.unwrap_or((claim_ns, claim));
             trust::check_restore_source(&access, &ns).map_err(Error::Invalid)?;
+            trust::check_source_cluster(&access, &cfg.cluster, cluster.as_deref())
+                .map_err(Error::Invalid)?;
             let j = RestoreJob {
                 snapshot,
                 source: VolumeId {
                     // Administrators restore a claim's newest snapshot of
-                    // any cluster; tenants only of this one.
+                    // the cluster they name, or of any; tenants only of
+                    // this one.
                     cluster: match access {
-                        Access::Admin => String::new(),
+                        Access::Admin => cluster.unwrap_or_default(),
                         Access::Tenant(_) => cfg.cluster.clone(),
                     },
                     namespace: ns,

@@ -21,7 +21,7 @@ use crate::kubeutil::{
     agent_ages, event, merge_status, ready_condition, set_finalizer, transition, wall_now,
 };
 use crate::names::{CONTROLLER_FINALIZER, NODE_LABEL, OWNER_UID_LABEL, node_label};
-use crate::trust::{authorize, check_restore_source};
+use crate::trust::{authorize, check_restore_source, check_source_cluster};
 use crate::{Error, Result};
 
 fn facts<J: Job>(job: &J) -> JobFacts {
@@ -65,8 +65,11 @@ async fn repository_check<J: Job>(ctx: &Context, job: &J) -> Result<RepoCheck> {
         .and_then(|access| match job.work() {
             Work::Restore {
                 source: Some((ns, _)),
+                cluster,
                 ..
-            } => check_restore_source(&access, &ns),
+            } => check_restore_source(&access, &ns).and_then(|()| {
+                check_source_cluster(&access, &ctx.config.cluster, cluster.as_deref())
+            }),
             _ => Ok(()),
         }) {
             Ok(()) => RepoCheck::Ok,

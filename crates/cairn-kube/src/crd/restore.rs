@@ -37,6 +37,13 @@ pub struct VolumeRestoreSpec {
     /// claim itself). Ignored when `snapshot` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_pvc: Option<PvcRef>,
+    /// Restore the newest snapshot of `sourcePvc` that the cluster of this
+    /// name recorded (its agents' `--cluster-name`), e.g. to restore a lost
+    /// cluster's claims into a new one. Only jobs in an administrator
+    /// namespace may name another cluster than their own. Ignored when
+    /// `snapshot` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cluster: Option<String>,
     /// The claim to restore into. Existing files are replaced; other files
     /// in it are left alone. Ownership, modes, times and extended
     /// attributes are restored.

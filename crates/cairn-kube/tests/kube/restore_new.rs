@@ -5,6 +5,8 @@
 //! files.
 
 use std::sync::Arc;
+
+use cairn::{BackupOptions, Source};
 use std::time::Duration;
 
 use cairn_kube::crd::{
@@ -16,7 +18,9 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::common::{cluster, fill, tree, wait_until};
+use std::path::PathBuf;
+
+use crate::common::{Cluster, cluster, fill, tree, wait_until};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -88,16 +92,36 @@ async fn a_restore_creates_its_missing_target_claim_and_fills_it() {
         .await
         .expect("restore");
 
+    let target = provision_and_mount(&mut c, "rebuild", "rebuilt", &node).await;
+    let restored: VolumeRestore = c
+        .wait_for("rebuild", "a final phase", LONG, |v: &VolumeRestore| {
+            v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    let st = restored.status.expect("status");
+    assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
+    assert_eq!(
+        tree(&target),
+        tree(&volume),
+        "the new claim holds the backup"
+    );
+    c.cleanup().await;
+}
+
+/// Plays the provisioner for the claim `claim` that the restore `restore`
+/// makes (checking what it asks for) and the kubelet for the restore's
+/// helper pod; returns the directory the helper pod mounts.
+async fn provision_and_mount(c: &mut Cluster, restore: &str, claim: &str, node: &str) -> PathBuf {
     // The provisioner: a volume for the claim the controller created.
     let pvcs = c.api::<PersistentVolumeClaim>();
     let vrs = c.api::<VolumeRestore>();
     let created = wait_until("the target claim", LONG, || {
         let (pvcs, vrs) = (pvcs.clone(), vrs.clone());
         async move {
-            let st = vrs.get("rebuild").await.ok()?.status;
+            let st = vrs.get(restore).await.ok()?.status;
             let ended = st.as_ref().filter(|s| s.phase.is_terminal());
             assert!(ended.is_none(), "the restore ended early: {ended:?}");
-            pvcs.get_opt("rebuilt").await.ok()?
+            pvcs.get_opt(claim).await.ok()?
         }
     })
     .await;
@@ -110,10 +134,10 @@ async fn a_restore_creates_its_missing_target_claim_and_fills_it() {
     let annotations = created.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
         annotations.get("volume.kubernetes.io/selected-node"),
-        Some(&node),
+        Some(&node.to_owned()),
         "a provisioner that waits for a consumer learns a node with an agent"
     );
-    let pv2 = format!("{}-rebuilt", c.ns);
+    let pv2 = format!("{}-{claim}", c.ns);
     let volume2: PersistentVolume = serde_json::from_value(json!({
         "metadata": {"name": pv2},
         "spec": {
@@ -121,7 +145,7 @@ async fn a_restore_creates_its_missing_target_claim_and_fills_it() {
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
             "csi": {"driver": "test.cairn.dev", "volumeHandle": pv2},
-            "claimRef": {"namespace": c.ns, "name": "rebuilt"},
+            "claimRef": {"namespace": c.ns, "name": claim},
         }
     }))
     .expect("pv");
@@ -131,14 +155,14 @@ async fn a_restore_creates_its_missing_target_claim_and_fills_it() {
         .expect("create pv");
     c.pvs.push(pv2.clone());
     pvcs.patch(
-        "rebuilt",
+        claim,
         &PatchParams::default(),
         &Patch::Merge(json!({"spec": {"volumeName": pv2}})),
     )
     .await
     .expect("bind");
     pvcs.patch_status(
-        "rebuilt",
+        claim,
         &PatchParams::default(),
         &Patch::Merge(json!({"status": {"phase": "Bound"}})),
     )
@@ -162,17 +186,137 @@ async fn a_restore_creates_its_missing_target_claim_and_fills_it() {
     c.set_running(helper.metadata.name.as_deref().expect("name"))
         .await;
 
+    target
+}
+
+/// Two clusters write into one repository under their own names. The old
+/// cluster's snapshot of a claim is listed by `cairn snapshots --cluster`,
+/// and a VolumeRestore in an administrator namespace of the new cluster
+/// names it with `sourceCluster` and restores it into a claim it creates,
+/// though this cluster has a newer snapshot of a claim of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() {
+    let Some(mut c) = cluster("restore-west").await else {
+        return;
+    };
+    let node = c.create_node("n").await;
+    let repo_path = c.init_repository("repo").await;
+    // The lost cluster "west" backed up claim `data` of this namespace.
+    let west = c.scratch.path().join("west");
+    std::fs::create_dir_all(&west).expect("mkdir");
+    fill(&west, 4, 15_000);
+    let repo = c.open_repository(&repo_path).await;
+    cairn::backup(
+        &repo,
+        BackupOptions {
+            paths: vec![west.clone()],
+            hostname: "west-node".into(),
+            parent: cairn::ParentChoice::None,
+            source: Source::KubernetesVolume {
+                cluster: "west".into(),
+                namespace: c.ns.clone(),
+                name: "data".into(),
+            },
+            time: cairn::Timestamp {
+                secs: cairn_kube::kubeutil::wall_now() - 3600,
+                nanos: 0,
+            },
+            ..Default::default()
+        },
+        Arc::new(cairn::Progress::default()),
+    )
+    .await
+    .expect("the west cluster's backup");
+    // This cluster ("test") has a newer snapshot of its own `data`.
+    let pv = c.create_claim("data").await;
+    let uid = c.create_pod("app", &node, "data").await;
+    fill(&c.volume_dir(&uid, &pv), 2, 1_000);
+    c.create_repository_object("main", &repo_path, None).await;
+    c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
+    let _agent = c.start_agent(&node);
+    let vb = VolumeBackup::new(
+        "here",
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "data".into(),
+                namespace: None,
+            },
+            repository: repository(),
+            ..Default::default()
+        },
+    );
+    c.api::<VolumeBackup>()
+        .create(&PostParams::default(), &vb)
+        .await
+        .expect("backup");
+    c.wait_for("here", "Completed", LONG, |v: &VolumeBackup| {
+        v.status
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Completed)
+    })
+    .await;
+
+    // The CLI tells the clusters apart.
+    let listed = |args: &[&str]| -> usize {
+        let out = std::process::Command::new(crate::common::cli())
+            .args([
+                "-r",
+                repo_path.to_str().expect("utf-8"),
+                "snapshots",
+                "--json",
+            ])
+            .args(args)
+            .env("CAIRN_PASSWORD", crate::common::PASSWORD)
+            .output()
+            .expect("run cairn");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v.as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(listed(&["--cluster", "west"]), 1);
+    assert_eq!(listed(&["--cluster", "test"]), 1);
+    assert_eq!(listed(&["--claim", &format!("{}/", c.ns)]), 2);
+    assert_eq!(
+        listed(&["--claim", &format!("{}/data", c.ns), "--cluster", "west"]),
+        1
+    );
+
+    let vr = VolumeRestore::new(
+        "from-west",
+        VolumeRestoreSpec {
+            repository: repository(),
+            source_pvc: Some(PvcRef {
+                name: "data".into(),
+                namespace: None,
+            }),
+            source_cluster: Some("west".into()),
+            target_pvc: PvcRef {
+                name: "west-data".into(),
+                namespace: None,
+            },
+            create_target_pvc: Some(ClaimTemplate {
+                size: "2Gi".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    c.api::<VolumeRestore>()
+        .create(&PostParams::default(), &vr)
+        .await
+        .expect("restore");
+    let target = provision_and_mount(&mut c, "from-west", "west-data", &node).await;
     let restored: VolumeRestore = c
-        .wait_for("rebuild", "a final phase", LONG, |v: &VolumeRestore| {
+        .wait_for("from-west", "a final phase", LONG, |v: &VolumeRestore| {
             v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
         })
         .await;
     let st = restored.status.expect("status");
     assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
-    assert_eq!(
-        tree(&target),
-        tree(&volume),
-        "the new claim holds the backup"
-    );
+    assert_eq!(tree(&target), tree(&west), "the west cluster's files");
     c.cleanup().await;
 }
