@@ -209,3 +209,65 @@ fn copy_selects_by_id_and_filters_and_refuses_the_same_repository() {
         wrong.stderr
     );
 }
+
+/// A copy killed (SIGKILL) after its first index file is written completes
+/// when run again, uploading only what that index file does not list.
+#[test]
+fn a_killed_copy_completes_when_run_again_and_reuses_what_was_indexed() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    let mut rng = crate::common::source::XorShift::new(77);
+    // 10 data packs: the writer indexes every 8.
+    for i in 0..10 {
+        std::fs::write(src.join(format!("f{i}")), rng.bytes(16 << 20)).expect("write");
+    }
+    let from = Repo::init(tmp.path().join("from"));
+    from.backup_json(&src);
+    let to = Repo::init(tmp.path().join("to"));
+    let cache = tmp.path().join("cache");
+
+    let mut cmd = to.command(["--limit-upload", "40960", "copy"]);
+    cmd.env("CAIRN_FROM_REPOSITORY", &from.path)
+        .env("CAIRN_FROM_PASSWORD", &from.password)
+        .env("CAIRN_CACHE_DIR", &cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let index = to.path.join("index");
+    let start = Instant::now();
+    while std::fs::read_dir(&index).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the copy ended before it wrote an index file"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300), "no index file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let listed = to.run(["snapshots", "--json"]).success().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "no snapshot yet");
+
+    let again = copy(&to, &from, &cache, &[], &[]).success().json();
+    assert_eq!(
+        again["copied"].as_array().map(Vec::len),
+        Some(1),
+        "{again:#}"
+    );
+    let added = sum(&again, "bytes_added");
+    assert!(
+        added < 10 * (16 << 20) - 100_000_000,
+        "the indexed packs are reused: {added} bytes added"
+    );
+    let out = tmp.path().join("out");
+    to.run([
+        std::ffi::OsStr::new("restore"),
+        std::ffi::OsStr::new("latest"),
+        std::ffi::OsStr::new("--target"),
+        out.as_os_str(),
+    ])
+    .success();
+    assert_no_differences(&tree_differences(&src, &out), "restore of the resumed copy");
+}
