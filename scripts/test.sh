@@ -3,8 +3,21 @@
 # briefly), then every unit, property, golden, integration and end-to-end
 # test, then the real-node tier: cairn's image and deploy/ on a kubelet and
 # containerd started here (needs root). `.ci/run` calls exactly this.
+#
+#   scripts/test.sh [all]        everything (what CI runs)
+#   scripts/test.sh integration  everything but the real-node tier
+#   scripts/test.sh unit         formatting, lints, unit and doc tests: no
+#                                servers, nothing installed, a few minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tier="${1:-all}"
+case "$tier" in
+    unit | integration | all) ;;
+    *)
+        echo "usage: $0 [unit|integration|all]" >&2
+        exit 2
+        ;;
+esac
 
 # One target directory shared by every checkout, so a clean clone (as CI
 # makes) reuses what an earlier run compiled.
@@ -23,6 +36,14 @@ test_features=(--features cairn-cli/testing,cairn-kube/testing)
 step "cargo clippy (all targets, warnings are errors; with and without test hooks)"
 cargo clippy --workspace --all-targets --locked "${test_features[@]}" -- -D warnings
 cargo clippy -p cairn-cli -p cairn-kube --all-targets --locked -- -D warnings
+
+if [[ "$tier" == unit ]]; then
+    step "cargo test: unit and doc tests (the unit tier: no servers)"
+    cargo test --workspace --locked "${test_features[@]}" --lib --bins
+    cargo test --workspace --locked "${test_features[@]}" --doc
+    cargo test -p cairn-cli --bins --locked -- test_hooks
+    exit 0
+fi
 
 step "fuzz targets: build and a short run of each"
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" ./scripts/fuzz.sh run "${FUZZ_SECONDS:-10}"
@@ -73,6 +94,10 @@ cargo test -p cairn-cli --bins --locked -- test_hooks
 
 step "cargo test (unit, property, golden, integration, end-to-end, doc)"
 cargo test --workspace --locked "${test_features[@]}"
+
+if [[ "$tier" == integration ]]; then
+    exit 0
+fi
 
 step "cairn's image and a real node (containerd, kubelet) on a control plane of its own"
 node_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-node.XXXXXX")"
