@@ -48,7 +48,7 @@ pub(crate) static AGENT: RwLock<()> = RwLock::const_new(());
 pub(crate) async fn deployed(node: &Node) -> &'static Deployed {
     DEPLOYED
         .get_or_init(|| async {
-            let ready_after = apply(node).await;
+            let ready_after = apply(node, &[]).await;
             let admin_repo = format!("node-{}", rand_hex());
             create_repository(&node.client, CAIRN_NS, &admin_repo, &["*"], None).await;
             Deployed {
@@ -87,8 +87,9 @@ pub(crate) fn kubectl(args: &[&str]) -> String {
 
 /// The overlay a user of a cluster without registry access writes: cairn's
 /// image, and a helper-pod image the nodes have (deploy/ names the
-/// upstream pause image, which cannot be pulled here).
-fn overlay(node: &Node) -> tempfile::TempDir {
+/// upstream pause image, which cannot be pulled here); with `components`
+/// of deploy/ (e.g. `block-volumes`).
+fn overlay(node: &Node, components: &[&str]) -> tempfile::TempDir {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy")
         .canonicalize()
@@ -96,6 +97,16 @@ fn overlay(node: &Node) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().canonicalize().expect("overlay");
     let (name, tag) = node.image.rsplit_once(':').expect("image name:tag");
+    let deploy = relative(&dir, &deploy);
+    let components: String = components
+        .iter()
+        .map(|c| format!("  - {}/{c}\n", deploy.display()))
+        .collect();
+    let components = if components.is_empty() {
+        components
+    } else {
+        format!("components:\n{components}")
+    };
     std::fs::write(
         dir.join("kustomization.yaml"),
         format!(
@@ -104,8 +115,8 @@ fn overlay(node: &Node) -> tempfile::TempDir {
              images:\n  - name: registry.example.invalid/cairn\n    newName: {name}\n    newTag: {tag}\n\
              patches:\n  - target: {{kind: Deployment, name: cairn-controller}}\n    patch: |-\n\
              \x20     - op: add\n        path: /spec/template/spec/containers/0/args/-\n\
-             \x20       value: --helper-image={}\n",
-            relative(&dir, &deploy).display(),
+             \x20       value: --helper-image={}\n{components}",
+            deploy.display(),
             node.busybox,
         ),
     )
@@ -113,10 +124,11 @@ fn overlay(node: &Node) -> tempfile::TempDir {
     tmp
 }
 
-/// `kubectl apply -k` of the overlay; waits until the agent and the
-/// controller are Ready and returns how long that took.
-async fn apply(node: &Node) -> Duration {
-    let tmp = overlay(node);
+/// `kubectl apply -k` of the overlay (with `components` of deploy/); waits
+/// until the agent and the controller of this configuration are Ready and
+/// returns how long that took.
+pub(crate) async fn apply(node: &Node, components: &[&str]) -> Duration {
+    let tmp = overlay(node, components);
     let overlay = tmp.path();
     let rendered = kubectl(&["kustomize", &overlay.to_string_lossy()]);
     assert!(
@@ -133,12 +145,22 @@ async fn apply(node: &Node) -> Duration {
         || {
             let (agents, controllers) = (agents.clone(), controllers.clone());
             async move {
-                let agent = agents.get("cairn-agent").await.ok()?.status?;
-                let controller = controllers.get("cairn-controller").await.ok()?.status?;
-                (agent.number_ready == 1
-                    && agent.updated_number_scheduled == Some(1)
-                    && controller.ready_replicas == Some(1))
-                .then_some(())
+                let agent = agents.get("cairn-agent").await.ok()?;
+                let controller = controllers.get("cairn-controller").await.ok()?;
+                // The status of this generation, not the one before.
+                let agent_st = agent.status.filter(|s| {
+                    s.observed_generation == agent.metadata.generation
+                        && s.number_ready == 1
+                        && s.updated_number_scheduled == Some(1)
+                        && s.number_unavailable.unwrap_or(0) == 0
+                });
+                let controller_st = controller.status.filter(|s| {
+                    s.observed_generation == controller.metadata.generation
+                        && s.ready_replicas == Some(1)
+                        && s.updated_replicas == Some(1)
+                        && s.replicas == Some(1)
+                });
+                (agent_st.is_some() && controller_st.is_some()).then_some(())
             }
         },
     )

@@ -9,6 +9,7 @@
 //! machine.
 
 mod agent_restart;
+mod block;
 mod common;
 mod deploy;
 mod fixture;
