@@ -9,17 +9,17 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 
-use crate::common::{MINUTE, node, wait_until};
+use crate::common::{MINUTE, Node, node, wait_until};
 use crate::fixture::{AGENT, CAIRN_NS, create_repository, deployed, indexed_bytes, objects};
 use crate::volumes::{delete_pvs, local_claim, start_backup, watch_job};
 
-/// Incompressible data in the claim: 16 files of 32 MiB, enough for more
+/// Incompressible data in the claim: 12 files of 32 MiB, enough for more
 /// packs than a backup uploads before it writes an index file (8).
-const FILES: usize = 16;
+const FILES: usize = 12;
 const FILE_BYTES: usize = 32 << 20;
 /// The repository's upload limit, so the backup takes long enough to be
-/// interrupted after its first index file (about 20 s for the whole).
-const LIMIT_KIB: u64 = 24 << 10;
+/// interrupted after its first index file (about 25 s for the whole).
+const LIMIT_KIB: u64 = 16 << 10;
 
 fn fill_random(dir: &std::path::Path) {
     let mut random = std::fs::File::open("/dev/urandom").expect("urandom");
@@ -53,6 +53,62 @@ fn is_ready(pod: &Pod) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
+/// A pod that keeps claim `data` mounted, so backups read it through that
+/// pod.
+async fn claim_pod(node: &Node) {
+    node.run_pod(
+        json!({
+            "metadata": {"name": "app"},
+            "spec": {
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "app",
+                    "image": node.busybox,
+                    "imagePullPolicy": "Never",
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+            },
+        }),
+        "the claim's pod to run",
+        |pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+    )
+    .await;
+}
+
+/// Deletes the agent's pod and waits until it is gone; returns its uid.
+async fn delete_agent_pod(client: &kube::Client) -> Option<String> {
+    let old = agent_pod(client).await.expect("the agent's pod");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), CAIRN_NS);
+    let old_name = old.metadata.name.clone().expect("name");
+    pods.delete(&old_name, &DeleteParams::default())
+        .await
+        .expect("delete the agent's pod");
+    let old_uid = old.metadata.uid.clone();
+    wait_until("the old agent pod to be gone", 2 * MINUTE, || {
+        let (pods, old_name, old_uid) = (pods.clone(), old_name.clone(), old_uid.clone());
+        async move {
+            let pod = pods.get_opt(&old_name).await.ok()?;
+            pod.is_none_or(|p| p.metadata.uid != old_uid).then_some(())
+        }
+    })
+    .await;
+    old_uid
+}
+
+/// Waits for the DaemonSet's next agent pod to be Ready.
+async fn wait_for_new_agent(client: &kube::Client, old_uid: Option<String>) {
+    wait_until("a new Ready agent pod", 2 * MINUTE, || {
+        let (client, old_uid) = (client.clone(), old_uid.clone());
+        async move {
+            let pod = agent_pod(&client).await?;
+            (pod.metadata.uid != old_uid && is_ready(&pod)).then_some(())
+        }
+    })
+    .await;
+}
+
 /// Deleting the agent's pod while a backup uploads: the DaemonSet's next
 /// pod takes the job over (a new agent, attempt 2) and completes it, and
 /// what the first pod uploaded and indexed is reused: the second run stores
@@ -76,25 +132,7 @@ async fn deleting_the_agent_pod_mid_backup_resumes_the_job_reusing_uploads() {
     fill_random(dir.path());
     let total = (FILES * FILE_BYTES) as u64;
     let pv = local_claim(&node, "data", dir.path(), false).await;
-    node.run_pod(
-        json!({
-            "metadata": {"name": "app"},
-            "spec": {
-                "automountServiceAccountToken": false,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{
-                    "name": "app",
-                    "image": node.busybox,
-                    "imagePullPolicy": "Never",
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                }],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
-            },
-        }),
-        "the claim's pod to run",
-        |pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
-    )
-    .await;
+    claim_pod(&node).await;
 
     start_backup(&node, "big", "data", (CAIRN_NS, &repo)).await;
     let backups: Api<VolumeBackup> = Api::namespaced(node.client.clone(), &node.ns);
@@ -129,32 +167,10 @@ async fn deleting_the_agent_pod_mid_backup_resumes_the_job_reusing_uploads() {
         "still uploading when the agent goes"
     );
 
-    let old = agent_pod(&node.client).await.expect("the agent's pod");
-    let pods: Api<Pod> = Api::namespaced(node.client.clone(), CAIRN_NS);
-    let old_name = old.metadata.name.clone().expect("name");
-    pods.delete(&old_name, &DeleteParams::default())
-        .await
-        .expect("delete the agent's pod");
-    let old_uid = old.metadata.uid.clone();
-    wait_until("the old agent pod to be gone", 2 * MINUTE, || {
-        let (pods, old_name, old_uid) = (pods.clone(), old_name.clone(), old_uid.clone());
-        async move {
-            let pod = pods.get_opt(&old_name).await.ok()?;
-            pod.is_none_or(|p| p.metadata.uid != old_uid).then_some(())
-        }
-    })
-    .await;
+    let old_uid = delete_agent_pod(&node.client).await;
     let (packs, uploaded) = objects(&repo, "data").await;
     let indexed = indexed_bytes(&repo).await;
-    let client = node.client.clone();
-    wait_until("a new Ready agent pod", 2 * MINUTE, || {
-        let (client, old_uid) = (client.clone(), old_uid.clone());
-        async move {
-            let pod = agent_pod(&client).await?;
-            (pod.metadata.uid != old_uid && is_ready(&pod)).then_some(())
-        }
-    })
-    .await;
+    wait_for_new_agent(&node.client, old_uid).await;
 
     let done = watch_job(
         &backups,

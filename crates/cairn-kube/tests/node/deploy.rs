@@ -29,7 +29,7 @@ fn http_get(ip: &str, port: u16, path: &str) -> String {
     response
 }
 
-/// `kubectl apply -k` of deploy/, with only the image overridden, brings up
+/// `kubectl apply -k` of deploy/, with only the images overridden, brings up
 /// the controller and one agent on the node, both Ready (their probes
 /// answer over the pod network, and both reach the apiserver through
 /// in-cluster configuration), their metrics answering on the pod network.

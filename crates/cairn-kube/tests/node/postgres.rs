@@ -104,6 +104,24 @@ fn host_dir_for_postgres() -> tempfile::TempDir {
     dir
 }
 
+/// The server ran throughout: the same pod, never restarted.
+async fn assert_still_running(node: &Node, pod: &Pod) {
+    let now = node.pods().get("db").await.expect("db pod");
+    assert_eq!(now.metadata.uid, pod.metadata.uid);
+    let cs = now
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    assert!(
+        !cs.is_empty()
+            && cs.iter().all(|c| {
+                c.restart_count == 0 && c.state.as_ref().is_some_and(|s| s.running.is_some())
+            }),
+        "PostgreSQL kept running: {cs:?}"
+    );
+}
+
 /// The database's claim is backed up while its server runs; writes are
 /// stopped and a CHECKPOINT taken first, because a file-level copy of a
 /// live database is crash-consistent at best (PostgreSQL replays its WAL
@@ -163,19 +181,7 @@ async fn a_running_postgres_claim_is_backed_up_and_restored_into_another_namespa
         ("db", false),
         "read through the database's own pod"
     );
-    // The server ran throughout: the same pod, never restarted.
-    let now = app.pods().get("db").await.expect("db pod");
-    assert_eq!(now.metadata.uid, pod.metadata.uid);
-    let cs = &now
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone());
-    assert!(
-        cs.iter()
-            .flatten()
-            .all(|c| c.restart_count == 0 && c.state.as_ref().is_some_and(|s| s.running.is_some())),
-        "PostgreSQL kept running: {cs:?}"
-    );
+    assert_still_running(&app, &pod).await;
     let secs = secs_of(done.completion_time.as_ref().expect("completionTime"))
         - secs_of(done.start_time.as_ref().expect("startTime"));
     // Status times have whole seconds: the test's own clock, from creating
