@@ -21,6 +21,24 @@
 #                                            sleeping until told to stop;
 #                                            NAME defaults to
 #                                            cairn.test/pause:VERSION
+#   scripts/image.sh --postgres OUT.tar [NAME]
+#                                            PostgreSQL from the host's Debian
+#                                            postgresql package (major
+#                                            PG_MAJOR, default 15): its
+#                                            server binaries, pgbench and
+#                                            psql with the libraries ldd
+#                                            lists, its share/ files and
+#                                            time zones, busybox-static for
+#                                            the entrypoint; user postgres
+#                                            (999, the default). The
+#                                            entrypoint initialises $PGDATA
+#                                            (default /data/pgdata) when it
+#                                            is empty, with POSTGRES_PASSWORD
+#                                            for the user postgres over TCP
+#                                            (scram-sha-256), then runs the
+#                                            server listening on every
+#                                            address; NAME defaults to
+#                                            cairn.test/postgres:VERSION
 #
 # VERSION is the workspace version. The archive depends only on the
 # binaries and the host's Debian files: entries are sorted, owned by root
@@ -32,11 +50,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mode=cairn
 case "${1:-}" in
     --pause) mode=pause; shift ;;
+    --postgres) mode=postgres; shift ;;
     --rootfs) mode=rootfs; shift ;;
 esac
 out="${1:-}"
 [[ -n "$out" && ( $# -le 1 || ( $# -eq 2 && "$mode" != rootfs ) ) ]] || {
-    echo "usage: $0 [--pause] OUT.tar [NAME] | $0 --rootfs DIR" >&2
+    echo "usage: $0 [--pause|--postgres] OUT.tar [NAME] | $0 --rootfs DIR" >&2
     exit 2
 }
 out="$(mkdir -p "$(dirname "$out")" && cd "$(dirname "$out")" && pwd)/$(basename "$out")"
@@ -56,7 +75,17 @@ copy_in() {
     install -D -m "$2" "$(readlink -f "$1")" "$root$1"
 }
 
-pause_rootfs() {
+# Copies FILE and every shared library the dynamic linker would load for
+# it, at the paths it looks for (the interpreter included).
+copy_with_libs() {
+    local lib
+    [[ -e "$root$1" ]] || copy_in "$1" 0755
+    for lib in $(ldd "$1" | grep -o '/[^ ]*'); do
+        [[ -e "$root$lib" ]] || copy_in "$lib" 0755
+    done
+}
+
+busybox_in() {
     [[ -x /bin/busybox ]] && ! ldd /bin/busybox > /dev/null 2>&1 || {
         echo "image.sh: a static /bin/busybox is needed (Debian busybox-static)" >&2
         exit 1
@@ -65,6 +94,10 @@ pause_rootfs() {
     for applet in $(/bin/busybox --list); do
         [[ "$applet" == busybox ]] || ln -s busybox "$root/bin/$applet"
     done
+}
+
+pause_rootfs() {
+    busybox_in
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
         > "$root/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
@@ -73,6 +106,58 @@ pause_rootfs() {
     cat > "$stage/config.json" <<'JSON'
 {"Entrypoint": ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"],
  "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
+JSON
+}
+
+postgres_rootfs() {
+    local pg="/usr/lib/postgresql/${PG_MAJOR:-15}" share="/usr/share/postgresql/${PG_MAJOR:-15}" f
+    [[ -x "$pg/bin/postgres" && -d "$share" ]] || {
+        echo "image.sh: PostgreSQL is needed in $pg (Debian postgresql-${PG_MAJOR:-15})" >&2
+        exit 1
+    }
+    busybox_in
+    for f in postgres initdb pg_ctl pg_controldata psql pgbench; do
+        copy_with_libs "$pg/bin/$f"
+    done
+    # Loadable modules (PL/pgSQL and the text search dictionaries, which
+    # initdb installs, encoding conversions) and what they link; not the
+    # JIT, whose LLVM alone would triple the image.
+    while read -r f; do
+        copy_with_libs "$f"
+    done < <(find "$pg/lib" -name '*.so' -type f ! -name 'llvmjit*')
+    mkdir -p "$root$share" "$root/usr/share/zoneinfo"
+    cp -a "$share/." "$root$share/"
+    rm -rf "$root$share/man"
+    # Debian's build reads time zones from the system's tzdata.
+    cp -a /usr/share/zoneinfo/. "$root/usr/share/zoneinfo/"
+    rm -rf "$root$pg/lib/bitcode"
+    printf 'root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n' \
+        > "$root/etc/passwd"
+    printf 'root:x:0:\npostgres:x:999:\n' > "$root/etc/group"
+    install -D -m 0755 /dev/stdin "$root/usr/local/bin/postgres-entrypoint" <<SH
+#!/bin/sh
+# Initialises \$PGDATA when empty, then runs the server as PID 1.
+set -eu
+: "\${PGDATA:=/data/pgdata}"
+export PGDATA
+if [ ! -s "\$PGDATA/PG_VERSION" ]; then
+    : "\${POSTGRES_PASSWORD:?is needed to initialise \$PGDATA}"
+    pwfile="\$(mktemp)"
+    printf '%s\\n' "\$POSTGRES_PASSWORD" > "\$pwfile"
+    $pg/bin/initdb -U postgres --pwfile="\$pwfile" --auth-local=trust \\
+        --auth-host=scram-sha-256 --encoding=UTF8 --locale=C
+    rm -f "\$pwfile"
+    echo 'host all all 0.0.0.0/0 scram-sha-256' >> "\$PGDATA/pg_hba.conf"
+fi
+exec $pg/bin/postgres -c listen_addresses='*' -c unix_socket_directories=/tmp -c jit=off "\$@"
+SH
+    cat > "$stage/config.json" <<JSON
+{"Entrypoint": ["/usr/local/bin/postgres-entrypoint"],
+ "User": "999:999",
+ "Env": ["PATH=$pg/bin:/usr/local/bin:/usr/bin:/bin", "TZ=UTC", "PGDATA=/data/pgdata"],
+ "ExposedPorts": {"5432/tcp": {}},
+ "Labels": {"org.opencontainers.image.title": "postgres (Debian postgresql-${PG_MAJOR:-15})",
+            "org.opencontainers.image.version": "$version"}}
 JSON
 }
 
@@ -116,6 +201,9 @@ JSON
 if [[ "$mode" == pause ]]; then
     name="${2:-cairn.test/pause:$version}"
     pause_rootfs
+elif [[ "$mode" == postgres ]]; then
+    name="${2:-cairn.test/postgres:$version}"
+    postgres_rootfs
 else
     name="${2:-cairn.test/cairn:$version}"
     cairn_rootfs

@@ -5,9 +5,10 @@
 # machine's host name, running pods from images imported locally (nothing
 # is ever pulled). Needs root, as a kubelet does.
 #
-#   scripts/node.sh start DIR [CAIRN.tar]
+#   scripts/node.sh start DIR [CAIRN.tar] [--forward PORT]...
 #                               install if needed, start, import the pause
-#                               image (built by scripts/image.sh --pause) and
+#                               and PostgreSQL images (built by
+#                               scripts/image.sh --pause and --postgres) and
 #                               cairn's (scripts/image.sh CAIRN.tar), wait
 #                               until the node is Ready and schedulable;
 #                               write DIR/node-env (source it)
@@ -19,20 +20,40 @@
 # 10.244.0.0/24); the host is their gateway and nothing is forwarded
 # further. The apiserver stays on 127.0.0.1: one NAT rule sends what pods
 # address to the `kubernetes` Service (10.0.0.1:443) to it, so in-cluster
-# clients work unchanged. The kubelet's API listens on 127.0.0.1 only (it
+# clients work unchanged. Likewise each `--forward PORT` sends what pods
+# address to the host's bridge address (10.244.0.1:PORT) to 127.0.0.1:PORT
+# (a test's S3 server, say); no other loopback port is reachable from pods.
+# The kubelet's API listens on 127.0.0.1 only (it
 # refuses a loopback node address and reports the machine's own, where it
 # does not listen): `kubectl logs` and `exec` do not work, container logs
 # are read from /var/log/pods. The kubelet's directory is the usual
 # /var/lib/kubelet (manifests mount it), so one node runs per machine;
 # it is removed on stop, as are the kubelet's changes to kernel settings.
 set -euo pipefail
-cmd="${1:-}"
-dir="${2:-}"
-[[ ( ( "$cmd" == start && $# -le 3 ) || ( "$cmd" == stop && $# -eq 2 ) ) && -n "$dir" ]] || {
-    echo "usage: $0 start DIR [CAIRN.tar] | stop DIR" >&2
+usage() {
+    echo "usage: $0 start DIR [CAIRN.tar] [--forward PORT]... | stop DIR" >&2
     exit 2
 }
-cairn_tar="${3:-}"
+cmd="${1:-}"
+dir="${2:-}"
+[[ ( "$cmd" == start || ( "$cmd" == stop && $# -eq 2 ) ) && -n "$dir" ]] || usage
+shift 2
+cairn_tar=""
+forward=()
+while (($#)); do
+    case "$1" in
+        --forward)
+            [[ "${2:-}" =~ ^[0-9]+$ ]] && ((${2} > 0 && ${2} < 65536)) || usage
+            forward+=("$2")
+            shift 2
+            ;;
+        *)
+            [[ -z "$cairn_tar" && -f "$1" ]] || usage
+            cairn_tar="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+            shift
+            ;;
+    esac
+done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 kubelet_root=/var/lib/kubelet
 bridge=cairn0
@@ -221,6 +242,10 @@ echo 1 > "/proc/sys/net/ipv4/conf/$bridge/route_localnet"
 iptables -t nat -N "$chain"
 iptables -t nat -A "$chain" -d 10.0.0.1/32 -p tcp --dport 443 \
     -j DNAT --to-destination "127.0.0.1:$api_port"
+for port in "${forward[@]}"; do
+    iptables -t nat -A "$chain" -d "$subnet.1/32" -p tcp --dport "$port" \
+        -j DNAT --to-destination "127.0.0.1:$port"
+done
 iptables -t nat -A PREROUTING -i "$bridge" -j "$chain"
 iptables -N "$chain"
 iptables -A "$chain" -d 127.0.0.0/8 -m conntrack ! --ctstate DNAT -j DROP
@@ -239,6 +264,7 @@ JSON
 # CAP_SYS_RESOURCE, so runc may not lower a process's OOM score.
 version="$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1], "rb"))["workspace"]["package"]["version"])' "$here/../Cargo.toml")"
 pause_image="cairn.test/pause:$version"
+postgres_image="cairn.test/postgres:$version"
 cat > "$node/containerd.toml" <<TOML
 version = 2
 root = "$node/containerd/root"
@@ -276,12 +302,13 @@ until "${ctr[@]}" version > /dev/null 2>&1; do
 done
 
 "$here/image.sh" --pause "$node/pause.tar" "$pause_image" > /dev/null
+"$here/image.sh" --postgres "$node/postgres.tar" "$postgres_image" > /dev/null
 image=""
 if [[ -n "$cairn_tar" ]]; then
     image="$(tar -xOf "$cairn_tar" index.json | python3 -c 'import json, sys
 print(json.load(sys.stdin)["manifests"][0]["annotations"]["io.containerd.image.name"])')"
 fi
-for tar in "$node/pause.tar" ${cairn_tar:+"$cairn_tar"}; do
+for tar in "$node/pause.tar" "$node/postgres.tar" ${cairn_tar:+"$cairn_tar"}; do
     "${ctr[@]}" images import "$tar" > "$node/import.log" 2>&1 || {
         cat "$node/import.log" >&2
         exit 1
@@ -290,7 +317,9 @@ done
 
 # The kubelet: its own token (system:node:NAME), the cluster CA for the
 # apiserver and for clients of its own API, which listens on 127.0.0.1
-# only. No QoS cgroups or allocatable enforcement (a VM without systemd),
+# only. Disk eviction thresholds are absolute: a percentage of a large,
+# shared disk (1% of 250 GB) evicts the tests' pods while gigabytes are
+# free. No QoS cgroups or allocatable enforcement (a VM without systemd),
 # no iptables rules of its own (there is no kube-proxy to serve), and
 # images are never collected: nothing could pull them back.
 cat > "$node/kubeconfig" <<YAML
@@ -330,7 +359,7 @@ failSwapOn: false
 makeIPTablesUtilChains: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+evictionHard: {memory.available: 50Mi, nodefs.available: 256Mi, imagefs.available: 256Mi, nodefs.inodesFree: 1%}
 volumePluginDir: $node/plugins
 clusterDomain: cluster.local
 YAML
@@ -376,6 +405,9 @@ cat > "$dir/node-env" <<ENV
 export CAIRN_TEST_NODE_KUBECONFIG='$dir/kubeconfig'
 export CAIRN_TEST_NODE_NAME='$name'
 export CAIRN_TEST_NODE_PAUSE_IMAGE='$pause_image'
+export CAIRN_TEST_NODE_POSTGRES_IMAGE='$postgres_image'
 export CAIRN_TEST_NODE_IMAGE='$image'
+export CAIRN_TEST_NODE_HOST_IP='$subnet.1'
+export CAIRN_TEST_NODE_FORWARDED='${forward[*]}'
 ENV
 say "node $name Ready in $((SECONDS - started)) s; settings in $dir/node-env"

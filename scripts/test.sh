@@ -103,7 +103,9 @@ step "cairn's image and a real node (containerd, kubelet) on a control plane of 
 node_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-node.XXXXXX")"
 ./scripts/image.sh "$node_dir/cairn.tar"
 ./scripts/kube.sh start "$node_dir" --node
-./scripts/node.sh start "$node_dir" "$node_dir/cairn.tar"
+# Pods reach Garage (on 127.0.0.1) through the node's bridge address.
+s3_port="$(sed -n 's|.*endpoint=http://127\.0\.0\.1:\([0-9]*\).*|\1|p' <<< "$CAIRN_TEST_S3_URL")"
+./scripts/node.sh start "$node_dir" "$node_dir/cairn.tar" --forward "$s3_port"
 # shellcheck disable=SC1091
 source "$node_dir/node-env"
 # With the node up, the node tests must run, not skip.

@@ -29,6 +29,21 @@ trap 'rm -f "$rendered" "$policy"' EXIT
 kubectl kustomize deploy/helper-pod-policy > "$policy"
 "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$policy"
 
+# deploy/ with the optional block-volumes component (a privileged agent
+# with the host's /dev), as a user's kustomization would combine them.
+variant="$(mktemp -d "${TMPDIR:-/tmp}/cairn-variant.XXXXXX")"
+trap 'rm -f "$rendered" "$policy"; rm -rf "$variant"' EXIT
+# Kustomize takes only relative paths to other kustomizations.
+deploy="$(realpath --relative-to="$variant" deploy)"
+cat > "$variant/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [$deploy]
+components: [$deploy/block-volumes]
+YAML
+kubectl kustomize "$variant" > "$variant/rendered.yaml"
+"$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$variant/rendered.yaml"
+
 # Alerts and dashboard: a PrometheusRule (a CRD the schemas lack) and a
 # ConfigMap. They must render; their queries are checked against the
 # metrics cairn exports by crates/cairn-kube/tests/monitoring.rs.

@@ -23,7 +23,7 @@ pub(crate) struct Node {
     pub(crate) ns: String,
 }
 
-fn var(name: &str) -> String {
+pub(crate) fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("CAIRN_TEST_NODE=1 but {name} is not set: source DIR/node-env (scripts/node.sh)")
     })

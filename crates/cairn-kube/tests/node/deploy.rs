@@ -1,30 +1,17 @@
-//! deploy/ as shipped, on a real node: only the image is changed, through
-//! a Kustomize overlay as a user would write it.
+//! deploy/ as shipped, on a real node: only the image is changed (and the
+//! helper pods' image, which deploy/ names upstream), through a Kustomize
+//! overlay as a user would write it (see fixture.rs).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Component, Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 
-use crate::common::{MINUTE, node, wait_until};
-
-/// `to` relative to `from` (both absolute): Kustomize takes only relative
-/// paths to other kustomizations.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path: PathBuf =
-        std::iter::repeat_n(Component::ParentDir, from.len() - common).collect();
-    path.extend(&to[common..]);
-    path
-}
+use crate::common::node;
+use crate::fixture::{CAIRN_NS, deployed};
 
 /// GET `path` from a pod's port over the pod network (the node's bridge);
 /// returns the whole response.
@@ -42,21 +29,7 @@ fn http_get(ip: &str, port: u16, path: &str) -> String {
     response
 }
 
-fn kubectl(args: &[&str], kubeconfig: &str) -> String {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("kubectl (needed by the node tests)");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `kubectl apply -k` of deploy/, with only the image overridden, brings up
+/// `kubectl apply -k` of deploy/, with only the images overridden, brings up
 /// the controller and one agent on the node, both Ready (their probes
 /// answer over the pod network, and both reach the apiserver through
 /// in-cluster configuration), their metrics answering on the pod network.
@@ -65,57 +38,14 @@ async fn deploy_as_shipped_runs_a_ready_agent_and_controller() {
     let Some(node) = node("deploy").await else {
         return;
     };
-    let kubeconfig = std::env::var("CAIRN_TEST_NODE_KUBECONFIG").expect("kubeconfig");
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy")
-        .canonicalize()
-        .expect("deploy/");
-    let overlay = tempfile::tempdir().expect("tempdir");
-    let overlay_path = overlay.path().canonicalize().expect("overlay");
-    let (name, tag) = node.image.rsplit_once(':').expect("image name:tag");
-    std::fs::write(
-        overlay_path.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-             resources:\n  - {}\n\
-             images:\n  - name: registry.example.invalid/cairn\n    newName: {name}\n    newTag: {tag}\n",
-            relative(&overlay_path, &deploy).display()
-        ),
-    )
-    .expect("write overlay");
-    let rendered = kubectl(&["kustomize", &overlay_path.to_string_lossy()], &kubeconfig);
-    assert!(
-        rendered.contains(&format!("image: {}", node.image)),
-        "the overlay sets the image: {rendered}"
-    );
-
-    let start = Instant::now();
-    kubectl(
-        &["apply", "-k", &overlay_path.to_string_lossy()],
-        &kubeconfig,
-    );
-    let agents: Api<DaemonSet> = Api::namespaced(node.client.clone(), "cairn-system");
-    let controllers: Api<Deployment> = Api::namespaced(node.client.clone(), "cairn-system");
-    wait_until(
-        "a Ready cairn-agent and cairn-controller",
-        3 * MINUTE,
-        || {
-            let (agents, controllers) = (agents.clone(), controllers.clone());
-            async move {
-                let agent = agents.get("cairn-agent").await.ok()?.status?;
-                let controller = controllers.get("cairn-controller").await.ok()?.status?;
-                (agent.number_ready == 1 && controller.ready_replicas == Some(1)).then_some(())
-            }
-        },
-    )
-    .await;
+    let deployed = deployed(&node).await;
     eprintln!(
         "deploy/: agent and controller Ready {:.1} s after kubectl apply",
-        start.elapsed().as_secs_f64()
+        deployed.ready_after.as_secs_f64()
     );
 
     // Their metrics answer on the pod network, where a scraper would ask.
-    let pods: Api<Pod> = Api::namespaced(node.client.clone(), "cairn-system");
+    let pods: Api<Pod> = Api::namespaced(node.client.clone(), CAIRN_NS);
     for (component, port) in [("cairn-agent", 9090), ("cairn-controller", 8080)] {
         let selector = format!("app.kubernetes.io/name={component}");
         let list = pods
@@ -125,6 +55,7 @@ async fn deploy_as_shipped_runs_a_ready_agent_and_controller() {
         let ip = list
             .items
             .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
             .find_map(|p| p.status.as_ref()?.pod_ip.clone())
             .unwrap_or_else(|| panic!("{component} has a pod with an address"));
         let response = http_get(&ip, port, "/metrics");
@@ -137,15 +68,5 @@ async fn deploy_as_shipped_runs_a_ready_agent_and_controller() {
             "{component} /metrics holds metrics: {response:.400}"
         );
     }
-
-    kubectl(
-        &[
-            "delete",
-            "-k",
-            &overlay_path.to_string_lossy(),
-            "--wait=true",
-        ],
-        &kubeconfig,
-    );
     node.cleanup().await;
 }
