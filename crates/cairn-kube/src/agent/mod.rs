@@ -96,6 +96,9 @@ pub struct Agent {
     /// Free job slots on this node.
     pub slots: Arc<Semaphore>,
     runs: Mutex<HashMap<String, Arc<RunHandle>>>,
+    /// Set when the process is told to stop: runs end without a final
+    /// phase, so the next agent resumes them.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -124,6 +127,48 @@ impl Agent {
         if let Ok(mut runs) = self.runs.lock() {
             runs.remove(uid);
         }
+    }
+    /// Whether the process is stopping (see [`Agent::begin_shutdown`]).
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Stops every run for a shutdown: a backup stops reading, waits for
+    /// its uploads in flight and indexes them, so the agent that resumes
+    /// the job reuses everything uploaded; no run records a final phase.
+    fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(runs) = self.runs.lock() {
+            for h in runs.values() {
+                h.stop();
+            }
+        }
+    }
+    /// Waits until every run has ended, at most `limit`.
+    async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.runs.lock().map(|r| !r.is_empty()).unwrap_or(false)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// SIGTERM (what the kubelet sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 
@@ -258,12 +303,28 @@ fn controller<J: Job>(client: &Client, node: &str) -> Controller<J> {
     Controller::new(Api::<J>::all(client.clone()), wc)
 }
 
-/// Runs the agent until the process is stopped.
+/// How long a stopping agent waits for its runs to index their uploads
+/// (deploy/ gives the pod 30 s to end).
+const DRAIN: Duration = Duration::from_secs(25);
+
+/// Runs the agent until the process is told to stop ([`shutdown_signal`]).
 pub async fn run(
     client: Client,
     config: Config,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+) -> Result<()> {
+    run_until(client, config, metrics, health, shutdown_signal()).await
+}
+
+/// Runs the agent until `stop` completes; then stops its runs so that what
+/// they uploaded is indexed, and leaves their jobs for the next agent.
+pub async fn run_until(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     if config.node.is_empty() {
         return Err(Error::Invalid(
@@ -285,19 +346,38 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
         runs: Mutex::new(HashMap::new()),
+        shutting_down: Default::default(),
         config,
         metrics,
     });
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let stopping = agent.clone();
+    tokio::spawn({
+        let stopped = stopped(rx.clone());
+        async move {
+            stopped.await;
+            tracing::info!("stopping: runs index their uploads and are left for the next agent");
+            stopping.begin_shutdown();
+        }
+    });
     let backups = controller::<VolumeBackup>(&client, &agent.config.node)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(rx.clone()))
         .run(reconcile::<VolumeBackup>, error_policy, agent.clone());
     let restores = controller::<VolumeRestore>(&client, &agent.config.node)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(rx))
         .run(reconcile::<VolumeRestore>, error_policy, agent.clone());
     health.set_ready();
     tokio::join!(
         backups.for_each(|_| async {}),
         restores.for_each(|_| async {})
     );
+    agent.drain(DRAIN).await;
     Ok(())
 }

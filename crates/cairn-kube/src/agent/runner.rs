@@ -206,7 +206,14 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
     let _ = reporter.await;
     running.dec();
 
-    // 5. The outcome.
+    // 5. The outcome. Stopped for a shutdown, the job stays InProgress
+    // (its uploads indexed) and the next agent resumes it.
+    if agent.shutting_down()
+        && matches!(result, Err(Error::Engine(cairn::error::FsError::Cancelled)))
+    {
+        tracing::info!(job = %name, "left in progress for the next agent");
+        return Ok(());
+    }
     let (phase, outcome, message) = match result {
         Ok(o) => (Phase::Completed, o.clone(), o.message),
         Err(Error::Engine(cairn::error::FsError::Cancelled)) => (
@@ -284,6 +291,10 @@ async fn finish_idle<J: Job>(
     to: Phase,
     message: &str,
 ) -> Result<()> {
+    // A run stopped for a shutdown leaves the job to the next agent.
+    if to == Phase::Canceled && agent.shutting_down() {
+        return Ok(());
+    }
     super::end(agent, api, job, from, to, message, &[]).await
 }
 

@@ -140,3 +140,113 @@ async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stu
     assert_eq!(tree(&out), tree(&volume));
     c.cleanup().await;
 }
+
+/// Packs in `data/` that no index file lists.
+async fn unindexed_packs(repo: &cairn::Repository) -> usize {
+    let packs = repo.list_packs().await.expect("packs");
+    let files = repo.read_index_files().await.expect("index files");
+    let indexed: std::collections::BTreeSet<_> = files
+        .iter()
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
+        .collect();
+    packs.keys().filter(|p| !indexed.contains(p)).count()
+}
+
+/// SIGTERM (what the kubelet sends when the agent's pod is deleted) makes
+/// the agent stop reading, index every pack it uploaded and leave the job
+/// in progress, with no final phase: the next agent resumes it and reuses
+/// all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_agent_indexes_its_uploads_and_leaves_the_job_to_the_next() {
+    let Some(mut c) = cluster("sigterm").await else {
+        return;
+    };
+    let node = c.create_node("n").await;
+    let pv = c.create_claim("db").await;
+    let uid = c.create_pod("app", &node, "db").await;
+    let volume = c.volume_dir(&uid, &pv);
+    crate::common::fill(&volume, 24, 1_000_000);
+    let repo_path = c.init_repository("repo").await;
+    c.create_repository_object("main", &repo_path, Some(1024))
+        .await;
+    c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
+    let mut agent = spawn_agent(&c, &node);
+    let vb = VolumeBackup::new(
+        "db-now",
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "db".into(),
+                namespace: None,
+            },
+            repository: RepositoryRef {
+                name: "main".into(),
+                namespace: None,
+            },
+            ..Default::default()
+        },
+    );
+    c.api::<VolumeBackup>()
+        .create(&PostParams::default(), &vb)
+        .await
+        .expect("create");
+    let long = Duration::from_secs(120);
+    c.wait_for("db-now", "some progress", long, |vb: &VolumeBackup| {
+        vb.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::InProgress
+                && s.progress
+                    .as_ref()
+                    .is_some_and(|p| p.bytes_done > 2_000_000)
+        })
+    })
+    .await;
+    let term = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let exit = agent.wait().expect("reap");
+    assert!(
+        exit.success(),
+        "the agent ends cleanly on SIGTERM: {exit:?}"
+    );
+
+    let repo = c.open_repository(&repo_path).await;
+    assert!(
+        !repo.list_packs().await.expect("packs").is_empty(),
+        "something was uploaded"
+    );
+    assert_eq!(
+        unindexed_packs(&repo).await,
+        0,
+        "every uploaded pack is indexed"
+    );
+    let left: VolumeBackup = c.api::<VolumeBackup>().get("db-now").await.expect("get");
+    let st = left.status.expect("status");
+    assert_eq!(
+        st.phase,
+        Phase::InProgress,
+        "left for the next agent: {:?}",
+        st.message
+    );
+
+    c.api::<BackupRepository>()
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"limitUploadKib": null}})),
+        )
+        .await
+        .expect("lift the limit");
+    let mut agent = spawn_agent(&c, &node);
+    let done: VolumeBackup = c
+        .wait_for("db-now", "a final phase", long, |vb: &VolumeBackup| {
+            vb.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap");
+    let st = done.status.expect("status");
+    assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
+    assert_eq!(st.attempts, 2);
+    c.cleanup().await;
+}

@@ -119,7 +119,7 @@ pub(crate) async fn start_restore(
                 name: target.1.into(),
                 namespace: Some(target.0.into()),
             },
-            cancel: false,
+            ..Default::default()
         },
     );
     Api::<VolumeRestore>::namespaced(client.clone(), ns)
