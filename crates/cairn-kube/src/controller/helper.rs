@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
+    Affinity, Capabilities, Container, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeDevice,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -31,6 +33,9 @@ pub struct HelperSpec<'a> {
     pub claim: (&'a str, &'a str),
     /// The node to run on.
     pub node: &'a str,
+    /// The claim is a raw block device (`volumeMode: Block`): attached as
+    /// a device, not mounted.
+    pub block: bool,
     /// Image to run (it only needs to sleep: `pause`).
     pub image: &'a str,
 }
@@ -60,9 +65,11 @@ pub fn build(h: &HelperSpec<'_>) -> Pod {
             ..Default::default()
         },
         spec: Some(PodSpec {
-            // Placed by the controller on a node that can mount the volume
-            // and has an agent, without the scheduler.
-            node_name: Some(h.node.to_owned()),
+            // The scheduler places it, on the one node the controller chose
+            // (it can reach the volume and has an agent): so volumes
+            // provisioned on first use bind there, and quotas and admission
+            // see an ordinary pod.
+            affinity: Some(on_node(h.node)),
             restart_policy: Some("Never".to_owned()),
             automount_service_account_token: Some(false),
             security_context: Some(PodSecurityContext {
@@ -100,12 +107,20 @@ pub fn build(h: &HelperSpec<'_>) -> Pod {
                     }),
                     ..Default::default()
                 }),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "data".to_owned(),
-                    mount_path: "/data".to_owned(),
-                    read_only: Some(read_only),
-                    ..Default::default()
-                }]),
+                volume_mounts: (!h.block).then(|| {
+                    vec![VolumeMount {
+                        name: "data".to_owned(),
+                        mount_path: "/data".to_owned(),
+                        read_only: Some(read_only),
+                        ..Default::default()
+                    }]
+                }),
+                volume_devices: h.block.then(|| {
+                    vec![VolumeDevice {
+                        name: "data".to_owned(),
+                        device_path: "/dev/cairn-data".to_owned(),
+                    }]
+                }),
                 ..Default::default()
             }],
             volumes: Some(vec![Volume {
@@ -122,6 +137,26 @@ pub fn build(h: &HelperSpec<'_>) -> Pod {
     }
 }
 
+/// Required affinity to the node named `node`, by name.
+fn on_node(node: &str) -> Affinity {
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".to_owned(),
+                        operator: "In".to_owned(),
+                        values: Some(vec![node.to_owned()]),
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,11 +170,18 @@ mod tests {
             owner: None,
             claim: ("apps", "db"),
             node: "node-a",
+            block: false,
             image: "registry.k8s.io/pause:3.9",
         };
         let pod = build(&spec);
         let ps = pod.spec.as_ref().expect("spec");
-        assert_eq!(ps.node_name.as_deref(), Some("node-a"));
+        assert_eq!(ps.node_name, None, "the scheduler places it");
+        let affinity = serde_json::to_value(&ps.affinity).expect("json");
+        assert_eq!(
+            affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+                [0]["matchFields"][0]["values"][0],
+            "node-a"
+        );
         let vol = ps.volumes.as_ref().expect("volumes")[0]
             .persistent_volume_claim
             .clone()
@@ -161,5 +203,23 @@ mod tests {
             .clone()
             .expect("pvc");
         assert_eq!(vol.read_only, Some(false));
+    }
+
+    #[test]
+    fn a_block_claim_is_attached_as_a_device() {
+        let pod = build(&HelperSpec {
+            kind: JobKind::Restore,
+            job: ("apps", "disk-back"),
+            job_uid: "u2",
+            owner: None,
+            claim: ("apps", "disk"),
+            node: "node-a",
+            block: true,
+            image: "pause",
+        });
+        let c = &pod.spec.expect("spec").containers[0];
+        assert!(c.volume_mounts.is_none(), "a block claim cannot be mounted");
+        let devices = c.volume_devices.clone().expect("devices");
+        assert_eq!(devices[0].name, "data");
     }
 }

@@ -171,8 +171,12 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
     } else {
         None
     };
+    let block = pvc
+        .as_ref()
+        .and_then(|c| c.spec.as_ref()?.volume_mode.as_deref())
+        == Some("Block");
     for action in actions {
-        if let Some(again) = apply(&ctx, &api, job.as_ref(), &claim_ns, action).await? {
+        if let Some(again) = apply(&ctx, &api, job.as_ref(), (&claim_ns, block), action).await? {
             requeue = Some(requeue.map_or(again, |r| r.min(again)));
         }
     }
@@ -187,7 +191,7 @@ async fn apply<J: Job>(
     ctx: &Context,
     api: &Api<J>,
     job: &J,
-    claim_ns: &str,
+    (claim_ns, block): (&str, bool),
     action: Action,
 ) -> Result<Option<Duration>> {
     let name = job.name_str();
@@ -221,6 +225,7 @@ async fn apply<J: Job>(
                 },
                 claim: (claim_ns, &claim.1),
                 node: &node,
+                block,
                 image: &ctx.config.helper_image,
             });
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), claim_ns);

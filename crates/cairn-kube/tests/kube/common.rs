@@ -263,6 +263,33 @@ impl Cluster {
         created.metadata.uid.expect("uid")
     }
 
+    /// Places a helper pod on the node its affinity names and marks it
+    /// Running, as the scheduler and the kubelet would.
+    pub(crate) async fn schedule_and_run(&self, pod: &Pod) {
+        let name = pod.metadata.name.as_deref().expect("name");
+        let affinity = serde_json::to_value(pod.spec.as_ref().and_then(|s| s.affinity.as_ref()))
+            .expect("json");
+        let node = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("pod {name} names no node: {affinity}"))
+            .to_owned();
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        self.api::<Pod>()
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+            .expect("bind the pod");
+        self.set_running(name).await;
+    }
+
     /// Marks a pod Running, as its kubelet would.
     pub(crate) async fn set_running(&self, name: &str) {
         let api: Api<Pod> = self.api();

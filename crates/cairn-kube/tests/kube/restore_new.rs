@@ -183,8 +183,7 @@ async fn provision_and_mount(c: &mut Cluster, restore: &str, claim: &str, node: 
     })
     .await;
     let target = c.volume_dir(helper.metadata.uid.as_deref().expect("uid"), &pv2);
-    c.set_running(helper.metadata.name.as_deref().expect("name"))
-        .await;
+    c.schedule_and_run(&helper).await;
 
     target
 }

@@ -226,8 +226,7 @@ async fn snapshot_backup(
         content,
         &c.volume_dir(helper.metadata.uid.as_deref().expect("uid"), &pv_name),
     );
-    c.set_running(helper.metadata.name.as_deref().expect("name"))
-        .await;
+    c.schedule_and_run(&helper).await;
 
     let done: VolumeBackup = c
         .wait_for(name, "a final phase", LONG, |v: &VolumeBackup| {
