@@ -42,11 +42,20 @@ fn spawn_agent(c: &Cluster, node: &str) -> Child {
         .expect("start cairn-agent")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stuck() {
-    let Some(mut c) = cluster("restart").await else {
-        return;
-    };
+/// What a test of an interrupted backup starts from.
+struct Started {
+    node: String,
+    volume: std::path::PathBuf,
+    repo_path: std::path::PathBuf,
+    agent: Child,
+    /// The job as seen once it made progress.
+    first: VolumeBackup,
+}
+
+/// A claim of 24 MB mounted by a pod, an upload limit of 1 MiB/s, the
+/// controller and an agent process, and a VolumeBackup `db-now` that has
+/// read more than 2 MB.
+async fn start_slow_backup(c: &mut Cluster) -> Started {
     let node = c.create_node("n").await;
     let pv = c.create_claim("db").await;
     let uid = c.create_pod("app", &node, "db").await;
@@ -56,8 +65,7 @@ async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stu
     c.create_repository_object("main", &repo_path, Some(1024))
         .await;
     c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
-    let mut agent = spawn_agent(&c, &node);
-
+    let agent = spawn_agent(c, &node);
     let vb = VolumeBackup::new(
         "db-now",
         VolumeBackupSpec {
@@ -76,9 +84,8 @@ async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stu
         .create(&PostParams::default(), &vb)
         .await
         .expect("create");
-    let long = Duration::from_secs(120);
-    let first: VolumeBackup = c
-        .wait_for("db-now", "some progress", long, |vb: &VolumeBackup| {
+    let first = c
+        .wait_for("db-now", "some progress", LONG, |vb: &VolumeBackup| {
             vb.status.as_ref().is_some_and(|s| {
                 s.phase == Phase::InProgress
                     && s.progress
@@ -87,12 +94,17 @@ async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stu
             })
         })
         .await;
-    let first_agent = first.status.and_then(|s| s.agent).expect("agent id");
+    Started {
+        node,
+        volume,
+        repo_path,
+        agent,
+        first,
+    }
+}
 
-    agent.kill().expect("SIGKILL the agent");
-    agent.wait().expect("reap");
-    // Without the limit the second run is quick; it reuses what the first
-    // one indexed.
+/// Lifts the upload limit (a resumed run is then quick).
+async fn lift_limit(c: &Cluster) {
     c.api::<BackupRepository>()
         .patch(
             "main",
@@ -101,16 +113,41 @@ async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stu
         )
         .await
         .expect("lift the limit");
-    let mut agent = spawn_agent(&c, &node);
+}
 
+/// Waits for `db-now` to end and stops `agent`; returns the final status.
+async fn finish(c: &Cluster, mut agent: Child) -> cairn_kube::crd::JobStatus {
     let done: VolumeBackup = c
-        .wait_for("db-now", "a final phase", long, |vb: &VolumeBackup| {
+        .wait_for("db-now", "a final phase", LONG, |vb: &VolumeBackup| {
             vb.status.as_ref().is_some_and(|s| s.phase.is_terminal())
         })
         .await;
     agent.kill().expect("stop the agent");
     agent.wait().expect("reap");
-    let st = done.status.expect("status");
+    done.status.expect("status")
+}
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stuck() {
+    let Some(mut c) = cluster("restart").await else {
+        return;
+    };
+    let Started {
+        node,
+        volume,
+        repo_path,
+        mut agent,
+        first,
+    } = start_slow_backup(&mut c).await;
+    let first_agent = first.status.and_then(|s| s.agent).expect("agent id");
+    agent.kill().expect("SIGKILL the agent");
+    agent.wait().expect("reap");
+    // Without the limit the second run is quick; it reuses what the first
+    // one indexed.
+    lift_limit(&c).await;
+    let st = finish(&c, spawn_agent(&c, &node)).await;
     assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
     assert_eq!(st.attempts, 2, "one interrupted run, one resumed run");
     assert_ne!(
@@ -161,44 +198,12 @@ async fn a_stopped_agent_indexes_its_uploads_and_leaves_the_job_to_the_next() {
     let Some(mut c) = cluster("sigterm").await else {
         return;
     };
-    let node = c.create_node("n").await;
-    let pv = c.create_claim("db").await;
-    let uid = c.create_pod("app", &node, "db").await;
-    let volume = c.volume_dir(&uid, &pv);
-    crate::common::fill(&volume, 24, 1_000_000);
-    let repo_path = c.init_repository("repo").await;
-    c.create_repository_object("main", &repo_path, Some(1024))
-        .await;
-    c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
-    let mut agent = spawn_agent(&c, &node);
-    let vb = VolumeBackup::new(
-        "db-now",
-        VolumeBackupSpec {
-            pvc: PvcRef {
-                name: "db".into(),
-                namespace: None,
-            },
-            repository: RepositoryRef {
-                name: "main".into(),
-                namespace: None,
-            },
-            ..Default::default()
-        },
-    );
-    c.api::<VolumeBackup>()
-        .create(&PostParams::default(), &vb)
-        .await
-        .expect("create");
-    let long = Duration::from_secs(120);
-    c.wait_for("db-now", "some progress", long, |vb: &VolumeBackup| {
-        vb.status.as_ref().is_some_and(|s| {
-            s.phase == Phase::InProgress
-                && s.progress
-                    .as_ref()
-                    .is_some_and(|p| p.bytes_done > 2_000_000)
-        })
-    })
-    .await;
+    let Started {
+        node,
+        repo_path,
+        mut agent,
+        ..
+    } = start_slow_backup(&mut c).await;
     let term = Command::new("kill")
         .args(["-TERM", &agent.id().to_string()])
         .status()
@@ -229,23 +234,8 @@ async fn a_stopped_agent_indexes_its_uploads_and_leaves_the_job_to_the_next() {
         st.message
     );
 
-    c.api::<BackupRepository>()
-        .patch(
-            "main",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"limitUploadKib": null}})),
-        )
-        .await
-        .expect("lift the limit");
-    let mut agent = spawn_agent(&c, &node);
-    let done: VolumeBackup = c
-        .wait_for("db-now", "a final phase", long, |vb: &VolumeBackup| {
-            vb.status.as_ref().is_some_and(|s| s.phase.is_terminal())
-        })
-        .await;
-    agent.kill().expect("stop the agent");
-    agent.wait().expect("reap");
-    let st = done.status.expect("status");
+    lift_limit(&c).await;
+    let st = finish(&c, spawn_agent(&c, &node)).await;
     assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
     assert_eq!(st.attempts, 2);
     c.cleanup().await;
