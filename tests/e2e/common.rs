@@ -27,17 +27,27 @@ const CAIRN_ENV: [&str; 5] = [
 ];
 
 /// A home directory for the binary under test, so the index tables it
-/// keeps under ~/.cache land in a directory removed with the test process
-/// rather than in the caller's home.
+/// keeps under ~/.cache land in a directory of this test process rather
+/// than in the caller's home. Statics are never dropped, so each process's
+/// directory is named by its pid under cargo's temporary directory, and
+/// those of processes that have ended are removed when the next one starts.
 fn test_home() -> &'static Path {
-    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     HOME.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("cairn-e2e-home-")
-            .tempdir()
-            .expect("temporary home")
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-home");
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            let ended = pid
+                .parse::<u32>()
+                .is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+            if ended {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let home = base.join(std::process::id().to_string());
+        std::fs::create_dir_all(&home).expect("temporary home");
+        home
     })
-    .path()
 }
 
 /// A `cairn` command with a clean environment and no terminal on stdin
