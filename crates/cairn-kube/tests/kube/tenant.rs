@@ -251,6 +251,21 @@ async fn a_namespace_user_reaches_only_their_own_claims_and_chooses_no_file_or_u
         .create(&PostParams::default(), &vr)
         .await
         .expect("alice creates a VolumeRestore in shop");
+    // Her own claim's snapshots, but as another cluster recorded them.
+    let vr = VolumeRestore::new(
+        "west",
+        VolumeRestoreSpec {
+            repository: mine(),
+            source_pvc: Some(pvc(None, "own")),
+            source_cluster: Some("west".into()),
+            target_pvc: pvc(None, "own"),
+            ..Default::default()
+        },
+    );
+    Api::<VolumeRestore>::namespaced(alice.clone(), &shop)
+        .create(&PostParams::default(), &vr)
+        .await
+        .expect("alice names another cluster");
 
     c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
     let agent = c.start_agent(&node);
@@ -285,6 +300,19 @@ async fn a_namespace_user_reaches_only_their_own_claims_and_chooses_no_file_or_u
             v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
         })
         .await;
+    let west: VolumeRestore = c
+        .wait_for("west", "a final phase", long, |v: &VolumeRestore| {
+            v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    let (phase, message, started) = job_status(west.status.as_ref());
+    assert_eq!(phase, Phase::Failed, "{message}");
+    assert!(
+        message.contains("another cluster's") && message.contains("administrator"),
+        "{message}"
+    );
+    assert!(!started, "west was never started by an agent");
+
     let (phase, message, _) = job_status(exfil.status.as_ref());
     assert_eq!(phase, Phase::Failed, "{message}");
     assert!(
