@@ -19,8 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cairn::{
-    BackupOptions, Error, ErrorKind, InitOptions, ParentChoice, Progress, Repository, Source,
-    Store, StoreOptions, Timestamp,
+    BackupOptions, Error, ErrorKind, InitOptions, Progress, Repository, Store, StoreOptions,
 };
 
 struct Args {
@@ -82,23 +81,11 @@ async fn run(a: Args, password: &[u8]) -> Result<(), Error> {
             );
         }
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
     let outcome = cairn::backup(
         &repo,
         BackupOptions {
-            paths: vec![a.dir.clone()],
-            hostname: cairn::layers::repo::hostname(),
-            username: "example".into(),
-            parent: ParentChoice::Auto,
-            source: Source::Filesystem,
-            time: Timestamp {
-                secs: now.as_secs() as i64,
-                nanos: now.subsec_nanos(),
-            },
             program_version: "backup_to_s3 example".into(),
-            ..Default::default()
+            ..BackupOptions::new(&repo, vec![a.dir.clone()])
         },
         progress,
     )

@@ -6,21 +6,24 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The example's binary, built by `cargo test` (or now, if missing).
+/// The example's binary, built now (a no-op when `cargo test` built it
+/// already), so a test run never uses a stale one.
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("examples").join("backup_to_s3");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "cairn", "--example", "backup_to_s3"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building the example failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let ok = Command::new(cargo)
+                .args(["build", "-p", "cairn", "--example", "backup_to_s3"])
+                .status()
+                .expect("cargo build")
+                .success();
+            assert!(ok, "building the example failed");
+            let exe = std::env::current_exe().expect("test exe");
+            let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+            dir.join("examples").join("backup_to_s3")
+        })
+        .clone()
 }
 
 #[test]

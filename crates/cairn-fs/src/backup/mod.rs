@@ -65,6 +65,31 @@ pub struct BackupOptions {
     pub change_detection: ChangeDetection,
 }
 
+impl BackupOptions {
+    /// Options for backing up `paths` into `repo` now, as this host and
+    /// user: the time from the repository's clock, the host from the
+    /// system, the user from `USER` or `LOGNAME`; the newest snapshot of the
+    /// same host and paths as the parent; nothing excluded. Set fields on
+    /// the result for anything else.
+    pub fn new(repo: &Repository, paths: Vec<PathBuf>) -> BackupOptions {
+        BackupOptions {
+            paths,
+            hostname: cairn_repo::hostname(),
+            username: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_default(),
+            parent: ParentChoice::Auto,
+            source: Source::Filesystem,
+            time: Timestamp {
+                secs: repo.clock().now(),
+                nanos: 0,
+            },
+            program_version: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_owned(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Which metadata show a file unchanged since the parent snapshot, so that
 /// its content is not read again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
