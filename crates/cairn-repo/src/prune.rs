@@ -161,14 +161,7 @@ impl Repository {
         }
         let all_files = self.read_index_files().await?;
         report.index_files_before = all_files.len();
-        let superseded: HashSet<Id> = all_files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
-        let files: Vec<&(Id, IndexFile)> = all_files
-            .iter()
-            .filter(|(id, _)| !superseded.contains(id))
-            .collect();
+        let (superseded, files) = live_files(&all_files);
         let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
         *self.write_index() = index;
 
@@ -201,45 +194,20 @@ impl Repository {
         };
         report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
 
-        let PackPlan {
-            delete_packs,
-            repack,
-            left_dead,
-        } = plan_packs(&packs, &sizes, &deletable, &opts, &mut report);
+        let plan = plan_packs(&packs, &sizes, &deletable, &opts, &mut report);
 
-        // Phase 1 candidates, from the index before any change.
-        let mut new_tombstones: Vec<Id> = {
+        let changes = {
             let index = self.index();
-            packs
-                .values()
-                .flat_map(|v| v.entries.iter().map(|e| e.id))
-                .filter(|b| !referenced.contains(b) && index.contains(b))
-                .collect::<HashSet<Id>>()
-                .into_iter()
-                .collect()
+            index_changes(
+                &files,
+                &packs,
+                &referenced,
+                |b| index.contains(b),
+                &ripe_files,
+                plan,
+            )
         };
-        new_tombstones.sort();
-        report.blobs_tombstoned = new_tombstones.len();
-
-        // Tombstone files fully acted on: every blob they name is either
-        // referenced or has no copy left that a ripe tombstone applies to.
-        let removed: HashSet<Id> = delete_packs
-            .iter()
-            .chain(repack.iter().map(|(p, _)| p))
-            .copied()
-            .collect();
-        let resolved: Vec<Id> = ripe_files
-            .iter()
-            .filter(|(_, f)| f.tombstones.iter().all(|t| !left_dead.contains(t)))
-            .map(|(id, _)| *id)
-            .collect();
-
-        let listing_files: Vec<&(Id, IndexFile)> = files
-            .iter()
-            .copied()
-            .filter(|(_, f)| !f.packs.is_empty())
-            .collect();
-        let compact = !removed.is_empty() || !resolved.is_empty() || listing_files.len() > 1;
+        report.blobs_tombstoned = changes.new_tombstones.len();
 
         if opts.dry_run {
             report.index_files_after = report.index_files_before;
@@ -252,13 +220,13 @@ impl Repository {
             superseded: &superseded,
             tomb_files: &tomb_files,
             packs: &packs,
-            listing_files,
-            resolved,
-            removed,
-            new_tombstones,
-            repack,
+            listing_files: changes.listing_files,
+            resolved: changes.resolved,
+            removed: changes.removed,
+            new_tombstones: changes.new_tombstones,
+            repack: changes.repack,
             leftovers,
-            compact,
+            compact: changes.compact,
         };
         self.apply(me_handle, decided, &opts, &mut report).await?;
         report.index_files_after = self.store().list(paths::INDEX).await?.len();
@@ -384,6 +352,82 @@ impl Repository {
 }
 
 /// What a prune run decided to change.
+/// The index files that count, and the ids of those another supersedes.
+fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
+    let superseded: HashSet<Id> = all
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let files = all
+        .iter()
+        .filter(|(id, _)| !superseded.contains(id))
+        .collect();
+    (superseded, files)
+}
+
+/// What a run changes in the index, decided from what it observed.
+struct IndexChanges<'a> {
+    /// Phase 1: indexed, live blobs no snapshot references, sorted.
+    new_tombstones: Vec<Id>,
+    /// Packs phase 2 deletes or rewrites.
+    removed: HashSet<Id>,
+    /// Tombstone files fully acted on: every blob they name is either
+    /// referenced or has no copy left that a ripe tombstone applies to.
+    resolved: Vec<Id>,
+    /// Packs phase 2 rewrites, with the entries they keep.
+    repack: Vec<(Id, Vec<PackEntry>)>,
+    /// Index files that list packs.
+    listing_files: Vec<&'a (Id, IndexFile)>,
+    /// Whether the index files are rewritten.
+    compact: bool,
+}
+
+/// Decides [`IndexChanges`]: pure, from the index before any change
+/// (`indexed` says whether a blob is live in it), the blobs snapshots
+/// reference, the ripe tombstone files and the plan for packs.
+fn index_changes<'a>(
+    files: &[&'a (Id, IndexFile)],
+    packs: &HashMap<Id, PackView>,
+    referenced: &HashSet<Id>,
+    indexed: impl Fn(&Id) -> bool,
+    ripe_files: &[(Id, &IndexFile)],
+    plan: PackPlan,
+) -> IndexChanges<'a> {
+    let mut new_tombstones: Vec<Id> = packs
+        .values()
+        .flat_map(|v| v.entries.iter().map(|e| e.id))
+        .filter(|b| !referenced.contains(b) && indexed(b))
+        .collect::<HashSet<Id>>()
+        .into_iter()
+        .collect();
+    new_tombstones.sort();
+    let removed: HashSet<Id> = plan
+        .delete_packs
+        .iter()
+        .chain(plan.repack.iter().map(|(p, _)| p))
+        .copied()
+        .collect();
+    let resolved: Vec<Id> = ripe_files
+        .iter()
+        .filter(|(_, f)| f.tombstones.iter().all(|t| !plan.left_dead.contains(t)))
+        .map(|(id, _)| *id)
+        .collect();
+    let listing_files: Vec<&(Id, IndexFile)> = files
+        .iter()
+        .copied()
+        .filter(|(_, f)| !f.packs.is_empty())
+        .collect();
+    let compact = !removed.is_empty() || !resolved.is_empty() || listing_files.len() > 1;
+    IndexChanges {
+        new_tombstones,
+        removed,
+        resolved,
+        repack: plan.repack,
+        listing_files,
+        compact,
+    }
+}
+
 struct Decided<'a> {
     now: i64,
     all_files: &'a [(Id, IndexFile)],
@@ -397,4 +441,130 @@ struct Decided<'a> {
     repack: Vec<(Id, Vec<PackEntry>)>,
     leftovers: crate::Leftovers,
     compact: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::Kind;
+
+    fn id(n: u8) -> Id {
+        Id::from_bytes([n; 32])
+    }
+
+    fn entry(n: u8) -> PackEntry {
+        PackEntry {
+            kind: Kind::Data,
+            id: id(n),
+            offset: 0,
+            length: 1,
+            raw_length: 1,
+        }
+    }
+
+    fn file(packs: &[u8], tombstones: &[u8]) -> IndexFile {
+        IndexFile {
+            session: id(0),
+            created: 0,
+            packs: packs
+                .iter()
+                .map(|p| IndexPack {
+                    pack: id(*p),
+                    blobs: vec![],
+                })
+                .collect(),
+            tombstones: tombstones.iter().map(|t| id(*t)).collect(),
+            supersedes: vec![],
+        }
+    }
+
+    #[test]
+    fn superseded_index_files_do_not_count() {
+        let mut newer = file(&[100], &[]);
+        newer.supersedes = vec![id(51)];
+        let all = vec![
+            (id(50), file(&[100], &[])),
+            (id(51), file(&[101], &[])),
+            (id(52), newer),
+        ];
+        let (superseded, live) = live_files(&all);
+        assert_eq!(superseded, HashSet::from([id(51)]));
+        let live: Vec<Id> = live.iter().map(|(i, _)| *i).collect();
+        assert_eq!(live, vec![id(50), id(52)]);
+    }
+
+    #[test]
+    fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_finished() {
+        let files_owned = vec![
+            (id(50), file(&[100], &[])),
+            (id(51), file(&[101], &[])),
+            (id(60), file(&[], &[3])),
+            (id(61), file(&[], &[4])),
+        ];
+        let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
+        let packs = HashMap::from([
+            (
+                id(100),
+                PackView {
+                    entries: vec![entry(1), entry(2), entry(3)],
+                    listed: 0,
+                },
+            ),
+            (
+                id(101),
+                PackView {
+                    entries: vec![entry(4), entry(5)],
+                    listed: 0,
+                },
+            ),
+        ]);
+        // 1 is referenced; 3 and 4 are tombstoned already (not live); 2 and
+        // 5 are live and unreferenced.
+        let referenced = HashSet::from([id(1)]);
+        let live = |b: &Id| ![id(3), id(4)].contains(b);
+        let ripe: Vec<(Id, &IndexFile)> =
+            vec![(id(60), &files_owned[2].1), (id(61), &files_owned[3].1)];
+        let plan = PackPlan {
+            delete_packs: vec![],
+            repack: vec![(id(100), vec![entry(1), entry(2)])],
+            // 4's copy in pack 101 stays: its tombstone file is not done.
+            left_dead: HashSet::from([id(4)]),
+        };
+        let c = index_changes(&files, &packs, &referenced, live, &ripe, plan);
+        assert_eq!(
+            c.new_tombstones,
+            vec![id(2), id(5)],
+            "sorted, live, unreferenced"
+        );
+        assert_eq!(c.removed, HashSet::from([id(100)]));
+        assert_eq!(
+            c.resolved,
+            vec![id(60)],
+            "61 still names a copy left in place"
+        );
+        assert_eq!(c.listing_files.len(), 2);
+        assert!(c.compact);
+    }
+
+    #[test]
+    fn nothing_to_change_compacts_nothing() {
+        let files_owned = vec![(id(50), file(&[100], &[]))];
+        let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
+        let packs = HashMap::from([(
+            id(100),
+            PackView {
+                entries: vec![entry(1)],
+                listed: 0,
+            },
+        )]);
+        let referenced = HashSet::from([id(1)]);
+        let plan = PackPlan {
+            delete_packs: vec![],
+            repack: vec![],
+            left_dead: HashSet::new(),
+        };
+        let c = index_changes(&files, &packs, &referenced, |_| true, &[], plan);
+        assert!(c.new_tombstones.is_empty() && c.removed.is_empty() && c.resolved.is_empty());
+        assert!(!c.compact, "one listing file, nothing removed or resolved");
+    }
 }
