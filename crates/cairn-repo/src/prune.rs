@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_finished() {
-        let files_owned = vec![
+        let files_owned = [
             (id(50), file(&[100], &[])),
             (id(51), file(&[101], &[])),
             (id(60), file(&[], &[3])),
@@ -548,7 +548,7 @@ mod tests {
 
     #[test]
     fn nothing_to_change_compacts_nothing() {
-        let files_owned = vec![(id(50), file(&[100], &[]))];
+        let files_owned = [(id(50), file(&[100], &[]))];
         let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
         let packs = HashMap::from([(
             id(100),
