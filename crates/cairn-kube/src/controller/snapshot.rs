@@ -61,54 +61,17 @@ pub fn snapshot_source(vs: &DynamicObject) -> Option<&str> {
 
 /// Makes progress on exposing `job`'s snapshot; says where it stands.
 pub async fn expose<J: Job>(ctx: &Context, job: &J, policy: &SnapshotPolicy) -> Result<Exposure> {
+    match ready_snapshot(ctx, job, policy).await? {
+        Ok(vs) => claim_from(ctx, job, &vs).await,
+        Err(waiting_or_failed) => Ok(waiting_or_failed),
+    }
+}
+
+/// Makes the claim of the ready snapshot `vs` (or checks the one there).
+async fn claim_from<J: Job>(ctx: &Context, job: &J, vs: &DynamicObject) -> Result<Exposure> {
     let (ns, claim) = job.claim();
     let (_, name) = job.reach();
-    let vss = snapshots(&ctx.client, &ns);
-    let Some(vs) = vss.get_opt(&name).await? else {
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": format!("{SNAPSHOT_GROUP}/v1"),
-            "kind": "VolumeSnapshot",
-            "metadata": {
-                "name": name,
-                "labels": labels(job, &claim),
-                "ownerReferences": owners(job, &ns),
-            },
-            "spec": {
-                "volumeSnapshotClassName": policy.volume_snapshot_class_name,
-                "source": {"persistentVolumeClaimName": claim},
-            },
-        }))
-        .map_err(invalid)?;
-        ignore_conflict(vss.create(&PostParams::default(), &obj).await)?;
-        return Ok(Exposure::Waiting(format!(
-            "took VolumeSnapshot {name} of claim {claim}; waiting for it to be ready"
-        )));
-    };
-    if snapshot_source(&vs) != Some(claim.as_str()) {
-        return Ok(Exposure::Failed(format!(
-            "VolumeSnapshot {ns}/{name} exists and is not a snapshot of claim {claim}"
-        )));
-    }
     let status = vs.data.get("status");
-    if let Some(msg) = status
-        .and_then(|s| s.get("error"))
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-    {
-        return Ok(Exposure::Failed(format!(
-            "VolumeSnapshot {name} failed: {}",
-            crate::kubeutil::truncate(msg.to_owned(), 500)
-        )));
-    }
-    let ready = status
-        .and_then(|s| s.get("readyToUse"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if !ready {
-        return Ok(Exposure::Waiting(format!(
-            "waiting for VolumeSnapshot {name} to be ready"
-        )));
-    }
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(existing) = claims.get_opt(&name).await? {
         let from = existing.spec.as_ref().and_then(|s| s.data_source.as_ref());
@@ -163,6 +126,64 @@ pub async fn expose<J: Job>(ctx: &Context, job: &J, policy: &SnapshotPolicy) -> 
     .map_err(invalid)?;
     ignore_conflict(claims.create(&PostParams::default(), &pvc).await)?;
     Ok(Exposure::Ready)
+}
+
+/// Takes the claim's VolumeSnapshot if there is none yet; returns it once
+/// it is ready, or where it stands.
+async fn ready_snapshot<J: Job>(
+    ctx: &Context,
+    job: &J,
+    policy: &SnapshotPolicy,
+) -> Result<std::result::Result<DynamicObject, Exposure>> {
+    let (ns, claim) = job.claim();
+    let (_, name) = job.reach();
+    let vss = snapshots(&ctx.client, &ns);
+    let Some(vs) = vss.get_opt(&name).await? else {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": format!("{SNAPSHOT_GROUP}/v1"),
+            "kind": "VolumeSnapshot",
+            "metadata": {
+                "name": name,
+                "labels": labels(job, &claim),
+                "ownerReferences": owners(job, &ns),
+            },
+            "spec": {
+                "volumeSnapshotClassName": policy.volume_snapshot_class_name,
+                "source": {"persistentVolumeClaimName": claim},
+            },
+        }))
+        .map_err(invalid)?;
+        ignore_conflict(vss.create(&PostParams::default(), &obj).await)?;
+        return Ok(Err(Exposure::Waiting(format!(
+            "took VolumeSnapshot {name} of claim {claim}; waiting for it to be ready"
+        ))));
+    };
+    if snapshot_source(&vs) != Some(claim.as_str()) {
+        return Ok(Err(Exposure::Failed(format!(
+            "VolumeSnapshot {ns}/{name} exists and is not a snapshot of claim {claim}"
+        ))));
+    }
+    let status = vs.data.get("status");
+    if let Some(msg) = status
+        .and_then(|s| s.get("error"))
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+    {
+        return Ok(Err(Exposure::Failed(format!(
+            "VolumeSnapshot {name} failed: {}",
+            crate::kubeutil::truncate(msg.to_owned(), 500)
+        ))));
+    }
+    let ready = status
+        .and_then(|s| s.get("readyToUse"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !ready {
+        return Ok(Err(Exposure::Waiting(format!(
+            "waiting for VolumeSnapshot {name} to be ready"
+        ))));
+    }
+    Ok(Ok(vs))
 }
 
 /// Deletes what `job` made once it ended (or is being deleted): its
