@@ -133,25 +133,25 @@ impl Repository {
         result
     }
 
-    async fn prune_as(&self, me_handle: &SessionHandle, opts: PruneOptions) -> Result<PruneReport> {
-        let now = self.clock().now();
-        let mut report = PruneReport {
-            dry_run: opts.dry_run,
-            ..PruneReport::default()
-        };
-        // Sessions first, snapshots after: a writer whose session is gone
-        // from this listing stored its snapshot more than the grace period
-        // ago (its done record lasted that long), so the listing below
-        // shows it; a more recent one is named by its done record.
+    /// Sessions first, snapshots after: a writer whose session is gone
+    /// from this listing stored its snapshot more than the grace period ago
+    /// (its done record lasted that long), so the snapshot listing shows
+    /// it; a more recent one is named by its done record. Snapshots are
+    /// listed before the index is read (by the caller): a writer stores its
+    /// index files before its snapshot, so every snapshot listed has its
+    /// blobs in that index.
+    async fn sessions_then_snapshots(
+        &self,
+        me_handle: &SessionHandle,
+        now: i64,
+        opts: &PruneOptions,
+        report: &mut PruneReport,
+    ) -> Result<(crate::prune_checks::SessionView, Vec<Id>)> {
         let view = self
             .prune_sessions(me_handle, now, opts.grace, opts.dry_run)
             .await?;
         report.stale_sessions_removed = view.removed;
         report.unreadable_sessions = view.unreadable.clone();
-
-        // Snapshots are listed before the index is read: a writer stores its
-        // index files before its snapshot, so every snapshot listed here has
-        // its blobs in the index read below.
         let mut snapshot_ids = self.snapshot_ids().await?;
         for sid in &view.done_snapshots {
             if !snapshot_ids.contains(sid) {
@@ -159,6 +159,18 @@ impl Repository {
                 report.snapshots_from_sessions += 1;
             }
         }
+        Ok((view, snapshot_ids))
+    }
+
+    async fn prune_as(&self, me_handle: &SessionHandle, opts: PruneOptions) -> Result<PruneReport> {
+        let now = self.clock().now();
+        let mut report = PruneReport {
+            dry_run: opts.dry_run,
+            ..PruneReport::default()
+        };
+        let (view, snapshot_ids) = self
+            .sessions_then_snapshots(me_handle, now, &opts, &mut report)
+            .await?;
         let all_files = self.read_index_files().await?;
         report.index_files_before = all_files.len();
         let (superseded, files) = live_files(&all_files);
