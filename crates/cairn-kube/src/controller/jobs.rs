@@ -195,7 +195,6 @@ async fn apply<J: Job>(
     action: Action,
 ) -> Result<Option<Duration>> {
     let name = job.name_str();
-    let kind = J::KIND;
     let soon = Some(Duration::from_secs(1));
     match action {
         Action::InitStatus => {
@@ -212,128 +211,21 @@ async fn apply<J: Job>(
             }
         }
         Action::CreateHelperPod { node } => {
-            let same_ns = job.ns() == claim_ns;
-            let claim = job.reach();
-            let pod = helper::build(&HelperSpec {
-                kind,
-                job: (&job.ns(), &name),
-                job_uid: &job.uid_str(),
-                owner: if same_ns {
-                    job.controller_owner_ref(&())
-                } else {
-                    None
-                },
-                claim: (claim_ns, &claim.1),
-                node: &node,
-                block,
-                image: &ctx.config.helper_image,
-            });
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), claim_ns);
-            match pods.create(&PostParams::default(), &pod).await {
-                Ok(p) => {
-                    ctx.metrics.helper_pods.inc();
-                    let note = format!(
-                        "no running pod mounts claim {}; created pod {} on node {node} to mount it",
-                        claim.1,
-                        p.name_any()
-                    );
-                    event(&ctx.recorder, job, false, "HelperPodCreated", note).await;
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
+            create_helper(ctx, job, (claim_ns, block), node).await?;
             return Ok(soon);
         }
         Action::DeleteHelperPod(pod) => {
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), claim_ns);
-            match pods.delete(&pod, &DeleteParams::default()).await {
-                Ok(_) => {
-                    event(
-                        &ctx.recorder,
-                        job,
-                        false,
-                        "HelperPodDeleted",
-                        format!("deleted pod {pod}"),
-                    )
-                    .await;
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            delete_helper(ctx, job, claim_ns, pod).await?;
         }
         Action::Assign { node, source } => {
-            let labels = json!({"metadata": {"labels": {NODE_LABEL: node_label(&node)}}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
-                .await?;
-            let note = format!(
-                "assigned to node {node}, reaching the volume through pod {}",
-                source.pod_name
-            );
-            let done = transition(
-                api,
-                &name,
-                &[("/status/phase", json!(Phase::New))],
-                &[
-                    ("/status/phase", json!(Phase::Assigned)),
-                    ("/status/node", json!(node)),
-                    (
-                        "/status/source",
-                        serde_json::to_value(&source).map_err(invalid)?,
-                    ),
-                    ("/status/message", json!(note)),
-                ],
-            )
-            .await?;
-            if done {
-                ctx.metrics.outcome(kind, Phase::Assigned);
-                event(&ctx.recorder, job, false, "Assigned", note).await;
-            }
+            assign_to(ctx, api, job, node, source).await?;
         }
         Action::Unassign(why) => {
-            let done = transition(
-                api,
-                &name,
-                &[("/status/phase", json!(Phase::Assigned))],
-                &[
-                    ("/status/phase", json!(Phase::New)),
-                    ("/status/node", Value::Null),
-                    ("/status/source", Value::Null),
-                    ("/status/message", json!(why)),
-                ],
-            )
-            .await?;
-            if done {
-                let labels = json!({"metadata": {"labels": {NODE_LABEL: null}}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
-                    .await?;
-                event(&ctx.recorder, job, true, "Unassigned", why).await;
-            }
+            unassign(api, job, ctx, why).await?;
             return Ok(soon);
         }
         Action::Finish { from, to, message } => {
-            let done = transition(
-                api,
-                &name,
-                &[("/status/phase", json!(from))],
-                &[
-                    ("/status/phase", json!(to)),
-                    ("/status/message", json!(message)),
-                    ("/status/completionTime", json!(time_from_secs(wall_now()))),
-                    ("/status/conditions", json!([ready_condition(to, &message)])),
-                ],
-            )
-            .await?;
-            if done {
-                ctx.metrics.outcome(kind, to);
-                event(
-                    &ctx.recorder,
-                    job,
-                    to == Phase::Failed,
-                    to.as_str(),
-                    message,
-                )
-                .await;
-            }
+            finish(ctx, api, job, (from, to), message).await?;
         }
         Action::Wait(message) => {
             if !message.is_empty() {
@@ -343,6 +235,167 @@ async fn apply<J: Job>(
         }
     }
     Ok(None)
+}
+
+/// Creates the helper pod that mounts (or attaches) the claim `job` reads.
+async fn create_helper<J: Job>(
+    ctx: &Context,
+    job: &J,
+    (claim_ns, block): (&str, bool),
+    node: String,
+) -> Result<()> {
+    let name = job.name_str();
+    let kind = J::KIND;
+    let same_ns = job.ns() == claim_ns;
+    let claim = job.reach();
+    let pod = helper::build(&HelperSpec {
+        kind,
+        job: (&job.ns(), &name),
+        job_uid: &job.uid_str(),
+        owner: if same_ns {
+            job.controller_owner_ref(&())
+        } else {
+            None
+        },
+        claim: (claim_ns, &claim.1),
+        node: &node,
+        block,
+        image: &ctx.config.helper_image,
+    });
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), claim_ns);
+    match pods.create(&PostParams::default(), &pod).await {
+        Ok(p) => {
+            ctx.metrics.helper_pods.inc();
+            let note = format!(
+                "no running pod mounts claim {}; created pod {} on node {node} to mount it",
+                claim.1,
+                p.name_any()
+            );
+            event(&ctx.recorder, job, false, "HelperPodCreated", note).await;
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Deletes a helper pod of `job`.
+async fn delete_helper<J: Job>(ctx: &Context, job: &J, claim_ns: &str, pod: String) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), claim_ns);
+    match pods.delete(&pod, &DeleteParams::default()).await {
+        Ok(_) => {
+            event(
+                &ctx.recorder,
+                job,
+                false,
+                "HelperPodDeleted",
+                format!("deleted pod {pod}"),
+            )
+            .await;
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Assigns `job` to `node`, reaching the volume through `source`.
+async fn assign_to<J: Job>(
+    ctx: &Context,
+    api: &Api<J>,
+    job: &J,
+    node: String,
+    source: crate::crd::VolumeSource,
+) -> Result<()> {
+    let name = job.name_str();
+    let kind = J::KIND;
+    let labels = json!({"metadata": {"labels": {NODE_LABEL: node_label(&node)}}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
+        .await?;
+    let note = format!(
+        "assigned to node {node}, reaching the volume through pod {}",
+        source.pod_name
+    );
+    let done = transition(
+        api,
+        &name,
+        &[("/status/phase", json!(Phase::New))],
+        &[
+            ("/status/phase", json!(Phase::Assigned)),
+            ("/status/node", json!(node)),
+            (
+                "/status/source",
+                serde_json::to_value(&source).map_err(invalid)?,
+            ),
+            ("/status/message", json!(note)),
+        ],
+    )
+    .await?;
+    if done {
+        ctx.metrics.outcome(kind, Phase::Assigned);
+        event(&ctx.recorder, job, false, "Assigned", note).await;
+    }
+    Ok(())
+}
+
+/// Takes `job` back to New, to be placed again.
+async fn unassign<J: Job>(api: &Api<J>, job: &J, ctx: &Context, why: String) -> Result<()> {
+    let name = job.name_str();
+    let done = transition(
+        api,
+        &name,
+        &[("/status/phase", json!(Phase::Assigned))],
+        &[
+            ("/status/phase", json!(Phase::New)),
+            ("/status/node", Value::Null),
+            ("/status/source", Value::Null),
+            ("/status/message", json!(why)),
+        ],
+    )
+    .await?;
+    if done {
+        let labels = json!({"metadata": {"labels": {NODE_LABEL: null}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&labels))
+            .await?;
+        event(&ctx.recorder, job, true, "Unassigned", why).await;
+    }
+    Ok(())
+}
+
+/// Moves `job` from `from` to the final phase `to`.
+async fn finish<J: Job>(
+    ctx: &Context,
+    api: &Api<J>,
+    job: &J,
+    (from, to): (Phase, Phase),
+    message: String,
+) -> Result<()> {
+    let name = job.name_str();
+    let kind = J::KIND;
+    let done = transition(
+        api,
+        &name,
+        &[("/status/phase", json!(from))],
+        &[
+            ("/status/phase", json!(to)),
+            ("/status/message", json!(message)),
+            ("/status/completionTime", json!(time_from_secs(wall_now()))),
+            ("/status/conditions", json!([ready_condition(to, &message)])),
+        ],
+    )
+    .await?;
+    if done {
+        ctx.metrics.outcome(kind, to);
+        event(
+            &ctx.recorder,
+            job,
+            to == Phase::Failed,
+            to.as_str(),
+            message,
+        )
+        .await;
+    }
+    Ok(())
 }
 
 fn invalid(e: serde_json::Error) -> Error {
