@@ -124,66 +124,9 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
     };
 
     // 3. Take the job: Assigned → InProgress, or re-take an orphan.
-    let Some(fresh) = api.get_opt(&name).await? else {
-        return Ok(());
-    };
-    let attempts = fresh.job_status().map(|s| s.attempts).unwrap_or(0);
-    let me = &cfg.agent_id;
-    let taken = if resume {
-        transition(
-            &api,
-            &name,
-            &[("/status/phase", json!(Phase::InProgress)), ("/status/attempts", json!(attempts))],
-            &[
-                ("/status/agent", json!(me)),
-                ("/status/attempts", json!(attempts + 1)),
-                ("/status/message", json!(format!(
-                    "resumed after an agent restart (attempt {}); data uploaded before is reused",
-                    attempts + 1
-                ))),
-            ],
-        )
-        .await?
-    } else {
-        transition(
-            &api,
-            &name,
-            &[
-                ("/status/phase", json!(Phase::Assigned)),
-                ("/status/node", json!(cfg.node)),
-            ],
-            &[
-                ("/status/phase", json!(Phase::InProgress)),
-                ("/status/agent", json!(me)),
-                ("/status/attempts", json!(attempts + 1)),
-                ("/status/startTime", json!(time_from_secs(wall_now()))),
-                ("/status/message", json!("running")),
-            ],
-        )
-        .await?
-    };
-    if !taken {
+    if !take(agent, &api, job, resume).await? {
         return Ok(());
     }
-    if let Some(fresh) = api.get_opt(&name).await? {
-        set_finalizer(&api, &fresh, AGENT_FINALIZER, true).await?;
-    }
-    let (reason, note) = if resume {
-        (
-            "Resumed",
-            format!(
-                "agent {me} resumed it on node {} (attempt {})",
-                cfg.node,
-                attempts + 1
-            ),
-        )
-    } else {
-        (
-            "Started",
-            format!("agent {me} started it on node {}", cfg.node),
-        )
-    };
-    event(&agent.recorder, job, false, reason, note).await;
 
     // 4. Run, reporting progress.
     let running = agent
@@ -206,74 +149,12 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
     let _ = reporter.await;
     running.dec();
 
-    // 5. The outcome. Stopped for a shutdown, the job stays InProgress
-    // (its uploads indexed) and the next agent resumes it.
-    if agent.shutting_down()
-        && matches!(result, Err(Error::Engine(cairn::error::FsError::Cancelled)))
-    {
-        tracing::info!(job = %name, "left in progress for the next agent");
-        return Ok(());
+    // 5. The outcome.
+    if record_outcome(agent, &api, job, handle, result, started).await? {
+        release(&api, &name).await
+    } else {
+        Ok(())
     }
-    let (phase, outcome, message) = match result {
-        Ok(o) => (Phase::Completed, o.clone(), o.message),
-        Err(Error::Engine(cairn::error::FsError::Cancelled)) => (
-            Phase::Canceled,
-            Outcome::default(),
-            "canceled; data uploaded so far is indexed and reused by the next backup".to_owned(),
-        ),
-        Err(e) => (
-            Phase::Failed,
-            Outcome::default(),
-            truncate(e.to_string(), 1000),
-        ),
-    };
-    let (files, bytes, total_files, total_bytes) = handle.progress.get();
-    let mut set: Vec<(&str, Value)> = vec![
-        ("/status/phase", json!(phase)),
-        ("/status/message", json!(message)),
-        ("/status/completionTime", json!(time_from_secs(wall_now()))),
-        (
-            "/status/progress",
-            json!(JobProgress::new(
-                files,
-                bytes,
-                total_files.max(files),
-                total_bytes.max(bytes)
-            )),
-        ),
-        (
-            "/status/conditions",
-            json!([ready_condition(phase, &message)]),
-        ),
-    ];
-    if !outcome.snapshot_id.is_empty() {
-        set.push(("/status/snapshotId", json!(outcome.snapshot_id)));
-    }
-    if let Some(b) = outcome.incremental_bytes {
-        set.push(("/status/incrementalBytes", json!(b)));
-    }
-    let expect = [
-        ("/status/phase", json!(Phase::InProgress)),
-        ("/status/agent", json!(me)),
-    ];
-    let recorded = retry(|| transition(&api, &name, &expect, &set)).await?;
-    if recorded {
-        agent.metrics.outcome(J::KIND, phase);
-        agent
-            .metrics
-            .duration
-            .get_or_create(&Metrics::kind(J::KIND))
-            .observe(started.elapsed().as_secs_f64());
-        event(
-            &agent.recorder,
-            job,
-            phase == Phase::Failed,
-            phase.as_str(),
-            message,
-        )
-        .await;
-    }
-    release(&api, &name).await
 }
 
 async fn wait_stop(handle: &RunHandle) {
@@ -370,6 +251,154 @@ async fn report<J: Job>(
             tracing::debug!(error = %e, "progress patch failed");
         }
     }
+}
+
+/// Takes the job: Assigned → InProgress, or re-takes an orphan
+/// (`resume`); false if another agent or a change got there first.
+async fn take<J: Job>(agent: &Agent, api: &Api<J>, job: &J, resume: bool) -> Result<bool> {
+    let cfg = &agent.config;
+    let name = job.name_str();
+    let Some(fresh) = api.get_opt(&name).await? else {
+        return Ok(false);
+    };
+    let attempts = fresh.job_status().map(|s| s.attempts).unwrap_or(0);
+    let me = &cfg.agent_id;
+    let taken = if resume {
+        transition(
+            api,
+            &name,
+            &[("/status/phase", json!(Phase::InProgress)), ("/status/attempts", json!(attempts))],
+            &[
+                ("/status/agent", json!(me)),
+                ("/status/attempts", json!(attempts + 1)),
+                ("/status/message", json!(format!(
+                    "resumed after an agent restart (attempt {}); data uploaded before is reused",
+                    attempts + 1
+                ))),
+            ],
+        )
+        .await?
+    } else {
+        transition(
+            api,
+            &name,
+            &[
+                ("/status/phase", json!(Phase::Assigned)),
+                ("/status/node", json!(cfg.node)),
+            ],
+            &[
+                ("/status/phase", json!(Phase::InProgress)),
+                ("/status/agent", json!(me)),
+                ("/status/attempts", json!(attempts + 1)),
+                ("/status/startTime", json!(time_from_secs(wall_now()))),
+                ("/status/message", json!("running")),
+            ],
+        )
+        .await?
+    };
+    if !taken {
+        return Ok(false);
+    }
+    if let Some(fresh) = api.get_opt(&name).await? {
+        set_finalizer(api, &fresh, AGENT_FINALIZER, true).await?;
+    }
+    let (reason, note) = if resume {
+        (
+            "Resumed",
+            format!(
+                "agent {me} resumed it on node {} (attempt {})",
+                cfg.node,
+                attempts + 1
+            ),
+        )
+    } else {
+        (
+            "Started",
+            format!("agent {me} started it on node {}", cfg.node),
+        )
+    };
+    event(&agent.recorder, job, false, reason, note).await;
+    Ok(true)
+}
+
+/// Records how the run ended; false when it stopped for a shutdown and the
+/// job stays InProgress (its uploads indexed) for the next agent.
+async fn record_outcome<J: Job>(
+    agent: &Agent,
+    api: &Api<J>,
+    job: &J,
+    handle: &RunHandle,
+    result: Result<Outcome>,
+    started: Instant,
+) -> Result<bool> {
+    let name = job.name_str();
+    let me = &agent.config.agent_id;
+    if agent.shutting_down()
+        && matches!(result, Err(Error::Engine(cairn::error::FsError::Cancelled)))
+    {
+        tracing::info!(job = %name, "left in progress for the next agent");
+        return Ok(false);
+    }
+    let (phase, outcome, message) = match result {
+        Ok(o) => (Phase::Completed, o.clone(), o.message),
+        Err(Error::Engine(cairn::error::FsError::Cancelled)) => (
+            Phase::Canceled,
+            Outcome::default(),
+            "canceled; data uploaded so far is indexed and reused by the next backup".to_owned(),
+        ),
+        Err(e) => (
+            Phase::Failed,
+            Outcome::default(),
+            truncate(e.to_string(), 1000),
+        ),
+    };
+    let (files, bytes, total_files, total_bytes) = handle.progress.get();
+    let mut set: Vec<(&str, Value)> = vec![
+        ("/status/phase", json!(phase)),
+        ("/status/message", json!(message)),
+        ("/status/completionTime", json!(time_from_secs(wall_now()))),
+        (
+            "/status/progress",
+            json!(JobProgress::new(
+                files,
+                bytes,
+                total_files.max(files),
+                total_bytes.max(bytes)
+            )),
+        ),
+        (
+            "/status/conditions",
+            json!([ready_condition(phase, &message)]),
+        ),
+    ];
+    if !outcome.snapshot_id.is_empty() {
+        set.push(("/status/snapshotId", json!(outcome.snapshot_id)));
+    }
+    if let Some(b) = outcome.incremental_bytes {
+        set.push(("/status/incrementalBytes", json!(b)));
+    }
+    let expect = [
+        ("/status/phase", json!(Phase::InProgress)),
+        ("/status/agent", json!(me)),
+    ];
+    let recorded = retry(|| transition(api, &name, &expect, &set)).await?;
+    if recorded {
+        agent.metrics.outcome(J::KIND, phase);
+        agent
+            .metrics
+            .duration
+            .get_or_create(&Metrics::kind(J::KIND))
+            .observe(started.elapsed().as_secs_f64());
+        event(
+            &agent.recorder,
+            job,
+            phase == Phase::Failed,
+            phase.as_str(),
+            message,
+        )
+        .await;
+    }
+    Ok(true)
 }
 
 /// Re-reads the pod and claim a job's `status.source` names and checks them
