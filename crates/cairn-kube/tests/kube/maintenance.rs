@@ -311,8 +311,9 @@ async fn a_scheduled_maintenance_job_reclaims_the_space_of_forgotten_snapshots()
     c.cleanup().await;
 }
 
-/// The secrets of two repositories: S3 credentials, and each password.
-async fn secrets(c: &crate::common::Cluster) {
+/// The secrets of two repositories: S3 credentials (`s3`), and the
+/// passwords `pw` and `archive-pw`.
+pub(crate) async fn secrets(c: &crate::common::Cluster) {
     let creds: serde_json::Map<String, serde_json::Value> = AWS
         .iter()
         .filter_map(|k| Some((k.to_string(), json!(std::env::var(k).ok()?))))
@@ -332,7 +333,11 @@ async fn secrets(c: &crate::common::Cluster) {
     }
 }
 
-fn repository(url: &str, password: &str, maintenance: Option<Maintenance>) -> BackupRepositorySpec {
+pub(crate) fn repository(
+    url: &str,
+    password: &str,
+    maintenance: Option<Maintenance>,
+) -> BackupRepositorySpec {
     BackupRepositorySpec {
         url: url.to_owned(),
         password_secret_ref: SecretKeyRef {

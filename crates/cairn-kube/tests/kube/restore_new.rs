@@ -10,8 +10,8 @@ use cairn::{BackupOptions, Source};
 use std::time::Duration;
 
 use cairn_kube::crd::{
-    ClaimTemplate, Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec, VolumeRestore,
-    VolumeRestoreSpec,
+    BackupRepository, ClaimTemplate, Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec,
+    VolumeRestore, VolumeRestoreSpec,
 };
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
@@ -188,23 +188,40 @@ async fn provision_and_mount(c: &mut Cluster, restore: &str, claim: &str, node: 
     target
 }
 
-/// Two clusters write into one repository under their own names. The old
+/// Two clusters write into one repository on S3 (Garage) under their own
+/// names. The old
 /// cluster's snapshot of a claim is listed by `cairn snapshots --cluster`,
 /// and a VolumeRestore in an administrator namespace of the new cluster
 /// names it with `sourceCluster` and restores it into a claim it creates,
 /// though this cluster has a newer snapshot of a claim of the same name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() {
+    let Some(s3) = crate::common::s3_base("the two-cluster test") else {
+        return;
+    };
     let Some(mut c) = cluster("restore-west").await else {
         return;
     };
     let node = c.create_node("n").await;
-    let repo_path = c.init_repository("repo").await;
+    let url = crate::common::s3_prefix(&s3, &c.ns);
+    cairn::Repository::init(
+        cairn::Store::open(&url, true).expect("store"),
+        crate::common::PASSWORD.as_bytes(),
+        cairn::InitOptions::insecure_fast_for_tests(),
+    )
+    .await
+    .expect("init on S3");
     // The lost cluster "west" backed up claim `data` of this namespace.
     let west = c.scratch.path().join("west");
     std::fs::create_dir_all(&west).expect("mkdir");
     fill(&west, 4, 15_000);
-    let repo = c.open_repository(&repo_path).await;
+    let repo = cairn::Repository::open(
+        cairn::Store::open(&url, false).expect("store"),
+        crate::common::PASSWORD.as_bytes(),
+        Default::default(),
+    )
+    .await
+    .expect("open");
     cairn::backup(
         &repo,
         BackupOptions {
@@ -230,7 +247,14 @@ async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() 
     let pv = c.create_claim("data").await;
     let uid = c.create_pod("app", &node, "data").await;
     fill(&c.volume_dir(&uid, &pv), 2, 1_000);
-    c.create_repository_object("main", &repo_path, None).await;
+    crate::maintenance::secrets(&c).await;
+    c.api::<BackupRepository>()
+        .create(
+            &PostParams::default(),
+            &BackupRepository::new("main", crate::maintenance::repository(&url, "pw", None)),
+        )
+        .await
+        .expect("repository");
     c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
     let _agent = c.start_agent(&node);
     let vb = VolumeBackup::new(
@@ -258,14 +282,10 @@ async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() 
     // The CLI tells the clusters apart.
     let listed = |args: &[&str]| -> usize {
         let out = std::process::Command::new(crate::common::cli())
-            .args([
-                "-r",
-                repo_path.to_str().expect("utf-8"),
-                "snapshots",
-                "--json",
-            ])
+            .args(["-r", url.as_str(), "snapshots", "--json"])
             .args(args)
             .env("CAIRN_PASSWORD", crate::common::PASSWORD)
+            .env("CAIRN_CACHE_DIR", c.scratch.path().join("cli-cache"))
             .output()
             .expect("run cairn");
         assert!(
