@@ -592,19 +592,30 @@ pub(crate) fn s3_prefix(base: &str, prefix: &str) -> String {
     format!("{}/{prefix}?{query}", head.trim_end_matches('/'))
 }
 
-/// The `cairn` CLI binary of this workspace (built if missing).
+/// The `cairn` CLI binary of this workspace, built now (a no-op when
+/// `cargo test` built it already), so a test never runs a stale one.
 pub(crate) fn cli() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("cairn");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo)
-            .args(["build", "-p", "cairn-cli", "--bin", "cairn"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building the cairn CLI failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let ok = std::process::Command::new(cargo)
+                .args([
+                    "build",
+                    "-p",
+                    "cairn-cli",
+                    "--features",
+                    "testing",
+                    "--bin",
+                    "cairn",
+                ])
+                .status()
+                .expect("cargo build")
+                .success();
+            assert!(ok, "building the cairn CLI failed");
+            let exe = std::env::current_exe().expect("test exe");
+            let dir = exe.parent().and_then(Path::parent).expect("target dir");
+            dir.join("cairn")
+        })
+        .clone()
 }
