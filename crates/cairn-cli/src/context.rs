@@ -84,6 +84,25 @@ pub(crate) async fn open_with(g: &Global, pw: &[u8]) -> Result<Repository> {
     Ok(repo)
 }
 
+/// Opens another repository than the one `g` names (a `copy` source, or
+/// the one `init --copy-chunker-params-from` names), with the same options
+/// but the default cache of its own URL (`--cache-dir` is the main
+/// repository's), and the password from CAIRN_FROM_PASSWORD or
+/// `password_file`.
+pub(crate) async fn open_other(
+    g: &Global,
+    url: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<Repository> {
+    let other = Global {
+        repo: Some(url.to_owned()),
+        cache_dir: None,
+        ..g.clone()
+    };
+    let pw = password::source(password_file)?;
+    open_with(&other, &pw).await
+}
+
 /// Seconds and nanoseconds since the epoch (the test clock's, when set).
 pub(crate) fn now() -> cairn::Timestamp {
     if crate::test_hooks::clock_is_set() {

@@ -127,6 +127,25 @@ where
     }
 }
 
+/// A create that found the object there already (an earlier reconcile's)
+/// is fine.
+pub fn ignore_conflict<T>(r: std::result::Result<T, kube::Error>) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A delete of an object already gone is fine.
+pub fn ignore_missing<T>(r: std::result::Result<T, kube::Error>) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {

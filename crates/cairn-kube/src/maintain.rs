@@ -185,10 +185,7 @@ impl Report {
 
 /// Reads the password and settings files.
 fn credentials(password_file: &Path, settings_dir: Option<&Path>) -> Result<Credentials> {
-    let mut password = Zeroizing::new(read_bounded(password_file)?);
-    while password.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        password.pop();
-    }
+    let password = crate::repo::trim_newline(Zeroizing::new(read_bounded(password_file)?));
     let mut settings = Settings::new();
     if let Some(dir) = settings_dir {
         let entries = std::fs::read_dir(dir)

@@ -90,6 +90,11 @@ pub fn snapshot_object(job: &str, uid: &str) -> String {
     format!("cairn-{}-{short}", base.trim_end_matches(['-', '.']))
 }
 
+/// The annotation through which the scheduler tells a provisioner which
+/// node a WaitForFirstConsumer claim is for; cairn sets it on the claims it
+/// creates, whose helper pods are placed on a node it chose.
+pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,7 +110,8 @@ fn wipe_secret(s: &mut Secret) {
     }
 }
 
-fn trim_newline(mut v: Zeroizing<Vec<u8>>) -> Zeroizing<Vec<u8>> {
+/// `v` without trailing newlines (a password file's or a Secret's).
+pub(crate) fn trim_newline(mut v: Zeroizing<Vec<u8>>) -> Zeroizing<Vec<u8>> {
     while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         v.pop();
     }

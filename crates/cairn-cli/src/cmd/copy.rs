@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cli::{CopyArgs, Global};
 use crate::output::Bar;
-use crate::{context, exit, password};
+use crate::{context, exit};
 
 /// Whether `s` passes the filters of `a` (each filter given must match).
 fn selected(a: &CopyArgs, s: &Snapshot) -> bool {
@@ -47,23 +47,11 @@ async fn to_copy(src: &Repository, a: &CopyArgs) -> Result<Vec<(Id, Snapshot)>> 
     Ok(list)
 }
 
-async fn open_source(g: &Global, a: &CopyArgs) -> Result<Repository> {
-    let source = Global {
-        repo: Some(a.from_repo.clone()),
-        // The target's --cache-dir is the target's: the source gets the
-        // default one of its own URL.
-        cache_dir: None,
-        ..g.clone()
-    };
-    let pw = password::source(a.from_password_file.as_deref())?;
-    context::open_with(&source, &pw)
-        .await
-        .context("the source repository (--from-repo)")
-}
-
 pub(crate) async fn run(g: &Global, a: CopyArgs) -> Result<u8> {
     let dst = context::open(g).await?;
-    let src = open_source(g, &a).await?;
+    let src = context::open_other(g, &a.from_repo, a.from_password_file.as_deref())
+        .await
+        .context("the source repository (--from-repo)")?;
     if src.config().repo_id == dst.config().repo_id {
         bail!("the source and the target are the same repository");
     }

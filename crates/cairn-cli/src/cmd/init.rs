@@ -27,13 +27,7 @@ pub(crate) async fn run(g: &Global, a: InitArgs) -> Result<u8> {
     opts.kdf = kdf(&a.kdf);
     opts.compression_level = a.compression;
     if let Some(from) = &a.copy_chunker_params_from {
-        let other = Global {
-            repo: Some(from.clone()),
-            cache_dir: None,
-            ..g.clone()
-        };
-        let other_pw = password::source(a.from_password_file.as_deref())?;
-        let other = context::open_with(&other, &other_pw)
+        let other = context::open_other(g, from, a.from_password_file.as_deref())
             .await
             .with_context(|| format!("--copy-chunker-params-from {from}"))?;
         opts.chunker = Some(other.config().chunker);

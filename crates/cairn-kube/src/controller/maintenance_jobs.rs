@@ -17,7 +17,7 @@ use super::maintenance::{self, Facts, JobFacts, JobState, Plan};
 use super::maintenance_job;
 use crate::Result;
 use crate::crd::{BackupRepository, MaintenanceStatus, secs_of, time_from_secs};
-use crate::kubeutil::{event, merge_status, truncate};
+use crate::kubeutil::{event, ignore_missing, merge_status, truncate};
 use crate::maintain::Report;
 use crate::names::{MAINTENANCE_JOB_LABEL, MAINTENANCE_OF_LABEL, SCHEDULED_TIME_ANNOTATION};
 
@@ -107,11 +107,7 @@ pub async fn reconcile(ctx: &Context, r: &BackupRepository) -> Result<Option<Dur
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
-        match jobs_api.delete(name, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        ignore_missing(jobs_api.delete(name, &dp).await)?;
     }
     write(ctx, r, patch).await?;
     Ok(Some(requeue(&plan, ctx.config.resync)))

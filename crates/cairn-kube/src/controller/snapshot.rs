@@ -18,11 +18,8 @@ use super::placement::mounted_volume_name;
 use crate::Result;
 use crate::crd::{Phase, SnapshotPolicy};
 use crate::job::Job;
-use crate::names::{OWNER_UID_LABEL, SNAPSHOT_OF_LABEL, label_value};
-
-/// The annotation through which the scheduler tells a provisioner which
-/// node a WaitForFirstConsumer claim is for.
-const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+use crate::kubeutil::{ignore_conflict, ignore_missing};
+use crate::names::{OWNER_UID_LABEL, SELECTED_NODE_ANNOTATION, SNAPSHOT_OF_LABEL, label_value};
 
 /// The API group of CSI snapshots.
 pub const SNAPSHOT_GROUP: &str = "snapshot.storage.k8s.io";
@@ -107,7 +104,7 @@ async fn claim_from<J: Job>(ctx: &Context, job: &J, vs: &DynamicObject) -> Resul
         .iter()
         .filter(|p| mounted_volume_name(p, &claim).is_some())
         .find_map(|p| p.spec.as_ref()?.node_name.clone());
-    let annotations = node.map(|n| json!({ SELECTED_NODE: n }));
+    let annotations = node.map(|n| json!({ SELECTED_NODE_ANNOTATION: n }));
     let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "metadata": {
             "name": name,
@@ -240,21 +237,4 @@ pub async fn clean_up<J: Job>(ctx: &Context, job: &J, policy: &SnapshotPolicy) -
 
 fn invalid(e: serde_json::Error) -> crate::Error {
     crate::Error::Invalid(format!("building a snapshot object: {e}"))
-}
-
-/// A create that lost a race with an earlier reconcile's is fine.
-fn ignore_conflict<T>(r: std::result::Result<T, kube::Error>) -> Result<()> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn ignore_missing<T>(r: std::result::Result<T, kube::Error>) -> Result<()> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

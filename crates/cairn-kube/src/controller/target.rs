@@ -12,13 +12,12 @@ use super::assign::Exposure;
 use crate::Result;
 use crate::crd::ClaimTemplate;
 use crate::job::Job;
-use crate::names::OWNER_UID_LABEL;
+use crate::kubeutil::ignore_conflict;
+use crate::names::{OWNER_UID_LABEL, SELECTED_NODE_ANNOTATION};
 
 /// Annotation on a claim cairn created for a restore: the restore's
 /// `namespace/name`.
 pub const CREATED_FOR_ANNOTATION: &str = "cairn.dev/created-for-restore";
-/// The annotation the scheduler sets on a WaitForFirstConsumer claim.
-const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 
 /// The claim for `template`, named `name`, for the restore `job`; `node`
 /// is where a WaitForFirstConsumer provisioner should create the volume.
@@ -52,7 +51,7 @@ pub fn build<J: Job>(
         CREATED_FOR_ANNOTATION: format!("{}/{}", job.ns(), job.name_str()),
     });
     if let Some(n) = node {
-        annotations[SELECTED_NODE] = json!(n);
+        annotations[SELECTED_NODE_ANNOTATION] = json!(n);
     }
     serde_json::from_value(json!({
         "metadata": {
@@ -88,11 +87,7 @@ pub async fn ensure<J: Job>(
         Err(why) => return Ok(Exposure::Failed(why)),
     };
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-    match api.create(&PostParams::default(), &pvc).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
+    ignore_conflict(api.create(&PostParams::default(), &pvc).await)?;
     Ok(Exposure::Waiting(format!(
         "created claim {name} ({}); waiting for it to be bound",
         template.size
@@ -137,7 +132,10 @@ mod tests {
             v["metadata"]["annotations"][CREATED_FOR_ANNOTATION],
             "shop/dr"
         );
-        assert_eq!(v["metadata"]["annotations"][SELECTED_NODE], "node-a");
+        assert_eq!(
+            v["metadata"]["annotations"][SELECTED_NODE_ANNOTATION],
+            "node-a"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod block;
 mod cancel;
 mod common;
 mod maintenance;
+mod provision;
 mod queue;
 mod restart;
 mod restore_new;

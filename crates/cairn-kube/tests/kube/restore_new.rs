@@ -13,16 +13,40 @@ use cairn_kube::crd::{
     BackupRepository, ClaimTemplate, Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec,
     VolumeRestore, VolumeRestoreSpec,
 };
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
-use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{ListParams, PostParams};
 
 use std::path::PathBuf;
 
 use crate::common::{Cluster, cluster, fill, tree, wait_until};
 
 const LONG: Duration = Duration::from_secs(120);
+
+/// A VolumeBackup `name` of claim `data`, run to Completed.
+async fn back_up_data(c: &Cluster, name: &str) {
+    let vb = VolumeBackup::new(
+        name,
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "data".into(),
+                namespace: None,
+            },
+            repository: repository(),
+            ..Default::default()
+        },
+    );
+    c.api::<VolumeBackup>()
+        .create(&PostParams::default(), &vb)
+        .await
+        .expect("backup");
+    let done: VolumeBackup = c
+        .wait_for(name, "a final phase", LONG, |v: &VolumeBackup| {
+            v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
+        })
+        .await;
+    let st = done.status.expect("status");
+    assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
+}
 
 fn repository() -> RepositoryRef {
     RepositoryRef {
@@ -46,27 +70,7 @@ async fn a_restore_creates_its_missing_target_claim_and_fills_it() {
     c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
     let _agent = c.start_agent(&node);
 
-    let vb = VolumeBackup::new(
-        "before",
-        VolumeBackupSpec {
-            pvc: PvcRef {
-                name: "data".into(),
-                namespace: None,
-            },
-            repository: repository(),
-            ..Default::default()
-        },
-    );
-    c.api::<VolumeBackup>()
-        .create(&PostParams::default(), &vb)
-        .await
-        .expect("backup");
-    let done: VolumeBackup = c
-        .wait_for("before", "a final phase", LONG, |v: &VolumeBackup| {
-            v.status.as_ref().is_some_and(|s| s.phase.is_terminal())
-        })
-        .await;
-    assert_eq!(done.status.map(|s| s.phase), Some(Phase::Completed));
+    back_up_data(&c, "before").await;
 
     let vr = VolumeRestore::new(
         "rebuild",
@@ -137,37 +141,7 @@ async fn provision_and_mount(c: &mut Cluster, restore: &str, claim: &str, node: 
         Some(&node.to_owned()),
         "a provisioner that waits for a consumer learns a node with an agent"
     );
-    let pv2 = format!("{}-{claim}", c.ns);
-    let volume2: PersistentVolume = serde_json::from_value(json!({
-        "metadata": {"name": pv2},
-        "spec": {
-            "capacity": {"storage": "2Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Delete",
-            "csi": {"driver": "test.cairn.dev", "volumeHandle": pv2},
-            "claimRef": {"namespace": c.ns, "name": claim},
-        }
-    }))
-    .expect("pv");
-    Api::<PersistentVolume>::all(c.client.clone())
-        .create(&PostParams::default(), &volume2)
-        .await
-        .expect("create pv");
-    c.pvs.push(pv2.clone());
-    pvcs.patch(
-        claim,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"volumeName": pv2}})),
-    )
-    .await
-    .expect("bind");
-    pvcs.patch_status(
-        claim,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
-    )
-    .await
-    .expect("bound");
+    let pv2 = crate::provision::provision(c, claim, "2Gi").await;
 
     // The kubelet: the helper pod mounts the new, empty volume.
     let pods = c.api::<Pod>();
@@ -257,27 +231,7 @@ async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() 
         .expect("repository");
     c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
     let _agent = c.start_agent(&node);
-    let vb = VolumeBackup::new(
-        "here",
-        VolumeBackupSpec {
-            pvc: PvcRef {
-                name: "data".into(),
-                namespace: None,
-            },
-            repository: repository(),
-            ..Default::default()
-        },
-    );
-    c.api::<VolumeBackup>()
-        .create(&PostParams::default(), &vb)
-        .await
-        .expect("backup");
-    c.wait_for("here", "Completed", LONG, |v: &VolumeBackup| {
-        v.status
-            .as_ref()
-            .is_some_and(|s| s.phase == Phase::Completed)
-    })
-    .await;
+    back_up_data(&c, "here").await;
 
     // The CLI tells the clusters apart.
     let listed = |args: &[&str]| -> usize {

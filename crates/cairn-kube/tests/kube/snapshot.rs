@@ -19,7 +19,7 @@ use cairn_kube::crd::{
     Phase, PvcRef, RepositoryRef, SnapshotPolicy, VolumeBackup, VolumeBackupSpec,
 };
 use cairn_kube::names::snapshot_object;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -162,38 +162,7 @@ async fn snapshot_backup(
         Some(c.nodes[0].as_str()),
         "a WaitForFirstConsumer provisioner learns the node of the claim's pod"
     );
-    let pv_name = format!("{}-{object}", c.ns);
-    let pv: PersistentVolume = serde_json::from_value(json!({
-        "metadata": {"name": pv_name},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Delete",
-            "storageClassName": "",
-            "csi": {"driver": "test.cairn.dev", "volumeHandle": pv_name},
-            "claimRef": {"namespace": c.ns, "name": object},
-        }
-    }))
-    .expect("pv");
-    Api::<PersistentVolume>::all(c.client.clone())
-        .create(&PostParams::default(), &pv)
-        .await
-        .expect("create pv");
-    c.pvs.push(pv_name.clone());
-    pvcs.patch(
-        &object,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"volumeName": pv_name}})),
-    )
-    .await
-    .expect("bind");
-    pvcs.patch_status(
-        &object,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
-    )
-    .await
-    .expect("bound");
+    let pv_name = crate::provision::provision(c, &object, "1Gi").await;
 
     // The kubelet: the helper pod mounts the clone.
     let pods = c.api::<Pod>();

@@ -1,0 +1,48 @@
+//! The test's stand-in for a provisioner: a PersistentVolume for a claim
+//! cairn created, bound to it.
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::common::Cluster;
+
+/// Creates a volume of `size` for the claim `claim` of the test's
+/// namespace and binds the claim to it; returns the volume's name.
+pub(crate) async fn provision(c: &mut Cluster, claim: &str, size: &str) -> String {
+    let pv_name = format!("{}-{claim}", c.ns);
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": pv_name},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "",
+            "csi": {"driver": "test.cairn.dev", "volumeHandle": pv_name},
+            "claimRef": {"namespace": c.ns, "name": claim},
+        }
+    }))
+    .expect("pv");
+    Api::<PersistentVolume>::all(c.client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+        .expect("create pv");
+    c.pvs.push(pv_name.clone());
+    let pvcs = c.api::<PersistentVolumeClaim>();
+    pvcs.patch(
+        claim,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"volumeName": pv_name}})),
+    )
+    .await
+    .expect("bind");
+    pvcs.patch_status(
+        claim,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+    )
+    .await
+    .expect("bound");
+    pv_name
+}
