@@ -100,6 +100,8 @@ pub(crate) enum Command {
     Key(KeyCommand),
     /// Print a decrypted repository object as JSON (for debugging)
     Cat(CatArgs),
+    /// Show or change storage classes and object lock
+    Settings(crate::cmd::settings::SettingsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
     /// Write man pages for cairn and every subcommand into a directory
@@ -160,6 +162,8 @@ pub(crate) struct InitArgs {
     pub(crate) compression: i32,
     #[command(flatten)]
     pub(crate) kdf: KdfArgs,
+    #[command(flatten)]
+    pub(crate) storage: crate::cmd::settings::StorageArgs,
     /// Cut chunks exactly as this repository does (its chunker parameters
     /// and seed), so `cairn copy` between the two re-seals chunks instead
     /// of cutting them again; its password comes from CAIRN_FROM_PASSWORD

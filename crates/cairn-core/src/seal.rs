@@ -40,7 +40,7 @@ pub const fn max_plaintext(kind: Kind) -> usize {
         // Writers list at most 200,000 blobs (about 10 MiB) per file.
         Kind::Index => 64 * MIB,
         Kind::Snapshot => 16 * MIB,
-        Kind::Config | Kind::Session => 64 * 1024,
+        Kind::Config | Kind::Session | Kind::Settings => 64 * 1024,
     }
 }
 
@@ -66,6 +66,8 @@ pub enum Kind {
     Config = 6,
     /// A writer session.
     Session = 7,
+    /// Settings that may change after init.
+    Settings = 8,
 }
 
 impl Kind {
@@ -79,6 +81,7 @@ impl Kind {
             5 => Kind::Snapshot,
             6 => Kind::Config,
             7 => Kind::Session,
+            8 => Kind::Settings,
             _ => return None,
         })
     }
@@ -98,6 +101,7 @@ impl std::fmt::Display for Kind {
             Kind::Snapshot => "snapshot",
             Kind::Config => "config",
             Kind::Session => "session",
+            Kind::Settings => "settings",
         })
     }
 }

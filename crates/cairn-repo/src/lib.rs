@@ -53,6 +53,7 @@ mod repair;
 mod repository;
 pub mod retention;
 mod sessions;
+mod settings;
 mod skew;
 mod snapshots;
 mod writer;
@@ -69,5 +70,6 @@ pub use repository::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions, Reposi
 pub use sessions::{
     REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, SessionListing, hostname,
 };
+pub use settings::{SettingsChange, policy_of};
 pub use skew::MAX_CLOCK_SKEW;
 pub use writer::{BlobWriter, WriterStats};

@@ -8,6 +8,7 @@ pub(crate) const DATA: &str = "data";
 pub(crate) const INDEX: &str = "index";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
 pub(crate) const SESSIONS: &str = "sessions";
+pub(crate) const SETTINGS: &str = "settings";
 
 pub(crate) fn pack(id: &Id) -> String {
     let h = id.to_hex();
@@ -24,6 +25,10 @@ pub(crate) fn index(id: &Id) -> String {
 
 pub(crate) fn snapshot(id: &Id) -> String {
     format!("{SNAPSHOTS}/{id}")
+}
+
+pub(crate) fn settings(id: &Id) -> String {
+    format!("{SETTINGS}/{id}")
 }
 
 pub(crate) fn session(id: &Id) -> String {

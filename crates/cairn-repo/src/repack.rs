@@ -186,8 +186,13 @@ impl Repository {
         let id = Id::from_bytes(id);
         let (bytes, blobs) = b.finish(self.keys(), &id, self.rng());
         let n = bytes.len() as u64;
+        let kind = blobs.first().map_or(Kind::Data, |e| e.kind);
         self.store()
-            .put(&paths::pack(&id), Bytes::from(bytes))
+            .put_as(
+                &paths::pack(&id),
+                Bytes::from(bytes),
+                crate::writer::pack_class(kind),
+            )
             .await?;
         Ok((IndexPack { pack: id, blobs }, n))
     }

@@ -45,6 +45,9 @@ pub struct InitOptions {
     pub rng: Arc<dyn RandomSource>,
     /// Time source for what the repository records.
     pub clock: Arc<dyn Clock>,
+    /// Storage classes and object lock from the start (docs/FORMAT.md
+    /// §17); the key file and config are written by them too.
+    pub settings: crate::SettingsChange,
 }
 
 impl std::fmt::Debug for InitOptions {
@@ -70,6 +73,7 @@ impl InitOptions {
             now,
             rng: Arc::new(OsRandom),
             clock: Arc::new(SystemClock),
+            settings: crate::SettingsChange::default(),
         }
     }
 
@@ -136,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) index_table_limit: u64,
     /// Objects left out because they are damaged.
     pub(crate) damaged: Mutex<Vec<Damaged>>,
+    /// The settings in force (`settings/`), if any were ever written.
+    pub(crate) settings: RwLock<Option<cairn_core::format::Settings>>,
 }
 
 /// An open repository. Cheap to clone; clones share the index.
@@ -189,6 +195,13 @@ impl Repository {
             config.data_pack_size = size;
         }
         config.validate()?;
+        if !opts.settings.is_empty() {
+            // Checked before anything is written, and in force for the key
+            // file and config as well.
+            let first = crate::settings::apply(None, &opts.settings, opts.now)?;
+            crate::settings::preflight(&store, &first).await?;
+            store.set_policy(crate::policy_of(Some(&first)))?;
+        }
         let master = Arc::new(cairn_core::MasterKey::generate(rng.as_ref()));
         let keyfile = {
             let password = zeroize::Zeroizing::new(password.to_vec());
@@ -227,7 +240,7 @@ impl Repository {
             let _ = store.delete(&key_path).await;
             return Err(Error::AlreadyInitialized { location });
         }
-        Ok(Repository::assemble(
+        let repo = Repository::assemble(
             store,
             master,
             config,
@@ -237,7 +250,11 @@ impl Repository {
                 clock,
                 ..OpenOptions::default()
             },
-        ))
+        );
+        if !opts.settings.is_empty() {
+            repo.change_settings(&opts.settings).await?;
+        }
+        Ok(repo)
     }
 
     fn assemble(
@@ -275,6 +292,7 @@ impl Repository {
                 _index_tmp: index_tmp,
                 index_table_limit: opts.index_table_limit,
                 damaged: Mutex::new(Vec::new()),
+                settings: RwLock::new(None),
             }),
         }
     }
@@ -298,6 +316,7 @@ impl Repository {
         for d in bad_keys {
             repo.note_damage(d.object, d.problem);
         }
+        repo.load_settings().await?;
         repo.reload_index().await?;
         Ok(repo)
     }

@@ -463,7 +463,7 @@ async fn upload(shared: Arc<Shared>, p: FinishedPack) -> Result<IndexPack> {
     shared
         .repo
         .store()
-        .put(&paths::pack(&p.id), bytes.clone())
+        .put_as(&paths::pack(&p.id), bytes.clone(), pack_class(p.kind))
         .await?;
     // Once the store let go of its copy, the buffer is ours again.
     if p.kind == Kind::Data {
@@ -520,4 +520,13 @@ async fn write_index(shared: &Shared, mut packs: Vec<IndexPack>) -> Result<()> {
     repo.write_index().add_file(id, &file);
     shared.counters.index_files.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// Tree packs keep the metadata class: listings and browsing read them,
+/// and they must never need a restore from an archival class.
+pub(crate) fn pack_class(kind: Kind) -> cairn_store::ObjectClass {
+    match kind {
+        Kind::Tree => cairn_store::ObjectClass::Metadata,
+        _ => cairn_store::ObjectClass::Data,
+    }
 }

@@ -60,6 +60,7 @@ fn init_options() -> InitOptions {
         now: TIME,
         rng: Arc::new(SeededRandom::new(2026)),
         clock: Arc::new(FixedClock::new(TIME)),
+        settings: Default::default(),
     }
 }
 

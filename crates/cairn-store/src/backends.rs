@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::client::ReqwestConnector;
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::FaultConnector;
+use crate::s3api::S3Api;
 use crate::url::S3Options;
 use crate::{StoreError, StoreResult};
 
@@ -140,7 +142,7 @@ pub(crate) fn s3(
     o: &S3Options,
     settings: &Settings<'_>,
     faults: Option<&FaultConnector>,
-) -> StoreResult<Arc<dyn ObjectStore>> {
+) -> StoreResult<(Arc<dyn ObjectStore>, S3Api)> {
     let base = if settings.isolated {
         check_isolated(url, settings.map)?;
         // Without keys the builder would fall back to instance metadata
@@ -180,10 +182,35 @@ pub(crate) fn s3(
     if let Some(f) = faults {
         b = b.with_http_connector(f.clone());
     }
-    Ok(with_prefix(
-        Arc::new(b.build().map_err(|e| invalid(url, e))?),
+    let config = |k: AmazonS3ConfigKey| b.get_config_value(&k);
+    let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
+    let virtual_hosted =
+        config(AmazonS3ConfigKey::VirtualHostedStyleRequest).as_deref() == Some("true");
+    let allow_http = config(AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+        .is_some_and(|v| v == "true" || v == "1");
+    let anonymous = config(AmazonS3ConfigKey::SkipSignature).as_deref() == Some("true");
+    // The bucket's address as object_store computes it, for the requests
+    // object_store does not make (s3api.rs).
+    let bucket_url = match (config(AmazonS3ConfigKey::Endpoint), virtual_hosted) {
+        (Some(e), true) => e,
+        (Some(e), false) => format!("{}/{bucket}", e.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    };
+    let client = match faults {
+        Some(f) => S3Api::client(f, allow_http)?,
+        None => S3Api::client(&ReqwestConnector::default(), allow_http)?,
+    };
+    let s3 = b.build().map_err(|e| invalid(url, e))?;
+    let api = S3Api::new(
+        client,
+        s3.credentials().clone(),
+        bucket_url,
         prefix,
-    ))
+        region,
+        anonymous,
+    );
+    Ok((with_prefix(Arc::new(s3), prefix), api))
 }
 
 /// Refuses isolated settings that lack one of `needed`.

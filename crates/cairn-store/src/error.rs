@@ -48,6 +48,33 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The object is in an archival storage class (S3 `GLACIER`,
+    /// `DEEP_ARCHIVE`) and must be restored before it can be read.
+    #[error(
+        "{path}: in an archival storage class; ask for its restore first (`cairn warm-up`, or `restore --warm-up`)"
+    )]
+    Archived {
+        /// Object path.
+        path: String,
+    },
+    /// Object Lock retention forbids the change (a delete, a shorter
+    /// retention).
+    #[error("{path}: locked: {message}")]
+    Locked {
+        /// Object path.
+        path: String,
+        /// Backend message, or when the retention ends.
+        message: String,
+    },
+    /// The backend cannot do this (storage classes or object lock on a
+    /// local directory, say).
+    #[error("{what} needs an S3 repository; {location} is not one")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+        /// The store.
+        location: String,
+    },
     /// Any other backend failure (I/O, network, server error).
     #[error("{path}: {message}")]
     Backend {
@@ -66,6 +93,9 @@ impl StoreError {
         } else {
             path.to_owned()
         };
+        if summarize(&e).contains("InvalidObjectState") {
+            return StoreError::Archived { path };
+        }
         match e {
             object_store::Error::NotFound { .. } => StoreError::NotFound { path },
             object_store::Error::AlreadyExists { .. } => StoreError::AlreadyExists { path },

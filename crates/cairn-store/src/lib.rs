@@ -33,6 +33,7 @@ mod http_fault;
 mod limit;
 mod metrics;
 mod restream;
+mod s3api;
 mod staging;
 mod store;
 mod url;
@@ -44,6 +45,9 @@ pub use fault::{FaultConfig, FaultStore};
 pub use http_fault::{FaultConnector, HttpFaults};
 pub use limit::RateLimitStore;
 pub use metrics::{Metrics, MetricsSnapshot, MetricsStore};
+pub use s3api::{Availability, ObjectStatus, ObjectVersion, is_archival_class, parse_date};
 pub use staging::StagingFile;
-pub use store::{MULTIPART_THRESHOLD, ObjectInfo, Store, StoreOptions};
+pub use store::{
+    MULTIPART_THRESHOLD, ObjectClass, ObjectInfo, Retention, StoragePolicy, Store, StoreOptions,
+};
 pub use url::{Location, S3Options, parse_location};

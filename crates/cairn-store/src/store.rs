@@ -9,8 +9,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    WriteMultipart,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
 
 use crate::backends;
@@ -18,6 +18,7 @@ use crate::cache::Cache;
 use crate::http_fault::{FaultConnector, HttpFaults};
 use crate::limit::RateLimitStore;
 use crate::metrics::{Metrics, MetricsSnapshot, MetricsStore};
+use crate::s3api::{Availability, ObjectStatus, ObjectVersion, S3Api};
 use crate::{Location, StoreError, StoreResult, parse_location};
 
 /// Objects above this size are uploaded in parts.
@@ -32,6 +33,65 @@ pub struct ObjectInfo {
     pub path: String,
     /// Size in bytes.
     pub size: u64,
+}
+
+/// What an object is to the storage: which class it is written with and
+/// whether it is locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectClass {
+    /// A pack of file content: the policy's data class, locked.
+    Data,
+    /// Everything a backup, a listing or a browse reads (tree packs, index
+    /// files, snapshots, keys, config, settings): the metadata class, locked.
+    Metadata,
+    /// Objects rewritten or deleted as a matter of course (writer
+    /// sessions, probes): the metadata class, never locked.
+    Volatile,
+}
+
+impl ObjectClass {
+    /// The class of an object from its name alone: packs are data (a tree
+    /// pack's writer says otherwise), sessions and probes are volatile.
+    pub fn of_path(path: &str) -> ObjectClass {
+        if path.starts_with("data/") {
+            ObjectClass::Data
+        } else if path.starts_with("sessions/") || path.starts_with("probe/") {
+            ObjectClass::Volatile
+        } else {
+            ObjectClass::Metadata
+        }
+    }
+}
+
+/// Object Lock retention given to every object written (but
+/// [`ObjectClass::Volatile`] ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// `GOVERNANCE` or `COMPLIANCE`.
+    pub mode: String,
+    /// How long from the write.
+    pub period: std::time::Duration,
+}
+
+/// How objects are written: storage classes per kind and a retention.
+/// Empty classes leave the bucket's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoragePolicy {
+    /// Storage class of data packs.
+    pub data_class: String,
+    /// Storage class of everything else.
+    pub metadata_class: String,
+    /// Retention of new objects.
+    pub lock: Option<Retention>,
+}
+
+impl StoragePolicy {
+    fn class(&self, class: ObjectClass) -> &str {
+        match class {
+            ObjectClass::Data => &self.data_class,
+            ObjectClass::Metadata | ObjectClass::Volatile => &self.metadata_class,
+        }
+    }
 }
 
 /// How to open a store.
@@ -72,6 +132,11 @@ pub struct Store {
     cache: Option<Arc<Cache>>,
     /// The directory of a local repository (for its temporary files).
     pub(crate) local_root: Option<std::path::PathBuf>,
+    /// The requests object_store lacks, for S3 stores.
+    s3: Option<S3Api>,
+    /// Classes and retention of what is written; the repository sets it
+    /// from its settings once it is open.
+    policy: Arc<std::sync::RwLock<StoragePolicy>>,
 }
 
 impl Store {
@@ -96,6 +161,7 @@ impl Store {
             isolated: opts.isolated,
         };
         let mut local_root = None;
+        let mut s3 = None;
         let (backend, describe): (Arc<dyn ObjectStore>, String) = match &location {
             Location::Local(dir) => {
                 let invalid = |message: String| StoreError::InvalidLocation {
@@ -125,10 +191,12 @@ impl Store {
                 bucket,
                 prefix,
                 options,
-            } => (
-                backends::s3(url, bucket, prefix, options, &settings, faults.as_ref())?,
-                url.to_owned(),
-            ),
+            } => {
+                let (backend, api) =
+                    backends::s3(url, bucket, prefix, options, &settings, faults.as_ref())?;
+                s3 = Some(api);
+                (backend, url.to_owned())
+            }
             Location::Gcs { bucket, prefix } => (
                 backends::gcs(url, bucket, prefix, &settings)?,
                 url.to_owned(),
@@ -151,6 +219,7 @@ impl Store {
         let mut store = Store::from_object_store(limited, describe);
         store.remote = location.is_remote();
         store.local_root = local_root;
+        store.s3 = s3;
         Ok(store)
     }
 
@@ -170,6 +239,8 @@ impl Store {
             remote: false,
             cache: None,
             local_root: None,
+            s3: None,
+            policy: Arc::default(),
         }
     }
 
@@ -211,18 +282,45 @@ impl Store {
     /// Objects larger than [`MULTIPART_THRESHOLD`] go up as a multipart
     /// upload with parts sent concurrently, which is faster on real object
     /// stores and keeps each request small enough to retry cheaply.
+    ///
+    /// The object gets the storage class and retention of its
+    /// [`ObjectClass::of_path`] under the store's [`StoragePolicy`].
     pub async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        self.put_as(path, data, ObjectClass::of_path(path)).await
+    }
+
+    /// [`put`](Self::put) with the object's class given (tree packs are
+    /// metadata, though their names are those of packs).
+    pub async fn put_as(&self, path: &str, data: Bytes, class: ObjectClass) -> StoreResult<()> {
+        self.put_plain(path, data, class).await?;
+        self.lock_new(path, class).await
+    }
+
+    async fn put_plain(&self, path: &str, data: Bytes, class: ObjectClass) -> StoreResult<()> {
         let location = Path::from(path);
         let err = |e| StoreError::from_backend(path, e);
+        let attributes = self.attributes(class);
         if data.len() <= MULTIPART_THRESHOLD {
+            let opts = PutOptions {
+                attributes,
+                ..Default::default()
+            };
             return self
                 .inner
-                .put(&location, PutPayload::from_bytes(data))
+                .put_opts(&location, PutPayload::from_bytes(data), opts)
                 .await
                 .map(|_| ())
                 .map_err(err);
         }
-        let upload = self.inner.put_multipart(&location).await.map_err(err)?;
+        let opts = PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
+        let upload = self
+            .inner
+            .put_multipart_opts(&location, opts)
+            .await
+            .map_err(err)?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
         for part in data.chunks(MULTIPART_PART) {
             w.wait_for_capacity(MULTIPART_CONCURRENCY)
@@ -238,15 +336,151 @@ impl Store {
     /// condition behave like [`put`](Self::put): callers must not rely on it
     /// for correctness.
     pub async fn put_new(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        let class = ObjectClass::of_path(path);
         let opts = PutOptions {
             mode: PutMode::Create,
+            attributes: self.attributes(class),
             ..Default::default()
         };
         self.inner
             .put_opts(&Path::from(path), PutPayload::from_bytes(data), opts)
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::from_backend(path, e))
+            .map_err(|e| StoreError::from_backend(path, e))?;
+        self.lock_new(path, class).await
+    }
+
+    /// The storage class attribute for a write of `class`, on S3 stores
+    /// whose policy names one.
+    fn attributes(&self, class: ObjectClass) -> Attributes {
+        let mut a = Attributes::new();
+        if self.s3.is_some() {
+            let name = self.policy().class(class).to_owned();
+            if !name.is_empty() {
+                a.insert(Attribute::StorageClass, name.into());
+            }
+        }
+        a
+    }
+
+    /// Gives a new object the policy's retention. object_store sends no
+    /// Object Lock headers, so the retention is a second request right
+    /// after the write; an object left unlocked by a crash in between is
+    /// locked by the next `cairn lock extend`.
+    async fn lock_new(&self, path: &str, class: ObjectClass) -> StoreResult<()> {
+        let Some(lock) = self
+            .policy()
+            .lock
+            .filter(|_| class != ObjectClass::Volatile)
+        else {
+            return Ok(());
+        };
+        let until = std::time::SystemTime::now() + lock.period;
+        self.s3_api("object lock")?
+            .put_retention(path, &lock.mode, until)
+            .await
+    }
+
+    /// The classes and retention new objects get.
+    pub fn policy(&self) -> StoragePolicy {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the classes and retention of new objects (for this store and
+    /// its clones). Storage classes and retention need an S3 store.
+    pub fn set_policy(&self, policy: StoragePolicy) -> StoreResult<()> {
+        if policy != StoragePolicy::default() && self.s3.is_none() {
+            return Err(StoreError::Unsupported {
+                what: "storage classes and object lock",
+                location: self.describe.clone(),
+            });
+        }
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+        Ok(())
+    }
+
+    /// True for S3 stores, which know storage classes, restores and
+    /// object lock.
+    pub fn is_s3(&self) -> bool {
+        self.s3.is_some()
+    }
+
+    fn s3_api(&self, what: &'static str) -> StoreResult<&S3Api> {
+        self.s3.as_ref().ok_or_else(|| StoreError::Unsupported {
+            what,
+            location: self.describe.clone(),
+        })
+    }
+
+    /// An object's storage class, whether it can be read now, and its
+    /// retention. Objects of other stores are always readable.
+    pub async fn status(&self, path: &str) -> StoreResult<ObjectStatus> {
+        match &self.s3 {
+            Some(api) => api.status(path).await,
+            None => {
+                self.head(path).await?;
+                Ok(ObjectStatus {
+                    storage_class: "STANDARD".into(),
+                    availability: Availability::Readable,
+                    retention: None,
+                })
+            }
+        }
+    }
+
+    /// Asks for an archived object's restore: readable for `days`, fetched
+    /// at `tier` (`Expedited`, `Standard`, `Bulk`). False when one was
+    /// already under way.
+    pub async fn request_restore(&self, path: &str, days: u32, tier: &str) -> StoreResult<bool> {
+        self.s3_api("restoring from archival storage")?
+            .restore(path, days, tier)
+            .await
+    }
+
+    /// Sets an object's retention (S3 refuses to shorten a compliance one).
+    pub async fn set_retention(
+        &self,
+        path: &str,
+        mode: &str,
+        until: std::time::SystemTime,
+    ) -> StoreResult<()> {
+        self.s3_api("object lock")?
+            .put_retention(path, mode, until)
+            .await
+    }
+
+    /// Whether the bucket has Object Lock enabled.
+    pub async fn lock_enabled(&self) -> StoreResult<bool> {
+        self.s3_api("object lock")?.lock_enabled().await
+    }
+
+    /// Every version and delete marker under `prefix`.
+    pub async fn versions(&self, prefix: &str) -> StoreResult<Vec<ObjectVersion>> {
+        self.s3_api("object versions")?.versions(prefix).await
+    }
+
+    /// When an object's retention ends, if it has not yet (`None` for an
+    /// object without retention, a past one, or a missing object).
+    pub async fn locked_until(&self, path: &str) -> StoreResult<Option<std::time::SystemTime>> {
+        let status = match self.status(path).await {
+            Ok(s) => s,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let until = status
+            .retention
+            .and_then(|(_, date)| crate::s3api::parse_date(&date));
+        Ok(until.filter(|u| *u > std::time::SystemTime::now()))
+    }
+
+    /// Deletes one version or delete marker.
+    pub async fn delete_version(&self, path: &str, version_id: &str) -> StoreResult<()> {
+        self.s3_api("object versions")?
+            .delete_version(path, version_id)
+            .await
     }
 
     /// Reads a whole object. Index files and snapshots come from the cache
@@ -363,7 +597,20 @@ impl Store {
     }
 
     /// Deletes an object; deleting a missing object is not an error.
+    ///
+    /// Under a retention policy, an object whose retention has not ended
+    /// is not touched: [`StoreError::Locked`] says until when. (On a
+    /// versioned bucket, S3 would "delete" it by hiding it behind a delete
+    /// marker, which looks like data loss to every reader.)
     pub async fn delete(&self, path: &str) -> StoreResult<()> {
+        if self.policy().lock.is_some() && ObjectClass::of_path(path) != ObjectClass::Volatile {
+            if let Some(until) = self.locked_until(path).await? {
+                return Err(StoreError::Locked {
+                    path: path.to_owned(),
+                    message: format!("retained until {}", crate::s3api::iso8601(until)),
+                });
+            }
+        }
         match self.inner.delete(&Path::from(path)).await {
             Ok(()) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => Ok(()),

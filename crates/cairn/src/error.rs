@@ -60,6 +60,10 @@ pub enum ErrorKind {
     Unsupported,
     /// The caller cancelled the operation.
     Cancelled,
+    /// The data is in an archival storage class (S3 Glacier, Deep
+    /// Archive): request its restore (`warm_up`) and try again once it is
+    /// readable.
+    Archived,
     /// A failure none of the above describes (a bug, an I/O error of the
     /// local machine).
     Other,
@@ -115,6 +119,9 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         StoreError::ShortRead { .. } => ErrorKind::Corrupt,
         StoreError::InvalidLocation { .. } => ErrorKind::Invalid,
         StoreError::Backend { .. } => ErrorKind::Transient,
+        StoreError::Archived { .. } => ErrorKind::Archived,
+        StoreError::Locked { .. } => ErrorKind::PermissionDenied,
+        StoreError::Unsupported { .. } => ErrorKind::Unsupported,
         _ => ErrorKind::Other,
     }
 }

@@ -57,8 +57,8 @@
 #![warn(missing_docs)]
 
 pub use cairn_core::format::{
-    Config, IndexFile, KdfParams, Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source,
-    Timestamp, Tree,
+    Config, IndexFile, KdfParams, Lock, LockMode, Node, NodeKind, RootLayout, Settings, Snapshot,
+    SnapshotStats, Source, Timestamp, Tree,
 };
 pub use cairn_core::{Id, Kind};
 pub use cairn_fs::{
@@ -75,9 +75,12 @@ pub use cairn_repo::{
     WriterStats,
 };
 pub use cairn_repo::{
-    ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, retention,
+    ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, SettingsChange,
+    retention,
 };
-pub use cairn_store::{Cache, HttpFaults, Store, StoreError, StoreOptions};
+pub use cairn_store::{
+    Availability, Cache, HttpFaults, ObjectStatus, Store, StoreError, StoreOptions,
+};
 
 /// Tunes the C allocator for cairn's workload; binaries call it first
 /// thing in `main`, before starting threads. It changes the whole process,

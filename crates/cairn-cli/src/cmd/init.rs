@@ -26,6 +26,7 @@ pub(crate) async fn run(g: &Global, a: InitArgs) -> Result<u8> {
     );
     opts.kdf = kdf(&a.kdf);
     opts.compression_level = a.compression;
+    opts.settings = a.storage.change()?;
     if let Some(from) = &a.copy_chunker_params_from {
         let other = context::open_other(g, from, a.from_password_file.as_deref())
             .await
@@ -53,6 +54,7 @@ pub(crate) async fn run(g: &Global, a: InitArgs) -> Result<u8> {
             "repo_id": repo.config().repo_id,
             "key_id": repo.key_id(),
             "create_only_writes_honoured": create_only,
+            "settings": super::settings::json(repo.settings().as_ref()),
         }))?;
     } else if !g.quiet {
         println!(

@@ -16,6 +16,7 @@ mod mount;
 mod prune;
 mod repair;
 mod restore;
+pub(crate) mod settings;
 mod snapshots;
 
 use anyhow::Result;
@@ -42,6 +43,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Repair(c) => repair::run(g, c).await,
         Command::Key(k) => key::run(g, k).await,
         Command::Cat(a) => cat::run(g, a).await,
+        Command::Settings(a) => settings::run(g, a).await,
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     }

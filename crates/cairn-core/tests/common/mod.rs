@@ -14,7 +14,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
 
-pub(crate) const ALL_KINDS: [Kind; 7] = [
+pub(crate) const ALL_KINDS: [Kind; 8] = [
     Kind::Data,
     Kind::Tree,
     Kind::PackHeader,
@@ -22,6 +22,7 @@ pub(crate) const ALL_KINDS: [Kind; 7] = [
     Kind::Snapshot,
     Kind::Config,
     Kind::Session,
+    Kind::Settings,
 ];
 
 pub(crate) const ALL_NODE_KINDS: [NodeKind; 7] = [
