@@ -42,8 +42,8 @@ dir="$(cd "$dir" && pwd)"
 port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 endpoint="http://127.0.0.1:$port"
 
-"$py" "$here/moto-server.py" "$port" --restore-delay "${CAIRN_MOTO_RESTORE_DELAY:-3}" \
-    > "$dir/log" 2>&1 &
+delay="${CAIRN_MOTO_RESTORE_DELAY:-3}"
+"$py" "$here/moto-server.py" "$port" --restore-delay "$delay" > "$dir/log" 2>&1 &
 echo $! > "$dir/pid"
 
 # Wait until it answers (a condition, not a fixed sleep): moto imports for a
@@ -64,10 +64,12 @@ for _ in $(seq 1 300); do
 done
 [[ -n "$ready" ]] || { echo "moto did not start; see $dir/log" >&2; exit 1; }
 
-# moto accepts any credentials; the tests run with Garage's in the
-# environment, and the buckets are made the same way.
-AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-cairn}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-cairn}" \
-    "$py" - "$endpoint" <<'PY'
+# moto accepts any credentials: the tests run with Garage's in the
+# environment, and without Garage any will do (but some must be set, or an
+# S3 client looks for instance credentials on the network).
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-cairn-moto}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-cairn-moto}"
+"$py" - "$endpoint" <<'PY'
 import sys
 import boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
@@ -78,10 +80,14 @@ s3.create_bucket(Bucket="cairn-lock", ObjectLockEnabledForBucket=True)
 PY
 
 options="endpoint=$endpoint&region=us-east-1&path-style=true&allow-http=true"
+# Credentials only where none are set, so Garage's stay when both run.
 cat > "$dir/env" <<ENV
 export CAIRN_TEST_MOTO_ENDPOINT='$endpoint'
 export CAIRN_TEST_MOTO_URL='s3://cairn-cold?$options'
 export CAIRN_TEST_MOTO_LOCK_URL='s3://cairn-lock?$options'
 export CAIRN_TEST_MOTO_PYTHON='$py'
+export CAIRN_TEST_MOTO_RESTORE_DELAY='$delay'
+export AWS_ACCESS_KEY_ID="\${AWS_ACCESS_KEY_ID:-cairn-moto}"
+export AWS_SECRET_ACCESS_KEY="\${AWS_SECRET_ACCESS_KEY:-cairn-moto}"
 ENV
 echo "moto listening on 127.0.0.1:$port; settings in $dir/env" >&2
