@@ -25,8 +25,10 @@ if [[ "$cmd" == stop ]]; then
         pid="$(cat "$dir/pid")"
         kill "$pid" 2>/dev/null || true
         # Wait for it to exit (a condition, bounded), so its files can go.
+        # A zombie has exited too: its parent, the `start` shell, is gone,
+        # and init may take a second or two to reap it.
         for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
+            state="$(ps -o stat= -p "$pid" 2>/dev/null)" && [[ "$state" != Z* ]] || break
             sleep 0.1
         done
         rm -f "$dir/pid"
