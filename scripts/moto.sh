@@ -41,7 +41,13 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 # A free loopback port, asked from the kernel.
-port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$("$py" - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+PY
+)"
 endpoint="http://127.0.0.1:$port"
 
 delay="${CAIRN_MOTO_RESTORE_DELAY:-3}"
@@ -50,10 +56,13 @@ echo $! > "$dir/pid"
 
 # Wait until it answers (a condition, not a fixed sleep): moto imports for a
 # second or two before it listens.
+answers() {
+    "$py" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "$endpoint/_cairn/restores" 2>/dev/null
+}
 ready=""
 for _ in $(seq 1 300); do
-    if "$py" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/_cairn/restores", timeout=2)' \
-        "$endpoint" 2>/dev/null; then
+    if answers; then
         ready=1
         break
     fi

@@ -61,15 +61,13 @@ def head(s3, bucket, key):
 def versions(s3, bucket, prefix):
     out = []
     for page in pages(s3, "list_object_versions", Bucket=bucket, Prefix=prefix):
-        for v, marker in [(v, False) for v in page.get("Versions", [])] + [
-            (m, True) for m in page.get("DeleteMarkers", [])
-        ]:
-            out.append({
+        for kind, marker in (("Versions", False), ("DeleteMarkers", True)):
+            out += [{
                 "key": v["Key"],
                 "version_id": v.get("VersionId"),
                 "is_latest": v.get("IsLatest", False),
                 "is_delete_marker": marker,
-            })
+            } for v in page.get(kind, [])]
     return out
 
 
