@@ -48,19 +48,11 @@ fi
 step "fuzz targets: build and a short run of each"
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" ./scripts/fuzz.sh run "${FUZZ_SECONDS:-10}"
 
-step "Garage S3 server on loopback for the storage tests"
-garage_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-garage.XXXXXX")"
-trap './scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
-./scripts/garage.sh start "$garage_dir"
-# shellcheck disable=SC1091
-source "$garage_dir/env"
-# With Garage up, tests that need S3 must run, not skip.
-export CAIRN_REQUIRE_S3=1
-
-step "Kubernetes control plane on loopback for the Kubernetes tests"
-kube_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-kube.XXXXXX")"
-# One trap for every server (a second EXIT trap would replace the first);
-# node_dir is set once the node tier starts.
+# One trap for every server (a second EXIT trap would replace the first),
+# set before the first starts; each directory is set as its server starts.
+garage_dir=""
+moto_dir=""
+kube_dir=""
 node_dir=""
 cleanup() {
     if [[ -n "$node_dir" ]]; then
@@ -68,12 +60,41 @@ cleanup() {
         ./scripts/kube.sh stop "$node_dir"
         rm -rf "$node_dir"
     fi
-    ./scripts/kube.sh stop "$kube_dir"
-    rm -rf "$kube_dir"
-    ./scripts/garage.sh stop "$garage_dir"
-    rm -rf "$garage_dir"
+    if [[ -n "$kube_dir" ]]; then
+        ./scripts/kube.sh stop "$kube_dir"
+        rm -rf "$kube_dir"
+    fi
+    if [[ -n "$moto_dir" ]]; then
+        ./scripts/moto.sh stop "$moto_dir"
+        rm -rf "$moto_dir"
+    fi
+    if [[ -n "$garage_dir" ]]; then
+        ./scripts/garage.sh stop "$garage_dir"
+        rm -rf "$garage_dir"
+    fi
 }
 trap cleanup EXIT
+
+step "Garage S3 server on loopback for the storage tests"
+garage_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-garage.XXXXXX")"
+./scripts/garage.sh start "$garage_dir"
+# shellcheck disable=SC1091
+source "$garage_dir/env"
+# With Garage up, tests that need S3 must run, not skip.
+export CAIRN_REQUIRE_S3=1
+
+step "moto S3 server on loopback for the archival-storage tests"
+# Storage classes, restores and object lock, which Garage lacks. It takes
+# any credentials, so Garage's, now in the environment, do for both.
+moto_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-moto.XXXXXX")"
+./scripts/moto.sh start "$moto_dir"
+# shellcheck disable=SC1091
+source "$moto_dir/env"
+# With moto up, tests that need it must run, not skip.
+export CAIRN_REQUIRE_MOTO=1
+
+step "Kubernetes control plane on loopback for the Kubernetes tests"
+kube_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-kube.XXXXXX")"
 ./scripts/kube.sh start "$kube_dir"
 # shellcheck disable=SC1091
 source "$kube_dir/env"

@@ -22,6 +22,7 @@ mod keys;
 mod listing;
 mod longpaths;
 mod maintenance;
+mod moto;
 mod mount;
 mod partial;
 mod pause;
