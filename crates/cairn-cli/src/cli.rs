@@ -14,7 +14,9 @@ Exit codes:
   0  success
   1  fatal error (nothing or not everything was done)
   2  invalid command line
-  3  backup finished, but some files could not be read (listed in the summary)";
+  3  backup finished, but some files could not be read (listed in the summary)
+  4  forget kept snapshots its policy removes: S3 Object Lock still retains
+     them (the report says until when; run forget again after that)";
 
 /// Deduplicating, encrypted backups of directories and Kubernetes volumes.
 #[derive(Debug, Parser)]
@@ -98,6 +100,9 @@ pub(crate) enum Command {
     /// Manage the passwords that unlock the repository
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Keep an S3 Object Lock repository retained, or bring it back
+    #[command(subcommand)]
+    Lock(crate::cmd::lock::LockCommand),
     /// Print a decrypted repository object as JSON (for debugging)
     Cat(CatArgs),
     /// Show or change storage classes and object lock

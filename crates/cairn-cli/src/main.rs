@@ -20,6 +20,8 @@ pub(crate) mod exit {
     pub(crate) const FATAL: u8 = 1;
     /// The backup finished, but some files could not be read.
     pub(crate) const PARTIAL: u8 = 3;
+    /// forget kept snapshots its policy removes: Object Lock retains them.
+    pub(crate) const RETAINED: u8 = 4;
 }
 
 fn main() -> ExitCode {

@@ -103,6 +103,17 @@ pub struct Report {
     /// Bytes the copy stored in the target.
     #[serde(default)]
     pub copy_bytes_stored: u64,
+    /// Objects whose Object Lock retention `lock extend` renewed: set
+    /// when the repository has a lock setting, which makes the run extend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_extended: Option<usize>,
+    /// The earliest retention left after extending (seconds since the
+    /// epoch): the next run must come before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_earliest_until: Option<i64>,
+    /// Objects prune left in place because Object Lock still retains them.
+    #[serde(default)]
+    pub retained_objects: usize,
     /// What the check found wrong (at most 10).
     #[serde(default)]
     pub problems: Vec<String>,
@@ -129,6 +140,19 @@ impl Report {
             parts.push(format!(
                 "{} blobs marked, {} mark files waiting for the grace period",
                 self.blobs_marked, self.marks_waiting
+            ));
+        }
+        if let Some(n) = self.lock_extended {
+            let until = self
+                .lock_earliest_until
+                .map(|t| format!(", retained at least until {}", lock_time(t)))
+                .unwrap_or_default();
+            parts.push(format!("object lock: {n} retentions extended{until}"));
+        }
+        if self.retained_objects > 0 {
+            parts.push(format!(
+                "{} objects kept while object lock retains them",
+                self.retained_objects
             ));
         }
         parts.push(format!("{} packs read back", self.packs_read));
@@ -270,6 +294,10 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
         report.blobs_marked = p.blobs_tombstoned;
         report.marks_waiting = p.tombstone_files_waiting;
         report.snapshots = p.snapshots;
+        report.retained_objects = p.retained_packs.objects + p.retained_index_files.objects;
+    }
+    if repo.settings().is_some_and(|s| s.lock.is_some()) {
+        extend_locks(&repo, &mut report).await.map_err(err)?;
     }
     if args.check || subset != ReadData::None {
         let c = repo.check_with(subset).await.map_err(err)?;
@@ -290,6 +318,30 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
     }
     report.ok = report.problems.is_empty();
     Ok(report)
+}
+
+/// Keeps the repository's objects retained (`cairn lock extend`); objects
+/// that could not be extended are problems of the run.
+async fn extend_locks(
+    repo: &cairn::Repository,
+    report: &mut Report,
+) -> std::result::Result<(), cairn::error::RepoError> {
+    let r = repo.extend_locks(&|_| {}).await?;
+    report.lock_extended = Some(r.extended);
+    report.lock_earliest_until = r.earliest_until;
+    if r.failed > 0 {
+        report.problems.push(format!(
+            "object lock: the retention of {} objects could not be extended: {}",
+            r.failed,
+            r.errors.first().cloned().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// A retention date for the summary: RFC 3339, UTC.
+fn lock_time(secs: i64) -> String {
+    crate::crd::time_from_secs(secs).0.to_string()
 }
 
 /// Copies every snapshot of `repo` that the repository at `url` lacks

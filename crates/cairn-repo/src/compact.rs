@@ -29,6 +29,9 @@ pub(crate) struct Compaction<'a> {
     pub(crate) new_packs: Vec<IndexPack>,
     /// Index files the new ones replace.
     pub(crate) supersedes: Vec<Id>,
+    /// Those of `supersedes` retained by Object Lock: superseded, but left
+    /// in place for a run after their date to delete.
+    pub(crate) retained: &'a HashMap<Id, std::time::SystemTime>,
 }
 
 impl Repository {
@@ -90,8 +93,14 @@ impl Repository {
                 .await?;
         }
         self.refresh_if_due(me).await?;
-        for id in &plan.supersedes {
-            self.store().delete(&paths::index(id)).await?;
+        for id in plan
+            .supersedes
+            .iter()
+            .filter(|id| !plan.retained.contains_key(id))
+        {
+            // One retained after all (extended since prune asked) is left
+            // like the others: superseded, so readers ignore it.
+            self.delete_unless_retained(&paths::index(id)).await?;
         }
         Ok(missing)
     }

@@ -2,11 +2,13 @@
 //! the snapshots it does not keep. The blobs they alone referenced stay until
 //! `prune` removes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
 
 use cairn_core::Id;
 use cairn_core::format::{Snapshot, Source};
 
+use crate::lock::Retained;
 use crate::retention::{self, Candidate, Policy};
 use crate::{Error, Repository, Result, paths};
 
@@ -86,6 +88,10 @@ pub struct ForgetEntry {
     pub tags: Vec<String>,
     /// Why it is kept; empty for removed snapshots.
     pub reasons: Vec<String>,
+    /// For a snapshot the policy removes but Object Lock retains: when
+    /// its retention ends (seconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained_until: Option<i64>,
 }
 
 /// What forget decided for one group, newest snapshot first.
@@ -97,6 +103,9 @@ pub struct ForgetGroup {
     pub keep: Vec<ForgetEntry>,
     /// Snapshots removed (or that would be, in a dry run).
     pub remove: Vec<ForgetEntry>,
+    /// Snapshots the policy removes but Object Lock still retains: kept
+    /// until a run after their `retained_until`.
+    pub retained: Vec<ForgetEntry>,
 }
 
 /// The outcome of [`Repository::forget`].
@@ -106,6 +115,9 @@ pub struct ForgetReport {
     pub dry_run: bool,
     /// One entry per group.
     pub groups: Vec<ForgetGroup>,
+    /// The snapshots kept because they are retained, and when the first
+    /// and last of them may go.
+    pub retained: Retained,
 }
 
 impl ForgetReport {
@@ -113,6 +125,37 @@ impl ForgetReport {
     pub fn removed(&self) -> impl Iterator<Item = &ForgetEntry> {
         self.groups.iter().flat_map(|g| g.remove.iter())
     }
+}
+
+/// Moves the snapshots of `groups` that the policy removes but that are
+/// retained (until the date `retained` gives) from `remove` to `retained`
+/// (pure: decides, deletes nothing).
+pub fn hold_retained(
+    groups: Vec<ForgetGroup>,
+    retained: &HashMap<Id, SystemTime>,
+) -> (Vec<ForgetGroup>, Retained) {
+    let mut total = Retained::default();
+    let groups = groups
+        .into_iter()
+        .map(|mut g| {
+            let (held, free): (Vec<ForgetEntry>, Vec<ForgetEntry>) = g
+                .remove
+                .into_iter()
+                .partition(|e| retained.contains_key(&e.id));
+            g.remove = free;
+            g.retained = held
+                .into_iter()
+                .map(|mut e| {
+                    let until = retained[&e.id];
+                    total.add(until, 0);
+                    e.retained_until = Some(crate::lock::secs(until));
+                    e
+                })
+                .collect();
+            g
+        })
+        .collect();
+    (groups, total)
 }
 
 /// Applies `policy` to each group of `snaps` (pure: decides, deletes nothing).
@@ -138,6 +181,7 @@ pub fn plan(snaps: &[(Id, Snapshot)], policy: &Policy) -> Vec<ForgetGroup> {
                 group,
                 keep: Vec::new(),
                 remove: Vec::new(),
+                retained: Vec::new(),
             };
             for ((id, s), reasons) in members.into_iter().map(|m| (&m.0, &m.1)).zip(reasons) {
                 let e = ForgetEntry {
@@ -145,6 +189,7 @@ pub fn plan(snaps: &[(Id, Snapshot)], policy: &Policy) -> Vec<ForgetGroup> {
                     time: s.time.secs,
                     tags: s.tags.clone(),
                     reasons,
+                    retained_until: None,
                 };
                 if e.reasons.is_empty() {
                     g.remove.push(e);
@@ -160,7 +205,9 @@ pub fn plan(snaps: &[(Id, Snapshot)], policy: &Policy) -> Vec<ForgetGroup> {
 impl Repository {
     /// Applies a retention policy to every group of snapshots and, unless
     /// `dry_run`, deletes the snapshots it does not keep. An empty policy is
-    /// refused: it would delete every snapshot.
+    /// refused: it would delete every snapshot. Under Object Lock, a
+    /// snapshot whose retention has not ended is kept and reported
+    /// ([`ForgetGroup::retained`]); a later run removes it.
     pub async fn forget(&self, policy: &Policy, dry_run: bool) -> Result<ForgetReport> {
         if policy.is_empty() {
             return Err(Error::InvalidArgument(
@@ -169,7 +216,26 @@ impl Repository {
         }
         let snaps = self.list_snapshots().await?;
         let groups = plan(&snaps, policy);
-        let report = ForgetReport { dry_run, groups };
+        let retained: HashMap<Id, SystemTime> = if self.lock_aware().await? {
+            let ids: Vec<Id> = groups
+                .iter()
+                .flat_map(|g| g.remove.iter().map(|e| e.id))
+                .collect();
+            let found = self
+                .retained_until(ids.iter().map(paths::snapshot).collect())
+                .await?;
+            ids.into_iter()
+                .filter_map(|id| found.get(&paths::snapshot(&id)).map(|u| (id, *u)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let (groups, retained) = hold_retained(groups, &retained);
+        let report = ForgetReport {
+            dry_run,
+            groups,
+            retained,
+        };
         if !dry_run {
             for e in report.removed() {
                 self.store().delete(&paths::snapshot(&e.id)).await?;
@@ -190,5 +256,58 @@ impl Repository {
         }
         self.store().delete(&paths::snapshot(id)).await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(n: u8) -> ForgetEntry {
+        ForgetEntry {
+            id: Id::from_bytes([n; 32]),
+            time: i64::from(n),
+            tags: Vec::new(),
+            reasons: Vec::new(),
+            retained_until: None,
+        }
+    }
+
+    #[test]
+    fn retained_snapshots_are_kept_with_their_dates_and_the_rest_removed() {
+        let group = |remove: Vec<ForgetEntry>| ForgetGroup {
+            group: GroupKey::Filesystem {
+                host: "h".into(),
+                paths: vec!["/".into()],
+            },
+            keep: vec![entry(9)],
+            remove,
+            retained: Vec::new(),
+        };
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let retained = HashMap::from([(entry(2).id, t(500)), (entry(4).id, t(700))]);
+        let (groups, total) = hold_retained(
+            vec![
+                group(vec![entry(1), entry(2)]),
+                group(vec![entry(3), entry(4)]),
+            ],
+            &retained,
+        );
+        let ids = |v: &[ForgetEntry]| v.iter().map(|e| e.time).collect::<Vec<_>>();
+        assert_eq!(ids(&groups[0].remove), [1]);
+        assert_eq!(ids(&groups[0].retained), [2]);
+        assert_eq!(groups[0].retained[0].retained_until, Some(500));
+        assert_eq!(ids(&groups[1].remove), [3]);
+        assert_eq!(ids(&groups[1].retained), [4]);
+        assert_eq!(ids(&groups[1].keep), [9], "kept by the policy: untouched");
+        assert_eq!(total.objects, 2);
+        assert_eq!(
+            (total.earliest_until, total.latest_until),
+            (Some(500), Some(700))
+        );
+        let (none, total) = hold_retained(vec![group(vec![entry(1)])], &HashMap::new());
+        assert_eq!(ids(&none[0].remove), [1]);
+        assert_eq!(total, Retained::default());
     }
 }

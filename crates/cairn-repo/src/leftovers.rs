@@ -38,6 +38,17 @@ impl Leftovers {
             && self.staging_files.is_empty()
     }
 
+    /// Stray objects and temporary files at least `age` seconds old: what
+    /// prune deletes.
+    pub fn strays_older_than(&self, age: i64) -> usize {
+        self.stray_objects.iter().filter(|(_, a)| *a >= age).count()
+            + self
+                .staging_files
+                .iter()
+                .filter(|(_, _, a)| *a >= age)
+                .count()
+    }
+
     /// One line per object, for warnings.
     pub fn describe(&self) -> Vec<String> {
         let packs = self.unindexed_packs.iter().map(|(p, size, age)| {
@@ -104,6 +115,19 @@ impl Repository {
             .into_iter()
             .map(|f| (f.path, f.size, now - f.modified))
             .collect())
+    }
+
+    /// Leftovers against the packs `files` list (superseded files included).
+    pub(crate) async fn leftovers_of(
+        &self,
+        files: &[(Id, cairn_core::format::IndexFile)],
+        skew: i64,
+    ) -> Result<Leftovers> {
+        let indexed: HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
+            .collect();
+        self.find_leftovers(&indexed, skew).await
     }
 
     /// Leftovers as `check` sees them: against every index file there is.

@@ -43,9 +43,11 @@ mod forget;
 mod index;
 mod keyring;
 mod leftovers;
+pub mod lock;
 mod paths;
 mod prune;
 mod prune_checks;
+mod prune_lock;
 mod prune_plan;
 mod read;
 mod repack;
@@ -60,10 +62,13 @@ mod writer;
 
 pub use check::{CheckOptions, CheckProblem, CheckReport, ReadData};
 pub use error::{Damaged, Error, Result};
-pub use forget::{ForgetEntry, ForgetGroup, ForgetReport, GroupKey, plan as plan_forget};
+pub use forget::{
+    ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,
+};
 pub use index::{BlobLocation, Index};
 pub use keyring::KeyInfo;
 pub use leftovers::Leftovers;
+pub use lock::{ExtendProgress, ExtendReport, RecoverOptions, RecoverReport, Retained};
 pub use prune::{MIN_GRACE, PruneOptions, PruneReport};
 pub use repair::RepairReport;
 pub use repository::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions, Repository};

@@ -21,8 +21,10 @@ use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
 use crate::compact::Compaction;
+use crate::lock::Retained;
 pub use crate::prune_checks::MIN_GRACE;
-use crate::prune_plan::{PackPlan, PackView, Waiting, pack_views, plan_packs};
+use crate::prune_lock::IndexDeletions;
+use crate::prune_plan::{PackPlan, PackView, Waiting, pack_views};
 use crate::repack::PackBuilders;
 use crate::sessions::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
@@ -109,6 +111,12 @@ pub struct PruneReport {
     pub packs_adopted: usize,
     /// Leftover objects of interrupted runs deleted.
     pub stray_objects_deleted: usize,
+    /// Packs that would be deleted or repacked but are retained by Object
+    /// Lock: left as they are, listed, until a run after the date.
+    pub retained_packs: Retained,
+    /// Superseded index files retained by Object Lock: left in place
+    /// (readers ignore them) until a run after the date.
+    pub retained_index_files: Retained,
 }
 
 impl Repository {
@@ -196,17 +204,16 @@ impl Repository {
 
         let packs = pack_views(&files);
         let sizes: HashMap<Id, u64> = self.list_packs().await?;
-        let indexed: HashSet<Id> = all_files
-            .iter()
-            .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
-            .collect();
-        let leftovers = self.find_leftovers(&indexed, me_handle.skew()).await?;
+        let leftovers = self.leftovers_of(&all_files, me_handle.skew()).await?;
         let deletable = |e: &PackEntry, listed: i64| {
             !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
         };
         report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
 
-        let plan = plan_packs(&packs, &sizes, &deletable, &opts, &mut report);
+        let lock_aware = self.lock_aware().await?;
+        let plan = self
+            .plan_packs_around_locks(lock_aware, &packs, &sizes, &deletable, &opts, &mut report)
+            .await?;
 
         let changes = {
             let index = self.index();
@@ -220,8 +227,18 @@ impl Repository {
             )
         };
         report.blobs_tombstoned = changes.new_tombstones.len();
+        let index_deletions = self
+            .index_deletions(
+                lock_aware,
+                &changes.listing_files,
+                &changes.resolved,
+                &all_files,
+                &superseded,
+            )
+            .await?;
 
         if opts.dry_run {
+            index_deletions.note_retained(changes.compact, &mut report);
             report.index_files_after = report.index_files_before;
             return Ok(report);
         }
@@ -229,7 +246,7 @@ impl Repository {
         let decided = Decided {
             now,
             all_files: &all_files,
-            superseded: &superseded,
+            index_deletions,
             tomb_files: &tomb_files,
             packs: &packs,
             listing_files: changes.listing_files,
@@ -260,7 +277,7 @@ impl Repository {
         let Decided {
             now,
             all_files,
-            superseded,
+            index_deletions,
             tomb_files,
             packs,
             listing_files,
@@ -281,16 +298,7 @@ impl Repository {
             .await?;
         let adopted = self.adopt_leftovers(&leftovers, opts.grace).await?;
         report.packs_adopted = adopted.len();
-        report.stray_objects_deleted = leftovers
-            .stray_objects
-            .iter()
-            .filter(|(_, age)| *age >= opts.grace)
-            .count()
-            + leftovers
-                .staging_files
-                .iter()
-                .filter(|(_, _, age)| *age >= opts.grace)
-                .count();
+        report.stray_objects_deleted = leftovers.strays_older_than(opts.grace);
 
         // 1. Phase 1's tombstones.
         if !new_tombstones.is_empty() {
@@ -320,16 +328,9 @@ impl Repository {
 
         // 3. Compacted index files, superseding the old ones; 4. delete the
         // old index files; 5. only then delete packs.
-        if compact || report.packs_adopted > 0 {
-            let mut supersedes: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
-            supersedes.extend(resolved.iter().copied());
-            supersedes.extend(
-                superseded
-                    .iter()
-                    .filter(|id| all_files.iter().any(|(f, _)| f == *id)),
-            );
-            supersedes.sort();
-            supersedes.dedup();
+        let compacting = compact || report.packs_adopted > 0;
+        index_deletions.note_retained(compacting, report);
+        if compacting {
             // Tombstone files that stay: those not resolved, and this run's.
             let mut cuts: Vec<i64> = tomb_files
                 .iter()
@@ -346,18 +347,36 @@ impl Repository {
                 listed,
                 cuts,
                 new_packs,
-                supersedes,
+                supersedes: index_deletions.supersedes.clone(),
+                retained: &index_deletions.retained,
             };
             report.packs_missing = self.write_compaction(me_handle, plan).await?;
-        } else if !new_packs.is_empty() {
-            self.store_index_files(*me, now, new_packs, Vec::new())
-                .await?;
+        } else {
+            if !new_packs.is_empty() {
+                self.store_index_files(*me, now, new_packs, Vec::new())
+                    .await?;
+            }
+            // Superseded files left by earlier runs (still superseded by
+            // files that stay) go once their retention ends.
+            for id in index_deletions.unretained(&index_deletions.lingering) {
+                self.delete_unless_retained(&paths::index(&id)).await?;
+            }
         }
+        self.delete_packs(&removed, report).await
+    }
+
+    /// Last, once no index file in force lists them: the packs phase 2
+    /// removes.
+    async fn delete_packs(&self, removed: &HashSet<Id>, report: &mut PruneReport) -> Result<()> {
         // A run paused since its last check (its session lapsed) stops
         // here: another prune may have taken over.
         self.verify_sessions().await?;
-        for pack in &removed {
-            self.store().delete(&paths::pack(pack)).await?;
+        for pack in removed {
+            // Retained after all (extended since prune asked): it stays,
+            // unlisted, and is adopted again after the grace period.
+            if let Some(until) = self.delete_unless_retained(&paths::pack(pack)).await? {
+                report.retained_packs.add(until, 0);
+            }
         }
         Ok(())
     }
@@ -365,7 +384,7 @@ impl Repository {
 
 /// What a prune run decided to change.
 /// The index files that count, and the ids of those another supersedes.
-fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
+pub(crate) fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
     let superseded: HashSet<Id> = all
         .iter()
         .flat_map(|(_, f)| f.supersedes.iter().copied())
@@ -443,7 +462,7 @@ fn index_changes<'a>(
 struct Decided<'a> {
     now: i64,
     all_files: &'a [(Id, IndexFile)],
-    superseded: &'a HashSet<Id>,
+    index_deletions: IndexDeletions,
     tomb_files: &'a [&'a (Id, IndexFile)],
     packs: &'a HashMap<Id, PackView>,
     listing_files: Vec<&'a (Id, IndexFile)>,
@@ -456,127 +475,5 @@ struct Decided<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cairn_core::Kind;
-
-    fn id(n: u8) -> Id {
-        Id::from_bytes([n; 32])
-    }
-
-    fn entry(n: u8) -> PackEntry {
-        PackEntry {
-            kind: Kind::Data,
-            id: id(n),
-            offset: 0,
-            length: 1,
-            raw_length: 1,
-        }
-    }
-
-    fn file(packs: &[u8], tombstones: &[u8]) -> IndexFile {
-        IndexFile {
-            session: id(0),
-            created: 0,
-            packs: packs
-                .iter()
-                .map(|p| IndexPack {
-                    pack: id(*p),
-                    blobs: vec![],
-                })
-                .collect(),
-            tombstones: tombstones.iter().map(|t| id(*t)).collect(),
-            supersedes: vec![],
-        }
-    }
-
-    #[test]
-    fn superseded_index_files_do_not_count() {
-        let mut newer = file(&[100], &[]);
-        newer.supersedes = vec![id(51)];
-        let all = vec![
-            (id(50), file(&[100], &[])),
-            (id(51), file(&[101], &[])),
-            (id(52), newer),
-        ];
-        let (superseded, live) = live_files(&all);
-        assert_eq!(superseded, HashSet::from([id(51)]));
-        let live: Vec<Id> = live.iter().map(|(i, _)| *i).collect();
-        assert_eq!(live, vec![id(50), id(52)]);
-    }
-
-    #[test]
-    fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_finished() {
-        let files_owned = [
-            (id(50), file(&[100], &[])),
-            (id(51), file(&[101], &[])),
-            (id(60), file(&[], &[3])),
-            (id(61), file(&[], &[4])),
-        ];
-        let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
-        let packs = HashMap::from([
-            (
-                id(100),
-                PackView {
-                    entries: vec![entry(1), entry(2), entry(3)],
-                    listed: 0,
-                },
-            ),
-            (
-                id(101),
-                PackView {
-                    entries: vec![entry(4), entry(5)],
-                    listed: 0,
-                },
-            ),
-        ]);
-        // 1 is referenced; 3 and 4 are tombstoned already (not live); 2 and
-        // 5 are live and unreferenced.
-        let referenced = HashSet::from([id(1)]);
-        let live = |b: &Id| ![id(3), id(4)].contains(b);
-        let ripe: Vec<(Id, &IndexFile)> =
-            vec![(id(60), &files_owned[2].1), (id(61), &files_owned[3].1)];
-        let plan = PackPlan {
-            delete_packs: vec![],
-            repack: vec![(id(100), vec![entry(1), entry(2)])],
-            // 4's copy in pack 101 stays: its tombstone file is not done.
-            left_dead: HashSet::from([id(4)]),
-        };
-        let c = index_changes(&files, &packs, &referenced, live, &ripe, plan);
-        assert_eq!(
-            c.new_tombstones,
-            vec![id(2), id(5)],
-            "sorted, live, unreferenced"
-        );
-        assert_eq!(c.removed, HashSet::from([id(100)]));
-        assert_eq!(
-            c.resolved,
-            vec![id(60)],
-            "61 still names a copy left in place"
-        );
-        assert_eq!(c.listing_files.len(), 2);
-        assert!(c.compact);
-    }
-
-    #[test]
-    fn nothing_to_change_compacts_nothing() {
-        let files_owned = [(id(50), file(&[100], &[]))];
-        let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
-        let packs = HashMap::from([(
-            id(100),
-            PackView {
-                entries: vec![entry(1)],
-                listed: 0,
-            },
-        )]);
-        let referenced = HashSet::from([id(1)]);
-        let plan = PackPlan {
-            delete_packs: vec![],
-            repack: vec![],
-            left_dead: HashSet::new(),
-        };
-        let c = index_changes(&files, &packs, &referenced, |_| true, &[], plan);
-        assert!(c.new_tombstones.is_empty() && c.removed.is_empty() && c.resolved.is_empty());
-        assert!(!c.compact, "one listing file, nothing removed or resolved");
-    }
-}
+#[path = "prune_tests.rs"]
+mod tests;

@@ -3,6 +3,7 @@
 //! delete or repack. No I/O here.
 
 use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
 
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, PackEntry, Session};
@@ -94,13 +95,25 @@ pub(crate) struct PackPlan {
     pub(crate) left_dead: HashSet<Id>,
 }
 
+impl PackPlan {
+    /// The packs the plan deletes or rewrites: what it would delete.
+    pub(crate) fn touched(&self) -> impl Iterator<Item = &Id> {
+        self.delete_packs
+            .iter()
+            .chain(self.repack.iter().map(|(p, _)| p))
+    }
+}
+
 /// Decides per pack: a pack of deletable copies only is deleted; one whose
 /// deletable share exceeds `max_unused` is repacked, most wasteful first,
-/// within `max_repack_size`.
+/// within `max_repack_size`. A pack in `held` (retained by Object Lock
+/// until the date given) is neither: it stays, listed, its deletable
+/// copies with it, until a run after that date.
 pub(crate) fn plan_packs(
     packs: &HashMap<Id, PackView>,
     sizes: &HashMap<Id, u64>,
     deletable: &dyn Fn(&PackEntry, i64) -> bool,
+    held: &HashMap<Id, SystemTime>,
     opts: &PruneOptions,
     report: &mut PruneReport,
 ) -> PackPlan {
@@ -117,6 +130,11 @@ pub(crate) fn plan_packs(
         let (dead, keep): (Vec<PackEntry>, Vec<PackEntry>) =
             v.entries.iter().partition(|e| deletable(e, v.listed));
         if dead.is_empty() {
+            continue;
+        }
+        if let Some(until) = held.get(pack) {
+            plan.left_dead.extend(dead.iter().map(|e| e.id));
+            report.retained_packs.add(*until, size);
             continue;
         }
         let dead_bytes: u64 = dead.iter().map(|e| u64::from(e.length)).sum();

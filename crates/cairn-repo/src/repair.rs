@@ -30,6 +30,9 @@ pub struct RepairReport {
     pub index_files_written: usize,
     /// Old index files replaced and deleted.
     pub index_files_replaced: usize,
+    /// Of those, files Object Lock still retains: superseded, so readers
+    /// ignore them, and deleted by a prune after their date.
+    pub index_files_retained: usize,
 }
 
 impl Repository {
@@ -101,7 +104,13 @@ impl Repository {
             .await?;
         report.index_files_written = written.len();
         for id in &replace {
-            self.store().delete(&paths::index(id)).await?;
+            if self
+                .delete_unless_retained(&paths::index(id))
+                .await?
+                .is_some()
+            {
+                report.index_files_retained += 1;
+            }
         }
         Ok(())
     }

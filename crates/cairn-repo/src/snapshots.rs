@@ -29,12 +29,21 @@ impl Repository {
             Compression::Zstd(3),
             self.rng(),
         );
+        // Locked only once it stays: a retained snapshot could not be
+        // taken back, and one a prune did not account for must not stay.
+        let path = paths::snapshot(&id);
         self.store()
-            .put_new(&paths::snapshot(&id), Bytes::from(sealed))
+            .put_new_unlocked(&path, Bytes::from(sealed))
             .await?;
         if let Err(e) = self.verify_sessions().await {
-            let _ = self.store().delete(&paths::snapshot(&id)).await;
+            let _ = self.store().delete(&path).await;
             return Err(e);
+        }
+        if let Err(e) = self.store().lock(&path).await {
+            // The snapshot is stored and accounted for: failing now would
+            // end the session without its done record. The next `cairn
+            // lock extend` locks a snapshot that has no retention.
+            tracing::warn!("{path} is stored but not locked yet: {e}");
         }
         self.complete_finished_sessions(&id).await?;
         Ok(id)

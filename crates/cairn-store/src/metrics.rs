@@ -73,6 +73,14 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Counts one request made beside the object store (S3 HEADs,
+    /// retention and version requests).
+    pub(crate) fn count_other(&self) {
+        bump(&self.other, 1);
+    }
+}
+
 fn bump(a: &AtomicU64, n: u64) {
     a.fetch_add(n, Ordering::Relaxed);
 }

@@ -32,6 +32,8 @@ pub(crate) struct S3Api {
     prefix: String,
     region: String,
     anonymous: bool,
+    /// The store's request counters, once it has them.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for S3Api {
@@ -76,6 +78,9 @@ pub struct ObjectVersion {
     pub is_latest: bool,
     /// Whether this entry is a delete marker.
     pub is_delete_marker: bool,
+    /// When it was written, as the server says (`2026-11-30T07:01:41.000Z`;
+    /// empty if it said nothing): orders the versions of one key.
+    pub last_modified: String,
 }
 
 /// Classes whose objects must be restored before they can be read.
@@ -106,7 +111,14 @@ impl S3Api {
             prefix,
             region,
             anonymous,
+            metrics: None,
         }
+    }
+
+    /// Counts this API's requests with the store's (as "other" requests).
+    pub(crate) fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> S3Api {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The client for these requests, from the backend's connector.
@@ -150,6 +162,9 @@ impl S3Api {
     ) -> StoreResult<(http::StatusCode, http::HeaderMap, Bytes)> {
         let mut attempt = 0;
         loop {
+            if let Some(m) = &self.metrics {
+                m.count_other();
+            }
             let r = self.send_once(&method, url, headers, body.clone()).await;
             let retry = match &r {
                 Err(_) => true,
@@ -233,8 +248,24 @@ impl S3Api {
 
     /// Storage class, restore status and retention of one object.
     pub(crate) async fn status(&self, path: &str) -> StoreResult<ObjectStatus> {
+        self.status_of(path, None).await
+    }
+
+    /// [`status`](Self::status) of one version of an object (the current
+    /// one with `None`).
+    pub(crate) async fn status_of(
+        &self,
+        path: &str,
+        version_id: Option<&str>,
+    ) -> StoreResult<ObjectStatus> {
+        let query = version_id.map_or(String::new(), |v| format!("versionId={}", encode(v)));
         let (status, h, body) = self
-            .send(http::Method::HEAD, &self.url(path, ""), &[], Bytes::new())
+            .send(
+                http::Method::HEAD,
+                &self.url(path, &query),
+                &[],
+                Bytes::new(),
+            )
             .await?;
         if !status.is_success() {
             return Err(Self::refused(path, status, &body));
@@ -409,6 +440,8 @@ fn parse_versions(xml: &str, prefix: &str) -> VersionPage {
                 version_id: unescape(&version_id),
                 is_latest: between(item, "<IsLatest>", "</IsLatest>").as_deref() == Some("true"),
                 is_delete_marker: marker,
+                last_modified: between(item, "<LastModified>", "</LastModified>")
+                    .unwrap_or_default(),
             });
         }
     }
@@ -481,7 +514,8 @@ mod tests {
     fn version_listings_are_read_within_the_prefix() {
         let xml = "<ListVersionsResult><IsTruncated>true</IsTruncated>\
             <NextKeyMarker>p/b</NextKeyMarker><NextVersionIdMarker>v&amp;2</NextVersionIdMarker>\
-            <Version><Key>p/a</Key><VersionId>1</VersionId><IsLatest>false</IsLatest></Version>\
+            <Version><Key>p/a</Key><VersionId>1</VersionId><IsLatest>false</IsLatest>\
+            <LastModified>2026-11-30T07:01:41.000Z</LastModified></Version>\
             <Version><Key>other/x</Key><VersionId>9</VersionId><IsLatest>true</IsLatest></Version>\
             <DeleteMarker><Key>p/a</Key><VersionId>2</VersionId><IsLatest>true</IsLatest></DeleteMarker>\
             </ListVersionsResult>";
@@ -489,6 +523,8 @@ mod tests {
         assert_eq!(page.versions.len(), 2);
         assert_eq!(page.versions[0].path, "a");
         assert!(!page.versions[0].is_latest && !page.versions[0].is_delete_marker);
+        assert_eq!(page.versions[0].last_modified, "2026-11-30T07:01:41.000Z");
+        assert_eq!(page.versions[1].last_modified, "", "none given");
         assert!(page.versions[1].is_latest && page.versions[1].is_delete_marker);
         assert_eq!(page.next, Some(("p/b".into(), "v&2".into())));
     }

@@ -18,7 +18,7 @@ use crate::cache::Cache;
 use crate::http_fault::{FaultConnector, HttpFaults};
 use crate::limit::RateLimitStore;
 use crate::metrics::{Metrics, MetricsSnapshot, MetricsStore};
-use crate::s3api::{Availability, ObjectStatus, ObjectVersion, S3Api};
+use crate::s3api::{Availability, ObjectStatus, S3Api};
 use crate::{Location, StoreError, StoreResult, parse_location};
 
 /// Objects above this size are uploaded in parts.
@@ -219,7 +219,7 @@ impl Store {
         let mut store = Store::from_object_store(limited, describe);
         store.remote = location.is_remote();
         store.local_root = local_root;
-        store.s3 = s3;
+        store.s3 = s3.map(|api| api.with_metrics(store.metrics.clone()));
         Ok(store)
     }
 
@@ -336,18 +336,24 @@ impl Store {
     /// condition behave like [`put`](Self::put): callers must not rely on it
     /// for correctness.
     pub async fn put_new(&self, path: &str, data: Bytes) -> StoreResult<()> {
-        let class = ObjectClass::of_path(path);
+        self.put_new_unlocked(path, data).await?;
+        self.lock_new(path, ObjectClass::of_path(path)).await
+    }
+
+    /// [`put_new`](Self::put_new) without the retention, for an object
+    /// its writer may still have to take back (a snapshot whose session
+    /// lapsed): [`lock`](Self::lock) gives it the retention once it stays.
+    pub async fn put_new_unlocked(&self, path: &str, data: Bytes) -> StoreResult<()> {
         let opts = PutOptions {
             mode: PutMode::Create,
-            attributes: self.attributes(class),
+            attributes: self.attributes(ObjectClass::of_path(path)),
             ..Default::default()
         };
         self.inner
             .put_opts(&Path::from(path), PutPayload::from_bytes(data), opts)
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::from_backend(path, e))?;
-        self.lock_new(path, class).await
+            .map_err(|e| StoreError::from_backend(path, e))
     }
 
     /// The storage class attribute for a write of `class`, on S3 stores
@@ -361,24 +367,6 @@ impl Store {
             }
         }
         a
-    }
-
-    /// Gives a new object the policy's retention. object_store sends no
-    /// Object Lock headers, so the retention is a second request right
-    /// after the write; an object left unlocked by a crash in between is
-    /// locked by the next `cairn lock extend`.
-    async fn lock_new(&self, path: &str, class: ObjectClass) -> StoreResult<()> {
-        let Some(lock) = self
-            .policy()
-            .lock
-            .filter(|_| class != ObjectClass::Volatile)
-        else {
-            return Ok(());
-        };
-        let until = std::time::SystemTime::now() + lock.period;
-        self.s3_api("object lock")?
-            .put_retention(path, &lock.mode, until)
-            .await
     }
 
     /// The classes and retention new objects get.
@@ -408,7 +396,7 @@ impl Store {
         self.s3.is_some()
     }
 
-    fn s3_api(&self, what: &'static str) -> StoreResult<&S3Api> {
+    pub(crate) fn s3_api(&self, what: &'static str) -> StoreResult<&S3Api> {
         self.s3.as_ref().ok_or_else(|| StoreError::Unsupported {
             what,
             location: self.describe.clone(),
@@ -437,49 +425,6 @@ impl Store {
     pub async fn request_restore(&self, path: &str, days: u32, tier: &str) -> StoreResult<bool> {
         self.s3_api("restoring from archival storage")?
             .restore(path, days, tier)
-            .await
-    }
-
-    /// Sets an object's retention (S3 refuses to shorten a compliance one).
-    pub async fn set_retention(
-        &self,
-        path: &str,
-        mode: &str,
-        until: std::time::SystemTime,
-    ) -> StoreResult<()> {
-        self.s3_api("object lock")?
-            .put_retention(path, mode, until)
-            .await
-    }
-
-    /// Whether the bucket has Object Lock enabled.
-    pub async fn lock_enabled(&self) -> StoreResult<bool> {
-        self.s3_api("object lock")?.lock_enabled().await
-    }
-
-    /// Every version and delete marker under `prefix`.
-    pub async fn versions(&self, prefix: &str) -> StoreResult<Vec<ObjectVersion>> {
-        self.s3_api("object versions")?.versions(prefix).await
-    }
-
-    /// When an object's retention ends, if it has not yet (`None` for an
-    /// object without retention, a past one, or a missing object).
-    pub async fn locked_until(&self, path: &str) -> StoreResult<Option<std::time::SystemTime>> {
-        let status = match self.status(path).await {
-            Ok(s) => s,
-            Err(StoreError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let until = status
-            .retention
-            .and_then(|(_, date)| crate::s3api::parse_date(&date));
-        Ok(until.filter(|u| *u > std::time::SystemTime::now()))
-    }
-
-    /// Deletes one version or delete marker.
-    pub async fn delete_version(&self, path: &str, version_id: &str) -> StoreResult<()> {
-        self.s3_api("object versions")?
-            .delete_version(path, version_id)
             .await
     }
 

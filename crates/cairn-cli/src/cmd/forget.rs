@@ -36,12 +36,19 @@ pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
     } else {
         None
     };
+    // Snapshots the policy removes but Object Lock retains are kept: the
+    // exit code says so, for scripts that expect them gone.
+    let code = if report.retained.objects > 0 {
+        exit::RETAINED
+    } else {
+        exit::OK
+    };
     if a.json {
         super::print_json(&serde_json::json!({ "forget": report, "prune": prune }))?;
-        return Ok(exit::OK);
+        return Ok(code);
     }
     if g.quiet {
-        return Ok(exit::OK);
+        return Ok(code);
     }
     for group in &report.groups {
         println!("{}:", group.group);
@@ -56,12 +63,24 @@ pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
         for r in &group.remove {
             println!("  remove {}  {}", r.id.short(), crate::output::time(r.time));
         }
+        for r in &group.retained {
+            println!(
+                "  locked {}  {}  (retained until {} UTC: removed by a later run)",
+                r.id.short(),
+                crate::output::time(r.time),
+                r.retained_until
+                    .map_or_else(String::new, crate::output::time)
+            );
+        }
     }
     let n = report.removed().count();
     if a.dry_run {
         println!("would remove {n} snapshots (dry run)");
     } else {
         println!("removed {n} snapshots");
+    }
+    if let Some(line) = super::prune::retained_line("snapshots", &report.retained) {
+        println!("{line}");
     }
     if let Some(p) = prune {
         println!(
@@ -70,6 +89,14 @@ pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
             p.blobs_deleted,
             bytes(p.bytes_deleted.saturating_sub(p.bytes_written))
         );
+        for (what, r) in [
+            ("packs", &p.retained_packs),
+            ("index files", &p.retained_index_files),
+        ] {
+            if let Some(line) = super::prune::retained_line(what, r) {
+                println!("prune: {line}");
+            }
+        }
     }
-    Ok(exit::OK)
+    Ok(code)
 }

@@ -11,6 +11,7 @@ mod find;
 mod forget;
 mod init;
 mod key;
+pub(crate) mod lock;
 mod ls;
 mod mount;
 mod prune;
@@ -42,6 +43,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Copy(a) => copy::run(g, a).await,
         Command::Repair(c) => repair::run(g, c).await,
         Command::Key(k) => key::run(g, k).await,
+        Command::Lock(c) => lock::run(g, c).await,
         Command::Cat(a) => cat::run(g, a).await,
         Command::Settings(a) => settings::run(g, a).await,
         Command::Completions(a) => docs::completions(a),

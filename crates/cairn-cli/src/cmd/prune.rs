@@ -111,10 +111,42 @@ pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
                 r.packs_adopted, r.stray_objects_deleted, r.packs_missing
             );
         }
+        for (what, retained) in [
+            ("packs", &r.retained_packs),
+            ("superseded index files", &r.retained_index_files),
+        ] {
+            if let Some(line) = retained_line(what, retained) {
+                println!("{line}");
+            }
+        }
         println!(
             "index files: {} -> {}",
             r.index_files_before, r.index_files_after
         );
     }
     Ok(exit::OK)
+}
+
+/// "2 packs (1.5 MiB) are retained by object lock until 2026-12-01 …",
+/// or nothing when none are.
+pub(crate) fn retained_line(what: &str, r: &cairn::layers::repo::Retained) -> Option<String> {
+    let (first, last) = (r.earliest_until?, r.latest_until?);
+    let size = if r.bytes > 0 {
+        format!(" ({})", bytes(r.bytes))
+    } else {
+        String::new()
+    };
+    let when = if first == last {
+        format!("until {} UTC", crate::output::time(first))
+    } else {
+        format!(
+            "until {} to {} UTC",
+            crate::output::time(first),
+            crate::output::time(last)
+        )
+    };
+    Some(format!(
+        "{} {what}{size} are retained by object lock {when}: kept, deletable by a run after that",
+        r.objects
+    ))
 }

@@ -1,0 +1,124 @@
+//! Prune's pure decisions (`prune.rs`), as tables.
+
+use super::*;
+use cairn_core::Kind;
+
+fn id(n: u8) -> Id {
+    Id::from_bytes([n; 32])
+}
+
+fn entry(n: u8) -> PackEntry {
+    PackEntry {
+        kind: Kind::Data,
+        id: id(n),
+        offset: 0,
+        length: 1,
+        raw_length: 1,
+    }
+}
+
+fn file(packs: &[u8], tombstones: &[u8]) -> IndexFile {
+    IndexFile {
+        session: id(0),
+        created: 0,
+        packs: packs
+            .iter()
+            .map(|p| IndexPack {
+                pack: id(*p),
+                blobs: vec![],
+            })
+            .collect(),
+        tombstones: tombstones.iter().map(|t| id(*t)).collect(),
+        supersedes: vec![],
+    }
+}
+
+#[test]
+fn superseded_index_files_do_not_count() {
+    let mut newer = file(&[100], &[]);
+    newer.supersedes = vec![id(51)];
+    let all = vec![
+        (id(50), file(&[100], &[])),
+        (id(51), file(&[101], &[])),
+        (id(52), newer),
+    ];
+    let (superseded, live) = live_files(&all);
+    assert_eq!(superseded, HashSet::from([id(51)]));
+    let live: Vec<Id> = live.iter().map(|(i, _)| *i).collect();
+    assert_eq!(live, vec![id(50), id(52)]);
+}
+
+#[test]
+fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_finished() {
+    let files_owned = [
+        (id(50), file(&[100], &[])),
+        (id(51), file(&[101], &[])),
+        (id(60), file(&[], &[3])),
+        (id(61), file(&[], &[4])),
+    ];
+    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
+    let packs = HashMap::from([
+        (
+            id(100),
+            PackView {
+                entries: vec![entry(1), entry(2), entry(3)],
+                listed: 0,
+            },
+        ),
+        (
+            id(101),
+            PackView {
+                entries: vec![entry(4), entry(5)],
+                listed: 0,
+            },
+        ),
+    ]);
+    // 1 is referenced; 3 and 4 are tombstoned already (not live); 2 and
+    // 5 are live and unreferenced.
+    let referenced = HashSet::from([id(1)]);
+    let live = |b: &Id| ![id(3), id(4)].contains(b);
+    let ripe: Vec<(Id, &IndexFile)> =
+        vec![(id(60), &files_owned[2].1), (id(61), &files_owned[3].1)];
+    let plan = PackPlan {
+        delete_packs: vec![],
+        repack: vec![(id(100), vec![entry(1), entry(2)])],
+        // 4's copy in pack 101 stays: its tombstone file is not done.
+        left_dead: HashSet::from([id(4)]),
+    };
+    let c = index_changes(&files, &packs, &referenced, live, &ripe, plan);
+    assert_eq!(
+        c.new_tombstones,
+        vec![id(2), id(5)],
+        "sorted, live, unreferenced"
+    );
+    assert_eq!(c.removed, HashSet::from([id(100)]));
+    assert_eq!(
+        c.resolved,
+        vec![id(60)],
+        "61 still names a copy left in place"
+    );
+    assert_eq!(c.listing_files.len(), 2);
+    assert!(c.compact);
+}
+
+#[test]
+fn nothing_to_change_compacts_nothing() {
+    let files_owned = [(id(50), file(&[100], &[]))];
+    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
+    let packs = HashMap::from([(
+        id(100),
+        PackView {
+            entries: vec![entry(1)],
+            listed: 0,
+        },
+    )]);
+    let referenced = HashSet::from([id(1)]);
+    let plan = PackPlan {
+        delete_packs: vec![],
+        repack: vec![],
+        left_dead: HashSet::new(),
+    };
+    let c = index_changes(&files, &packs, &referenced, |_| true, &[], plan);
+    assert!(c.new_tombstones.is_empty() && c.removed.is_empty() && c.resolved.is_empty());
+    assert!(!c.compact, "one listing file, nothing removed or resolved");
+}
