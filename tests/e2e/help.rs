@@ -24,7 +24,11 @@ const VERBS: &[&[&str]] = &[
     &["key", "list"],
     &["key", "remove"],
     &["key", "passwd"],
+    &["lock"],
+    &["lock", "extend"],
+    &["lock", "recover"],
     &["cat"],
+    &["settings"],
     &["completions"],
     &["man"],
 ];
@@ -61,7 +65,7 @@ fn help_works_for_every_verb() {
 
 #[test]
 fn every_listed_verb_is_covered_by_the_help_test() {
-    for parent in [&[][..], &["key"][..], &["repair"][..]] {
+    for parent in [&[][..], &["key"][..], &["repair"][..], &["lock"][..]] {
         for verb in listed_commands(&help(parent).stdout) {
             let words: Vec<&str> = parent.iter().copied().chain([verb.as_str()]).collect();
             assert!(
@@ -81,7 +85,7 @@ fn top_level_help_documents_exit_codes() {
         .skip(1)
         .map_while(|l| l.split_whitespace().next())
         .collect();
-    for code in ["0", "1", "3"] {
+    for code in ["0", "1", "3", "4"] {
         assert!(
             codes.contains(&code),
             "exit code {code} undocumented:\n{text}"

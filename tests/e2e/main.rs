@@ -20,6 +20,7 @@ mod inplace;
 mod interrupt;
 mod keys;
 mod listing;
+mod lock;
 mod longpaths;
 mod maintenance;
 mod moto;

@@ -134,7 +134,7 @@ fn http(method: &str, path: &str) -> String {
 /// Runs `code` with moto's python after a prelude that makes `s3`, a boto3
 /// client for moto, and `code_of(call)`, the S3 error code of a call ("ok"
 /// if it succeeds); `args` follow in `sys.argv[1:]`. Returns stdout, trimmed.
-fn boto3(code: &str, args: &[&str]) -> String {
+pub(crate) fn boto3(code: &str, args: &[&str]) -> String {
     const PRELUDE: &str = r#"
 import sys, boto3, botocore.exceptions
 s3 = boto3.client("s3", endpoint_url=sys.argv.pop(1), region_name="us-east-1")

@@ -9,6 +9,7 @@ mod backup;
 mod block;
 mod cancel;
 mod common;
+mod lock;
 mod maintenance;
 mod provision;
 mod queue;

@@ -1,0 +1,117 @@
+//! A maintenance run of a repository with an Object Lock setting extends
+//! its retentions (`cairn lock extend`) and says so in its report, against
+//! moto's object-lock bucket (scripts/moto.sh; `CAIRN_TEST_MOTO_LOCK_URL`).
+//! No apiserver is needed: the run is called as the Job's container would.
+//! Without moto the test prints SKIP, unless `CAIRN_REQUIRE_MOTO` is set.
+
+use std::sync::Arc;
+
+use cairn::{BackupOptions, InitOptions, Lock, LockMode, OpenOptions, ParentChoice, Repository};
+use cairn::{SettingsChange, Source, Store, Timestamp};
+use cairn_kube::maintain::MaintainArgs;
+
+use crate::common::{PASSWORD, noise};
+
+/// A fresh location in moto's lock bucket, or `None` without moto.
+fn moto_lock_location(test: &str) -> Option<String> {
+    let Ok(base) = std::env::var("CAIRN_TEST_MOTO_LOCK_URL") else {
+        assert!(
+            std::env::var_os("CAIRN_REQUIRE_MOTO").is_none(),
+            "CAIRN_REQUIRE_MOTO is set but CAIRN_TEST_MOTO_LOCK_URL is not"
+        );
+        eprintln!("SKIP {test}: CAIRN_TEST_MOTO_LOCK_URL is not set (scripts/test.sh starts moto)");
+        return None;
+    };
+    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Some(format!("{head}/{test}-{}-{nanos}?{query}", std::process::id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_extends_object_lock_retention_and_reports_it() {
+    let Some(url) = moto_lock_location("maintain_lock") else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut opts = InitOptions::new("seed", "test", now);
+    let mut lock = SettingsChange::new();
+    lock.lock = Some(Some(Lock {
+        mode: LockMode::Governance,
+        seconds: 3600,
+    }));
+    opts.settings = lock;
+    let store = Store::open(&url, true).expect("store");
+    Repository::init(store, PASSWORD.as_bytes(), opts)
+        .await
+        .expect("init");
+    let repo = Repository::open(
+        Store::open(&url, false).expect("store"),
+        PASSWORD.as_bytes(),
+        OpenOptions::default(),
+    )
+    .await
+    .expect("open");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("data"), noise(3, 1 << 20)).expect("write");
+    cairn::backup(
+        &repo,
+        BackupOptions {
+            paths: vec![dir.path().to_owned()],
+            hostname: "seed".into(),
+            parent: ParentChoice::None,
+            source: Source::Filesystem,
+            time: Timestamp { secs: now, nanos: 0 },
+            ..Default::default()
+        },
+        Arc::new(cairn::Progress::default()),
+    )
+    .await
+    .expect("backup");
+
+    // The Secrets as the Job mounts them: the password, and the bucket's
+    // credentials (moto takes any).
+    let files = tempfile::tempdir().expect("tempdir");
+    let password = files.path().join("password");
+    std::fs::write(&password, PASSWORD).expect("write");
+    let settings = files.path().join("settings");
+    std::fs::create_dir(&settings).expect("mkdir");
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        let v = std::env::var(var).unwrap_or_else(|_| "cairn-moto".into());
+        std::fs::write(settings.join(var), v).expect("write");
+    }
+    let args = MaintainArgs {
+        url: url.clone(),
+        password_file: password,
+        settings_dir: Some(settings),
+        cache_dir: None,
+        limit_upload_kib: None,
+        prune: true,
+        grace_secs: 3600,
+        check: true,
+        read_data_subset: None,
+        copy_to_url: None,
+        copy_to_password_file: None,
+        copy_to_settings_dir: None,
+        copy_to_limit_upload_kib: None,
+        report: None,
+        test_now_file: None,
+    };
+    let report = cairn_kube::maintain::run(&args).await.expect("run");
+    assert!(report.ok, "{report:?}");
+    // Everything was written moments ago with an hour's retention: more
+    // than half of it is left, so nothing needs extending yet.
+    assert_eq!(report.lock_extended, Some(0), "{report:?}");
+    let until = report.lock_earliest_until.expect("a retention date");
+    assert!(until > now + 1800, "{report:?}");
+    assert!(
+        report.summary().contains("object lock: 0 retentions extended"),
+        "{}",
+        report.summary()
+    );
+    let back = cairn_kube::maintain::Report::parse(&report.to_bounded_json()).expect("parse");
+    assert_eq!(back.lock_earliest_until, Some(until));
+}
