@@ -30,5 +30,6 @@ mod roundtrip;
 mod s3;
 mod selection;
 mod sparse;
+mod storage_classes;
 mod stream;
 mod unprivileged;
