@@ -18,6 +18,7 @@ mod incremental;
 mod init;
 mod inplace;
 mod interrupt;
+mod json_schema;
 mod keys;
 mod listing;
 mod longpaths;

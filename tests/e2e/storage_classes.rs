@@ -18,7 +18,10 @@ fn classes(url: &str) -> BTreeMap<String, String> {
         .expect("an object")
         .iter()
         .map(|(k, c)| {
-            let rel = k.strip_prefix(&format!("{prefix}/")).unwrap_or(k).to_owned();
+            let rel = k
+                .strip_prefix(&format!("{prefix}/"))
+                .unwrap_or(k)
+                .to_owned();
             (rel, c.as_str().unwrap_or_default().to_owned())
         })
         .collect()
@@ -63,7 +66,10 @@ fn data_and_metadata_take_their_classes_and_a_change_applies_to_later_objects() 
     ];
     init.extend(CHEAP_KDF);
     let out = run(&r, cache.path(), &init).json();
-    assert_eq!(out["settings"]["data_storage_class"], "STANDARD_IA", "{out}");
+    assert_eq!(
+        out["settings"]["data_storage_class"], "STANDARD_IA",
+        "{out}"
+    );
 
     let src = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(src.path().join("sub")).expect("mkdir");
@@ -78,10 +84,21 @@ fn data_and_metadata_take_their_classes_and_a_change_applies_to_later_objects() 
     for (path, class) in &first {
         let is_data_pack =
             path.starts_with("data/") && !trees.iter().any(|t| path.ends_with(t.as_str()));
-        let want = if is_data_pack { "STANDARD_IA" } else { "STANDARD" };
+        let want = if is_data_pack {
+            "STANDARD_IA"
+        } else {
+            "STANDARD"
+        };
         assert_eq!(class, want, "{path}");
     }
-    for prefix in ["config", "keys/", "settings/", "index/", "snapshots/", "data/"] {
+    for prefix in [
+        "config",
+        "keys/",
+        "settings/",
+        "index/",
+        "snapshots/",
+        "data/",
+    ] {
         assert!(
             first.keys().any(|k| k.starts_with(prefix)),
             "no {prefix} object in {first:?}"
@@ -90,7 +107,11 @@ fn data_and_metadata_take_their_classes_and_a_change_applies_to_later_objects() 
 
     // A second client, with a cache of its own, writes by the changed
     // settings: only the objects written after the change take the class.
-    run(&r, cache.path(), &["settings", "--data-storage-class", "GLACIER_IR"]);
+    run(
+        &r,
+        cache.path(),
+        &["settings", "--data-storage-class", "GLACIER_IR"],
+    );
     let other_cache = tempfile::tempdir().expect("tempdir");
     let shown = run(&r, other_cache.path(), &["settings", "--json"]).json();
     assert_eq!(shown["data_storage_class"], "GLACIER_IR", "{shown}");
@@ -125,7 +146,11 @@ fn classes_and_locks_on_a_local_repository_are_refused_before_anything_is_writte
     let mut args = vec!["init", "--data-storage-class", "GLACIER"];
     args.extend(CHEAP_KDF);
     let out = r.run(args).expect_code(1);
-    assert!(out.stderr.contains("need an S3 repository"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("need an S3 repository"),
+        "{}",
+        out.stderr
+    );
     let left = std::fs::read_dir(&path).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "init wrote objects before refusing");
 }
