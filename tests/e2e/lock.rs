@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::compare::{assert_no_differences, tree_differences};
 use crate::common::{CHEAP_KDF, Repo, Run, field_str, field_u64};
+use crate::json_schema::check_output;
 use crate::maintenance::write_files;
 use crate::moto::{boto3, bucket_and_prefix, moto_endpoint, moto_location, s3tool};
 
@@ -284,6 +285,7 @@ fn lock_forget_and_prune_leave_retained_objects_until_their_retention_ends() {
     let forget = l
         .run(["forget", "--keep-last", "1", "--json"])
         .expect_code(4);
+    check_output("forget", &forget.stdout);
     let report = &forget.json()["forget"];
     let held = &report["groups"][0]["retained"];
     assert_eq!(held[0]["id"], first.as_str(), "{report:#}");
@@ -312,7 +314,9 @@ fn lock_forget_and_prune_leave_retained_objects_until_their_retention_ends() {
 
     // Every pack and index file is retained again, from now: prune must
     // plan around them.
-    let extend = l.run(["lock", "extend", "--json"]).success().json();
+    let extend = l.run(["lock", "extend", "--json"]).success();
+    check_output("lock extend", &extend.stdout);
+    let extend = extend.json();
     assert!(field_u64(&extend, "extended") >= 4, "{extend:#}");
     let extended_until = extend["earliest_until"].as_i64().expect("a date");
 
@@ -327,8 +331,9 @@ fn lock_forget_and_prune_leave_retained_objects_until_their_retention_ends() {
     let in_time = now_secs() < extended_until;
     let p2 = l
         .run_at(t + 4 * 3600, ["prune", "--grace", "1h", "--json"])
-        .success()
-        .json();
+        .success();
+    check_output("prune", &p2.stdout);
+    let p2 = p2.json();
     let ran_in_time = in_time && now_secs() < extended_until;
     if ran_in_time {
         assert_eq!(field_u64(&p2, "packs_deleted"), 0, "{p2:#}");
@@ -427,7 +432,9 @@ fn lock_recover_undoes_a_delete_everything_attack() {
         .json();
     assert_eq!(field_u64(&dry, "restored"), before.len() as u64, "{dry:#}");
     assert!(l.objects().is_empty(), "a dry run changes nothing");
-    let done = l.run(["lock", "recover", "--json"]).success().json();
+    let done = l.run(["lock", "recover", "--json"]).success();
+    check_output("lock recover", &done.stdout);
+    let done = done.json();
     assert_eq!(
         field_u64(&done, "restored"),
         before.len() as u64,

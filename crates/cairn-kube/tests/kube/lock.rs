@@ -26,7 +26,10 @@ fn moto_lock_location(test: &str) -> Option<String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    Some(format!("{head}/{test}-{}-{nanos}?{query}", std::process::id()))
+    Some(format!(
+        "{head}/{test}-{}-{nanos}?{query}",
+        std::process::id()
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +67,10 @@ async fn maintenance_extends_object_lock_retention_and_reports_it() {
             hostname: "seed".into(),
             parent: ParentChoice::None,
             source: Source::Filesystem,
-            time: Timestamp { secs: now, nanos: 0 },
+            time: Timestamp {
+                secs: now,
+                nanos: 0,
+            },
             ..Default::default()
         },
         Arc::new(cairn::Progress::default()),
@@ -108,7 +114,9 @@ async fn maintenance_extends_object_lock_retention_and_reports_it() {
     let until = report.lock_earliest_until.expect("a retention date");
     assert!(until > now + 1800, "{report:?}");
     assert!(
-        report.summary().contains("object lock: 0 retentions extended"),
+        report
+            .summary()
+            .contains("object lock: 0 retentions extended"),
         "{}",
         report.summary()
     );
