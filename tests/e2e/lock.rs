@@ -243,14 +243,8 @@ fn lock_every_object_a_backup_writes_is_retained_and_sessions_are_not() {
     l.run(["snapshots"]).success();
 }
 
-/// A bucket without Object Lock is refused before anything is written.
-#[test]
-fn lock_init_refuses_a_bucket_without_object_lock_before_writing() {
-    let Some(url) = moto_location("lock_unlockable", false) else {
-        return;
-    };
-    let (bucket, prefix) = bucket_and_prefix(&url);
-    let repo = Repo::at(&url, "pw");
+/// `init --object-lock` at `repo` fails, saying why.
+fn lock_init_is_refused(repo: &Repo) {
     let lock = ["--object-lock", "governance", "--lock-days", "7"];
     let run = repo
         .run(["init"].into_iter().chain(lock).chain(CHEAP_KDF))
@@ -260,8 +254,30 @@ fn lock_init_refuses_a_bucket_without_object_lock_before_writing() {
         "{}",
         run.stderr
     );
+}
+
+/// A bucket without Object Lock is refused before anything is written.
+#[test]
+fn lock_init_refuses_a_bucket_without_object_lock_before_writing() {
+    let Some(url) = moto_location("lock_unlockable", false) else {
+        return;
+    };
+    let (bucket, prefix) = bucket_and_prefix(&url);
+    lock_init_is_refused(&Repo::at(&url, "pw"));
     let objects = s3tool(["classes", &moto_endpoint(), &bucket, &prefix]);
     assert_eq!(objects, serde_json::json!({}), "nothing written");
+}
+
+/// The same on a server that does not implement Object Lock (Garage).
+#[test]
+fn lock_init_refuses_a_server_without_object_lock_before_writing() {
+    let Some(url) = crate::s3::s3_location("lock_garage") else {
+        return;
+    };
+    let repo = Repo::at(&url, "pw");
+    lock_init_is_refused(&repo);
+    // Nothing was written: a plain init finds the location empty.
+    repo.run(["init"].into_iter().chain(CHEAP_KDF)).success();
 }
 
 /// Item 3: forget keeps a retained snapshot and says until when (exit 4),

@@ -191,8 +191,8 @@ pub(crate) async fn preflight(store: &cairn_store::Store, new: &Settings) -> Res
     }
     if new.lock.is_some() && !store.lock_enabled().await? {
         return Err(Error::InvalidArgument(format!(
-            "the bucket of {} does not have S3 Object Lock enabled (only the bucket's owner \
-             can turn it on; versioning comes with it)",
+            "the bucket of {} does not have S3 Object Lock enabled, or the server does not \
+             implement it (only the bucket's owner can turn it on; versioning comes with it)",
             store.describe()
         )));
     }

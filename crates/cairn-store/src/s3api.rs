@@ -355,8 +355,10 @@ impl S3Api {
                     == Some("Enabled"),
             );
         }
-        if status.as_u16() == 404 {
-            return Ok(false); // ObjectLockConfigurationNotFoundError
+        // 404: ObjectLockConfigurationNotFoundError; 501: a server without
+        // Object Lock (Garage) does not know the request.
+        if matches!(status.as_u16(), 404 | 501) {
+            return Ok(false);
         }
         Err(Self::refused("?object-lock", status, &body))
     }
