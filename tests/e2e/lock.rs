@@ -280,6 +280,42 @@ fn lock_init_refuses_a_server_without_object_lock_before_writing() {
     repo.run(["init"].into_iter().chain(CHEAP_KDF)).success();
 }
 
+/// Two backups, the files of the first gone from the second; returns the
+/// first snapshot's id.
+fn two_backups(l: &Locked, src: &Path) -> String {
+    write_files(src, 3, 400_000, 1);
+    let first = l.backup(src);
+    std::fs::remove_dir_all(src).expect("rm");
+    write_files(src, 2, 200_000, 2);
+    l.backup(src);
+    first
+}
+
+/// forget --keep-last 1 keeps `first` while it is retained, saying until
+/// when (exit 4), and removes it once that date has passed.
+fn forget_waits_for_the_retention(l: &Locked, first: &str, period: i64) {
+    let forget = l
+        .run(["forget", "--keep-last", "1", "--json"])
+        .expect_code(4);
+    check_output("forget", &forget.stdout);
+    let report = &forget.json()["forget"];
+    let held = &report["groups"][0]["retained"];
+    assert_eq!(held[0]["id"], first, "{report:#}");
+    let until = held[0]["retained_until"].as_i64().expect("a date");
+    assert_eq!(until, l.retain_until(&format!("snapshots/{first}")));
+    let text = l.run(["forget", "--keep-last", "1"]).expect_code(4);
+    assert!(text.stdout.contains("retained until"), "{}", text.stdout);
+    let listed = l.run(["snapshots", "--json"]).success().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
+    wait_past(until, Duration::from_secs(period as u64 + 60));
+    let forget = l
+        .run(["forget", "--keep-last", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(forget["forget"]["groups"][0]["remove"][0]["id"], first);
+}
+
 /// Item 3: forget keeps a retained snapshot and says until when (exit 4),
 /// removes it once the retention ends; prune leaves retained packs and
 /// index files in place, reports their dates, and deletes them once the
@@ -292,41 +328,8 @@ fn lock_forget_and_prune_leave_retained_objects_until_their_retention_ends() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
-    write_files(&src, 3, 400_000, 1);
-    let first = l.backup(&src);
-    std::fs::remove_dir_all(&src).expect("rm");
-    write_files(&src, 2, 200_000, 2);
-    l.backup(&src);
-
-    let forget = l
-        .run(["forget", "--keep-last", "1", "--json"])
-        .expect_code(4);
-    check_output("forget", &forget.stdout);
-    let report = &forget.json()["forget"];
-    let held = &report["groups"][0]["retained"];
-    assert_eq!(held[0]["id"], first.as_str(), "{report:#}");
-    let until = held[0]["retained_until"].as_i64().expect("a date");
-    assert_eq!(until, l.retain_until(&format!("snapshots/{first}")));
-    let text = l.run(["forget", "--keep-last", "1"]).expect_code(4);
-    assert!(text.stdout.contains("retained until"), "{}", text.stdout);
-    assert_eq!(
-        l.run(["snapshots", "--json"])
-            .success()
-            .json()
-            .as_array()
-            .map(Vec::len),
-        Some(2)
-    );
-
-    wait_past(until, Duration::from_secs(PERIOD as u64 + 60));
-    let forget = l
-        .run(["forget", "--keep-last", "1", "--json"])
-        .success()
-        .json();
-    assert_eq!(
-        forget["forget"]["groups"][0]["remove"][0]["id"],
-        first.as_str()
-    );
+    let first = two_backups(&l, &src);
+    forget_waits_for_the_retention(&l, &first, PERIOD);
 
     // Every pack and index file is retained again, from now: prune must
     // plan around them.
@@ -339,43 +342,22 @@ fn lock_forget_and_prune_leave_retained_objects_until_their_retention_ends() {
     // Phase 1 two hours on (the backups' done sessions have lapsed, so the
     // forgotten snapshot is no longer walked), phase 2 four hours on.
     let t = now_secs();
-    let p1 = l
-        .run_at(t + 2 * 3600, ["prune", "--grace", "1h", "--json"])
-        .success()
-        .json();
+    let prune_at = |hours: i64| {
+        let run = l
+            .run_at(t + hours * 3600, ["prune", "--grace", "1h", "--json"])
+            .success();
+        check_output("prune", &run.stdout);
+        run.json()
+    };
+    let p1 = prune_at(2);
     assert!(field_u64(&p1, "blobs_tombstoned") > 0, "{p1:#}");
     let in_time = now_secs() < extended_until;
-    let p2 = l
-        .run_at(t + 4 * 3600, ["prune", "--grace", "1h", "--json"])
+    let p2 = prune_at(4);
+    let dry = l
+        .run_at(t + 4 * 3600, ["prune", "--grace", "1h", "--dry-run"])
         .success();
-    check_output("prune", &p2.stdout);
-    let p2 = p2.json();
-    let ran_in_time = in_time && now_secs() < extended_until;
-    if ran_in_time {
-        assert_eq!(field_u64(&p2, "packs_deleted"), 0, "{p2:#}");
-        assert_eq!(field_u64(&p2, "packs_repacked"), 0, "{p2:#}");
-        let packs = &p2["retained_packs"];
-        assert!(field_u64(packs, "objects") >= 1, "{p2:#}");
-        assert!(
-            packs["earliest_until"].as_i64() >= Some(extended_until),
-            "{p2:#}"
-        );
-        let files = &p1["retained_index_files"];
-        assert!(field_u64(files, "objects") >= 1, "{p1:#}");
-        // Nothing retained was hidden behind a delete marker: only the
-        // forgotten snapshot, whose retention had ended, was deleted.
-        assert_eq!(
-            l.markers_over_repository_objects(),
-            [format!("snapshots/{first}")]
-        );
-        let text = l
-            .run_at(t + 4 * 3600, ["prune", "--grace", "1h", "--dry-run"])
-            .success();
-        assert!(
-            text.stdout.contains("retained by object lock until"),
-            "{}",
-            text.stdout
-        );
+    if in_time && now_secs() < extended_until {
+        prune_held_back(&l, &first, (&p1, &p2), &dry.stdout, extended_until);
     } else {
         eprintln!("prune ran after the retention ({PERIOD} s) ended: its holding back is not seen");
     }
@@ -386,10 +368,7 @@ fn lock_forget_and_prune_leave_retained_objects_until_their_retention_ends() {
         .max(p1["retained_index_files"]["latest_until"].as_i64())
         .unwrap_or(0);
     wait_past(latest, Duration::from_secs(PERIOD as u64 + 60));
-    let p3 = l
-        .run_at(t + 6 * 3600, ["prune", "--grace", "1h", "--json"])
-        .success()
-        .json();
+    let p3 = prune_at(6);
     assert_eq!(field_u64(&p3["retained_packs"], "objects"), 0, "{p3:#}");
     // Only index files written since (by the first prune) may still be.
     if let Some(first_left) = p3["retained_index_files"]["earliest_until"].as_i64() {
@@ -401,6 +380,35 @@ fn lock_forget_and_prune_leave_retained_objects_until_their_retention_ends() {
     );
     check_read_data_is_clean(&l);
     restore_latest_and_compare(&l, &src);
+}
+
+/// What the two prunes (`p1` marks, `p2` would delete) and a dry run did
+/// while every pack and index file was retained until `until`: nothing
+/// retained was deleted or hidden, and the reports say until when.
+fn prune_held_back(
+    l: &Locked,
+    first: &str,
+    (p1, p2): (&serde_json::Value, &serde_json::Value),
+    dry_run: &str,
+    until: i64,
+) {
+    assert_eq!(field_u64(p2, "packs_deleted"), 0, "{p2:#}");
+    assert_eq!(field_u64(p2, "packs_repacked"), 0, "{p2:#}");
+    let packs = &p2["retained_packs"];
+    assert!(field_u64(packs, "objects") >= 1, "{p2:#}");
+    assert!(packs["earliest_until"].as_i64() >= Some(until), "{p2:#}");
+    let files = &p1["retained_index_files"];
+    assert!(field_u64(files, "objects") >= 1, "{p1:#}");
+    // Only the forgotten snapshot, whose retention had ended, was deleted
+    // (hidden behind a delete marker).
+    assert_eq!(
+        l.markers_over_repository_objects(),
+        [format!("snapshots/{first}")]
+    );
+    assert!(
+        dry_run.contains("retained by object lock until"),
+        "{dry_run}"
+    );
 }
 
 /// Item 4: ransomware with delete rights (plain deletes, then every

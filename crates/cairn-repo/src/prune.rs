@@ -189,11 +189,7 @@ impl Repository {
         report.snapshots = snapshots;
         report.blobs_referenced = referenced.len();
 
-        let tomb_files: Vec<&(Id, IndexFile)> = files
-            .iter()
-            .copied()
-            .filter(|(_, f)| !f.tombstones.is_empty())
-            .collect();
+        let tomb_files = tombstone_files(&files);
         let waiting = Waiting {
             live: &view.live,
             unreadable: !view.unreadable.is_empty(),
@@ -394,6 +390,15 @@ pub(crate) fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, Ind
         .filter(|(id, _)| !superseded.contains(id))
         .collect();
     (superseded, files)
+}
+
+/// The index files (in force) that hold tombstones.
+fn tombstone_files<'a>(files: &[&'a (Id, IndexFile)]) -> Vec<&'a (Id, IndexFile)> {
+    files
+        .iter()
+        .copied()
+        .filter(|(_, f)| !f.tombstones.is_empty())
+        .collect()
 }
 
 /// What a run changes in the index, decided from what it observed.

@@ -32,11 +32,9 @@ fn moto_lock_location(test: &str) -> Option<String> {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maintenance_extends_object_lock_retention_and_reports_it() {
-    let Some(url) = moto_lock_location("maintain_lock") else {
-        return;
-    };
+/// A repository at `url` with a governance lock of an hour, and one
+/// backup in it; returns the time of the backup.
+async fn locked_repository_with_a_backup(url: &str) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -47,12 +45,12 @@ async fn maintenance_extends_object_lock_retention_and_reports_it() {
         seconds: 3600,
     }));
     opts.settings = lock;
-    let store = Store::open(&url, true).expect("store");
+    let store = Store::open(url, true).expect("store");
     Repository::init(store, PASSWORD.as_bytes(), opts)
         .await
         .expect("init");
     let repo = Repository::open(
-        Store::open(&url, false).expect("store"),
+        Store::open(url, false).expect("store"),
         PASSWORD.as_bytes(),
         OpenOptions::default(),
     )
@@ -77,20 +75,23 @@ async fn maintenance_extends_object_lock_retention_and_reports_it() {
     )
     .await
     .expect("backup");
+    now
+}
 
-    // The Secrets as the Job mounts them: the password, and the bucket's
-    // credentials (moto takes any).
-    let files = tempfile::tempdir().expect("tempdir");
-    let password = files.path().join("password");
+/// The Job's arguments for a prune and check of `url`, with its Secrets
+/// written under `files` as the Job mounts them: the password, and the
+/// bucket's credentials (moto takes any).
+fn maintenance_args(url: &str, files: &std::path::Path) -> MaintainArgs {
+    let password = files.join("password");
     std::fs::write(&password, PASSWORD).expect("write");
-    let settings = files.path().join("settings");
+    let settings = files.join("settings");
     std::fs::create_dir(&settings).expect("mkdir");
     for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
         let v = std::env::var(var).unwrap_or_else(|_| "cairn-moto".into());
         std::fs::write(settings.join(var), v).expect("write");
     }
-    let args = MaintainArgs {
-        url: url.clone(),
+    MaintainArgs {
+        url: url.to_owned(),
         password_file: password,
         settings_dir: Some(settings),
         cache_dir: None,
@@ -105,8 +106,19 @@ async fn maintenance_extends_object_lock_retention_and_reports_it() {
         copy_to_limit_upload_kib: None,
         report: None,
         test_now_file: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_extends_object_lock_retention_and_reports_it() {
+    let Some(url) = moto_lock_location("maintain_lock") else {
+        return;
     };
-    let report = cairn_kube::maintain::run(&args).await.expect("run");
+    let now = locked_repository_with_a_backup(&url).await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let report = cairn_kube::maintain::run(&maintenance_args(&url, files.path()))
+        .await
+        .expect("run");
     assert!(report.ok, "{report:?}");
     // Everything was written moments ago with an hour's retention: more
     // than half of it is left, so nothing needs extending yet.
