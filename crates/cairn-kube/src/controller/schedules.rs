@@ -218,10 +218,19 @@ async fn execute(
             Some((claim, id.as_ref()?))
         })
         .collect();
-    if !snapshots.is_empty() {
-        forget(ctx, s, &snapshots).await?;
-    }
-    let names = plan.forget.iter().map(|(n, _)| n).chain(&plan.delete);
+    let retained = if snapshots.is_empty() {
+        Vec::new()
+    } else {
+        forget(ctx, s, &snapshots).await?
+    };
+    // A Backup whose snapshot Object Lock still retains stays, so a later
+    // pass forgets it once the retention has ended.
+    let names = plan
+        .forget
+        .iter()
+        .filter(|(_, id)| id.as_ref().is_none_or(|id| !retained.contains(id)))
+        .map(|(n, _)| n)
+        .chain(&plan.delete);
     let mut deleted = Vec::new();
     for n in names {
         match api.delete(n, &DeleteParams::default()).await {
@@ -245,11 +254,12 @@ async fn execute(
 /// schedule may use the repository for its claim and the snapshot is of
 /// that claim (see [`crate::trust`]). A snapshot already gone is fine (a
 /// previous attempt got that far); a refused one is left alone and said so.
+/// Returns the snapshots S3 Object Lock still retains: left for later.
 async fn forget(
     ctx: &Context,
     s: &BackupSchedule,
     snapshots: &[(&(String, String), &String)],
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let ns = s.namespace().unwrap_or_default();
     let (rns, rname) = s.spec.repository.resolve(&ns);
     let repo_obj = Api::<BackupRepository>::namespaced(ctx.client.clone(), &rns)
@@ -258,6 +268,7 @@ async fn forget(
         .ok_or_else(|| Error::not_found("BackupRepository", &(rns.clone(), rname.clone())))?;
     let mut refused = Vec::new();
     let mut allowed = Vec::new();
+    let mut retained = Vec::new();
     for (claim, id) in snapshots {
         match authorize(
             &ctx.config.admins,
@@ -299,11 +310,30 @@ async fn forget(
                 continue;
             }
             // Prune frees the snapshot's data later.
-            if repo.forget_snapshot(&id).await.map_err(err)? {
-                ctx.metrics.forgotten.inc();
+            match repo.forget_snapshot(&id).await {
+                Ok(true) => {
+                    ctx.metrics.forgotten.inc();
+                }
+                Ok(false) => {}
+                Err(cairn::error::RepoError::Store(cairn::StoreError::Locked { .. })) => {
+                    retained.push(hex);
+                }
+                Err(e) => return Err(err(e)),
             }
         }
     }
+    retention_events(ctx, s, &refused, &retained).await;
+    Ok(retained)
+}
+
+/// Says which snapshots retention refused to forget, and how many it left
+/// because Object Lock still retains them.
+async fn retention_events(
+    ctx: &Context,
+    s: &BackupSchedule,
+    refused: &[String],
+    retained: &[String],
+) {
     if !refused.is_empty() {
         let note = format!("retention refused: {}", refused.join("; "));
         event(
@@ -315,5 +345,11 @@ async fn forget(
         )
         .await;
     }
-    Ok(())
+    if !retained.is_empty() {
+        let note = format!(
+            "retention: {} snapshots are retained by object lock; forgotten once it ends",
+            retained.len()
+        );
+        event(&ctx.recorder, s, false, "RetentionWaiting", note).await;
+    }
 }
