@@ -86,14 +86,9 @@ fn clone_tree(from: &Path, to: &Path) {
 /// Creates a snapshot backup `name` of claim `claim` and plays the
 /// snapshot controller, the provisioner and the kubelet for it, with
 /// `content` as the cloned volume. Returns the finished job.
-async fn snapshot_backup(
-    c: &mut Cluster,
-    name: &str,
-    claim: &str,
-    content: &Path,
-    keep_snapshots: u32,
-) -> VolumeBackup {
-    let vb = VolumeBackup::new(
+/// A VolumeBackup of a CSI snapshot of `claim` into repository `main`.
+fn snapshot_job(name: &str, claim: &str, keep_snapshots: u32) -> VolumeBackup {
+    VolumeBackup::new(
         name,
         VolumeBackupSpec {
             pvc: PvcRef {
@@ -111,7 +106,17 @@ async fn snapshot_backup(
             }),
             ..Default::default()
         },
-    );
+    )
+}
+
+async fn snapshot_backup(
+    c: &mut Cluster,
+    name: &str,
+    claim: &str,
+    content: &Path,
+    keep_snapshots: u32,
+) -> VolumeBackup {
+    let vb = snapshot_job(name, claim, keep_snapshots);
     let created = c
         .api::<VolumeBackup>()
         .create(&PostParams::default(), &vb)
@@ -352,24 +357,7 @@ async fn pre_hooks_come_before_the_snapshot_and_post_hooks_always_run() {
     c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
     let _agent = c.start_agent(&node);
 
-    let vb = VolumeBackup::new(
-        "refused",
-        VolumeBackupSpec {
-            pvc: PvcRef {
-                name: "db".into(),
-                namespace: None,
-            },
-            repository: RepositoryRef {
-                name: "main".into(),
-                namespace: None,
-            },
-            snapshot: Some(SnapshotPolicy {
-                volume_snapshot_class_name: "csi-test".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
+    let vb = snapshot_job("refused", "db", 0);
     let created = c
         .api::<VolumeBackup>()
         .create(&PostParams::default(), &vb)
