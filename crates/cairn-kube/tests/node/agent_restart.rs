@@ -9,9 +9,9 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 
-use crate::common::{MINUTE, Node, node, wait_until};
+use crate::common::{MINUTE, node, wait_until};
 use crate::fixture::{AGENT, CAIRN_NS, create_repository, deployed, indexed_bytes, objects};
-use crate::volumes::{delete_pvs, local_claim, start_backup, watch_job};
+use crate::volumes::{claim_pod, delete_pvs, local_claim, start_backup, watch_job};
 
 /// Incompressible data in the claim: 12 files of 32 MiB, enough for more
 /// packs than a backup uploads before it writes an index file (8).
@@ -51,30 +51,6 @@ fn is_ready(pod: &Pod) -> bool {
         .into_iter()
         .flatten()
         .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-/// A pod that keeps claim `data` mounted, so backups read it through that
-/// pod.
-async fn claim_pod(node: &Node) {
-    node.run_pod(
-        json!({
-            "metadata": {"name": "app"},
-            "spec": {
-                "automountServiceAccountToken": false,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{
-                    "name": "app",
-                    "image": node.busybox,
-                    "imagePullPolicy": "Never",
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                }],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
-            },
-        }),
-        "the claim's pod to run",
-        |pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
-    )
-    .await;
 }
 
 /// Deletes the agent's pod and waits until it is gone; returns its uid.
@@ -132,7 +108,7 @@ async fn deleting_the_agent_pod_mid_backup_resumes_the_job_reusing_uploads() {
     fill_random(dir.path());
     let total = (FILES * FILE_BYTES) as u64;
     let pv = local_claim(&node, "data", dir.path(), false).await;
-    claim_pod(&node).await;
+    claim_pod(&node, "app", json!({})).await;
 
     start_backup(&node, "big", "data", (CAIRN_NS, &repo)).await;
     let backups: Api<VolumeBackup> = Api::namespaced(node.client.clone(), &node.ns);

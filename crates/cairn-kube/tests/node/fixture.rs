@@ -292,3 +292,20 @@ pub(crate) async fn open_repository(prefix: &str) -> cairn::Repository {
         .await
         .expect("open repository")
 }
+
+/// Restores snapshot `id` (an id or prefix) of the repository at `prefix`
+/// into a new temporary directory, owners left as they are.
+pub(crate) async fn restore_snapshot(prefix: &str, id: &str) -> tempfile::TempDir {
+    let repo = open_repository(prefix).await;
+    let (_, snap) = repo.find_snapshot(id).await.expect("snapshot");
+    let out = tempfile::tempdir().expect("tempdir");
+    let opts = cairn::RestoreOptions {
+        target: out.path().to_path_buf(),
+        owners: Some(false),
+        ..Default::default()
+    };
+    cairn::restore(&repo, &snap, opts, Default::default())
+        .await
+        .expect("restore");
+    out
+}

@@ -12,7 +12,7 @@ use kube::Api;
 use kube::runtime::watcher::{self, Event};
 
 use crate::common::{MINUTE, node, rand_hex, wait_until};
-use crate::fixture::{AGENT, CAIRN_NS, deployed, open_repository};
+use crate::fixture::{AGENT, CAIRN_NS, deployed, restore_snapshot};
 use crate::volumes::{completed, delete_pvs, local_claim, start_backup};
 
 /// Every state seen of each helper pod (label cairn.dev/helper) of `pods`:
@@ -117,20 +117,11 @@ async fn an_unmounted_claim_is_backed_up_through_a_helper_pod_on_the_node() {
     );
 
     // The snapshot holds the claim's files.
-    let repo = open_repository(&deployed.admin_repo).await;
-    let (_, snap) = repo
-        .find_snapshot(&done.snapshot_id.expect("snapshot id"))
-        .await
-        .expect("snapshot");
-    let out = tempfile::tempdir().expect("tempdir");
-    let opts = cairn::RestoreOptions {
-        target: out.path().to_path_buf(),
-        owners: Some(false),
-        ..Default::default()
-    };
-    cairn::restore(&repo, &snap, opts, Default::default())
-        .await
-        .expect("restore");
+    let out = restore_snapshot(
+        &deployed.admin_repo,
+        &done.snapshot_id.expect("snapshot id"),
+    )
+    .await;
     for (name, content) in &files {
         let got = std::fs::read_to_string(out.path().join(name))
             .unwrap_or_else(|e| panic!("{name} restored: {e}"));

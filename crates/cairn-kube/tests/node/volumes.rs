@@ -187,3 +187,27 @@ impl HasJobStatus for VolumeRestore {
         self.status.as_ref()
     }
 }
+
+/// A busybox pod named `name` that keeps claim `data` mounted at /data,
+/// with `annotations`; returns once it runs.
+pub(crate) async fn claim_pod(node: &Node, name: &str, annotations: serde_json::Value) {
+    node.run_pod(
+        serde_json::json!({
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "app",
+                    "image": node.busybox,
+                    "imagePullPolicy": "Never",
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+            },
+        }),
+        "the claim's pod to run",
+        |pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+    )
+    .await;
+}
