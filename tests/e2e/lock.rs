@@ -538,6 +538,19 @@ fn lock_extend_moves_retention_forward() {
         "{}",
         text.stdout
     );
+
+    // An index file that does not open may list any pack: extend then
+    // keeps every pack, and the file, and says why.
+    let garbage = format!("{}/index/{}", l.prefix, "ab".repeat(32));
+    let put = r#"s3.put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=b"not an index file")"#;
+    boto3(put, &[&l.bucket, &garbage]);
+    let r = l.run(["lock", "extend", "--json"]).success();
+    check_output("lock extend", &r.stdout);
+    let r = r.json();
+    assert_eq!(field_u64(&r, "damaged_index_files"), 1, "{r:#}");
+    assert_eq!(field_u64(&r, "failed"), 0, "{r:#}");
+    let head = l.head(&format!("index/{}", "ab".repeat(32)));
+    assert_eq!(head["retention_mode"], "COMPLIANCE", "{head:#}");
 }
 
 #[test]

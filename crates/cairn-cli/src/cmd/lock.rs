@@ -110,6 +110,13 @@ fn describe_extend(r: &ExtendReport) -> String {
         out.push_str(&format!(", {} gone meanwhile", r.missing));
     }
     out.push('\n');
+    if r.damaged_index_files > 0 {
+        out.push_str(&format!(
+            "{} index files could not be read, so every pack was kept retained \
+             (`cairn repair index` rebuilds them)\n",
+            r.damaged_index_files
+        ));
+    }
     if r.snapshots_unretained > 0 {
         out.push_str(&format!(
             "{} snapshots are past their retention (forget may remove them)\n",

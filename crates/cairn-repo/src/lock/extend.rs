@@ -119,6 +119,9 @@ pub struct ExtendReport {
     pub failed: usize,
     /// The first few of those failures.
     pub errors: Vec<String>,
+    /// Index files that could not be read: not knowing which packs they
+    /// list, extend kept every pack (`cairn repair index` rebuilds them).
+    pub damaged_index_files: usize,
 }
 
 /// Progress of a run, after each object.
@@ -161,8 +164,11 @@ impl Repository {
             )));
         };
         let period = Duration::from_secs(lock.seconds);
-        let objects = self.objects_to_keep().await?;
-        let mut report = ExtendReport::default();
+        let (objects, damaged) = self.objects_to_keep().await?;
+        let mut report = ExtendReport {
+            damaged_index_files: damaged,
+            ..ExtendReport::default()
+        };
         let mut p = ExtendProgress {
             total: objects.len(),
             ..ExtendProgress::default()
@@ -212,7 +218,8 @@ impl Repository {
 
     /// Every object extend looks at, with its rule: the config, key files,
     /// settings objects, snapshots, and the [`Targets`] of the index.
-    async fn objects_to_keep(&self) -> Result<Vec<(String, LockRule)>> {
+    /// Also returns how many index files could not be read.
+    async fn objects_to_keep(&self) -> Result<(Vec<(String, LockRule)>, usize)> {
         let mut out = vec![(paths::CONFIG.to_owned(), LockRule::Extend)];
         for (folder, rule) in [
             (paths::KEYS, LockRule::Extend),
@@ -223,14 +230,31 @@ impl Repository {
                 out.push((format!("{folder}/{id}"), rule));
             }
         }
-        let targets = extend_targets(&self.read_index_files().await?);
+        let mut files = Vec::new();
+        self.for_each_index_file(&HashSet::new(), true, |id, f| {
+            files.push((id, f));
+            Ok(())
+        })
+        .await?;
+        let mut targets = extend_targets(&files);
         let listed: HashSet<Id> = self.list_packs().await?.into_keys().collect();
-        out.extend(
-            targets
-                .index_files
-                .iter()
-                .map(|id| (paths::index(id), LockRule::Extend)),
-        );
+        // An index file that does not open may list any pack, live or not:
+        // keep every pack, and the file itself, until `repair index`.
+        let damaged: Vec<String> = self
+            .damaged()
+            .into_iter()
+            .map(|d| d.object)
+            .filter(|o| o.starts_with("index/"))
+            .collect();
+        if !damaged.is_empty() {
+            targets.packs = listed.iter().copied().collect();
+        }
+        let index = targets
+            .index_files
+            .iter()
+            .map(paths::index)
+            .chain(damaged.iter().cloned());
+        out.extend(index.map(|p| (p, LockRule::Extend)));
         // A pack the index lists but `data/` lacks is check's business.
         out.extend(
             targets
@@ -239,7 +263,7 @@ impl Repository {
                 .filter(|p| listed.contains(p))
                 .map(|p| (paths::pack(p), LockRule::Extend)),
         );
-        Ok(out)
+        Ok((out, damaged.len()))
     }
 
     async fn keep_retained(
