@@ -70,6 +70,7 @@ pub use cairn_fs::{
     CopyMemo, CopyOutcome, CopyPlan, copy_snapshot, execute_copies, learn_copied, plan_copies,
     same_backup, same_chunking,
 };
+pub use cairn_fs::{data_packs, warm_up};
 pub use cairn_repo::{
     CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,
     WriterStats,
@@ -78,6 +79,7 @@ pub use cairn_repo::{
     ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, SettingsChange,
     retention,
 };
+pub use cairn_repo::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
 pub use cairn_store::{
     Availability, Cache, HttpFaults, ObjectStatus, Store, StoreError, StoreOptions,
 };
