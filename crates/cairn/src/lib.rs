@@ -8,6 +8,9 @@
 //! - [`Repository`] creates ([`Repository::init`]) or unlocks
 //!   ([`Repository::open`]) a repository with a password.
 //! - [`backup()`] turns paths into a [`Snapshot`]; [`restore()`] writes one back.
+//! - [`warm_up()`] asks S3 to restore the archived packs (`GLACIER`,
+//!   `DEEP_ARCHIVE`) a restore will read; [`restore()`] does it by itself
+//!   when the repository's data storage class is archival.
 //! - [`Repository::check`] verifies that every snapshot can be restored.
 //!
 //! ```

@@ -18,8 +18,7 @@ pub(crate) struct RequestArgs {
     /// Days a restored pack stays readable
     #[arg(long, default_value_t = 7, value_name = "N")]
     pub(crate) restore_days: u32,
-    /// S3 retrieval tier: expedited (minutes, dearest; not for DEEP_ARCHIVE),
-    /// standard (hours) or bulk (many hours, cheapest)
+    /// S3 retrieval tier of the restores asked for
     #[arg(long, value_enum, default_value = "standard", value_name = "TIER")]
     pub(crate) restore_tier: TierArg,
     /// Time between two looks at the packs being restored (e.g. 30s, 5m)
@@ -30,11 +29,11 @@ pub(crate) struct RequestArgs {
 /// `--restore-tier` choices.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum TierArg {
-    /// Minutes (Glacier only)
+    /// Minutes, the dearest (GLACIER: 1-5 minutes; not for DEEP_ARCHIVE)
     Expedited,
-    /// Hours
+    /// Hours (GLACIER: 3-5 hours; DEEP_ARCHIVE: within 12 hours)
     Standard,
-    /// Many hours, cheapest
+    /// Many hours, the cheapest (GLACIER: 5-12 hours; DEEP_ARCHIVE: within 48 hours)
     Bulk,
 }
 
