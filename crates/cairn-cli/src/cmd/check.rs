@@ -16,7 +16,7 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
         None => ReadData::None,
     };
     let repo = context::open(g).await?;
-    let warm = super::warm_up::read_options(&a.warm, g.quiet || a.json, super::warm_up::stderr())?;
+    let warm = super::warm_up::read_options(&a.warm, g.quiet, super::warm_up::stderr())?;
     let report = repo.check_warming(read, a.with_cache, &warm).await?;
     if a.json {
         super::print_json(&report)?;

@@ -19,6 +19,9 @@ use crate::{Error, Repository, Result, paths};
 const REQUEST_CONCURRENCY: usize = 16;
 /// Longest sleep between two looks at `WarmOptions::stop`.
 const STOP_CHECK: Duration = Duration::from_millis(200);
+/// Shortest time between two status rounds, whatever the options say: a
+/// zero interval would send requests without pause.
+const MIN_POLL: Duration = Duration::from_millis(100);
 
 /// A warm-up in progress.
 struct Warming<'a> {
@@ -89,7 +92,7 @@ impl Warming<'_> {
 
     /// Sleeps one poll interval; false if asked to stop meanwhile.
     async fn sleep(&self) -> bool {
-        let until = Instant::now() + self.opts.poll_interval;
+        let until = Instant::now() + self.opts.poll_interval.max(MIN_POLL);
         loop {
             if self.opts.stop.as_ref().is_some_and(|stop| stop()) {
                 return false;

@@ -73,8 +73,8 @@ pub fn check_tier(
     });
     if deep && tier == Tier::Expedited {
         return Err(
-            "expedited retrievals are not available for DEEP_ARCHIVE; use --restore-tier \
-             standard or bulk"
+            "expedited retrievals are not available for DEEP_ARCHIVE; use the standard or \
+             bulk tier"
                 .into(),
         );
     }
