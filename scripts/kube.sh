@@ -116,6 +116,13 @@ EXT
         -days 3650 -extfile apiserver.ext -out apiserver.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
+    # The apiserver's identity towards the kubelet (exec, logs).
+    openssl req -new -nodes -newkey rsa:2048 -keyout kubelet-client.key -out kubelet-client.csr \
+        -subj "/O=system:masters/CN=kube-apiserver-kubelet-client"
+    printf 'basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = clientAuth\n' \
+        > kubelet-client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -days 3650 -extfile kubelet-client.ext -out kubelet-client.crt
 ) > "$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; exit 1; }
 
 # One admin identity: a static bearer token in the system:masters group,
@@ -129,7 +136,15 @@ chmod 600 "$pki/tokens.csv" "$pki/admin.token"
 # system:node:NAME (NAME as the kubelet registers it: the host name, in
 # lower case), which the Node authorizer lets do a kubelet's work and no
 # more.
+#
+# The apiserver reaches the kubelet (for exec and logs) at the node's
+# Hostname address, on loopback, where the kubelet listens: the host name
+# when it resolves to 127.0.0.1 (as /etc/hosts usually says), otherwise
+# `localhost`.
 node_name="$(hostname | tr '[:upper:]' '[:lower:]')"
+if ! getent ahostsv4 "$node_name" 2>/dev/null | grep -q '^127\.0\.0\.1 '; then
+    node_name=localhost
+fi
 apiserver_mode=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount)
 controllers='*,-podgc'
 if [[ -n "$node" ]]; then
@@ -137,7 +152,10 @@ if [[ -n "$node" ]]; then
     echo "$node_token,system:node:$node_name,system:node:$node_name,system:nodes" >> "$pki/tokens.csv"
     (umask 077 && echo "$node_token" > "$pki/node.token")
     echo "$node_name" > "$dir/node-name"
-    apiserver_mode=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction)
+    apiserver_mode=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+        --kubelet-client-certificate="$pki/kubelet-client.crt"
+        --kubelet-client-key="$pki/kubelet-client.key"
+        --kubelet-preferred-address-types=Hostname)
     controllers='*'
 fi
 

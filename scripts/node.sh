@@ -25,8 +25,10 @@
 # (a test's S3 server, say); no other loopback port is reachable from pods.
 # The kubelet's API listens on 127.0.0.1 only (it
 # refuses a loopback node address and reports the machine's own, where it
-# does not listen): `kubectl logs` and `exec` do not work, container logs
-# are read from /var/log/pods. The kubelet's directory is the usual
+# does not listen); the apiserver reaches it through the node's Hostname
+# address, which resolves to loopback (scripts/kube.sh picks the node name
+# so), so logs and exec work; the tests read container logs from
+# /var/log/pods all the same. The kubelet's directory is the usual
 # /var/lib/kubelet (manifests mount it), so one node runs per machine;
 # it is removed on stop, as are the kubelet's changes to kernel settings.
 set -euo pipefail

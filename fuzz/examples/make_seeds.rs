@@ -10,8 +10,8 @@ use std::path::Path;
 
 use cairn_core::format::pack_v1::{self, PackEntry};
 use cairn_core::format::{
-    Config, IndexFile, IndexPack, KdfParams, KeyFile, Node, NodeKind, RootLayout, Session,
-    SessionPurpose, Snapshot, SnapshotStats, Source, Timestamp, Tree, Xattr,
+    Config, IndexFile, IndexPack, KdfParams, KeyFile, Lock, LockMode, Node, NodeKind, RootLayout,
+    Session, SessionPurpose, Settings, Snapshot, SnapshotStats, Source, Timestamp, Tree, Xattr,
 };
 use cairn_core::{Id, Kind, MasterKey, SeededRandom};
 
@@ -143,13 +143,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pid: 4242,
         started: 1_700_000_000,
         refreshed: 1_700_000_300,
+        done: None,
     };
-    let seeds: [(&str, &str, Vec<u8>); 9] = [
+    let settings = Settings {
+        sequence: 2,
+        written: 1_700_000_000,
+        data_class: "GLACIER".into(),
+        metadata_class: "STANDARD".into(),
+        lock: Some(Lock {
+            mode: LockMode::Compliance,
+            seconds: 30 * 86_400,
+        }),
+    };
+    let seeds: [(&str, &str, Vec<u8>); 10] = [
         ("keyfile", "fast", key_file.encode()),
         ("config", "new", Config::new(1_700_000_000, &rng).encode()),
         ("pack_header", "two-blobs", header),
         ("index", "one-pack", index.encode()),
         ("session", "backup", session.encode()),
+        ("settings", "glacier-compliance", settings.encode()),
         ("tree", "every-kind", tree()?),
         ("snapshot", "filesystem", fs_snapshot),
         ("snapshot", "kubernetes-with-parent", k8s_snapshot),

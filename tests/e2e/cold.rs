@@ -291,6 +291,7 @@ fn cold_restore_of_a_directory_asks_for_exactly_its_packs_and_waits() {
     let mut args = vec!["restore", "latest:c", "--target", t, "--json"];
     args.extend(POLL);
     let run = cold.run(args).success();
+    crate::json_schema::check_output("restore", &run.stdout);
     let warm = &run.json()["outcome"]["warm_up"];
     assert_eq!(field_u64(warm, "planned"), want.len() as u64, "{warm:#}");
     assert_eq!(field_u64(warm, "requested"), want.len() as u64, "{warm:#}");
@@ -363,6 +364,7 @@ fn cold_warm_up_asks_then_restore_reads_without_asking_again() {
     let want = cold.packs_under("latest", "c");
     let n = want.len() as u64;
     let asked = cold.run(["warm-up", "latest", "c", "--json"]).success();
+    crate::json_schema::check_output("warm-up", &asked.stdout);
     let w = &asked.json()["warm_up"];
     assert_eq!(
         (field_u64(w, "planned"), field_u64(w, "requested")),

@@ -30,7 +30,9 @@ fn cold_check_read_data_warms_up_the_packs_it_reads() {
 
     let mut args = vec!["check", "--read-data-subset", "1/2", "--json"];
     args.extend(POLL);
-    let part = cold.run(&args).success().json();
+    let part = cold.run(&args).success();
+    crate::json_schema::check_output("check", &part.stdout);
+    let part = part.json();
     let w = &part["warm_up"];
     assert_eq!(
         field_u64(w, "planned"),
@@ -102,6 +104,7 @@ fn cold_prune_leaves_partly_used_archival_packs_unless_told_to_repack_them() {
             .json()
     };
     let p = prune(later, &[]);
+    crate::json_schema::check_output("prune", &p.to_string());
     assert_eq!(field_u64(&p, "packs_cold_kept"), 1, "{p:#}");
     assert!(field_u64(&p, "bytes_cold_kept") > 400_000, "{p:#}");
     assert!(field_u64(&p, "bytes_cold_live") >= 400_000, "{p:#}");

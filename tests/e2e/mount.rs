@@ -138,6 +138,7 @@ impl Mounted {
         assert!(status.success(), "cairn mount: {status}\n{}", self.stderr());
         assert!(!is_mounted(&self.dir), "still mounted after cairn exited");
         let stdout = std::fs::read_to_string(&self.out).expect("stdout");
+        crate::json_schema::check_output("mount", &stdout);
         serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{}", self.stderr()))
     }

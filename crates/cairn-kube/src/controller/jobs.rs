@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use super::Context;
 use super::assign::{self, Action, Exposure, JobFacts, Observed, RepoCheck};
 use super::helper::{self, HelperSpec};
+use super::hooks::Stage;
+use super::hooks_exec;
 use super::{snapshot, target};
 use crate::crd::{BackupRepository, JobStatus, Phase, time_from_secs};
 use crate::job::{Job, Work};
@@ -125,9 +127,15 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
     let mut exposure = Exposure::Live;
     if active && facts.phase == Phase::New {
         repository = repository_check(&ctx, job.as_ref()).await?;
-        // A snapshot is taken only for a job that may use its repository.
+        // A snapshot is taken only for a job that may use its repository,
+        // between the pre and the post hooks (which record their outcomes
+        // in the status, so it must exist first).
         if let (Some(policy), RepoCheck::Ok) = (job.snapshot(), &repository) {
-            exposure = snapshot::expose(&ctx, job.as_ref(), policy).await?;
+            exposure = if facts.has_status {
+                snapshot_between_hooks(&ctx, job.as_ref(), policy).await?
+            } else {
+                Exposure::Waiting(String::new())
+            };
         }
         pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &claim_ns)
             .get_opt(&claim)
@@ -152,6 +160,12 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
     }
     if let (Some(policy), false) = (job.snapshot(), active) {
         snapshot::clean_up(&ctx, job.as_ref(), policy).await?;
+    }
+    // Whenever the pre hooks ran, the post hooks run: after the snapshot,
+    // or once the backup has ended, however it ended.
+    if !active && hooks_exec::status(job.as_ref()).pre_done {
+        let api: Api<J> = Api::namespaced(client.clone(), &job.ns());
+        hooks_exec::run_stage(&ctx, &api, job.as_ref(), Stage::Post).await?;
     }
     let agents = agent_ages(&ctx.leases(), wall_now()).await?;
     let seen = Observed {
@@ -186,6 +200,24 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
     })
 }
 
+/// Runs the pre hooks, takes (or checks) the snapshot, and runs the post
+/// hooks once it is ready; a pre hook that fails the backup fails it.
+async fn snapshot_between_hooks<J: Job>(
+    ctx: &Context,
+    job: &J,
+    policy: &crate::crd::SnapshotPolicy,
+) -> Result<Exposure> {
+    let api: Api<J> = Api::namespaced(ctx.client.clone(), &job.ns());
+    if let Some(why) = hooks_exec::run_stage(ctx, &api, job, Stage::Pre).await? {
+        return Ok(Exposure::Failed(why)); // decide() ends the job with it
+    }
+    let exposure = snapshot::expose(ctx, job, policy).await?;
+    if exposure == Exposure::Ready {
+        hooks_exec::run_stage(ctx, &api, job, Stage::Post).await?;
+    }
+    Ok(exposure)
+}
+
 /// Applies one action; returns how soon to look again, if sooner than usual.
 async fn apply<J: Job>(
     ctx: &Context,
@@ -218,6 +250,14 @@ async fn apply<J: Job>(
             delete_helper(ctx, job, claim_ns, pod).await?;
         }
         Action::Assign { node, source } => {
+            // A live backup reads between the pre and the post hooks (a
+            // snapshot backup ran them around the snapshot).
+            if job.snapshot().is_none() && matches!(job.work(), Work::Backup { .. }) {
+                if let Some(why) = hooks_exec::run_stage(ctx, api, job, Stage::Pre).await? {
+                    finish(ctx, api, job, (Phase::New, Phase::Failed), why).await?;
+                    return Ok(soon);
+                }
+            }
             assign_to(ctx, api, job, node, source).await?;
         }
         Action::Unassign(why) => {

@@ -8,6 +8,8 @@
 pub mod assign;
 pub mod cron;
 pub mod helper;
+pub mod hooks;
+pub mod hooks_exec;
 pub mod jobs;
 pub mod maintenance;
 pub mod maintenance_job;

@@ -269,6 +269,10 @@ pub struct JobStatus {
     /// Standard conditions: `Ready` becomes true when the job completes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// Backups: what the application hooks of the pods that mount the
+    /// claim did (docs/KUBERNETES.md, "Application hooks").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<crate::controller::hooks::HookStatus>,
 }
 
 /// A timestamp from seconds since the epoch.

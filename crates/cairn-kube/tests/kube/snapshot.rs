@@ -311,3 +311,109 @@ async fn a_snapshot_backup_records_the_claim_and_an_unchanged_second_one_reads_n
     .await;
     c.cleanup().await;
 }
+
+/// Hooks bracket the snapshot: a pre hook that fails the backup stops it
+/// before any VolumeSnapshot is taken (and the post hooks still run); one
+/// that may fail (`on-error: Continue`) lets it go on. Annotations that
+/// cannot be used are such failures, recorded as `Invalid` without an exec
+/// (this tier has no kubelet; the node tier runs real hooks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pre_hooks_come_before_the_snapshot_and_post_hooks_always_run() {
+    let Some(mut c) = cluster("snapshot-hooks").await else {
+        return;
+    };
+    SNAPSHOT_CRDS
+        .get_or_init(|| install_snapshot_crds(c.client.clone()))
+        .await;
+    let node = c.create_node("n").await;
+    c.create_claim("db").await;
+    let live = c.scratch.path().join("live");
+    std::fs::create_dir_all(&live).expect("mkdir");
+    fill(&live, 3, 10_000);
+    c.create_pod("app", &node, "db").await;
+    let annotate = |on_error: &str| {
+        json!({"metadata": {"annotations": {
+            "pre.hook.backup.cairn.dev/command": "[not json",
+            "pre.hook.backup.cairn.dev/on-error": on_error,
+            "post.hook.backup.cairn.dev/command": "[also not json",
+            "post.hook.backup.cairn.dev/on-error": "Continue",
+        }}})
+    };
+    let pods = c.api::<Pod>();
+    pods.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(annotate("Fail")),
+    )
+    .await
+    .expect("annotate");
+    let repo_path = c.init_repository("repo").await;
+    c.create_repository_object("main", &repo_path, None).await;
+    c.start_controller(Arc::new(cairn_kube::clock::SystemClock));
+    let _agent = c.start_agent(&node);
+
+    let vb = VolumeBackup::new(
+        "refused",
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: "db".into(),
+                namespace: None,
+            },
+            repository: RepositoryRef {
+                name: "main".into(),
+                namespace: None,
+            },
+            snapshot: Some(SnapshotPolicy {
+                volume_snapshot_class_name: "csi-test".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    let created = c
+        .api::<VolumeBackup>()
+        .create(&PostParams::default(), &vb)
+        .await
+        .expect("create");
+    let done: VolumeBackup = c
+        .wait_for(
+            "refused",
+            "failed, post hooks run",
+            LONG,
+            |v: &VolumeBackup| {
+                v.status.as_ref().is_some_and(|s| {
+                    s.phase.is_terminal() && s.hooks.as_ref().is_some_and(|h| h.post_done)
+                })
+            },
+        )
+        .await;
+    let st = done.status.expect("status");
+    assert_eq!(st.phase, Phase::Failed);
+    let message = st.message.unwrap_or_default();
+    assert!(message.contains("pre-backup hook"), "{message}");
+    let hooks = st.hooks.expect("hooks");
+    assert_eq!(hooks.pre[0].result, "Invalid", "{hooks:?}");
+    assert_eq!(hooks.post[0].result, "Invalid", "{hooks:?}");
+    let object = snapshot_object("refused", created.metadata.uid.as_deref().expect("uid"));
+    let vss = snapshots(&c.client, &c.ns);
+    assert!(
+        vss.get_opt(&object).await.expect("get").is_none(),
+        "no snapshot is taken after a failed pre hook"
+    );
+
+    // With on-error: Continue the same hook lets the backup go on.
+    pods.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(annotate("Continue")),
+    )
+    .await
+    .expect("annotate");
+    let ok = snapshot_backup(&mut c, "continued", "db", &live, 0).await;
+    let st = ok.status.expect("status");
+    assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
+    let hooks = st.hooks.expect("hooks");
+    assert!(hooks.pre_done && hooks.post_done, "{hooks:?}");
+    assert!(!hooks.pre[0].fails_backup(), "{hooks:?}");
+    c.cleanup().await;
+}

@@ -14,6 +14,7 @@ mod common;
 mod deploy;
 mod fixture;
 mod helper;
+mod hooks;
 mod maintenance;
 mod postgres;
 mod smoke;
