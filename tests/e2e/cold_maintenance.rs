@@ -33,14 +33,12 @@ fn cold_check_read_data_warms_up_the_packs_it_reads() {
     let part = cold.run(&args).success();
     crate::json_schema::check_output("check", &part.stdout);
     let part = part.json();
+    // Half the packs by id, which are random: possibly none (no warm-up).
     let w = &part["warm_up"];
-    assert_eq!(
-        field_u64(w, "planned"),
-        field_u64(&part, "packs_read"),
-        "{part:#}"
-    );
+    let count = |name: &str| w[name].as_u64().unwrap_or(0);
+    assert_eq!(count("planned"), field_u64(&part, "packs_read"), "{part:#}");
     let asked: BTreeSet<String> = cold.restores().into_keys().collect();
-    assert_eq!(field_u64(w, "requested"), asked.len() as u64, "{part:#}");
+    assert_eq!(count("requested"), asked.len() as u64, "{part:#}");
     let data_paths: BTreeSet<String> = data.iter().map(|p| pack_path(p)).collect();
     assert!(asked.is_subset(&data_paths), "{asked:?}");
 
