@@ -7,6 +7,7 @@ const VERBS: &[&[&str]] = &[
     &["init"],
     &["backup"],
     &["restore"],
+    &["warm-up"],
     &["snapshots"],
     &["ls"],
     &["dump"],
@@ -25,6 +26,7 @@ const VERBS: &[&[&str]] = &[
     &["key", "remove"],
     &["key", "passwd"],
     &["cat"],
+    &["settings"],
     &["completions"],
     &["man"],
 ];

@@ -46,6 +46,7 @@ mod leftovers;
 mod paths;
 mod prune;
 mod prune_checks;
+mod prune_cold;
 mod prune_plan;
 mod read;
 mod repack;
@@ -56,6 +57,7 @@ mod sessions;
 mod settings;
 mod skew;
 mod snapshots;
+pub mod warm;
 mod writer;
 
 pub use check::{CheckOptions, CheckProblem, CheckReport, ReadData};
@@ -72,4 +74,5 @@ pub use sessions::{
 };
 pub use settings::{SettingsChange, policy_of};
 pub use skew::MAX_CLOCK_SKEW;
+pub use warm::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
 pub use writer::{BlobWriter, WriterStats};

@@ -22,7 +22,7 @@ use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
 use crate::compact::Compaction;
 pub use crate::prune_checks::MIN_GRACE;
-use crate::prune_plan::{PackPlan, PackView, Waiting, pack_views, plan_packs};
+use crate::prune_plan::{PackPlan, PackView, Waiting, pack_views};
 use crate::repack::PackBuilders;
 use crate::sessions::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
@@ -41,6 +41,10 @@ pub struct PruneOptions {
     pub max_repack_size: Option<u64>,
     /// Decide and report, change nothing.
     pub dry_run: bool,
+    /// Repack partly used packs in an archival storage class too, once
+    /// readable (archived ones get a restore asked for); else they are
+    /// left as they are (see `prune_cold.rs`).
+    pub repack_cold: bool,
 }
 
 impl Default for PruneOptions {
@@ -50,6 +54,7 @@ impl Default for PruneOptions {
             max_unused: 0.05,
             max_repack_size: None,
             dry_run: false,
+            repack_cold: false,
         }
     }
 }
@@ -87,9 +92,21 @@ pub struct PruneReport {
     pub bytes_deleted: u64,
     /// Bytes of new packs.
     pub bytes_written: u64,
-    /// Bytes of deletable blobs left in place (below `max_unused`, or over
-    /// the repack budget).
+    /// Bytes of deletable blobs left in place (below `max_unused`, over
+    /// the repack budget, or in a pack left cold).
     pub bytes_unused_kept: u64,
+    /// Packs worth repacking left as they are because they are in an
+    /// archival storage class (see [`PruneOptions::repack_cold`]).
+    pub packs_cold_kept: usize,
+    /// Their bytes: what repacking them would have restored and
+    /// downloaded.
+    pub bytes_cold_kept: u64,
+    /// Their live bytes: what repacking them would have uploaded again.
+    pub bytes_cold_live: u64,
+    /// Restores of archived packs asked for so that a later run can
+    /// repack them ([`PruneOptions::repack_cold`]; in a dry run, what
+    /// would be asked for).
+    pub cold_restores_requested: usize,
     /// Index files before and after.
     pub index_files_before: usize,
     /// See `index_files_before`.
@@ -206,7 +223,9 @@ impl Repository {
         };
         report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
 
-        let plan = plan_packs(&packs, &sizes, &deletable, &opts, &mut report);
+        let plan = self
+            .plan_packs(&packs, &sizes, &deletable, &opts, &mut report)
+            .await?;
 
         let changes = {
             let index = self.index();
