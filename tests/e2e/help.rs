@@ -7,6 +7,7 @@ const VERBS: &[&[&str]] = &[
     &["init"],
     &["backup"],
     &["restore"],
+    &["warm-up"],
     &["snapshots"],
     &["ls"],
     &["dump"],

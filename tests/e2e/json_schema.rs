@@ -219,6 +219,7 @@ fn the_json_of_every_verb_matches_the_schema() {
         "restore",
         &json(&["restore", "latest", "--target", t, "--json"]),
     );
+    check_output("warm-up", &json(&["warm-up", "latest", "--json"]));
     check_output("check", &json(&["check", "--read-data", "--json"]));
     check_output("key list", &json(&["key", "list", "--json"]));
     check_output("settings", &json(&["settings", "--json"]));

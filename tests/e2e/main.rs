@@ -5,6 +5,8 @@ mod common;
 
 mod bitflip;
 mod browse;
+mod cold;
+mod cold_maintenance;
 mod concurrency;
 mod copy;
 mod corruption;

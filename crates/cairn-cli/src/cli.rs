@@ -70,6 +70,14 @@ pub(crate) enum Command {
     Backup(BackupArgs),
     /// Restore a snapshot, or a path inside it, into a directory
     Restore(RestoreArgs),
+    /// Ask for the restore of the archived packs a restore will read
+    ///
+    /// For repositories whose data packs are in S3 GLACIER or DEEP_ARCHIVE
+    /// (a data storage class, or a lifecycle rule): asks each pack's
+    /// status, asks for the restore of those archived (never twice for one
+    /// being restored), and with --wait waits until all are readable.
+    /// `cairn restore` does the same by itself before it reads.
+    WarmUp(crate::cmd::warm_up::WarmUpArgs),
     /// List snapshots
     Snapshots(SnapshotsArgs),
     /// List the contents of a snapshot
@@ -283,6 +291,8 @@ pub(crate) struct RestoreArgs {
     /// capabilities, and leave out device nodes
     #[arg(long)]
     pub(crate) untrusted: bool,
+    #[command(flatten)]
+    pub(crate) warm: crate::cmd::warm_up::WarmArgs,
     /// Print the summary as JSON
     #[arg(long)]
     pub(crate) json: bool,
@@ -398,6 +408,8 @@ pub(crate) struct CheckArgs {
     /// damage to the repository's copies of cached objects goes unnoticed
     #[arg(long)]
     pub(crate) with_cache: bool,
+    #[command(flatten)]
+    pub(crate) warm: crate::cmd::warm_up::WarmArgs,
     /// Print the report as JSON
     #[arg(long)]
     pub(crate) json: bool,
@@ -454,6 +466,12 @@ pub(crate) struct PruneOpts {
     /// Rewrite at most this many bytes of live data per run (e.g. 10G)
     #[arg(long, value_name = "SIZE")]
     pub(crate) max_repack_size: Option<String>,
+    /// Repack partly used packs in GLACIER or DEEP_ARCHIVE too (left as
+    /// they are otherwise: a repack restores, downloads and uploads them
+    /// again); archived ones get a restore asked for and are repacked by a
+    /// prune run once they are readable
+    #[arg(long)]
+    pub(crate) repack_cold: bool,
 }
 
 #[derive(Debug, Args)]

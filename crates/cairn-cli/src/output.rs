@@ -173,6 +173,12 @@ impl Bar {
         });
     }
 
+    /// Prints lines on stderr above the bar, which is redrawn after them.
+    pub(crate) fn printer(&self) -> Arc<dyn Fn(&str) + Send + Sync> {
+        let bar = self.bar.clone();
+        Arc::new(move |line: &str| bar.suspend(|| eprintln!("{line}")))
+    }
+
     pub(crate) fn finish(self) {
         if let Some(stop) = self.scan {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);

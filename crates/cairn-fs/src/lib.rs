@@ -18,6 +18,7 @@ mod meta;
 mod owners;
 mod progress;
 mod restore;
+mod warm;
 mod xattr;
 
 pub use backup::copy::{
@@ -34,3 +35,4 @@ pub use dump::dump;
 pub use error::{Error, Result, Warning};
 pub use progress::Progress;
 pub use restore::{Overwrite, RestoreOptions, RestoreOutcome, restore};
+pub use warm::{data_packs, warm_up};

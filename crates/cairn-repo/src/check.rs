@@ -26,7 +26,7 @@ use cairn_core::{Id, Kind};
 use cairn_store::Store;
 use futures::StreamExt;
 
-use crate::{BlobLocation, Index, Repository, Result, paths};
+use crate::{BlobLocation, Index, Repository, Result, WarmOptions, WarmReport, paths};
 
 /// What to check.
 #[derive(Debug, Clone, Copy, Default)]
@@ -109,6 +109,13 @@ pub struct CheckReport {
     pub packs_read: usize,
     /// Blobs opened and re-hashed.
     pub blobs_verified: u64,
+    /// Packs whose header could not be read because they are in an
+    /// archival storage class and not restored: not damage; `read_data`
+    /// warms up the packs it reads (when the data class is archival, or
+    /// asked to) and checks them whole.
+    pub packs_archived: usize,
+    /// What warming up the packs to read did, if they were warmed up.
+    pub warm_up: Option<WarmReport>,
     /// Problems that make data unrestorable.
     pub errors: Vec<CheckProblem>,
     /// Harmless oddities (e.g. packs no index lists, left by an interrupted backup).
@@ -173,6 +180,19 @@ impl Repository {
     /// snapshots and trees come from the local cache where it holds them,
     /// so damage to the repository's copies of those can go unnoticed.
     pub async fn check_using(&self, read: ReadData, with_cache: bool) -> Result<CheckReport> {
+        self.check_warming(read, with_cache, &WarmOptions::default())
+            .await
+    }
+
+    /// [`check_using`](Self::check_using), warming up the packs it reads
+    /// (when `warm.when` says so; it always waits) before reading them or
+    /// their headers.
+    pub async fn check_warming(
+        &self,
+        read: ReadData,
+        with_cache: bool,
+        warm: &WarmOptions,
+    ) -> Result<CheckReport> {
         let mut report = CheckReport::default();
         let mut damage = Damage::default();
         let view = if with_cache {
@@ -198,13 +218,23 @@ impl Repository {
         };
         let by_pack = view.entries_by_pack(self)?;
         report.packs = by_pack.len();
-        let present = self.check_packs(&by_pack, &mut report, &mut damage).await?;
-
+        let present = self
+            .present_packs(&by_pack, &mut report, &mut damage)
+            .await?;
         let selected: Vec<(Id, &Vec<PackEntry>)> = present
             .iter()
             .filter(|(p, _)| read.selects(p, self.rng()))
             .map(|(p, e)| (*p, *e))
             .collect();
+        if !selected.is_empty() && self.should_warm(warm.when) {
+            let packs: BTreeSet<Id> = selected.iter().map(|(p, _)| *p).collect();
+            let opts = WarmOptions {
+                wait: true,
+                ..warm.clone()
+            };
+            report.warm_up = Some(self.warm_packs(&packs, &opts).await?);
+        }
+        self.check_headers(&present, &mut report, &mut damage).await;
         report.packs_read = selected.len();
         let mut results = futures::stream::iter(selected)
             .map(|(pack, entries)| self.verify_pack(&view.store, pack, entries))
@@ -234,10 +264,9 @@ impl Repository {
         Ok(report)
     }
 
-    /// Indexed packs against the listing and their headers (one suffix
-    /// read each; packs are never cached). Returns the packs that exist,
+    /// Indexed packs against the listing. Returns the packs that exist,
     /// with their entries.
-    async fn check_packs<'a>(
+    async fn present_packs<'a>(
         &self,
         by_pack: &'a HashMap<Id, Vec<PackEntry>>,
         report: &mut CheckReport,
@@ -292,7 +321,18 @@ impl Repository {
                 snapshots,
             });
         }
+        Ok(present)
+    }
 
+    /// The headers of the packs that exist against the index (one suffix
+    /// read each; packs are never cached). A pack in an archival class,
+    /// not restored, is counted, not damaged.
+    async fn check_headers(
+        &self,
+        present: &[(Id, &Vec<PackEntry>)],
+        report: &mut CheckReport,
+        damage: &mut Damage,
+    ) {
         let mut headers =
             futures::stream::iter(present.iter())
                 .map(|(pack, entries)| async move {
@@ -302,6 +342,9 @@ impl Repository {
         while let Some((pack, entries, header)) = headers.next().await {
             let obj = paths::pack(&pack);
             match header {
+                Err(crate::Error::Store(cairn_store::StoreError::Archived { .. })) => {
+                    report.packs_archived += 1;
+                }
                 Err(e) => {
                     for x in entries {
                         damage.blob(x.id, obj.clone(), format!("header: {e}"));
@@ -325,7 +368,6 @@ impl Repository {
             }
         }
         drop(headers);
-        Ok(present)
     }
 }
 

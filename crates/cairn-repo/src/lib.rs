@@ -47,6 +47,7 @@ pub mod lock;
 mod paths;
 mod prune;
 mod prune_checks;
+mod prune_cold;
 mod prune_lock;
 mod prune_plan;
 mod read;
@@ -58,6 +59,7 @@ mod sessions;
 mod settings;
 mod skew;
 mod snapshots;
+pub mod warm;
 mod writer;
 
 pub use check::{CheckOptions, CheckProblem, CheckReport, ReadData};
@@ -77,4 +79,5 @@ pub use sessions::{
 };
 pub use settings::{SettingsChange, policy_of};
 pub use skew::MAX_CLOCK_SKEW;
+pub use warm::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
 pub use writer::{BlobWriter, WriterStats};

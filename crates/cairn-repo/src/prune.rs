@@ -43,6 +43,10 @@ pub struct PruneOptions {
     pub max_repack_size: Option<u64>,
     /// Decide and report, change nothing.
     pub dry_run: bool,
+    /// Repack partly used packs in an archival storage class too, once
+    /// readable (archived ones get a restore asked for); else they are
+    /// left as they are (see `prune_cold.rs`).
+    pub repack_cold: bool,
 }
 
 impl Default for PruneOptions {
@@ -52,6 +56,7 @@ impl Default for PruneOptions {
             max_unused: 0.05,
             max_repack_size: None,
             dry_run: false,
+            repack_cold: false,
         }
     }
 }
@@ -89,9 +94,21 @@ pub struct PruneReport {
     pub bytes_deleted: u64,
     /// Bytes of new packs.
     pub bytes_written: u64,
-    /// Bytes of deletable blobs left in place (below `max_unused`, or over
-    /// the repack budget).
+    /// Bytes of deletable blobs left in place (below `max_unused`, over
+    /// the repack budget, or in a pack left cold).
     pub bytes_unused_kept: u64,
+    /// Packs worth repacking left as they are because they are in an
+    /// archival storage class (see [`PruneOptions::repack_cold`]).
+    pub packs_cold_kept: usize,
+    /// Their bytes: what repacking them would have restored and
+    /// downloaded.
+    pub bytes_cold_kept: u64,
+    /// Their live bytes: what repacking them would have uploaded again.
+    pub bytes_cold_live: u64,
+    /// Restores of archived packs asked for so that a later run can
+    /// repack them ([`PruneOptions::repack_cold`]; in a dry run, what
+    /// would be asked for).
+    pub cold_restores_requested: usize,
     /// Index files before and after.
     pub index_files_before: usize,
     /// See `index_files_before`.
@@ -208,7 +225,7 @@ impl Repository {
 
         let lock_aware = self.lock_aware().await?;
         let plan = self
-            .plan_packs_around_locks(lock_aware, &packs, &sizes, &deletable, &opts, &mut report)
+            .plan_packs(lock_aware, &packs, &sizes, &deletable, &opts, &mut report)
             .await?;
 
         let changes = {

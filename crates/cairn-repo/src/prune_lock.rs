@@ -25,6 +25,15 @@ use cairn_store::StoreError;
 use crate::prune_plan::{PackPlan, PackView, plan_packs};
 use crate::{PruneOptions, PruneReport, Repository, Result, paths};
 
+/// What [`plan_packs`] plans from: the packs the index lists, their sizes,
+/// which copies are deletable, and the packs left cold.
+pub(crate) type PlanInputs<'a> = (
+    &'a HashMap<Id, PackView>,
+    &'a HashMap<Id, u64>,
+    &'a (dyn Fn(&PackEntry, i64) -> bool + Sync),
+    &'a HashSet<Id>,
+);
+
 impl Repository {
     /// [`plan_packs`], holding back the packs that are retained: asks
     /// about every pack a plan deletes or rewrites and plans again without
@@ -33,9 +42,7 @@ impl Repository {
     pub(crate) async fn plan_packs_around_locks(
         &self,
         lock_aware: bool,
-        packs: &HashMap<Id, PackView>,
-        sizes: &HashMap<Id, u64>,
-        deletable: &(dyn Fn(&PackEntry, i64) -> bool + Sync),
+        (packs, sizes, deletable, cold): PlanInputs<'_>,
         opts: &PruneOptions,
         report: &mut PruneReport,
     ) -> Result<PackPlan> {
@@ -43,7 +50,7 @@ impl Repository {
         let mut asked: HashSet<Id> = HashSet::new();
         loop {
             let mut r = report.clone();
-            let plan = plan_packs(packs, sizes, deletable, &held, opts, &mut r);
+            let plan = plan_packs(packs, sizes, deletable, opts, cold, &held, &mut r);
             let fresh: Vec<Id> = plan
                 .touched()
                 .copied()
@@ -224,8 +231,9 @@ mod tests {
             &packs,
             &sizes,
             &deletable,
-            &held,
             &PruneOptions::default(),
+            &HashSet::new(),
+            &held,
             &mut report,
         );
         assert_eq!(plan.delete_packs, vec![id(100)]);

@@ -2,12 +2,14 @@
 //! are ripe, how the index files describe each pack, and which packs to
 //! delete or repack. No I/O here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, PackEntry, Session};
+use cairn_store::{Availability, is_archival_class};
 
+use crate::warm::PackState;
 use crate::{PruneOptions, PruneReport};
 
 /// One pack as the index files describe it.
@@ -104,17 +106,87 @@ impl PackPlan {
     }
 }
 
+/// The packs [`plan_packs`] would repack with no budget and no pack left
+/// cold: those whose archival status matters.
+pub(crate) fn repack_candidates(
+    packs: &HashMap<Id, PackView>,
+    sizes: &HashMap<Id, u64>,
+    deletable: &dyn Fn(&PackEntry, i64) -> bool,
+    opts: &PruneOptions,
+) -> Vec<Id> {
+    let unbounded = PruneOptions {
+        max_repack_size: None,
+        ..*opts
+    };
+    let mut scratch = PruneReport::default();
+    plan_packs(
+        packs,
+        sizes,
+        deletable,
+        &unbounded,
+        &HashSet::new(),
+        &HashMap::new(),
+        &mut scratch,
+    )
+    .repack
+    .into_iter()
+    .map(|(pack, _)| pack)
+    .collect()
+}
+
+/// What prune does about repack candidates in an archival class.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ColdDecision {
+    /// Left as they are by this run.
+    pub(crate) keep: HashSet<Id>,
+    /// Archived, to be restored so a later run can repack them.
+    pub(crate) request: Vec<Id>,
+}
+
+/// Archival candidates are kept as they are; with `repack_cold`, only
+/// those not readable yet are, and of those the archived ones (no restore
+/// under way) get a restore asked for.
+pub(crate) fn cold_decision(states: &BTreeMap<Id, PackState>, repack_cold: bool) -> ColdDecision {
+    let mut d = ColdDecision::default();
+    for (id, state) in states {
+        let PackState::Present {
+            class,
+            availability,
+            ..
+        } = state
+        else {
+            continue; // missing: plan_packs leaves it alone
+        };
+        if !is_archival_class(class) {
+            continue;
+        }
+        match (repack_cold, availability) {
+            (true, Availability::Readable) => {}
+            (true, Availability::Archived) => {
+                d.keep.insert(*id);
+                d.request.push(*id);
+            }
+            _ => {
+                d.keep.insert(*id);
+            }
+        }
+    }
+    d
+}
+
 /// Decides per pack: a pack of deletable copies only is deleted; one whose
 /// deletable share exceeds `max_unused` is repacked, most wasteful first,
-/// within `max_repack_size`. A pack in `held` (retained by Object Lock
-/// until the date given) is neither: it stays, listed, its deletable
-/// copies with it, until a run after that date.
+/// within `max_repack_size`, unless it is in `cold` (an archival class:
+/// left as it is, counted). A pack in `held` (retained by Object Lock
+/// until the date given) is neither deleted nor repacked: it stays,
+/// listed, its deletable copies with it, until a run after that date.
 pub(crate) fn plan_packs(
     packs: &HashMap<Id, PackView>,
     sizes: &HashMap<Id, u64>,
     deletable: &dyn Fn(&PackEntry, i64) -> bool,
-    held: &HashMap<Id, SystemTime>,
     opts: &PruneOptions,
+    cold: &HashSet<Id>,
+    held: &HashMap<Id, SystemTime>,
     report: &mut PruneReport,
 ) -> PackPlan {
     let mut plan = PackPlan {
@@ -163,9 +235,15 @@ pub(crate) fn plan_packs(
             .iter()
             .filter(|e| deletable(e, v.listed))
             .collect();
-        if keep_bytes > budget {
+        let cold_pack = cold.contains(&pack);
+        if cold_pack || keep_bytes > budget {
             report.bytes_unused_kept += dead.iter().map(|e| u64::from(e.length)).sum::<u64>();
             plan.left_dead.extend(dead.iter().map(|e| e.id));
+            if cold_pack {
+                report.packs_cold_kept += 1;
+                report.bytes_cold_kept += sizes.get(&pack).copied().unwrap_or(0);
+                report.bytes_cold_live += keep_bytes;
+            }
             continue;
         }
         budget -= keep_bytes;
@@ -176,4 +254,124 @@ pub(crate) fn plan_packs(
     report.packs_deleted = plan.delete_packs.len();
     report.packs_repacked = plan.repack.len();
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::Kind;
+
+    fn id(n: u8) -> Id {
+        Id::from_bytes([n; 32])
+    }
+
+    fn entry(n: u8, offset: u32, length: u32) -> PackEntry {
+        PackEntry {
+            kind: Kind::Data,
+            id: id(n),
+            offset,
+            length,
+            raw_length: length,
+        }
+    }
+
+    #[test]
+    fn archival_candidates_are_kept_unless_asked_and_readable() {
+        use Availability::*;
+        let state = |class: &str, availability| PackState::Present {
+            size: 10,
+            class: class.into(),
+            availability,
+        };
+        // (state, repack_cold, kept, restore asked for)
+        let table = [
+            (state("STANDARD", Readable), false, false, false),
+            (state("GLACIER_IR", Readable), false, false, false),
+            (state("GLACIER", Archived), false, true, false),
+            (state("GLACIER", Restoring), false, true, false),
+            // A restored copy is still an archival pack: repacking it costs
+            // a new upload and the early deletion of the old one.
+            (state("GLACIER", Readable), false, true, false),
+            (state("DEEP_ARCHIVE", Archived), false, true, false),
+            (state("GLACIER", Archived), true, true, true),
+            (state("DEEP_ARCHIVE", Restoring), true, true, false),
+            (state("GLACIER", Readable), true, false, false),
+            (state("STANDARD", Readable), true, false, false),
+            (PackState::Missing, true, false, false),
+        ];
+        for (s, repack_cold, kept, asked) in table {
+            let d = cold_decision(&BTreeMap::from([(id(1), s.clone())]), repack_cold);
+            assert_eq!(
+                (d.keep.contains(&id(1)), d.request.contains(&id(1))),
+                (kept, asked),
+                "{s:?} repack_cold={repack_cold}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cold_candidate_is_left_with_its_dead_blobs_and_counted() {
+        // Pack 10: blob 1 live, 2 dead (half unused). Pack 11: only dead.
+        let packs = HashMap::from([
+            (
+                id(10),
+                PackView {
+                    entries: vec![entry(1, 0, 100), entry(2, 100, 100)],
+                    listed: 0,
+                },
+            ),
+            (
+                id(11),
+                PackView {
+                    entries: vec![entry(3, 0, 100)],
+                    listed: 0,
+                },
+            ),
+        ]);
+        let sizes = HashMap::from([(id(10), 250), (id(11), 150)]);
+        let dead = |e: &PackEntry, _: i64| e.id != id(1);
+        let opts = PruneOptions::default();
+        assert_eq!(repack_candidates(&packs, &sizes, &dead, &opts), [id(10)]);
+
+        let mut report = PruneReport::default();
+        let plan = plan_packs(
+            &packs,
+            &sizes,
+            &dead,
+            &opts,
+            &HashSet::new(),
+            &HashMap::new(),
+            &mut report,
+        );
+        assert_eq!(plan.repack.len(), 1);
+        assert_eq!(report.packs_cold_kept, 0);
+
+        let mut report = PruneReport::default();
+        let cold = HashSet::from([id(10)]);
+        let plan = plan_packs(
+            &packs,
+            &sizes,
+            &dead,
+            &opts,
+            &cold,
+            &HashMap::new(),
+            &mut report,
+        );
+        assert!(plan.repack.is_empty(), "left as it is");
+        assert_eq!(plan.delete_packs, [id(11)], "deleting needs no read");
+        assert!(
+            plan.left_dead.contains(&id(2)),
+            "its dead blob stays tombstoned"
+        );
+        assert_eq!(
+            (
+                report.packs_cold_kept,
+                report.bytes_cold_kept,
+                report.bytes_cold_live
+            ),
+            (1, 250, 100)
+        );
+        assert_eq!(report.bytes_unused_kept, 100);
+        assert_eq!((report.packs_repacked, report.packs_deleted), (0, 1));
+    }
 }

@@ -49,6 +49,9 @@ pub struct FaultConfig {
     /// Paths that listings show although they do not exist: what a reader
     /// sees when another process deletes objects between its list and get.
     pub ghosts: Vec<String>,
+    /// Every read (not HEAD) fails as S3 answers for an object in an
+    /// archival class that is not restored ([`crate::StoreError::Archived`]).
+    pub archived: bool,
 }
 
 /// Wraps a store and injects the configured faults.
@@ -208,6 +211,11 @@ impl ObjectStore for FaultStore {
             return self.inner.get_opts(location, options).await;
         }
         let c = &self.config;
+        if c.archived {
+            return Err(injected(format!(
+                "InvalidObjectState: {location} is in an archival storage class (injected)"
+            )));
+        }
         if self.draw() < c.read_error_rate {
             return Err(injected(format!("injected read failure for {location}")));
         }

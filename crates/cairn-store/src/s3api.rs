@@ -65,6 +65,8 @@ pub struct ObjectStatus {
     pub availability: Availability,
     /// Its retention: mode and date (`2026-12-31T00:00:00Z`), if any.
     pub retention: Option<(String, String)>,
+    /// Its size in bytes (what a restore brings back and a read fetches).
+    pub size: u64,
 }
 
 /// One version or delete marker from a version listing.
@@ -280,10 +282,14 @@ impl S3Api {
         };
         let retention =
             header("x-amz-object-lock-mode").zip(header("x-amz-object-lock-retain-until-date"));
+        let size = header("content-length")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         Ok(ObjectStatus {
             storage_class,
             availability,
             retention,
+            size,
         })
     }
 

@@ -408,14 +408,12 @@ impl Store {
     pub async fn status(&self, path: &str) -> StoreResult<ObjectStatus> {
         match &self.s3 {
             Some(api) => api.status(path).await,
-            None => {
-                self.head(path).await?;
-                Ok(ObjectStatus {
-                    storage_class: "STANDARD".into(),
-                    availability: Availability::Readable,
-                    retention: None,
-                })
-            }
+            None => Ok(ObjectStatus {
+                storage_class: "STANDARD".into(),
+                availability: Availability::Readable,
+                retention: None,
+                size: self.head(path).await?,
+            }),
         }
     }
 

@@ -8,6 +8,9 @@
 //! - [`Repository`] creates ([`Repository::init`]) or unlocks
 //!   ([`Repository::open`]) a repository with a password.
 //! - [`backup()`] turns paths into a [`Snapshot`]; [`restore()`] writes one back.
+//! - [`warm_up()`] asks S3 to restore the archived packs (`GLACIER`,
+//!   `DEEP_ARCHIVE`) a restore will read; [`restore()`] does it by itself
+//!   when the repository's data storage class is archival.
 //! - [`Repository::check`] verifies that every snapshot can be restored.
 //!
 //! ```
@@ -70,6 +73,7 @@ pub use cairn_fs::{
     CopyMemo, CopyOutcome, CopyPlan, copy_snapshot, execute_copies, learn_copied, plan_copies,
     same_backup, same_chunking,
 };
+pub use cairn_fs::{data_packs, warm_up};
 pub use cairn_repo::{
     CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,
     WriterStats,
@@ -78,6 +82,7 @@ pub use cairn_repo::{
     ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, SettingsChange,
     retention,
 };
+pub use cairn_repo::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
 pub use cairn_store::{
     Availability, Cache, HttpFaults, ObjectStatus, Store, StoreError, StoreOptions,
 };

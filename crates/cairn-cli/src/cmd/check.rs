@@ -16,7 +16,8 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
         None => ReadData::None,
     };
     let repo = context::open(g).await?;
-    let report = repo.check_using(read, a.with_cache).await?;
+    let warm = super::warm_up::read_options(&a.warm, g.quiet, super::warm_up::stderr())?;
+    let report = repo.check_warming(read, a.with_cache, &warm).await?;
     if a.json {
         super::print_json(&report)?;
     } else {
@@ -35,6 +36,16 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
                     )
                 }
             );
+            if let Some(w) = &report.warm_up {
+                println!("{}", super::warm_up::summary(w));
+            }
+            if report.packs_archived > 0 {
+                println!(
+                    "{} packs are archived (GLACIER or DEEP_ARCHIVE): their headers were not read; \
+                     --read-data or --read-data-subset restores the packs it reads first",
+                    report.packs_archived
+                );
+            }
             for w in &report.warnings {
                 println!("warning: {}: {}", w.object, w.message);
             }

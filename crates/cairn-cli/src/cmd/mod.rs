@@ -19,6 +19,7 @@ mod repair;
 mod restore;
 pub(crate) mod settings;
 mod snapshots;
+pub(crate) mod warm_up;
 
 use anyhow::Result;
 
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Init(a) => init::run(g, a).await,
         Command::Backup(a) => backup::run(g, a).await,
         Command::Restore(a) => restore::run(g, a).await,
+        Command::WarmUp(a) => warm_up::run(g, a).await,
         Command::Snapshots(a) => snapshots::run(g, a).await,
         Command::Ls(a) => ls::run(g, a).await,
         Command::Dump(a) => dump::run(g, a).await,

@@ -50,6 +50,7 @@ pub(crate) fn options(o: &PruneOpts) -> Result<PruneOptions> {
         max_unused: max_unused / 100.0,
         max_repack_size,
         dry_run: false,
+        repack_cold: o.repack_cold,
     })
 }
 
@@ -70,61 +71,87 @@ pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
     if a.json {
         super::print_json(&r)?;
     } else if !g.quiet {
-        let verb = if r.dry_run { "would " } else { "" };
-        println!(
-            "{} snapshots reference {} blobs; sessions removed (stale, or ended past the grace period): {}",
-            r.snapshots, r.blobs_referenced, r.stale_sessions_removed
-        );
-        println!(
-            "phase 1: {verb}tombstone {} unreferenced blobs",
-            r.blobs_tombstoned
-        );
-        println!(
-            "phase 2: {verb}delete {} blobs: {} packs deleted, {} repacked into {}; {} removed, {} written",
-            r.blobs_deleted,
-            r.packs_deleted,
-            r.packs_repacked,
-            r.packs_written,
-            bytes(r.bytes_deleted),
-            bytes(r.bytes_written)
-        );
-        if r.tombstone_files_waiting > 0 {
-            println!(
-                "{} tombstone files wait for the grace period{}",
-                r.tombstone_files_waiting,
-                if r.blocking_sessions.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and {} running backups", r.blocking_sessions.len())
-                }
-            );
-        }
-        if !r.unreadable_sessions.is_empty() {
-            println!(
-                "{} session objects cannot be read; deletions wait until they are gone or 1h past the grace period",
-                r.unreadable_sessions.len()
-            );
-        }
-        if r.packs_adopted + r.packs_missing + r.stray_objects_deleted > 0 {
-            println!(
-                "leftovers: {} unindexed packs adopted, {} stray objects deleted, {} missing packs dropped from the index",
-                r.packs_adopted, r.stray_objects_deleted, r.packs_missing
-            );
-        }
-        for (what, retained) in [
-            ("packs", &r.retained_packs),
-            ("superseded index files", &r.retained_index_files),
-        ] {
-            if let Some(line) = retained_line(what, retained) {
-                println!("{line}");
-            }
-        }
-        println!(
-            "index files: {} -> {}",
-            r.index_files_before, r.index_files_after
-        );
+        print_text(&r);
     }
     Ok(exit::OK)
+}
+
+/// The report for people.
+fn print_text(r: &cairn::PruneReport) {
+    let verb = if r.dry_run { "would " } else { "" };
+    println!(
+        "{} snapshots reference {} blobs; sessions removed (stale, or ended past the grace period): {}",
+        r.snapshots, r.blobs_referenced, r.stale_sessions_removed
+    );
+    println!(
+        "phase 1: {verb}tombstone {} unreferenced blobs",
+        r.blobs_tombstoned
+    );
+    println!(
+        "phase 2: {verb}delete {} blobs: {} packs deleted, {} repacked into {}; {} removed, {} written",
+        r.blobs_deleted,
+        r.packs_deleted,
+        r.packs_repacked,
+        r.packs_written,
+        bytes(r.bytes_deleted),
+        bytes(r.bytes_written)
+    );
+    if r.packs_cold_kept > 0 {
+        println!(
+            "{} partly used packs in GLACIER or DEEP_ARCHIVE left as they are: repacking \
+             them would restore and download {} and upload {} again (--repack-cold)",
+            r.packs_cold_kept,
+            bytes(r.bytes_cold_kept),
+            bytes(r.bytes_cold_live)
+        );
+    }
+    if r.cold_restores_requested > 0 {
+        println!(
+            "{} the restore of {} archived packs: a prune --repack-cold once they are \
+             readable repacks them",
+            if r.dry_run {
+                "would ask for"
+            } else {
+                "asked for"
+            },
+            r.cold_restores_requested
+        );
+    }
+    if r.tombstone_files_waiting > 0 {
+        println!(
+            "{} tombstone files wait for the grace period{}",
+            r.tombstone_files_waiting,
+            if r.blocking_sessions.is_empty() {
+                String::new()
+            } else {
+                format!(" and {} running backups", r.blocking_sessions.len())
+            }
+        );
+    }
+    if !r.unreadable_sessions.is_empty() {
+        println!(
+            "{} session objects cannot be read; deletions wait until they are gone or 1h past the grace period",
+            r.unreadable_sessions.len()
+        );
+    }
+    if r.packs_adopted + r.packs_missing + r.stray_objects_deleted > 0 {
+        println!(
+            "leftovers: {} unindexed packs adopted, {} stray objects deleted, {} missing packs dropped from the index",
+            r.packs_adopted, r.stray_objects_deleted, r.packs_missing
+        );
+    }
+    for (what, retained) in [
+        ("packs", &r.retained_packs),
+        ("superseded index files", &r.retained_index_files),
+    ] {
+        if let Some(line) = retained_line(what, retained) {
+            println!("{line}");
+        }
+    }
+    println!(
+        "index files: {} -> {}",
+        r.index_files_before, r.index_files_after
+    );
 }
 
 /// "2 packs (1.5 MiB) are retained by object lock until 2026-12-01 …",

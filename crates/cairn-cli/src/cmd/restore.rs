@@ -14,12 +14,51 @@ pub(crate) fn split_spec(spec: &str) -> (&str, &str) {
     spec.split_once(':').unwrap_or((spec, ""))
 }
 
+/// The restore's outcome, or the error to show: what an interruption
+/// left, and for an archived pack, how to warm up.
+fn outcome(
+    result: std::result::Result<cairn::RestoreOutcome, cairn::error::FsError>,
+    warming: bool,
+    snap: &str,
+    path: &str,
+) -> Result<cairn::RestoreOutcome> {
+    match result {
+        Ok(out) => Ok(out),
+        Err(cairn::error::FsError::Cancelled) if warming => bail!(
+            "restore interrupted; files restored so far are complete, the rest is missing; \
+             restores from archival storage already asked for go on, and running the same \
+             command again asks for none of them twice"
+        ),
+        Err(cairn::error::FsError::Cancelled) => {
+            bail!("restore interrupted; files restored so far are complete, the rest is missing")
+        }
+        Err(e) => {
+            let e = cairn::Error::from(e);
+            if e.kind() != cairn::ErrorKind::Archived {
+                return Err(e.into());
+            }
+            let paths = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" {path}")
+            };
+            Err(anyhow::Error::new(e).context(format!(
+                "restore stopped at a pack in an archival storage class; run it again with \
+                 --warm-up (which asks for the packs it needs and waits for them), or ask for \
+                 them first with `cairn warm-up {snap}{paths}`"
+            )))
+        }
+    }
+}
+
 pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
     let repo = context::open(g).await?;
     let (snap, path) = split_spec(&a.snapshot);
     let (id, snapshot) = repo.find_snapshot(snap).await?;
     let progress = Arc::new(Progress::default());
     let bar = Bar::start(progress.clone(), !g.quiet && !a.json, "restore");
+    let warm = super::warm_up::read_options(&a.warm, g.quiet, bar.printer())?;
+    let warming = repo.should_warm(warm.when);
     let interrupt = crate::output::stop_on_interrupt(progress.clone());
     let result = cairn::restore(
         &repo,
@@ -38,18 +77,14 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
             delete: a.delete,
             verify: a.verify,
             untrusted: a.untrusted,
+            warm,
         },
         progress,
     )
     .await;
     interrupt.abort();
     bar.finish();
-    if let Err(cairn::error::FsError::Cancelled) = result {
-        anyhow::bail!(
-            "restore interrupted; files restored so far are complete, the rest is missing"
-        );
-    }
-    let out = result?;
+    let out = outcome(result, warming, snap, path)?;
     if a.json {
         super::print_json(
             &serde_json::json!({ "snapshot_id": id, "target": a.target, "outcome": out }),
@@ -72,6 +107,9 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
                 "{} entries restored without set-id bits or capabilities, or left out as device nodes (--untrusted)",
                 out.dropped
             );
+        }
+        if let Some(w) = &out.warm_up {
+            println!("{}", super::warm_up::summary(w));
         }
         if out.unchanged + out.skipped + out.deleted + out.verified > 0 {
             println!(

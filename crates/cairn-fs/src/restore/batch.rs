@@ -15,6 +15,7 @@ use cairn_repo::{BlobLocation, Repository};
 use futures::StreamExt;
 
 use super::FILE_CONCURRENCY;
+use super::cold::Halt;
 use super::files::{FileDone, Place, write_whole};
 use crate::Progress;
 use crate::at::Root;
@@ -54,6 +55,7 @@ pub(super) async fn restore_small(
     files: Vec<(PathBuf, Node)>,
     owners: bool,
     progress: &Progress,
+    halt: &Halt,
 ) -> Vec<Done> {
     let files = Arc::new(files);
     let mut done: Vec<Done> = Vec::with_capacity(files.len());
@@ -86,10 +88,10 @@ pub(super) async fn restore_small(
         .map(|job| {
             let (repo, files, root) = (repo.clone(), files.clone(), root.clone());
             async move {
-                if progress.is_cancelled() {
+                if progress.is_cancelled() || halt.is_set() {
                     return Vec::new();
                 }
-                run(repo, root, files, job, owners, progress).await
+                run(repo, root, files, job, owners, progress, halt).await
             }
         })
         .buffer_unordered(FILE_CONCURRENCY);
@@ -141,6 +143,7 @@ async fn run(
     job: Job,
     owners: bool,
     progress: &Progress,
+    halt: &Halt,
 ) -> Vec<Done> {
     let all: Vec<usize> = match &job {
         Job::Empty(users) => users.clone(),
@@ -152,7 +155,7 @@ async fn run(
         Job::Empty(_) => (Default::default(), None),
         Job::Range(r) => match repo.fetch_pack_range(&r.pack, r.start..r.end).await {
             Ok(b) => (b, None),
-            Err(e) => (Default::default(), Some(e.to_string())),
+            Err(e) => (Default::default(), Some(Unread::of(e))),
         },
     };
     let (shared, inner) = (files.clone(), repo.clone());
@@ -171,13 +174,7 @@ async fn run(
                     let at = (u64::from(loc.offset) - range.start) as usize;
                     let opened = match bytes.get(at..at + loc.length as usize) {
                         Some(sealed) => inner.open_blob(&loc, &id, sealed),
-                        None => Err(cairn_repo::Error::CorruptBlob {
-                            id,
-                            pack: range.pack,
-                            detail: fetch_err
-                                .clone()
-                                .unwrap_or_else(|| "short read of its pack".into()),
-                        }),
+                        None => Err(Unread::error(fetch_err.as_ref(), id, range.pack)),
                     };
                     match opened {
                         Ok(plain) => out.extend(
@@ -192,40 +189,101 @@ async fn run(
         }
         (out, retry)
     });
-    let users_of = |users: &[usize], message: String| -> Vec<Done> {
-        let f = &files;
-        users
-            .iter()
-            .map(|&i| (f[i].0.clone(), f[i].1.size, Err(message.clone())))
-            .collect()
-    };
     let (mut out, retry) = match first.await {
         Ok(r) => r,
-        Err(e) => return users_of(&all, format!("restore task failed: {e}")),
+        Err(e) => return failed(&files, &all, format!("restore task failed: {e}")),
     };
-    for (id, users, err) in retry {
-        out.extend(match repo.read_other_copy(Kind::Data, &id, err).await {
-            Ok(plain) => {
-                let (files, root) = (files.clone(), root.clone());
-                let users2 = users.clone();
-                let written = tokio::task::spawn_blocking(move || {
-                    users2
-                        .iter()
-                        .map(|&i| write_one(&root, &files, i, &plain, owners))
-                        .collect::<Vec<_>>()
-                })
-                .await;
-                written.unwrap_or_else(|e| users_of(&users, format!("restore task failed: {e}")))
-            }
-            Err(e) => users_of(&users, e.to_string()),
-        });
-    }
+    out.extend(other_copies(&repo, &root, &files, retry, owners, halt).await);
     for (_, size, r) in &out {
         if r.is_ok() {
             progress.add(0, *size);
         }
     }
     out
+}
+
+/// The outcome of `users`, files of `files` that could not be written.
+fn failed(files: &[(PathBuf, Node)], users: &[usize], message: String) -> Vec<Done> {
+    users
+        .iter()
+        .map(|&i| (files[i].0.clone(), files[i].1.size, Err(message.clone())))
+        .collect()
+}
+
+/// Writes the files of chunks whose copy in the range failed from another
+/// copy the index files list, if one opens.
+async fn other_copies(
+    repo: &Repository,
+    root: &Arc<Root>,
+    files: &Arc<Vec<(PathBuf, Node)>>,
+    retry: Vec<(Id, Vec<usize>, cairn_repo::Error)>,
+    owners: bool,
+    halt: &Halt,
+) -> Vec<Done> {
+    let mut out = Vec::new();
+    for (id, users, err) in retry {
+        // An archived pack ends the restore: no use trying the others.
+        if halt.is_set() {
+            out.extend(failed(files, &users, err.to_string()));
+            continue;
+        }
+        out.extend(match repo.read_other_copy(Kind::Data, &id, err).await {
+            Ok(plain) => {
+                let (files2, root) = (files.clone(), root.clone());
+                let users2 = users.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    users2
+                        .iter()
+                        .map(|&i| write_one(&root, &files2, i, &plain, owners))
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                written
+                    .unwrap_or_else(|e| failed(files, &users, format!("restore task failed: {e}")))
+            }
+            Err(e) => {
+                halt.note(&e);
+                failed(files, &users, e.to_string())
+            }
+        });
+    }
+    out
+}
+
+/// Why a range of a pack could not be read.
+struct Unread {
+    message: String,
+    /// The pack's path, when it is archived.
+    archived: Option<String>,
+}
+
+impl Unread {
+    fn of(e: cairn_repo::Error) -> Unread {
+        let archived = match &e {
+            cairn_repo::Error::Store(cairn_store::StoreError::Archived { path }) => {
+                Some(path.clone())
+            }
+            _ => None,
+        };
+        Unread {
+            message: e.to_string(),
+            archived,
+        }
+    }
+
+    /// The error of a chunk of the range (or of a short read, without
+    /// `unread`), as the fallback to other copies expects it: an archived
+    /// pack stays an archived pack, so the restore can stop on it.
+    fn error(unread: Option<&Unread>, id: Id, pack: Id) -> cairn_repo::Error {
+        if let Some(path) = unread.and_then(|u| u.archived.clone()) {
+            return cairn_store::StoreError::Archived { path }.into();
+        }
+        cairn_repo::Error::CorruptBlob {
+            id,
+            pack,
+            detail: unread.map_or_else(|| "short read of its pack".into(), |u| u.message.clone()),
+        }
+    }
 }
 
 /// Writes file `i` of `files` whole, with `plain` as its content.

@@ -17,6 +17,7 @@ use cairn_repo::Repository;
 use futures::StreamExt;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
+use super::cold::Halt;
 use super::overwrite::{layout, matches, matching_chunks, open_existing};
 use super::{CHUNK_CONCURRENCY, os};
 use crate::at::{self, Root};
@@ -37,6 +38,14 @@ impl Zeros {
     fn insert(&self, id: Id) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
     }
+}
+
+/// What the files of one restore share.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    pub(super) zeros: Zeros,
+    /// Set by the first read that finds its pack archived.
+    pub(super) halt: Halt,
 }
 
 /// The longest file name Linux file systems accept (`NAME_MAX`).
@@ -110,7 +119,7 @@ pub(super) async fn restore_file(
     node: &Node,
     job: FileJob,
     progress: &Progress,
-    zeros: &Zeros,
+    shared: &Shared,
 ) -> Result<FileDone, String> {
     let chunks = layout(repo, node)?;
     let chunks = Arc::new(chunks);
@@ -151,7 +160,7 @@ pub(super) async fn restore_file(
     }
     let tmp = temp_name(&place.name);
     let file = Arc::new(create(place.dir.as_fd(), &tmp)?);
-    let r = write_content(repo, &file, node, &chunks, local.as_ref(), progress, zeros).await;
+    let r = write_content(repo, &file, node, &chunks, local.as_ref(), progress, shared).await;
     let r = r.and_then(|written| finish(&place, &tmp, &file, node, job.owners).map(|()| written));
     if r.is_err() {
         let _ = rustix::fs::unlinkat(&place.dir, &tmp, AtFlags::empty());
@@ -275,8 +284,9 @@ async fn write_content(
     chunks: &[(Id, u64, u32)],
     local: Option<&Local>,
     progress: &Progress,
-    zeros: &Zeros,
+    shared: &Shared,
 ) -> Result<(u64, u64), String> {
+    let zeros = &shared.zeros;
     file.set_len(node.size)
         .map_err(|e| format!("cannot size: {e}"))?;
     let mut reused = 0u64;
@@ -310,7 +320,10 @@ async fn write_content(
                 let plain = repo
                     .read_blob_blocking(cairn_core::Kind::Data, &id)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| {
+                        shared.halt.note(&e);
+                        e.to_string()
+                    })?;
                 let (n, zero) = tokio::task::spawn_blocking(move || {
                     // Holes stay holes: the file was sized with set_len.
                     let zero = plain.iter().all(|&b| b == 0);
@@ -331,7 +344,7 @@ async fn write_content(
         })
         .buffered(CHUNK_CONCURRENCY);
     while let Some(r) = results.next().await {
-        if progress.is_cancelled() {
+        if progress.is_cancelled() || shared.halt.is_set() {
             return Err("cancelled".into());
         }
         let (n, w, from_old) = r?;

@@ -18,6 +18,7 @@
 //! directory swapped for a symlink during the run leads nowhere outside.
 
 mod batch;
+mod cold;
 mod files;
 mod filter;
 mod overwrite;
@@ -32,13 +33,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use cairn_core::format::{NodeKind, Snapshot};
-use cairn_repo::Repository;
+use cairn_repo::{Repository, WarmOptions, WarmReport};
 use futures::StreamExt;
 
 use crate::at::{self, Root};
 use crate::browse::resolve;
 use crate::{Error, Progress, Result, Warning, meta};
-use files::{FileJob, Place, Zeros, restore_file};
+use files::{FileJob, Place, Shared, restore_file};
 pub(crate) use filter::PathFilter;
 pub use overwrite::Overwrite;
 use plan::{Plan, plan_dir, plan_node};
@@ -86,6 +87,13 @@ pub struct RestoreOptions {
     /// capabilities (`security.capability`), and device nodes are left
     /// out. Counted in [`RestoreOutcome::dropped`]; not errors.
     pub untrusted: bool,
+    /// Warming up packs in an archival storage class before reading them
+    /// (docs/ARCHIVAL.md): by default when the repository's settings put
+    /// data packs in one. The restore then waits until every pack it
+    /// needs is readable; `wait` is ignored. Without a warm-up, the first
+    /// read of an archived pack ends the restore with
+    /// [`cairn_store::StoreError::Archived`].
+    pub warm: WarmOptions,
 }
 
 /// What a restore did.
@@ -123,6 +131,8 @@ pub struct RestoreOutcome {
     pub bytes_reused: u64,
     /// Entries that could not be restored.
     pub errors: Vec<Warning>,
+    /// What warming up the packs did, when the restore warmed them up.
+    pub warm_up: Option<WarmReport>,
 }
 
 fn os(b: &[u8]) -> &OsStr {
@@ -169,7 +179,10 @@ pub async fn restore(
     // One file's content into an existing file or block device.
     let has_content = matches!(start.kind, NodeKind::File | NodeKind::BlockDevice);
     if has_content && std::fs::metadata(&opts.target).is_ok_and(|m| !m.is_dir()) {
-        return stream::restore_into(repo, &start, &opts.target, progress).await;
+        let warm_up = cold::warm(repo, &[&start], &opts.warm, &progress).await?;
+        let mut out = stream::restore_into(repo, &start, &opts.target, progress).await?;
+        out.warm_up = warm_up;
+        return Ok(out);
     }
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     let root = Arc::new(Root::open(&opts.target).map_err(|e| Error::io(&opts.target, e))?);
@@ -207,25 +220,44 @@ pub async fn restore(
         .total_files
         .store(plan.files.len() as u64, Ordering::Relaxed);
     progress.total_bytes.store(total, Ordering::Relaxed);
+    // Exactly the packs of the files to be written (with `IfChanged`, also
+    // those of files that turn out to be in place already: which ones are
+    // is known only once the files in place are read).
+    let files: Vec<&cairn_core::format::Node> = plan.files.iter().map(|(_, n, _)| n).collect();
+    let warm_up = cold::warm(repo, &files, &opts.warm, &progress).await?;
+    plan.outcome.warm_up = warm_up;
+    write_files(repo, &root, &mut plan, opts.verify, &progress).await?;
+    finish_dirs(&root, &plan.dirs, plan.owners, &mut plan.outcome.errors);
+    Ok(plan.outcome)
+}
 
+/// Writes the planned files' content, then links their further names.
+async fn write_files(
+    repo: &Repository,
+    root: &Arc<Root>,
+    plan: &mut Plan,
+    verify: bool,
+    progress: &Arc<Progress>,
+) -> Result<()> {
     let owners = plan.owners;
-    let zeros = Zeros::default();
+    let shared = Shared::default();
     let files = std::mem::take(&mut plan.files);
     let mut failed = std::collections::HashSet::new();
-    let verify = opts.verify;
     // Files of at most one chunk, written anew, go by pack (batch.rs).
     let (small, files): (Vec<_>, Vec<_>) = files
         .into_iter()
         .partition(|(_, node, check_first)| !check_first && !verify && batch::is_small(node));
     let small: Vec<_> = small.into_iter().map(|(p, n, _)| (p, n)).collect();
-    for (path, size, r) in batch::restore_small(repo, &root, small, owners, &progress).await {
+    let done = batch::restore_small(repo, root, small, owners, progress, &shared.halt).await;
+    for (path, size, r) in done {
         progress.check()?;
-        record(&mut plan.outcome, &mut failed, &progress, path, size, r);
+        shared.halt.check()?;
+        record(&mut plan.outcome, &mut failed, progress, path, size, r);
     }
     let mut results = futures::stream::iter(files)
         .map(|(path, node, check_first)| {
             let progress = progress.clone();
-            let (zeros, root) = (&zeros, &root);
+            let (shared, root) = (&shared, root);
             let job = FileJob {
                 owners,
                 check_first,
@@ -233,7 +265,7 @@ pub async fn restore(
             };
             async move {
                 let r = match Place::of(root, &path) {
-                    Ok(place) => restore_file(repo, place, &node, job, &progress, zeros).await,
+                    Ok(place) => restore_file(repo, place, &node, job, &progress, shared).await,
                     Err(e) => Err(e),
                 };
                 (path, node.size, r)
@@ -242,12 +274,13 @@ pub async fn restore(
         .buffer_unordered(FILE_CONCURRENCY);
     while let Some((path, size, r)) = results.next().await {
         progress.check()?;
-        record(&mut plan.outcome, &mut failed, &progress, path, size, r);
+        shared.halt.check()?;
+        record(&mut plan.outcome, &mut failed, progress, path, size, r);
     }
     drop(results);
-    link_all(&root, &mut plan, &failed);
-    finish_dirs(&root, &plan.dirs, owners, &mut plan.outcome.errors);
-    Ok(plan.outcome)
+    shared.halt.check()?;
+    link_all(root, plan, &failed);
+    Ok(())
 }
 
 /// Links the further names of hard-linked files to their first names.

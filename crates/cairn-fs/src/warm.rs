@@ -1,0 +1,71 @@
+//! Which packs a restore reads, and warming them up before it does
+//! (docs/ARCHIVAL.md, "Cold restores"): `cairn warm-up` and the first step
+//! of a restore from archival storage.
+
+use std::collections::{BTreeSet, HashSet};
+
+use cairn_core::Id;
+use cairn_core::format::{Node, NodeKind, Snapshot};
+use cairn_repo::{Repository, WarmOptions, WarmReport};
+
+use crate::Result;
+use crate::browse::resolve;
+
+/// Warms up the packs holding the file content under `paths` of
+/// `snapshot` (everything when `paths` is empty), whatever the settings
+/// say: see [`Repository::warm_packs`].
+pub async fn warm_up(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    paths: &[Vec<u8>],
+    opts: &WarmOptions,
+) -> Result<WarmReport> {
+    let packs = data_packs(repo, snapshot, paths).await?;
+    Ok(repo.warm_packs(&packs, opts).await?)
+}
+
+/// The packs holding the data blobs of every file under `paths` of
+/// `snapshot` (the whole snapshot when `paths` is empty): what restoring
+/// those paths reads.
+pub async fn data_packs(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    paths: &[Vec<u8>],
+) -> Result<BTreeSet<Id>> {
+    let root = [Vec::new()];
+    let paths = if paths.is_empty() { &root[..] } else { paths };
+    let mut blobs: HashSet<Id> = HashSet::new();
+    let mut trees: HashSet<Id> = HashSet::new();
+    for path in paths {
+        let node = resolve(repo, snapshot, path).await?;
+        let mut stack: Vec<Id> = Vec::new();
+        add_node(&node, &mut blobs, &mut stack);
+        // Depth first over the trees, each loaded once: identical
+        // directories share a tree.
+        while let Some(id) = stack.pop() {
+            if !trees.insert(id) {
+                continue;
+            }
+            for n in repo.load_tree(&id).await?.nodes {
+                add_node(&n, &mut blobs, &mut stack);
+            }
+        }
+    }
+    Ok(packs_of(repo, blobs.iter()))
+}
+
+/// Notes a node's content blobs, or its subtree to visit.
+fn add_node(node: &Node, blobs: &mut HashSet<Id>, stack: &mut Vec<Id>) {
+    match node.kind {
+        NodeKind::Dir => stack.extend(node.subtree),
+        // Block devices backed up with --read-special have content too.
+        _ => blobs.extend(node.content.iter().copied()),
+    }
+}
+
+/// The packs the index places `blobs` in. A blob the index lacks is left
+/// out: reading it fails with its own error, as without a warm-up.
+pub(crate) fn packs_of<'a>(repo: &Repository, blobs: impl Iterator<Item = &'a Id>) -> BTreeSet<Id> {
+    let index = repo.index();
+    blobs.filter_map(|b| index.get(b)).map(|l| l.pack).collect()
+}
