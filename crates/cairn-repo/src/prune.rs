@@ -325,17 +325,7 @@ impl Repository {
             report.tombstone_file = Some(self.store_index_file(&file).await?);
         }
         // 2. Repacked copies.
-        let mut new_packs: Vec<IndexPack> = Vec::new();
-        let mut builders = PackBuilders::default();
-        for (pack, keep) in &repack {
-            let (done, n) = self.copy_blobs(pack, keep, &mut builders).await?;
-            report.bytes_written += n;
-            new_packs.extend(done);
-        }
-        let (done, n) = builders.finish(self).await?;
-        report.bytes_written += n;
-        new_packs.extend(done);
-        report.packs_written = new_packs.len();
+        let mut new_packs = self.write_repacked(&repack, report).await?;
         new_packs.extend(adopted);
         self.refresh_if_due(me_handle).await?;
 
@@ -351,13 +341,8 @@ impl Repository {
                 .map(|(_, f)| f.created)
                 .collect();
             cuts.push(now);
-            let listed: HashMap<Id, (i64, &[PackEntry])> = packs
-                .iter()
-                .filter(|(p, _)| !removed.contains(p))
-                .map(|(p, v)| (*p, (v.listed, v.entries.as_slice())))
-                .collect();
             let plan = Compaction {
-                listed,
+                listed: still_listed(packs, &removed),
                 cuts,
                 new_packs,
                 supersedes: index_deletions.supersedes.clone(),
@@ -479,6 +464,41 @@ fn index_changes<'a>(
         listing_files,
         compact,
     }
+}
+
+impl Repository {
+    /// Copies the live blobs of the packs to repack into new packs;
+    /// returns their index entries.
+    async fn write_repacked(
+        &self,
+        repack: &[(Id, Vec<PackEntry>)],
+        report: &mut PruneReport,
+    ) -> Result<Vec<IndexPack>> {
+        let mut new_packs: Vec<IndexPack> = Vec::new();
+        let mut builders = PackBuilders::default();
+        for (pack, keep) in repack {
+            let (done, n) = self.copy_blobs(pack, keep, &mut builders).await?;
+            report.bytes_written += n;
+            new_packs.extend(done);
+        }
+        let (done, n) = builders.finish(self).await?;
+        report.bytes_written += n;
+        new_packs.extend(done);
+        report.packs_written = new_packs.len();
+        Ok(new_packs)
+    }
+}
+
+/// The packs that stay, with when they were listed and their entries.
+fn still_listed<'a>(
+    packs: &'a HashMap<Id, PackView>,
+    removed: &HashSet<Id>,
+) -> HashMap<Id, (i64, &'a [PackEntry])> {
+    packs
+        .iter()
+        .filter(|(p, _)| !removed.contains(p))
+        .map(|(p, v)| (*p, (v.listed, v.entries.as_slice())))
+        .collect()
 }
 
 struct Decided<'a> {
