@@ -77,6 +77,25 @@ impl InitOptions {
         }
     }
 
+    /// The config these options ask for, validated.
+    fn config(&self) -> Result<Config> {
+        let mut config = Config::new(self.now, self.rng.as_ref());
+        config.compression_level = self.compression_level;
+        if let Some((min, avg, max)) = self.chunk_sizes {
+            config.chunker.min_size = min;
+            config.chunker.avg_size = avg;
+            config.chunker.max_size = max;
+        }
+        if let Some(params) = self.chunker {
+            config.chunker = params;
+        }
+        if let Some(size) = self.data_pack_size {
+            config.data_pack_size = size;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Cheap password hashing and small chunks: for tests and examples only.
     pub fn insecure_fast_for_tests() -> InitOptions {
         InitOptions {
@@ -181,20 +200,7 @@ impl Repository {
         }
         let rng = opts.rng.clone();
         let clock = opts.clock.clone();
-        let mut config = Config::new(opts.now, rng.as_ref());
-        config.compression_level = opts.compression_level;
-        if let Some((min, avg, max)) = opts.chunk_sizes {
-            config.chunker.min_size = min;
-            config.chunker.avg_size = avg;
-            config.chunker.max_size = max;
-        }
-        if let Some(params) = opts.chunker {
-            config.chunker = params;
-        }
-        if let Some(size) = opts.data_pack_size {
-            config.data_pack_size = size;
-        }
-        config.validate()?;
+        let config = opts.config()?;
         if !opts.settings.is_empty() {
             // Checked before anything is written, and in force for the key
             // file and config as well.

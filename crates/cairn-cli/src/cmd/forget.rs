@@ -8,6 +8,33 @@ use crate::output::bytes;
 use crate::{context, exit};
 
 pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
+    let policy = policy(&a)?;
+    let repo = context::open(g).await?;
+    let report = repo.forget(&policy, a.dry_run).await?;
+    let prune = if a.prune && !a.dry_run {
+        let opts = super::prune::options(&a.prune_opts)?;
+        Some(repo.prune(opts).await?)
+    } else {
+        None
+    };
+    // Snapshots the policy removes but Object Lock retains are kept: the
+    // exit code says so, for scripts that expect them gone.
+    let code = if report.retained.objects > 0 {
+        exit::RETAINED
+    } else {
+        exit::OK
+    };
+    if a.json {
+        super::print_json(&serde_json::json!({ "forget": report, "prune": prune }))?;
+    } else if !g.quiet {
+        print_groups(&report);
+        print_totals(&report, prune.as_ref(), a.dry_run);
+    }
+    Ok(code)
+}
+
+/// The retention policy the flags give; refuses an empty one.
+fn policy(a: &ForgetArgs) -> Result<Policy> {
     let within = match &a.keep_within {
         Some(s) => Some(
             Span::parse(s)
@@ -28,28 +55,10 @@ pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
     if policy.is_empty() {
         bail!("no --keep-* option given: refusing to remove every snapshot");
     }
-    let repo = context::open(g).await?;
-    let report = repo.forget(&policy, a.dry_run).await?;
-    let prune = if a.prune && !a.dry_run {
-        let opts = super::prune::options(&a.prune_opts)?;
-        Some(repo.prune(opts).await?)
-    } else {
-        None
-    };
-    // Snapshots the policy removes but Object Lock retains are kept: the
-    // exit code says so, for scripts that expect them gone.
-    let code = if report.retained.objects > 0 {
-        exit::RETAINED
-    } else {
-        exit::OK
-    };
-    if a.json {
-        super::print_json(&serde_json::json!({ "forget": report, "prune": prune }))?;
-        return Ok(code);
-    }
-    if g.quiet {
-        return Ok(code);
-    }
+    Ok(policy)
+}
+
+fn print_groups(report: &cairn::ForgetReport) {
     for group in &report.groups {
         println!("{}:", group.group);
         for k in &group.keep {
@@ -73,8 +82,11 @@ pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
             );
         }
     }
+}
+
+fn print_totals(report: &cairn::ForgetReport, prune: Option<&cairn::PruneReport>, dry_run: bool) {
     let n = report.removed().count();
-    if a.dry_run {
+    if dry_run {
         println!("would remove {n} snapshots (dry run)");
     } else {
         println!("removed {n} snapshots");
@@ -98,5 +110,4 @@ pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
             }
         }
     }
-    Ok(code)
 }

@@ -119,54 +119,25 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
         .await?
         .items;
     let active = !facts.deleting && !facts.phase.is_terminal();
-    let (mut pvc, mut pv, mut pods, mut nodes) = (None, None, Vec::new(), Vec::new());
-    let mut repository = RepoCheck::Ok;
+    let mut pods = Vec::new();
     if active && matches!(facts.phase, Phase::New | Phase::Assigned) {
         pods = pods_api.list(&ListParams::default()).await?.items;
     }
-    let mut exposure = Exposure::Live;
-    if active && facts.phase == Phase::New {
-        repository = repository_check(&ctx, job.as_ref()).await?;
-        // A snapshot is taken only for a job that may use its repository,
-        // between the pre and the post hooks (which record their outcomes
-        // in the status, so it must exist first).
-        if let (Some(policy), RepoCheck::Ok) = (job.snapshot(), &repository) {
-            exposure = if facts.has_status {
-                snapshot_between_hooks(&ctx, job.as_ref(), policy).await?
-            } else {
-                Exposure::Waiting(String::new())
-            };
-        }
-        pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &claim_ns)
-            .get_opt(&claim)
-            .await?;
-        if let (Some(t), RepoCheck::Ok) = (job.claim_template(), &repository) {
-            let node = live_agent(&ctx).await?;
-            exposure =
-                target::ensure(&ctx, job.as_ref(), t, pvc.is_some(), node.as_deref()).await?;
-        }
-        let pv_name = pvc
-            .as_ref()
-            .and_then(|c| c.spec.as_ref()?.volume_name.clone());
-        if let Some(name) = pv_name {
-            pv = Api::<PersistentVolume>::all(client.clone())
-                .get_opt(&name)
-                .await?;
-        }
-        nodes = Api::<Node>::all(client.clone())
-            .list(&ListParams::default())
-            .await?
-            .items;
+    let prep = if active && facts.phase == Phase::New {
+        prepare(&ctx, job.as_ref(), &facts, (&claim_ns, &claim)).await?
+    } else {
+        Preparation::default()
+    };
+    if !active {
+        after_end(&ctx, job.as_ref()).await?;
     }
-    if let (Some(policy), false) = (job.snapshot(), active) {
-        snapshot::clean_up(&ctx, job.as_ref(), policy).await?;
-    }
-    // Whenever the pre hooks ran, the post hooks run: after the snapshot,
-    // or once the backup has ended, however it ended.
-    if !active && hooks_exec::status(job.as_ref()).pre_done {
-        let api: Api<J> = Api::namespaced(client.clone(), &job.ns());
-        hooks_exec::run_stage(&ctx, &api, job.as_ref(), Stage::Post).await?;
-    }
+    let Preparation {
+        pvc,
+        pv,
+        nodes,
+        repository,
+        exposure,
+    } = prep;
     let agents = agent_ages(&ctx.leases(), wall_now()).await?;
     let seen = Observed {
         pvc: pvc.as_ref(),
@@ -198,6 +169,75 @@ pub async fn reconcile<J: Job>(job: Arc<J>, ctx: Arc<Context>) -> Result<Requeue
         Some(d) => Requeue::requeue(d),
         None => Requeue::await_change(),
     })
+}
+
+/// What a job in phase New needs observed (and, for a snapshot backup or
+/// a restore into a claim to create, brought about) before it is placed.
+#[derive(Default)]
+struct Preparation {
+    pvc: Option<PersistentVolumeClaim>,
+    pv: Option<PersistentVolume>,
+    nodes: Vec<Node>,
+    repository: RepoCheck,
+    exposure: Exposure,
+}
+
+async fn prepare<J: Job>(
+    ctx: &Context,
+    job: &J,
+    facts: &JobFacts,
+    (claim_ns, claim): (&str, &str),
+) -> Result<Preparation> {
+    let client = ctx.client.clone();
+    let mut prep = Preparation {
+        repository: repository_check(ctx, job).await?,
+        ..Preparation::default()
+    };
+    let usable = prep.repository == RepoCheck::Ok;
+    // A snapshot is taken only for a job that may use its repository,
+    // between the pre and the post hooks (which record their outcomes in
+    // the status, so it must exist first).
+    if let (Some(policy), true) = (job.snapshot(), usable) {
+        prep.exposure = if facts.has_status {
+            snapshot_between_hooks(ctx, job, policy).await?
+        } else {
+            Exposure::Waiting(String::new())
+        };
+    }
+    prep.pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), claim_ns)
+        .get_opt(claim)
+        .await?;
+    if let (Some(t), true) = (job.claim_template(), usable) {
+        let node = live_agent(ctx).await?;
+        prep.exposure = target::ensure(ctx, job, t, prep.pvc.is_some(), node.as_deref()).await?;
+    }
+    let pv_name = prep
+        .pvc
+        .as_ref()
+        .and_then(|c| c.spec.as_ref()?.volume_name.clone());
+    if let Some(name) = pv_name {
+        prep.pv = Api::<PersistentVolume>::all(client.clone())
+            .get_opt(&name)
+            .await?;
+    }
+    prep.nodes = Api::<Node>::all(client)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    Ok(prep)
+}
+
+/// Once a job has ended (or is being deleted): the snapshot's temporary
+/// objects go, and whenever the pre hooks ran, the post hooks run.
+async fn after_end<J: Job>(ctx: &Context, job: &J) -> Result<()> {
+    if let Some(policy) = job.snapshot() {
+        snapshot::clean_up(ctx, job, policy).await?;
+    }
+    if hooks_exec::status(job).pre_done {
+        let api: Api<J> = Api::namespaced(ctx.client.clone(), &job.ns());
+        hooks_exec::run_stage(ctx, &api, job, Stage::Post).await?;
+    }
+    Ok(())
 }
 
 /// Runs the pre hooks, takes (or checks) the snapshot, and runs the post

@@ -77,28 +77,11 @@ pub async fn reconcile(s: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Requ
         repository_namespace: s.spec.repository.resolve(&ns).0,
         admin: ctx.config.admins.contains(&ns),
     };
-    let mut claims = Vec::new();
     let query = match s.spec.selector.as_ref().map(selector::to_query).transpose() {
         Ok(q) => q.unwrap_or_default(),
         Err(e) => return invalid(&ctx, &s, e).await,
     };
-    let namespaces = if s.spec.namespaces.is_empty() {
-        vec![ns.clone()]
-    } else {
-        s.spec.namespaces.clone()
-    };
-    for n in &namespaces {
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
-        for c in pvcs
-            .list(&ListParams::default().labels(&query))
-            .await?
-            .items
-        {
-            if c.meta().deletion_timestamp.is_none() {
-                claims.push((n.clone(), c.name_any()));
-            }
-        }
-    }
+    let claims = selected_claims(&ctx, &s, &query).await?;
     let plan = schedule::plan(&facts, &backups, &claims, now);
     tracing::debug!(
         schedule = %name, now, last = ?facts.last_schedule, claims = claims.len(),
@@ -110,6 +93,47 @@ pub async fn reconcile(s: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Requ
     }
     execute(&ctx, &s, &plan, &backups).await?;
 
+    merge_status(
+        &Api::<BackupSchedule>::namespaced(client, &ns),
+        &name,
+        status_of(&s, &plan),
+    )
+    .await?;
+    let resync = ctx.config.resync;
+    let after = plan
+        .requeue_after
+        .map(|s| Duration::from_secs(s.max(1) as u64))
+        .map_or(resync, |d| d.min(resync));
+    Ok(Requeue::requeue(after))
+}
+
+/// The claims the schedule selects, in its namespaces, that are not being
+/// deleted.
+async fn selected_claims(
+    ctx: &Context,
+    s: &BackupSchedule,
+    query: &str,
+) -> Result<Vec<(String, String)>> {
+    let ns = s.namespace().unwrap_or_default();
+    let namespaces = if s.spec.namespaces.is_empty() {
+        vec![ns]
+    } else {
+        s.spec.namespaces.clone()
+    };
+    let mut claims = Vec::new();
+    for n in &namespaces {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), n);
+        for c in pvcs.list(&ListParams::default().labels(query)).await?.items {
+            if c.meta().deletion_timestamp.is_none() {
+                claims.push((n.clone(), c.name_any()));
+            }
+        }
+    }
+    Ok(claims)
+}
+
+/// The schedule's status after a pass that planned `plan`.
+fn status_of(s: &BackupSchedule, plan: &Plan) -> serde_json::Value {
     let unprotected: Vec<&String> = plan.unprotected.iter().take(20).collect();
     let mut status = json!({
         "phase": if s.spec.paused { "Paused" } else { "Active" },
@@ -127,18 +151,7 @@ pub async fn reconcile(s: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Requ
     if let Some(t) = plan.next_schedule {
         status["nextScheduleTime"] = json!(time_from_secs(t));
     }
-    merge_status(
-        &Api::<BackupSchedule>::namespaced(client, &ns),
-        &name,
-        status,
-    )
-    .await?;
-    let resync = ctx.config.resync;
-    let after = plan
-        .requeue_after
-        .map(|s| Duration::from_secs(s.max(1) as u64))
-        .map_or(resync, |d| d.min(resync));
-    Ok(Requeue::requeue(after))
+    status
 }
 
 async fn invalid(ctx: &Context, s: &BackupSchedule, why: String) -> Result<Requeue> {
@@ -164,47 +177,7 @@ async fn execute(
 ) -> Result<()> {
     let ns = s.namespace().unwrap_or_default();
     let api: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut created = Vec::new();
-    for b in &plan.create {
-        let mut labels =
-            BTreeMap::from([(SCHEDULE_UID_LABEL.to_owned(), s.uid().unwrap_or_default())]);
-        if let Some(v) = label_value(&s.name_any()) {
-            labels.insert(SCHEDULE_LABEL.to_owned(), v);
-        }
-        let mut vb = VolumeBackup::new(
-            &b.name,
-            VolumeBackupSpec {
-                pvc: PvcRef {
-                    name: b.claim.1.clone(),
-                    namespace: (b.claim.0 != ns).then(|| b.claim.0.clone()),
-                },
-                repository: s.spec.repository.clone(),
-                tags: s.spec.tags.iter().cloned().chain([s.name_any()]).collect(),
-                excludes: s.spec.excludes.clone(),
-                cancel: false,
-                snapshot: s.spec.snapshot.clone(),
-            },
-        );
-        vb.metadata.namespace = Some(ns.clone());
-        vb.metadata.labels = Some(labels);
-        vb.metadata.annotations = Some(BTreeMap::from([(
-            SCHEDULED_TIME_ANNOTATION.to_owned(),
-            b.scheduled.to_string(),
-        )]));
-        vb.metadata.owner_references = s.controller_owner_ref(&()).map(|o| vec![o]);
-        match api.create(&PostParams::default(), &vb).await {
-            Ok(_) => {
-                ctx.metrics.scheduled.inc();
-                created.push(b.name.clone());
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if !created.is_empty() {
-        let note = format!("created {}", created.join(", "));
-        event(&ctx.recorder, s, false, "Scheduled", note).await;
-    }
+    create_backups(ctx, s, plan, &api).await?;
     if plan.forget.is_empty() && plan.delete.is_empty() {
         return Ok(());
     }
@@ -246,6 +219,59 @@ async fn execute(
             deleted.join(", ")
         );
         event(&ctx.recorder, s, false, "Retention", note).await;
+    }
+    Ok(())
+}
+
+/// Creates the VolumeBackups the plan says are due (one already there is
+/// left as it is).
+async fn create_backups(
+    ctx: &Context,
+    s: &BackupSchedule,
+    plan: &Plan,
+    api: &Api<VolumeBackup>,
+) -> Result<()> {
+    let ns = s.namespace().unwrap_or_default();
+    let mut created = Vec::new();
+    for b in &plan.create {
+        let mut labels =
+            BTreeMap::from([(SCHEDULE_UID_LABEL.to_owned(), s.uid().unwrap_or_default())]);
+        if let Some(v) = label_value(&s.name_any()) {
+            labels.insert(SCHEDULE_LABEL.to_owned(), v);
+        }
+        let mut vb = VolumeBackup::new(
+            &b.name,
+            VolumeBackupSpec {
+                pvc: PvcRef {
+                    name: b.claim.1.clone(),
+                    namespace: (b.claim.0 != ns).then(|| b.claim.0.clone()),
+                },
+                repository: s.spec.repository.clone(),
+                tags: s.spec.tags.iter().cloned().chain([s.name_any()]).collect(),
+                excludes: s.spec.excludes.clone(),
+                cancel: false,
+                snapshot: s.spec.snapshot.clone(),
+            },
+        );
+        vb.metadata.namespace = Some(ns.clone());
+        vb.metadata.labels = Some(labels);
+        vb.metadata.annotations = Some(BTreeMap::from([(
+            SCHEDULED_TIME_ANNOTATION.to_owned(),
+            b.scheduled.to_string(),
+        )]));
+        vb.metadata.owner_references = s.controller_owner_ref(&()).map(|o| vec![o]);
+        match api.create(&PostParams::default(), &vb).await {
+            Ok(_) => {
+                ctx.metrics.scheduled.inc();
+                created.push(b.name.clone());
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !created.is_empty() {
+        let note = format!("created {}", created.join(", "));
+        event(&ctx.recorder, s, false, "Scheduled", note).await;
     }
     Ok(())
 }
