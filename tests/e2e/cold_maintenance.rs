@@ -149,3 +149,54 @@ fn cold_prune_leaves_partly_used_archival_packs_unless_told_to_repack_them() {
     let source = std::fs::read(cold.src().join("keep/f00")).expect("source file");
     assert!(restored == source, "the repacked file differs");
 }
+
+/// `cairn copy` from a repository whose data packs are archived (a
+/// disaster-recovery copy out of the archive) asks for every data pack of
+/// the snapshots it copies, once, waits, then copies them; the copy
+/// restores byte-identical.
+#[test]
+fn cold_copy_out_of_an_archive_warms_the_packs_it_reads() {
+    let Some(cold) = Cold::init("cold_copy", "GLACIER") else {
+        return;
+    };
+    crate::cold::three_backups(&cold);
+    let (_, kinds) = cold.blob_packs();
+    let data: BTreeMap<String, u64> = kinds
+        .iter()
+        .filter(|(_, k)| *k == "data")
+        .map(|(p, _)| (pack_path(p), 1))
+        .collect();
+    assert!(data.len() >= 3, "{kinds:?}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = crate::common::Repo::init(dir.path().join("copy"));
+    let mut args = vec![
+        "copy".to_owned(),
+        "--from-repo".to_owned(),
+        cold.repo.path.to_string_lossy().into_owned(),
+        "--json".to_owned(),
+    ];
+    args.extend(POLL.iter().map(|s| s.to_string()));
+    let mut c = target.command(&args);
+    c.env("CAIRN_FROM_PASSWORD", &cold.repo.password);
+    let out = crate::common::Run::of(c).success();
+    crate::json_schema::check_output("copy", &out.stdout);
+    let out = out.json();
+    let w = &out["warm_up"];
+    let n = data.len() as u64;
+    assert_eq!(
+        (field_u64(w, "planned"), field_u64(w, "requested")),
+        (n, n),
+        "{w:#}"
+    );
+    assert_eq!(out["copied"].as_array().map(Vec::len), Some(3), "{out:#}");
+    assert_eq!(cold.restores(), data, "every data pack asked for once");
+
+    let restored = dir.path().join("restored");
+    let t = restored.to_str().expect("utf-8");
+    target.run(["restore", "latest", "--target", t]).success();
+    crate::common::compare::assert_no_differences(
+        &crate::common::compare::tree_differences(&cold.src(), &restored),
+        "the copy of an archived repository",
+    );
+}

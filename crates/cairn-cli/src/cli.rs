@@ -149,6 +149,8 @@ pub(crate) struct CopyArgs {
     /// Say what would be copied, copy nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) warm: crate::cmd::warm_up::WarmArgs,
     /// Print a JSON summary
     #[arg(long)]
     pub(crate) json: bool,

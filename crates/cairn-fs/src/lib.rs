@@ -35,4 +35,4 @@ pub use dump::dump;
 pub use error::{Error, Result, Warning};
 pub use progress::Progress;
 pub use restore::{Overwrite, RestoreOptions, RestoreOutcome, restore};
-pub use warm::{data_packs, warm_up};
+pub use warm::{data_packs, warm_for_copy, warm_up};

@@ -24,6 +24,28 @@ pub async fn warm_up(
     Ok(repo.warm_packs(&packs, opts).await?)
 }
 
+/// Warms up the source packs a copy of `snapshots` reads, when the source
+/// repository (or `opts.when`) asks for it, and waits for them: `None`
+/// when there was nothing to do. A copy reads every data blob of a
+/// snapshot it copies (the target keys its ids differently), so these are
+/// all the data packs of those snapshots.
+pub async fn warm_for_copy(
+    src: &Repository,
+    snapshots: &[&Snapshot],
+    opts: &WarmOptions,
+) -> Result<Option<WarmReport>> {
+    if !src.should_warm(opts.when) {
+        return Ok(None);
+    }
+    let mut packs = BTreeSet::new();
+    for s in snapshots {
+        packs.extend(data_packs(src, s, &[]).await?);
+    }
+    let mut opts = opts.clone();
+    opts.wait = true;
+    Ok(Some(src.warm_packs(&packs, &opts).await?))
+}
+
 /// The packs holding the data blobs of every file under `paths` of
 /// `snapshot` (the whole snapshot when `paths` is empty): what restoring
 /// those paths reads.

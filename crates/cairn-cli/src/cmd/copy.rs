@@ -76,7 +76,15 @@ pub(crate) async fn run(g: &Global, a: CopyArgs) -> Result<u8> {
         );
     }
     if a.dry_run {
-        return report(&a, &plan, &[], reseal, &dst, &src, g);
+        return report(&a, (&plan, &[], None), reseal, &dst, &src, g);
+    }
+    // From an archival source, the packs are asked for and waited for
+    // before anything is read.
+    let warm = super::warm_up::read_options(&a.warm, !talk, super::warm_up::stderr())?;
+    let todo: Vec<&Snapshot> = plan.todo.iter().map(|(_, s)| s).collect();
+    let warm_up = cairn::warm_for_copy(&src, &todo, &warm).await?;
+    if let (Some(r), true) = (&warm_up, talk) {
+        eprintln!("{}", super::warm_up::summary(r));
     }
     let progress = Arc::new(Progress::default());
     let stop = crate::output::stop_on_interrupt(progress.clone());
@@ -97,13 +105,16 @@ pub(crate) async fn run(g: &Global, a: CopyArgs) -> Result<u8> {
     stop.abort();
     let done = result
         .context("copy stopped; run it again to copy the rest (what was stored is reused)")?;
-    report(&a, &plan, &done, reseal, &dst, &src, g)
+    report(&a, (&plan, &done, warm_up.as_ref()), reseal, &dst, &src, g)
 }
 
 fn report(
     a: &CopyArgs,
-    plan: &cairn::CopyPlan,
-    done: &[cairn::CopyOutcome],
+    (plan, done, warm_up): (
+        &cairn::CopyPlan,
+        &[cairn::CopyOutcome],
+        Option<&cairn::layers::repo::WarmReport>,
+    ),
     reseal: bool,
     dst: &Repository,
     src: &Repository,
@@ -128,6 +139,7 @@ fn report(
                 "to_copy": planned,
                 "copied": copied,
                 "skipped": skipped,
+                "warm_up": warm_up,
                 "storage": super::storage_json(dst.store()),
                 "source_storage": super::storage_json(src.store()),
             })
