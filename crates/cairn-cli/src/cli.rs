@@ -52,7 +52,7 @@ pub(crate) struct Global {
     #[arg(long, global = true, value_name = "KIB")]
     pub(crate) limit_download: Option<u64>,
     /// Keep the merged index table here, and for remote repositories a
-    /// cache of index files, snapshots and trees (default:
+    /// cache of index files, snapshots, settings and trees (default:
     /// ~/.cache/cairn/repos/<hash of the URL>)
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,

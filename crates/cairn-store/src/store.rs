@@ -244,7 +244,7 @@ impl Store {
         }
     }
 
-    /// Caches immutable objects (index files, snapshots) in `cache`; the
+    /// Caches immutable objects (index files, snapshots, settings) in `cache`; the
     /// repository also keeps tree blobs there.
     pub fn with_cache(mut self, cache: Arc<Cache>) -> Store {
         self.cache = Some(cache);
@@ -426,13 +426,14 @@ impl Store {
             .await
     }
 
-    /// Reads a whole object. Index files and snapshots come from the cache
+    /// Reads a whole object. Index files, snapshots and settings come from the cache
     /// when present there.
     pub async fn get(&self, path: &str) -> StoreResult<Bytes> {
-        let cache = self
-            .cache
-            .as_ref()
-            .filter(|_| path.starts_with("index/") || path.starts_with("snapshots/"));
+        let cache = self.cache.as_ref().filter(|_| {
+            ["index/", "snapshots/", "settings/"]
+                .iter()
+                .any(|p| path.starts_with(p))
+        });
         if let Some(hit) = cache.and_then(|c| c.get(path)) {
             return Ok(hit);
         }

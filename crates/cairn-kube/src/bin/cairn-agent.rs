@@ -54,7 +54,7 @@ struct Args {
     /// Runs of a job interrupted by agent restarts before it is failed.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
-    /// Cache of index files, snapshots and trees of remote repositories.
+    /// Cache of index files, snapshots, settings and trees of remote repositories.
     #[arg(long, default_value = "/var/cache/cairn")]
     cache_dir: PathBuf,
     /// Address for /metrics, /healthz and /readyz.
