@@ -375,6 +375,7 @@ impl S3Api {
         let full = format!("{}{prefix}", self.prefix);
         let mut out = Vec::new();
         let mut marker: Option<(String, String)> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let mut query = format!("versions&prefix={}", encode(&full));
             if let Some((k, v)) = &marker {
@@ -395,6 +396,16 @@ impl S3Api {
             let page = parse_versions(&text, &self.prefix);
             out.extend(page.versions);
             match page.next {
+                // A server that names a page it named before would keep
+                // this loop going for ever.
+                Some(next) if !seen.insert(next.clone()) => {
+                    return Err(StoreError::Backend {
+                        path: prefix.to_owned(),
+                        message: format!(
+                            "the version listing does not advance: it names page {next:?} again"
+                        ),
+                    });
+                }
                 Some(next) => marker = Some(next),
                 None => return Ok(out),
             }
@@ -517,6 +528,50 @@ pub fn parse_date(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile server whose every listing page says "more after page
+    /// p/a": the listing stops with an error instead of looping.
+    #[tokio::test]
+    async fn a_version_listing_that_does_not_advance_is_refused() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let body = "<ListVersionsResult><IsTruncated>true</IsTruncated>\
+            <NextKeyMarker>p/a</NextKeyMarker><NextVersionIdMarker>1</NextVersionIdMarker>\
+            <Version><Key>p/a</Key><VersionId>1</VersionId><IsLatest>true</IsLatest></Version>\
+            </ListVersionsResult>";
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(10) {
+                let Ok(mut s) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let client = S3Api::client(&object_store::client::ReqwestConnector::default(), true)
+            .expect("client");
+        let credentials: Credentials = Arc::new(
+            object_store::client::StaticCredentialProvider::new(AwsCredential {
+                key_id: "k".into(),
+                secret_key: "s".into(),
+                token: None,
+            }),
+        );
+        let api = S3Api::new(
+            client,
+            credentials,
+            format!("http://{addr}/bucket"),
+            "p",
+            "us-east-1".into(),
+            true,
+        );
+        let e = api.versions("").await.expect_err("refused");
+        assert!(e.to_string().contains("does not advance"), "{e}");
+    }
 
     #[test]
     fn version_listings_are_read_within_the_prefix() {
