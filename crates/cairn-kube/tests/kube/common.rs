@@ -394,6 +394,7 @@ impl Cluster {
             admins: self.admins.clone(),
             cluster: "test".into(),
             maintenance_image: Some("cairn.test/cairn:maintenance".into()),
+            velero: None,
         };
         let (client, m) = (self.client.clone(), metrics.clone());
         self.tasks.push(tokio::spawn(async move {
