@@ -142,6 +142,66 @@ pub fn decide(
     }
 }
 
+/// Whether snapshot `id` (of `source`) is one Velero may restore for a
+/// DataDownload of `source_namespace`: a backup of a claim of that
+/// namespace (the namespace before Velero's mapping).
+pub fn check_source(
+    id: &str,
+    source: &cairn::Source,
+    source_namespace: &str,
+) -> Result<(), String> {
+    match source {
+        cairn::Source::KubernetesVolume { namespace, .. } if namespace == source_namespace => {
+            Ok(())
+        }
+        cairn::Source::KubernetesVolume {
+            namespace, name, ..
+        } => Err(format!(
+            "snapshot {id} is of claim {namespace}/{name}, not of a claim of namespace \
+             {source_namespace} as the DataDownload says"
+        )),
+        _ => Err(format!("snapshot {id} is not of a Kubernetes volume")),
+    }
+}
+
+/// Opens the repository and checks that the snapshot exists and was taken
+/// in the DataDownload's source namespace.
+async fn check_snapshot(
+    ctx: &Context,
+    repo: &crate::crd::BackupRepository,
+    spec: &DownloadSpec,
+) -> Result<std::result::Result<(), String>> {
+    let r = crate::repo::open(
+        &ctx.client,
+        repo,
+        ctx.config.cache_dir.as_deref(),
+        cairn::OpenOptions::default(),
+    )
+    .await?;
+    let Ok(id) = cairn::Id::from_hex(&spec.snapshot_id) else {
+        return Ok(Err(format!(
+            "snapshotID {:?} is not a snapshot id",
+            spec.snapshot_id
+        )));
+    };
+    match r.load_snapshot(&id).await {
+        Ok(snap) => Ok(check_source(
+            &spec.snapshot_id,
+            &snap.source,
+            &spec.source_namespace,
+        )),
+        Err(cairn::error::RepoError::Store(e)) if e.is_not_found() => Ok(Err(format!(
+            "snapshot {} is not in repository {}",
+            spec.snapshot_id,
+            repo.name_any()
+        ))),
+        Err(source) => Err(crate::Error::Repository {
+            location: repo.spec.url.clone(),
+            source,
+        }),
+    }
+}
+
 /// The claim cairn restores into: like the user's.
 pub fn template(target: &PersistentVolumeClaim) -> Result<ClaimTemplate, String> {
     let spec = target.spec.clone().unwrap_or_default();
@@ -256,6 +316,9 @@ async fn start(
         Ok((repo, _)) => repo,
         Err(why) => return write_status(&dds, dd, failed(why)).await,
     };
+    if let Err(why) = check_snapshot(ctx, &repo, spec).await? {
+        return write_status(&dds, dd, failed(why)).await;
+    }
     let template = match template(target) {
         Ok(t) => t,
         Err(why) => return write_status(&dds, dd, failed(why)).await,

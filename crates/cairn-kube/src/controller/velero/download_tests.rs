@@ -84,3 +84,15 @@ fn the_restore_claim_is_made_like_the_users() {
         serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {}})).expect("claim");
     assert!(template(&bare).expect_err("no size").contains("size"));
 }
+
+#[test]
+fn only_snapshots_of_the_source_namespace_are_restored() {
+    let of = |ns: &str| cairn::Source::KubernetesVolume {
+        cluster: "c".into(),
+        namespace: ns.into(),
+        name: "db".into(),
+    };
+    assert_eq!(check_source("id", &of("shop"), "shop"), Ok(()));
+    let err = check_source("id", &of("bank"), "shop").expect_err("another namespace");
+    assert!(err.contains("bank/db"), "{err}");
+}
