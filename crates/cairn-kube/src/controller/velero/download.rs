@@ -273,6 +273,9 @@ pub async fn reconcile(dd: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
                 &Patch::Merge(patch),
             )
             .await?;
+            if phase_of(&dd) != "Canceling" {
+                write_status(&dds, &dd, json!({"phase": "Canceling"})).await?;
+            }
         }
         Step::Write(fields) => write_status(&dds, &dd, fields).await?,
         Step::Rebind(fields) => {

@@ -257,6 +257,9 @@ pub async fn reconcile(du: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
                 &Patch::Merge(patch),
             )
             .await?;
+            if phase_of(&du) != "Canceling" {
+                write_status(&dus, &du, json!({"phase": "Canceling"})).await?;
+            }
         }
         Step::Write(fields) => write_status(&dus, &du, fields).await?,
         Step::End(fields) => {
