@@ -22,6 +22,7 @@ pub const DEFAULT_INDEX_TABLE_LIMIT: u64 = 1 << 30;
 
 /// Settings for [`Repository::init`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct InitOptions {
     /// Password hashing cost.
     pub kdf: KdfParams,
@@ -77,6 +78,15 @@ impl InitOptions {
         }
     }
 
+    /// Production defaults, recorded as this host and user (`USER` or
+    /// `LOGNAME`) at the system clock's time.
+    pub fn from_env() -> InitOptions {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_default();
+        InitOptions::new(&crate::hostname(), &user, SystemClock.now())
+    }
+
     /// The config these options ask for, validated.
     fn config(&self) -> Result<Config> {
         let mut config = Config::new(self.now, self.rng.as_ref());
@@ -108,6 +118,7 @@ impl InitOptions {
 
 /// Settings for [`Repository::open`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct OpenOptions {
     /// Randomness for ids and nonces of what this process writes.
     pub rng: Arc<dyn RandomSource>,
