@@ -67,7 +67,7 @@ pub use error::{Damaged, Error, Result};
 pub use forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,
 };
-pub use index::{BlobLocation, Index};
+pub use index::{BlobLocation, Index, IndexView};
 pub use keyring::KeyInfo;
 pub use leftovers::Leftovers;
 pub use lock::{ExtendProgress, ExtendReport, RecoverOptions, RecoverReport, Retained};

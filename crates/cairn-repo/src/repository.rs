@@ -477,8 +477,14 @@ impl Repository {
         self.inner.clock.as_ref()
     }
 
-    /// A read view of the merged index.
-    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+    /// A read view of the merged index (don't hold it across an `.await`:
+    /// writers wait while it lives).
+    pub fn index(&self) -> crate::IndexView<'_> {
+        crate::IndexView::new(self.index_guard())
+    }
+
+    /// The merged index, for the crate's own passes.
+    pub(crate) fn index_guard(&self) -> RwLockReadGuard<'_, Index> {
         // A panic while holding the lock cannot leave the index half-updated
         // (updates are single inserts), so a poisoned lock is still usable.
         self.inner.index.read().unwrap_or_else(|p| p.into_inner())

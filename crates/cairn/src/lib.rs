@@ -58,8 +58,8 @@ pub use cairn_fs::{
 };
 pub use cairn_fs::{data_packs, warm_for_copy, warm_up};
 pub use cairn_repo::{
-    CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, MetadataSource, OpenOptions,
-    Repository, RunMode, WriterStats,
+    BlobLocation, CheckOptions, CheckProblem, CheckReport, IndexView, InitOptions, KeyInfo,
+    MetadataSource, OpenOptions, Repository, RunMode, WriterStats,
 };
 pub use cairn_repo::{
     ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, SettingsChange,
