@@ -288,10 +288,8 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
         args.settings_dir.as_deref(),
         args.settings_aws_profile.as_deref(),
     )?;
-    let opts = OpenOptions {
-        clock: crate::clock::from_env(args.test_now_file.clone()),
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = crate::clock::from_env(args.test_now_file.clone());
     let repo = crate::repo::open_url(
         &args.url,
         &creds,
@@ -307,13 +305,9 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
     };
     let mut report = Report::default();
     if args.prune {
-        let p = repo
-            .prune(PruneOptions {
-                grace: args.grace_secs,
-                ..PruneOptions::default()
-            })
-            .await
-            .map_err(err)?;
+        let mut options = PruneOptions::default();
+        options.grace = args.grace_secs;
+        let p = repo.prune(options).await.map_err(err)?;
         report.reclaimed_bytes = p.bytes_deleted.saturating_sub(p.bytes_written);
         report.packs_deleted = p.packs_deleted;
         report.packs_repacked = p.packs_repacked;

@@ -31,6 +31,7 @@ use crate::{Error, Index, Repository, Result, paths};
 
 /// Settings for [`Repository::prune`].
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct PruneOptions {
     /// Seconds a tombstone waits before phase 2 may act on it, and a done
     /// session protects its snapshot. At least [`MIN_GRACE`]: it must

@@ -9,7 +9,7 @@
 //! Without `CAIRN_TEST_S3_URL` the S3 run prints a SKIP line, unless
 //! `CAIRN_REQUIRE_S3` is set (the test script sets it), when it fails.
 
-use cairn_store::Store;
+use cairn_store::{Create, Store};
 use cairn_testkit::conformance::{self, Traits};
 use cairn_testkit::noise;
 
@@ -21,7 +21,7 @@ async fn memory_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_directory_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().to_str().expect("utf8"), false).expect("open");
+    let store = Store::open(dir.path().to_str().expect("utf8"), Create::Never).expect("open");
     conformance::run_all(store, Traits::default()).await;
 }
 
@@ -58,7 +58,7 @@ async fn s3_store_on_garage_conforms() {
     let Some(url) = s3_url("conformance") else {
         return;
     };
-    let store = Store::open(&url, false).expect("open");
+    let store = Store::open(&url, Create::Never).expect("open");
     // Garage ignores If-None-Match on PUT: create-only is not enforced there.
     let mut traits = Traits::default();
     traits.honours_create_only = false;

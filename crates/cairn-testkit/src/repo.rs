@@ -69,9 +69,6 @@ impl MemoryRepository {
     }
 
     /// Options that open the repository on the shared clock.
-    // Assigned, not a struct literal: the options are becoming
-    // #[non_exhaustive], after which clippy no longer asks for one.
-    #[allow(clippy::field_reassign_with_default)]
     pub fn open_options(&self) -> OpenOptions {
         let mut o = OpenOptions::default();
         o.clock = self.clock.clone();

@@ -127,19 +127,19 @@ pub(crate) fn options(
     let observer = (!quiet).then(|| -> cairn::layers::repo::warm::WarmObserver {
         Arc::new(move |t: &WarmTally| print(&progress_line(t)))
     });
-    Ok(WarmOptions {
-        when,
-        days: a.restore_days,
-        tier: match a.restore_tier {
-            TierArg::Expedited => Tier::Expedited,
-            TierArg::Standard => Tier::Standard,
-            TierArg::Bulk => Tier::Bulk,
-        },
-        poll_interval,
-        wait: true,
-        observer,
-        stop: None,
-    })
+    let mut o = WarmOptions::default();
+    o.when = when;
+    o.days = a.restore_days;
+    o.tier = match a.restore_tier {
+        TierArg::Expedited => Tier::Expedited,
+        TierArg::Standard => Tier::Standard,
+        TierArg::Bulk => Tier::Bulk,
+    };
+    o.poll_interval = poll_interval;
+    o.wait = true;
+    o.observer = observer;
+    o.stop = None;
+    Ok(o)
 }
 
 /// `--warm-up` and the request flags as options for `restore` and `check`.
