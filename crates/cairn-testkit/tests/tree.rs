@@ -1,6 +1,8 @@
 //! The tree builder makes what it is asked for, and the digest sees every
 //! difference a restore could introduce.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +17,8 @@ fn hex(b: &[u8]) -> String {
 
 /// One of each: content, noise, text, nesting, empty directory, symlinks
 /// (relative, dangling), a hard link, a sparse file, a FIFO, unusual modes,
-/// a read-only directory with a file inside, times before 1970.
+/// a read-only directory with a file inside, names that are not UTF-8 or
+/// hold a newline, times before 1970.
 fn build(root: &Path) -> PathBuf {
     let mut t = TreeBuilder::new(root);
     t.file("a/hello.txt", "hello\n")
@@ -31,6 +34,14 @@ fn build(root: &Path) -> PathBuf {
             &[(0, noise(5, 4096)), (8 << 20, noise(6, 1 << 20))],
         )
         .fifo("pipe")
+        .file(OsStr::from_bytes(b"odd \xff\xfe name"), "not utf-8")
+        .file("new\nline", "a newline in the name")
+        .symlink(
+            OsStr::from_bytes(b"links/odd"),
+            OsStr::from_bytes(b"\xfe\xff"),
+        )
+        .file("modes/setgid", "g")
+        .mode("modes/setgid", 0o2750)
         .file("modes/setuid", "#!/bin/sh\n")
         .mode("modes/setuid", 0o4755)
         .dir("modes/sticky")
@@ -78,6 +89,16 @@ fn the_builder_makes_every_entry_and_the_digest_describes_it() {
     assert_eq!(e("pipe").kind, EntryKind::Fifo);
     assert_eq!(e("modes/setuid").mode, 0o4755);
     assert_eq!(e("modes/sticky").mode, 0o1777);
+    assert_eq!(e("modes/setgid").mode, 0o2750);
+    assert_eq!(e("new\nline").hash, Some(hex(b"a newline in the name")));
+    let odd = d
+        .get(Path::new(OsStr::from_bytes(b"odd \xff\xfe name")))
+        .expect("a name that is not UTF-8");
+    assert_eq!(odd.hash, Some(hex(b"not utf-8")));
+    assert_eq!(
+        e("links/odd").target,
+        Some(PathBuf::from(OsStr::from_bytes(b"\xfe\xff")))
+    );
     assert_eq!(e("locked").mode, 0o555);
     assert_eq!(e("locked/inside").hash, Some(hex(b"x")));
 
