@@ -55,6 +55,7 @@ mod repack;
 mod repair;
 mod repository;
 pub mod retention;
+mod session_handle;
 mod sessions;
 mod settings;
 mod skew;

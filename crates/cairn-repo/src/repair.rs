@@ -9,7 +9,7 @@ use cairn_core::format::{IndexPack, SessionPurpose};
 use futures::StreamExt;
 
 use crate::repository::LOAD_CONCURRENCY;
-use crate::sessions::SessionHandle;
+use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result, paths};
 
 /// What `repair index` found and did.

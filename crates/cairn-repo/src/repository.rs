@@ -84,7 +84,7 @@ impl InitOptions {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_default();
-        InitOptions::new(&crate::hostname(), &user, SystemClock.now())
+        InitOptions::new(&crate::session_handle::hostname(), &user, SystemClock.now())
     }
 
     /// The config these options ask for, validated.
@@ -161,7 +161,7 @@ pub(crate) struct Inner {
     pub(crate) rng: Arc<dyn RandomSource>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Writer sessions this process announced and has not ended.
-    pub(crate) sessions: Mutex<Vec<Arc<crate::sessions::SessionHandle>>>,
+    pub(crate) sessions: Mutex<Vec<Arc<crate::session_handle::SessionHandle>>>,
     /// Where the index table lives (`None`: the index stays in memory).
     pub(crate) index_dir: Option<std::path::PathBuf>,
     /// Keeps a temporary index directory alive as long as the repository.
