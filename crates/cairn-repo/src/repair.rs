@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cairn_core::Id;
-use cairn_core::format::{IndexPack, SessionPurpose};
+use cairn_core::format::{IndexPack, PackEntry, SessionPurpose};
 use futures::StreamExt;
 
 use crate::repository::LOAD_CONCURRENCY;
@@ -35,6 +35,88 @@ pub struct RepairReport {
     pub index_files_retained: usize,
 }
 
+/// What the run found about one index file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileSeen {
+    /// Readable: whether it lists packs, whether it holds tombstones.
+    Read {
+        /// It lists at least one pack.
+        lists_packs: bool,
+        /// It holds tombstones.
+        tombstones: bool,
+    },
+    /// Damaged (corrupt, tampered, unknown version): the reason.
+    Damaged(String),
+    /// Gone between the listing and the read.
+    Gone,
+}
+
+/// What the run found about one pack's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PackSeen {
+    /// Its blobs.
+    Read(Vec<PackEntry>),
+    /// Damaged: the reason.
+    Damaged(String),
+    /// Gone between the listing and the read.
+    Gone,
+}
+
+/// What a repair writes, decided from what it observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RepairPlan {
+    /// The packs the new index files list, blobs in offset order.
+    pub(crate) listed: Vec<IndexPack>,
+    /// The old index files the new ones supersede.
+    pub(crate) replace: Vec<Id>,
+}
+
+/// The plan for `files` and `packs` as observed (index files listed before
+/// the packs), and the report's counts. The safety rules:
+/// - tombstone-only files stay (their tombstones are older than the new
+///   listing; prune tombstones again later);
+/// - every other file that was read, and every damaged one, is replaced;
+/// - a file or pack gone meanwhile is left out (deleted by someone else);
+/// - a damaged pack is reported and not listed: its blobs are unindexed.
+pub(crate) fn plan(
+    files: Vec<(Id, FileSeen)>,
+    packs: Vec<(Id, PackSeen)>,
+    report: &mut RepairReport,
+) -> RepairPlan {
+    let mut out = RepairPlan::default();
+    for (id, seen) in files {
+        match seen {
+            FileSeen::Read {
+                lists_packs: false,
+                tombstones: true,
+            }
+            | FileSeen::Gone => {}
+            FileSeen::Read { .. } => out.replace.push(id),
+            FileSeen::Damaged(why) => {
+                report.unreadable_index_files.push((paths::index(&id), why));
+                out.replace.push(id);
+            }
+        }
+    }
+    for (pack, seen) in packs {
+        match seen {
+            PackSeen::Read(mut blobs) => {
+                blobs.sort_by_key(|e| e.offset);
+                report.blobs += blobs.len();
+                out.listed.push(IndexPack { pack, blobs });
+            }
+            PackSeen::Damaged(why) => report.unreadable_packs.push((paths::pack(&pack), why)),
+            PackSeen::Gone => {}
+        }
+    }
+    out.listed.sort_by_key(|p| p.pack);
+    report.unreadable_index_files.sort();
+    report.unreadable_packs.sort();
+    report.packs = out.listed.len();
+    report.index_files_replaced = out.replace.len();
+    out
+}
+
 impl Repository {
     /// Rebuilds the index from every pack's header. New index files list
     /// every readable pack and supersede every old file that lists packs or
@@ -43,7 +125,11 @@ impl Repository {
     /// later, which only delays deletion). Run it while no prune runs.
     ///
     /// Works on a repository whose index files are damaged: they are not
-    /// needed to open it, and are named in the report.
+    /// needed to open it, and are named in the report. Only damage is a
+    /// finding: an index file or pack header that cannot be read for
+    /// another reason (the network, permissions) ends the run before
+    /// anything is written, so a passing failure never unindexes a pack.
+    /// The decision is [`plan`], a pure function of what was read.
     ///
     /// The run announces a writer session, so a prune sees it, and lists
     /// `index/` before `data/`: an index file written after the pack
@@ -74,37 +160,23 @@ impl Repository {
     }
 
     async fn repair_in_session(&self, session: Id, report: &mut RepairReport) -> Result<()> {
-        let replace = self.index_files_to_replace(report).await?;
-        let packs = self.list_ids(paths::DATA).await?;
-        let mut headers = futures::stream::iter(packs)
-            .map(|pack| async move { (pack, self.read_pack_header(&pack).await) })
-            .buffer_unordered(LOAD_CONCURRENCY);
-        let mut listed: Vec<IndexPack> = Vec::new();
-        while let Some((pack, r)) = headers.next().await {
-            match r {
-                Ok((mut blobs, _)) => {
-                    blobs.sort_by_key(|e| e.offset);
-                    report.blobs += blobs.len();
-                    listed.push(IndexPack { pack, blobs });
-                }
-                Err(Error::Store(e)) if e.is_not_found() => {}
-                Err(e) => report
-                    .unreadable_packs
-                    .push((paths::pack(&pack), e.to_string())),
-            }
-        }
-        drop(headers);
-        report.packs = listed.len();
-        report.unreadable_packs.sort();
-        report.index_files_replaced = replace.len();
+        // Index files before packs: see repair_index.
+        let files = self.observe_index_files().await?;
+        let packs = self.observe_packs().await?;
+        let plan = plan(files, packs, report);
         if report.dry_run {
             return Ok(());
         }
         let written = self
-            .store_index_files(session, self.clock().now(), listed, replace.clone())
+            .store_index_files(
+                session,
+                self.clock().now(),
+                plan.listed,
+                plan.replace.clone(),
+            )
             .await?;
         report.index_files_written = written.len();
-        for id in &replace {
+        for id in &plan.replace {
             if self
                 .delete_unless_retained(&paths::index(id))
                 .await?
@@ -116,26 +188,46 @@ impl Repository {
         Ok(())
     }
 
-    /// The index files a rebuilt index replaces: every file that lists
-    /// packs or cannot be read. Tombstone-only files stay.
-    async fn index_files_to_replace(&self, report: &mut RepairReport) -> Result<Vec<Id>> {
-        let names = self.list_ids(paths::INDEX).await?;
-        let mut replace = Vec::new();
-        for id in names {
-            match self.read_index_file(&id).await {
-                Ok(f) if f.packs.is_empty() && !f.tombstones.is_empty() => {}
-                Ok(_) => replace.push(id),
-                Err(Error::Store(e)) if e.is_not_found() => {}
-                Err(e) if e.is_damage() => {
-                    report
-                        .unreadable_index_files
-                        .push((paths::index(&id), e.to_string()));
-                    replace.push(id);
-                }
+    /// Every index file, as read. Failures other than damage (the network,
+    /// permissions) end the run: nothing is decided on a partial view.
+    async fn observe_index_files(&self) -> Result<Vec<(Id, FileSeen)>> {
+        let mut out = Vec::new();
+        for id in self.list_ids(paths::INDEX).await? {
+            let seen = match self.read_index_file(&id).await {
+                Ok(f) => FileSeen::Read {
+                    lists_packs: !f.packs.is_empty(),
+                    tombstones: !f.tombstones.is_empty(),
+                },
+                Err(Error::Store(e)) if e.is_not_found() => FileSeen::Gone,
+                Err(e) if e.is_damage() => FileSeen::Damaged(e.to_string()),
                 Err(e) => return Err(e),
-            }
+            };
+            out.push((id, seen));
         }
-        report.unreadable_index_files.sort();
-        Ok(replace)
+        Ok(out)
+    }
+
+    /// Every pack's header, as read; as for index files, only damage is a
+    /// finding, any other failure ends the run.
+    async fn observe_packs(&self) -> Result<Vec<(Id, PackSeen)>> {
+        let packs = self.list_ids(paths::DATA).await?;
+        let mut headers = futures::stream::iter(packs)
+            .map(|pack| async move { (pack, self.read_pack_header(&pack).await) })
+            .buffer_unordered(LOAD_CONCURRENCY);
+        let mut out = Vec::new();
+        while let Some((pack, r)) = headers.next().await {
+            let seen = match r {
+                Ok((blobs, _)) => PackSeen::Read(blobs),
+                Err(Error::Store(e)) if e.is_not_found() => PackSeen::Gone,
+                Err(e) if e.is_damage() => PackSeen::Damaged(e.to_string()),
+                Err(e) => return Err(e),
+            };
+            out.push((pack, seen));
+        }
+        Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "repair_tests.rs"]
+mod tests;
