@@ -129,7 +129,7 @@ impl Repository {
     /// finding: an index file or pack header that cannot be read for
     /// another reason (the network, permissions) ends the run before
     /// anything is written, so a passing failure never unindexes a pack.
-    /// The decision is [`plan`], a pure function of what was read.
+    /// The decision is `plan`, a pure function of what was read.
     ///
     /// The run announces a writer session, so a prune sees it, and lists
     /// `index/` before `data/`: an index file written after the pack

@@ -148,7 +148,7 @@ enum Outcome {
 
 impl Repository {
     /// Extends the retention of everything the repository needs (see the
-    /// module docs), [`LOCK_CONCURRENCY`] objects at a time, calling
+    /// module docs), `LOCK_CONCURRENCY` objects at a time, calling
     /// `progress` after each. Refuses a repository without a lock setting.
     /// An object that cannot be extended is counted and named in the
     /// report; the run goes on.

@@ -6,7 +6,7 @@
 //! is what the repository adds on top:
 //!
 //! - [`Repository::extend_locks`] (`cairn lock extend`) keeps what the
-//!   repository needs retained ([`extend`]);
+//!   repository needs retained (`extend`);
 //! - prune and forget ask which of the objects they would delete are still
 //!   retained and leave those for a later run (`prune_lock.rs`, `forget.rs`);
 //! - [`recover`] (`cairn lock recover`) removes the delete markers a

@@ -4,7 +4,7 @@
 //! (docs/ARCHIVAL.md, "Cold restores").
 //!
 //! The decision is [`plan_warm_up`], a function of the statuses; the
-//! requests and the wait are [`Repository::warm_packs`]. The state lives
+//! requests and the wait are [`Repository::warm_packs`](crate::Repository::warm_packs). The state lives
 //! on the server: a run that is stopped and started again finds the packs
 //! it asked for `Restoring` and asks nothing twice.
 
@@ -77,7 +77,7 @@ pub type WarmStop = Arc<dyn Fn() -> bool + Send + Sync>;
 #[non_exhaustive]
 pub struct WarmOptions {
     /// Whether to at all, for reads that warm up on their own (restore,
-    /// check); [`Repository::warm_packs`] itself always does.
+    /// check); [`Repository::warm_packs`](crate::Repository::warm_packs) itself always does.
     pub when: WarmWhen,
     /// Days a restored copy stays readable.
     pub days: u32,
