@@ -36,23 +36,16 @@
 
 #![warn(missing_docs)]
 
-mod check;
+mod commands;
+pub use commands::lock;
 mod compact;
 mod error;
-mod forget;
 mod index;
 mod keyring;
 mod leftovers;
-pub mod lock;
 mod paths;
-mod prune;
-mod prune_checks;
-mod prune_cold;
-mod prune_lock;
-mod prune_plan;
 mod read;
 mod repack;
-mod repair;
 mod repository;
 pub mod retention;
 mod session_handle;
@@ -63,17 +56,17 @@ mod snapshots;
 pub mod warm;
 mod writer;
 
-pub use check::{CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData};
-pub use error::{Damaged, Error, Result};
-pub use forget::{
+pub use commands::check::{CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData};
+pub use commands::forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,
 };
+pub use commands::lock::{ExtendProgress, ExtendReport, RecoverOptions, RecoverReport, Retained};
+pub use commands::prune::{MIN_GRACE, PruneOptions, PruneReport};
+pub use commands::repair::RepairReport;
+pub use error::{Damaged, Error, Result};
 pub use index::{BlobLocation, Index, IndexView};
 pub use keyring::KeyInfo;
 pub use leftovers::Leftovers;
-pub use lock::{ExtendProgress, ExtendReport, RecoverOptions, RecoverReport, Retained};
-pub use prune::{MIN_GRACE, PruneOptions, PruneReport};
-pub use repair::RepairReport;
 pub use repository::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions, Repository};
 pub use sessions::{
     REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, SessionListing, hostname,

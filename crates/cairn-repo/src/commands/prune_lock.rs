@@ -22,7 +22,7 @@ use cairn_core::Id;
 use cairn_core::format::{IndexFile, PackEntry};
 use cairn_store::StoreError;
 
-use crate::prune_plan::{PackPlan, PackView, plan_packs};
+use crate::commands::prune_plan::{PackPlan, PackView, plan_packs};
 use crate::{PruneOptions, PruneReport, Repository, Result, paths};
 
 /// What [`plan_packs`] plans from: the packs the index lists, their sizes,

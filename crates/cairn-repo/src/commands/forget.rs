@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use cairn_core::Id;
 use cairn_core::format::{Snapshot, Source};
 
-use crate::lock::Retained;
+use crate::commands::lock::Retained;
 use crate::retention::{self, Candidate, Policy};
 use crate::{Error, Repository, Result, paths};
 
@@ -148,7 +148,7 @@ pub fn hold_retained(
                 .map(|mut e| {
                     let until = retained[&e.id];
                     total.add(until, 0);
-                    e.retained_until = Some(crate::lock::secs(until));
+                    e.retained_until = Some(crate::commands::lock::secs(until));
                     e
                 })
                 .collect();

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use cairn_core::Id;
 use cairn_core::format::PackEntry;
 
-use crate::prune_plan::{PackPlan, PackView, cold_decision, repack_candidates};
+use crate::commands::prune_plan::{PackPlan, PackView, cold_decision, repack_candidates};
 use crate::{PruneOptions, PruneReport, Repository, Result, WarmOptions};
 
 impl Repository {

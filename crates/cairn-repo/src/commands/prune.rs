@@ -20,11 +20,11 @@ use std::sync::Arc;
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
+use crate::commands::lock::Retained;
+pub use crate::commands::prune_checks::MIN_GRACE;
+use crate::commands::prune_lock::IndexDeletions;
+use crate::commands::prune_plan::{PackPlan, PackView, Waiting, live_files, pack_views};
 use crate::compact::Compaction;
-use crate::lock::Retained;
-pub use crate::prune_checks::MIN_GRACE;
-use crate::prune_lock::IndexDeletions;
-use crate::prune_plan::{PackPlan, PackView, Waiting, live_files, pack_views};
 use crate::repack::PackBuilders;
 use crate::session_handle::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
@@ -172,7 +172,7 @@ impl Repository {
         now: i64,
         opts: &PruneOptions,
         report: &mut PruneReport,
-    ) -> Result<(crate::prune_checks::SessionView, Vec<Id>)> {
+    ) -> Result<(crate::commands::prune_checks::SessionView, Vec<Id>)> {
         let view = self
             .prune_sessions(me_handle, now, opts.grace, opts.dry_run)
             .await?;
