@@ -123,15 +123,7 @@ pub(crate) fn hostname() -> String {
 
 /// The user running cairn.
 pub(crate) fn username() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", current_uid()))
-}
-
-fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0)
+    cairn::layers::repo::username()
 }
 
 /// Names on stderr every object the repository handle left out as damaged

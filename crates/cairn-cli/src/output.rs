@@ -7,21 +7,7 @@ use std::time::Duration;
 use cairn::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// 1536 -> "1.5 KiB".
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub(crate) use cairn::human_bytes as bytes;
 
 /// Seconds since the epoch as "YYYY-MM-DD HH:MM:SS" in UTC.
 pub(crate) fn time(secs: i64) -> String {
@@ -150,26 +136,7 @@ impl Bar {
             if stop.load(Ordering::Relaxed) || progress.total_bytes.load(Ordering::Relaxed) > 0 {
                 return;
             }
-            let (mut files, mut total) = (0u64, 0u64);
-            for p in paths {
-                for e in walkdir::WalkDir::new(p)
-                    .same_file_system(false)
-                    .into_iter()
-                    .flatten()
-                {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if let Ok(m) = e.metadata() {
-                        if m.is_file() {
-                            files += 1;
-                            total += m.len();
-                        }
-                    }
-                }
-            }
-            progress.total_files.store(files, Ordering::Relaxed);
-            progress.total_bytes.store(total, Ordering::Relaxed);
+            progress.estimate_totals(&paths, false, || stop.load(Ordering::Relaxed));
         });
     }
 

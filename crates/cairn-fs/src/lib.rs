@@ -33,6 +33,6 @@ pub use browse::{Entry, resolve, walk};
 pub use diff::{Change, ChangeKind, diff, find};
 pub use dump::dump;
 pub use error::{Error, Result, Warning};
-pub use progress::Progress;
+pub use progress::{Progress, human_bytes};
 pub use restore::{Overwrite, RestoreOptions, RestoreOutcome, restore};
 pub use warm::{data_packs, warm_for_copy, warm_up};

@@ -69,7 +69,7 @@ pub use keyring::KeyInfo;
 pub use leftovers::Leftovers;
 pub use repository::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions, Repository};
 pub use sessions::{
-    REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, SessionListing, hostname,
+    REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, SessionListing, hostname, username,
 };
 pub use settings::{SettingsChange, policy_of};
 pub use skew::MAX_CLOCK_SKEW;

@@ -81,10 +81,11 @@ impl InitOptions {
     /// Production defaults, recorded as this host and user (`USER` or
     /// `LOGNAME`) at the system clock's time.
     pub fn from_env() -> InitOptions {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_default();
-        InitOptions::new(&crate::session_handle::hostname(), &user, SystemClock.now())
+        InitOptions::new(
+            &crate::session_handle::hostname(),
+            &crate::session_handle::username(),
+            SystemClock.now(),
+        )
     }
 
     /// The config these options ask for, validated.

@@ -96,3 +96,16 @@ pub fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
 }
+
+/// The user running this process, as recorded in snapshots and key files:
+/// `USER` or `LOGNAME`, else `uid N` from the process's own entry.
+pub fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                .unwrap_or(0);
+            format!("uid {uid}")
+        })
+}

@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::repository::LOAD_CONCURRENCY;
 use crate::session_handle::SessionHandle;
-pub use crate::session_handle::hostname;
+pub use crate::session_handle::{hostname, username};
 use crate::{Error, Repository, Result, paths};
 
 /// A session not refreshed for this long (seconds) is stale: prune ignores it.

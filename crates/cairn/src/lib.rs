@@ -50,7 +50,7 @@ pub use cairn_core::{Id, Kind};
 pub use cairn_fs::{
     BackupOptions, BackupOutcome, Change, ChangeDetection, ChangeKind, Entry, Overwrite,
     ParentChoice, Progress, RestoreOptions, RestoreOutcome, Selection, Warning, backup,
-    backup_stream, diff, dump, find, resolve, restore, select_parent, walk,
+    backup_stream, diff, dump, find, human_bytes, resolve, restore, select_parent, walk,
 };
 pub use cairn_fs::{
     CopyMemo, CopyOutcome, CopyPlan, copy_snapshot, execute_copies, learn_copied, plan_copies,

@@ -92,9 +92,7 @@ impl Default for BackupOptions {
         BackupOptions {
             paths: Vec::new(),
             hostname: cairn_repo::hostname(),
-            username: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_default(),
+            username: cairn_repo::username(),
             parent: ParentChoice::Auto,
             source: Source::Filesystem,
             time: Timestamp {

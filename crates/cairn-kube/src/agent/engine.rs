@@ -2,9 +2,8 @@
 //! parent snapshot and excludes relative to the volume, and a restore of a
 //! chosen snapshot into a volume, with ownership.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use cairn::{
     BackupOptions, Id, Overwrite, ParentChoice, Progress, Repository, RestoreOptions, RootLayout,
@@ -87,27 +86,6 @@ pub fn anchor_excludes(root: &Path, patterns: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Counts the files and bytes under `dir` (one file system) into the
-/// progress totals, so status can show a percentage while the backup runs.
-fn count_totals(dir: PathBuf, progress: Arc<Progress>) {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    for e in walkdir::WalkDir::new(dir)
-        .same_file_system(true)
-        .into_iter()
-        .flatten()
-    {
-        if progress.is_cancelled() {
-            return;
-        }
-        if e.file_type().is_file() {
-            files += 1;
-            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-    }
-    progress.total_files.store(files, Ordering::Relaxed);
-    progress.total_bytes.store(bytes, Ordering::Relaxed);
-}
-
 /// What a backup needs beyond the repository and volume.
 #[derive(Clone, Debug)]
 pub struct BackupJob {
@@ -139,7 +117,7 @@ pub async fn backup(
     };
     if let VolumePath::Dir(d) = at {
         let (d, p) = (d.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || count_totals(d, p));
+        tokio::task::spawn_blocking(move || p.estimate_totals(&[d], true, || false));
     }
     let parent = latest_of(repo, &job.volume, false)
         .await?

@@ -154,21 +154,7 @@ impl JobProgress {
     }
 }
 
-/// `1536` → `1.5 KiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use cairn::human_bytes as human;
 
 /// What the agent needs to reach a volume: the pod that mounts it and the
 /// names the kubelet files it under.
