@@ -19,3 +19,4 @@ mod s3;
 mod schedule;
 mod snapshot;
 mod tenant;
+mod velero_stub;
