@@ -207,6 +207,20 @@ impl Cluster {
         name
     }
 
+    /// A namespace `<ns>-<suffix>` besides the test's own, deleted at
+    /// cleanup; returns its name.
+    pub(crate) async fn create_namespace(&mut self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.ns);
+        let obj: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create namespace");
+        self.namespaces.push(name.clone());
+        name
+    }
+
     /// A PersistentVolume and a claim bound to it; returns the PV's name.
     pub(crate) async fn create_claim(&mut self, claim: &str) -> String {
         let ns = self.ns.clone();
