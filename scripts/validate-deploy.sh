@@ -44,6 +44,17 @@ YAML
 kubectl kustomize "$variant" > "$variant/rendered.yaml"
 "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$variant/rendered.yaml"
 
+# deploy/ as Velero's data mover (its RBAC and the controller's flags).
+cat > "$variant/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [$deploy]
+components: [$deploy/velero]
+YAML
+kubectl kustomize "$variant" > "$variant/rendered.yaml"
+grep -q -- '--velero-namespace=velero' "$variant/rendered.yaml"
+"$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$variant/rendered.yaml"
+
 # Alerts and dashboard: a PrometheusRule (a CRD the schemas lack) and a
 # ConfigMap. They must render; their queries are checked against the
 # metrics cairn exports by crates/cairn-kube/tests/monitoring.rs.

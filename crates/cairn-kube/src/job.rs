@@ -131,6 +131,13 @@ pub trait Job:
             None => (ns, claim),
         }
     }
+    /// The VolumeSnapshot a snapshot backup reads: the one its policy
+    /// names, or the one cairn takes (named like the temporary claim).
+    fn snapshot_name(&self) -> String {
+        self.snapshot()
+            .and_then(|p| p.volume_snapshot_name.clone())
+            .unwrap_or_else(|| self.reach().1)
+    }
     /// (namespace, name) of the repository.
     fn repository_key(&self) -> (String, String) {
         self.repository().resolve(&self.ns())

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod aws_ini;
 pub mod clock;
 pub mod controller;
 pub mod crd;

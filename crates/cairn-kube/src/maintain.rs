@@ -38,6 +38,10 @@ pub struct MaintainArgs {
     /// provider's environment variables (a mounted credentials Secret).
     #[arg(long)]
     pub settings_dir: Option<PathBuf>,
+    /// The settings directory holds one file, `credentials`: an AWS shared
+    /// credentials file; use this profile of it.
+    #[arg(long, requires = "settings_dir")]
+    pub settings_aws_profile: Option<String>,
     /// Cache directory for a remote repository's metadata.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -66,6 +70,9 @@ pub struct MaintainArgs {
     /// Directory of storage settings of `--copy-to-url`.
     #[arg(long)]
     pub copy_to_settings_dir: Option<PathBuf>,
+    /// As `--settings-aws-profile`, for `--copy-to-settings-dir`.
+    #[arg(long, requires = "copy_to_settings_dir")]
+    pub copy_to_settings_aws_profile: Option<String>,
     /// Upload limit in KiB/s for the copy.
     #[arg(long)]
     pub copy_to_limit_upload_kib: Option<u64>,
@@ -207,11 +214,26 @@ impl Report {
     }
 }
 
-/// Reads the password and settings files.
-fn credentials(password_file: &Path, settings_dir: Option<&Path>) -> Result<Credentials> {
+/// The file of a settings directory that holds an AWS credentials file.
+pub const AWS_CREDENTIALS_FILE: &str = "credentials";
+
+/// Reads the password and settings files; with `aws_profile`, the settings
+/// are that profile of the directory's AWS credentials file.
+fn credentials(
+    password_file: &Path,
+    settings_dir: Option<&Path>,
+    aws_profile: Option<&str>,
+) -> Result<Credentials> {
     let password = crate::repo::trim_newline(Zeroizing::new(read_bounded(password_file)?));
     let mut settings = Settings::new();
-    if let Some(dir) = settings_dir {
+    if let (Some(dir), Some(profile)) = (settings_dir, aws_profile) {
+        let path = dir.join(AWS_CREDENTIALS_FILE);
+        let bytes = Zeroizing::new(read_bounded(&path)?);
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::Invalid(format!("{} is not UTF-8 text", path.display())))?;
+        settings = crate::aws_ini::settings(text, profile)
+            .map_err(|why| Error::Invalid(format!("{}: {why}", path.display())))?;
+    } else if let Some(dir) = settings_dir {
         let entries = std::fs::read_dir(dir)
             .map_err(|e| Error::Invalid(format!("settings directory {}: {e}", dir.display())))?;
         for entry in entries {
@@ -261,7 +283,11 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
         Some(s) => ReadData::parse_subset(s)
             .ok_or_else(|| Error::Invalid(format!("--read-data-subset {s:?}: use 5% or 1/7")))?,
     };
-    let creds = credentials(&args.password_file, args.settings_dir.as_deref())?;
+    let creds = credentials(
+        &args.password_file,
+        args.settings_dir.as_deref(),
+        args.settings_aws_profile.as_deref(),
+    )?;
     let opts = OpenOptions {
         clock: crate::clock::from_env(args.test_now_file.clone()),
         ..OpenOptions::default()
@@ -351,7 +377,11 @@ async fn copy_to(args: &MaintainArgs, url: &str, repo: &cairn::Repository) -> Re
         .copy_to_password_file
         .as_deref()
         .ok_or_else(|| Error::Invalid("--copy-to-url needs --copy-to-password-file".into()))?;
-    let creds = credentials(password, args.copy_to_settings_dir.as_deref())?;
+    let creds = credentials(
+        password,
+        args.copy_to_settings_dir.as_deref(),
+        args.copy_to_settings_aws_profile.as_deref(),
+    )?;
     let target = crate::repo::open_url(
         url,
         &creds,
@@ -454,6 +484,7 @@ mod tests {
             url: "s3://b/p".into(),
             password_file: d.join("password"),
             settings_dir: Some(d.join("settings")),
+            settings_aws_profile: None,
             cache_dir: None,
             limit_upload_kib: None,
             prune: false,
@@ -463,18 +494,43 @@ mod tests {
             copy_to_url: None,
             copy_to_password_file: None,
             copy_to_settings_dir: None,
+            copy_to_settings_aws_profile: None,
             copy_to_limit_upload_kib: None,
             report: None,
             test_now_file: None,
         };
-        let c = credentials(&args.password_file, args.settings_dir.as_deref()).expect("read");
+        let c = credentials(&args.password_file, args.settings_dir.as_deref(), None).expect("read");
         assert_eq!(&c.password[..], b"pw");
         assert_eq!(c.settings.len(), 1);
         assert_eq!(c.settings["AWS_REGION"], "garage");
         std::fs::write(d.join("password"), vec![b'x'; 70 * 1024]).expect("write");
         assert!(
-            credentials(&args.password_file, None).is_err(),
+            credentials(&args.password_file, None, None).is_err(),
             "an oversized file is refused"
         );
+    }
+
+    #[test]
+    fn an_aws_credentials_file_is_read_for_its_profile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("password"), "pw").expect("write");
+        std::fs::create_dir_all(d.join("settings")).expect("mkdir");
+        std::fs::write(
+            d.join("settings").join(AWS_CREDENTIALS_FILE),
+            "[default]\naws_access_key_id=A\naws_secret_access_key=S\n",
+        )
+        .expect("write");
+        let c = credentials(
+            &d.join("password"),
+            Some(&d.join("settings")),
+            Some("default"),
+        )
+        .expect("read");
+        assert_eq!(c.settings["AWS_ACCESS_KEY_ID"], "A");
+        assert_eq!(c.settings.len(), 2);
+        let err = credentials(&d.join("password"), Some(&d.join("settings")), Some("prod"))
+            .expect_err("no such profile");
+        assert!(err.to_string().contains("[prod]"), "{err}");
     }
 }

@@ -85,7 +85,10 @@ pub async fn credentials(client: &Client, repo: &BackupRepository) -> Result<Cre
     };
     if let Some(c) = &repo.spec.credentials_secret_ref {
         let mut s = secret(client, &ns, &c.name).await?;
-        let read = read_settings(&ns, &c.name, &s, &mut creds.settings);
+        let read = match &c.key {
+            None => read_settings(&ns, &c.name, &s, &mut creds.settings),
+            Some(key) => read_ini(&ns, c, key, &s, &mut creds.settings),
+        };
         wipe_secret(&mut s);
         read?;
     }
@@ -100,6 +103,34 @@ fn read_settings(ns: &str, name: &str, s: &Secret, settings: &mut Settings) -> R
         v.truncate(trimmed);
         settings.insert(k.clone(), std::mem::take(&mut *v));
     }
+    Ok(())
+}
+
+/// Reads the AWS shared credentials file in `key` of a Secret.
+fn read_ini(
+    ns: &str,
+    c: &crate::crd::SecretRef,
+    key: &str,
+    s: &Secret,
+    settings: &mut Settings,
+) -> Result<()> {
+    let fail = |message: String| Error::Secret {
+        namespace: ns.to_owned(),
+        name: c.name.clone(),
+        message,
+    };
+    let bytes = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(|| fail(format!("has no key {key:?} (an AWS credentials file)")))?;
+    let text = Zeroizing::new(text(ns, &c.name, key, &bytes.0)?);
+    let profile = c
+        .profile
+        .as_deref()
+        .unwrap_or(crate::aws_ini::DEFAULT_PROFILE);
+    *settings = crate::aws_ini::settings(&text, profile)
+        .map_err(|why| fail(format!("key {key}: {why}")))?;
     Ok(())
 }
 

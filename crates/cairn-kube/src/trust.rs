@@ -265,12 +265,12 @@ pub fn check_source(
 }
 
 /// Checks that the claim a snapshot backup reads (`reached`, re-read from
-/// the API) was made from the VolumeSnapshot of the same name, and that
-/// this snapshot (`snapshot_of`: the claim its spec names, re-read) is of
-/// the job's claim: only then may the backup be recorded as the claim's.
+/// the API) was made from the job's VolumeSnapshot `vs` (the one cairn took,
+/// named like the claim, or the one the job names), and that this snapshot
+/// (`snapshot_of`: the claim its spec names, re-read) is of the job's claim: only then may the backup be recorded as the claim's.
 pub fn check_snapshot_lineage(
     reached: Option<&PersistentVolumeClaim>,
-    snapshot_of: Option<&str>,
+    (vs, snapshot_of): (&str, Option<&str>),
     claim: &(String, String),
 ) -> Result<(), String> {
     let (ns, claim) = claim;
@@ -279,17 +279,17 @@ pub fn check_snapshot_lineage(
     let from = reached.spec.as_ref().and_then(|s| s.data_source.as_ref());
     let from_snapshot = from.is_some_and(|d| {
         d.kind == "VolumeSnapshot"
-            && d.name == name
+            && d.name == vs
             && d.api_group.as_deref() == Some("snapshot.storage.k8s.io")
     });
     if !from_snapshot {
         return Err(format!(
-            "claim {ns}/{name} was not made from VolumeSnapshot {name}"
+            "claim {ns}/{name} was not made from VolumeSnapshot {vs}"
         ));
     }
     if snapshot_of != Some(claim.as_str()) {
         return Err(format!(
-            "VolumeSnapshot {ns}/{name} is not a snapshot of claim {claim}"
+            "VolumeSnapshot {ns}/{vs} is not a snapshot of claim {claim}"
         ));
     }
     Ok(())

@@ -297,23 +297,59 @@ fn a_snapshot_backup_reads_only_a_claim_made_from_a_snapshot_of_its_claim() {
     };
     let good = made("VolumeSnapshot", "cairn-x");
     assert_eq!(
-        check_snapshot_lineage(Some(&good), Some("db"), &claim),
+        check_snapshot_lineage(Some(&good), ("cairn-x", Some("db")), &claim),
         Ok(())
     );
     let err = |r: Result<(), String>| r.expect_err("refused");
-    assert!(err(check_snapshot_lineage(None, Some("db"), &claim)).contains("does not exist"));
     assert!(
-        err(check_snapshot_lineage(Some(&good), Some("other"), &claim))
-            .contains("not a snapshot of claim db"),
+        err(check_snapshot_lineage(
+            None,
+            ("cairn-x", Some("db")),
+            &claim
+        ))
+        .contains("does not exist")
+    );
+    assert!(
+        err(check_snapshot_lineage(
+            Some(&good),
+            ("cairn-x", Some("other")),
+            &claim
+        ))
+        .contains("not a snapshot of claim db"),
         "a snapshot of another claim of the namespace"
     );
     let cloned = made("PersistentVolumeClaim", "cairn-x");
     assert!(
-        err(check_snapshot_lineage(Some(&cloned), Some("db"), &claim)).contains("not made from")
+        err(check_snapshot_lineage(
+            Some(&cloned),
+            ("cairn-x", Some("db")),
+            &claim
+        ))
+        .contains("not made from")
     );
     let elsewhere = made("VolumeSnapshot", "someone-elses");
     assert!(
-        err(check_snapshot_lineage(Some(&elsewhere), Some("db"), &claim)).contains("not made from")
+        err(check_snapshot_lineage(
+            Some(&elsewhere),
+            ("cairn-x", Some("db")),
+            &claim
+        ))
+        .contains("not made from")
+    );
+    // A job naming an existing snapshot (Velero's) reads only a claim made
+    // from that one.
+    let velero = made("VolumeSnapshot", "velero-db-x1");
+    assert_eq!(
+        check_snapshot_lineage(Some(&velero), ("velero-db-x1", Some("db")), &claim),
+        Ok(())
+    );
+    assert!(
+        err(check_snapshot_lineage(
+            Some(&good),
+            ("velero-db-x1", Some("db")),
+            &claim
+        ))
+        .contains("not made from VolumeSnapshot velero-db-x1")
     );
 }
 

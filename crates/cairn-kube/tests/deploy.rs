@@ -82,7 +82,11 @@ fn the_agent_runs_under_seccomp_without_dac_read_search_and_backs_up_read_only()
 
 #[test]
 fn no_component_reads_secrets_cluster_wide() {
-    for file in ["rbac-agent.yaml", "rbac-controller.yaml"] {
+    for file in [
+        "rbac-agent.yaml",
+        "rbac-controller.yaml",
+        "../velero/rbac.yaml",
+    ] {
         for role in docs::<ClusterRole>(file, "ClusterRole") {
             for rule in role.rules.iter().flatten() {
                 let secrets = rule

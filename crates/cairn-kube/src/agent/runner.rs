@@ -432,15 +432,16 @@ async fn confirm_source<J: Job>(
     if job.snapshot().is_none() {
         return Ok(Ok(()));
     }
+    let vs_name = job.snapshot_name();
     let vs = crate::controller::snapshot::snapshots(&agent.client, &claim.0)
-        .get_opt(&claim.1)
+        .get_opt(&vs_name)
         .await?;
     let of = vs
         .as_ref()
         .and_then(crate::controller::snapshot::snapshot_source);
     Ok(trust::check_snapshot_lineage(
         pvc.as_ref(),
-        of,
+        (&vs_name, of),
         &job.claim(),
     ))
 }

@@ -65,6 +65,34 @@ struct Args {
     /// read from its pod).
     #[arg(long, env = "CAIRN_MAINTENANCE_IMAGE")]
     maintenance_image: Option<String>,
+    /// Serve Velero in this namespace as its data mover: run its
+    /// DataUploads and DataDownloads whose `datamover` is `--velero-data-mover`
+    /// (docs/VELERO.md). It must also be an administrator namespace.
+    #[arg(long, env = "CAIRN_VELERO_NAMESPACE")]
+    velero_namespace: Option<String>,
+    /// The data mover name Velero is given (`--data-mover cairn`).
+    #[arg(long, default_value = "cairn", requires = "velero_namespace")]
+    velero_data_mover: String,
+    /// Secret in Velero's namespace holding the password of the
+    /// repositories cairn keeps in Velero's locations.
+    #[arg(
+        long,
+        default_value = "cairn-repo-credentials",
+        requires = "velero_namespace"
+    )]
+    velero_password_secret: String,
+    /// Key of that Secret.
+    #[arg(
+        long,
+        default_value = "repository-password",
+        requires = "velero_namespace"
+    )]
+    velero_password_key: String,
+    /// Maintenance schedule (cron, UTC) of the repositories in Velero's
+    /// writable locations: prune frees what deleted backups held. Empty:
+    /// none.
+    #[arg(long, default_value = "@daily", requires = "velero_namespace")]
+    velero_maintenance: String,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -112,6 +140,17 @@ async fn main() -> anyhow::Result<()> {
         admins: trust::Admins::new(args.admin_namespaces),
         cluster: args.cluster_name,
         maintenance_image: args.maintenance_image,
+        velero: args
+            .velero_namespace
+            .map(|ns| controller::velero::VeleroConfig {
+                namespace: ns,
+                data_mover: args.velero_data_mover,
+                password_secret: cairn_kube::crd::SecretKeyRef {
+                    name: args.velero_password_secret,
+                    key: Some(args.velero_password_key),
+                },
+                maintenance_schedule: Some(args.velero_maintenance).filter(|s| !s.is_empty()),
+            }),
     };
     controller::run(client, config, metrics, health).await?;
     Ok(())

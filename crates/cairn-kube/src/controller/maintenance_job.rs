@@ -90,8 +90,11 @@ pub fn args(
         format!("--cache-dir={CACHE_DIR}"),
         "--report=/dev/termination-log".to_owned(),
     ];
-    if spec.credentials_secret_ref.is_some() {
+    if let Some(c) = &spec.credentials_secret_ref {
         args.push(format!("--settings-dir={SETTINGS_DIR}"));
+        if c.key.is_some() {
+            args.push(format!("--settings-aws-profile={}", profile(c)));
+        }
     }
     if policy.prune != Some(false) {
         args.push("--prune".into());
@@ -109,14 +112,38 @@ pub fn args(
     if let Some(t) = target {
         args.push(format!("--copy-to-url={}", t.spec.url));
         args.push(format!("--copy-to-password-file={COPY_PASSWORD_FILE}"));
-        if t.spec.credentials_secret_ref.is_some() {
+        if let Some(c) = &t.spec.credentials_secret_ref {
             args.push(format!("--copy-to-settings-dir={COPY_SETTINGS_DIR}"));
+            if c.key.is_some() {
+                args.push(format!("--copy-to-settings-aws-profile={}", profile(c)));
+            }
         }
         if let Some(kib) = t.spec.limit_upload_kib {
             args.push(format!("--copy-to-limit-upload-kib={kib}"));
         }
     }
     Ok(args)
+}
+
+/// The profile of a credentials file in a settings Secret.
+fn profile(c: &crate::crd::SecretRef) -> &str {
+    c.profile
+        .as_deref()
+        .unwrap_or(crate::aws_ini::DEFAULT_PROFILE)
+}
+
+/// The volume of a settings Secret: every key, or the one key holding an
+/// AWS credentials file as `credentials` (what `maintain` reads with
+/// `--settings-aws-profile`).
+fn settings_volume(c: &crate::crd::SecretRef) -> Value {
+    match &c.key {
+        None => json!({"secretName": c.name, "defaultMode": 0o440}),
+        Some(key) => json!({
+            "secretName": c.name,
+            "items": [{"key": key, "path": crate::maintain::AWS_CREDENTIALS_FILE}],
+            "defaultMode": 0o440,
+        }),
+    }
 }
 
 /// The copy target's Secrets, mounted read-only.
@@ -131,9 +158,7 @@ fn mount_copy_target(t: &BackupRepository, volumes: &mut Vec<Value>, mounts: &mu
         "name": "copy-password", "mountPath": "/etc/cairn/copy-password", "readOnly": true,
     }));
     if let Some(c) = &t.spec.credentials_secret_ref {
-        volumes.push(json!({"name": "copy-settings", "secret": {
-            "secretName": c.name, "defaultMode": 0o440,
-        }}));
+        volumes.push(json!({"name": "copy-settings", "secret": settings_volume(c)}));
         mounts.push(json!({
             "name": "copy-settings", "mountPath": COPY_SETTINGS_DIR, "readOnly": true,
         }));
@@ -175,9 +200,7 @@ pub fn build(
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
     if let Some(c) = &spec.credentials_secret_ref {
-        volumes.push(
-            json!({"name": "settings", "secret": {"secretName": c.name, "defaultMode": 0o440}}),
-        );
+        volumes.push(json!({"name": "settings", "secret": settings_volume(c)}));
         mounts.push(json!({"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": true}));
     }
     if let Some(t) = target {
@@ -250,7 +273,10 @@ mod tests {
                     name: "pw".into(),
                     key: Some("secret".into()),
                 },
-                credentials_secret_ref: Some(SecretRef { name: "s3".into() }),
+                credentials_secret_ref: Some(SecretRef {
+                    name: "s3".into(),
+                    ..Default::default()
+                }),
                 limit_upload_kib: Some(512),
                 maintenance: Some(Maintenance {
                     schedule: "@daily".into(),
@@ -263,6 +289,27 @@ mod tests {
         r.metadata.namespace = Some("team".into());
         r.metadata.uid = Some("u-1".into());
         r
+    }
+
+    #[test]
+    fn a_credentials_file_secret_is_mounted_as_one_file_read_for_its_profile() {
+        let mut r = repo("s3://bucket/p");
+        r.spec.credentials_secret_ref = Some(SecretRef {
+            name: "cloud-credentials".into(),
+            key: Some("cloud".into()),
+            profile: Some("backup".into()),
+        });
+        let v = serde_json::to_value(build(&r, None, 1_800_000_000, "img:1").expect("job"))
+            .expect("json");
+        let pod = &v["spec"]["template"]["spec"];
+        let settings = &pod["volumes"][3]["secret"];
+        assert_eq!(settings["items"][0]["key"], "cloud");
+        assert_eq!(
+            settings["items"][0]["path"],
+            crate::maintain::AWS_CREDENTIALS_FILE
+        );
+        let args = pod["containers"][0]["args"].to_string();
+        assert!(args.contains("--settings-aws-profile=backup"), "{args}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod schedules;
 pub mod selector;
 pub mod snapshot;
 pub mod target;
+pub mod velero;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct Config {
     pub cluster: String,
     /// Image of maintenance Jobs (None: the controller's own image).
     pub maintenance_image: Option<String>,
+    /// Serve Velero as its data mover (None: Velero's objects are ignored).
+    pub velero: Option<velero::VeleroConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -79,6 +82,7 @@ impl std::fmt::Debug for Config {
             .field("resync", &self.resync)
             .field("admins", &self.admins)
             .field("cluster", &self.cluster)
+            .field("velero", &self.velero)
             .finish_non_exhaustive()
     }
 }
@@ -216,12 +220,26 @@ pub async fn run(
         error_policy("backuprepository"),
         ctx.clone(),
     );
+    let velero = async {
+        match ctx.config.velero {
+            Some(_) => velero::run(ctx.clone()).await,
+            None => Ok(()),
+        }
+    };
+    // Velero support that cannot start stops the controller before it
+    // reports ready.
+    if let Some(v) = &config.velero {
+        if !config.admins.contains(&v.namespace) {
+            return velero.await;
+        }
+    }
     health.set_ready();
-    tokio::join!(
+    let (.., velero) = tokio::join!(
         drain("volumebackup", ctx.clone(), backups),
         drain("volumerestore", ctx.clone(), restores),
         drain("backupschedule", ctx.clone(), schedules),
         drain("backuprepository", ctx.clone(), repositories),
+        velero,
     );
-    Ok(())
+    velero
 }

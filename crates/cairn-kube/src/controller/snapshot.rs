@@ -30,6 +30,12 @@ pub fn snapshots(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
 }
 
+/// VolumeSnapshotContents (cluster-scoped, snapshot.storage.k8s.io/v1).
+pub fn contents(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshotContent");
+    Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk))
+}
+
 fn labels<J: Job>(job: &J, claim: &str) -> Value {
     let mut l = json!({ OWNER_UID_LABEL: job.uid_str() });
     if let Some(v) = label_value(claim) {
@@ -68,14 +74,15 @@ pub async fn expose<J: Job>(ctx: &Context, job: &J, policy: &SnapshotPolicy) -> 
 async fn claim_from<J: Job>(ctx: &Context, job: &J, vs: &DynamicObject) -> Result<Exposure> {
     let (ns, claim) = job.claim();
     let (_, name) = job.reach();
+    let vs_name = job.snapshot_name();
     let status = vs.data.get("status");
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(existing) = claims.get_opt(&name).await? {
         let from = existing.spec.as_ref().and_then(|s| s.data_source.as_ref());
         return Ok(match from {
-            Some(d) if d.kind == "VolumeSnapshot" && d.name == name => Exposure::Ready,
+            Some(d) if d.kind == "VolumeSnapshot" && d.name == vs_name => Exposure::Ready,
             _ => Exposure::Failed(format!(
-                "claim {ns}/{name} exists and was not made from VolumeSnapshot {name}"
+                "claim {ns}/{name} exists and was not made from VolumeSnapshot {vs_name}"
             )),
         });
     }
@@ -117,7 +124,7 @@ async fn claim_from<J: Job>(ctx: &Context, job: &J, vs: &DynamicObject) -> Resul
             "accessModes": spec.access_modes,
             "volumeMode": spec.volume_mode,
             "resources": {"requests": {"storage": size}},
-            "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": name},
+            "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": vs_name},
         },
     }))
     .map_err(invalid)?;
@@ -133,9 +140,14 @@ async fn ready_snapshot<J: Job>(
     policy: &SnapshotPolicy,
 ) -> Result<std::result::Result<DynamicObject, Exposure>> {
     let (ns, claim) = job.claim();
-    let (_, name) = job.reach();
+    let name = job.snapshot_name();
     let vss = snapshots(&ctx.client, &ns);
     let Some(vs) = vss.get_opt(&name).await? else {
+        if policy.volume_snapshot_name.is_some() {
+            return Ok(Err(Exposure::Failed(format!(
+                "VolumeSnapshot {ns}/{name} not found"
+            ))));
+        }
         let obj: DynamicObject = serde_json::from_value(json!({
             "apiVersion": format!("{SNAPSHOT_GROUP}/v1"),
             "kind": "VolumeSnapshot",

@@ -216,6 +216,13 @@ pub struct SnapshotPolicy {
     /// every temporary claim, are deleted once the backup ends. Default 0.
     #[serde(default)]
     pub keep_snapshots: u32,
+    /// Back up this existing VolumeSnapshot of the claim (in the claim's
+    /// namespace) instead of taking one; `volumeSnapshotClassName` is then
+    /// only recorded. cairn never deletes a snapshot it did not take: its
+    /// maker does (the Velero data mover deletes Velero's once the backup
+    /// ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_snapshot_name: Option<String>,
 }
 
 /// How a backup decides that a file is unchanged.

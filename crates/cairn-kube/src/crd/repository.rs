@@ -122,12 +122,23 @@ pub struct SecretKeyRef {
     pub key: Option<String>,
 }
 
-/// A whole Secret.
+/// A Secret of storage settings: each key a setting, or one key holding
+/// an AWS shared credentials file.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// Name of the Secret.
     pub name: String,
+    /// Read only this key, as an AWS shared credentials file (`[default]`
+    /// with `aws_access_key_id`, `aws_secret_access_key` and optionally
+    /// `aws_session_token`), as Velero's credential Secrets hold them.
+    /// Without it every key of the Secret is a setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The profile (section) of the credentials file in `key`; default
+    /// `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Whether the controller could open the repository.

@@ -22,7 +22,7 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-pub(crate) use crate::velero_stub::VeleroConfig;
+pub(crate) use cairn_kube::controller::velero::VeleroConfig;
 
 pub(crate) const PASSWORD: &str = "test password";
 
@@ -449,8 +449,6 @@ impl Cluster {
         clock: Arc<dyn cairn_kube::clock::Clock>,
         velero: Option<VeleroConfig>,
     ) -> controller::Config {
-        // Until the controller has Velero support this stub goes nowhere.
-        let _ = velero;
         controller::Config {
             namespace: Some(self.ns.clone()),
             agent_namespace: self.ns.clone(),
@@ -466,6 +464,7 @@ impl Cluster {
             admins: self.admins.clone(),
             cluster: "test".into(),
             maintenance_image: Some("cairn.test/cairn:maintenance".into()),
+            velero,
         }
     }
 

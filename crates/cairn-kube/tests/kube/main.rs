@@ -23,5 +23,4 @@ mod velero;
 mod velero_cancel;
 mod velero_cluster;
 mod velero_fakes;
-mod velero_stub;
 mod velero_writes;

@@ -179,7 +179,10 @@ async fn a_scheduled_maintenance_job_reclaims_the_space_of_forgotten_snapshots()
                 name: "pw".into(),
                 key: None,
             },
-            credentials_secret_ref: Some(SecretRef { name: "s3".into() }),
+            credentials_secret_ref: Some(SecretRef {
+                name: "s3".into(),
+                ..Default::default()
+            }),
             maintenance: Some(Maintenance {
                 schedule: "0 * * * *".into(),
                 read_data_subset: Some("100%".into()),
@@ -344,7 +347,10 @@ pub(crate) fn repository(
             name: password.into(),
             key: None,
         },
-        credentials_secret_ref: Some(SecretRef { name: "s3".into() }),
+        credentials_secret_ref: Some(SecretRef {
+            name: "s3".into(),
+            ..Default::default()
+        }),
         maintenance,
         ..Default::default()
     }

@@ -60,6 +60,7 @@ async fn an_s3_repository_is_created_and_used_with_credentials_from_its_secret()
             },
             credentials_secret_ref: Some(SecretRef {
                 name: "s3-creds".into(),
+                ..Default::default()
             }),
             initialize: true,
             ..Default::default()

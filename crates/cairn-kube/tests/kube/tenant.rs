@@ -138,7 +138,10 @@ fn repository(url: &str, credentials: Option<&str>) -> BackupRepositorySpec {
             name: "pw".into(),
             key: None,
         },
-        credentials_secret_ref: credentials.map(|n| SecretRef { name: n.into() }),
+        credentials_secret_ref: credentials.map(|n| SecretRef {
+            name: n.into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -48,7 +48,7 @@ pub(crate) async fn setup(test: &str) -> Option<(Cluster, S3)> {
 
 /// The controller with Velero support for the test's namespace.
 pub(crate) fn start(c: &mut Cluster) {
-    let velero = VeleroConfig::new(c.ns.clone());
+    let velero = VeleroConfig::new(&c.ns);
     c.start_controller_with(Arc::new(SystemClock), Some(velero));
 }
 
@@ -309,7 +309,7 @@ async fn velero_support_needs_an_administrator_namespace() {
     };
     velero_crds(&c.client).await;
     c.admins = cairn_kube::trust::Admins::new([format!("{}-admin", c.ns)]);
-    let velero = VeleroConfig::new(c.ns.clone());
+    let velero = VeleroConfig::new(&c.ns);
     let config = c.controller_config(Arc::new(SystemClock), Some(velero));
     let (metrics, _) = Metrics::controller();
     let run = controller::run(

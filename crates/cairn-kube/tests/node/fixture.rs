@@ -233,6 +233,7 @@ pub(crate) async fn create_repository(
             },
             credentials_secret_ref: Some(SecretRef {
                 name: format!("{name}-s3"),
+                ..Default::default()
             }),
             allowed_namespaces: allowed.iter().map(|s| s.to_string()).collect(),
             initialize: true,

@@ -1,0 +1,356 @@
+//! DataUploads: Velero hands over a ready VolumeSnapshot of a claim; a
+//! VolumeBackup of that snapshot in Velero's namespace moves its data, and
+//! the DataUpload's phases follow the job's: New → Accepted (the job
+//! exists) → Prepared (placed on a node) → InProgress (an agent reads) →
+//! Completed | Failed | Canceled. Everything Velero copies into its backup
+//! (`snapshotID`, totals, `nodeOS`) is written in the same update that
+//! sets Completed, after the snapshot and the temporary claim are gone.
+
+use std::sync::Arc;
+
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{BACKUP_NAME_TAG, BACKUP_UID_TAG, VeleroConfig, phase_of, spec_of, write_status};
+use crate::Result;
+use crate::controller::Context;
+use crate::crd::{
+    JobStatus, Phase, PvcRef, RepositoryRef, SnapshotPolicy, VolumeBackup, VolumeBackupSpec,
+};
+use crate::job::Job;
+use crate::kubeutil::{ignore_missing, wall_now};
+
+/// The fields of a DataUpload's spec that cairn reads.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UploadSpec {
+    /// `CSI`: the only kind Velero hands to data movers.
+    pub snapshot_type: String,
+    /// The snapshot.
+    pub csi_snapshot: CsiSnapshot,
+    /// The claim snapshotted.
+    #[serde(rename = "sourcePVC")]
+    pub source_pvc: String,
+    /// Its namespace.
+    pub source_namespace: String,
+    /// The BackupStorageLocation.
+    pub backup_storage_location: String,
+    /// Velero asks to stop.
+    pub cancel: bool,
+}
+
+/// Velero's snapshot of the claim.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CsiSnapshot {
+    /// The VolumeSnapshot, in the claim's namespace.
+    pub volume_snapshot: String,
+    /// Its class.
+    pub snapshot_class: String,
+}
+
+/// What to do next with a DataUpload.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Nothing (finished, or nothing changed).
+    Nothing,
+    /// Create the VolumeBackup, then write Accepted.
+    Start,
+    /// Stop the running job (it ends Canceled).
+    CancelJob,
+    /// Write these status fields.
+    Write(Value),
+    /// Remove the snapshot and temporary objects, then write this final
+    /// status.
+    End(Value),
+}
+
+/// A Velero phase's place in the life cycle.
+pub fn rank(phase: &str) -> u8 {
+    match phase {
+        "Accepted" => 1,
+        "Prepared" => 2,
+        "InProgress" => 3,
+        "Canceling" => 4,
+        "Completed" | "Failed" | "Canceled" => 5,
+        _ => 0,
+    }
+}
+
+/// What is wrong with a DataUpload's spec, if anything.
+pub fn check(spec: &UploadSpec) -> Result<(), String> {
+    if spec.snapshot_type != "CSI" {
+        return Err(format!(
+            "snapshotType {:?}: cairn moves only CSI snapshots",
+            spec.snapshot_type
+        ));
+    }
+    for (field, v) in [
+        (
+            "csiSnapshot.volumeSnapshot",
+            &spec.csi_snapshot.volume_snapshot,
+        ),
+        ("sourcePVC", &spec.source_pvc),
+        ("sourceNamespace", &spec.source_namespace),
+        ("backupStorageLocation", &spec.backup_storage_location),
+    ] {
+        if v.is_empty() {
+            return Err(format!("{field} is empty"));
+        }
+    }
+    Ok(())
+}
+
+/// The next step for a DataUpload in `phase` (with `status`), whose job is
+/// `job` (None before it is created), at `now`.
+pub fn decide(
+    (phase, status): (&str, &Value),
+    spec: &UploadSpec,
+    job: Option<&JobStatus>,
+    now: i64,
+) -> Step {
+    if rank(phase) == 5 {
+        return Step::Nothing;
+    }
+    let ended = |phase: &str, message: &str| {
+        Step::End(json!({
+            "phase": phase, "message": message, "completionTimestamp": super::timestamp(now),
+        }))
+    };
+    let job_phase = job.map(|j| j.phase);
+    if spec.cancel {
+        return match job_phase {
+            Some(p) if !p.is_terminal() => Step::CancelJob,
+            _ => ended("Canceled", "canceled"),
+        };
+    }
+    let Some(job) = job else {
+        return match check(spec) {
+            Ok(()) => Step::Start,
+            Err(why) => ended("Failed", &why),
+        };
+    };
+    match job.phase {
+        Phase::Completed => Step::End(completed(job, now)),
+        Phase::Failed => ended("Failed", job.message.as_deref().unwrap_or("failed")),
+        Phase::Canceled => ended("Canceled", "canceled"),
+        p => mirror(p, job, (phase, status)).map_or(Step::Nothing, Step::Write),
+    }
+}
+
+/// The status fields of a running job, or None when the DataUpload (or
+/// DataDownload) already shows them. A phase never goes backwards (an agent
+/// that restarts puts its job back to Assigned).
+pub fn mirror(p: Phase, job: &JobStatus, (phase, status): (&str, &Value)) -> Option<Value> {
+    let mut want = match p {
+        Phase::InProgress => json!({"phase": "InProgress"}),
+        Phase::Assigned => json!({"phase": "Prepared"}),
+        _ => json!({"phase": "Accepted"}),
+    };
+    if rank(phase) > rank(want["phase"].as_str().unwrap_or_default()) {
+        want["phase"] = json!(phase);
+    }
+    if let Some(node) = &job.node {
+        want["node"] = json!(node);
+    }
+    if let Some(pr) = &job.progress {
+        want["progress"] = json!({"totalBytes": pr.total_bytes, "bytesDone": pr.bytes_done});
+    }
+    let shown = want
+        .as_object()
+        .is_some_and(|w| w.iter().all(|(k, v)| status.get(k) == Some(v)));
+    (!shown).then_some(want)
+}
+
+/// The final status of a completed backup.
+fn completed(job: &JobStatus, now: i64) -> Value {
+    let done = job.progress.as_ref().map_or(0, |p| p.bytes_done);
+    let total = job
+        .progress
+        .as_ref()
+        .map_or(0, |p| p.total_bytes.max(p.bytes_done));
+    json!({
+        "phase": "Completed",
+        "snapshotID": job.snapshot_id,
+        "progress": {"totalBytes": total, "bytesDone": done.max(total)},
+        "incrementalBytes": job.incremental_bytes.unwrap_or(0),
+        "nodeOS": "linux",
+        "node": job.node,
+        "completionTimestamp": super::timestamp(now),
+        "message": Value::Null,
+    })
+}
+
+/// The VolumeBackup that carries out `du`.
+fn job_for(du: &DynamicObject, spec: &UploadSpec, repository: &str) -> VolumeBackup {
+    let labels = du.labels();
+    let mut tags = Vec::new();
+    if let Some(uid) = labels.get("velero.io/backup-uid") {
+        tags.push(format!("{BACKUP_UID_TAG}={uid}"));
+    }
+    if let Some(name) = labels.get("velero.io/backup-name") {
+        tags.push(format!("{BACKUP_NAME_TAG}={name}"));
+    }
+    let mut vb = VolumeBackup::new(
+        &du.name_any(),
+        VolumeBackupSpec {
+            pvc: PvcRef {
+                name: spec.source_pvc.clone(),
+                namespace: Some(spec.source_namespace.clone()),
+            },
+            repository: RepositoryRef {
+                name: repository.to_owned(),
+                namespace: None,
+            },
+            tags,
+            snapshot: Some(SnapshotPolicy {
+                volume_snapshot_class_name: spec.csi_snapshot.snapshot_class.clone(),
+                volume_snapshot_name: Some(spec.csi_snapshot.volume_snapshot.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    vb.metadata.owner_references = super::job_owner(du, "DataUpload");
+    vb
+}
+
+/// One reconcile of a DataUpload.
+pub async fn reconcile(du: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requeue> {
+    let cfg = super::settings(&ctx)?;
+    if !super::ours(&du, cfg) {
+        return Ok(Requeue::await_change());
+    }
+    let spec: UploadSpec = spec_of(&du);
+    let dus = super::api(&ctx.client, cfg, "v2alpha1", "DataUpload");
+    let jobs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
+    let job = jobs.get_opt(&du.name_any()).await?;
+    if let Some(j) = &job {
+        if !owned_by(j.owner_references(), &du) {
+            let why = format!(
+                "VolumeBackup {} exists and is not this DataUpload's",
+                j.name_any()
+            );
+            write_status(&dus, &du, json!({"phase": "Failed", "message": why})).await?;
+            return Ok(Requeue::await_change());
+        }
+    }
+    let status = du.data.get("status").cloned().unwrap_or(Value::Null);
+    let job_status = job.as_ref().map(|j| j.status.clone().unwrap_or_default());
+    let step = decide(
+        (phase_of(&du), &status),
+        &spec,
+        job_status.as_ref(),
+        wall_now(),
+    );
+    match step {
+        Step::Nothing => {}
+        Step::Start => start(&ctx, cfg, &du, &spec).await?,
+        Step::CancelJob => {
+            let patch = json!({"spec": {"cancel": true}});
+            jobs.patch(
+                &du.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await?;
+            if phase_of(&du) != "Canceling" {
+                write_status(&dus, &du, json!({"phase": "Canceling"})).await?;
+            }
+        }
+        Step::Write(fields) => write_status(&dus, &du, fields).await?,
+        Step::End(fields) => {
+            if let Some(j) = &job {
+                if let Some(policy) = j.snapshot() {
+                    crate::controller::snapshot::clean_up(&ctx, j, policy).await?;
+                }
+            }
+            dispose_snapshot(&ctx, &spec).await?;
+            write_status(&dus, &du, fields).await?;
+            return Ok(Requeue::await_change());
+        }
+    }
+    Ok(Requeue::requeue(ctx.config.resync))
+}
+
+/// Whether `refs` name `o` as owner.
+pub fn owned_by(
+    refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    o: &DynamicObject,
+) -> bool {
+    refs.iter().any(|r| Some(&r.uid) == o.metadata.uid.as_ref())
+}
+
+/// Makes the repository and the job, then says Accepted; a location that
+/// cannot be written fails the DataUpload.
+async fn start(
+    ctx: &Context,
+    cfg: &VeleroConfig,
+    du: &DynamicObject,
+    spec: &UploadSpec,
+) -> Result<()> {
+    let dus = super::api(&ctx.client, cfg, "v2alpha1", "DataUpload");
+    let bsl = &spec.backup_storage_location;
+    let failed = |why: String| {
+        json!({"phase": "Failed", "message": why,
+        "completionTimestamp": super::timestamp(wall_now())})
+    };
+    let (repo, location) = match super::ensure_repository(ctx, bsl).await? {
+        Ok(r) => r,
+        Err(why) => return write_status(&dus, du, failed(why)).await,
+    };
+    if location.read_only {
+        let why = format!("BackupStorageLocation {bsl} is ReadOnly: cairn never writes to it");
+        return write_status(&dus, du, failed(why)).await;
+    }
+    let jobs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
+    let vb = job_for(du, spec, &repo.name_any());
+    crate::kubeutil::ignore_conflict(jobs.create(&PostParams::default(), &vb).await)?;
+    let now = super::timestamp(wall_now());
+    write_status(
+        &dus,
+        du,
+        json!({"phase": "Accepted", "acceptedTimestamp": now, "startTimestamp": now}),
+    )
+    .await
+}
+
+/// Deletes Velero's VolumeSnapshot and its content, which Velero handed
+/// over: the content is switched to `Delete` first, so the storage
+/// snapshot goes with it.
+async fn dispose_snapshot(ctx: &Context, spec: &UploadSpec) -> Result<()> {
+    let name = &spec.csi_snapshot.volume_snapshot;
+    if name.is_empty() || spec.source_namespace.is_empty() {
+        return Ok(());
+    }
+    let vss = crate::controller::snapshot::snapshots(&ctx.client, &spec.source_namespace);
+    let Some(vs) = vss.get_opt(name).await? else {
+        return Ok(());
+    };
+    let content = vs
+        .data
+        .get("status")
+        .and_then(|s| s.get("boundVolumeSnapshotContentName"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(content) = &content {
+        let vscs = crate::controller::snapshot::contents(&ctx.client);
+        let patch = json!({"spec": {"deletionPolicy": "Delete"}});
+        ignore_missing(
+            vscs.patch(content, &PatchParams::default(), &Patch::Merge(patch))
+                .await,
+        )?;
+        ignore_missing(vss.delete(name, &DeleteParams::default()).await)?;
+        ignore_missing(vscs.delete(content, &DeleteParams::default()).await)?;
+    } else {
+        ignore_missing(vss.delete(name, &DeleteParams::default()).await)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "upload_tests.rs"]
+mod tests;
