@@ -53,7 +53,8 @@ pub(crate) fn start(c: &mut Cluster) {
 }
 
 /// Waits for the repository the controller derives from the location
-/// `default` (at `<prefix>/cairn/` in its bucket) to be created and Ready.
+/// `default` when a job first uses it (at `<prefix>/cairn/` in its
+/// bucket) to be created and Ready.
 pub(crate) async fn derived_repository(c: &Cluster, s3: &S3) -> BackupRepository {
     let repo: BackupRepository = c
         .wait_for("velero-default", "checked", LONG, |r: &BackupRepository| {
@@ -84,12 +85,12 @@ async fn a_data_upload_moves_a_snapshot_and_a_data_download_restores_it_elsewher
     let node = c.create_node("n").await;
     start(&mut c);
     let _agent = c.start_agent(&node);
-    derived_repository(&c, &s3).await;
     let src = c.create_namespace("src").await;
     let claim = source_claim(&mut c, &src, "db", &node, |d| fill(d, 8, 20_000)).await;
     let backup = create_backup(&c, "b1", &src, "default", "cairn").await;
 
     let done = upload(&mut c, &backup, &claim, &node).await;
+    derived_repository(&c, &s3).await;
     let id = done.data["status"]["snapshotID"].as_str().expect("id");
     let url = repository_url(&c, &s3);
     the_snapshot_is_tagged_and_restores(&c, &url, id, &backup, &claim);
@@ -337,7 +338,6 @@ async fn a_delete_backup_request_forgets_the_backups_snapshots() {
     let node = c.create_node("n").await;
     start(&mut c);
     let _agent = c.start_agent(&node);
-    derived_repository(&c, &s3).await;
     let src = c.create_namespace("src").await;
     let db = source_claim(&mut c, &src, "db", &node, |d| fill(d, 3, 10_000)).await;
     let web = source_claim(&mut c, &src, "web", &node, |d| fill(d, 2, 5_000)).await;

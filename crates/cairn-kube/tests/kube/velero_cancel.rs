@@ -1,7 +1,9 @@
 //! Velero cancels a DataUpload (`spec.cancel: true`) on an operation
 //! timeout, a backup deletion or its own restart, in whatever phase the
 //! upload is. cairn ends each in `Canceled`, never `Failed`, and leaves
-//! the repository clean.
+//! the repository clean. `Prepared` is cairn's job assigned to a node and
+//! not started there: queued behind another on a busy agent, or on a node
+//! whose agent renews its Lease but never starts anything.
 
 use std::time::Duration;
 
@@ -19,7 +21,9 @@ use crate::velero::{derived_repository, new_upload, setup, start};
 use crate::velero_cluster::{
     DRIVER, SNAPSHOT_CLASS, SourceClaim, list_snapshots, serve_upload, source_claim, take_snapshot,
 };
-use crate::velero_fakes::{LONG, create, create_backup, data_upload, operation_selector, velero};
+use crate::velero_fakes::{
+    LONG, S3, create, create_backup, data_upload, operation_selector, velero,
+};
 use crate::velero_writes::{Writes, phases, record};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -27,22 +31,44 @@ async fn cancel_ends_canceled_in_every_phase() {
     let Some((mut c, s3)) = setup("velero-cancel").await else {
         return;
     };
-    let idle = c.create_node("idle").await;
-    let busy = c.create_node("busy").await;
+    let node = c.create_node("n").await;
     start(&mut c);
-    derived_repository(&c, &s3).await;
+    // One job at a time: a second one waits, Assigned (Prepared).
+    let mut agent = c.agent_config(&node);
+    agent.max_concurrent = 1;
+    let _agent = c.start_agent_with(agent);
     let src = c.create_namespace("src").await;
     let backup = create_backup(&c, "b1", &src, "default", "cairn").await;
 
-    // Before any agent runs, so that the job can only go to `idle`.
-    cancel_prepared(&mut c, &backup, &src, &idle).await;
-    let _agent = c.start_agent(&busy);
-    cancel_at_once(&mut c, &backup, &src, &busy).await;
-    cancel_accepted(&mut c, &backup, &src, &busy).await;
-    cancel_in_progress(&mut c, &backup, &src, &busy).await;
+    cancel_at_once(&mut c, &backup, &src, &node).await;
+    cancel_accepted(&mut c, &backup, &src, &node).await;
+    derived_repository(&c, &s3).await;
+    let running = start_slow(&mut c, &backup, &src, &node).await;
+    cancel_queued(&mut c, &backup, &src, &node).await;
+    cancel_in_progress(&c, running).await;
+    the_repository_is_clean(&c, &s3).await;
+    c.cleanup().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_while_prepared_ends_canceled_though_the_agent_never_starts_the_job() {
+    let Some((mut c, s3)) = setup("velero-cancel-idle").await else {
+        return;
+    };
+    let node = c.create_node("idle").await;
+    start(&mut c);
+    let src = c.create_namespace("src").await;
+    let backup = create_backup(&c, "b1", &src, "default", "cairn").await;
+    cancel_prepared(&mut c, &backup, &src, &node).await;
+    the_repository_is_clean(&c, &s3).await;
+    c.cleanup().await;
+}
+
+/// No snapshot in the repository of the location `default`, and `check
+/// --read-data` finds nothing wrong: what was uploaded is indexed.
+async fn the_repository_is_clean(c: &Cluster, s3: &S3) {
     let url = s3.url(&format!("{}/cairn", c.ns));
-    assert!(list_snapshots(&c, &url).is_empty(), "no snapshot was made");
+    assert!(list_snapshots(c, &url).is_empty(), "no snapshot was made");
     let store = cairn::Store::open(&url, false).expect("store");
     let repo = cairn::Repository::open(store, PASSWORD.as_bytes(), Default::default())
         .await
@@ -55,7 +81,6 @@ async fn cancel_ends_canceled_in_every_phase() {
         report.errors.is_empty() && report.warnings.is_empty(),
         "{report:?}"
     );
-    c.cleanup().await;
 }
 
 /// Sets `spec.cancel` on the DataUpload `name`, as Velero does.
@@ -123,19 +148,16 @@ fn lease_without_agent(c: &Cluster, node: &str) -> JoinHandle<()> {
     })
 }
 
-/// (c) Canceled while Prepared: the helper pod runs on a node whose agent
-/// never starts the job.
+/// (c) Canceled while Prepared, on a node whose agent never starts the
+/// job (its Lease is renewed, no agent runs).
 async fn cancel_prepared(c: &mut Cluster, backup: &DynamicObject, src: &str, node: &str) {
     let lease = lease_without_agent(c, node);
     let claim = small_claim(c, src, "prepared", node).await;
     let (writes, du, vs) = new_upload(c, backup, &claim, false).await;
     serve_upload(c, &du, &claim, &vs).await;
     let prepared = writes.reached("Prepared").await;
-    assert_eq!(
-        prepared.data["status"]["node"], node,
-        "{}",
-        prepared.data["status"]
-    );
+    let st = &prepared.data["status"];
+    assert_eq!(st["node"], node, "{st}");
     cancel(c, &du.name_any()).await;
     ends_canceled(writes, "canceled while Prepared").await;
     lease.abort();
@@ -145,9 +167,28 @@ async fn cancel_prepared(c: &mut Cluster, backup: &DynamicObject, src: &str, nod
         .expect("delete the lease");
 }
 
-/// (d) Canceled while InProgress: a few MiB that cannot be compressed,
-/// uploaded at 64 KiB/s.
-async fn cancel_in_progress(c: &mut Cluster, backup: &DynamicObject, src: &str, node: &str) {
+/// (c) Canceled while Prepared: queued on the agent of `node` behind a
+/// running job.
+async fn cancel_queued(c: &mut Cluster, backup: &DynamicObject, src: &str, node: &str) {
+    let claim = small_claim(c, src, "queued", node).await;
+    let (writes, du, vs) = new_upload(c, backup, &claim, false).await;
+    serve_upload(c, &du, &claim, &vs).await;
+    let prepared = writes.reached("Prepared").await;
+    let st = &prepared.data["status"];
+    assert_eq!(st["node"], node, "{st}");
+    cancel(c, &du.name_any()).await;
+    ends_canceled(writes, "canceled while Prepared").await;
+}
+
+/// A DataUpload that runs for a minute unless canceled: a few MiB that
+/// cannot be compressed, uploaded at 64 KiB/s. Returns once it is
+/// InProgress.
+async fn start_slow(
+    c: &mut Cluster,
+    backup: &DynamicObject,
+    src: &str,
+    node: &str,
+) -> (String, Writes) {
     c.api::<BackupRepository>()
         .patch(
             "velero-default",
@@ -165,7 +206,17 @@ async fn cancel_in_progress(c: &mut Cluster, backup: &DynamicObject, src: &str, 
     let (writes, du, vs) = new_upload(c, backup, &claim, false).await;
     serve_upload(c, &du, &claim, &vs).await;
     writes.reached("InProgress").await;
-    let name = du.name_any();
+    (du.name_any(), writes)
+}
+
+/// (d) Canceled while InProgress: the slow upload `name`.
+async fn cancel_in_progress(c: &Cluster, (name, writes): (String, Writes)) {
+    let running = writes.phases();
+    assert_eq!(
+        running.last().map(String::as_str),
+        Some("InProgress"),
+        "{running:?}"
+    );
     cancel(c, &name).await;
     ends_canceled(writes, "canceled while InProgress").await;
     // The agent has let go of the run (and written what it uploaded).
