@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let entries: u64 = args.get(2).ok_or(usage)?.parse()?;
     let per_file: u64 = args.get(3).map_or(Ok(200_000), |s| s.parse())?;
     let password = std::env::var("CAIRN_PASSWORD").map_err(|_| usage)?;
-    let store = Store::open(repo_path, false)?;
+    let store = Store::open(repo_path, cairn::Create::Never)?;
     let repo = Repository::open(store, password.as_bytes(), OpenOptions::default()).await?;
     // Ids as a real repository has them: uniformly spread. Packs of 16
     // blobs of about 1 MiB, as the default chunker and pack size give.

@@ -99,14 +99,18 @@ fn sources(root: &Path) -> [PathBuf; 2] {
 fn open_store(repo: &Path, cache: &Path, create: bool) -> Store {
     let url = format!("file://{}", repo.display());
     let c = Arc::new(Cache::open(cache).expect("cache"));
+    let create = if create {
+        cairn::Create::IfMissing
+    } else {
+        cairn::Create::Never
+    };
     Store::open(&url, create).expect("store").with_cache(c)
 }
 
 fn open_opts(cache: &Path) -> OpenOptions {
-    OpenOptions {
-        index_dir: Some(cache.join("index")),
-        ..OpenOptions::default()
-    }
+    let mut o = OpenOptions::default();
+    o.index_dir = Some(cache.join("index"));
+    o
 }
 
 async fn open(repo: &Path, cache: &Path) -> cairn::layers::repo::Result<Repository> {
@@ -125,29 +129,28 @@ async fn open_with(
 /// cache (index table, snapshots, trees) as a first `check --with-cache`
 /// and restore would.
 async fn build(repo_dir: &Path, cache: &Path, src: &[PathBuf; 2]) {
-    let init = InitOptions {
-        data_pack_size: Some(64 * 1024),
-        ..InitOptions::insecure_fast_for_tests()
-    };
+    let mut init = InitOptions::insecure_fast_for_tests();
+    init.data_pack_size = Some(64 * 1024);
     let store = open_store(repo_dir, cache, true);
     let repo = Repository::init(store, PASSWORD, init).await.expect("init");
     repo.add_key(SECOND_PASSWORD, KdfParams::INSECURE_FAST, "h", "u", 0)
         .await
         .expect("second key");
     for (i, dir) in src.iter().enumerate() {
-        let opts = BackupOptions {
-            paths: vec![dir.clone()],
-            hostname: format!("host{i}"),
-            username: "u".into(),
-            program_version: "test".into(),
-            ..BackupOptions::default()
-        };
+        let mut opts = BackupOptions::default();
+        opts.paths = vec![dir.clone()];
+        opts.hostname = format!("host{i}");
+        opts.username = "u".into();
+        opts.program_version = "test".into();
         cairn::backup(&repo, opts, Arc::new(Progress::default()))
             .await
             .expect("backup");
     }
     let warm = open(repo_dir, cache).await.expect("open");
-    let report = warm.check_using(ReadData::All, true).await.expect("check");
+    let report = warm
+        .check_using(ReadData::All, cairn::MetadataSource::Cache)
+        .await
+        .expect("check");
     assert!(report.is_ok(), "{:?}", report.errors);
     for (id, snap) in warm.list_snapshots().await.expect("list") {
         let out = cache.parent().expect("parent").join(format!("warm-{id}"));
@@ -164,11 +167,10 @@ async fn build(repo_dir: &Path, cache: &Path, src: &[PathBuf; 2]) {
 }
 
 fn restore_opts(target: &Path) -> RestoreOptions {
-    RestoreOptions {
-        target: target.to_owned(),
-        owners: Some(false),
-        ..RestoreOptions::default()
-    }
+    let mut o = RestoreOptions::default();
+    o.target = target.to_owned();
+    o.owners = Some(false);
+    o
 }
 
 /// Every object of the pristine repository by kind, and for each snapshot
@@ -380,7 +382,9 @@ async fn run() {
             restore_checked(&repo, id, s, &out, &what).await;
         }
 
-        repo.repair_index(false).await.expect("repair index");
+        repo.repair_index(cairn::RunMode::Apply)
+            .await
+            .expect("repair index");
         let repaired = open_with(&repo_dir, &cache, password)
             .await
             .expect("open after repair");

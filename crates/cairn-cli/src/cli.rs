@@ -77,7 +77,7 @@ pub(crate) enum Command {
     /// status, asks for the restore of those archived (never twice for one
     /// being restored), and with --wait waits until all are readable.
     /// `cairn restore` does the same by itself before it reads.
-    WarmUp(crate::cmd::warm_up::WarmUpArgs),
+    WarmUp(crate::cli_args::WarmUpArgs),
     /// List snapshots
     Snapshots(SnapshotsArgs),
     /// List the contents of a snapshot
@@ -110,11 +110,11 @@ pub(crate) enum Command {
     Key(KeyCommand),
     /// Keep an S3 Object Lock repository retained, or bring it back
     #[command(subcommand)]
-    Lock(crate::cmd::lock::LockCommand),
+    Lock(crate::cli_args::LockCommand),
     /// Print a decrypted repository object as JSON (for debugging)
     Cat(CatArgs),
     /// Show or change storage classes and object lock
-    Settings(crate::cmd::settings::SettingsArgs),
+    Settings(crate::cli_args::SettingsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
     /// Write man pages for cairn and every subcommand into a directory
@@ -150,7 +150,7 @@ pub(crate) struct CopyArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
     #[command(flatten)]
-    pub(crate) warm: crate::cmd::warm_up::WarmArgs,
+    pub(crate) warm: crate::cli_args::WarmArgs,
     /// Print a JSON summary
     #[arg(long)]
     pub(crate) json: bool,
@@ -178,7 +178,7 @@ pub(crate) struct InitArgs {
     #[command(flatten)]
     pub(crate) kdf: KdfArgs,
     #[command(flatten)]
-    pub(crate) storage: crate::cmd::settings::StorageArgs,
+    pub(crate) storage: crate::cli_args::StorageArgs,
     /// Cut chunks exactly as this repository does (its chunker parameters
     /// and seed), so `cairn copy` between the two re-seals chunks instead
     /// of cutting them again; its password comes from CAIRN_FROM_PASSWORD
@@ -294,7 +294,7 @@ pub(crate) struct RestoreArgs {
     #[arg(long)]
     pub(crate) untrusted: bool,
     #[command(flatten)]
-    pub(crate) warm: crate::cmd::warm_up::WarmArgs,
+    pub(crate) warm: crate::cli_args::WarmArgs,
     /// Print the summary as JSON
     #[arg(long)]
     pub(crate) json: bool,
@@ -411,7 +411,7 @@ pub(crate) struct CheckArgs {
     #[arg(long)]
     pub(crate) with_cache: bool,
     #[command(flatten)]
-    pub(crate) warm: crate::cmd::warm_up::WarmArgs,
+    pub(crate) warm: crate::cli_args::WarmArgs,
     /// Print the report as JSON
     #[arg(long)]
     pub(crate) json: bool,

@@ -18,13 +18,11 @@ pub(crate) fn repo_url(g: &Global) -> Result<&str> {
 pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
     let url = repo_url(g)?;
     let http_faults = crate::test_hooks::http_faults()?;
-    let opts = cairn::StoreOptions {
-        create,
-        limit_upload_kib: g.limit_upload,
-        limit_download_kib: g.limit_download,
-        http_faults,
-        ..Default::default()
-    };
+    let mut opts = cairn::StoreOptions::default();
+    opts.create = create;
+    opts.limit_upload_kib = g.limit_upload;
+    opts.limit_download_kib = g.limit_download;
+    opts.http_faults = http_faults;
     let store = Store::open_with(url, &opts)?;
     let cache_dir = match cache_dir(g)? {
         Some(d) if store.is_remote() || g.cache_dir.is_some() => Some(d),
@@ -70,11 +68,9 @@ pub(crate) async fn open_with(g: &Global, pw: &[u8]) -> Result<Repository> {
     // The merged index is kept as a table in the cache directory, for
     // local repositories too (they have no object cache): it spares reading
     // every index file at each start, and the index's size in RAM.
-    let opts = OpenOptions {
-        clock: crate::test_hooks::clock(),
-        index_dir: cache_dir(g)?.map(|d| d.join("index")),
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = crate::test_hooks::clock();
+    opts.index_dir = cache_dir(g)?.map(|d| d.join("index"));
     let repo = Repository::open(store, pw, opts)
         .await
         .with_context(|| format!("cannot open repository {url}"))?;

@@ -1,6 +1,7 @@
 //! The `cairn` command-line tool.
 
 mod cli;
+mod cli_args;
 mod cmd;
 mod context;
 mod mount;

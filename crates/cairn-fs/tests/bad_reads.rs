@@ -40,10 +40,11 @@ async fn restore_through(
     let out = cairn_fs::restore(
         &repo,
         snapshot,
-        RestoreOptions {
-            target: dst.path().to_owned(),
-            owners: Some(false),
-            ..Default::default()
+        {
+            let mut o = RestoreOptions::default();
+            o.target = dst.path().to_owned();
+            o.owners = Some(false);
+            o
         },
         Arc::new(Progress::default()),
     )
@@ -68,16 +69,17 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
         .expect("init");
     let out = cairn_fs::backup(
         &repo,
-        BackupOptions {
-            paths: vec![src.path().to_owned()],
-            hostname: "h".into(),
-            username: "u".into(),
-            tags: vec![],
-            parent: ParentChoice::None,
-            source: Source::Filesystem,
-            time: Timestamp { secs: 1, nanos: 0 },
-            program_version: "test".into(),
-            ..Default::default()
+        {
+            let mut o = BackupOptions::default();
+            o.paths = vec![src.path().to_owned()];
+            o.hostname = "h".into();
+            o.username = "u".into();
+            o.tags = vec![];
+            o.parent = ParentChoice::None;
+            o.source = Source::Filesystem;
+            o.time = Timestamp { secs: 1, nanos: 0 };
+            o.program_version = "test".into();
+            o
         },
         Arc::new(Progress::default()),
     )

@@ -13,16 +13,15 @@ use cairn_repo::{InitOptions, Repository};
 use cairn_store::Store;
 
 fn options(dir: &Path, parent: ParentChoice, how: ChangeDetection) -> BackupOptions {
-    BackupOptions {
-        // Both trees are one source: the clone stands in for the volume.
-        paths: vec![dir.to_owned()],
-        hostname: "h".into(),
-        parent,
-        source: Source::Filesystem,
-        time: Timestamp { secs: 1, nanos: 0 },
-        change_detection: how,
-        ..Default::default()
-    }
+    let mut o = BackupOptions::default();
+    // Both trees are one source: the clone stands in for the volume.
+    o.paths = vec![dir.to_owned()];
+    o.hostname = "h".into();
+    o.parent = parent;
+    o.source = Source::Filesystem;
+    o.time = Timestamp { secs: 1, nanos: 0 };
+    o.change_detection = how;
+    o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

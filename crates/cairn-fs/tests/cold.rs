@@ -47,15 +47,16 @@ async fn repository() -> (Arc<InMemory>, cairn_core::format::Snapshot) {
         .expect("init");
     let out = cairn_fs::backup(
         &repo,
-        BackupOptions {
-            paths: vec![src.path().to_owned()],
-            hostname: "h".into(),
-            username: "u".into(),
-            parent: ParentChoice::None,
-            source: Source::Filesystem,
-            time: Timestamp { secs: 1, nanos: 0 },
-            program_version: "test".into(),
-            ..Default::default()
+        {
+            let mut o = BackupOptions::default();
+            o.paths = vec![src.path().to_owned()];
+            o.hostname = "h".into();
+            o.username = "u".into();
+            o.parent = ParentChoice::None;
+            o.source = Source::Filesystem;
+            o.time = Timestamp { secs: 1, nanos: 0 };
+            o.program_version = "test".into();
+            o
         },
         Arc::new(Progress::default()),
     )
@@ -113,11 +114,12 @@ async fn a_restore_stops_at_the_first_archived_pack_and_names_it() {
         let r = cairn_fs::restore(
             &repo,
             &snapshot,
-            RestoreOptions {
-                target: dst.path().to_owned(),
-                path: dir.as_bytes().to_vec(),
-                owners: Some(false),
-                ..Default::default()
+            {
+                let mut o = RestoreOptions::default();
+                o.target = dst.path().to_owned();
+                o.path = dir.as_bytes().to_vec();
+                o.owners = Some(false);
+                o
             },
             Arc::new(Progress::default()),
         )
@@ -153,7 +155,7 @@ async fn a_structure_check_counts_archived_packs_instead_of_reporting_damage() {
     let pack = packs.iter().next().expect("a pack");
     let repo = archived_under(&memory, format!("data/{}/{pack}", &pack.to_hex()[..2])).await;
     let report = repo
-        .check_using(ReadData::None, false)
+        .check_using(ReadData::None, cairn_repo::MetadataSource::Repository)
         .await
         .expect("check");
     assert_eq!(report.packs_archived, 1, "{report:?}");

@@ -29,14 +29,12 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 }
 
 async fn backup(repo: &Repository, src: &Path, secs: i64) -> Snapshot {
-    let opts = BackupOptions {
-        paths: vec![src.to_owned()],
-        hostname: "h".into(),
-        parent: ParentChoice::None,
-        source: Source::Filesystem,
-        time: Timestamp { secs, nanos: 0 },
-        ..Default::default()
-    };
+    let mut opts = BackupOptions::default();
+    opts.paths = vec![src.to_owned()];
+    opts.hostname = "h".into();
+    opts.parent = ParentChoice::None;
+    opts.source = Source::Filesystem;
+    opts.time = Timestamp { secs, nanos: 0 };
     cairn_fs::backup(repo, opts, Arc::new(Progress::default()))
         .await
         .expect("backup")
@@ -44,10 +42,8 @@ async fn backup(repo: &Repository, src: &Path, secs: i64) -> Snapshot {
 }
 
 async fn reopen(store: &Store, clock: Arc<FixedClock>) -> Repository {
-    let opts = OpenOptions {
-        clock,
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = clock;
     Repository::open(store.clone(), PASSWORD, opts)
         .await
         .expect("open")
@@ -76,11 +72,9 @@ async fn restore_reads_another_copy_when_the_indexed_pack_is_gone() {
 
     let clock = Arc::new(FixedClock::new(T0));
     let store = Store::memory();
-    let init = InitOptions {
-        data_pack_size: Some(64 * 1024),
-        clock: clock.clone(),
-        ..InitOptions::insecure_fast_for_tests()
-    };
+    let mut init = InitOptions::insecure_fast_for_tests();
+    init.data_pack_size = Some(64 * 1024);
+    init.clock = clock.clone();
     let repo = Repository::init(store.clone(), PASSWORD, init)
         .await
         .expect("init");
@@ -93,10 +87,8 @@ async fn restore_reads_another_copy_when_the_indexed_pack_is_gone() {
         .await
         .expect("forget");
     clock.set(T0 + 10);
-    let prune = PruneOptions {
-        grace: cairn_repo::MIN_GRACE,
-        ..PruneOptions::default()
-    };
+    let mut prune = PruneOptions::default();
+    prune.grace = cairn_repo::MIN_GRACE;
     reopen(&store, clock.clone())
         .await
         .prune(prune)
@@ -128,10 +120,8 @@ async fn restore_reads_another_copy_when_the_indexed_pack_is_gone() {
     }
 
     let target = tempfile::tempdir().expect("tempdir");
-    let opts = RestoreOptions {
-        target: target.path().to_owned(),
-        ..Default::default()
-    };
+    let mut opts = RestoreOptions::default();
+    opts.target = target.path().to_owned();
     let out = cairn_fs::restore(&reader, &snap, opts, Arc::new(Progress::default()))
         .await
         .expect("restore");

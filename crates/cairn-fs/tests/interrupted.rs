@@ -50,17 +50,16 @@ async fn distinct_chunks(repo: &Repository, out: &cairn_fs::BackupOutcome) -> u6
 }
 
 fn options(dir: &std::path::Path) -> BackupOptions {
-    BackupOptions {
-        paths: vec![dir.to_owned()],
-        hostname: "h".into(),
-        username: "u".into(),
-        tags: vec![],
-        parent: ParentChoice::Auto,
-        source: Source::Filesystem,
-        time: Timestamp { secs: 1, nanos: 0 },
-        program_version: "test".into(),
-        ..Default::default()
-    }
+    let mut o = BackupOptions::default();
+    o.paths = vec![dir.to_owned()];
+    o.hostname = "h".into();
+    o.username = "u".into();
+    o.tags = vec![];
+    o.parent = ParentChoice::Auto;
+    o.source = Source::Filesystem;
+    o.time = Timestamp { secs: 1, nanos: 0 };
+    o.program_version = "test".into();
+    o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +100,11 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
         .expect("reopen");
     assert!(repo.list_snapshots().await.expect("list").is_empty());
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(report.is_ok(), "{:?}", report.errors);
@@ -130,7 +133,11 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
         "the second backup must add exactly the chunks that were not indexed"
     );
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(report.is_ok(), "{:?}", report.errors);
@@ -139,11 +146,12 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
     let restored = cairn_fs::restore(
         &repo,
         &out.snapshot,
-        RestoreOptions {
-            target: dst.path().to_owned(),
-            path: Vec::new(),
-            owners: Some(false),
-            ..Default::default()
+        {
+            let mut o = RestoreOptions::default();
+            o.target = dst.path().to_owned();
+            o.path = Vec::new();
+            o.owners = Some(false);
+            o
         },
         Arc::new(Progress::default()),
     )
@@ -193,7 +201,11 @@ async fn cancelled_backup_and_restore_stop_and_leave_the_repository_clean() {
     );
     assert!(repo.list_snapshots().await.expect("list").is_empty());
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(report.is_ok(), "{:?}", report.errors);
@@ -215,10 +227,11 @@ async fn cancelled_backup_and_restore_stop_and_leave_the_repository_clean() {
     let err = cairn_fs::restore(
         &repo,
         &out.snapshot,
-        RestoreOptions {
-            target: dst.path().to_owned(),
-            owners: Some(false),
-            ..Default::default()
+        {
+            let mut o = RestoreOptions::default();
+            o.target = dst.path().to_owned();
+            o.owners = Some(false);
+            o
         },
         progress,
     )

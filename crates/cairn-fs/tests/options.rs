@@ -14,10 +14,8 @@ async fn new_options_take_the_time_from_the_repository_clock() {
     Repository::init(store.clone(), b"pw", InitOptions::insecure_fast_for_tests())
         .await
         .expect("init");
-    let opts = OpenOptions {
-        clock: Arc::new(FixedClock::new(1_800_000_000)),
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = Arc::new(FixedClock::new(1_800_000_000));
     let repo = Repository::open(store, b"pw", opts).await.expect("open");
     let o = BackupOptions::new(&repo, vec!["/srv/data".into()]);
     assert_eq!(o.time.secs, 1_800_000_000);

@@ -12,16 +12,15 @@ use cairn_repo::{InitOptions, Repository};
 use cairn_store::Store;
 
 fn options(dir: &std::path::Path, parent: ParentChoice) -> BackupOptions {
-    BackupOptions {
-        paths: vec![dir.to_owned()],
-        hostname: "h".into(),
-        username: "u".into(),
-        parent,
-        source: Source::Filesystem,
-        time: Timestamp { secs: 1, nanos: 0 },
-        program_version: "test".into(),
-        ..Default::default()
-    }
+    let mut o = BackupOptions::default();
+    o.paths = vec![dir.to_owned()];
+    o.hostname = "h".into();
+    o.username = "u".into();
+    o.parent = parent;
+    o.source = Source::Filesystem;
+    o.time = Timestamp { secs: 1, nanos: 0 };
+    o.program_version = "test".into();
+    o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,16 +135,15 @@ async fn repository() -> Repository {
 }
 
 fn options(dir: &Path) -> BackupOptions {
-    BackupOptions {
-        paths: vec![dir.to_owned()],
-        hostname: "h".into(),
-        username: "u".into(),
-        parent: ParentChoice::None,
-        source: Source::Filesystem,
-        time: Timestamp { secs: 1, nanos: 0 },
-        program_version: "test".into(),
-        ..Default::default()
-    }
+    let mut o = BackupOptions::default();
+    o.paths = vec![dir.to_owned()];
+    o.hostname = "h".into();
+    o.username = "u".into();
+    o.parent = ParentChoice::None;
+    o.source = Source::Filesystem;
+    o.time = Timestamp { secs: 1, nanos: 0 };
+    o.program_version = "test".into();
+    o
 }
 
 fn canary(seed: u64, i: u64) -> Vec<u8> {
@@ -262,11 +261,9 @@ async fn restore_never_writes_through_a_directory_swapped_for_a_symlink() {
         let before = state(&outside);
         // `d` is created by the restore; the racer waits for it.
         let racer = Racer::start(target.join("d"), outside.clone(), seed);
-        let opts = RestoreOptions {
-            target: target.clone(),
-            owners: Some(true),
-            ..Default::default()
-        };
+        let mut opts = RestoreOptions::default();
+        opts.target = target.clone();
+        opts.owners = Some(true);
         let r = cairn_fs::restore(&repo, &snapshot, opts, Arc::new(Progress::default())).await;
         let n = racer.stop();
         swaps += n;
@@ -349,11 +346,9 @@ async fn directory_metadata_is_never_applied_through_a_symlink_swapped_in_after_
         std::fs::rename(&restored, &aside).expect("move d aside");
         std::os::unix::fs::symlink(&link, &restored).expect("symlink");
     });
-    let opts = RestoreOptions {
-        target: target.clone(),
-        owners: Some(true),
-        ..Default::default()
-    };
+    let mut opts = RestoreOptions::default();
+    opts.target = target.clone();
+    opts.owners = Some(true);
     let outcome = cairn_fs::restore(&repo, &snapshot, opts, progress)
         .await
         .expect("restore");

@@ -44,12 +44,10 @@ async fn restore(
     target: &Path,
     untrusted: bool,
 ) -> RestoreOutcome {
-    let opts = RestoreOptions {
-        target: target.to_owned(),
-        owners: Some(true),
-        untrusted,
-        ..Default::default()
-    };
+    let mut opts = RestoreOptions::default();
+    opts.target = target.to_owned();
+    opts.owners = Some(true);
+    opts.untrusted = untrusted;
     cairn_fs::restore(repo, s, opts, Arc::new(Progress::default()))
         .await
         .expect("restore")
@@ -106,14 +104,12 @@ async fn untrusted_restore_drops_set_id_bits_capabilities_and_device_nodes() {
     )
     .await
     .expect("init");
-    let opts = BackupOptions {
-        paths: vec![src.path().to_owned()],
-        hostname: "h".into(),
-        parent: ParentChoice::None,
-        source: Source::Filesystem,
-        time: Timestamp { secs: 1, nanos: 0 },
-        ..Default::default()
-    };
+    let mut opts = BackupOptions::default();
+    opts.paths = vec![src.path().to_owned()];
+    opts.hostname = "h".into();
+    opts.parent = ParentChoice::None;
+    opts.source = Source::Filesystem;
+    opts.time = Timestamp { secs: 1, nanos: 0 };
     let snapshot = cairn_fs::backup(&repo, opts, Arc::new(Progress::default()))
         .await
         .expect("backup")

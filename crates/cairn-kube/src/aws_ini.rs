@@ -16,6 +16,10 @@ const KEYS: [(&str, &str); 3] = [
     ("aws_session_token", "AWS_SESSION_TOKEN"),
 ];
 
+/// The file name under which a settings directory (a mounted Secret) holds
+/// a credentials file.
+pub const CREDENTIALS_FILE: &str = "credentials";
+
 /// The profile used when none is named.
 pub const DEFAULT_PROFILE: &str = "default";
 

@@ -25,6 +25,9 @@ const MAX_PROBLEM_LEN: usize = 300;
 const MAX_SETTING_BYTES: u64 = 64 * 1024;
 const MAX_SETTINGS: usize = 64;
 
+/// The prune grace when the policy names none.
+pub const DEFAULT_GRACE_SECS: i64 = 24 * 3600;
+
 /// What one maintenance run is told to do.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MaintainArgs {
@@ -53,7 +56,7 @@ pub struct MaintainArgs {
     #[arg(long)]
     pub prune: bool,
     /// Prune's grace period in seconds (at least 3600).
-    #[arg(long, default_value_t = crate::controller::maintenance::DEFAULT_GRACE_SECS)]
+    #[arg(long, default_value_t = DEFAULT_GRACE_SECS)]
     pub grace_secs: i64,
     /// Check the repository's structure.
     #[arg(long)]
@@ -214,8 +217,7 @@ impl Report {
     }
 }
 
-/// The file of a settings directory that holds an AWS credentials file.
-pub const AWS_CREDENTIALS_FILE: &str = "credentials";
+pub use crate::aws_ini::CREDENTIALS_FILE as AWS_CREDENTIALS_FILE;
 
 /// Reads the password and settings files; with `aws_profile`, the settings
 /// are that profile of the directory's AWS credentials file.
@@ -288,10 +290,8 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
         args.settings_dir.as_deref(),
         args.settings_aws_profile.as_deref(),
     )?;
-    let opts = OpenOptions {
-        clock: crate::clock::from_env(args.test_now_file.clone()),
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = crate::clock::from_env(args.test_now_file.clone());
     let repo = crate::repo::open_url(
         &args.url,
         &creds,
@@ -307,13 +307,9 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
     };
     let mut report = Report::default();
     if args.prune {
-        let p = repo
-            .prune(PruneOptions {
-                grace: args.grace_secs,
-                ..PruneOptions::default()
-            })
-            .await
-            .map_err(err)?;
+        let mut options = PruneOptions::default();
+        options.grace = args.grace_secs;
+        let p = repo.prune(options).await.map_err(err)?;
         report.reclaimed_bytes = p.bytes_deleted.saturating_sub(p.bytes_written);
         report.packs_deleted = p.packs_deleted;
         report.packs_repacked = p.packs_repacked;

@@ -27,13 +27,11 @@ pub fn open(
     limit_upload_kib: Option<u64>,
     create: bool,
 ) -> Result<Store> {
-    let mut opts = StoreOptions {
-        create,
-        limit_upload_kib,
-        settings: settings.clone(),
-        isolated: true,
-        ..Default::default()
-    };
+    let mut opts = StoreOptions::default();
+    opts.create = create;
+    opts.limit_upload_kib = limit_upload_kib;
+    opts.settings = settings.clone();
+    opts.isolated = true;
     let store = Store::open_with(url, &opts);
     wipe(&mut opts.settings);
     Ok(store?)

@@ -12,7 +12,7 @@
 //! cache (cached index table, snapshots and trees), which it does not
 //! trust: key files, the config and every index file are read and
 //! verified too, so a damaged object is reported whatever the cache holds.
-//! With `with_cache` it uses the cache, which is faster and checks only
+//! With [`MetadataSource::Cache`] it uses the cache, which is faster and checks only
 //! what the cache does not hold.
 
 mod objects;
@@ -28,8 +28,20 @@ use futures::StreamExt;
 
 use crate::{BlobLocation, Index, Repository, Result, WarmOptions, WarmReport, paths};
 
+/// Where `check` reads the index, snapshots and trees from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetadataSource {
+    /// The repository itself: every copy is verified.
+    #[default]
+    Repository,
+    /// The local cache where it holds them (faster; damage to the
+    /// repository's copies can go unnoticed).
+    Cache,
+}
+
 /// What to check.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct CheckOptions {
     /// Download and verify every blob.
     pub read_data: bool,
@@ -173,14 +185,18 @@ impl Repository {
     /// [`check`](Self::check), reading the packs `read` selects, from the
     /// repository itself (the local cache is not used).
     pub async fn check_with(&self, read: ReadData) -> Result<CheckReport> {
-        self.check_using(read, false).await
+        self.check_using(read, MetadataSource::Repository).await
     }
 
-    /// [`check_with`](Self::check_with); with `with_cache`, the index,
-    /// snapshots and trees come from the local cache where it holds them,
-    /// so damage to the repository's copies of those can go unnoticed.
-    pub async fn check_using(&self, read: ReadData, with_cache: bool) -> Result<CheckReport> {
-        self.check_warming(read, with_cache, &WarmOptions::default())
+    /// [`check_with`](Self::check_with), with the index, snapshots and
+    /// trees read from `metadata`: from the local cache where it holds
+    /// them, damage to the repository's copies of those can go unnoticed.
+    pub async fn check_using(
+        &self,
+        read: ReadData,
+        metadata: MetadataSource,
+    ) -> Result<CheckReport> {
+        self.check_warming(read, metadata, &WarmOptions::default())
             .await
     }
 
@@ -190,12 +206,12 @@ impl Repository {
     pub async fn check_warming(
         &self,
         read: ReadData,
-        with_cache: bool,
+        metadata: MetadataSource,
         warm: &WarmOptions,
     ) -> Result<CheckReport> {
         let mut report = CheckReport::default();
         let mut damage = Damage::default();
-        let view = if with_cache {
+        let view = if metadata == MetadataSource::Cache {
             for d in self.damaged() {
                 damage.object(d.object, d.problem);
             }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use cairn_core::Id;
 use cairn_core::format::{IndexPack, PackEntry};
 
-use crate::sessions::SessionHandle;
+use crate::session_handle::SessionHandle;
 use crate::{Repository, Result, paths};
 
 /// What a compaction writes.

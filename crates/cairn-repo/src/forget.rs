@@ -204,11 +204,12 @@ pub fn plan(snaps: &[(Id, Snapshot)], policy: &Policy) -> Vec<ForgetGroup> {
 
 impl Repository {
     /// Applies a retention policy to every group of snapshots and, unless
-    /// `dry_run`, deletes the snapshots it does not keep. An empty policy is
+    /// [`RunMode::DryRun`](crate::RunMode), deletes the snapshots it does not keep. An empty policy is
     /// refused: it would delete every snapshot. Under Object Lock, a
     /// snapshot whose retention has not ended is kept and reported
     /// ([`ForgetGroup::retained`]); a later run removes it.
-    pub async fn forget(&self, policy: &Policy, dry_run: bool) -> Result<ForgetReport> {
+    pub async fn forget(&self, policy: &Policy, mode: crate::RunMode) -> Result<ForgetReport> {
+        let dry_run = mode.is_dry_run();
         if policy.is_empty() {
             return Err(Error::InvalidArgument(
                 "no retention rule given: refusing to remove every snapshot".into(),

@@ -55,6 +55,7 @@ mod repack;
 mod repair;
 mod repository;
 pub mod retention;
+mod session_handle;
 mod sessions;
 mod settings;
 mod skew;
@@ -62,12 +63,12 @@ mod snapshots;
 pub mod warm;
 mod writer;
 
-pub use check::{CheckOptions, CheckProblem, CheckReport, ReadData};
+pub use check::{CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData};
 pub use error::{Damaged, Error, Result};
 pub use forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,
 };
-pub use index::{BlobLocation, Index};
+pub use index::{BlobLocation, Index, IndexView};
 pub use keyring::KeyInfo;
 pub use leftovers::Leftovers;
 pub use lock::{ExtendProgress, ExtendReport, RecoverOptions, RecoverReport, Retained};
@@ -81,3 +82,29 @@ pub use settings::{SettingsChange, policy_of};
 pub use skew::MAX_CLOCK_SKEW;
 pub use warm::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
 pub use writer::{BlobWriter, WriterStats};
+
+/// Whether a maintenance call (`forget`, `repair_index`) changes the
+/// repository or only reports what it would change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Make the changes.
+    Apply,
+    /// Change nothing; the report says what `Apply` would do.
+    DryRun,
+}
+
+impl RunMode {
+    /// True for [`RunMode::DryRun`].
+    pub fn is_dry_run(self) -> bool {
+        self == RunMode::DryRun
+    }
+
+    /// `DryRun` when `dry_run` (a command-line flag), else `Apply`.
+    pub fn dry_run_if(dry_run: bool) -> RunMode {
+        if dry_run {
+            RunMode::DryRun
+        } else {
+            RunMode::Apply
+        }
+    }
+}

@@ -24,13 +24,14 @@ use crate::compact::Compaction;
 use crate::lock::Retained;
 pub use crate::prune_checks::MIN_GRACE;
 use crate::prune_lock::IndexDeletions;
-use crate::prune_plan::{PackPlan, PackView, Waiting, pack_views};
+use crate::prune_plan::{PackPlan, PackView, Waiting, live_files, pack_views};
 use crate::repack::PackBuilders;
-use crate::sessions::SessionHandle;
+use crate::session_handle::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
 
 /// Settings for [`Repository::prune`].
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct PruneOptions {
     /// Seconds a tombstone waits before phase 2 may act on it, and a done
     /// session protects its snapshot. At least [`MIN_GRACE`]: it must
@@ -378,20 +379,6 @@ impl Repository {
         }
         Ok(())
     }
-}
-
-/// What a prune run decided to change.
-/// The index files that count, and the ids of those another supersedes.
-pub(crate) fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
-    let superseded: HashSet<Id> = all
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
-    let files = all
-        .iter()
-        .filter(|(id, _)| !superseded.contains(id))
-        .collect();
-    (superseded, files)
 }
 
 /// The index files (in force) that hold tombstones.

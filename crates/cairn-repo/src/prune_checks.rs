@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use cairn_core::Id;
 use cairn_core::format::{Session, SessionPurpose};
 
-use crate::sessions::SessionHandle;
+use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result, SESSION_TIMEOUT, paths};
 
 /// The smallest grace period prune accepts (seconds). Tombstones must stay

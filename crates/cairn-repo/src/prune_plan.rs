@@ -256,6 +256,19 @@ pub(crate) fn plan_packs(
     plan
 }
 
+/// The index files that count, and the ids of those another supersedes.
+pub(crate) fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
+    let superseded: HashSet<Id> = all
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let files = all
+        .iter()
+        .filter(|(id, _)| !superseded.contains(id))
+        .collect();
+    (superseded, files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

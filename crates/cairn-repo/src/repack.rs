@@ -7,7 +7,7 @@ use bytes::Bytes;
 use cairn_core::format::{IndexFile, IndexPack, NodeKind, PackBuilder, PackEntry, pack_v1};
 use cairn_core::{Compression, Id, Kind, seal};
 
-use crate::sessions::SessionHandle;
+use crate::session_handle::SessionHandle;
 use crate::{BlobLocation, Error, Repository, Result, paths};
 
 /// The most blobs one index file written by prune or repair lists, so no

@@ -9,7 +9,7 @@ use cairn_core::format::{IndexPack, SessionPurpose};
 use futures::StreamExt;
 
 use crate::repository::LOAD_CONCURRENCY;
-use crate::sessions::SessionHandle;
+use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result, paths};
 
 /// What `repair index` found and did.
@@ -49,7 +49,8 @@ impl Repository {
     /// `index/` before `data/`: an index file written after the pack
     /// listing may name packs the listing missed, so only files listed
     /// earlier (whose packs were all uploaded before them) are superseded.
-    pub async fn repair_index(&self, dry_run: bool) -> Result<RepairReport> {
+    pub async fn repair_index(&self, mode: crate::RunMode) -> Result<RepairReport> {
+        let dry_run = mode.is_dry_run();
         let mut report = RepairReport {
             dry_run,
             ..RepairReport::default()

@@ -22,6 +22,7 @@ pub const DEFAULT_INDEX_TABLE_LIMIT: u64 = 1 << 30;
 
 /// Settings for [`Repository::init`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct InitOptions {
     /// Password hashing cost.
     pub kdf: KdfParams,
@@ -77,6 +78,15 @@ impl InitOptions {
         }
     }
 
+    /// Production defaults, recorded as this host and user (`USER` or
+    /// `LOGNAME`) at the system clock's time.
+    pub fn from_env() -> InitOptions {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_default();
+        InitOptions::new(&crate::session_handle::hostname(), &user, SystemClock.now())
+    }
+
     /// The config these options ask for, validated.
     fn config(&self) -> Result<Config> {
         let mut config = Config::new(self.now, self.rng.as_ref());
@@ -108,6 +118,7 @@ impl InitOptions {
 
 /// Settings for [`Repository::open`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct OpenOptions {
     /// Randomness for ids and nonces of what this process writes.
     pub rng: Arc<dyn RandomSource>,
@@ -150,7 +161,7 @@ pub(crate) struct Inner {
     pub(crate) rng: Arc<dyn RandomSource>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Writer sessions this process announced and has not ended.
-    pub(crate) sessions: Mutex<Vec<Arc<crate::sessions::SessionHandle>>>,
+    pub(crate) sessions: Mutex<Vec<Arc<crate::session_handle::SessionHandle>>>,
     /// Where the index table lives (`None`: the index stays in memory).
     pub(crate) index_dir: Option<std::path::PathBuf>,
     /// Keeps a temporary index directory alive as long as the repository.
@@ -466,8 +477,14 @@ impl Repository {
         self.inner.clock.as_ref()
     }
 
-    /// A read view of the merged index.
-    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+    /// A read view of the merged index (don't hold it across an `.await`:
+    /// writers wait while it lives).
+    pub fn index(&self) -> crate::IndexView<'_> {
+        crate::IndexView::new(self.index_guard())
+    }
+
+    /// The merged index, for the crate's own passes.
+    pub(crate) fn index_guard(&self) -> RwLockReadGuard<'_, Index> {
         // A panic while holding the lock cannot leave the index half-updated
         // (updates are single inserts), so a poisoned lock is still usable.
         self.inner.index.read().unwrap_or_else(|p| p.into_inner())

@@ -27,7 +27,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
-use crate::sessions::SessionHandle;
+use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result, paths};
 
 /// Pack uploads in flight at once.

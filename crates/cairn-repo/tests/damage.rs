@@ -61,7 +61,10 @@ async fn damaged_index_file_leaves_the_repository_usable_and_repairable() {
     assert_eq!(damaged[0].object, index);
     assert_eq!(again.list_snapshots().await.expect("list").len(), 1);
 
-    let report = again.repair_index(false).await.expect("repair index");
+    let report = again
+        .repair_index(cairn_repo::RunMode::Apply)
+        .await
+        .expect("repair index");
     assert_eq!(report.unreadable_index_files.len(), 1, "{report:?}");
     assert_eq!(report.unreadable_index_files[0].0, index);
     let fixed = open(repo.store().clone(), OpenOptions::default())
@@ -96,10 +99,8 @@ async fn damaged_snapshot_is_left_out_of_the_listing_and_named() {
 /// A store with a local cache, as the CLI uses, and a table directory.
 fn cached(dir: &std::path::Path) -> (Store, OpenOptions) {
     let cache = Arc::new(Cache::open(&dir.join("cache")).expect("cache"));
-    let opts = OpenOptions {
-        index_dir: Some(dir.join("table")),
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.index_dir = Some(dir.join("table"));
     (Store::memory().with_cache(cache), opts)
 }
 
@@ -179,11 +180,9 @@ async fn index_table_cannot_outgrow_its_limit() {
     let (repo, _) = repo().await;
     backup(&repo, "h", &files(20)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = OpenOptions {
-        index_dir: Some(dir.path().to_owned()),
-        index_table_limit: 1000,
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.index_dir = Some(dir.path().to_owned());
+    opts.index_table_limit = 1000;
     match open(repo.store().clone(), opts).await {
         Err(Error::IndexTooLarge { needed, limit }) => {
             assert_eq!(limit, 1000);
@@ -296,10 +295,8 @@ async fn probed() -> (Repository, Arc<Probe>) {
     });
     let store = Store::from_object_store(probe.clone(), "probe".into());
     let clock = Arc::new(FixedClock::new(T0));
-    let opts = OpenOptions {
-        clock,
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = clock;
     (open(store, opts).await.expect("open"), probe)
 }
 
@@ -312,7 +309,9 @@ async fn repair_index_lists_index_files_before_packs_inside_a_session() {
     };
     let before = names(repo.store().list("sessions/").await.expect("list"));
     probe.log.lock().expect("log").clear();
-    repo.repair_index(false).await.expect("repair");
+    repo.repair_index(cairn_repo::RunMode::Apply)
+        .await
+        .expect("repair");
     let log = probe.log.lock().expect("log").clone();
     let at = |what: &str| {
         log.iter()
@@ -335,7 +334,10 @@ async fn repair_index_lists_index_files_before_packs_inside_a_session() {
 async fn short_pack_suffix_read_is_an_error_naming_the_pack_not_a_panic() {
     let (repo, probe) = probed().await;
     *probe.short_suffix.lock().expect("flag") = true;
-    let report = repo.repair_index(true).await.expect("repair dry run");
+    let report = repo
+        .repair_index(cairn_repo::RunMode::DryRun)
+        .await
+        .expect("repair dry run");
     assert!(!report.unreadable_packs.is_empty(), "{report:?}");
     for (object, problem) in &report.unreadable_packs {
         assert!(object.starts_with("data/"), "{object}");

@@ -49,19 +49,14 @@ fn contents() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn init_options() -> InitOptions {
-    InitOptions {
-        kdf: KdfParams::INSECURE_FAST,
-        compression_level: 3,
-        chunk_sizes: Some((16 * 1024, 64 * 1024, 256 * 1024)),
-        chunker: None,
-        data_pack_size: Some(64 * 1024),
-        host: "golden-host".into(),
-        user: "golden-user".into(),
-        now: TIME,
-        rng: Arc::new(SeededRandom::new(2026)),
-        clock: Arc::new(FixedClock::new(TIME)),
-        settings: Default::default(),
-    }
+    let mut o = InitOptions::new("golden-host", "golden-user", TIME);
+    o.kdf = KdfParams::INSECURE_FAST;
+    o.compression_level = 3;
+    o.chunk_sizes = Some((16 * 1024, 64 * 1024, 256 * 1024));
+    o.data_pack_size = Some(64 * 1024);
+    o.rng = Arc::new(SeededRandom::new(2026));
+    o.clock = Arc::new(FixedClock::new(TIME));
+    o
 }
 
 fn file_node(name: &str, content: Vec<Id>, size: u64) -> Node {
@@ -169,7 +164,14 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_reproduces_the_golden_repository_byte_for_byte() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    build(Store::open(tmp.path().to_str().expect("utf8"), true).expect("store")).await;
+    build(
+        Store::open(
+            tmp.path().to_str().expect("utf8"),
+            cairn_store::Create::IfMissing,
+        )
+        .expect("store"),
+    )
+    .await;
     let made = read_tree(tmp.path());
     if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
         let dir = golden_dir();
@@ -203,7 +205,11 @@ async fn committed_golden_repository_stays_readable() {
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, bytes).expect("write");
     }
-    let store = Store::open(tmp.path().to_str().expect("utf8"), false).expect("store");
+    let store = Store::open(
+        tmp.path().to_str().expect("utf8"),
+        cairn_store::Create::Never,
+    )
+    .expect("store");
     let repo = Repository::open(store, PASSWORD, OpenOptions::default())
         .await
         .expect("open");
@@ -239,7 +245,11 @@ async fn committed_golden_repository_stays_readable() {
         assert!(got == data, "{name} content differs");
     }
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(report.is_ok(), "{:?}", report.errors);

@@ -10,15 +10,18 @@ use common::*;
 const GRACE: i64 = cairn_repo::MIN_GRACE;
 
 fn opts() -> PruneOptions {
-    PruneOptions {
-        grace: GRACE,
-        ..PruneOptions::default()
-    }
+    let mut o = PruneOptions::default();
+    o.grace = GRACE;
+    o
 }
 
 async fn assert_clean(repo: &Repository) {
     let r = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(r.is_ok(), "{:#?}", r.errors);
@@ -52,7 +55,10 @@ async fn prune_reclaims_space_after_forgetting_a_churned_history() {
         last: 1,
         ..Default::default()
     };
-    let forgot = repo.forget(&policy, false).await.expect("forget");
+    let forgot = repo
+        .forget(&policy, cairn_repo::RunMode::Apply)
+        .await
+        .expect("forget");
     assert_eq!(forgot.removed().count(), 11);
 
     let first = repo.prune(opts()).await.expect("prune phase 1");
@@ -219,7 +225,10 @@ async fn repair_index_rebuilds_a_deleted_index_without_losing_data() {
             .is_ok()
     );
 
-    let report = broken.repair_index(false).await.expect("repair");
+    let report = broken
+        .repair_index(cairn_repo::RunMode::Apply)
+        .await
+        .expect("repair");
     assert_eq!(report.packs, count(&repo, "data").await);
     assert!(report.unreadable_packs.is_empty());
     let fixed = reopen(&repo, clock).await;
@@ -237,9 +246,10 @@ async fn a_dry_run_changes_nothing_and_prune_ends_its_session() {
         .expect("forget");
     let before = repo.store().list("").await.expect("list");
     let dry = repo
-        .prune(PruneOptions {
-            dry_run: true,
-            ..opts()
+        .prune({
+            let mut o = opts();
+            o.dry_run = true;
+            o
         })
         .await
         .expect("dry run");

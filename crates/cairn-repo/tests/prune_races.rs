@@ -12,15 +12,18 @@ use common::*;
 const GRACE: i64 = cairn_repo::MIN_GRACE;
 
 fn opts() -> PruneOptions {
-    PruneOptions {
-        grace: GRACE,
-        ..PruneOptions::default()
-    }
+    let mut o = PruneOptions::default();
+    o.grace = GRACE;
+    o
 }
 
 async fn assert_clean(repo: &Repository) {
     let r = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(r.is_ok(), "{:#?}", r.errors);

@@ -30,11 +30,9 @@ impl Rng {
 
 /// A handle of its own (another process) with seeded randomness.
 async fn handle(repo: &Repository, clock: Arc<FixedClock>, seed: u64) -> Repository {
-    let opts = OpenOptions {
-        clock,
-        rng: Arc::new(SeededRandom::new(seed)),
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = clock;
+    opts.rng = Arc::new(SeededRandom::new(seed));
     Repository::open(repo.store().clone(), PASSWORD, opts)
         .await
         .expect("open")
@@ -52,11 +50,10 @@ fn dataset(rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
 }
 
 fn prune_opts() -> PruneOptions {
-    PruneOptions {
-        grace: cairn_repo::MIN_GRACE,
-        max_unused: 0.0,
-        ..PruneOptions::default()
-    }
+    let mut o = PruneOptions::default();
+    o.grace = cairn_repo::MIN_GRACE;
+    o.max_unused = 0.0;
+    o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +116,11 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
     assert!(deleted_total > 0, "prune must have deleted something");
     let reader = handle(&repo, clock.clone(), 7).await;
     let report = reader
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(report.is_ok(), "{:#?}", report.errors);

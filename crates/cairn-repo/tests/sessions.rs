@@ -138,9 +138,10 @@ async fn expired_session_never_comes_back() {
     clock.set(T0 + SESSION_TIMEOUT + 1);
     let other = reopen(&repo, clock.clone()).await;
     let p = other
-        .prune(cairn_repo::PruneOptions {
-            grace: cairn_repo::MIN_GRACE,
-            ..Default::default()
+        .prune({
+            let mut o = cairn_repo::PruneOptions::default();
+            o.grace = cairn_repo::MIN_GRACE;
+            o
         })
         .await
         .expect("prune");
@@ -213,10 +214,8 @@ async fn an_unreadable_session_does_not_fail_prune_but_holds_deletions() {
         .delete(&format!("snapshots/{old}"))
         .await
         .expect("forget");
-    let opts = cairn_repo::PruneOptions {
-        grace: cairn_repo::MIN_GRACE,
-        ..Default::default()
-    };
+    let mut opts = cairn_repo::PruneOptions::default();
+    opts.grace = cairn_repo::MIN_GRACE;
     clock.set(T0 + 10);
     repo.prune(opts).await.expect("phase 1");
     let bogus = cairn_core::Id::from_bytes([0xab; 32]);
@@ -243,9 +242,10 @@ async fn an_unreadable_session_does_not_fail_prune_but_holds_deletions() {
 async fn a_grace_period_below_the_minimum_is_refused() {
     let (repo, _clock) = repo().await;
     let e = repo
-        .prune(cairn_repo::PruneOptions {
-            grace: 0,
-            ..Default::default()
+        .prune({
+            let mut o = cairn_repo::PruneOptions::default();
+            o.grace = 0;
+            o
         })
         .await
         .expect_err("grace 0 must be refused");
@@ -267,10 +267,8 @@ impl Clock for OffsetClock {
 }
 
 async fn on_clock(repo: &cairn_repo::Repository, offset: i64) -> cairn_repo::Repository {
-    let opts = cairn_repo::OpenOptions {
-        clock: std::sync::Arc::new(OffsetClock(offset)),
-        ..Default::default()
-    };
+    let mut opts = cairn_repo::OpenOptions::default();
+    opts.clock = std::sync::Arc::new(OffsetClock(offset));
     cairn_repo::Repository::open(repo.store().clone(), PASSWORD, opts)
         .await
         .expect("open")
@@ -279,10 +277,8 @@ async fn on_clock(repo: &cairn_repo::Repository, offset: i64) -> cairn_repo::Rep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_clock_far_from_the_servers_is_refused() {
     let (repo, _clock) = repo().await;
-    let opts = cairn_repo::PruneOptions {
-        grace: cairn_repo::MIN_GRACE,
-        ..Default::default()
-    };
+    let mut opts = cairn_repo::PruneOptions::default();
+    opts.grace = cairn_repo::MIN_GRACE;
     // The in-memory server stamps objects with the real time.
     let ahead = on_clock(&repo, 2 * 3600).await;
     let e = ahead.prune(opts).await.expect_err("skewed prune");
@@ -317,7 +313,7 @@ async fn clock_skew_is_measured_against_a_real_s3_server() {
         head.trim_end_matches('/'),
         std::process::id()
     );
-    let store = cairn_store::Store::open(&url, true).expect("store");
+    let store = cairn_store::Store::open(&url, cairn_store::Create::IfMissing).expect("store");
     let repo = cairn_repo::Repository::init(
         store,
         PASSWORD,
@@ -325,10 +321,8 @@ async fn clock_skew_is_measured_against_a_real_s3_server() {
     )
     .await
     .expect("init");
-    let opts = cairn_repo::PruneOptions {
-        grace: cairn_repo::MIN_GRACE,
-        ..Default::default()
-    };
+    let mut opts = cairn_repo::PruneOptions::default();
+    opts.grace = cairn_repo::MIN_GRACE;
     let e = on_clock(&repo, 3600)
         .await
         .prune(opts)

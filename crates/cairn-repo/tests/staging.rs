@@ -14,12 +14,14 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_removes_temporary_files_of_killed_uploads_after_the_grace() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().display().to_string(), false).expect("open");
+    let store = Store::open(
+        &dir.path().display().to_string(),
+        cairn_store::Create::Never,
+    )
+    .expect("open");
     let clock = Arc::new(FixedClock::new(T0));
-    let opts = InitOptions {
-        clock: clock.clone(),
-        ..InitOptions::insecure_fast_for_tests()
-    };
+    let mut opts = InitOptions::insecure_fast_for_tests();
+    opts.clock = clock.clone();
     let repo = Repository::init(store, PASSWORD, opts).await.expect("init");
     let snap = backup(&repo, "h", &[("f".into(), content(1, 5000))]).await;
 
@@ -41,7 +43,11 @@ async fn prune_removes_temporary_files_of_killed_uploads_after_the_grace() {
         .expect("age the file");
 
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
@@ -57,9 +63,10 @@ async fn prune_removes_temporary_files_of_killed_uploads_after_the_grace() {
     // must not make the running writer's file look old.
     clock.set(T0 + 100 * cairn_repo::MIN_GRACE);
     let report = repo
-        .prune(PruneOptions {
-            grace: cairn_repo::MIN_GRACE,
-            ..PruneOptions::default()
+        .prune({
+            let mut o = PruneOptions::default();
+            o.grace = cairn_repo::MIN_GRACE;
+            o
         })
         .await
         .expect("prune");

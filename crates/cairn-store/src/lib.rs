@@ -50,6 +50,7 @@ pub use metrics::{Metrics, MetricsSnapshot, MetricsStore};
 pub use s3api::{Availability, ObjectStatus, ObjectVersion, is_archival_class, parse_date};
 pub use staging::StagingFile;
 pub use store::{
-    MULTIPART_THRESHOLD, ObjectClass, ObjectInfo, Retention, StoragePolicy, Store, StoreOptions,
+    Create, MULTIPART_THRESHOLD, ObjectClass, ObjectInfo, Retention, StoragePolicy, Store,
+    StoreOptions,
 };
 pub use url::{Location, S3Options, parse_location};

@@ -125,7 +125,8 @@ mod tests {
     #[tokio::test]
     async fn killed_uploads_are_found_and_removed_and_nothing_else_is() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().display().to_string(), false).expect("open");
+        let store =
+            Store::open(&dir.path().display().to_string(), crate::Create::Never).expect("open");
         store
             .put("data/ab/real", b"object".to_vec().into())
             .await

@@ -94,8 +94,18 @@ impl StoragePolicy {
     }
 }
 
+/// Whether opening a local store may create its directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// A missing directory is an error.
+    Never,
+    /// A missing directory is created (for `init`).
+    IfMissing,
+}
+
 /// How to open a store.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// Create a missing local directory (for `init`).
     pub create: bool,
@@ -140,13 +150,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store at `url`. With `create`, a missing local directory is
-    /// created (for `init`); without it, a missing directory is an error.
-    pub fn open(url: &str, create: bool) -> StoreResult<Store> {
+    /// Opens the store at `url`. With [`Create::IfMissing`], a missing
+    /// local directory is created (for `init`); with [`Create::Never`], a
+    /// missing directory is an error.
+    pub fn open(url: &str, create: Create) -> StoreResult<Store> {
         Store::open_with(
             url,
             &StoreOptions {
-                create,
+                create: create == Create::IfMissing,
                 ..Default::default()
             },
         )

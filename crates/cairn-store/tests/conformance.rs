@@ -187,7 +187,11 @@ async fn memory_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_directory_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().to_str().expect("utf8"), false).expect("open");
+    let store = Store::open(
+        dir.path().to_str().expect("utf8"),
+        cairn_store::Create::Never,
+    )
+    .expect("open");
     suite(
         store,
         Traits {
@@ -230,7 +234,7 @@ async fn s3_store_on_garage_conforms() {
     let Some(url) = s3_url("conformance") else {
         return;
     };
-    let store = Store::open(&url, false).expect("open");
+    let store = Store::open(&url, cairn_store::Create::Never).expect("open");
     // Garage ignores If-None-Match on PUT: create-only is not enforced there.
     suite(
         store,

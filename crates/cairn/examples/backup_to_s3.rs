@@ -44,13 +44,9 @@ fn args() -> Result<Args, String> {
 
 /// Opens the repository at `url`, creating it if the location is empty.
 async fn open_or_create(url: &str, password: &[u8]) -> Result<Repository, Error> {
-    let store = Store::open_with(
-        url,
-        &StoreOptions {
-            create: true,
-            ..Default::default()
-        },
-    )?;
+    let mut options = StoreOptions::default();
+    options.create = true;
+    let store = Store::open_with(url, &options)?;
     match Repository::open(store.clone(), password, Default::default()).await {
         Ok(repo) => Ok(repo),
         Err(e) => {
@@ -81,15 +77,9 @@ async fn run(a: Args, password: &[u8]) -> Result<(), Error> {
             );
         }
     });
-    let outcome = cairn::backup(
-        &repo,
-        BackupOptions {
-            program_version: "backup_to_s3 example".into(),
-            ..BackupOptions::new(&repo, vec![a.dir.clone()])
-        },
-        progress,
-    )
-    .await;
+    let mut options = BackupOptions::new(&repo, vec![a.dir.clone()]);
+    options.program_version = "backup_to_s3 example".into();
+    let outcome = cairn::backup(&repo, options, progress).await;
     ticker.abort();
     let outcome = outcome?;
     let st = &outcome.snapshot.stats;

@@ -17,7 +17,7 @@
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use cairn::{BackupOptions, InitOptions, ParentChoice, Progress, Repository, RestoreOptions, Store};
+//! use cairn::{BackupOptions, InitOptions, Progress, Repository, RestoreOptions, Store};
 //!
 //! let source = tempfile::tempdir()?;
 //! std::fs::write(source.path().join("hello.txt"), "hello, volume")?;
@@ -25,32 +25,15 @@
 //! let store = Store::memory();
 //! let repo = Repository::init(store, b"correct horse", InitOptions::insecure_fast_for_tests()).await?;
 //!
-//! let outcome = cairn::backup(
-//!     &repo,
-//!     BackupOptions {
-//!         paths: vec![source.path().to_owned()],
-//!         hostname: "node-a".into(),
-//!         username: "root".into(),
-//!         tags: vec!["example".into()],
-//!         parent: ParentChoice::Auto,
-//!         source: cairn::Source::Filesystem,
-//!         time: cairn::Timestamp { secs: 1_700_000_000, nanos: 0 },
-//!         program_version: "example".into(),
-//!         ..Default::default()
-//!     },
-//!     Arc::new(Progress::default()),
-//! )
-//! .await?;
+//! let mut options = BackupOptions::new(&repo, vec![source.path().to_owned()]);
+//! options.tags = vec!["example".into()];
+//! let outcome = cairn::backup(&repo, options, Arc::new(Progress::default())).await?;
 //! assert_eq!(outcome.snapshot.stats.files_new, 1);
 //!
 //! let target = tempfile::tempdir()?;
-//! let restored = cairn::restore(
-//!     &repo,
-//!     &outcome.snapshot,
-//!     RestoreOptions { target: target.path().to_owned(), owners: Some(false), ..Default::default() },
-//!     Arc::new(Progress::default()),
-//! )
-//! .await?;
+//! let mut options = RestoreOptions::new(target.path());
+//! options.owners = Some(false);
+//! let restored = cairn::restore(&repo, &outcome.snapshot, options, Arc::new(Progress::default())).await?;
 //! assert!(restored.errors.is_empty());
 //! assert_eq!(std::fs::read_to_string(target.path().join("hello.txt"))?, "hello, volume");
 //! # Ok(())
@@ -75,8 +58,8 @@ pub use cairn_fs::{
 };
 pub use cairn_fs::{data_packs, warm_for_copy, warm_up};
 pub use cairn_repo::{
-    CheckOptions, CheckProblem, CheckReport, InitOptions, KeyInfo, OpenOptions, Repository,
-    WriterStats,
+    BlobLocation, CheckOptions, CheckProblem, CheckReport, IndexView, InitOptions, KeyInfo,
+    MetadataSource, OpenOptions, Repository, RunMode, WriterStats,
 };
 pub use cairn_repo::{
     ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, SettingsChange,
@@ -84,7 +67,7 @@ pub use cairn_repo::{
 };
 pub use cairn_repo::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
 pub use cairn_store::{
-    Availability, Cache, HttpFaults, ObjectStatus, Store, StoreError, StoreOptions,
+    Availability, Cache, Create, HttpFaults, ObjectStatus, Store, StoreError, StoreOptions,
 };
 
 /// Tunes the C allocator for cairn's workload; binaries call it first

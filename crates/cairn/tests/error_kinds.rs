@@ -14,19 +14,18 @@ use cairn::{
 const PASSWORD: &[u8] = b"error kinds";
 
 async fn local_repo(dir: &Path) -> Repository {
-    let store = Store::open(dir.to_str().expect("utf-8"), true).expect("store");
+    let store = Store::open(dir.to_str().expect("utf-8"), cairn::Create::IfMissing).expect("store");
     Repository::init(store, PASSWORD, InitOptions::insecure_fast_for_tests())
         .await
         .expect("init")
 }
 
 fn options(dir: &Path) -> BackupOptions {
-    BackupOptions {
-        paths: vec![dir.to_owned()],
-        hostname: "h".into(),
-        parent: ParentChoice::None,
-        ..Default::default()
-    }
+    let mut o = BackupOptions::default();
+    o.paths = vec![dir.to_owned()];
+    o.hostname = "h".into();
+    o.parent = ParentChoice::None;
+    o
 }
 
 fn kind<T, E: Into<Error>>(r: Result<T, E>) -> Error {
@@ -42,7 +41,8 @@ async fn wrong_password_missing_things_conflicts_and_bad_requests() {
     let repo_dir = tmp.path().join("repo");
     let repo = local_repo(&repo_dir).await;
 
-    let store = Store::open(repo_dir.to_str().expect("utf-8"), false).expect("store");
+    let store =
+        Store::open(repo_dir.to_str().expect("utf-8"), cairn::Create::Never).expect("store");
     let e = kind(Repository::open(store, b"not it", Default::default()).await);
     assert_eq!(e.kind(), ErrorKind::WrongPassword, "{e}");
     assert!(!e.is_retryable());
@@ -52,11 +52,12 @@ async fn wrong_password_missing_things_conflicts_and_bad_requests() {
 
     let empty = tmp.path().join("nothing-here");
     std::fs::create_dir(&empty).expect("mkdir");
-    let store = Store::open(empty.to_str().expect("utf-8"), false).expect("store");
+    let store = Store::open(empty.to_str().expect("utf-8"), cairn::Create::Never).expect("store");
     let e = kind(Repository::open(store, PASSWORD, Default::default()).await);
     assert_eq!(e.kind(), ErrorKind::NotFound, "no repository there: {e}");
 
-    let store = Store::open(repo_dir.to_str().expect("utf-8"), false).expect("store");
+    let store =
+        Store::open(repo_dir.to_str().expect("utf-8"), cairn::Create::Never).expect("store");
     let e = kind(Repository::init(store, PASSWORD, InitOptions::insecure_fast_for_tests()).await);
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
 
@@ -143,11 +144,9 @@ fn s3_settings(secret: &str) -> BTreeMap<String, String> {
 async fn storage_that_cannot_be_reached_is_transient_and_retryable() {
     // Nothing listens on port 9 of loopback.
     let url = "s3://bucket/repo?endpoint=http://127.0.0.1:9&region=garage&path-style=true&allow-http=true";
-    let opts = StoreOptions {
-        settings: s3_settings("secret"),
-        isolated: true,
-        ..Default::default()
-    };
+    let mut opts = StoreOptions::default();
+    opts.settings = s3_settings("secret");
+    opts.isolated = true;
     let store = Store::open_with(url, &opts).expect("store");
     let e = kind(Repository::open(store, PASSWORD, Default::default()).await);
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
@@ -164,11 +163,9 @@ async fn storage_that_refuses_the_credentials_is_permission_denied() {
         eprintln!("SKIP: CAIRN_TEST_S3_URL is not set (scripts/garage.sh)");
         return;
     };
-    let opts = StoreOptions {
-        settings: s3_settings("not-the-secret-key"),
-        isolated: true,
-        ..Default::default()
-    };
+    let mut opts = StoreOptions::default();
+    opts.settings = s3_settings("not-the-secret-key");
+    opts.isolated = true;
     let store = Store::open_with(&base, &opts).expect("store");
     let e = kind(Repository::open(store, PASSWORD, Default::default()).await);
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");

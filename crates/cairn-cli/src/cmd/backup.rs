@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use cairn::{BackupOptions, ParentChoice, Progress, Selection, Source};
+use cairn::{BackupOptions, ParentChoice, Progress, Selection};
 
 use crate::cli::{BackupArgs, Global};
 use crate::output::{Bar, bytes};
@@ -30,29 +30,23 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
         bar.scan(progress.clone(), a.paths.clone());
     }
     let interrupt = crate::output::stop_on_interrupt(progress.clone());
-    let opts = BackupOptions {
-        paths: a.paths,
-        hostname: a.host.unwrap_or_else(context::hostname),
-        username: context::username(),
-        tags: a.tags,
-        parent,
-        source: Source::Filesystem,
-        time: context::now(),
-        program_version: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_owned(),
-        selection: Selection {
-            exclude,
-            iexclude: a.iexclude,
-            ignore_file: (!a.no_ignore_files).then(|| ".cairnignore".to_owned()),
-            exclude_caches: a.exclude_caches,
-            one_file_system: a.one_file_system,
-            read_special: a.read_special,
-        },
-        change_detection: if a.ignore_inode {
-            cairn::ChangeDetection::SizeAndMtime
-        } else {
-            cairn::ChangeDetection::Strict
-        },
+    let mut opts = BackupOptions::new(&repo, a.paths);
+    opts.hostname = a.host.unwrap_or_else(context::hostname);
+    opts.username = context::username();
+    opts.tags = a.tags;
+    opts.parent = parent;
+    opts.time = context::now();
+    opts.selection = Selection {
+        exclude,
+        iexclude: a.iexclude,
+        ignore_file: (!a.no_ignore_files).then(|| ".cairnignore".to_owned()),
+        exclude_caches: a.exclude_caches,
+        one_file_system: a.one_file_system,
+        read_special: a.read_special,
     };
+    if a.ignore_inode {
+        opts.change_detection = cairn::ChangeDetection::SizeAndMtime;
+    }
     let result = if a.stdin {
         let stdin = Box::new(std::io::stdin());
         cairn::backup_stream(&repo, opts, &a.stdin_filename, stdin, progress).await

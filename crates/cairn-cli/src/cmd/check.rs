@@ -17,7 +17,12 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
     };
     let repo = context::open(g).await?;
     let warm = super::warm_up::read_options(&a.warm, g.quiet, super::warm_up::stderr())?;
-    let report = repo.check_warming(read, a.with_cache, &warm).await?;
+    let metadata = if a.with_cache {
+        cairn::MetadataSource::Cache
+    } else {
+        cairn::MetadataSource::Repository
+    };
+    let report = repo.check_warming(read, metadata, &warm).await?;
     if a.json {
         super::print_json(&report)?;
     } else {

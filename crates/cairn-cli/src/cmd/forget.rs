@@ -10,7 +10,9 @@ use crate::{context, exit};
 pub(crate) async fn run(g: &Global, a: ForgetArgs) -> Result<u8> {
     let policy = policy(&a)?;
     let repo = context::open(g).await?;
-    let report = repo.forget(&policy, a.dry_run).await?;
+    let report = repo
+        .forget(&policy, cairn::RunMode::dry_run_if(a.dry_run))
+        .await?;
     let prune = if a.prune && !a.dry_run {
         let opts = super::prune::options(&a.prune_opts)?;
         Some(repo.prune(opts).await?)

@@ -6,52 +6,12 @@ use std::io::IsTerminal;
 use anyhow::{Result, bail};
 use cairn::layers::repo::lock::{RecoverOptions, RecoverReport, recover};
 use cairn::layers::repo::{ExtendProgress, ExtendReport};
-use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::Global;
+use crate::cli_args::{ExtendArgs, LockCommand, RecoverArgs};
 use crate::output::time;
 use crate::{context, exit};
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum LockCommand {
-    /// Extend the retention of everything the repository needs
-    ///
-    /// The config, key files, settings, the index files in force and every
-    /// pack they list with a blob still in use get now + the lock period
-    /// when less than half of it is left; a snapshot keeps the retention it
-    /// was written with, so `forget` can remove it later. Run it more
-    /// often than half the period (maintenance does).
-    Extend(ExtendArgs),
-    /// Bring back a repository hidden by delete markers
-    ///
-    /// After a delete-everything attempt on a versioned bucket, removes the
-    /// delete markers over objects of the repository whose newest version
-    /// is still retained, so the repository reads again. Needs the bucket's
-    /// credentials, not the repository's password.
-    Recover(RecoverArgs),
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ExtendArgs {
-    /// Print the report as JSON
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct RecoverArgs {
-    /// Only report what would be removed
-    #[arg(long)]
-    pub(crate) dry_run: bool,
-    /// Also bring back objects whose retention has ended, which include
-    /// snapshots and packs that forget and prune deleted on purpose
-    #[arg(long)]
-    pub(crate) include_unretained: bool,
-    /// Print the report as JSON
-    #[arg(long)]
-    pub(crate) json: bool,
-}
 
 pub(crate) async fn run(g: &Global, c: LockCommand) -> Result<u8> {
     match c {

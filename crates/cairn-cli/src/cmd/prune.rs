@@ -45,20 +45,18 @@ pub(crate) fn options(o: &PruneOpts) -> Result<PruneOptions> {
             parse_size(s).with_context(|| format!("--max-repack-size {s:?}: expected e.g. 2G"))?,
         ),
     };
-    Ok(PruneOptions {
-        grace,
-        max_unused: max_unused / 100.0,
-        max_repack_size,
-        dry_run: false,
-        repack_cold: o.repack_cold,
-    })
+    let mut opts = cairn::PruneOptions::default();
+    opts.grace = grace;
+    opts.max_unused = max_unused / 100.0;
+    opts.max_repack_size = max_repack_size;
+    opts.dry_run = false;
+    opts.repack_cold = o.repack_cold;
+    Ok(opts)
 }
 
 pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
-    let opts = cairn::PruneOptions {
-        dry_run: a.dry_run,
-        ..options(&a.opts)?
-    };
+    let mut opts = options(&a.opts)?;
+    opts.dry_run = a.dry_run;
     if opts.grace < cairn::layers::repo::MIN_GRACE {
         bail!(
             "--grace {}: at least {}h is needed to cover clock differences between hosts and listing delays",

@@ -8,7 +8,9 @@ use crate::{context, exit};
 pub(crate) async fn run(g: &Global, c: RepairCommand) -> Result<u8> {
     let RepairCommand::Index(a) = c;
     let repo = context::open(g).await?;
-    let r = repo.repair_index(a.dry_run).await?;
+    let r = repo
+        .repair_index(cairn::RunMode::dry_run_if(a.dry_run))
+        .await?;
     // Damage is named on stderr whatever the output format; --json
     // carries it in `unreadable_packs` and `unreadable_index_files`.
     for (object, problem) in r.unreadable_packs.iter().chain(&r.unreadable_index_files) {

@@ -63,21 +63,23 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
     let result = cairn::restore(
         &repo,
         &snapshot,
-        RestoreOptions {
-            target: a.target.clone(),
-            path: path.as_bytes().to_vec(),
-            owners: if a.no_owner { Some(false) } else { None },
-            include: a.include.clone(),
-            exclude: a.exclude.clone(),
-            overwrite: match a.overwrite {
+        {
+            let mut o = RestoreOptions::default();
+            o.target = a.target.clone();
+            o.path = path.as_bytes().to_vec();
+            o.owners = if a.no_owner { Some(false) } else { None };
+            o.include = a.include.clone();
+            o.exclude = a.exclude.clone();
+            o.overwrite = match a.overwrite {
                 OverwriteArg::Always => Overwrite::Always,
                 OverwriteArg::IfChanged => Overwrite::IfChanged,
                 OverwriteArg::Never => Overwrite::Never,
-            },
-            delete: a.delete,
-            verify: a.verify,
-            untrusted: a.untrusted,
-            warm,
+            };
+            o.delete = a.delete;
+            o.verify = a.verify;
+            o.untrusted = a.untrusted;
+            o.warm = warm;
+            o
         },
         progress,
     )

@@ -3,35 +3,10 @@
 
 use anyhow::{Result, bail};
 use cairn::{Lock, LockMode, Settings, SettingsChange};
-use clap::Args;
 
 use crate::cli::Global;
+use crate::cli_args::{SettingsArgs, StorageArgs};
 use crate::{context, exit};
-
-/// Storage classes and object lock, for `init` and `settings`.
-#[derive(Debug, Args, Default)]
-pub(crate) struct StorageArgs {
-    /// S3 storage class of data packs, e.g. GLACIER_IR, GLACIER or
-    /// DEEP_ARCHIVE ("" for the bucket's default); tree packs, index
-    /// files, snapshots and keys keep --metadata-storage-class, so
-    /// backups, listings and browsing never read an archived object
-    #[arg(long, value_name = "CLASS")]
-    pub(crate) data_storage_class: Option<String>,
-    /// S3 storage class of every other object ("" for the default)
-    #[arg(long, value_name = "CLASS")]
-    pub(crate) metadata_storage_class: Option<String>,
-    /// Give every new object an S3 Object Lock retention in this mode
-    /// (governance or compliance; `none` stops locking new objects); the
-    /// bucket must have Object Lock enabled
-    #[arg(long, value_name = "MODE")]
-    pub(crate) object_lock: Option<String>,
-    /// Retention in days from each write (and each `cairn lock extend`)
-    #[arg(long, value_name = "N", group = "lock_period")]
-    pub(crate) lock_days: Option<u32>,
-    /// Retention as a duration: 90s, 12h, 30d
-    #[arg(long, value_name = "DURATION", group = "lock_period")]
-    pub(crate) lock_duration: Option<String>,
-}
 
 impl StorageArgs {
     /// The settings change these flags ask for.
@@ -77,15 +52,6 @@ pub(crate) fn parse_duration(s: &str) -> Result<u64> {
         _ => bail!("{s:?}: the unit must be s, m, h or d"),
     };
     Ok(n.saturating_mul(unit))
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct SettingsArgs {
-    #[command(flatten)]
-    pub(crate) storage: StorageArgs,
-    /// Print the settings as JSON
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
 /// Shows the settings, or changes them when a flag is given.

@@ -6,68 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cairn::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
-use clap::Args;
 
 use crate::cli::Global;
+use crate::cli_args::{RequestArgs, TierArg, WarmArgs, WarmUpArgs};
 use crate::output::bytes;
 use crate::{context, exit};
-
-/// How restores from archival storage are asked for and waited on.
-#[derive(Debug, Args)]
-pub(crate) struct RequestArgs {
-    /// Days a restored pack stays readable
-    #[arg(long, default_value_t = 7, value_name = "N")]
-    pub(crate) restore_days: u32,
-    /// S3 retrieval tier of the restores asked for
-    #[arg(long, value_enum, default_value = "standard", value_name = "TIER")]
-    pub(crate) restore_tier: TierArg,
-    /// Time between two looks at the packs being restored (e.g. 30s, 5m)
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
-    pub(crate) poll_interval: String,
-}
-
-/// `--restore-tier` choices.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum TierArg {
-    /// Minutes, the dearest (GLACIER: 1-5 minutes; not for DEEP_ARCHIVE)
-    Expedited,
-    /// Hours (GLACIER: 3-5 hours; DEEP_ARCHIVE: within 12 hours)
-    Standard,
-    /// Many hours, the cheapest (GLACIER: 5-12 hours; DEEP_ARCHIVE: within 48 hours)
-    Bulk,
-}
-
-/// The warm-up flags of commands that read data packs.
-#[derive(Debug, Args)]
-pub(crate) struct WarmArgs {
-    /// Ask for the restore of archived packs and wait for them before
-    /// reading, whatever the repository's settings say (for buckets whose
-    /// lifecycle rules move packs to GLACIER or DEEP_ARCHIVE); done anyway
-    /// when the data storage class is archival
-    #[arg(long)]
-    pub(crate) warm_up: bool,
-    #[command(flatten)]
-    pub(crate) request: RequestArgs,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct WarmUpArgs {
-    /// Snapshot id prefix or "latest"
-    #[arg(value_name = "SNAPSHOT")]
-    pub(crate) snapshot: String,
-    /// Paths inside the snapshot whose files will be restored (default:
-    /// everything)
-    #[arg(value_name = "PATH")]
-    pub(crate) paths: Vec<String>,
-    #[command(flatten)]
-    pub(crate) request: RequestArgs,
-    /// Also wait until every pack is readable
-    #[arg(long)]
-    pub(crate) wait: bool,
-    /// Print the counts as JSON
-    #[arg(long)]
-    pub(crate) json: bool,
-}
 
 /// Where progress lines go.
 pub(crate) type Print = Arc<dyn Fn(&str) + Send + Sync>;
@@ -127,19 +70,19 @@ pub(crate) fn options(
     let observer = (!quiet).then(|| -> cairn::layers::repo::warm::WarmObserver {
         Arc::new(move |t: &WarmTally| print(&progress_line(t)))
     });
-    Ok(WarmOptions {
-        when,
-        days: a.restore_days,
-        tier: match a.restore_tier {
-            TierArg::Expedited => Tier::Expedited,
-            TierArg::Standard => Tier::Standard,
-            TierArg::Bulk => Tier::Bulk,
-        },
-        poll_interval,
-        wait: true,
-        observer,
-        stop: None,
-    })
+    let mut o = WarmOptions::default();
+    o.when = when;
+    o.days = a.restore_days;
+    o.tier = match a.restore_tier {
+        TierArg::Expedited => Tier::Expedited,
+        TierArg::Standard => Tier::Standard,
+        TierArg::Bulk => Tier::Bulk,
+    };
+    o.poll_interval = poll_interval;
+    o.wait = true;
+    o.observer = observer;
+    o.stop = None;
+    Ok(o)
 }
 
 /// `--warm-up` and the request flags as options for `restore` and `check`.

@@ -40,8 +40,10 @@ pub enum ParentChoice {
     Snapshot(Id),
 }
 
-/// What to back up and how to label it.
-#[derive(Debug, Clone, Default)]
+/// What to back up and how to label it. Made by [`BackupOptions::new`]
+/// (which fills the time, host and user), then changed field by field.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BackupOptions {
     /// Paths to back up (made absolute, not resolved through symlinks).
     pub paths: Vec<PathBuf>,
@@ -74,6 +76,21 @@ impl BackupOptions {
     pub fn new(repo: &Repository, paths: Vec<PathBuf>) -> BackupOptions {
         BackupOptions {
             paths,
+            time: Timestamp {
+                secs: repo.clock().now(),
+                nanos: 0,
+            },
+            ..BackupOptions::default()
+        }
+    }
+}
+
+impl Default for BackupOptions {
+    /// No paths yet; as [`BackupOptions::new`] otherwise, with the time
+    /// from the system clock.
+    fn default() -> BackupOptions {
+        BackupOptions {
+            paths: Vec::new(),
             hostname: cairn_repo::hostname(),
             username: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
@@ -81,11 +98,13 @@ impl BackupOptions {
             parent: ParentChoice::Auto,
             source: Source::Filesystem,
             time: Timestamp {
-                secs: repo.clock().now(),
+                secs: cairn_core::Clock::now(&cairn_core::SystemClock),
                 nanos: 0,
             },
             program_version: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_owned(),
-            ..Default::default()
+            tags: Vec::new(),
+            selection: Selection::default(),
+            change_detection: ChangeDetection::default(),
         }
     }
 }

@@ -52,6 +52,7 @@ const CHUNK_CONCURRENCY: usize = 4;
 
 /// What to restore and where.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RestoreOptions {
     /// Directory to restore into (created if missing). When `path` names a
     /// file (or a block device backed up as a stream) and `target` is an
@@ -94,6 +95,17 @@ pub struct RestoreOptions {
     /// read of an archived pack ends the restore with
     /// [`cairn_store::StoreError::Archived`].
     pub warm: WarmOptions,
+}
+
+impl RestoreOptions {
+    /// Restore everything into `target`, ownership only as root, existing
+    /// files replaced; set fields on the result for anything else.
+    pub fn new(target: impl Into<PathBuf>) -> RestoreOptions {
+        RestoreOptions {
+            target: target.into(),
+            ..Default::default()
+        }
+    }
 }
 
 /// What a restore did.

@@ -145,29 +145,27 @@ pub async fn backup(
         .await?
         .filter(|(_, s)| s.root_layout == layout)
         .map_or(ParentChoice::None, |(id, _)| ParentChoice::Snapshot(id));
-    let opts = BackupOptions {
-        paths: vec![root.clone()],
-        hostname: job.node.clone(),
-        username: "root".into(),
-        tags: job.tags.clone(),
-        parent,
-        source: Source::KubernetesVolume {
-            cluster: job.volume.cluster.clone(),
-            namespace: job.volume.namespace.clone(),
-            name: job.volume.name.clone(),
-        },
-        time: Timestamp {
-            secs: job.time,
-            nanos: 0,
-        },
-        program_version: concat!("cairn-agent ", env!("CARGO_PKG_VERSION")).into(),
-        selection: Selection {
-            exclude: anchor_excludes(&root, &job.excludes),
-            one_file_system: true,
-            ..Default::default()
-        },
-        change_detection: job.change_detection,
+    let mut opts = BackupOptions::new(repo, vec![root.clone()]);
+    opts.hostname = job.node.clone();
+    opts.username = "root".into();
+    opts.tags = job.tags.clone();
+    opts.parent = parent;
+    opts.source = Source::KubernetesVolume {
+        cluster: job.volume.cluster.clone(),
+        namespace: job.volume.namespace.clone(),
+        name: job.volume.name.clone(),
     };
+    opts.time = Timestamp {
+        secs: job.time,
+        nanos: 0,
+    };
+    opts.program_version = concat!("cairn-agent ", env!("CARGO_PKG_VERSION")).into();
+    opts.selection = Selection {
+        exclude: anchor_excludes(&root, &job.excludes),
+        one_file_system: true,
+        ..Default::default()
+    };
+    opts.change_detection = job.change_detection;
     let out = cairn::backup(repo, opts, progress).await?;
     let st = out.snapshot.stats;
     let warn = if out.warnings.is_empty() {
@@ -288,14 +286,12 @@ pub async fn restore(
 /// snapshot, and a root restore must not hand it set-id executables, file
 /// capabilities or device nodes.
 fn restore_options(target: &Path, path: Vec<u8>, access: &Access) -> RestoreOptions {
-    RestoreOptions {
-        target: target.to_owned(),
-        path,
-        owners: Some(true),
-        overwrite: Overwrite::Always,
-        untrusted: !matches!(access, Access::Admin),
-        ..Default::default()
-    }
+    let mut o = RestoreOptions::new(target);
+    o.path = path;
+    o.owners = Some(true);
+    o.overwrite = Overwrite::Always;
+    o.untrusted = !matches!(access, Access::Admin);
+    o
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use crate::crd::Maintenance;
 pub const KEEP_JOBS: usize = 3;
 /// The shortest prune grace a policy may ask for.
 pub const MIN_GRACE_SECS: i64 = 3600;
-/// The prune grace when the policy names none.
-pub const DEFAULT_GRACE_SECS: i64 = 24 * 3600;
+pub use crate::maintain::DEFAULT_GRACE_SECS;
 
 /// Where a maintenance Job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -140,7 +140,7 @@ fn settings_volume(c: &crate::crd::SecretRef) -> Value {
         None => json!({"secretName": c.name, "defaultMode": 0o440}),
         Some(key) => json!({
             "secretName": c.name,
-            "items": [{"key": key, "path": crate::maintain::AWS_CREDENTIALS_FILE}],
+            "items": [{"key": key, "path": crate::aws_ini::CREDENTIALS_FILE}],
             "defaultMode": 0o440,
         }),
     }
@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(settings["items"][0]["key"], "cloud");
         assert_eq!(
             settings["items"][0]["path"],
-            crate::maintain::AWS_CREDENTIALS_FILE
+            crate::aws_ini::CREDENTIALS_FILE
         );
         let args = pod["containers"][0]["args"].to_string();
         assert!(args.contains("--settings-aws-profile=backup"), "{args}");

@@ -279,7 +279,7 @@ pub struct JobStatus {
     /// Backups: what the application hooks of the pods that mount the
     /// claim did (docs/KUBERNETES.md, "Application hooks").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hooks: Option<crate::controller::hooks::HookStatus>,
+    pub hooks: Option<super::HookStatus>,
 }
 
 /// A timestamp from seconds since the epoch.

@@ -3,6 +3,7 @@
 
 mod backup;
 mod common;
+mod hooks;
 mod repository;
 mod restore;
 mod schedule;
@@ -12,6 +13,7 @@ pub use common::{
     ChangeDetectionMode, GROUP, JobProgress, JobStatus, Phase, PvcRef, RepositoryRef,
     SnapshotPolicy, VERSION, VolumeSource, human, secs_of, time_from_secs,
 };
+pub use hooks::{HookRun, HookStatus};
 pub use repository::{
     BackupRepository, BackupRepositorySpec, BackupRepositoryStatus, Maintenance, MaintenanceStatus,
     SecretKeyRef, SecretRef,

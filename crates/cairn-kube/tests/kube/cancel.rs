@@ -88,7 +88,11 @@ async fn cancel_mid_backup_ends_canceled_within_seconds_and_leaves_the_repositor
     let repo = c.open_repository(&repo_path).await;
     assert!(repo.list_snapshots().await.expect("list").is_empty());
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(
@@ -189,7 +193,11 @@ async fn deleting_a_running_backup_stops_it_and_the_object_goes_away() {
     let repo = c.open_repository(&repo_path).await;
     assert!(repo.list_snapshots().await.expect("list").is_empty());
     let report = repo
-        .check(CheckOptions { read_data: false })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = false;
+            o
+        })
         .await
         .expect("check");
     assert!(

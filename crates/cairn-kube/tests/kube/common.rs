@@ -364,11 +364,10 @@ impl Cluster {
     /// A new local repository with small packs; returns its path.
     pub(crate) async fn init_repository(&self, name: &str) -> PathBuf {
         let path = self.scratch.path().join(name);
-        let store = Store::open(path.to_str().expect("utf-8"), true).expect("store");
-        let opts = InitOptions {
-            data_pack_size: Some(512 * 1024),
-            ..InitOptions::insecure_fast_for_tests()
-        };
+        let store =
+            Store::open(path.to_str().expect("utf-8"), cairn::Create::IfMissing).expect("store");
+        let mut opts = InitOptions::insecure_fast_for_tests();
+        opts.data_pack_size = Some(512 * 1024);
         Repository::init(store, PASSWORD.as_bytes(), opts)
             .await
             .expect("init repository");
@@ -376,7 +375,8 @@ impl Cluster {
     }
 
     pub(crate) async fn open_repository(&self, path: &Path) -> Repository {
-        let store = Store::open(path.to_str().expect("utf-8"), false).expect("store");
+        let store =
+            Store::open(path.to_str().expect("utf-8"), cairn::Create::Never).expect("store");
         Repository::open(store, PASSWORD.as_bytes(), Default::default())
             .await
             .expect("open repository")

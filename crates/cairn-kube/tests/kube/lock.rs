@@ -45,12 +45,12 @@ async fn locked_repository_with_a_backup(url: &str) -> i64 {
         seconds: 3600,
     }));
     opts.settings = lock;
-    let store = Store::open(url, true).expect("store");
+    let store = Store::open(url, cairn::Create::IfMissing).expect("store");
     Repository::init(store, PASSWORD.as_bytes(), opts)
         .await
         .expect("init");
     let repo = Repository::open(
-        Store::open(url, false).expect("store"),
+        Store::open(url, cairn::Create::Never).expect("store"),
         PASSWORD.as_bytes(),
         OpenOptions::default(),
     )
@@ -60,16 +60,17 @@ async fn locked_repository_with_a_backup(url: &str) -> i64 {
     std::fs::write(dir.path().join("data"), noise(3, 1 << 20)).expect("write");
     cairn::backup(
         &repo,
-        BackupOptions {
-            paths: vec![dir.path().to_owned()],
-            hostname: "seed".into(),
-            parent: ParentChoice::None,
-            source: Source::Filesystem,
-            time: Timestamp {
+        {
+            let mut o = BackupOptions::default();
+            o.paths = vec![dir.path().to_owned()];
+            o.hostname = "seed".into();
+            o.parent = ParentChoice::None;
+            o.source = Source::Filesystem;
+            o.time = Timestamp {
                 secs: now,
                 nanos: 0,
-            },
-            ..Default::default()
+            };
+            o
         },
         Arc::new(cairn::Progress::default()),
     )

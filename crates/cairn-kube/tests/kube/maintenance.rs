@@ -39,22 +39,17 @@ struct Maintain {
 /// now may delete its data. Returns the bytes only `old` holds.
 async fn seed(url: &str, now: i64) -> u64 {
     let at = now - 3 * DAY;
-    let store = Store::open(url, true).expect("store");
-    Repository::init(
-        store,
-        PASSWORD.as_bytes(),
-        InitOptions {
-            data_pack_size: Some(256 * 1024),
-            ..InitOptions::new("seed", "test", at)
-        },
-    )
+    let store = Store::open(url, cairn::Create::IfMissing).expect("store");
+    Repository::init(store, PASSWORD.as_bytes(), {
+        let mut o = InitOptions::new("seed", "test", at);
+        o.data_pack_size = Some(256 * 1024);
+        o
+    })
     .await
     .expect("init");
     let open = |t: i64| async move {
-        let opts = OpenOptions {
-            clock: Arc::new(FixedClock::new(t)),
-            ..OpenOptions::default()
-        };
+        let mut opts = OpenOptions::default();
+        opts.clock = Arc::new(FixedClock::new(t));
         let store = Store::open_with(url, &StoreOptions::default()).expect("store");
         Repository::open(store, PASSWORD.as_bytes(), opts)
             .await
@@ -70,13 +65,14 @@ async fn seed(url: &str, now: i64) -> u64 {
         let repo = open(t).await;
         let out = cairn::backup(
             &repo,
-            BackupOptions {
-                paths: vec![dir],
-                hostname: "seed".into(),
-                parent: ParentChoice::None,
-                source: Source::Filesystem,
-                time: Timestamp { secs: t, nanos: 0 },
-                ..Default::default()
+            {
+                let mut o = BackupOptions::default();
+                o.paths = vec![dir];
+                o.hostname = "seed".into();
+                o.parent = ParentChoice::None;
+                o.source = Source::Filesystem;
+                o.time = Timestamp { secs: t, nanos: 0 };
+                o
             },
             Arc::new(cairn::Progress::default()),
         )
@@ -374,7 +370,7 @@ async fn a_maintenance_run_copies_new_snapshots_into_the_archive_it_names() {
     // in the archive.
     seed(&main_url, now).await;
     Repository::init(
-        Store::open(&archive_url, true).expect("store"),
+        Store::open(&archive_url, cairn::Create::IfMissing).expect("store"),
         ARCHIVE_PASSWORD.as_bytes(),
         InitOptions::insecure_fast_for_tests(),
     )
@@ -425,7 +421,7 @@ async fn a_maintenance_run_copies_new_snapshots_into_the_archive_it_names() {
         report.summary()
     );
     let archive = Repository::open(
-        Store::open(&archive_url, false).expect("store"),
+        Store::open(&archive_url, cairn::Create::Never).expect("store"),
         ARCHIVE_PASSWORD.as_bytes(),
         OpenOptions::default(),
     )

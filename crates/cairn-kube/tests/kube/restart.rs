@@ -158,7 +158,11 @@ async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stu
 
     let repo = c.open_repository(&repo_path).await;
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
@@ -166,11 +170,9 @@ async fn killing_the_agent_mid_backup_and_restarting_it_never_leaves_the_job_stu
     let out = c.scratch.path().join("restored");
     let (id, snap) = repo.find_snapshot(&snapshot).await.expect("snapshot");
     assert_eq!(id.to_hex(), snapshot);
-    let opts = cairn::RestoreOptions {
-        target: out.clone(),
-        owners: Some(false),
-        ..Default::default()
-    };
+    let mut opts = cairn::RestoreOptions::default();
+    opts.target = out.clone();
+    opts.owners = Some(false);
     cairn::restore(&repo, &snap, opts, Default::default())
         .await
         .expect("restore");

@@ -179,7 +179,7 @@ async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() 
     let node = c.create_node("n").await;
     let url = crate::common::s3_prefix(&s3, &c.ns);
     cairn::Repository::init(
-        cairn::Store::open(&url, true).expect("store"),
+        cairn::Store::open(&url, cairn::Create::IfMissing).expect("store"),
         crate::common::PASSWORD.as_bytes(),
         cairn::InitOptions::insecure_fast_for_tests(),
     )
@@ -190,7 +190,7 @@ async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() 
     std::fs::create_dir_all(&west).expect("mkdir");
     fill(&west, 4, 15_000);
     let repo = cairn::Repository::open(
-        cairn::Store::open(&url, false).expect("store"),
+        cairn::Store::open(&url, cairn::Create::Never).expect("store"),
         crate::common::PASSWORD.as_bytes(),
         Default::default(),
     )
@@ -198,20 +198,21 @@ async fn an_administrator_restores_another_clusters_snapshot_into_a_new_claim() 
     .expect("open");
     cairn::backup(
         &repo,
-        BackupOptions {
-            paths: vec![west.clone()],
-            hostname: "west-node".into(),
-            parent: cairn::ParentChoice::None,
-            source: Source::KubernetesVolume {
+        {
+            let mut o = BackupOptions::default();
+            o.paths = vec![west.clone()];
+            o.hostname = "west-node".into();
+            o.parent = cairn::ParentChoice::None;
+            o.source = Source::KubernetesVolume {
                 cluster: "west".into(),
                 namespace: c.ns.clone(),
                 name: "data".into(),
-            },
-            time: cairn::Timestamp {
+            };
+            o.time = cairn::Timestamp {
                 secs: cairn_kube::kubeutil::wall_now() - 3600,
                 nanos: 0,
-            },
-            ..Default::default()
+            };
+            o
         },
         Arc::new(cairn::Progress::default()),
     )

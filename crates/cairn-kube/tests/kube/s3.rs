@@ -140,7 +140,7 @@ async fn an_s3_repository_is_created_and_used_with_credentials_from_its_secret()
     assert_eq!(st.phase, Phase::Completed, "{:?}", st.message);
 
     // The snapshot is in the bucket (read here with the environment's credentials).
-    let store = cairn::Store::open(&url, false).expect("store");
+    let store = cairn::Store::open(&url, cairn::Create::Never).expect("store");
     let repo = cairn::Repository::open(store, PASSWORD.as_bytes(), Default::default())
         .await
         .expect("open");

@@ -401,7 +401,7 @@ async fn a_read_only_location_is_never_written() {
     let message = last.data["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("ReadOnly"), "{message}");
 
-    let store = cairn::Store::open(&s3.url(&prefix), false).expect("store");
+    let store = cairn::Store::open(&s3.url(&prefix), cairn::Create::Never).expect("store");
     let written = store.list("").await.expect("list the location's prefix");
     assert!(written.is_empty(), "written under {prefix}: {written:?}");
     c.cleanup().await;

@@ -69,12 +69,16 @@ async fn cancel_while_prepared_ends_canceled_though_the_agent_never_starts_the_j
 async fn the_repository_is_clean(c: &Cluster, s3: &S3) {
     let url = s3.url(&format!("{}/cairn", c.ns));
     assert!(list_snapshots(c, &url).is_empty(), "no snapshot was made");
-    let store = cairn::Store::open(&url, false).expect("store");
+    let store = cairn::Store::open(&url, cairn::Create::Never).expect("store");
     let repo = cairn::Repository::open(store, PASSWORD.as_bytes(), Default::default())
         .await
         .expect("open");
     let report = repo
-        .check(CheckOptions { read_data: true })
+        .check({
+            let mut o = CheckOptions::default();
+            o.read_data = true;
+            o
+        })
         .await
         .expect("check");
     assert!(

@@ -265,7 +265,7 @@ pub(crate) async fn create_repository(
 /// How many objects the repository `prefix` holds in `folder` (`data`,
 /// `index`, ...), and their bytes (read from this host).
 pub(crate) async fn objects(prefix: &str, folder: &str) -> (usize, u64) {
-    let store = cairn::Store::open(&s3_url(prefix, false), false).expect("store");
+    let store = cairn::Store::open(&s3_url(prefix, false), cairn::Create::Never).expect("store");
     let list = store
         .list(folder)
         .await
@@ -288,7 +288,7 @@ pub(crate) async fn indexed_bytes(prefix: &str) -> u64 {
 
 /// The repository `prefix` opened from this host (127.0.0.1).
 pub(crate) async fn open_repository(prefix: &str) -> cairn::Repository {
-    let store = cairn::Store::open(&s3_url(prefix, false), false).expect("store");
+    let store = cairn::Store::open(&s3_url(prefix, false), cairn::Create::Never).expect("store");
     cairn::Repository::open(store, PASSWORD.as_bytes(), Default::default())
         .await
         .expect("open repository")
@@ -300,11 +300,9 @@ pub(crate) async fn restore_snapshot(prefix: &str, id: &str) -> tempfile::TempDi
     let repo = open_repository(prefix).await;
     let (_, snap) = repo.find_snapshot(id).await.expect("snapshot");
     let out = tempfile::tempdir().expect("tempdir");
-    let opts = cairn::RestoreOptions {
-        target: out.path().to_path_buf(),
-        owners: Some(false),
-        ..Default::default()
-    };
+    let mut opts = cairn::RestoreOptions::default();
+    opts.target = out.path().to_path_buf();
+    opts.owners = Some(false);
     cairn::restore(&repo, &snap, opts, Default::default())
         .await
         .expect("restore");

@@ -26,11 +26,9 @@ use crate::fixture::{AGENT, PASSWORD, create_repository, deployed, kubectl, obje
 const DAY: i64 = 86_400;
 
 async fn open_at(prefix: &str, t: i64) -> Repository {
-    let store = Store::open(&s3_url(prefix, false), false).expect("store");
-    let opts = OpenOptions {
-        clock: Arc::new(FixedClock::new(t)),
-        ..OpenOptions::default()
-    };
+    let store = Store::open(&s3_url(prefix, false), cairn::Create::Never).expect("store");
+    let mut opts = OpenOptions::default();
+    opts.clock = Arc::new(FixedClock::new(t));
     Repository::open(store, PASSWORD.as_bytes(), opts)
         .await
         .expect("open repository")
@@ -58,13 +56,14 @@ async fn old_history(prefix: &str, now: i64) -> u64 {
         let repo = open_at(prefix, t).await;
         let out = cairn::backup(
             &repo,
-            BackupOptions {
-                paths: vec![dir],
-                hostname: "seed".into(),
-                parent: ParentChoice::None,
-                source: Source::Filesystem,
-                time: cairn::Timestamp { secs: t, nanos: 0 },
-                ..Default::default()
+            {
+                let mut o = BackupOptions::default();
+                o.paths = vec![dir];
+                o.hostname = "seed".into();
+                o.parent = ParentChoice::None;
+                o.source = Source::Filesystem;
+                o.time = cairn::Timestamp { secs: t, nanos: 0 };
+                o
             },
             Arc::new(cairn::Progress::default()),
         )

@@ -14,6 +14,7 @@ mod memory;
 mod table;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use cairn_core::{Id, Kind};
 pub(crate) use build::{Builder, DISK_PER_RECORD, TooLarge};
 pub(crate) use memory::MemIndex;
 pub(crate) use table::{Record, Table};
+pub use view::IndexView;
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -77,7 +77,7 @@ pub(crate) struct Targets {
 /// prune deletes by), so a pack whose every entry is covered is only
 /// waiting for prune.
 pub(crate) fn extend_targets(files: &[(Id, IndexFile)]) -> Targets {
-    let (_, live) = crate::prune::live_files(files);
+    let (_, live) = crate::prune_plan::live_files(files);
     let mut tombstoned: HashMap<Id, i64> = HashMap::new();
     for (_, f) in &live {
         for t in &f.tombstones {

@@ -74,6 +74,7 @@ pub type WarmStop = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How to warm packs up.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct WarmOptions {
     /// Whether to at all, for reads that warm up on their own (restore,
     /// check); [`Repository::warm_packs`] itself always does.

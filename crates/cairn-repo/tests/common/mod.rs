@@ -20,11 +20,9 @@ pub const T0: i64 = 1_800_000_000;
 /// A fresh in-memory repository whose clock the test moves.
 pub async fn repo() -> (Repository, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::new(T0));
-    let opts = InitOptions {
-        data_pack_size: Some(64 * 1024),
-        clock: clock.clone(),
-        ..InitOptions::insecure_fast_for_tests()
-    };
+    let mut opts = InitOptions::insecure_fast_for_tests();
+    opts.data_pack_size = Some(64 * 1024);
+    opts.clock = clock.clone();
     let repo = Repository::init(Store::memory(), PASSWORD, opts)
         .await
         .expect("init");
@@ -34,10 +32,8 @@ pub async fn repo() -> (Repository, Arc<FixedClock>) {
 /// Opens `repo`'s store again (another process, as far as the repository
 /// can tell) on `clock`.
 pub async fn reopen(repo: &Repository, clock: Arc<FixedClock>) -> Repository {
-    let opts = OpenOptions {
-        clock,
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = clock;
     Repository::open(repo.store().clone(), PASSWORD, opts)
         .await
         .expect("open")
@@ -187,11 +183,9 @@ pub async fn gated_repo() -> Gated {
     };
     let gated: Arc<dyn object_store::ObjectStore> = Arc::new(gated);
     let store = Store::from_object_store(gated.clone(), "gated".into());
-    let opts = InitOptions {
-        data_pack_size: Some(64 * 1024),
-        clock: clock.clone(),
-        ..InitOptions::insecure_fast_for_tests()
-    };
+    let mut opts = InitOptions::insecure_fast_for_tests();
+    opts.data_pack_size = Some(64 * 1024);
+    opts.clock = clock.clone();
     let repo = Repository::init(store.clone(), PASSWORD, opts)
         .await
         .expect("init");
@@ -207,10 +201,8 @@ pub async fn gated_repo() -> Gated {
 
 /// Another handle on `store` (another process) on `clock`.
 pub async fn open_on(store: &Store, clock: Arc<FixedClock>) -> Repository {
-    let opts = OpenOptions {
-        clock,
-        ..OpenOptions::default()
-    };
+    let mut opts = OpenOptions::default();
+    opts.clock = clock;
     Repository::open(store.clone(), PASSWORD, opts)
         .await
         .expect("open")
