@@ -10,43 +10,16 @@ use std::hint::black_box;
 use cairn_core::format::{IndexFile, IndexPack, PackBuilder, PackEntry};
 use cairn_core::{ChunkerParams, Compression, Kind, MasterKey, SeededRandom, open, seal};
 use cairn_repo::Index;
+use cairn_testkit::{noise, text};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn text(len: usize) -> Vec<u8> {
-    let words = [
-        "fn ", "let ", "cairn ", "chunk ", "(x) ", "{\n", "}\n", "self.", "0x1f ", "// why\n",
-    ];
-    let mut x = 7u64;
-    let mut out = Vec::with_capacity(len + 16);
-    while out.len() < len {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        out.extend_from_slice(words[(x >> 33) as usize % words.len()].as_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn stages(c: &mut Criterion) {
     let rng = SeededRandom::new(1);
     let keys = MasterKey::generate(&rng).derive();
     let params = ChunkerParams::with_seed(42);
-    let big = noise(64 << 20);
-    let chunk = noise(1 << 20);
-    let chunk_text = text(1 << 20);
+    let big = noise(1, 64 << 20);
+    let chunk = noise(1, 1 << 20);
+    let chunk_text = text(7, 1 << 20);
 
     let mut g = c.benchmark_group("stages");
     g.sample_size(10);

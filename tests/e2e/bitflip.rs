@@ -17,6 +17,7 @@ use cairn::{
     BackupOptions, Id, InitOptions, KdfParams, NodeKind, OpenOptions, Progress, ReadData,
     Repository, RestoreOptions, Store,
 };
+use cairn_testkit::XorShift;
 
 use crate::common::compare::{regular_files, tree_differences};
 
@@ -24,21 +25,6 @@ const FLIPS: usize = 1000;
 const SEED: u64 = 0x00c0_ffee_d00d_f11e;
 const PASSWORD: &[u8] = b"bit flips";
 const SECOND_PASSWORD: &[u8] = b"the other key";
-
-/// A fixed-seed xorshift generator: the same flips on every run.
-struct Flips(u64);
-
-impl Flips {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// What an object is, for choosing flips across kinds and for knowing
 /// which snapshots a flip may damage.
@@ -62,14 +48,14 @@ const KINDS: [Object; 6] = [
 ];
 
 fn bytes(n: u64, len: usize) -> Vec<u8> {
-    let mut g = Flips(n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut g = XorShift::new(n);
     // Half compressible, half not, so both sealed forms are exercised.
     (0..len)
         .map(|i| {
             if i % 2048 < 1024 {
                 (i / 7) as u8
             } else {
-                g.next() as u8
+                g.next_u64() as u8
             }
         })
         .collect()
@@ -338,17 +324,18 @@ async fn run() {
     let lay = layout(&pristine, &pristine_cache, &src).await;
     let (repo_dir, cache) = (tmp.path().join("work"), tmp.path().join("work-cache"));
     let out = tmp.path().join("out");
-    let mut g = Flips(SEED);
+    // A fixed-seed generator: the same flips on every run.
+    let mut g = XorShift::from_state(SEED);
     let mut per_kind: BTreeMap<Object, usize> = BTreeMap::new();
     for n in 0..FLIPS {
         copy_tree(&pristine, &repo_dir);
         copy_tree(&pristine_cache, &cache);
         let kind = KINDS[n % KINDS.len()];
         let names = &lay.objects[&kind];
-        let object = &names[g.below(names.len())];
+        let object = &names[g.below(names.len() as u64) as usize];
         let path = repo_dir.join(object);
         let len = std::fs::metadata(&path).expect("stat").len() as usize;
-        let (at, bit) = (g.below(len), g.below(8) as u8);
+        let (at, bit) = (g.below(len as u64) as usize, g.below(8) as u8);
         flip_bit(&path, at, bit);
         let what = format!("flip {n}: bit {bit} of byte {at} of {object} ({kind:?})");
         *per_kind.entry(kind).or_default() += 1;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::compare::{assert_no_differences, tree_differences};
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{CHEAP_KDF, Repo, Run, field_u64};
 use crate::moto::{bucket_and_prefix, moto_endpoint, moto_location, restore_counts, s3tool};
 
@@ -179,7 +179,7 @@ impl Cold {
 pub(crate) fn write_files(dir: &Path, n: usize, size: usize, seed: u64) {
     std::fs::create_dir_all(dir).expect("mkdir");
     for i in 0..n {
-        let mut rng = XorShift::new(seed * 1000 + i as u64);
+        let mut rng = xorshift(seed * 1000 + i as u64);
         std::fs::write(dir.join(format!("f{i:02}")), rng.bytes(size)).expect("write");
     }
 }

@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::common::source::XorShift;
+use crate::common::source::{XorShift, xorshift};
 use crate::common::{Repo, Run};
 use crate::maintenance::contents;
 
@@ -61,13 +61,13 @@ fn write_source(dir: &Path, round: usize, rng: &mut XorShift) {
     std::fs::create_dir_all(dir).expect("mkdir");
     for i in 0..6u64 {
         let version = (round / 3) as u64;
-        let mut r = XorShift::new(1 + i * 100 + version);
+        let mut r = xorshift(1 + i * 100 + version);
         std::fs::write(dir.join(format!("shared{i}")), r.bytes(24_000)).expect("write");
     }
     for i in 0..6u64 {
         let path = dir.join(format!("own{i}"));
         if round == 0 || rng.below(3) == 0 {
-            let mut r = XorShift::new(rng.next_u64());
+            let mut r = xorshift(rng.next_u64());
             let len = 4_000 + rng.below(40_000) as usize;
             std::fs::write(&path, r.bytes(len)).expect("write");
         }
@@ -110,7 +110,7 @@ fn run(tmp: &tempfile::TempDir, repo: Repo, rounds: usize, cache: Option<PathBuf
         cache,
     };
     clock.advance(0);
-    let mut rng = XorShift::new(0x5eed_2026);
+    let mut rng = xorshift(0x5eed_2026);
     let sources: Vec<PathBuf> = (0..WRITERS)
         .map(|w| tmp.path().join(format!("src{w}")))
         .collect();

@@ -218,7 +218,7 @@ fn a_killed_copy_completes_when_run_again_and_reuses_what_was_indexed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
-    let mut rng = crate::common::source::XorShift::new(77);
+    let mut rng = crate::common::source::xorshift(77);
     // 10 data packs: the writer indexes every 8.
     for i in 0..10 {
         std::fs::write(src.join(format!("f{i}")), rng.bytes(16 << 20)).expect("write");

@@ -11,16 +11,7 @@ use crate::common::{Repo, field_str, field_u64, pack_path};
 
 fn write(path: &Path, len: usize, seed: u64) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    let mut x = seed | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(path, bytes).expect("write");
+    std::fs::write(path, cairn_testkit::noise(seed, len)).expect("write");
 }
 
 fn flip(repo: &Repo, object: &str, at: u64) {

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{Repo, field_u64};
 
 const LEN: u64 = 4 << 20;
@@ -44,7 +44,7 @@ impl Drop for Loop {
 
 fn image(path: &Path, seed: u64) -> Vec<u8> {
     let mut data = vec![0u8; LEN as usize];
-    let mut rng = XorShift::new(seed);
+    let mut rng = xorshift(seed);
     // Scattered data, zeros between.
     for off in [0usize, 1 << 20, 3 << 20] {
         rng.fill(&mut data[off..off + 300_000]);
@@ -68,11 +68,7 @@ fn block_devices_round_trip_as_content_streams() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = image(&tmp.path().join("a.img"), 31);
-    std::fs::write(
-        tmp.path().join("b.img"),
-        XorShift::new(5).bytes(LEN as usize),
-    )
-    .expect("write");
+    std::fs::write(tmp.path().join("b.img"), xorshift(5).bytes(LEN as usize)).expect("write");
     let Some(a) = Loop::attach(&tmp.path().join("a.img")) else {
         return;
     };

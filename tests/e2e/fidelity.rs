@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 
-use crate::common::source::XorShift;
+use crate::common::source::{XorShift, xorshift};
 use crate::common::{Repo, field_u64};
 
 /// lstat fields that a restore must reproduce (not inode or ctime, which
@@ -407,7 +407,7 @@ fn round_trip_keeps_every_kind_of_entry_and_metadata() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut b = Builder {
         src: tmp.path().join("src"),
-        rng: XorShift::new(55),
+        rng: xorshift(55),
         skipped: Vec::new(),
     };
     b.build();

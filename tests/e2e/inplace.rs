@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::common::compare::{assert_no_differences, tree_differences};
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{Repo, field_u64};
 
 const FILES: usize = 200;
@@ -13,7 +13,7 @@ const FILE_LEN: usize = 20_000;
 
 /// 200 files of 20 000 pseudo-random bytes in 10 directories, a few `.txt`.
 fn source(root: &Path) {
-    let mut rng = XorShift::new(77);
+    let mut rng = xorshift(77);
     for i in 0..FILES {
         let dir = root.join(format!("d{}", i % 10));
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -91,7 +91,7 @@ fn in_place_restore_of_a_large_file_copies_the_chunks_it_still_holds() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
-    let big = XorShift::new(12).bytes(6 << 20);
+    let big = xorshift(12).bytes(6 << 20);
     std::fs::write(src.join("big"), &big).expect("write");
     let repo = Repo::init(tmp.path().join("repo"));
     repo.backup_json(&src);
@@ -208,7 +208,7 @@ fn dump_writes_one_file_to_stdout() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     source(&src);
-    let big = XorShift::new(3).bytes(3 << 20);
+    let big = xorshift(3).bytes(3 << 20);
     std::fs::write(src.join("big"), &big).expect("write");
     let repo = Repo::init(tmp.path().join("repo"));
     repo.backup_json(&src);

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::compare::{assert_no_differences, tree_differences};
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{Repo, Run, field_u64};
 
 #[test]
@@ -14,7 +14,7 @@ fn interrupted_backup_saves_no_snapshot_and_leaves_a_clean_repository() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
-    let mut rng = XorShift::new(41);
+    let mut rng = xorshift(41);
     for i in 0..8 {
         std::fs::write(src.join(format!("f{i}")), rng.bytes(1 << 20)).expect("write");
     }

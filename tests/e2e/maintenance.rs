@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{Repo, Run, field_str, field_u64};
 
 const DAY: i64 = 86_400;
@@ -26,7 +26,7 @@ where
 pub(crate) fn write_files(dir: &Path, n: usize, size: usize, seed: u64) {
     std::fs::create_dir_all(dir).expect("mkdir");
     for i in 0..n {
-        let mut rng = XorShift::new(seed * 1000 + i as u64);
+        let mut rng = xorshift(seed * 1000 + i as u64);
         std::fs::write(dir.join(format!("f{i:03}")), rng.bytes(size)).expect("write");
     }
 }

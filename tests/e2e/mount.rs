@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::compare::{assert_no_differences, tree_differences};
-use crate::common::source::{BIG_FILE, RELATIVE_LINK, SINGLE_FILE, TreeSpec, XorShift, generate};
+use crate::common::source::{BIG_FILE, RELATIVE_LINK, SINGLE_FILE, TreeSpec, generate, xorshift};
 use crate::common::{Repo, Run, field_str, field_u64};
 
 const MIB: u64 = 1 << 20;
@@ -189,7 +189,7 @@ fn link_target(p: &Path) -> String {
 fn file_with_holes(path: &Path, len: u64) {
     let f = File::create(path).expect("create");
     f.set_len(len).expect("set_len");
-    f.write_all_at(&XorShift::new(7).bytes(MIB as usize), 8 * MIB)
+    f.write_all_at(&xorshift(7).bytes(MIB as usize), 8 * MIB)
         .expect("write");
 }
 
@@ -321,7 +321,7 @@ fn a_random_read_of_one_mib_in_a_gigabyte_fetches_a_chunk_or_two() {
     let image = src.join("disk.img");
     let f = File::create(&image).expect("create");
     f.set_len(1 << 30).expect("set_len");
-    let mut rng = XorShift::new(0x6d6f_756e_7431);
+    let mut rng = xorshift(0x6d6f_756e_7431);
     for i in 0..16u64 {
         f.write_all_at(&rng.bytes(4 * MIB as usize), i * 64 * MIB)
             .expect("write");
@@ -439,7 +439,7 @@ fn a_damaged_chunk_reads_as_eio_and_the_rest_still_reads() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("src");
-    std::fs::write(src.join("noise"), XorShift::new(11).bytes(3 * MIB as usize)).expect("write");
+    std::fs::write(src.join("noise"), xorshift(11).bytes(3 * MIB as usize)).expect("write");
     std::fs::write(src.join("small"), b"still readable\n").expect("write");
     let (repo, _) = repo_backup(tmp.path(), &src);
     // The largest pack holds the noise: flip a byte in its middle, inside

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::compare::{assert_no_differences, tree_differences};
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{Repo, Run};
 
 const T0: i64 = 1_800_000_000;
@@ -53,7 +53,7 @@ fn a_backup_paused_past_its_session_lifetime_never_stores_deleted_data() {
     let sessions = tmp.path().join("repo").join("sessions");
 
     // S0 holds `shared`; the paused writer deduplicates against it.
-    let mut rng = XorShift::new(77);
+    let mut rng = xorshift(77);
     let old = tmp.path().join("old");
     std::fs::create_dir(&old).expect("mkdir");
     let shared = rng.bytes(600_000);

@@ -76,7 +76,7 @@ fn files_with_255_byte_names_restore() {
     for (i, last) in (b'1'..=b'8').enumerate() {
         let mut name = vec![b'n'; 254];
         name.push(last);
-        let content = crate::common::source::XorShift::new(i as u64).bytes(100_000 + i);
+        let content = crate::common::source::xorshift(i as u64).bytes(100_000 + i);
         std::fs::write(src.join(OsStr::from_bytes(&name)), content).expect("write");
     }
     let repo = Repo::init(tmp.path().join("repo"));

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{Repo, field_u64};
 
 pub(crate) const GIB: u64 = 1 << 30;
@@ -17,7 +17,7 @@ pub(crate) const MIB: u64 = 1 << 20;
 pub(crate) fn sparse_image(path: &Path, seed: u64) -> u64 {
     let f = std::fs::File::create(path).expect("create");
     f.set_len(GIB).expect("set_len");
-    let mut rng = XorShift::new(seed);
+    let mut rng = xorshift(seed);
     let mut block = vec![0u8; (4 * MIB) as usize];
     for i in 0..16u64 {
         rng.fill(&mut block);

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::process::Stdio;
 
-use crate::common::source::XorShift;
+use crate::common::source::xorshift;
 use crate::common::{Repo, Run, field_u64};
 use crate::sparse::{GIB, MIB, same_content, sparse_image};
 
@@ -15,7 +15,7 @@ use crate::sparse::{GIB, MIB, same_content, sparse_image};
 fn stdin_is_backed_up_as_one_named_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let repo = Repo::init(tmp.path().join("repo"));
-    let data = XorShift::new(8).bytes(5 << 20);
+    let data = xorshift(8).bytes(5 << 20);
     let mut cmd = repo.command(["backup", "--stdin", "--stdin-filename", "db.dump", "--json"]);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -76,7 +76,7 @@ fn image_round_trip_into_an_existing_image_with_positional_writes() {
     let stale = tmp.path().join("volume.img");
     let f = std::fs::File::create(&stale).expect("create");
     f.set_len(GIB + 4096).expect("set_len");
-    let mut junk = XorShift::new(1);
+    let mut junk = xorshift(1);
     for off in [0, 100 * MIB, 700 * MIB, GIB] {
         f.write_all_at(&junk.bytes(4096), off).expect("write");
     }

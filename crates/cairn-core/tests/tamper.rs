@@ -57,15 +57,7 @@ fn zstd_shrinks_compressible_payloads() -> Result<(), Error> {
 #[test]
 fn the_probe_skips_compression_only_for_incompressible_payloads() -> Result<(), Error> {
     let keys = MasterKey::from_bytes([1; 32]).derive();
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let noise: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = cairn_testkit::noise(1, 1 << 20);
     assert!(cairn_core::looks_incompressible(&noise));
     // Stored raw: exactly the plaintext plus the fixed overhead.
     let sealed = seal(

@@ -164,14 +164,7 @@ mod tests {
             normalization: 1,
             seed: 7,
         };
-        let mut data = vec![0u8; 300_000];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for b in data.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        let mut data = cairn_testkit::noise(1, 300_000);
         // A long run of zeros forces max-size cuts.
         data[100_000..160_000].fill(0);
         for len in [0, 1, 1023, 16384, 49151, 49152, 49153, 100_000, 300_000] {

@@ -6,36 +6,16 @@ use std::sync::Arc;
 
 use cairn_core::format::{Source, Timestamp};
 use cairn_fs::{BackupOptions, ParentChoice, Progress, RestoreOptions};
-use cairn_repo::{InitOptions, OpenOptions, Repository};
-use cairn_store::{FaultConfig, FaultStore, Store};
-use object_store::memory::InMemory;
+use cairn_testkit::{FaultPlan, MemoryRepository, noise};
 
 const PASSWORD: &[u8] = b"pw";
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 async fn restore_through(
-    memory: &Arc<InMemory>,
-    faults: FaultConfig,
+    m: &MemoryRepository,
+    faults: FaultPlan,
     snapshot: &cairn_core::format::Snapshot,
 ) -> (cairn_fs::RestoreOutcome, tempfile::TempDir) {
-    let store = Store::from_object_store(
-        Arc::new(FaultStore::new(memory.clone(), faults)),
-        "faulty".into(),
-    );
-    let repo = Repository::open(store, PASSWORD, OpenOptions::default())
-        .await
-        .expect("open");
+    let repo = m.faulty(&faults).await;
     let dst = tempfile::tempdir().expect("tempdir");
     let out = cairn_fs::restore(
         &repo,
@@ -57,16 +37,13 @@ async fn restore_through(
 async fn corrupted_or_short_pack_reads_never_become_file_content() {
     let src = tempfile::tempdir().expect("tempdir");
     let files: Vec<(String, Vec<u8>)> = (0..3)
-        .map(|i| (format!("f{i}"), pseudo_random(300_000 + i * 1000, i as u64)))
+        .map(|i| (format!("f{i}"), noise(i as u64, 300_000 + i * 1000)))
         .collect();
     for (name, data) in &files {
         std::fs::write(src.path().join(name), data).expect("write");
     }
-    let memory = Arc::new(InMemory::new());
-    let store = Store::from_object_store(memory.clone(), "memory".into());
-    let repo = Repository::init(store, PASSWORD, InitOptions::insecure_fast_for_tests())
-        .await
-        .expect("init");
+    let m = MemoryRepository::new(PASSWORD).await;
+    let repo = m.repo.clone();
     let out = cairn_fs::backup(
         &repo,
         {
@@ -88,30 +65,13 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
 
     // With every pack read damaged, even the root tree is refused.
     for (what, faults) in [
-        (
-            "corrupted",
-            FaultConfig {
-                corrupt_rate: 1.0,
-                prefix: "data/".into(),
-                ..Default::default()
-            },
-        ),
+        ("corrupted", FaultPlan::new().corrupt_reads().under("data/")),
         (
             "truncated",
-            FaultConfig {
-                truncate_rate: 1.0,
-                prefix: "data/".into(),
-                ..Default::default()
-            },
+            FaultPlan::new().truncate_reads().under("data/"),
         ),
     ] {
-        let store = Store::from_object_store(
-            Arc::new(FaultStore::new(memory.clone(), faults)),
-            "faulty".into(),
-        );
-        let faulty = Repository::open(store, PASSWORD, OpenOptions::default())
-            .await
-            .expect("open");
+        let faulty = m.faulty(&faults).await;
         let r = faulty.load_tree(&out.snapshot.tree).await;
         assert!(r.is_err(), "{what}: a damaged tree read must be refused");
     }
@@ -119,20 +79,8 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
     // Damage only the reads of one data pack: the files with chunks there
     // fail, none is written with wrong bytes, no temporary file is left.
     for (what, faults) in [
-        (
-            "corrupted",
-            FaultConfig {
-                corrupt_rate: 1.0,
-                ..Default::default()
-            },
-        ),
-        (
-            "truncated",
-            FaultConfig {
-                truncate_rate: 1.0,
-                ..Default::default()
-            },
-        ),
+        ("corrupted", FaultPlan::new().corrupt_reads()),
+        ("truncated", FaultPlan::new().truncate_reads()),
     ] {
         // The fault store damages reads under `prefix`; aim it at the packs
         // that hold data blobs, leaving the tree pack readable.
@@ -148,11 +96,8 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
         };
         assert!(!data_packs.is_empty());
         let h = data_packs[0].to_hex();
-        let faults = FaultConfig {
-            prefix: format!("data/{}/{h}", &h[..2]),
-            ..faults
-        };
-        let (outcome, dst) = restore_through(&memory, faults, &out.snapshot).await;
+        let faults = faults.under(format!("data/{}/{h}", &h[..2]));
+        let (outcome, dst) = restore_through(&m, faults, &out.snapshot).await;
         assert!(
             !outcome.errors.is_empty(),
             "{what}: damaged reads must fail files"
@@ -175,7 +120,7 @@ async fn corrupted_or_short_pack_reads_never_become_file_content() {
     }
 
     // The data itself was never harmed: a clean store restores everything.
-    let (outcome, dst) = restore_through(&memory, FaultConfig::default(), &out.snapshot).await;
+    let (outcome, dst) = restore_through(&m, FaultPlan::new(), &out.snapshot).await;
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     for (name, data) in &files {
         assert!(

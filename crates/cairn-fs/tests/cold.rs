@@ -9,42 +9,27 @@ use std::sync::Arc;
 
 use cairn_core::format::{Source, Timestamp};
 use cairn_fs::{BackupOptions, ParentChoice, Progress, RestoreOptions};
-use cairn_repo::{InitOptions, OpenOptions, ReadData, Repository};
-use cairn_store::{FaultConfig, FaultStore, Store, StoreError};
-use object_store::memory::InMemory;
+use cairn_repo::{ReadData, Repository};
+use cairn_store::StoreError;
+use cairn_testkit::{FaultPlan, MemoryRepository, noise};
 
 const PASSWORD: &[u8] = b"pw";
 /// Files of several chunks each (the test chunker averages 64 KiB).
 const BIG_FILES: usize = 40;
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A repository in memory with `big/` (files of several chunks) and
 /// `small/` (files of one chunk), in one data pack.
-async fn repository() -> (Arc<InMemory>, cairn_core::format::Snapshot) {
+async fn repository() -> (MemoryRepository, cairn_core::format::Snapshot) {
     let src = tempfile::tempdir().expect("tempdir");
     for (dir, n, len) in [("big", BIG_FILES, 256 * 1024), ("small", 50, 1000)] {
         std::fs::create_dir(src.path().join(dir)).expect("mkdir");
         for i in 0..n {
-            let data = pseudo_random(len, (i * 7 + len) as u64);
+            let data = noise((i * 7 + len) as u64, len);
             std::fs::write(src.path().join(dir).join(format!("f{i}")), data).expect("write");
         }
     }
-    let memory = Arc::new(InMemory::new());
-    let store = Store::from_object_store(memory.clone(), "memory".into());
-    let repo = Repository::init(store, PASSWORD, InitOptions::insecure_fast_for_tests())
-        .await
-        .expect("init");
+    let m = MemoryRepository::new(PASSWORD).await;
+    let repo = m.repo.clone();
     let out = cairn_fs::backup(
         &repo,
         {
@@ -62,36 +47,19 @@ async fn repository() -> (Arc<InMemory>, cairn_core::format::Snapshot) {
     )
     .await
     .expect("backup");
-    (memory, out.snapshot)
+    (m, out.snapshot)
 }
 
 /// The repository through a store whose reads under `prefix` fail as reads
 /// of an archived object do.
-async fn archived_under(memory: &Arc<InMemory>, prefix: String) -> Repository {
-    let faults = FaultConfig {
-        archived: true,
-        prefix,
-        ..Default::default()
-    };
-    let store = Store::from_object_store(
-        Arc::new(FaultStore::new(memory.clone(), faults)),
-        "archived".into(),
-    );
-    Repository::open(store, PASSWORD, OpenOptions::default())
-        .await
-        .expect("open")
+async fn archived_under(m: &MemoryRepository, prefix: String) -> Repository {
+    m.faulty(&FaultPlan::new().archived().under(prefix)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_stops_at_the_first_archived_pack_and_names_it() {
-    let (memory, snapshot) = repository().await;
-    let plain = Repository::open(
-        Store::from_object_store(memory.clone(), "memory".into()),
-        PASSWORD,
-        OpenOptions::default(),
-    )
-    .await
-    .expect("open");
+    let (m, snapshot) = repository().await;
+    let plain = m.reopen().await;
     let packs = cairn_fs::data_packs(&plain, &snapshot, &[])
         .await
         .expect("packs");
@@ -108,7 +76,7 @@ async fn a_restore_stops_at_the_first_archived_pack_and_names_it() {
     // Files of one chunk go by pack (one read per range), larger ones
     // chunk by chunk: both stop.
     for dir in ["small", "big"] {
-        let repo = archived_under(&memory, path.clone()).await;
+        let repo = archived_under(&m, path.clone()).await;
         let before = repo.store().metrics().range_gets;
         let dst = tempfile::tempdir().expect("tempdir");
         let r = cairn_fs::restore(
@@ -141,19 +109,13 @@ async fn a_restore_stops_at_the_first_archived_pack_and_names_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_structure_check_counts_archived_packs_instead_of_reporting_damage() {
-    let (memory, snapshot) = repository().await;
-    let plain = Repository::open(
-        Store::from_object_store(memory.clone(), "memory".into()),
-        PASSWORD,
-        OpenOptions::default(),
-    )
-    .await
-    .expect("open");
+    let (m, snapshot) = repository().await;
+    let plain = m.reopen().await;
     let packs = cairn_fs::data_packs(&plain, &snapshot, &[])
         .await
         .expect("packs");
     let pack = packs.iter().next().expect("a pack");
-    let repo = archived_under(&memory, format!("data/{}/{pack}", &pack.to_hex()[..2])).await;
+    let repo = archived_under(&m, format!("data/{}/{pack}", &pack.to_hex()[..2])).await;
     let report = repo
         .check_using(ReadData::None, cairn_repo::MetadataSource::Repository)
         .await

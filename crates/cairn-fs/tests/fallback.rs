@@ -11,22 +11,10 @@ use cairn_core::{FixedClock, Id};
 use cairn_fs::{BackupOptions, ParentChoice, Progress, RestoreOptions};
 use cairn_repo::{InitOptions, OpenOptions, PruneOptions, Repository};
 use cairn_store::Store;
+use cairn_testkit::noise;
 
 const T0: i64 = 1_800_000_000;
 const PASSWORD: &[u8] = b"pw";
-
-/// Deterministic, incompressible bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn backup(repo: &Repository, src: &Path, secs: i64) -> Snapshot {
     let mut opts = BackupOptions::default();

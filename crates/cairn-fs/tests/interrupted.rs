@@ -7,33 +7,17 @@ use cairn_core::SeededRandom;
 use cairn_core::format::{Source, Timestamp};
 use cairn_fs::{BackupOptions, ParentChoice, Progress, RestoreOptions};
 use cairn_repo::{CheckOptions, InitOptions, OpenOptions, Repository};
-use cairn_store::{FaultConfig, FaultStore, Store};
-use object_store::memory::InMemory;
+use cairn_store::Store;
+use cairn_testkit::{FaultPlan, faulty, noise};
 
 const PASSWORD: &[u8] = b"pw";
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// A source directory of `n` files `f0`, `f1`, … of `len` pseudo-random
+/// A source directory of `n` files `f0`, `f1`, … of `len` incompressible
 /// bytes each, the i-th from seed `seed + i`.
 fn source(n: u64, len: usize, seed: u64) -> tempfile::TempDir {
     let src = tempfile::tempdir().expect("tempdir");
     for i in 0..n {
-        std::fs::write(
-            src.path().join(format!("f{i}")),
-            pseudo_random(len, seed + i),
-        )
-        .expect("write");
+        std::fs::write(src.path().join(format!("f{i}")), noise(seed + i, len)).expect("write");
     }
     src
 }
@@ -65,8 +49,7 @@ fn options(dir: &std::path::Path) -> BackupOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_packs() {
     let src = source(4, 3 << 20, 1);
-    let memory: Arc<InMemory> = Arc::new(InMemory::new());
-    let plain = Store::from_object_store(memory.clone(), "memory".into());
+    let plain = Store::memory();
     let mut init = InitOptions::insecure_fast_for_tests();
     init.data_pack_size = Some(256 * 1024);
     init.rng = Arc::new(SeededRandom::new(9));
@@ -75,20 +58,13 @@ async fn failed_backup_leaves_a_valid_repository_and_the_next_one_reuses_its_pac
         .expect("init");
 
     // Uploads of packs start failing for good after 20 packs.
-    let faulty = Store::from_object_store(
-        Arc::new(FaultStore::new(
-            memory.clone(),
-            FaultConfig {
-                fail_writes_after: Some(20),
-                prefix: "data/".into(),
-                ..Default::default()
-            },
-        )),
-        "faulty".into(),
-    );
-    let repo = Repository::open(faulty, PASSWORD, OpenOptions::default())
-        .await
-        .expect("open");
+    let repo = faulty(
+        &plain,
+        &FaultPlan::new().fail_writes_after(20).under("data/"),
+    )
+    .open(PASSWORD)
+    .await
+    .expect("open");
     let err = cairn_fs::backup(&repo, options(src.path()), Arc::new(Progress::default()))
         .await
         .expect_err("the backup must fail when uploads fail");

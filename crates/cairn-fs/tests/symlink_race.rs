@@ -19,6 +19,7 @@ use cairn_core::format::{Source, Timestamp};
 use cairn_fs::{BackupOptions, ParentChoice, Progress, RestoreOptions};
 use cairn_repo::{InitOptions, Repository};
 use cairn_store::Store;
+use cairn_testkit::XorShift;
 
 /// Rounds of each race, one seed each.
 const ROUNDS: u64 = 16;
@@ -27,17 +28,6 @@ const FILES: u64 = 120;
 
 fn root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// A thread that, until stopped, moves `dir` aside and puts a symlink to
@@ -54,10 +44,10 @@ impl Racer {
         let flag = stop.clone();
         let aside = dir.with_extension("aside");
         let thread = std::thread::spawn(move || {
-            let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut rng = XorShift::new(seed);
             let mut swaps = 0u64;
             let spin = |rng: &mut XorShift| {
-                for _ in 0..rng.next() % 2000 {
+                for _ in 0..rng.below(2000) {
                     std::hint::spin_loop();
                 }
             };

@@ -21,6 +21,7 @@ use cairn_core::format::{
 use cairn_core::{FixedClock, Id, Kind, SeededRandom};
 use cairn_repo::{BlobWriter, CheckOptions, InitOptions, OpenOptions, Repository};
 use cairn_store::Store;
+use cairn_testkit::XorShift;
 
 const PASSWORD: &[u8] = b"golden vectors";
 const TIME: i64 = 1_700_000_000;
@@ -31,15 +32,8 @@ fn golden_dir() -> PathBuf {
 
 /// The blobs: short text, compressible, incompressible.
 fn contents() -> Vec<(&'static str, Vec<u8>)> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let noise: Vec<u8> = (0..50_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    // Exactly the bytes the vectors were made from: one byte per step.
+    let noise = XorShift::from_state(0x2545_F491_4F6C_DD1D).low_bytes(50_000);
     let text: Vec<u8> = b"cairn golden vector line\n".repeat(4000);
     vec![
         ("hello.txt", b"hello, cairn\n".to_vec()),

@@ -78,15 +78,7 @@ async fn damaged_data_is_corrupt_and_a_cancelled_run_is_cancelled() {
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     // Incompressible, so the blob fills most of its pack.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..300_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = cairn_testkit::noise(1, 300_000);
     std::fs::write(src.join("f"), noise).expect("write");
     let repo_dir = tmp.path().join("repo");
     let repo = local_repo(&repo_dir).await;

@@ -25,45 +25,12 @@ pub(crate) const RELATIVE_LINK: (&str, &str) = ("links/relative", "../a/b/mid.tx
 /// The name of a directory that is not valid UTF-8.
 pub(crate) const NON_UTF8_DIR: &[u8] = b"\xff\xfe dir";
 
-/// xorshift64: tiny, fast, and good enough for test data.
-#[derive(Debug, Clone)]
-pub(crate) struct XorShift(u64);
+pub(crate) use cairn_testkit::XorShift;
 
-impl XorShift {
-    pub(crate) fn new(seed: u64) -> XorShift {
-        // Zero is xorshift's one fixed point.
-        XorShift(seed | 1)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `0..n`.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-        let mut chunks = buf.chunks_exact_mut(8);
-        for c in &mut chunks {
-            c.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        let rest = chunks.into_remainder();
-        let last = self.next_u64().to_le_bytes();
-        rest.copy_from_slice(&last[..rest.len()]);
-    }
-
-    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = vec![0; n];
-        self.fill(&mut v);
-        v
-    }
+/// The kit's xorshift64 started as these tests always started theirs
+/// (`seed | 1`), so every tree and file they generate stays the same.
+pub(crate) fn xorshift(seed: u64) -> XorShift {
+    XorShift::from_state(seed | 1)
 }
 
 /// What to generate.
@@ -191,7 +158,7 @@ impl Gen {
 pub(crate) fn generate(root: &Path, spec: TreeSpec) {
     let mut g = Gen {
         root: root.to_owned(),
-        rng: XorShift::new(spec.seed),
+        rng: xorshift(spec.seed),
         dirs: Vec::new(),
     };
     g.dir(b"", 0o755);

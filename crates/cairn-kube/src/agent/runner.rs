@@ -67,60 +67,15 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
     };
 
     // 1. The volume (the kubelet may still be mounting it for a new pod).
-    let source = job
-        .job_status()
-        .and_then(|s| s.source.clone())
-        .ok_or_else(|| Error::Invalid("the job has no volume source in its status".into()))?;
-    // Anyone who can edit the job can write its status: the source must be
-    // confirmed by the pod and claim themselves before any path is built.
-    if let Err(why) = confirm_source(agent, job, &source).await? {
-        let msg = format!("refused the volume source in status: {why}");
-        return finish_idle(agent, &api, job, from, Phase::Failed, &msg).await;
-    }
-    let root = root_for(J::KIND, &cfg.kubelet_root, &cfg.restore_root);
-    let deadline = Instant::now() + cfg.volume_wait;
-    let at = loop {
-        match locate(root, &source) {
-            Ok(at) => break at,
-            Err(_) if handle.stopping() => {
-                return finish_idle(agent, &api, job, from, Phase::Canceled, "canceled").await;
-            }
-            Err(why) if Instant::now() >= deadline => {
-                let msg = format!(
-                    "volume not found within {}s: {why}",
-                    cfg.volume_wait.as_secs()
-                );
-                return finish_idle(agent, &api, job, from, Phase::Failed, &msg).await;
-            }
-            Err(_) => {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(500), handle.wake.notified()).await;
-            }
-        }
+    let at = match find_volume(agent, job, handle).await? {
+        Ok(at) => at,
+        Err((phase, msg)) => return finish_idle(agent, &api, job, from, phase, &msg).await,
     };
 
     // 2. A slot on this node; the job stays Assigned while it waits.
-    let queued = agent
-        .metrics
-        .queued
-        .get_or_create(&Metrics::kind(J::KIND))
-        .clone();
-    queued.inc();
-    let permit = tokio::select! {
-        p = agent.slots.clone().acquire_owned() => p.ok(),
-        _ = wait_stop(handle) => None,
-    };
-    queued.dec();
-    let Some(_permit) = permit else {
-        return finish_idle(
-            agent,
-            &api,
-            job,
-            from,
-            Phase::Canceled,
-            "canceled while queued",
-        )
-        .await;
+    let Some(_permit) = slot::<J>(agent, handle).await else {
+        let msg = "canceled while queued";
+        return finish_idle(agent, &api, job, from, Phase::Canceled, msg).await;
     };
 
     // 3. Take the job: Assigned → InProgress, or re-take an orphan.
@@ -155,6 +110,65 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
     } else {
         Ok(())
     }
+}
+
+/// Where the job's volume is, once its source is confirmed and the kubelet
+/// has mounted it; or how the job ends (failed, canceled) without it.
+async fn find_volume<J: Job>(
+    agent: &Agent,
+    job: &J,
+    handle: &RunHandle,
+) -> Result<std::result::Result<VolumePath, (Phase, String)>> {
+    let cfg = &agent.config;
+    let source = job
+        .job_status()
+        .and_then(|s| s.source.clone())
+        .ok_or_else(|| Error::Invalid("the job has no volume source in its status".into()))?;
+    // Anyone who can edit the job can write its status: the source must be
+    // confirmed by the pod and claim themselves before any path is built.
+    if let Err(why) = confirm_source(agent, job, &source).await? {
+        let msg = format!("refused the volume source in status: {why}");
+        return Ok(Err((Phase::Failed, msg)));
+    }
+    let root = root_for(J::KIND, &cfg.kubelet_root, &cfg.restore_root);
+    let deadline = Instant::now() + cfg.volume_wait;
+    loop {
+        match locate(root, &source) {
+            Ok(at) => return Ok(Ok(at)),
+            Err(_) if handle.stopping() => return Ok(Err((Phase::Canceled, "canceled".into()))),
+            Err(why) if Instant::now() >= deadline => {
+                let msg = format!(
+                    "volume not found within {}s: {why}",
+                    cfg.volume_wait.as_secs()
+                );
+                return Ok(Err((Phase::Failed, msg)));
+            }
+            Err(_) => {
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(500), handle.wake.notified()).await;
+            }
+        }
+    }
+}
+
+/// A slot on this node, counted as queued while waiting; None when the
+/// job is stopped first.
+async fn slot<J: Job>(
+    agent: &Agent,
+    handle: &RunHandle,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let queued = agent
+        .metrics
+        .queued
+        .get_or_create(&Metrics::kind(J::KIND))
+        .clone();
+    queued.inc();
+    let permit = tokio::select! {
+        p = agent.slots.clone().acquire_owned() => p.ok(),
+        _ = wait_stop(handle) => None,
+    };
+    queued.dec();
+    permit
 }
 
 async fn wait_stop(handle: &RunHandle) {

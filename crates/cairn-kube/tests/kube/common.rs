@@ -586,56 +586,20 @@ impl Cluster {
 }
 
 /// `len` bytes of incompressible, reproducible data.
-pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub(crate) use cairn_testkit::noise;
 
 /// Fills `dir` with a small tree: nested directories, `files` files of
-/// `size` bytes, a symlink and an empty file.
+/// `size` bytes, a symlink and an empty file (the kit's sample tree).
 pub(crate) fn fill(dir: &Path, files: usize, size: usize) {
-    for i in 0..files {
-        let sub = dir.join(format!("d{}", i % 3));
-        std::fs::create_dir_all(&sub).expect("mkdir");
-        std::fs::write(sub.join(format!("f{i}.bin")), noise(i as u64 + 1, size)).expect("write");
-    }
-    std::fs::write(dir.join("empty"), b"").expect("write");
-    std::os::unix::fs::symlink("d0/f0.bin", dir.join("link")).expect("symlink");
+    let mut t = cairn_testkit::TreeBuilder::new(dir);
+    t.sample(files, size);
+    t.finish();
 }
 
-/// Every entry under `dir`: relative path → (kind, content or target).
-pub(crate) fn tree(dir: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>)> {
-    walkdir::WalkDir::new(dir)
-        .min_depth(1)
-        .into_iter()
-        .map(|e| e.expect("walk"))
-        .map(|e| {
-            let rel = e.path().strip_prefix(dir).expect("prefix").to_owned();
-            let t = e.file_type();
-            let v = if t.is_symlink() {
-                (
-                    "link".to_owned(),
-                    std::fs::read_link(e.path())
-                        .expect("readlink")
-                        .into_os_string()
-                        .into_encoded_bytes(),
-                )
-            } else if t.is_dir() {
-                ("dir".to_owned(), Vec::new())
-            } else {
-                ("file".to_owned(), std::fs::read(e.path()).expect("read"))
-            };
-            (rel, v)
-        })
-        .collect()
+/// Every entry under `dir`: relative path → kind, mode, size, content
+/// hash, symlink target.
+pub(crate) fn tree(dir: &Path) -> BTreeMap<PathBuf, cairn_testkit::Entry> {
+    cairn_testkit::tree_digest(dir)
 }
 
 /// The test S3 server's URL (scripts/garage.sh), or None (skip) when there

@@ -42,16 +42,11 @@ async fn old_history(prefix: &str, now: i64) -> u64 {
     for (i, name) in ["old", "kept"].iter().enumerate() {
         let dir = dirs.path().join(name);
         std::fs::create_dir(&dir).expect("mkdir");
-        let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ (i as u64 + 1);
-        let noise: Vec<u8> = (0..4 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(dir.join("data"), noise).expect("write");
+        std::fs::write(
+            dir.join("data"),
+            cairn_testkit::noise(i as u64 + 1, 4 << 20),
+        )
+        .expect("write");
         let t = now - 3 * DAY + 60 * i as i64;
         let repo = open_at(prefix, t).await;
         let out = cairn::backup(

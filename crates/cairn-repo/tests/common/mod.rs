@@ -39,19 +39,8 @@ pub async fn reopen(repo: &Repository, clock: Arc<FixedClock>) -> Repository {
         .expect("open")
 }
 
-/// Deterministic content of `len` bytes for file number `n`.
-pub fn content(n: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+/// Deterministic, incompressible content of `len` bytes for file number `n`.
+pub use cairn_testkit::noise as content;
 
 /// Adds each file as one data blob and a root tree listing them; returns
 /// the root tree id. Blocking: call it off the async threads.

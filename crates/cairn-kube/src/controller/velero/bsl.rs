@@ -83,12 +83,7 @@ pub struct Defaults {
 
 /// The repository of `bsl`, or why there is none.
 pub fn location(bsl: &BslSpec, defaults: &Defaults) -> Result<Location, String> {
-    let cfg = |k: &str| {
-        bsl.config
-            .get(k)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-    };
+    let cfg = |k: &str| config(bsl, k);
     let s3 = matches!(bsl.provider.as_str(), "aws" | "velero.io/aws") || cfg("s3Url").is_some();
     if !s3 {
         return Err(format!(
@@ -97,25 +92,71 @@ pub fn location(bsl: &BslSpec, defaults: &Defaults) -> Result<Location, String> 
             bsl.provider
         ));
     }
+    refuse_unsupported(bsl)?;
+    let read_only = match bsl.access_mode.as_deref().unwrap_or("ReadWrite") {
+        "ReadWrite" => false,
+        "ReadOnly" => true,
+        other => return Err(format!("accessMode {other:?}: use ReadWrite or ReadOnly")),
+    };
+    let (cred_name, cred_key) = match &bsl.credential {
+        Some(c) if !c.name.is_empty() && !c.key.is_empty() => (c.name.clone(), c.key.clone()),
+        Some(_) => return Err("credential needs both name and key".into()),
+        None => (DEFAULT_CREDENTIAL.0.into(), DEFAULT_CREDENTIAL.1.into()),
+    };
+    let maintenance = match (&defaults.maintenance_schedule, read_only) {
+        (Some(schedule), false) => Some(Maintenance {
+            schedule: schedule.clone(),
+            ..Default::default()
+        }),
+        _ => None,
+    };
+    Ok(Location {
+        spec: BackupRepositorySpec {
+            url: url(bsl)?,
+            password_secret_ref: defaults.password.clone(),
+            credentials_secret_ref: Some(SecretRef {
+                name: cred_name,
+                key: Some(cred_key),
+                profile: cfg("profile").map(str::to_owned),
+            }),
+            initialize: !read_only,
+            maintenance,
+            ..Default::default()
+        },
+        read_only,
+    })
+}
+
+/// A setting of the location's `config`, trimmed; None when empty.
+fn config<'a>(bsl: &'a BslSpec, k: &str) -> Option<&'a str> {
+    bsl.config
+        .get(k)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Refuses what cairn cannot honour (rather than ignoring it).
+fn refuse_unsupported(bsl: &BslSpec) -> Result<(), String> {
+    if bsl.object_storage.ca_cert.is_some() || bsl.object_storage.ca_cert_ref.is_some() {
+        return Err("objectStorage.caCert/caCertRef: custom CAs are not supported yet".into());
+    }
+    for unsupported in ["insecureSkipTLSVerify", "kmsKeyId", "serverSideEncryption"] {
+        if config(bsl, unsupported).is_some_and(|v| v != "false") {
+            return Err(format!("config.{unsupported} is not supported yet"));
+        }
+    }
+    Ok(())
+}
+
+/// The repository's URL: `s3://<bucket>/<prefix>/cairn?…`.
+fn url(bsl: &BslSpec) -> Result<String, String> {
+    let cfg = |k: &str| config(bsl, k);
     let bucket = bsl.object_storage.bucket.trim();
     if bucket.is_empty() || bucket.contains(['/', '?', '#']) {
         return Err(format!(
             "objectStorage.bucket {bucket:?} is not a bucket name"
         ));
     }
-    if bsl.object_storage.ca_cert.is_some() || bsl.object_storage.ca_cert_ref.is_some() {
-        return Err("objectStorage.caCert/caCertRef: custom CAs are not supported yet".into());
-    }
-    for unsupported in ["insecureSkipTLSVerify", "kmsKeyId", "serverSideEncryption"] {
-        if cfg(unsupported).is_some_and(|v| v != "false") {
-            return Err(format!("config.{unsupported} is not supported yet"));
-        }
-    }
-    let read_only = match bsl.access_mode.as_deref().unwrap_or("ReadWrite") {
-        "ReadWrite" => false,
-        "ReadOnly" => true,
-        other => return Err(format!("accessMode {other:?}: use ReadWrite or ReadOnly")),
-    };
     let mut query = Vec::new();
     match cfg("s3Url") {
         Some(url) => {
@@ -158,33 +199,7 @@ pub fn location(bsl: &BslSpec, defaults: &Defaults) -> Result<Location, String> 
         .map(|(k, v)| Ok(format!("{k}={}", plain(k, v)?)))
         .collect::<Result<Vec<_>, String>>()?
         .join("&");
-    let (cred_name, cred_key) = match &bsl.credential {
-        Some(c) if !c.name.is_empty() && !c.key.is_empty() => (c.name.clone(), c.key.clone()),
-        Some(_) => return Err("credential needs both name and key".into()),
-        None => (DEFAULT_CREDENTIAL.0.into(), DEFAULT_CREDENTIAL.1.into()),
-    };
-    let maintenance = match (&defaults.maintenance_schedule, read_only) {
-        (Some(schedule), false) => Some(Maintenance {
-            schedule: schedule.clone(),
-            ..Default::default()
-        }),
-        _ => None,
-    };
-    Ok(Location {
-        spec: BackupRepositorySpec {
-            url: format!("s3://{bucket}/{path}?{query}"),
-            password_secret_ref: defaults.password.clone(),
-            credentials_secret_ref: Some(SecretRef {
-                name: cred_name,
-                key: Some(cred_key),
-                profile: cfg("profile").map(str::to_owned),
-            }),
-            initialize: !read_only,
-            maintenance,
-            ..Default::default()
-        },
-        read_only,
-    })
+    Ok(format!("s3://{bucket}/{path}?{query}"))
 }
 
 /// `scheme://host[:port]` of an `s3Url`, and whether it is plain HTTP.

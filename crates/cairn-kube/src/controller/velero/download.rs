@@ -388,9 +388,22 @@ async fn hand_over(
         helper_gone,
         uid: &uid,
     });
+    take_step(ctx, cfg, &uid, &step).await?;
+    Ok(step)
+}
+
+/// Applies one step of the hand-over.
+async fn take_step(
+    ctx: &Context,
+    cfg: &VeleroConfig,
+    uid: &str,
+    step: &rebind::Step,
+) -> Result<()> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let merge = |v: Value| Patch::Merge(v);
     let pp = PatchParams::default();
-    match &step {
+    match step {
         rebind::Step::Retain { volume, policy } => {
             pvs.patch(
                 volume,
@@ -449,7 +462,7 @@ async fn hand_over(
         }
         rebind::Step::Wait(_) | rebind::Step::Fail(_) | rebind::Step::Done => {}
     }
-    Ok(step)
+    Ok(())
 }
 
 /// Deletes the claim cairn restored into, when the restore ends without

@@ -93,39 +93,40 @@ pub fn next(seen: &Seen<'_>) -> Step {
     let Some(target) = seen.target else {
         return Step::Fail("the target claim is gone".into());
     };
-    let claim = (target.namespace().unwrap_or_default(), target.name_any());
     let Some(pv) = seen.volume else {
         return match seen.restore_claim {
             Some(_) => Step::Wait("waiting for the restore claim to be bound".into()),
             None => Step::Fail("the restored volume is gone".into()),
         };
     };
-    let volume = pv.name_any();
-    let spec = pv.spec.clone().unwrap_or_default();
-    let policy_now = spec
-        .persistent_volume_reclaim_policy
-        .clone()
-        .unwrap_or_else(|| "Delete".into());
+    release(seen, pv).unwrap_or_else(|| hand(target, pv))
+}
+
+/// Steps 1 and 2: the volume kept and cairn's claim gone; None once done.
+fn release(seen: &Seen<'_>, pv: &PersistentVolume) -> Option<Step> {
     if pv.labels().get(RESTORED_FOR_LABEL).map(String::as_str) != Some(seen.uid) {
-        return Step::Retain {
-            volume,
-            policy: policy_now,
-        };
+        return Some(Step::Retain {
+            volume: pv.name_any(),
+            policy: reclaim_policy(pv),
+        });
     }
-    if let Some(rc) = seen.restore_claim {
-        if rc.metadata.deletion_timestamp.is_some() {
-            return Step::Wait("waiting for the restore claim to go".into());
-        }
-        if !seen.helper_gone {
-            return Step::Wait("waiting for the restore's helper pod to go".into());
-        }
-        return Step::DeleteRestoreClaim(rc.name_any());
-    }
-    let target_volume = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.volume_name.as_deref())
-        .unwrap_or_default();
+    let rc = seen.restore_claim?;
+    Some(if rc.metadata.deletion_timestamp.is_some() {
+        Step::Wait("waiting for the restore claim to go".into())
+    } else if !seen.helper_gone {
+        Step::Wait("waiting for the restore's helper pod to go".into())
+    } else {
+        Step::DeleteRestoreClaim(rc.name_any())
+    })
+}
+
+/// Steps 3 and 4: the user's claim and the volume pointed at each other,
+/// bound, and the reclaim policy back.
+fn hand(target: &PersistentVolumeClaim, pv: &PersistentVolume) -> Step {
+    let volume = pv.name_any();
+    let claim = (target.namespace().unwrap_or_default(), target.name_any());
+    let spec = target.spec.clone().unwrap_or_default();
+    let target_volume = spec.volume_name.as_deref().unwrap_or_default();
     if !target_volume.is_empty() && target_volume != volume {
         return Step::Fail(format!(
             "claim {}/{} names another volume, {target_volume}",
@@ -135,13 +136,12 @@ pub fn next(seen: &Seen<'_>) -> Step {
     if target_volume.is_empty() {
         return Step::PointClaim { claim, volume };
     }
-    let labels: BTreeMap<String, String> = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .and_then(|s| s.match_labels.clone())
+    let labels: BTreeMap<String, String> = spec
+        .selector
+        .and_then(|s| s.match_labels)
         .unwrap_or_default();
-    let pointed = spec.claim_ref.as_ref().is_some_and(|r| {
+    let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    let pointed = claim_ref.is_some_and(|r| {
         r.namespace.as_deref() == Some(claim.0.as_str()) && r.name.as_deref() == Some(&claim.1)
     });
     let labelled = labels.iter().all(|(k, v)| pv.labels().get(k) == Some(v));
@@ -152,25 +152,34 @@ pub fn next(seen: &Seen<'_>) -> Step {
             labels,
         };
     }
-    let bound = target.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-    if !bound {
+    if target.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
         return Step::Wait(format!(
             "waiting for claim {}/{} to be bound to {volume}",
             claim.0, claim.1
         ));
     }
+    let now = reclaim_policy(pv);
     let before = pv
         .annotations()
         .get(RECLAIM_POLICY_ANNOTATION)
         .cloned()
-        .unwrap_or_else(|| policy_now.clone());
-    if before != policy_now {
+        .unwrap_or_else(|| now.clone());
+    if before != now {
         return Step::RestorePolicy {
             volume,
             policy: before,
         };
     }
     Step::Done
+}
+
+/// The volume's reclaim policy (`Delete` when unset, as for provisioned
+/// volumes).
+fn reclaim_policy(pv: &PersistentVolume) -> String {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.clone())
+        .unwrap_or_else(|| "Delete".into())
 }
 
 #[cfg(test)]
