@@ -22,6 +22,8 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+pub(crate) use cairn_kube::controller::velero::VeleroConfig;
+
 pub(crate) const PASSWORD: &str = "test password";
 
 /// A running in-process agent.
@@ -46,6 +48,8 @@ pub(crate) struct Cluster {
     pub(crate) scratch: tempfile::TempDir,
     pub(crate) nodes: Vec<String>,
     pub(crate) pvs: Vec<String>,
+    /// Namespaces besides `ns` that the test created (deleted at cleanup).
+    pub(crate) namespaces: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
     /// The administrator namespaces the controller and agents get: this
     /// test's namespace unless a test says otherwise.
@@ -101,6 +105,7 @@ pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
         scratch: tempfile::tempdir().expect("tempdir"),
         nodes: Vec::new(),
         pvs: Vec::new(),
+        namespaces: Vec::new(),
         tasks: Vec::new(),
         admins,
     })
@@ -119,33 +124,38 @@ fn rand_hex() -> String {
 /// Installs the committed CRDs (as a user would) and waits until served.
 async fn install_crds(client: Client) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base/crds");
-    let api: Api<CustomResourceDefinition> = Api::all(client);
     for (file, _) in cairn_kube::crd::all() {
         let text = std::fs::read_to_string(dir.join(file)).expect("committed CRD");
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD YAML");
-        let name = crd.metadata.name.clone().expect("name");
-        api.patch(
-            &name,
-            &PatchParams::apply("cairn-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the apiserver refused CRD {file}: {e}"));
-        wait_until("CRD established", Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let c = api.get(&name).await.ok()?;
-                let ok = c
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                ok.then_some(())
-            }
-        })
-        .await;
+        apply_crd(&client, &text, file).await;
     }
+}
+
+/// Applies the CRD in `yaml` (from `file`) and waits until it is served.
+pub(crate) async fn apply_crd(client: &Client, yaml: &str, file: &str) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(yaml).expect("CRD YAML");
+    let name = crd.metadata.name.clone().expect("name");
+    api.patch(
+        &name,
+        &PatchParams::apply("cairn-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the apiserver refused CRD {file}: {e}"));
+    wait_until("CRD established", Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let c = api.get(&name).await.ok()?;
+            let ok = c
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            ok.then_some(())
+        }
+    })
+    .await;
 }
 
 /// Polls `f` every 100 ms until it yields Some, or panics after `timeout`.
@@ -197,18 +207,39 @@ impl Cluster {
         name
     }
 
+    /// A namespace `<ns>-<suffix>` besides the test's own, deleted at
+    /// cleanup; returns its name.
+    pub(crate) async fn create_namespace(&mut self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.ns);
+        let obj: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create namespace");
+        self.namespaces.push(name.clone());
+        name
+    }
+
     /// A PersistentVolume and a claim bound to it; returns the PV's name.
     pub(crate) async fn create_claim(&mut self, claim: &str) -> String {
-        let pv_name = format!("{}-{claim}", self.ns);
+        let ns = self.ns.clone();
+        self.create_claim_in(&ns, claim, "").await
+    }
+
+    /// A PersistentVolume of storage class `class` and a claim of
+    /// namespace `ns` bound to it; returns the PV's name.
+    pub(crate) async fn create_claim_in(&mut self, ns: &str, claim: &str, class: &str) -> String {
+        let pv_name = format!("{ns}-{claim}");
         let pv: PersistentVolume = serde_json::from_value(json!({
             "metadata": {"name": pv_name},
             "spec": {
                 "capacity": {"storage": "1Gi"},
                 "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
+                "storageClassName": class,
                 "csi": {"driver": "test.cairn.dev", "volumeHandle": pv_name},
-                "claimRef": {"namespace": self.ns, "name": claim},
+                "claimRef": {"namespace": ns, "name": claim},
             }
         }))
         .expect("pv");
@@ -222,12 +253,12 @@ impl Cluster {
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": "1Gi"}},
-                "storageClassName": "",
+                "storageClassName": class,
                 "volumeName": pv_name,
             }
         }))
         .expect("pvc");
-        let api: Api<PersistentVolumeClaim> = self.api();
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         api.create(&PostParams::default(), &pvc)
             .await
             .expect("create pvc");
@@ -245,6 +276,18 @@ impl Cluster {
 
     /// A running pod on `node` mounting `claim`; returns its uid.
     pub(crate) async fn create_pod(&self, name: &str, node: &str, claim: &str) -> String {
+        self.create_pod_in(&self.ns, name, node, claim).await
+    }
+
+    /// A running pod of namespace `ns` on `node` mounting `claim`; returns
+    /// its uid.
+    pub(crate) async fn create_pod_in(
+        &self,
+        ns: &str,
+        name: &str,
+        node: &str,
+        claim: &str,
+    ) -> String {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": name},
             "spec": {
@@ -254,19 +297,20 @@ impl Cluster {
             }
         }))
         .expect("pod");
-        let api: Api<Pod> = self.api();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let created = api
             .create(&PostParams::default(), &pod)
             .await
             .expect("create pod");
-        self.set_running(name).await;
+        self.set_running_in(ns, name).await;
         created.metadata.uid.expect("uid")
     }
 
-    /// Places a helper pod on the node its affinity names and marks it
-    /// Running, as the scheduler and the kubelet would.
+    /// Places a helper pod (of any namespace) on the node its affinity
+    /// names and marks it Running, as the scheduler and the kubelet would.
     pub(crate) async fn schedule_and_run(&self, pod: &Pod) {
         let name = pod.metadata.name.as_deref().expect("name");
+        let ns = pod.metadata.namespace.as_deref().unwrap_or(&self.ns);
         let affinity = serde_json::to_value(pod.spec.as_ref().and_then(|s| s.affinity.as_ref()))
             .expect("json");
         let node = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -278,7 +322,7 @@ impl Cluster {
             "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         });
-        self.api::<Pod>()
+        Api::<Pod>::namespaced(self.client.clone(), ns)
             .create_subresource::<_, serde_json::Value>(
                 "binding",
                 name,
@@ -287,12 +331,12 @@ impl Cluster {
             )
             .await
             .expect("bind the pod");
-        self.set_running(name).await;
+        self.set_running_in(ns, name).await;
     }
 
-    /// Marks a pod Running, as its kubelet would.
-    pub(crate) async fn set_running(&self, name: &str) {
-        let api: Api<Pod> = self.api();
+    /// Marks a pod of namespace `ns` Running, as its kubelet would.
+    pub(crate) async fn set_running_in(&self, ns: &str, name: &str) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         api.patch_status(
             name,
             &PatchParams::default(),
@@ -378,8 +422,34 @@ impl Cluster {
         &mut self,
         clock: Arc<dyn cairn_kube::clock::Clock>,
     ) -> Arc<Metrics> {
+        self.start_controller_with(clock, None)
+    }
+
+    /// The controller, in-process, watching this test's namespace, acting
+    /// as Velero's data mover with `velero`.
+    pub(crate) fn start_controller_with(
+        &mut self,
+        clock: Arc<dyn cairn_kube::clock::Clock>,
+        velero: Option<VeleroConfig>,
+    ) -> Arc<Metrics> {
         let (metrics, _) = Metrics::controller();
-        let config = controller::Config {
+        let config = self.controller_config(clock, velero);
+        let (client, m) = (self.client.clone(), metrics.clone());
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = controller::run(client, config, m, Arc::new(Health::default())).await {
+                eprintln!("controller stopped: {e}");
+            }
+        }));
+        metrics
+    }
+
+    /// The controller settings tests use.
+    pub(crate) fn controller_config(
+        &self,
+        clock: Arc<dyn cairn_kube::clock::Clock>,
+        velero: Option<VeleroConfig>,
+    ) -> controller::Config {
+        controller::Config {
             namespace: Some(self.ns.clone()),
             agent_namespace: self.ns.clone(),
             helper_image: "pause".into(),
@@ -394,15 +464,8 @@ impl Cluster {
             admins: self.admins.clone(),
             cluster: "test".into(),
             maintenance_image: Some("cairn.test/cairn:maintenance".into()),
-            velero: None,
-        };
-        let (client, m) = (self.client.clone(), metrics.clone());
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(e) = controller::run(client, config, m, Arc::new(Health::default())).await {
-                eprintln!("controller stopped: {e}");
-            }
-        }));
-        metrics
+            velero,
+        }
     }
 
     /// The agent settings tests use for `node`.
@@ -504,9 +567,11 @@ impl Cluster {
                 )
                 .await;
         }
-        let _ = Api::<Namespace>::all(self.client.clone())
-            .delete(&self.ns, &DeleteParams::default())
-            .await;
+        for ns in self.namespaces.iter().chain([&self.ns]) {
+            let _ = Api::<Namespace>::all(self.client.clone())
+                .delete(ns, &DeleteParams::default())
+                .await;
+        }
         for n in &self.nodes {
             let _ = Api::<Node>::all(self.client.clone())
                 .delete(n, &DeleteParams::default())

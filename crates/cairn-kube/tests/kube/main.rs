@@ -19,3 +19,8 @@ mod s3;
 mod schedule;
 mod snapshot;
 mod tenant;
+mod velero;
+mod velero_cancel;
+mod velero_cluster;
+mod velero_fakes;
+mod velero_writes;

@@ -20,23 +20,27 @@ use cairn_kube::crd::{
 };
 use cairn_kube::names::snapshot_object;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use serde_json::json;
 
-use crate::common::{Cluster, cluster, fill, wait_until};
+use crate::common::{Cluster, apply_crd, cluster, fill, wait_until};
 
 const LONG: Duration = Duration::from_secs(120);
 
 static SNAPSHOT_CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
-/// Installs the vendored external-snapshotter CRDs, as a cluster with CSI
-/// snapshots has them.
+/// Installs the vendored external-snapshotter CRDs once, as a cluster with
+/// CSI snapshots has them.
+pub(crate) async fn snapshot_crds(client: &Client) {
+    SNAPSHOT_CRDS
+        .get_or_init(|| install_snapshot_crds(client.clone()))
+        .await;
+}
+
 async fn install_snapshot_crds(client: Client) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/external-snapshotter-v4.2.1");
-    let api: Api<CustomResourceDefinition> = Api::all(client);
     for kind in [
         "volumesnapshotclasses",
         "volumesnapshotcontents",
@@ -44,34 +48,13 @@ async fn install_snapshot_crds(client: Client) {
     ] {
         let file = dir.join(format!("snapshot.storage.k8s.io_{kind}.yaml"));
         let text = std::fs::read_to_string(&file).expect("vendored CRD");
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD YAML");
-        let name = crd.metadata.name.clone().expect("name");
-        api.patch(
-            &name,
-            &PatchParams::apply("cairn-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the apiserver refused {}: {e}", file.display()));
-        wait_until("snapshot CRD established", Duration::from_secs(30), || {
-            let (api, name) = (api.clone(), name.clone());
-            async move {
-                let c = api.get(&name).await.ok()?;
-                let ok = c
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                ok.then_some(())
-            }
-        })
-        .await;
+        apply_crd(&client, &text, &file.display().to_string()).await;
     }
 }
 
 /// A copy of `from` at `to` with new inodes and change times, the same
 /// modification times: what a volume cloned from a snapshot looks like.
-fn clone_tree(from: &Path, to: &Path) {
+pub(crate) fn clone_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     let ok = Command::new("cp")
         .arg("-a")
@@ -244,9 +227,7 @@ async fn a_snapshot_backup_records_the_claim_and_an_unchanged_second_one_reads_n
     let Some(mut c) = cluster("snapshot").await else {
         return;
     };
-    SNAPSHOT_CRDS
-        .get_or_init(|| install_snapshot_crds(c.client.clone()))
-        .await;
+    snapshot_crds(&c.client).await;
     let node = c.create_node("n").await;
     c.create_claim("db").await;
     // The live volume's content (a pod mounts it; the backup never reads it).
@@ -327,9 +308,7 @@ async fn pre_hooks_come_before_the_snapshot_and_post_hooks_always_run() {
     let Some(mut c) = cluster("snapshot-hooks").await else {
         return;
     };
-    SNAPSHOT_CRDS
-        .get_or_init(|| install_snapshot_crds(c.client.clone()))
-        .await;
+    snapshot_crds(&c.client).await;
     let node = c.create_node("n").await;
     c.create_claim("db").await;
     let live = c.scratch.path().join("live");
