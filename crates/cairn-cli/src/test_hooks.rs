@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use cairn::layers::core::{Clock, SystemClock};
 
-const NOW: &str = "CAIRN_TEST_NOW";
+const NOW: &str = cairn::layers::core::TEST_NOW_VAR;
 const HTTP_FAULTS: &str = "CAIRN_TEST_HTTP_FAULTS";
 
 /// The clock cairn runs on.
@@ -40,25 +40,8 @@ mod imp {
     use super::*;
     use anyhow::anyhow;
 
-    #[derive(Debug)]
-    struct FileClock(std::path::PathBuf);
-
-    impl Clock for FileClock {
-        fn now(&self) -> i64 {
-            std::fs::read_to_string(&self.0)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or_else(|| SystemClock.now())
-        }
-    }
-
     pub(super) fn clock() -> Option<Arc<dyn Clock>> {
-        let v = std::env::var(NOW).ok()?;
-        if let Some(file) = v.strip_prefix('@') {
-            return Some(Arc::new(FileClock(file.into())));
-        }
-        let secs = v.trim().parse::<i64>().ok()?;
-        Some(Arc::new(cairn::layers::core::FixedClock::new(secs)))
+        cairn::layers::core::test_clock(&std::env::var(NOW).ok()?)
     }
 
     pub(super) fn http_faults() -> anyhow::Result<Option<cairn::HttpFaults>> {

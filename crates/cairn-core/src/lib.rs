@@ -33,7 +33,10 @@ pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
 pub use id::{Id, ParseIdError};
 pub use keys::{Keys, MasterKey};
-pub use random::{Clock, FixedClock, OsRandom, RandomSource, SeededRandom, SystemClock};
+pub use random::{
+    Clock, FileClock, FixedClock, OsRandom, RandomSource, SeededRandom, SystemClock, TEST_NOW_VAR,
+    test_clock,
+};
 pub use seal::{
     Compression, Kind, MAX_PLAINTEXT, SEAL_OVERHEAD, looks_incompressible, max_plaintext, open,
     seal, seal_into,

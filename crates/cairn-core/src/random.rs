@@ -100,3 +100,58 @@ impl Clock for FixedClock {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+/// A clock read from a file holding seconds since the epoch, at every
+/// tick: a clock several processes share and a test moves by rewriting
+/// the file. The system clock while the file is missing or unreadable.
+/// For tests.
+#[derive(Debug)]
+pub struct FileClock(pub std::path::PathBuf);
+
+impl Clock for FileClock {
+    fn now(&self) -> i64 {
+        std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| SystemClock.now())
+    }
+}
+
+/// The environment variable of the binaries' test clock (read only by
+/// builds with their `testing` feature).
+pub const TEST_NOW_VAR: &str = "CAIRN_TEST_NOW";
+
+/// The test clock a `CAIRN_TEST_NOW` value names: a number of seconds
+/// (a [`FixedClock`]) or `@FILE` (a [`FileClock`]); None for anything else.
+pub fn test_clock(value: &str) -> Option<std::sync::Arc<dyn Clock>> {
+    if let Some(file) = value.strip_prefix('@') {
+        return Some(std::sync::Arc::new(FileClock(file.into())));
+    }
+    let secs = value.trim().parse::<i64>().ok()?;
+    Some(std::sync::Arc::new(FixedClock::new(secs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_clock_is_a_number_or_a_file() {
+        assert_eq!(
+            test_clock("1700000000").map(|c| c.now()),
+            Some(1_700_000_000)
+        );
+        assert!(test_clock("soon").is_none());
+        let dir = std::env::temp_dir().join(format!("cairn-clock-{}", std::process::id()));
+        std::fs::write(&dir, "42").expect("write");
+        let c = test_clock(&format!("@{}", dir.display())).expect("file clock");
+        assert_eq!(c.now(), 42);
+        std::fs::write(&dir, "43\n").expect("write");
+        assert_eq!(c.now(), 43, "read at every tick");
+        std::fs::remove_file(&dir).expect("remove");
+        assert!(
+            c.now() > 1_600_000_000,
+            "the system clock once the file is gone"
+        );
+    }
+}

@@ -9,23 +9,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use cairn::layers::core::{Clock, FixedClock, SystemClock};
+pub use cairn::layers::core::{Clock, FileClock, FixedClock, SystemClock};
 
-const VAR: &str = "CAIRN_TEST_NOW";
-
-/// A clock read from a file at every tick; the system clock while the file
-/// is missing or unreadable.
-#[derive(Debug)]
-pub struct FileClock(pub PathBuf);
-
-impl Clock for FileClock {
-    fn now(&self) -> i64 {
-        std::fs::read_to_string(&self.0)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| SystemClock.now())
-    }
-}
+const VAR: &str = cairn::layers::core::TEST_NOW_VAR;
 
 /// The clock for `--test-now-file` if given, else from `CAIRN_TEST_NOW`,
 /// else the system clock.
@@ -34,14 +20,10 @@ pub fn from_env(test_now_file: Option<PathBuf>) -> Arc<dyn Clock> {
     if let Some(f) = test_now_file {
         return Arc::new(FileClock(f));
     }
-    match std::env::var(VAR) {
-        Ok(v) if v.starts_with('@') => Arc::new(FileClock(v[1..].into())),
-        Ok(v) => match v.trim().parse::<i64>() {
-            Ok(secs) => Arc::new(FixedClock::new(secs)),
-            Err(_) => Arc::new(SystemClock),
-        },
-        Err(_) => Arc::new(SystemClock),
-    }
+    std::env::var(VAR)
+        .ok()
+        .and_then(|v| cairn::layers::core::test_clock(&v))
+        .unwrap_or_else(|| Arc::new(SystemClock))
 }
 
 /// The system clock: this build has no test hooks, so `CAIRN_TEST_NOW` is
