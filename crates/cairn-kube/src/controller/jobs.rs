@@ -56,6 +56,9 @@ async fn repository_check<J: Job>(ctx: &Context, job: &J) -> Result<RepoCheck> {
             key.0, key.1
         )));
     };
+    if let Some(why) = not_yet_created(&repo) {
+        return Ok(RepoCheck::Missing(why));
+    }
     Ok(
         match authorize(
             &ctx.config.admins,
@@ -78,6 +81,20 @@ async fn repository_check<J: Job>(ctx: &Context, job: &J) -> Result<RepoCheck> {
             Err(why) => RepoCheck::Forbidden(why),
         },
     )
+}
+
+/// Why a job must wait for `repo`: it asks to be created (`initialize`)
+/// and the controller has not looked at it yet, so an agent would find
+/// no repository there. Once looked at (Ready or Failed), jobs go on and
+/// meet what the controller met.
+pub fn not_yet_created(repo: &BackupRepository) -> Option<String> {
+    let looked = repo.status.as_ref().is_some_and(|s| s.phase.is_some());
+    (repo.spec.initialize && !looked).then(|| {
+        format!(
+            "waiting for BackupRepository {} to be created",
+            repo.metadata.name.as_deref().unwrap_or_default()
+        )
+    })
 }
 
 /// Feeds a completed backup to the per-claim "last successful backup"
@@ -493,4 +510,36 @@ pub fn job_of_helper<J: Job>(pod: &Pod) -> Option<kube::runtime::reflector::Obje
         .get(helper::JOB_ANNOTATION)?
         .split_once('/')?;
     Some(kube::runtime::reflector::ObjectRef::new(name).within(ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{BackupRepositorySpec, BackupRepositoryStatus};
+
+    #[test]
+    fn jobs_wait_for_a_repository_the_controller_has_yet_to_create() {
+        let mut repo = BackupRepository::new(
+            "velero-default",
+            BackupRepositorySpec {
+                initialize: true,
+                ..Default::default()
+            },
+        );
+        assert!(not_yet_created(&repo).is_some_and(|w| w.contains("velero-default")));
+        for phase in ["Ready", "Failed"] {
+            repo.status = Some(BackupRepositoryStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            });
+            assert_eq!(not_yet_created(&repo), None, "{phase}: the job goes on");
+        }
+        repo.status = None;
+        repo.spec.initialize = false;
+        assert_eq!(
+            not_yet_created(&repo),
+            None,
+            "created by hand: nothing to wait for"
+        );
+    }
 }

@@ -13,8 +13,8 @@ use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::phase::{Common, accepted, common, ended, mirror};
 use super::rebind::{self, RECLAIM_POLICY_ANNOTATION, RESTORED_FOR_LABEL};
-use super::upload::{mirror, owned_by, rank};
 use super::{VeleroConfig, phase_of, spec_of, write_status};
 use crate::Result;
 use crate::controller::Context;
@@ -101,23 +101,15 @@ pub fn decide(
     target_exists: bool,
     now: i64,
 ) -> Step {
-    if rank(phase) == 5 {
-        return Step::Nothing;
-    }
-    let ended = |phase: &str, message: &str| {
-        Step::End(json!({
-            "phase": phase, "message": message, "completionTimestamp": super::timestamp(now),
-        }))
-    };
-    if spec.cancel {
-        return match job.map(|j| j.phase) {
-            Some(p) if !p.is_terminal() => Step::CancelJob,
-            _ => ended("Canceled", "canceled"),
-        };
+    match common(phase, spec.cancel, job, now) {
+        Some(Common::Done) => return Step::Nothing,
+        Some(Common::CancelJob) => return Step::CancelJob,
+        Some(Common::End(v)) => return Step::End(v),
+        None => {}
     }
     let Some(job) = job else {
         return match check(spec) {
-            Err(why) => ended("Failed", &why),
+            Err(why) => Step::End(ended("Failed", &why, now)),
             Ok(()) if !target_exists => Step::Wait,
             Ok(()) => Step::Start,
         };
@@ -136,8 +128,6 @@ pub fn decide(
                 "message": Value::Null,
             }))
         }
-        Phase::Failed => ended("Failed", job.message.as_deref().unwrap_or("failed")),
-        Phase::Canceled => ended("Canceled", "canceled"),
         p => mirror(p, job, (phase, status)).map_or(Step::Nothing, Step::Write),
     }
 }
@@ -230,15 +220,8 @@ pub async fn reconcile(dd: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
     let dds = super::api(&ctx.client, cfg, "v2alpha1", "DataDownload");
     let jobs: Api<VolumeRestore> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
     let job = jobs.get_opt(&dd.name_any()).await?;
-    if let Some(j) = &job {
-        if !owned_by(j.owner_references(), &dd) {
-            let why = format!(
-                "VolumeRestore {} exists and is not this DataDownload's",
-                j.name_any()
-            );
-            write_status(&dds, &dd, json!({"phase": "Failed", "message": why})).await?;
-            return Ok(Requeue::await_change());
-        }
+    if super::refuse_foreign(&dds, &dd, job.as_ref()).await? {
+        return Ok(Requeue::await_change());
     }
     let target_ns = &spec.target_volume.namespace;
     let targets: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), target_ns);
@@ -265,18 +248,7 @@ pub async fn reconcile(dd: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
             };
             start(&ctx, cfg, &dd, &spec, target).await?;
         }
-        Step::CancelJob => {
-            let patch = json!({"spec": {"cancel": true}});
-            jobs.patch(
-                &dd.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await?;
-            if phase_of(&dd) != "Canceling" {
-                write_status(&dds, &dd, json!({"phase": "Canceling"})).await?;
-            }
-        }
+        Step::CancelJob => super::cancel_job(&jobs, &dds, &dd).await?,
         Step::Write(fields) => write_status(&dds, &dd, fields).await?,
         Step::Rebind(fields) => {
             return match hand_over(&ctx, cfg, &dd, target.as_ref()).await? {
@@ -285,8 +257,7 @@ pub async fn reconcile(dd: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
                     Ok(Requeue::await_change())
                 }
                 rebind::Step::Fail(why) => {
-                    let failed = json!({"phase": "Failed", "message": why,
-                        "completionTimestamp": super::timestamp(wall_now())});
+                    let failed = ended("Failed", &why, wall_now());
                     write_status(&dds, &dd, failed).await?;
                     Ok(Requeue::await_change())
                 }
@@ -311,10 +282,7 @@ async fn start(
     target: &PersistentVolumeClaim,
 ) -> Result<()> {
     let dds = super::api(&ctx.client, cfg, "v2alpha1", "DataDownload");
-    let failed = |why: String| {
-        json!({"phase": "Failed", "message": why,
-        "completionTimestamp": super::timestamp(wall_now())})
-    };
+    let failed = |why: String| ended("Failed", &why, wall_now());
     let repo = match super::ensure_repository(ctx, &spec.backup_storage_location).await? {
         Ok((repo, _)) => repo,
         Err(why) => return write_status(&dds, dd, failed(why)).await,
@@ -345,13 +313,7 @@ async fn start(
     vr.metadata.owner_references = super::job_owner(dd, "DataDownload");
     let jobs: Api<VolumeRestore> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
     crate::kubeutil::ignore_conflict(jobs.create(&PostParams::default(), &vr).await)?;
-    let now = super::timestamp(wall_now());
-    write_status(
-        &dds,
-        dd,
-        json!({"phase": "Accepted", "acceptedTimestamp": now, "startTimestamp": now}),
-    )
-    .await
+    write_status(&dds, dd, accepted(wall_now())).await
 }
 
 /// Observes the hand-over and takes its next step; returns that step.

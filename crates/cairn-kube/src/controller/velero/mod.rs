@@ -17,6 +17,7 @@
 pub mod bsl;
 pub mod deletion;
 pub mod download;
+pub mod phase;
 pub mod rebind;
 pub mod upload;
 
@@ -294,4 +295,58 @@ pub fn job_owner(
     kind: &str,
 ) -> Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>> {
     serde_json::from_value(owner(o, "v2alpha1", kind)).ok()
+}
+
+/// Whether `refs` name `o` as owner.
+pub fn owned_by(
+    refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    o: &DynamicObject,
+) -> bool {
+    refs.iter().any(|r| Some(&r.uid) == o.metadata.uid.as_ref())
+}
+
+/// Fails `o` (a DataUpload or DataDownload, through `movers`) when the job
+/// of its name is not its own; true if it did.
+pub async fn refuse_foreign<K: kube::Resource<DynamicType = ()>>(
+    movers: &Api<DynamicObject>,
+    o: &DynamicObject,
+    job: Option<&K>,
+) -> Result<bool> {
+    let Some(j) = job else {
+        return Ok(false);
+    };
+    if owned_by(j.owner_references(), o) {
+        return Ok(false);
+    }
+    let kind = o
+        .types
+        .as_ref()
+        .map_or("object", |t| t.kind.as_str())
+        .to_owned();
+    let why = format!(
+        "{} {} exists and is not this {kind}'s",
+        K::kind(&()),
+        j.meta().name.clone().unwrap_or_default()
+    );
+    let failed = phase::ended("Failed", &why, crate::kubeutil::wall_now());
+    write_status(movers, o, failed).await?;
+    Ok(true)
+}
+
+/// Asks the job of `o` to stop, and shows `o` Canceling until it has.
+pub async fn cancel_job<K>(
+    jobs: &Api<K>,
+    movers: &Api<DynamicObject>,
+    o: &DynamicObject,
+) -> Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"spec": {"cancel": true}});
+    jobs.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    if phase_of(o) != "Canceling" {
+        write_status(movers, o, json!({"phase": "Canceling"})).await?;
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::phase::{Common, accepted, common, ended, mirror};
 use super::{BACKUP_NAME_TAG, BACKUP_UID_TAG, VeleroConfig, phase_of, spec_of, write_status};
 use crate::Result;
 use crate::controller::Context;
@@ -68,18 +69,6 @@ pub enum Step {
     End(Value),
 }
 
-/// A Velero phase's place in the life cycle.
-pub fn rank(phase: &str) -> u8 {
-    match phase {
-        "Accepted" => 1,
-        "Prepared" => 2,
-        "InProgress" => 3,
-        "Canceling" => 4,
-        "Completed" | "Failed" | "Canceled" => 5,
-        _ => 0,
-    }
-}
-
 /// What is wrong with a DataUpload's spec, if anything.
 pub fn check(spec: &UploadSpec) -> Result<(), String> {
     if spec.snapshot_type != "CSI" {
@@ -112,57 +101,22 @@ pub fn decide(
     job: Option<&JobStatus>,
     now: i64,
 ) -> Step {
-    if rank(phase) == 5 {
-        return Step::Nothing;
-    }
-    let ended = |phase: &str, message: &str| {
-        Step::End(json!({
-            "phase": phase, "message": message, "completionTimestamp": super::timestamp(now),
-        }))
-    };
-    let job_phase = job.map(|j| j.phase);
-    if spec.cancel {
-        return match job_phase {
-            Some(p) if !p.is_terminal() => Step::CancelJob,
-            _ => ended("Canceled", "canceled"),
-        };
+    match common(phase, spec.cancel, job, now) {
+        Some(Common::Done) => return Step::Nothing,
+        Some(Common::CancelJob) => return Step::CancelJob,
+        Some(Common::End(v)) => return Step::End(v),
+        None => {}
     }
     let Some(job) = job else {
         return match check(spec) {
             Ok(()) => Step::Start,
-            Err(why) => ended("Failed", &why),
+            Err(why) => Step::End(ended("Failed", &why, now)),
         };
     };
     match job.phase {
         Phase::Completed => Step::End(completed(job, now)),
-        Phase::Failed => ended("Failed", job.message.as_deref().unwrap_or("failed")),
-        Phase::Canceled => ended("Canceled", "canceled"),
         p => mirror(p, job, (phase, status)).map_or(Step::Nothing, Step::Write),
     }
-}
-
-/// The status fields of a running job, or None when the DataUpload (or
-/// DataDownload) already shows them. A phase never goes backwards (an agent
-/// that restarts puts its job back to Assigned).
-pub fn mirror(p: Phase, job: &JobStatus, (phase, status): (&str, &Value)) -> Option<Value> {
-    let mut want = match p {
-        Phase::InProgress => json!({"phase": "InProgress"}),
-        Phase::Assigned => json!({"phase": "Prepared"}),
-        _ => json!({"phase": "Accepted"}),
-    };
-    if rank(phase) > rank(want["phase"].as_str().unwrap_or_default()) {
-        want["phase"] = json!(phase);
-    }
-    if let Some(node) = &job.node {
-        want["node"] = json!(node);
-    }
-    if let Some(pr) = &job.progress {
-        want["progress"] = json!({"totalBytes": pr.total_bytes, "bytesDone": pr.bytes_done});
-    }
-    let shown = want
-        .as_object()
-        .is_some_and(|w| w.iter().all(|(k, v)| status.get(k) == Some(v)));
-    (!shown).then_some(want)
 }
 
 /// The final status of a completed backup.
@@ -228,15 +182,8 @@ pub async fn reconcile(du: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
     let dus = super::api(&ctx.client, cfg, "v2alpha1", "DataUpload");
     let jobs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
     let job = jobs.get_opt(&du.name_any()).await?;
-    if let Some(j) = &job {
-        if !owned_by(j.owner_references(), &du) {
-            let why = format!(
-                "VolumeBackup {} exists and is not this DataUpload's",
-                j.name_any()
-            );
-            write_status(&dus, &du, json!({"phase": "Failed", "message": why})).await?;
-            return Ok(Requeue::await_change());
-        }
+    if super::refuse_foreign(&dus, &du, job.as_ref()).await? {
+        return Ok(Requeue::await_change());
     }
     let status = du.data.get("status").cloned().unwrap_or(Value::Null);
     let job_status = job.as_ref().map(|j| j.status.clone().unwrap_or_default());
@@ -249,18 +196,7 @@ pub async fn reconcile(du: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
     match step {
         Step::Nothing => {}
         Step::Start => start(&ctx, cfg, &du, &spec).await?,
-        Step::CancelJob => {
-            let patch = json!({"spec": {"cancel": true}});
-            jobs.patch(
-                &du.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await?;
-            if phase_of(&du) != "Canceling" {
-                write_status(&dus, &du, json!({"phase": "Canceling"})).await?;
-            }
-        }
+        Step::CancelJob => super::cancel_job(&jobs, &dus, &du).await?,
         Step::Write(fields) => write_status(&dus, &du, fields).await?,
         Step::End(fields) => {
             if let Some(j) = &job {
@@ -276,14 +212,6 @@ pub async fn reconcile(du: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
     Ok(Requeue::requeue(ctx.config.resync))
 }
 
-/// Whether `refs` name `o` as owner.
-pub fn owned_by(
-    refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
-    o: &DynamicObject,
-) -> bool {
-    refs.iter().any(|r| Some(&r.uid) == o.metadata.uid.as_ref())
-}
-
 /// Makes the repository and the job, then says Accepted; a location that
 /// cannot be written fails the DataUpload.
 async fn start(
@@ -294,10 +222,7 @@ async fn start(
 ) -> Result<()> {
     let dus = super::api(&ctx.client, cfg, "v2alpha1", "DataUpload");
     let bsl = &spec.backup_storage_location;
-    let failed = |why: String| {
-        json!({"phase": "Failed", "message": why,
-        "completionTimestamp": super::timestamp(wall_now())})
-    };
+    let failed = |why: String| ended("Failed", &why, wall_now());
     let (repo, location) = match super::ensure_repository(ctx, bsl).await? {
         Ok(r) => r,
         Err(why) => return write_status(&dus, du, failed(why)).await,
@@ -309,13 +234,7 @@ async fn start(
     let jobs: Api<VolumeBackup> = Api::namespaced(ctx.client.clone(), &cfg.namespace);
     let vb = job_for(du, spec, &repo.name_any());
     crate::kubeutil::ignore_conflict(jobs.create(&PostParams::default(), &vb).await)?;
-    let now = super::timestamp(wall_now());
-    write_status(
-        &dus,
-        du,
-        json!({"phase": "Accepted", "acceptedTimestamp": now, "startTimestamp": now}),
-    )
-    .await
+    write_status(&dus, du, accepted(wall_now())).await
 }
 
 /// Deletes Velero's VolumeSnapshot and its content, which Velero handed
