@@ -13,7 +13,8 @@ use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::phase::{Common, accepted, common, ended, mirror};
+pub use super::phase::Step;
+use super::phase::{accepted, common, ended, mirror, required};
 use super::rebind::{self, RECLAIM_POLICY_ANNOTATION, RESTORED_FOR_LABEL};
 use super::{VeleroConfig, phase_of, spec_of, write_status};
 use crate::Result;
@@ -51,25 +52,6 @@ pub struct TargetVolume {
     pub namespace: String,
 }
 
-/// What to do next with a DataDownload.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Step {
-    /// Nothing (finished, or nothing changed).
-    Nothing,
-    /// Not yet possible (the user's claim does not exist yet).
-    Wait,
-    /// Create the VolumeRestore, then write Accepted.
-    Start,
-    /// Stop the running job.
-    CancelJob,
-    /// Write these status fields.
-    Write(Value),
-    /// Hand the volume over, then write this final status.
-    Rebind(Value),
-    /// Remove cairn's claim (unless handed over), then write this status.
-    End(Value),
-}
-
 /// What is wrong with a DataDownload's spec, if anything.
 pub fn check(spec: &DownloadSpec) -> Result<(), String> {
     let id = &spec.snapshot_id;
@@ -80,16 +62,17 @@ pub fn check(spec: &DownloadSpec) -> Result<(), String> {
     {
         return Err(format!("snapshotID {id:?} is not a cairn snapshot id"));
     }
-    for (field, v) in [
-        ("targetVolume.pvc", &spec.target_volume.pvc),
-        ("targetVolume.namespace", &spec.target_volume.namespace),
-        ("backupStorageLocation", &spec.backup_storage_location),
-    ] {
-        if v.is_empty() {
-            return Err(format!("{field} is empty"));
-        }
-    }
-    Ok(())
+    required(&[
+        ("targetVolume.pvc", spec.target_volume.pvc.as_str()),
+        (
+            "targetVolume.namespace",
+            spec.target_volume.namespace.as_str(),
+        ),
+        (
+            "backupStorageLocation",
+            spec.backup_storage_location.as_str(),
+        ),
+    ])
 }
 
 /// The next step for a DataDownload in `phase`, whose job is `job`, when
@@ -101,11 +84,8 @@ pub fn decide(
     target_exists: bool,
     now: i64,
 ) -> Step {
-    match common(phase, spec.cancel, job, now) {
-        Some(Common::Done) => return Step::Nothing,
-        Some(Common::CancelJob) => return Step::CancelJob,
-        Some(Common::End(v)) => return Step::End(v),
-        None => {}
+    if let Some(step) = common(phase, spec.cancel, job, now) {
+        return step;
     }
     let Some(job) = job else {
         return match check(spec) {

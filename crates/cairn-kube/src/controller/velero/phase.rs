@@ -29,38 +29,57 @@ pub fn accepted(now: i64) -> Value {
     json!({"phase": "Accepted", "acceptedTimestamp": t, "startTimestamp": t})
 }
 
-/// The steps every mover object takes alike.
+/// What to do next with a DataUpload or DataDownload.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Common {
-    /// Finished already: nothing to do.
-    Done,
-    /// Stop the running job.
+pub enum Step {
+    /// Nothing (finished, or nothing changed).
+    Nothing,
+    /// Not yet possible (a DataDownload's claim does not exist yet).
+    Wait,
+    /// Create the job, then write Accepted.
+    Start,
+    /// Stop the running job (it ends Canceled).
     CancelJob,
-    /// End with this status (after the object's clean-up).
+    /// Write these status fields.
+    Write(Value),
+    /// Hand the restored volume over, then write this final status
+    /// (DataDownloads).
+    Rebind(Value),
+    /// Clean up (the snapshot, cairn's claim), then write this final
+    /// status.
     End(Value),
 }
 
-/// The common step for an object in `phase` whose `cancel` is set or not
-/// and whose job (if any) is `job`; None when the object's own logic
-/// decides (not finished, not canceled, the job not failed or canceled).
-pub fn common(phase: &str, cancel: bool, job: Option<&JobStatus>, now: i64) -> Option<Common> {
+/// The step every mover object takes alike, for one in `phase` whose
+/// `cancel` is set or not and whose job (if any) is `job`: nothing once
+/// finished; when canceled, stop the job or end; end when the job failed
+/// or was canceled. None when the object's own logic decides.
+pub fn common(phase: &str, cancel: bool, job: Option<&JobStatus>, now: i64) -> Option<Step> {
     if rank(phase) == 5 {
-        return Some(Common::Done);
+        return Some(Step::Nothing);
     }
     let job_phase = job.map(|j| j.phase);
     if cancel {
         return Some(match job_phase {
-            Some(p) if !p.is_terminal() => Common::CancelJob,
-            _ => Common::End(ended("Canceled", "canceled", now)),
+            Some(p) if !p.is_terminal() => Step::CancelJob,
+            _ => Step::End(ended("Canceled", "canceled", now)),
         });
     }
     match job_phase {
         Some(Phase::Failed) => {
             let why = job.and_then(|j| j.message.as_deref()).unwrap_or("failed");
-            Some(Common::End(ended("Failed", why, now)))
+            Some(Step::End(ended("Failed", why, now)))
         }
-        Some(Phase::Canceled) => Some(Common::End(ended("Canceled", "canceled", now))),
+        Some(Phase::Canceled) => Some(Step::End(ended("Canceled", "canceled", now))),
         _ => None,
+    }
+}
+
+/// The first of `fields` (name, value) that is empty, as an error.
+pub fn required(fields: &[(&str, &str)]) -> Result<(), String> {
+    match fields.iter().find(|(_, v)| v.is_empty()) {
+        Some((field, _)) => Err(format!("{field} is empty")),
+        None => Ok(()),
     }
 }
 

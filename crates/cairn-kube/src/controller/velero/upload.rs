@@ -14,7 +14,8 @@ use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::phase::{Common, accepted, common, ended, mirror};
+pub use super::phase::Step;
+use super::phase::{accepted, common, ended, mirror, required};
 use super::{BACKUP_NAME_TAG, BACKUP_UID_TAG, VeleroConfig, phase_of, spec_of, write_status};
 use crate::Result;
 use crate::controller::Context;
@@ -53,22 +54,6 @@ pub struct CsiSnapshot {
     pub snapshot_class: String,
 }
 
-/// What to do next with a DataUpload.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Step {
-    /// Nothing (finished, or nothing changed).
-    Nothing,
-    /// Create the VolumeBackup, then write Accepted.
-    Start,
-    /// Stop the running job (it ends Canceled).
-    CancelJob,
-    /// Write these status fields.
-    Write(Value),
-    /// Remove the snapshot and temporary objects, then write this final
-    /// status.
-    End(Value),
-}
-
 /// What is wrong with a DataUpload's spec, if anything.
 pub fn check(spec: &UploadSpec) -> Result<(), String> {
     if spec.snapshot_type != "CSI" {
@@ -77,20 +62,18 @@ pub fn check(spec: &UploadSpec) -> Result<(), String> {
             spec.snapshot_type
         ));
     }
-    for (field, v) in [
+    required(&[
         (
             "csiSnapshot.volumeSnapshot",
-            &spec.csi_snapshot.volume_snapshot,
+            spec.csi_snapshot.volume_snapshot.as_str(),
         ),
-        ("sourcePVC", &spec.source_pvc),
-        ("sourceNamespace", &spec.source_namespace),
-        ("backupStorageLocation", &spec.backup_storage_location),
-    ] {
-        if v.is_empty() {
-            return Err(format!("{field} is empty"));
-        }
-    }
-    Ok(())
+        ("sourcePVC", spec.source_pvc.as_str()),
+        ("sourceNamespace", spec.source_namespace.as_str()),
+        (
+            "backupStorageLocation",
+            spec.backup_storage_location.as_str(),
+        ),
+    ])
 }
 
 /// The next step for a DataUpload in `phase` (with `status`), whose job is
@@ -101,11 +84,8 @@ pub fn decide(
     job: Option<&JobStatus>,
     now: i64,
 ) -> Step {
-    match common(phase, spec.cancel, job, now) {
-        Some(Common::Done) => return Step::Nothing,
-        Some(Common::CancelJob) => return Step::CancelJob,
-        Some(Common::End(v)) => return Step::End(v),
-        None => {}
+    if let Some(step) = common(phase, spec.cancel, job, now) {
+        return step;
     }
     let Some(job) = job else {
         return match check(spec) {
@@ -194,7 +174,8 @@ pub async fn reconcile(du: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
         wall_now(),
     );
     match step {
-        Step::Nothing => {}
+        // An upload never waits for a claim or rebinds (decide says so).
+        Step::Nothing | Step::Wait | Step::Rebind(_) => {}
         Step::Start => start(&ctx, cfg, &du, &spec).await?,
         Step::CancelJob => super::cancel_job(&jobs, &dus, &du).await?,
         Step::Write(fields) => write_status(&dus, &du, fields).await?,
