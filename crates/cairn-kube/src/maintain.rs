@@ -45,6 +45,10 @@ pub struct MaintainArgs {
     /// credentials file; use this profile of it.
     #[arg(long, requires = "settings_dir")]
     pub settings_aws_profile: Option<String>,
+    /// The repository's `caCert`: base64 PEM certificates of the authority
+    /// that signed the storage server's certificate.
+    #[arg(long)]
+    pub ca_cert: Option<String>,
     /// Cache directory for a remote repository's metadata.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -76,6 +80,9 @@ pub struct MaintainArgs {
     /// As `--settings-aws-profile`, for `--copy-to-settings-dir`.
     #[arg(long, requires = "copy_to_settings_dir")]
     pub copy_to_settings_aws_profile: Option<String>,
+    /// As `--ca-cert`, for `--copy-to-url`.
+    #[arg(long)]
+    pub copy_to_ca_cert: Option<String>,
     /// Upload limit in KiB/s for the copy.
     #[arg(long)]
     pub copy_to_limit_upload_kib: Option<u64>,
@@ -257,7 +264,11 @@ fn credentials(
             settings.insert(name, value.trim_end_matches(['\r', '\n']).to_owned());
         }
     }
-    Ok(Credentials { password, settings })
+    Ok(Credentials {
+        password,
+        settings,
+        root_certificates: None,
+    })
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>> {
@@ -285,11 +296,12 @@ pub async fn run(args: &MaintainArgs) -> Result<Report> {
         Some(s) => ReadData::parse_subset(s)
             .ok_or_else(|| Error::Invalid(format!("--read-data-subset {s:?}: use 5% or 1/7")))?,
     };
-    let creds = credentials(
+    let mut creds = credentials(
         &args.password_file,
         args.settings_dir.as_deref(),
         args.settings_aws_profile.as_deref(),
     )?;
+    creds.root_certificates = crate::repo::ca_cert(args.ca_cert.as_deref())?;
     let mut opts = OpenOptions::default();
     opts.clock = crate::clock::from_env(args.test_now_file.clone());
     let repo = crate::repo::open_url(
@@ -373,11 +385,12 @@ async fn copy_to(args: &MaintainArgs, url: &str, repo: &cairn::Repository) -> Re
         .copy_to_password_file
         .as_deref()
         .ok_or_else(|| Error::Invalid("--copy-to-url needs --copy-to-password-file".into()))?;
-    let creds = credentials(
+    let mut creds = credentials(
         password,
         args.copy_to_settings_dir.as_deref(),
         args.copy_to_settings_aws_profile.as_deref(),
     )?;
+    creds.root_certificates = crate::repo::ca_cert(args.copy_to_ca_cert.as_deref())?;
     let target = crate::repo::open_url(
         url,
         &creds,
@@ -481,6 +494,7 @@ mod tests {
             password_file: d.join("password"),
             settings_dir: Some(d.join("settings")),
             settings_aws_profile: None,
+            ca_cert: None,
             cache_dir: None,
             limit_upload_kib: None,
             prune: false,
@@ -491,6 +505,7 @@ mod tests {
             copy_to_password_file: None,
             copy_to_settings_dir: None,
             copy_to_settings_aws_profile: None,
+            copy_to_ca_cert: None,
             copy_to_limit_upload_kib: None,
             report: None,
             test_now_file: None,

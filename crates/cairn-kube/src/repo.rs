@@ -25,6 +25,8 @@ pub struct Credentials {
     pub password: Zeroizing<Vec<u8>>,
     /// Storage settings (`AWS_ACCESS_KEY_ID`, …); values are wiped on drop.
     pub settings: Settings,
+    /// PEM certificates of authorities to trust besides the system's.
+    pub root_certificates: Option<Vec<u8>>,
 }
 
 impl Drop for Credentials {
@@ -82,6 +84,7 @@ pub async fn credentials(client: &Client, repo: &BackupRepository) -> Result<Cre
     let mut creds = Credentials {
         password,
         settings: Settings::new(),
+        root_certificates: ca_cert(repo.spec.ca_cert.as_deref())?,
     };
     if let Some(c) = &repo.spec.credentials_secret_ref {
         let mut s = secret(client, &ns, &c.name).await?;
@@ -104,6 +107,20 @@ fn read_settings(ns: &str, name: &str, s: &Secret, settings: &mut Settings) -> R
         settings.insert(k.clone(), std::mem::take(&mut *v));
     }
     Ok(())
+}
+
+/// The PEM bundle of a `caCert` (base64, surrounding whitespace and line
+/// breaks allowed).
+pub fn ca_cert(b64: Option<&str>) -> Result<Option<Vec<u8>>> {
+    use base64::Engine as _;
+    let Some(b64) = b64 else {
+        return Ok(None);
+    };
+    let text: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map(Some)
+        .map_err(|e| Error::Invalid(format!("caCert is not base64: {e}")))
 }
 
 /// Reads the AWS shared credentials file in `key` of a Secret.
@@ -231,7 +248,7 @@ pub async fn open_url(
     limit_upload_kib: Option<u64>,
     opts: OpenOptions,
 ) -> Result<Repository> {
-    let mut store = storage::open(url, &creds.settings, limit_upload_kib, false)?;
+    let mut store = storage::open(url, creds, limit_upload_kib, false)?;
     let remote = cairn::layers::store::parse_location(url)?.is_remote();
     if let Some(root) = cache_root.filter(|_| remote) {
         let cache = Cache::open(&cache_dir(root, url)).map_err(|e| {
@@ -255,7 +272,7 @@ pub async fn initialize_if_missing(
     now: i64,
 ) -> Result<bool> {
     let url = &repo.spec.url;
-    let store = storage::open(url, &creds.settings, None, true)?;
+    let store = storage::open(url, creds, None, true)?;
     match store.get("config").await {
         Ok(_) => return Ok(false),
         Err(e) if e.is_not_found() => {}
@@ -302,6 +319,16 @@ pub fn trim_cache(dir: &Path, max: u64) -> std::io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_ca_cert_is_base64_with_line_breaks_allowed() {
+        assert_eq!(ca_cert(None).expect("none"), None);
+        let pem = ca_cert(Some("LS0tLS1C\nRUdJTg==\n")).expect("decodes");
+        assert_eq!(pem.as_deref(), Some(&b"-----BEGIN"[..]));
+        let err = ca_cert(Some("-----BEGIN CERTIFICATE-----")).expect_err("PEM, not base64");
+        assert!(err.to_string().contains("caCert"), "{err}");
+    }
+
     use super::*;
 
     #[test]

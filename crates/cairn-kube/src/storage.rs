@@ -19,11 +19,29 @@ use crate::Result;
 /// like, matched case-insensitively (see `StoreOptions::settings`).
 pub type Settings = BTreeMap<String, String>;
 
-/// Opens the storage at `url` with `settings`; `create` makes a missing
-/// local directory (for initialising a repository).
+/// Opens the storage at `url` with the settings and authorities of
+/// `creds`; `create` makes a missing local directory (for initialising a
+/// repository).
 pub fn open(
     url: &str,
+    creds: &crate::repo::Credentials,
+    limit_upload_kib: Option<u64>,
+    create: bool,
+) -> Result<Store> {
+    open_with(
+        url,
+        &creds.settings,
+        creds.root_certificates.clone(),
+        limit_upload_kib,
+        create,
+    )
+}
+
+/// [`open`] from the settings and the authorities' PEM bundle.
+pub fn open_with(
+    url: &str,
     settings: &Settings,
+    root_certificates: Option<Vec<u8>>,
     limit_upload_kib: Option<u64>,
     create: bool,
 ) -> Result<Store> {
@@ -32,6 +50,7 @@ pub fn open(
     opts.limit_upload_kib = limit_upload_kib;
     opts.settings = settings.clone();
     opts.isolated = true;
+    opts.root_certificates = root_certificates;
     let store = Store::open_with(url, &opts);
     wipe(&mut opts.settings);
     Ok(store?)
@@ -53,11 +72,11 @@ mod tests {
         let mut s = Settings::new();
         s.insert("AWS_ACCESS_KEY_ID".into(), "GK123".into());
         s.insert("AWS_SECRET_ACCESS_KEY".into(), "secret".into());
-        let store = open("s3://bucket/prefix?endpoint=http://127.0.0.1:9&region=garage&path-style=true&allow-http=true", &s, None, false)
+        let store = open_with("s3://bucket/prefix?endpoint=http://127.0.0.1:9&region=garage&path-style=true&allow-http=true", &s, None, None, false)
             .expect("s3 store builds");
         assert!(store.describe().starts_with("s3://bucket/prefix"));
         s.insert("AWS_SECRET_ACCES_KEY".into(), "typo".into());
-        let err = open("s3://bucket", &s, None, false).expect_err("typo");
+        let err = open_with("s3://bucket", &s, None, None, false).expect_err("typo");
         assert!(err.to_string().contains("AWS_SECRET_ACCES_KEY"), "{err}");
     }
 
@@ -82,7 +101,7 @@ mod tests {
                 key.into(),
                 "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
             );
-            let err = open(url, &s, None, false).expect_err(key);
+            let err = open_with(url, &s, None, None, false).expect_err(key);
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
         let mut s = Settings::new();
@@ -97,17 +116,19 @@ mod tests {
         }
         s.insert("AWS_ALLOW_HTTP".into(), "true".into());
         s.insert("AWS_VIRTUAL_HOSTED_STYLE_REQUEST".into(), "false".into());
-        assert!(open(url, &s, None, false).is_ok());
+        assert!(open_with(url, &s, None, None, false).is_ok());
     }
 
     #[test]
     fn cloud_stores_without_keys_never_fall_back_to_ambient_credentials() {
-        let err = open("gs://bucket", &Settings::new(), None, false).expect_err("no key");
+        let err =
+            open_with("gs://bucket", &Settings::new(), None, None, false).expect_err("no key");
         assert!(
             err.to_string().contains("GOOGLE_SERVICE_ACCOUNT_KEY"),
             "{err}"
         );
-        let err = open("az://container", &Settings::new(), None, false).expect_err("no key");
+        let err =
+            open_with("az://container", &Settings::new(), None, None, false).expect_err("no key");
         assert!(
             err.to_string().contains("AZURE_STORAGE_ACCOUNT_NAME"),
             "{err}"
@@ -118,15 +139,8 @@ mod tests {
     fn local_paths_open_directly() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = dir.path().join("repo");
-        assert!(open(url.to_str().expect("utf-8"), &Settings::new(), None, false).is_err());
-        assert!(
-            open(
-                url.to_str().expect("utf-8"),
-                &Settings::new(),
-                Some(100),
-                true
-            )
-            .is_ok()
-        );
+        let url = url.to_str().expect("utf-8");
+        assert!(open_with(url, &Settings::new(), None, None, false).is_err());
+        assert!(open_with(url, &Settings::new(), None, Some(100), true).is_ok());
     }
 }

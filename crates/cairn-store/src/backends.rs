@@ -28,6 +28,33 @@ fn client_options() -> ClientOptions {
         .with_timeout(Duration::from_secs(120))
 }
 
+/// `opts` trusting the authorities of the PEM bundle `pem` too.
+pub(crate) fn with_roots(
+    url: &str,
+    mut opts: ClientOptions,
+    pem: Option<&[u8]>,
+) -> StoreResult<ClientOptions> {
+    let Some(pem) = pem else {
+        return Ok(opts);
+    };
+    let certs = object_store::Certificate::from_pem_bundle(pem).map_err(|e| {
+        StoreError::InvalidLocation {
+            url: url.to_owned(),
+            message: format!("the CA bundle: {e}"),
+        }
+    })?;
+    if certs.is_empty() {
+        return Err(StoreError::InvalidLocation {
+            url: url.to_owned(),
+            message: "the CA bundle holds no PEM certificate".into(),
+        });
+    }
+    for c in certs {
+        opts = opts.with_root_certificate(c);
+    }
+    Ok(opts)
+}
+
 fn retry() -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
@@ -130,6 +157,9 @@ fn keys<K: std::str::FromStr>(
 pub(crate) struct Settings<'a> {
     /// Named like the provider's environment variables.
     pub map: &'a BTreeMap<String, String>,
+    /// PEM certificates of the authorities the server's certificate may
+    /// chain to, besides the system's.
+    pub root_certificates: Option<&'a [u8]>,
     /// Only `map` counts, restricted to [`ISOLATED_SETTINGS`]: no process
     /// environment, no credential files, no instance metadata.
     pub isolated: bool,
@@ -157,7 +187,11 @@ pub(crate) fn s3(
         .with_retry(retry())
         // Client options replace earlier ones wholesale, so they go first
         // and allow-http (part of them) after.
-        .with_client_options(client_options());
+        .with_client_options(with_roots(
+            url,
+            client_options(),
+            settings.root_certificates,
+        )?);
     for (k, v) in keys::<AmazonS3ConfigKey>(url, settings.map, "aws_")? {
         b = b.with_config(k, v);
     }
@@ -198,8 +232,12 @@ pub(crate) fn s3(
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
     let client = match faults {
-        Some(f) => S3Api::client(f, allow_http)?,
-        None => S3Api::client(&ReqwestConnector::default(), allow_http)?,
+        Some(f) => S3Api::client(f, allow_http, settings.root_certificates)?,
+        None => S3Api::client(
+            &ReqwestConnector::default(),
+            allow_http,
+            settings.root_certificates,
+        )?,
     };
     let s3 = b.build().map_err(|e| invalid(url, e))?;
     let api = S3Api::new(
@@ -242,7 +280,11 @@ pub(crate) fn gcs(
     let mut b = base
         .with_bucket_name(bucket)
         .with_retry(retry())
-        .with_client_options(client_options());
+        .with_client_options(with_roots(
+            url,
+            client_options(),
+            settings.root_certificates,
+        )?);
     for (k, v) in keys::<GoogleConfigKey>(url, settings.map, "google_")? {
         b = b.with_config(k, v);
     }
@@ -273,7 +315,11 @@ pub(crate) fn azure(
     let mut b = base
         .with_container_name(container)
         .with_retry(retry())
-        .with_client_options(client_options());
+        .with_client_options(with_roots(
+            url,
+            client_options(),
+            settings.root_certificates,
+        )?);
     for (k, v) in keys::<AzureConfigKey>(url, settings.map, "azure_")? {
         b = b.with_config(k, v);
     }

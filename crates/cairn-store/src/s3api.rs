@@ -127,11 +127,13 @@ impl S3Api {
     pub(crate) fn client(
         connector: &dyn object_store::client::HttpConnector,
         allow_http: bool,
+        root_certificates: Option<&[u8]>,
     ) -> StoreResult<HttpClient> {
         let opts = ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(60))
-            .with_allow_http(allow_http);
+            .with_timeout(Duration::from_secs(60));
+        let opts =
+            crate::backends::with_roots("", opts, root_certificates)?.with_allow_http(allow_http);
         connector
             .connect(&opts)
             .map_err(|e| StoreError::InvalidLocation {
@@ -552,8 +554,12 @@ mod tests {
                 );
             }
         });
-        let client = S3Api::client(&object_store::client::ReqwestConnector::default(), true)
-            .expect("client");
+        let client = S3Api::client(
+            &object_store::client::ReqwestConnector::default(),
+            true,
+            None,
+        )
+        .expect("client");
         let credentials: Credentials = Arc::new(
             object_store::client::StaticCredentialProvider::new(AwsCredential {
                 key_id: "k".into(),

@@ -129,6 +129,9 @@ pub struct StoreOptions {
     /// instance metadata. For settings written by someone other than whoever
     /// runs the process, e.g. a tenant's Secret read by a shared agent.
     pub isolated: bool,
+    /// PEM certificates of authorities to trust besides the system's, for
+    /// an S3 server whose certificate a private CA signed.
+    pub root_certificates: Option<Vec<u8>>,
 }
 
 /// A repository's storage: an object store plus the description shown to
@@ -168,6 +171,7 @@ impl Store {
         let location = parse_location(url)?;
         let faults = opts.http_faults.clone().map(FaultConnector::new);
         let settings = backends::Settings {
+            root_certificates: opts.root_certificates.as_deref(),
             map: &opts.settings,
             isolated: opts.isolated,
         };

@@ -34,6 +34,7 @@ mod digest;
 mod fault;
 mod noise;
 mod repo;
+pub mod tls;
 mod tree;
 
 pub use cairn_core::FixedClock;

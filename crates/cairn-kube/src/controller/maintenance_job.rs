@@ -109,6 +109,12 @@ pub fn args(
     if let Some(kib) = spec.limit_upload_kib {
         args.push(format!("--limit-upload-kib={kib}"));
     }
+    if let Some(ca) = &spec.ca_cert {
+        args.push(format!(
+            "--ca-cert={}",
+            ca.split_whitespace().collect::<String>()
+        ));
+    }
     if let Some(t) = target {
         args.push(format!("--copy-to-url={}", t.spec.url));
         args.push(format!("--copy-to-password-file={COPY_PASSWORD_FILE}"));
@@ -120,6 +126,12 @@ pub fn args(
         }
         if let Some(kib) = t.spec.limit_upload_kib {
             args.push(format!("--copy-to-limit-upload-kib={kib}"));
+        }
+        if let Some(ca) = &t.spec.ca_cert {
+            args.push(format!(
+                "--copy-to-ca-cert={}",
+                ca.split_whitespace().collect::<String>()
+            ));
         }
     }
     Ok(args)
@@ -310,6 +322,12 @@ mod tests {
         );
         let args = pod["containers"][0]["args"].to_string();
         assert!(args.contains("--settings-aws-profile=backup"), "{args}");
+        assert!(!args.contains("--ca-cert"), "{args}");
+        r.spec.ca_cert = Some("LS0t\nLS0t\n".into());
+        let v = serde_json::to_value(build(&r, None, 1_800_000_000, "img:1").expect("job"))
+            .expect("json");
+        let args = v["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(args.contains("--ca-cert=LS0tLS0t"), "one line: {args}");
     }
 
     #[test]

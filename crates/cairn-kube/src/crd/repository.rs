@@ -44,6 +44,12 @@ pub struct BackupRepositorySpec {
     /// repository, naming the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// PEM certificates, base64-encoded (as Velero's `objectStorage.caCert`),
+    /// of the authority that signed the storage server's certificate:
+    /// trusted besides the system's authorities, for S3 servers with a
+    /// private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
     /// Largest size of the agents' local cache of index files, snapshots
     /// and trees for this repository, as a quantity (`512Mi`, `2Gi`); `0`
     /// turns the cache off. Default 1Gi. Only remote repositories are cached.

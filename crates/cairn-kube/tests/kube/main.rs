@@ -23,4 +23,5 @@ mod velero;
 mod velero_cancel;
 mod velero_cluster;
 mod velero_fakes;
+mod velero_tls;
 mod velero_writes;

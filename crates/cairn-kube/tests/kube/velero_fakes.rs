@@ -97,11 +97,11 @@ pub(crate) fn valid_label(v: &str) -> String {
 /// from `CAIRN_TEST_S3_URL` (`s3://bucket[/prefix]?endpoint=…&region=…`).
 pub(crate) struct S3 {
     base: String,
-    bucket: String,
+    pub(crate) bucket: String,
     /// The base URL's own prefix in the bucket ("" for none).
     prefix: String,
-    endpoint: String,
-    region: String,
+    pub(crate) endpoint: String,
+    pub(crate) region: String,
 }
 
 impl S3 {
@@ -127,7 +127,7 @@ impl S3 {
     }
 
     /// A location's `objectStorage.prefix` for `name`, under the base's.
-    fn location_prefix(&self, name: &str) -> String {
+    pub(crate) fn location_prefix(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_owned()
         } else {

@@ -50,7 +50,7 @@ pub struct ObjectStorage {
     pub bucket: String,
     /// The prefix inside it (Velero's data lives under it too).
     pub prefix: String,
-    /// A CA bundle for the endpoint.
+    /// PEM certificates (base64) of the endpoint's authority.
     pub ca_cert: Option<String>,
     /// A Secret key holding a CA bundle.
     pub ca_cert_ref: Option<serde_json::Value>,
@@ -121,6 +121,7 @@ pub fn location(bsl: &BslSpec, defaults: &Defaults) -> Result<Location, String> 
             }),
             initialize: !read_only,
             maintenance,
+            ca_cert: bsl.object_storage.ca_cert.clone(),
             ..Default::default()
         },
         read_only,
@@ -137,8 +138,14 @@ fn config<'a>(bsl: &'a BslSpec, k: &str) -> Option<&'a str> {
 
 /// Refuses what cairn cannot honour (rather than ignoring it).
 fn refuse_unsupported(bsl: &BslSpec) -> Result<(), String> {
-    if bsl.object_storage.ca_cert.is_some() || bsl.object_storage.ca_cert_ref.is_some() {
-        return Err("objectStorage.caCert/caCertRef: custom CAs are not supported yet".into());
+    if bsl.object_storage.ca_cert_ref.is_some() {
+        return Err(
+            "objectStorage.caCertRef is not supported yet: give the CA in objectStorage.caCert"
+                .into(),
+        );
+    }
+    if let Err(e) = crate::repo::ca_cert(bsl.object_storage.ca_cert.as_deref()) {
+        return Err(format!("objectStorage.caCert: {e}"));
     }
     for unsupported in ["insecureSkipTLSVerify", "kmsKeyId", "serverSideEncryption"] {
         if config(bsl, unsupported).is_some_and(|v| v != "false") {

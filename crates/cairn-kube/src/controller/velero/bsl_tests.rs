@@ -119,7 +119,11 @@ fn what_cairn_cannot_honour_is_refused_by_name() {
             "region",
         ),
         (
-            serde_json::json!({"provider": "aws", "objectStorage": {"bucket": "b", "caCert": "LS0t"}, "config": {"region": "r"}}),
+            serde_json::json!({"provider": "aws", "objectStorage": {"bucket": "b", "caCertRef": {"name": "ca", "key": "ca.pem"}}, "config": {"region": "r"}}),
+            "caCertRef",
+        ),
+        (
+            serde_json::json!({"provider": "aws", "objectStorage": {"bucket": "b", "caCert": "not base64!"}, "config": {"region": "r"}}),
             "caCert",
         ),
         (
@@ -138,4 +142,22 @@ fn what_cairn_cannot_honour_is_refused_by_name() {
         let err = location(&bsl(spec.clone()), &defaults()).expect_err(says);
         assert!(err.contains(says), "{spec}: {err:?} should say {says:?}");
     }
+}
+
+#[test]
+fn a_private_ca_of_the_location_is_trusted_by_its_repository() {
+    let l = location(
+        &bsl(serde_json::json!({
+            "provider": "aws",
+            "objectStorage": {"bucket": "b", "caCert": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"},
+            "config": {"region": "r", "s3Url": "https://minio.backup.svc:9000"},
+        })),
+        &defaults(),
+    )
+    .expect("maps");
+    assert_eq!(
+        l.spec.ca_cert.as_deref(),
+        Some("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t")
+    );
+    assert!(!l.spec.url.contains("allow-http"), "{}", l.spec.url);
 }
