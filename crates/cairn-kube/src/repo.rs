@@ -248,7 +248,13 @@ pub async fn open_url(
     limit_upload_kib: Option<u64>,
     opts: OpenOptions,
 ) -> Result<Repository> {
-    let mut store = storage::open(url, creds, limit_upload_kib, false)?;
+    let mut store = storage::open(
+        url,
+        &creds.settings,
+        creds.root_certificates.clone(),
+        limit_upload_kib,
+        false,
+    )?;
     let remote = cairn::layers::store::parse_location(url)?.is_remote();
     if let Some(root) = cache_root.filter(|_| remote) {
         let cache = Cache::open(&cache_dir(root, url)).map_err(|e| {
@@ -272,7 +278,13 @@ pub async fn initialize_if_missing(
     now: i64,
 ) -> Result<bool> {
     let url = &repo.spec.url;
-    let store = storage::open(url, creds, None, true)?;
+    let store = storage::open(
+        url,
+        &creds.settings,
+        creds.root_certificates.clone(),
+        None,
+        true,
+    )?;
     match store.get("config").await {
         Ok(_) => return Ok(false),
         Err(e) if e.is_not_found() => {}

@@ -19,26 +19,10 @@ use crate::Result;
 /// like, matched case-insensitively (see `StoreOptions::settings`).
 pub type Settings = BTreeMap<String, String>;
 
-/// Opens the storage at `url` with the settings and authorities of
-/// `creds`; `create` makes a missing local directory (for initialising a
-/// repository).
+/// Opens the storage at `url` with `settings`, trusting the authorities of
+/// the PEM bundle `root_certificates` besides the system's; `create` makes
+/// a missing local directory (for initialising a repository).
 pub fn open(
-    url: &str,
-    creds: &crate::repo::Credentials,
-    limit_upload_kib: Option<u64>,
-    create: bool,
-) -> Result<Store> {
-    open_with(
-        url,
-        &creds.settings,
-        creds.root_certificates.clone(),
-        limit_upload_kib,
-        create,
-    )
-}
-
-/// [`open`] from the settings and the authorities' PEM bundle.
-pub fn open_with(
     url: &str,
     settings: &Settings,
     root_certificates: Option<Vec<u8>>,
@@ -72,11 +56,11 @@ mod tests {
         let mut s = Settings::new();
         s.insert("AWS_ACCESS_KEY_ID".into(), "GK123".into());
         s.insert("AWS_SECRET_ACCESS_KEY".into(), "secret".into());
-        let store = open_with("s3://bucket/prefix?endpoint=http://127.0.0.1:9&region=garage&path-style=true&allow-http=true", &s, None, None, false)
+        let store = open("s3://bucket/prefix?endpoint=http://127.0.0.1:9&region=garage&path-style=true&allow-http=true", &s, None, None, false)
             .expect("s3 store builds");
         assert!(store.describe().starts_with("s3://bucket/prefix"));
         s.insert("AWS_SECRET_ACCES_KEY".into(), "typo".into());
-        let err = open_with("s3://bucket", &s, None, None, false).expect_err("typo");
+        let err = open("s3://bucket", &s, None, None, false).expect_err("typo");
         assert!(err.to_string().contains("AWS_SECRET_ACCES_KEY"), "{err}");
     }
 
@@ -101,7 +85,7 @@ mod tests {
                 key.into(),
                 "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
             );
-            let err = open_with(url, &s, None, None, false).expect_err(key);
+            let err = open(url, &s, None, None, false).expect_err(key);
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
         let mut s = Settings::new();
@@ -116,19 +100,17 @@ mod tests {
         }
         s.insert("AWS_ALLOW_HTTP".into(), "true".into());
         s.insert("AWS_VIRTUAL_HOSTED_STYLE_REQUEST".into(), "false".into());
-        assert!(open_with(url, &s, None, None, false).is_ok());
+        assert!(open(url, &s, None, None, false).is_ok());
     }
 
     #[test]
     fn cloud_stores_without_keys_never_fall_back_to_ambient_credentials() {
-        let err =
-            open_with("gs://bucket", &Settings::new(), None, None, false).expect_err("no key");
+        let err = open("gs://bucket", &Settings::new(), None, None, false).expect_err("no key");
         assert!(
             err.to_string().contains("GOOGLE_SERVICE_ACCOUNT_KEY"),
             "{err}"
         );
-        let err =
-            open_with("az://container", &Settings::new(), None, None, false).expect_err("no key");
+        let err = open("az://container", &Settings::new(), None, None, false).expect_err("no key");
         assert!(
             err.to_string().contains("AZURE_STORAGE_ACCOUNT_NAME"),
             "{err}"
@@ -140,7 +122,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = dir.path().join("repo");
         let url = url.to_str().expect("utf-8");
-        assert!(open_with(url, &Settings::new(), None, None, false).is_err());
-        assert!(open_with(url, &Settings::new(), None, Some(100), true).is_ok());
+        assert!(open(url, &Settings::new(), None, None, false).is_err());
+        assert!(open(url, &Settings::new(), None, Some(100), true).is_ok());
     }
 }

@@ -28,33 +28,6 @@ fn client_options() -> ClientOptions {
         .with_timeout(Duration::from_secs(120))
 }
 
-/// `opts` trusting the authorities of the PEM bundle `pem` too.
-pub(crate) fn with_roots(
-    url: &str,
-    mut opts: ClientOptions,
-    pem: Option<&[u8]>,
-) -> StoreResult<ClientOptions> {
-    let Some(pem) = pem else {
-        return Ok(opts);
-    };
-    let certs = object_store::Certificate::from_pem_bundle(pem).map_err(|e| {
-        StoreError::InvalidLocation {
-            url: url.to_owned(),
-            message: format!("the CA bundle: {e}"),
-        }
-    })?;
-    if certs.is_empty() {
-        return Err(StoreError::InvalidLocation {
-            url: url.to_owned(),
-            message: "the CA bundle holds no PEM certificate".into(),
-        });
-    }
-    for c in certs {
-        opts = opts.with_root_certificate(c);
-    }
-    Ok(opts)
-}
-
 fn retry() -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
@@ -187,7 +160,7 @@ pub(crate) fn s3(
         .with_retry(retry())
         // Client options replace earlier ones wholesale, so they go first
         // and allow-http (part of them) after.
-        .with_client_options(with_roots(
+        .with_client_options(crate::roots::with_roots(
             url,
             client_options(),
             settings.root_certificates,
@@ -216,6 +189,22 @@ pub(crate) fn s3(
     if let Some(f) = faults {
         b = b.with_http_connector(f.clone());
     }
+    let api = extra_api(&b, bucket, prefix, settings, faults)?;
+    let s3 = b.build().map_err(|e| invalid(url, e))?;
+    let api = api(s3.credentials().clone());
+    Ok((with_prefix(Arc::new(s3), prefix), api))
+}
+
+/// The API for the S3 requests object_store does not make (s3api.rs), at
+/// the bucket's address as the builder `b` computes it, with the same
+/// connector and trust; it takes the built store's credentials.
+fn extra_api(
+    b: &AmazonS3Builder,
+    bucket: &str,
+    prefix: &str,
+    settings: &Settings<'_>,
+    faults: Option<&FaultConnector>,
+) -> StoreResult<impl FnOnce(object_store::aws::AwsCredentialProvider) -> S3Api + use<>> {
     let config = |k: AmazonS3ConfigKey| b.get_config_value(&k);
     let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
     let virtual_hosted =
@@ -223,32 +212,19 @@ pub(crate) fn s3(
     let allow_http = config(AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
         .is_some_and(|v| v == "true" || v == "1");
     let anonymous = config(AmazonS3ConfigKey::SkipSignature).as_deref() == Some("true");
-    // The bucket's address as object_store computes it, for the requests
-    // object_store does not make (s3api.rs).
     let bucket_url = match (config(AmazonS3ConfigKey::Endpoint), virtual_hosted) {
         (Some(e), true) => e,
         (Some(e), false) => format!("{}/{bucket}", e.trim_end_matches('/')),
         (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
+    let roots = settings.root_certificates;
     let client = match faults {
-        Some(f) => S3Api::client(f, allow_http, settings.root_certificates)?,
-        None => S3Api::client(
-            &ReqwestConnector::default(),
-            allow_http,
-            settings.root_certificates,
-        )?,
+        Some(f) => S3Api::client(f, allow_http, roots)?,
+        None => S3Api::client(&ReqwestConnector::default(), allow_http, roots)?,
     };
-    let s3 = b.build().map_err(|e| invalid(url, e))?;
-    let api = S3Api::new(
-        client,
-        s3.credentials().clone(),
-        bucket_url,
-        prefix,
-        region,
-        anonymous,
-    );
-    Ok((with_prefix(Arc::new(s3), prefix), api))
+    let prefix = prefix.to_owned();
+    Ok(move |credentials| S3Api::new(client, credentials, bucket_url, &prefix, region, anonymous))
 }
 
 /// Refuses isolated settings that lack one of `needed`.
@@ -280,7 +256,7 @@ pub(crate) fn gcs(
     let mut b = base
         .with_bucket_name(bucket)
         .with_retry(retry())
-        .with_client_options(with_roots(
+        .with_client_options(crate::roots::with_roots(
             url,
             client_options(),
             settings.root_certificates,
@@ -315,7 +291,7 @@ pub(crate) fn azure(
     let mut b = base
         .with_container_name(container)
         .with_retry(retry())
-        .with_client_options(with_roots(
+        .with_client_options(crate::roots::with_roots(
             url,
             client_options(),
             settings.root_certificates,

@@ -34,6 +34,7 @@ mod limit;
 mod lock;
 mod metrics;
 mod restream;
+mod roots;
 mod s3api;
 mod staging;
 mod store;

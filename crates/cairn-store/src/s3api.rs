@@ -133,7 +133,7 @@ impl S3Api {
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(60));
         let opts =
-            crate::backends::with_roots("", opts, root_certificates)?.with_allow_http(allow_http);
+            crate::roots::with_roots("", opts, root_certificates)?.with_allow_http(allow_http);
         connector
             .connect(&opts)
             .map_err(|e| StoreError::InvalidLocation {
