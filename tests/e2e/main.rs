@@ -36,4 +36,5 @@ mod selection;
 mod sparse;
 mod storage_classes;
 mod stream;
+mod tls;
 mod unprivileged;

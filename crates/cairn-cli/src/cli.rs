@@ -60,6 +60,10 @@ pub(crate) struct Global {
     /// directory)
     #[arg(long, global = true)]
     pub(crate) no_cache: bool,
+    /// PEM certificates of an authority to trust besides the system's, for
+    /// an S3 server whose certificate a private CA signed
+    #[arg(long, env = "CAIRN_CA_CERT", global = true, value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,10 @@ pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
     opts.limit_upload_kib = g.limit_upload;
     opts.limit_download_kib = g.limit_download;
     opts.http_faults = http_faults;
+    opts.root_certificates = match &g.ca_cert {
+        Some(f) => Some(read_ca(f)?),
+        None => None,
+    };
     let store = Store::open_with(url, &opts)?;
     let cache_dir = match cache_dir(g)? {
         Some(d) if store.is_remote() || g.cache_dir.is_some() => Some(d),
@@ -36,6 +40,16 @@ pub(crate) fn store(g: &Global, create: bool) -> Result<Store> {
         }
         None => store,
     })
+}
+
+/// The PEM bundle of `--ca-cert` (at most 1 MiB).
+fn read_ca(f: &std::path::Path) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(f).with_context(|| format!("cannot read --ca-cert {}", f.display()))?;
+    if meta.len() > 1 << 20 {
+        anyhow::bail!("--ca-cert {}: larger than 1 MiB", f.display());
+    }
+    std::fs::read(f).with_context(|| format!("cannot read --ca-cert {}", f.display()))
 }
 
 /// The repository's local cache directory: --cache-dir, or one per
