@@ -10,33 +10,13 @@ use crate::common::source::{TreeSpec, generate};
 use crate::common::{CHEAP_KDF, Repo, Run};
 use crate::s3::s3_location;
 
-/// `url` with the endpoint of `front` instead of Garage's, and Garage's
-/// `host:port`.
-fn through(url: &str, front: Option<&TlsFront>) -> (String, String) {
-    let (head, query) = url.split_once('?').expect("query");
-    let mut upstream = String::new();
-    let params: Vec<String> = query
-        .split('&')
-        .filter_map(|kv| match kv.split_once('=') {
-            Some(("endpoint", e)) => {
-                upstream = e.trim_start_matches("http://").to_owned();
-                front.map(|f| format!("endpoint={}", f.endpoint()))
-            }
-            Some(("allow-http", _)) => None,
-            _ => Some(kv.to_owned()),
-        })
-        .collect();
-    (format!("{head}?{}", params.join("&")), upstream)
-}
-
 #[test]
 fn the_cli_reaches_a_private_ca_server_only_with_its_ca_cert() {
     let Some(url) = s3_location("tls") else {
         return;
     };
-    let (_, upstream) = through(&url, None);
-    let front = TlsFront::start(&upstream);
-    let (url, _) = through(&url, Some(&front));
+    let front = TlsFront::before(&url);
+    let url = front.url(&url);
     let tmp = tempfile::tempdir().expect("tempdir");
     let ca = tmp.path().join("ca.pem");
     std::fs::write(&ca, front.ca_pem()).expect("write");

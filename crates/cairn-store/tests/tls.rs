@@ -1,32 +1,14 @@
 //! An S3 server whose certificate a private authority signed: Garage behind
 //! a TLS front (`cairn_testkit::tls`, scripts/tls-proxy.py) with a
-//! certificate for 127.0.0.1 from a CA made for the test (openssl). The store reaches it only when given
-//! that CA (`StoreOptions::root_certificates`), every request included (the
-//! extra S3 requests of s3api.rs go through the same trust), and refuses a
-//! bundle that holds no certificate.
+//! certificate for 127.0.0.1 from a CA made for the test (openssl). The
+//! store reaches it only when given that CA
+//! (`StoreOptions::root_certificates`), every request included (the extra
+//! S3 requests of s3api.rs go through the same trust), and refuses a bundle
+//! that holds no certificate.
 
 use bytes::Bytes;
 use cairn_store::{Store, StoreOptions};
 use cairn_testkit::tls::TlsFront;
-
-/// Garage's URL with `https://127.0.0.1:port` as its endpoint, and the
-/// address Garage listens on.
-fn through_front(base: &str, port: u16) -> (String, String) {
-    let (head, query) = base.split_once('?').expect("query");
-    let mut upstream = String::new();
-    let params: Vec<String> = query
-        .split('&')
-        .filter_map(|kv| match kv.split_once('=') {
-            Some(("endpoint", e)) => {
-                upstream = e.trim_start_matches("http://").to_owned();
-                Some(format!("endpoint=https://127.0.0.1:{port}"))
-            }
-            Some(("allow-http", _)) => None,
-            _ => Some(kv.to_owned()),
-        })
-        .collect();
-    (format!("{head}?{}", params.join("&")), upstream)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_ca_is_trusted_only_when_given() {
@@ -38,10 +20,8 @@ async fn a_private_ca_is_trusted_only_when_given() {
         eprintln!("SKIP: CAIRN_TEST_S3_URL is not set; run scripts/test.sh to test against Garage");
         return;
     };
-    let (_, upstream) = through_front(&base, 0);
-    let front = TlsFront::start(&upstream);
-    let (url, _) = through_front(&base, front.port);
-    let url = url.replacen(
+    let front = TlsFront::before(&base);
+    let url = front.url(&base).replacen(
         "s3://cairn-test",
         &format!("s3://cairn-test/tls-{}", std::process::id()),
         1,

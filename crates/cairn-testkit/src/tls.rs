@@ -66,6 +66,36 @@ impl TlsFront {
     pub fn endpoint(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
+
+    /// A front for the plain-HTTP S3 server an `s3://…?endpoint=http://…`
+    /// URL names.
+    pub fn before(url: &str) -> TlsFront {
+        TlsFront::start(&upstream(url))
+    }
+
+    /// `url` reaching its server through this front: the endpoint
+    /// replaced, `allow-http` dropped.
+    pub fn url(&self, url: &str) -> String {
+        let (head, query) = url.split_once('?').unwrap_or((url, ""));
+        let params: Vec<String> = query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .filter_map(|kv| match kv.split_once('=') {
+                Some(("endpoint", _)) => Some(format!("endpoint={}", self.endpoint())),
+                Some(("allow-http", _)) => None,
+                _ => Some(kv.to_owned()),
+            })
+            .collect();
+        format!("{head}?{}", params.join("&"))
+    }
+}
+
+/// `host:port` of the `endpoint=http://…` of an `s3://` URL.
+fn upstream(url: &str) -> String {
+    url.split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("endpoint="))
+        .map(|e| e.trim_start_matches("http://").to_owned())
+        .unwrap_or_else(|| panic!("{url} names no endpoint"))
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
