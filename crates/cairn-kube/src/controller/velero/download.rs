@@ -228,7 +228,7 @@ pub async fn reconcile(dd: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
             };
             start(&ctx, cfg, &dd, &spec, target).await?;
         }
-        Step::CancelJob => super::cancel_job(&jobs, &dds, &dd).await?,
+        Step::CancelJob => super::cancel_job(&jobs, &dds, &dd, job.as_ref()).await?,
         Step::Write(fields) => write_status(&dds, &dd, fields).await?,
         Step::Rebind(fields) => {
             return match hand_over(&ctx, cfg, &dd, target.as_ref()).await? {

@@ -333,18 +333,22 @@ pub async fn refuse_foreign<K: kube::Resource<DynamicType = ()>>(
     Ok(true)
 }
 
-/// Asks the job of `o` to stop, and shows `o` Canceling until it has.
+/// Asks the job of `o` to stop (once: a job already asked is left alone),
+/// and shows `o` Canceling until it has.
 pub async fn cancel_job<K>(
     jobs: &Api<K>,
     movers: &Api<DynamicObject>,
     o: &DynamicObject,
+    job: Option<&K>,
 ) -> Result<()>
 where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: crate::job::Job + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let patch = json!({"spec": {"cancel": true}});
-    jobs.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
+    if !job.is_some_and(|j| j.cancel()) {
+        let patch = json!({"spec": {"cancel": true}});
+        jobs.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+    }
     if phase_of(o) != "Canceling" {
         write_status(movers, o, json!({"phase": "Canceling"})).await?;
     }

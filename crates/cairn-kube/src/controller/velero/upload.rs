@@ -177,7 +177,7 @@ pub async fn reconcile(du: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
         // An upload never waits for a claim or rebinds (decide says so).
         Step::Nothing | Step::Wait | Step::Rebind(_) => {}
         Step::Start => start(&ctx, cfg, &du, &spec).await?,
-        Step::CancelJob => super::cancel_job(&jobs, &dus, &du).await?,
+        Step::CancelJob => super::cancel_job(&jobs, &dus, &du, job.as_ref()).await?,
         Step::Write(fields) => write_status(&dus, &du, fields).await?,
         Step::End(fields) => {
             if let Some(j) = &job {
