@@ -7,6 +7,7 @@
 //! small repository copied fresh for each flip, so the thousand runs take
 //! seconds rather than a thousand CLI invocations.
 
+use cairn::Maintenance;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 //! pack's header instead of reporting damage. (Warm-ups themselves need S3:
 //! tests/e2e/cold.rs runs them against moto.)
 
+use cairn_repo::Maintenance;
 use std::sync::Arc;
 
 use cairn_core::format::{Source, Timestamp};

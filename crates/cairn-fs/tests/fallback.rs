@@ -2,6 +2,7 @@
 //! gone: the index keeps one location per blob, but every index file lists
 //! its own copies, and a chunk stored twice must not be lost with one pack.
 
+use cairn_repo::Maintenance;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;

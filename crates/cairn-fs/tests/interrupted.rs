@@ -1,6 +1,7 @@
 //! A backup that fails part-way leaves the repository valid, and the next
 //! backup reuses the packs the failed one managed to upload and index.
 
+use cairn_repo::Maintenance;
 use std::sync::Arc;
 
 use cairn_core::SeededRandom;

@@ -6,6 +6,7 @@
 //! the kubelet takes a container's termination message from, so the
 //! controller learns the outcome without reading logs or Secrets.
 
+use cairn::Maintenance as _;
 use std::path::{Path, PathBuf};
 
 use cairn::{OpenOptions, PruneOptions, ReadData};

@@ -45,7 +45,7 @@ impl Repository {
     ) -> Result<usize> {
         // Only packs that exist now: a pack another run deleted must not
         // come back into the index as a deduplication target.
-        let present = self.existing_packs().await?;
+        let present = self.list_packs().await?;
         let mut cuts = plan.cuts;
         cuts.sort_unstable();
         cuts.dedup();

@@ -56,6 +56,7 @@ mod snapshots;
 pub mod warm;
 mod writer;
 
+pub use commands::Maintenance;
 pub use commands::check::{CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData};
 pub use commands::forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,

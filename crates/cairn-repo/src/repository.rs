@@ -453,6 +453,23 @@ impl Repository {
         &self.inner.store
     }
 
+    /// Deletes `path` unless it turns out retained (its Object Lock
+    /// retention was extended since the caller looked): then returns until
+    /// when and leaves it.
+    pub(crate) async fn delete_unless_retained(
+        &self,
+        path: &str,
+    ) -> Result<Option<std::time::SystemTime>> {
+        match self.store().delete(path).await {
+            Ok(()) => Ok(None),
+            Err(StoreError::Locked { .. }) => {
+                let until = self.store().locked_until(path).await?;
+                Ok(Some(until.unwrap_or_else(std::time::SystemTime::now)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The repository config.
     pub fn config(&self) -> &Config {
         &self.inner.config

@@ -5,6 +5,7 @@
 
 mod common;
 
+use cairn_repo::Maintenance;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 

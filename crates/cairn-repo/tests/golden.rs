@@ -11,6 +11,7 @@
 //! also shows up here: then the reader test must still pass before the
 //! vectors are regenerated.
 
+use cairn_repo::Maintenance;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

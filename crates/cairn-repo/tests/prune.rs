@@ -4,6 +4,7 @@
 mod common;
 
 use cairn_core::Kind;
+use cairn_repo::Maintenance;
 use cairn_repo::{BlobWriter, CheckOptions, PruneOptions, Repository};
 use common::*;
 

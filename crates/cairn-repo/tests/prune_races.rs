@@ -6,6 +6,7 @@
 mod common;
 
 use cairn_core::{Id, Kind};
+use cairn_repo::Maintenance;
 use cairn_repo::{BlobWriter, CheckOptions, Error, PruneOptions, Repository, SESSION_TIMEOUT};
 use common::*;
 

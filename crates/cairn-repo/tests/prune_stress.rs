@@ -7,6 +7,7 @@
 
 mod common;
 
+use cairn_repo::Maintenance;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 mod common;
 
 use cairn_core::{Clock, Kind};
+use cairn_repo::Maintenance;
 use cairn_repo::{BlobWriter, Error, SELF_EXPIRY, SESSION_TIMEOUT};
 use common::*;
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use cairn_repo::Maintenance;
 use std::sync::Arc;
 
 use cairn_core::FixedClock;

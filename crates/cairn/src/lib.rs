@@ -11,7 +11,10 @@
 //! - [`warm_up()`] asks S3 to restore the archived packs (`GLACIER`,
 //!   `DEEP_ARCHIVE`) a restore will read; [`restore()`] does it by itself
 //!   when the repository's data storage class is archival.
-//! - [`Repository::check`] verifies that every snapshot can be restored.
+//! - [`Maintenance`] holds the commands beside the repository's
+//!   primitives: [`Maintenance::check`] verifies that every snapshot can be
+//!   restored; `forget`, `prune` and `repair_index` keep the repository in
+//!   shape. `use cairn::Maintenance` to call them as methods.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +62,7 @@ pub use cairn_fs::{
 pub use cairn_fs::{data_packs, warm_for_copy, warm_up};
 pub use cairn_repo::{
     BlobLocation, CheckOptions, CheckProblem, CheckReport, IndexView, InitOptions, KeyInfo,
-    MetadataSource, OpenOptions, Repository, RunMode, WriterStats,
+    Maintenance, MetadataSource, OpenOptions, Repository, RunMode, WriterStats,
 };
 pub use cairn_repo::{
     ForgetReport, PruneOptions, PruneReport, ReadData, RepairReport, SessionInfo, SettingsChange,

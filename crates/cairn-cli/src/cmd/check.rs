@@ -1,6 +1,7 @@
 //! `cairn check`
 
 use anyhow::{Result, bail};
+use cairn::Maintenance;
 use cairn::ReadData;
 
 use crate::cli::{CheckArgs, Global};

@@ -1,6 +1,7 @@
 //! `cairn forget`
 
 use anyhow::{Context, Result, bail};
+use cairn::Maintenance;
 use cairn::retention::{Policy, Span};
 
 use crate::cli::{ForgetArgs, Global};

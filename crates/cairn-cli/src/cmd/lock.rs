@@ -1,6 +1,7 @@
 //! `cairn lock extend` and `cairn lock recover`: S3 Object Lock upkeep
 //! (docs/ARCHIVAL.md, "Object lock").
 
+use cairn::Maintenance;
 use std::io::IsTerminal;
 
 use anyhow::{Result, bail};

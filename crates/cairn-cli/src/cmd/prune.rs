@@ -1,6 +1,7 @@
 //! `cairn prune`
 
 use anyhow::{Context, Result, bail};
+use cairn::Maintenance;
 use cairn::PruneOptions;
 
 use crate::cli::{Global, PruneArgs, PruneOpts};

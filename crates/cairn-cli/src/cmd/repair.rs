@@ -1,6 +1,7 @@
 //! `cairn repair index`
 
 use anyhow::Result;
+use cairn::Maintenance;
 
 use crate::cli::{Global, RepairCommand};
 use crate::{context, exit};

@@ -2,6 +2,7 @@
 //! backups and the selected claims, asks [`schedule::plan`] what to do, and
 //! creates backups, forgets snapshots and deletes old backups.
 
+use cairn::Maintenance as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

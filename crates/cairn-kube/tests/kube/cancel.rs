@@ -1,6 +1,7 @@
 //! Cancel mid-backup: the job ends Canceled within seconds, no snapshot is
 //! written, and the repository checks clean (what was uploaded is indexed).
 
+use cairn::Maintenance as _;
 use std::time::{Duration, Instant};
 
 use cairn::CheckOptions;

@@ -5,6 +5,7 @@
 //! written where the Job mounts them), and gives the report back the way a
 //! kubelet does, as the container's termination message.
 
+use cairn::Maintenance as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Killing the agent (SIGKILL) mid-backup and starting it again never
 //! leaves the job stuck: the new agent process resumes it and it completes.
 
+use cairn::Maintenance as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

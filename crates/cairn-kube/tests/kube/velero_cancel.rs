@@ -6,6 +6,7 @@
 //! when told), or on a node whose agent stopped before it could (the
 //! controller ends it once the agent's Lease has expired).
 
+use cairn::Maintenance as _;
 use std::time::Duration;
 
 use cairn::CheckOptions;

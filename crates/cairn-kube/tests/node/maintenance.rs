@@ -10,6 +10,7 @@
 //! forgetting the older one, and a maintenance run marking its data two
 //! days ago. The scheduled run on the node then reclaims that space.
 
+use cairn::Maintenance as _;
 use std::sync::Arc;
 
 use cairn::{BackupOptions, OpenOptions, ParentChoice, PruneOptions, Repository, Source, Store};

@@ -27,6 +27,9 @@ use cairn_store::Store;
 use futures::StreamExt;
 
 use crate::{BlobLocation, Index, Repository, Result, WarmOptions, WarmReport, paths};
+use objects::{check_config, check_keys, fresh_index};
+use verify::verify_pack;
+use walk::check_snapshots;
 
 /// Where `check` reads the index, snapshots and trees from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,221 +173,218 @@ impl Damage {
     }
 }
 
-impl Repository {
-    /// Checks the repository. Problems are collected in the report, not
-    /// returned as errors; `Err` means the check itself could not run.
-    pub async fn check(&self, opts: CheckOptions) -> Result<CheckReport> {
-        let read = if opts.read_data {
-            ReadData::All
-        } else {
-            ReadData::None
+/// Checks the repository. Problems are collected in the report, not
+/// returned as errors; `Err` means the check itself could not run.
+pub(crate) async fn check(repo: &Repository, opts: CheckOptions) -> Result<CheckReport> {
+    let read = if opts.read_data {
+        ReadData::All
+    } else {
+        ReadData::None
+    };
+    check_with(repo, read).await
+}
+
+/// [`check`](crate::Maintenance::check), reading the packs `read` selects, from the
+/// repository itself (the local cache is not used).
+pub(crate) async fn check_with(repo: &Repository, read: ReadData) -> Result<CheckReport> {
+    check_using(repo, read, MetadataSource::Repository).await
+}
+
+/// [`check_with`](crate::Maintenance::check_with), with the index, snapshots and
+/// trees read from `metadata`: from the local cache where it holds
+/// them, damage to the repository's copies of those can go unnoticed.
+pub(crate) async fn check_using(
+    repo: &Repository,
+    read: ReadData,
+    metadata: MetadataSource,
+) -> Result<CheckReport> {
+    check_warming(repo, read, metadata, &WarmOptions::default()).await
+}
+
+/// [`check_using`](crate::Maintenance::check_using), warming up the packs it reads
+/// (when `warm.when` says so; it always waits) before reading them or
+/// their headers.
+pub(crate) async fn check_warming(
+    repo: &Repository,
+    read: ReadData,
+    metadata: MetadataSource,
+    warm: &WarmOptions,
+) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let mut damage = Damage::default();
+    let view = if metadata == MetadataSource::Cache {
+        for d in repo.damaged() {
+            damage.object(d.object, d.problem);
+        }
+        View {
+            store: repo.store().clone(),
+            index: None,
+        }
+    } else {
+        let store = Store::from_object_store(
+            repo.store().object_store().clone(),
+            repo.store().describe().to_owned(),
+        );
+        check_keys(&store, &mut damage).await?;
+        check_config(repo, &store, &mut damage).await?;
+        let index = fresh_index(repo, &store, &mut damage).await?;
+        View {
+            store,
+            index: Some(index),
+        }
+    };
+    let by_pack = view.entries_by_pack(repo)?;
+    report.packs = by_pack.len();
+    let present = present_packs(repo, &by_pack, &mut report, &mut damage).await?;
+    let selected: Vec<(Id, &Vec<PackEntry>)> = present
+        .iter()
+        .filter(|(p, _)| read.selects(p, repo.rng()))
+        .map(|(p, e)| (*p, *e))
+        .collect();
+    if !selected.is_empty() && repo.should_warm(warm.when) {
+        let packs: BTreeSet<Id> = selected.iter().map(|(p, _)| *p).collect();
+        let opts = WarmOptions {
+            wait: true,
+            ..warm.clone()
         };
-        self.check_with(read).await
+        report.warm_up = Some(repo.warm_packs(&packs, &opts).await?);
     }
-
-    /// [`check`](Self::check), reading the packs `read` selects, from the
-    /// repository itself (the local cache is not used).
-    pub async fn check_with(&self, read: ReadData) -> Result<CheckReport> {
-        self.check_using(read, MetadataSource::Repository).await
-    }
-
-    /// [`check_with`](Self::check_with), with the index, snapshots and
-    /// trees read from `metadata`: from the local cache where it holds
-    /// them, damage to the repository's copies of those can go unnoticed.
-    pub async fn check_using(
-        &self,
-        read: ReadData,
-        metadata: MetadataSource,
-    ) -> Result<CheckReport> {
-        self.check_warming(read, metadata, &WarmOptions::default())
-            .await
-    }
-
-    /// [`check_using`](Self::check_using), warming up the packs it reads
-    /// (when `warm.when` says so; it always waits) before reading them or
-    /// their headers.
-    pub async fn check_warming(
-        &self,
-        read: ReadData,
-        metadata: MetadataSource,
-        warm: &WarmOptions,
-    ) -> Result<CheckReport> {
-        let mut report = CheckReport::default();
-        let mut damage = Damage::default();
-        let view = if metadata == MetadataSource::Cache {
-            for d in self.damaged() {
-                damage.object(d.object, d.problem);
+    check_headers(repo, &present, &mut report, &mut damage).await;
+    report.packs_read = selected.len();
+    // By index: a closure over borrowed items would be higher-ranked over
+    // their lifetime, and the future would no longer prove `Send`.
+    let mut results = futures::stream::iter(0..selected.len())
+        .map(|i| verify_pack(repo, &view.store, selected[i].0, selected[i].1))
+        .buffer_unordered(2);
+    while let Some((verified, problems)) = results.next().await {
+        report.blobs_verified += verified;
+        for (blob, object, message) in problems {
+            match blob {
+                Some(b) => damage.blob(b, object, message),
+                None => damage.object(object, message),
             }
-            View {
-                store: self.store().clone(),
-                index: None,
-            }
-        } else {
-            let store = Store::from_object_store(
-                self.store().object_store().clone(),
-                self.store().describe().to_owned(),
-            );
-            self.check_keys(&store, &mut damage).await?;
-            self.check_config(&store, &mut damage).await?;
-            let index = self.fresh_index(&store, &mut damage).await?;
-            View {
-                store,
-                index: Some(index),
-            }
-        };
-        let by_pack = view.entries_by_pack(self)?;
-        report.packs = by_pack.len();
-        let present = self
-            .present_packs(&by_pack, &mut report, &mut damage)
-            .await?;
-        let selected: Vec<(Id, &Vec<PackEntry>)> = present
-            .iter()
-            .filter(|(p, _)| read.selects(p, self.rng()))
-            .map(|(p, e)| (*p, *e))
-            .collect();
-        if !selected.is_empty() && self.should_warm(warm.when) {
-            let packs: BTreeSet<Id> = selected.iter().map(|(p, _)| *p).collect();
-            let opts = WarmOptions {
-                wait: true,
-                ..warm.clone()
-            };
-            report.warm_up = Some(self.warm_packs(&packs, &opts).await?);
         }
-        self.check_headers(&present, &mut report, &mut damage).await;
-        report.packs_read = selected.len();
-        let mut results = futures::stream::iter(selected)
-            .map(|(pack, entries)| self.verify_pack(&view.store, pack, entries))
-            .buffer_unordered(2);
-        while let Some((verified, problems)) = results.next().await {
-            report.blobs_verified += verified;
-            for (blob, object, message) in problems {
-                match blob {
-                    Some(b) => damage.blob(b, object, message),
-                    None => damage.object(object, message),
+    }
+    drop(results);
+
+    check_snapshots(repo, &view, &mut report, &mut damage).await?;
+    report.errors = damage
+        .problems
+        .into_iter()
+        .map(|((object, message), snaps)| CheckProblem {
+            object,
+            message,
+            snapshots: snaps.into_iter().collect(),
+        })
+        .collect();
+    Ok(report)
+}
+
+/// Indexed packs against the listing. Returns the packs that exist,
+/// with their entries.
+async fn present_packs<'a>(
+    repo: &Repository,
+    by_pack: &'a HashMap<Id, Vec<PackEntry>>,
+    report: &mut CheckReport,
+    damage: &mut Damage,
+) -> Result<Vec<(Id, &'a Vec<PackEntry>)>> {
+    let listed: HashMap<Id, u64> = repo.list_packs().await?;
+    let mut present = Vec::new();
+    for (pack, entries) in by_pack {
+        let obj = paths::pack(pack);
+        match listed.get(pack) {
+            None => {
+                for e in entries {
+                    damage.blob(e.id, obj.clone(), "indexed pack is missing".into());
                 }
             }
-        }
-        drop(results);
-
-        self.check_snapshots(&view, &mut report, &mut damage)
-            .await?;
-        report.errors = damage
-            .problems
-            .into_iter()
-            .map(|((object, message), snaps)| CheckProblem {
-                object,
-                message,
-                snapshots: snaps.into_iter().collect(),
-            })
-            .collect();
-        Ok(report)
-    }
-
-    /// Indexed packs against the listing. Returns the packs that exist,
-    /// with their entries.
-    async fn present_packs<'a>(
-        &self,
-        by_pack: &'a HashMap<Id, Vec<PackEntry>>,
-        report: &mut CheckReport,
-        damage: &mut Damage,
-    ) -> Result<Vec<(Id, &'a Vec<PackEntry>)>> {
-        let listed: HashMap<Id, u64> = self.list_packs().await?;
-        let mut present = Vec::new();
-        for (pack, entries) in by_pack {
-            let obj = paths::pack(pack);
-            match listed.get(pack) {
-                None => {
-                    for e in entries {
-                        damage.blob(e.id, obj.clone(), "indexed pack is missing".into());
+            Some(&size) => {
+                for e in entries {
+                    if e.end() + pack_v1::TRAILER_LEN as u64 > size {
+                        damage.blob(
+                            e.id,
+                            obj.clone(),
+                            format!(
+                                "pack is {size} bytes but the index places a blob ending at {}",
+                                e.end()
+                            ),
+                        );
                     }
                 }
-                Some(&size) => {
-                    for e in entries {
-                        if e.end() + pack_v1::TRAILER_LEN as u64 > size {
-                            damage.blob(
-                                e.id,
-                                obj.clone(),
-                                format!(
-                                    "pack is {size} bytes but the index places a blob ending at {}",
-                                    e.end()
-                                ),
-                            );
-                        }
-                    }
-                    present.push((*pack, entries));
-                }
+                present.push((*pack, entries));
             }
         }
-        for pack in listed.keys().filter(|p| !by_pack.contains_key(*p)) {
-            report.warnings.push(CheckProblem {
-                object: paths::pack(pack),
-                message: "pack is not in any index (left by an interrupted backup? \
-                          `cairn repair index` adopts it, and prune after the grace period)"
-                    .into(),
-                snapshots: Vec::new(),
-            });
-        }
-        let staging = self
-            .staging_files()?
-            .into_iter()
-            .map(|(path, _, age)| (path, age));
-        for (object, _) in self.stray_objects(0).await?.into_iter().chain(staging) {
-            let message = "leftover of an interrupted run; prune deletes it after the grace period";
-            let (message, snapshots) = (message.into(), Vec::new());
-            report.warnings.push(CheckProblem {
-                object,
-                message,
-                snapshots,
-            });
-        }
-        Ok(present)
     }
+    for pack in listed.keys().filter(|p| !by_pack.contains_key(*p)) {
+        report.warnings.push(CheckProblem {
+            object: paths::pack(pack),
+            message: "pack is not in any index (left by an interrupted backup? \
+                      `cairn repair index` adopts it, and prune after the grace period)"
+                .into(),
+            snapshots: Vec::new(),
+        });
+    }
+    let staging = repo
+        .staging_files()?
+        .into_iter()
+        .map(|(path, _, age)| (path, age));
+    for (object, _) in repo.stray_objects(0).await?.into_iter().chain(staging) {
+        let message = "leftover of an interrupted run; prune deletes it after the grace period";
+        let (message, snapshots) = (message.into(), Vec::new());
+        report.warnings.push(CheckProblem {
+            object,
+            message,
+            snapshots,
+        });
+    }
+    Ok(present)
+}
 
-    /// The headers of the packs that exist against the index (one suffix
-    /// read each; packs are never cached). A pack in an archival class,
-    /// not restored, is counted, not damaged.
-    async fn check_headers(
-        &self,
-        present: &[(Id, &Vec<PackEntry>)],
-        report: &mut CheckReport,
-        damage: &mut Damage,
-    ) {
-        let mut headers =
-            futures::stream::iter(present.iter())
-                .map(|(pack, entries)| async move {
-                    (*pack, *entries, self.read_pack_header(pack).await)
-                })
-                .buffer_unordered(crate::repository::LOAD_CONCURRENCY);
-        while let Some((pack, entries, header)) = headers.next().await {
-            let obj = paths::pack(&pack);
-            match header {
-                Err(crate::Error::Store(cairn_store::StoreError::Archived { .. })) => {
-                    report.packs_archived += 1;
+/// The headers of the packs that exist against the index (one suffix
+/// read each; packs are never cached). A pack in an archival class,
+/// not restored, is counted, not damaged.
+async fn check_headers(
+    repo: &Repository,
+    present: &[(Id, &Vec<PackEntry>)],
+    report: &mut CheckReport,
+    damage: &mut Damage,
+) {
+    // By index, as in `check_warming`.
+    let mut headers = futures::stream::iter(0..present.len())
+        .map(|i| {
+            let (pack, entries) = present[i];
+            async move { (pack, entries, repo.read_pack_header(&pack).await) }
+        })
+        .buffer_unordered(crate::repository::LOAD_CONCURRENCY);
+    while let Some((pack, entries, header)) = headers.next().await {
+        let obj = paths::pack(&pack);
+        match header {
+            Err(crate::Error::Store(cairn_store::StoreError::Archived { .. })) => {
+                report.packs_archived += 1;
+            }
+            Err(e) => {
+                for x in entries {
+                    damage.blob(x.id, obj.clone(), format!("header: {e}"));
                 }
-                Err(e) => {
-                    for x in entries {
-                        damage.blob(x.id, obj.clone(), format!("header: {e}"));
-                    }
-                }
-                Ok((header, _)) => {
-                    let in_header: HashSet<(Id, Kind, u32, u32)> = header
-                        .iter()
-                        .map(|e| (e.id, e.kind, e.offset, e.length))
-                        .collect();
-                    for e in entries.iter() {
-                        if !in_header.contains(&(e.id, e.kind, e.offset, e.length)) {
-                            damage.blob(
-                                e.id,
-                                obj.clone(),
-                                "index entry disagrees with the pack header".into(),
-                            );
-                        }
+            }
+            Ok((header, _)) => {
+                let in_header: HashSet<(Id, Kind, u32, u32)> = header
+                    .iter()
+                    .map(|e| (e.id, e.kind, e.offset, e.length))
+                    .collect();
+                for e in entries.iter() {
+                    if !in_header.contains(&(e.id, e.kind, e.offset, e.length)) {
+                        damage.blob(
+                            e.id,
+                            obj.clone(),
+                            "index entry disagrees with the pack header".into(),
+                        );
                     }
                 }
             }
         }
-        drop(headers);
     }
+    drop(headers);
 }
 
 /// Where a check reads from: the repository's own objects and an index

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use cairn_core::Id;
 use cairn_core::format::{Snapshot, Source};
 
+use super::lock::{lock_aware, retained_until};
 use crate::commands::lock::Retained;
 use crate::retention::{self, Candidate, Policy};
 use crate::{Error, Repository, Result, paths};
@@ -108,7 +109,7 @@ pub struct ForgetGroup {
     pub retained: Vec<ForgetEntry>,
 }
 
-/// The outcome of [`Repository::forget`].
+/// The outcome of [`Maintenance::forget`](crate::Maintenance::forget).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ForgetReport {
     /// True if nothing was deleted.
@@ -202,62 +203,62 @@ pub fn plan(snaps: &[(Id, Snapshot)], policy: &Policy) -> Vec<ForgetGroup> {
         .collect()
 }
 
-impl Repository {
-    /// Applies a retention policy to every group of snapshots and, unless
-    /// [`RunMode::DryRun`](crate::RunMode), deletes the snapshots it does not keep. An empty policy is
-    /// refused: it would delete every snapshot. Under Object Lock, a
-    /// snapshot whose retention has not ended is kept and reported
-    /// ([`ForgetGroup::retained`]); a later run removes it.
-    pub async fn forget(&self, policy: &Policy, mode: crate::RunMode) -> Result<ForgetReport> {
-        let dry_run = mode.is_dry_run();
-        if policy.is_empty() {
-            return Err(Error::InvalidArgument(
-                "no retention rule given: refusing to remove every snapshot".into(),
-            ));
-        }
-        let snaps = self.list_snapshots().await?;
-        let groups = plan(&snaps, policy);
-        let retained: HashMap<Id, SystemTime> = if self.lock_aware().await? {
-            let ids: Vec<Id> = groups
-                .iter()
-                .flat_map(|g| g.remove.iter().map(|e| e.id))
-                .collect();
-            let found = self
-                .retained_until(ids.iter().map(paths::snapshot).collect())
-                .await?;
-            ids.into_iter()
-                .filter_map(|id| found.get(&paths::snapshot(&id)).map(|u| (id, *u)))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        let (groups, retained) = hold_retained(groups, &retained);
-        let report = ForgetReport {
-            dry_run,
-            groups,
-            retained,
-        };
-        if !dry_run {
-            for e in report.removed() {
-                self.store().delete(&paths::snapshot(&e.id)).await?;
-            }
-        }
-        Ok(report)
+/// Applies a retention policy to every group of snapshots and, unless
+/// [`RunMode::DryRun`](crate::RunMode), deletes the snapshots it does not keep. An empty policy is
+/// refused: it would delete every snapshot. Under Object Lock, a
+/// snapshot whose retention has not ended is kept and reported
+/// ([`ForgetGroup::retained`]); a later run removes it.
+pub(crate) async fn forget(
+    repo: &Repository,
+    policy: &Policy,
+    mode: crate::RunMode,
+) -> Result<ForgetReport> {
+    let dry_run = mode.is_dry_run();
+    if policy.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no retention rule given: refusing to remove every snapshot".into(),
+        ));
     }
+    let snaps = repo.list_snapshots().await?;
+    let groups = plan(&snaps, policy);
+    let retained: HashMap<Id, SystemTime> = if lock_aware(repo).await? {
+        let ids: Vec<Id> = groups
+            .iter()
+            .flat_map(|g| g.remove.iter().map(|e| e.id))
+            .collect();
+        let found = retained_until(repo, ids.iter().map(paths::snapshot).collect()).await?;
+        ids.into_iter()
+            .filter_map(|id| found.get(&paths::snapshot(&id)).map(|u| (id, *u)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let (groups, retained) = hold_retained(groups, &retained);
+    let report = ForgetReport {
+        dry_run,
+        groups,
+        retained,
+    };
+    if !dry_run {
+        for e in report.removed() {
+            repo.store().delete(&paths::snapshot(&e.id)).await?;
+        }
+    }
+    Ok(report)
+}
 
-    /// Forgets one snapshot: deletes it after checking it exists and opens
-    /// with this repository's key (so a wrong id cannot delete anything
-    /// else). Returns false if it was already gone. Its data is freed by a
-    /// later `prune`.
-    pub async fn forget_snapshot(&self, id: &Id) -> Result<bool> {
-        match self.load_snapshot(id).await {
-            Ok(_) => {}
-            Err(Error::Store(e)) if e.is_not_found() => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        self.store().delete(&paths::snapshot(id)).await?;
-        Ok(true)
+/// Forgets one snapshot: deletes it after checking it exists and opens
+/// with this repository's key (so a wrong id cannot delete anything
+/// else). Returns false if it was already gone. Its data is freed by a
+/// later `prune`.
+pub(crate) async fn forget_snapshot(repo: &Repository, id: &Id) -> Result<bool> {
+    match repo.load_snapshot(id).await {
+        Ok(_) => {}
+        Err(Error::Store(e)) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e),
     }
+    repo.store().delete(&paths::snapshot(id)).await?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ use std::sync::Arc;
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
+use super::lock::lock_aware;
+use super::prune_checks::{prune_sessions, recheck_before_writes};
+use super::prune_cold::plan_packs;
+use super::prune_lock::index_deletions;
 use crate::commands::lock::Retained;
 pub use crate::commands::prune_checks::MIN_GRACE;
 use crate::commands::prune_lock::IndexDeletions;
@@ -29,7 +33,7 @@ use crate::repack::PackBuilders;
 use crate::session_handle::SessionHandle;
 use crate::{Error, Index, Repository, Result, paths};
 
-/// Settings for [`Repository::prune`].
+/// Settings for [`Maintenance::prune`](crate::Maintenance::prune).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct PruneOptions {
@@ -137,248 +141,257 @@ pub struct PruneReport {
     pub retained_index_files: Retained,
 }
 
-impl Repository {
-    /// Runs prune. See the module docs. Refuses a grace period below
-    /// [`MIN_GRACE`], and refuses to run while another live prune session
-    /// exists.
-    pub async fn prune(&self, opts: PruneOptions) -> Result<PruneReport> {
-        if opts.grace < MIN_GRACE {
-            return Err(Error::InvalidArgument(format!(
-                "a grace period of {} s is too short: at least {MIN_GRACE} s (1h) are needed to cover clock differences between hosts and listing delays",
-                opts.grace
-            )));
+/// Runs prune. See the module docs. Refuses a grace period below
+/// [`MIN_GRACE`], and refuses to run while another live prune session
+/// exists.
+pub(crate) async fn prune(repo: &Repository, opts: PruneOptions) -> Result<PruneReport> {
+    if opts.grace < MIN_GRACE {
+        return Err(Error::InvalidArgument(format!(
+            "a grace period of {} s is too short: at least {MIN_GRACE} s (1h) are needed to cover clock differences between hosts and listing delays",
+            opts.grace
+        )));
+    }
+    let me = Arc::new(SessionHandle::new(repo.rng(), SessionPurpose::Prune));
+    if !opts.dry_run {
+        repo.announce(me.clone()).await?;
+    }
+    let result = prune_as(repo, &me, opts).await;
+    if !opts.dry_run {
+        let _ = repo.end_session(&me.id).await;
+    }
+    result
+}
+
+/// Sessions first, snapshots after: a writer whose session is gone
+/// from this listing stored its snapshot more than the grace period ago
+/// (its done record lasted that long), so the snapshot listing shows
+/// it; a more recent one is named by its done record. Snapshots are
+/// listed before the index is read (by the caller): a writer stores its
+/// index files before its snapshot, so every snapshot listed has its
+/// blobs in that index.
+async fn sessions_then_snapshots(
+    repo: &Repository,
+    me_handle: &SessionHandle,
+    now: i64,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+) -> Result<(crate::commands::prune_checks::SessionView, Vec<Id>)> {
+    let view = prune_sessions(repo, me_handle, now, opts.grace, opts.dry_run).await?;
+    report.stale_sessions_removed = view.removed;
+    report.unreadable_sessions = view.unreadable.clone();
+    let mut snapshot_ids = repo.snapshot_ids().await?;
+    for sid in &view.done_snapshots {
+        if !snapshot_ids.contains(sid) {
+            snapshot_ids.push(*sid);
+            report.snapshots_from_sessions += 1;
         }
-        let me = Arc::new(SessionHandle::new(self.rng(), SessionPurpose::Prune));
-        if !opts.dry_run {
-            self.announce(me.clone()).await?;
-        }
-        let result = self.prune_as(&me, opts).await;
-        if !opts.dry_run {
-            let _ = self.end_session(&me.id).await;
-        }
-        result
+    }
+    Ok((view, snapshot_ids))
+}
+
+async fn prune_as(
+    repo: &Repository,
+    me_handle: &SessionHandle,
+    opts: PruneOptions,
+) -> Result<PruneReport> {
+    let now = repo.clock().now();
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        ..PruneReport::default()
+    };
+    let (view, snapshot_ids) =
+        sessions_then_snapshots(repo, me_handle, now, &opts, &mut report).await?;
+    let all_files = repo.read_index_files().await?;
+    report.index_files_before = all_files.len();
+    let (superseded, files) = live_files(&all_files);
+    let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
+    *repo.write_index() = index;
+
+    let (snapshots, referenced) = repo.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
+    report.snapshots = snapshots;
+    report.blobs_referenced = referenced.len();
+
+    let tomb_files = tombstone_files(&files);
+    let waiting = Waiting {
+        live: &view.live,
+        unreadable: !view.unreadable.is_empty(),
+        now,
+        grace: opts.grace,
+    };
+    let (ripe, ripe_files) = waiting.ripe_tombstones(&tomb_files, &mut report);
+
+    let packs = pack_views(&files);
+    let sizes: HashMap<Id, u64> = repo.list_packs().await?;
+    let leftovers = repo.leftovers_of(&all_files, me_handle.skew()).await?;
+    let deletable = |e: &PackEntry, listed: i64| {
+        !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
+    };
+    report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
+
+    let lock_aware = lock_aware(repo).await?;
+    let plan = plan_packs(
+        repo,
+        lock_aware,
+        &packs,
+        &sizes,
+        &deletable,
+        &opts,
+        &mut report,
+    )
+    .await?;
+
+    let changes = {
+        let index = repo.index();
+        index_changes(
+            &files,
+            &packs,
+            &referenced,
+            |b| index.contains(b),
+            &ripe_files,
+            plan,
+        )
+    };
+    report.blobs_tombstoned = changes.new_tombstones.len();
+    let index_deletions = index_deletions(
+        repo,
+        lock_aware,
+        &changes.listing_files,
+        &changes.resolved,
+        &all_files,
+        &superseded,
+    )
+    .await?;
+
+    if opts.dry_run {
+        index_deletions.note_retained(changes.compact, &mut report);
+        report.index_files_after = report.index_files_before;
+        return Ok(report);
     }
 
-    /// Sessions first, snapshots after: a writer whose session is gone
-    /// from this listing stored its snapshot more than the grace period ago
-    /// (its done record lasted that long), so the snapshot listing shows
-    /// it; a more recent one is named by its done record. Snapshots are
-    /// listed before the index is read (by the caller): a writer stores its
-    /// index files before its snapshot, so every snapshot listed has its
-    /// blobs in that index.
-    async fn sessions_then_snapshots(
-        &self,
-        me_handle: &SessionHandle,
-        now: i64,
-        opts: &PruneOptions,
-        report: &mut PruneReport,
-    ) -> Result<(crate::commands::prune_checks::SessionView, Vec<Id>)> {
-        let view = self
-            .prune_sessions(me_handle, now, opts.grace, opts.dry_run)
-            .await?;
-        report.stale_sessions_removed = view.removed;
-        report.unreadable_sessions = view.unreadable.clone();
-        let mut snapshot_ids = self.snapshot_ids().await?;
-        for sid in &view.done_snapshots {
-            if !snapshot_ids.contains(sid) {
-                snapshot_ids.push(*sid);
-                report.snapshots_from_sessions += 1;
-            }
-        }
-        Ok((view, snapshot_ids))
+    let decided = Decided {
+        now,
+        all_files: &all_files,
+        index_deletions,
+        tomb_files: &tomb_files,
+        packs: &packs,
+        listing_files: changes.listing_files,
+        resolved: changes.resolved,
+        removed: changes.removed,
+        new_tombstones: changes.new_tombstones,
+        repack: changes.repack,
+        leftovers,
+        compact: changes.compact,
+    };
+    apply(repo, me_handle, decided, &opts, &mut report).await?;
+    report.index_files_after = repo.store().list(paths::INDEX).await?.len();
+    repo.reload_index().await?;
+    Ok(report)
+}
+
+/// Writes what `prune_as` decided, in the order that keeps every reader
+/// safe: re-check, tombstone file, new packs, compacted index files,
+/// delete the superseded index files, check the session, delete packs.
+async fn apply(
+    repo: &Repository,
+    me_handle: &SessionHandle,
+    d: Decided<'_>,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let me = &me_handle.id;
+    let Decided {
+        now,
+        all_files,
+        index_deletions,
+        tomb_files,
+        packs,
+        listing_files,
+        resolved,
+        removed,
+        new_tombstones,
+        repack,
+        leftovers,
+        compact,
+    } = d;
+    // Nothing written yet: make sure nothing this run decided on
+    // changed under it (another prune, a compaction, its own session
+    // lost).
+    let known: HashSet<Id> = all_files.iter().map(|(id, _)| *id).collect();
+    let mut to_supersede: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
+    to_supersede.extend(resolved.iter().copied());
+    recheck_before_writes(repo, me_handle, &known, &to_supersede).await?;
+    let adopted = repo.adopt_leftovers(&leftovers, opts.grace).await?;
+    report.packs_adopted = adopted.len();
+    report.stray_objects_deleted = leftovers.strays_older_than(opts.grace);
+
+    // 1. Phase 1's tombstones.
+    if !new_tombstones.is_empty() {
+        let file = IndexFile {
+            session: *me,
+            created: now,
+            packs: Vec::new(),
+            tombstones: new_tombstones,
+            supersedes: Vec::new(),
+        };
+        report.tombstone_file = Some(repo.store_index_file(&file).await?);
     }
+    // 2. Repacked copies.
+    let mut new_packs = write_repacked(repo, &repack, report).await?;
+    new_packs.extend(adopted);
+    repo.refresh_if_due(me_handle).await?;
 
-    async fn prune_as(&self, me_handle: &SessionHandle, opts: PruneOptions) -> Result<PruneReport> {
-        let now = self.clock().now();
-        let mut report = PruneReport {
-            dry_run: opts.dry_run,
-            ..PruneReport::default()
+    // 3. Compacted index files, superseding the old ones; 4. delete the
+    // old index files; 5. only then delete packs.
+    let compacting = compact || report.packs_adopted > 0;
+    index_deletions.note_retained(compacting, report);
+    if compacting {
+        // Tombstone files that stay: those not resolved, and this run's.
+        let mut cuts: Vec<i64> = tomb_files
+            .iter()
+            .filter(|(id, _)| !resolved.contains(id))
+            .map(|(_, f)| f.created)
+            .collect();
+        cuts.push(now);
+        let plan = Compaction {
+            listed: still_listed(packs, &removed),
+            cuts,
+            new_packs,
+            supersedes: index_deletions.supersedes.clone(),
+            retained: &index_deletions.retained,
         };
-        let (view, snapshot_ids) = self
-            .sessions_then_snapshots(me_handle, now, &opts, &mut report)
-            .await?;
-        let all_files = self.read_index_files().await?;
-        report.index_files_before = all_files.len();
-        let (superseded, files) = live_files(&all_files);
-        let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
-        *self.write_index() = index;
-
-        let (snapshots, referenced) = self.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
-        report.snapshots = snapshots;
-        report.blobs_referenced = referenced.len();
-
-        let tomb_files = tombstone_files(&files);
-        let waiting = Waiting {
-            live: &view.live,
-            unreadable: !view.unreadable.is_empty(),
-            now,
-            grace: opts.grace,
-        };
-        let (ripe, ripe_files) = waiting.ripe_tombstones(&tomb_files, &mut report);
-
-        let packs = pack_views(&files);
-        let sizes: HashMap<Id, u64> = self.list_packs().await?;
-        let leftovers = self.leftovers_of(&all_files, me_handle.skew()).await?;
-        let deletable = |e: &PackEntry, listed: i64| {
-            !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
-        };
-        report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
-
-        let lock_aware = self.lock_aware().await?;
-        let plan = self
-            .plan_packs(lock_aware, &packs, &sizes, &deletable, &opts, &mut report)
-            .await?;
-
-        let changes = {
-            let index = self.index();
-            index_changes(
-                &files,
-                &packs,
-                &referenced,
-                |b| index.contains(b),
-                &ripe_files,
-                plan,
-            )
-        };
-        report.blobs_tombstoned = changes.new_tombstones.len();
-        let index_deletions = self
-            .index_deletions(
-                lock_aware,
-                &changes.listing_files,
-                &changes.resolved,
-                &all_files,
-                &superseded,
-            )
-            .await?;
-
-        if opts.dry_run {
-            index_deletions.note_retained(changes.compact, &mut report);
-            report.index_files_after = report.index_files_before;
-            return Ok(report);
+        report.packs_missing = repo.write_compaction(me_handle, plan).await?;
+    } else {
+        if !new_packs.is_empty() {
+            repo.store_index_files(*me, now, new_packs, Vec::new())
+                .await?;
         }
-
-        let decided = Decided {
-            now,
-            all_files: &all_files,
-            index_deletions,
-            tomb_files: &tomb_files,
-            packs: &packs,
-            listing_files: changes.listing_files,
-            resolved: changes.resolved,
-            removed: changes.removed,
-            new_tombstones: changes.new_tombstones,
-            repack: changes.repack,
-            leftovers,
-            compact: changes.compact,
-        };
-        self.apply(me_handle, decided, &opts, &mut report).await?;
-        report.index_files_after = self.store().list(paths::INDEX).await?.len();
-        self.reload_index().await?;
-        Ok(report)
+        // Superseded files left by earlier runs (still superseded by
+        // files that stay) go once their retention ends.
+        for id in index_deletions.unretained(&index_deletions.lingering) {
+            repo.delete_unless_retained(&paths::index(&id)).await?;
+        }
     }
+    delete_packs(repo, &removed, report).await
+}
 
-    /// Writes what `prune_as` decided, in the order that keeps every reader
-    /// safe: re-check, tombstone file, new packs, compacted index files,
-    /// delete the superseded index files, check the session, delete packs.
-    async fn apply(
-        &self,
-        me_handle: &SessionHandle,
-        d: Decided<'_>,
-        opts: &PruneOptions,
-        report: &mut PruneReport,
-    ) -> Result<()> {
-        let me = &me_handle.id;
-        let Decided {
-            now,
-            all_files,
-            index_deletions,
-            tomb_files,
-            packs,
-            listing_files,
-            resolved,
-            removed,
-            new_tombstones,
-            repack,
-            leftovers,
-            compact,
-        } = d;
-        // Nothing written yet: make sure nothing this run decided on
-        // changed under it (another prune, a compaction, its own session
-        // lost).
-        let known: HashSet<Id> = all_files.iter().map(|(id, _)| *id).collect();
-        let mut to_supersede: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
-        to_supersede.extend(resolved.iter().copied());
-        self.recheck_before_writes(me_handle, &known, &to_supersede)
-            .await?;
-        let adopted = self.adopt_leftovers(&leftovers, opts.grace).await?;
-        report.packs_adopted = adopted.len();
-        report.stray_objects_deleted = leftovers.strays_older_than(opts.grace);
-
-        // 1. Phase 1's tombstones.
-        if !new_tombstones.is_empty() {
-            let file = IndexFile {
-                session: *me,
-                created: now,
-                packs: Vec::new(),
-                tombstones: new_tombstones,
-                supersedes: Vec::new(),
-            };
-            report.tombstone_file = Some(self.store_index_file(&file).await?);
+/// Last, once no index file in force lists them: the packs phase 2
+/// removes.
+async fn delete_packs(
+    repo: &Repository,
+    removed: &HashSet<Id>,
+    report: &mut PruneReport,
+) -> Result<()> {
+    // A run paused since its last check (its session lapsed) stops
+    // here: another prune may have taken over.
+    repo.verify_sessions().await?;
+    for pack in removed {
+        // Retained after all (extended since prune asked): it stays,
+        // unlisted, and is adopted again after the grace period.
+        if let Some(until) = repo.delete_unless_retained(&paths::pack(pack)).await? {
+            report.retained_packs.add(until, 0);
         }
-        // 2. Repacked copies.
-        let mut new_packs = self.write_repacked(&repack, report).await?;
-        new_packs.extend(adopted);
-        self.refresh_if_due(me_handle).await?;
-
-        // 3. Compacted index files, superseding the old ones; 4. delete the
-        // old index files; 5. only then delete packs.
-        let compacting = compact || report.packs_adopted > 0;
-        index_deletions.note_retained(compacting, report);
-        if compacting {
-            // Tombstone files that stay: those not resolved, and this run's.
-            let mut cuts: Vec<i64> = tomb_files
-                .iter()
-                .filter(|(id, _)| !resolved.contains(id))
-                .map(|(_, f)| f.created)
-                .collect();
-            cuts.push(now);
-            let plan = Compaction {
-                listed: still_listed(packs, &removed),
-                cuts,
-                new_packs,
-                supersedes: index_deletions.supersedes.clone(),
-                retained: &index_deletions.retained,
-            };
-            report.packs_missing = self.write_compaction(me_handle, plan).await?;
-        } else {
-            if !new_packs.is_empty() {
-                self.store_index_files(*me, now, new_packs, Vec::new())
-                    .await?;
-            }
-            // Superseded files left by earlier runs (still superseded by
-            // files that stay) go once their retention ends.
-            for id in index_deletions.unretained(&index_deletions.lingering) {
-                self.delete_unless_retained(&paths::index(&id)).await?;
-            }
-        }
-        self.delete_packs(&removed, report).await
     }
-
-    /// Last, once no index file in force lists them: the packs phase 2
-    /// removes.
-    async fn delete_packs(&self, removed: &HashSet<Id>, report: &mut PruneReport) -> Result<()> {
-        // A run paused since its last check (its session lapsed) stops
-        // here: another prune may have taken over.
-        self.verify_sessions().await?;
-        for pack in removed {
-            // Retained after all (extended since prune asked): it stays,
-            // unlisted, and is adopted again after the grace period.
-            if let Some(until) = self.delete_unless_retained(&paths::pack(pack)).await? {
-                report.retained_packs.add(until, 0);
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The index files (in force) that hold tombstones.
@@ -453,27 +466,25 @@ fn index_changes<'a>(
     }
 }
 
-impl Repository {
-    /// Copies the live blobs of the packs to repack into new packs;
-    /// returns their index entries.
-    async fn write_repacked(
-        &self,
-        repack: &[(Id, Vec<PackEntry>)],
-        report: &mut PruneReport,
-    ) -> Result<Vec<IndexPack>> {
-        let mut new_packs: Vec<IndexPack> = Vec::new();
-        let mut builders = PackBuilders::default();
-        for (pack, keep) in repack {
-            let (done, n) = self.copy_blobs(pack, keep, &mut builders).await?;
-            report.bytes_written += n;
-            new_packs.extend(done);
-        }
-        let (done, n) = builders.finish(self).await?;
+/// Copies the live blobs of the packs to repack into new packs;
+/// returns their index entries.
+async fn write_repacked(
+    repo: &Repository,
+    repack: &[(Id, Vec<PackEntry>)],
+    report: &mut PruneReport,
+) -> Result<Vec<IndexPack>> {
+    let mut new_packs: Vec<IndexPack> = Vec::new();
+    let mut builders = PackBuilders::default();
+    for (pack, keep) in repack {
+        let (done, n) = repo.copy_blobs(pack, keep, &mut builders).await?;
         report.bytes_written += n;
         new_packs.extend(done);
-        report.packs_written = new_packs.len();
-        Ok(new_packs)
     }
+    let (done, n) = builders.finish(repo).await?;
+    report.bytes_written += n;
+    new_packs.extend(done);
+    report.packs_written = new_packs.len();
+    Ok(new_packs)
 }
 
 /// The packs that stay, with when they were listed and their entries.

@@ -20,8 +20,8 @@ use std::time::SystemTime;
 
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, PackEntry};
-use cairn_store::StoreError;
 
+use super::lock::retained_until;
 use crate::commands::prune_plan::{PackPlan, PackView, plan_packs};
 use crate::{PruneOptions, PruneReport, Repository, Result, paths};
 
@@ -34,93 +34,74 @@ pub(crate) type PlanInputs<'a> = (
     &'a HashSet<Id>,
 );
 
-impl Repository {
-    /// [`plan_packs`], holding back the packs that are retained: asks
-    /// about every pack a plan deletes or rewrites and plans again without
-    /// those retained, until a plan touches no pack not asked about (a
-    /// pack held back frees repack budget for others).
-    pub(crate) async fn plan_packs_around_locks(
-        &self,
-        lock_aware: bool,
-        (packs, sizes, deletable, cold): PlanInputs<'_>,
-        opts: &PruneOptions,
-        report: &mut PruneReport,
-    ) -> Result<PackPlan> {
-        let mut held: HashMap<Id, SystemTime> = HashMap::new();
-        let mut asked: HashSet<Id> = HashSet::new();
-        loop {
-            let mut r = report.clone();
-            let plan = plan_packs(packs, sizes, deletable, opts, cold, &held, &mut r);
-            let fresh: Vec<Id> = plan
-                .touched()
-                .copied()
-                .filter(|p| asked.insert(*p))
-                .collect();
-            if !lock_aware || fresh.is_empty() {
-                *report = r;
-                return Ok(plan);
-            }
-            let found = self
-                .retained_until(fresh.iter().map(paths::pack).collect())
-                .await?;
-            held.extend(
-                fresh
-                    .iter()
-                    .filter_map(|p| found.get(&paths::pack(p)).map(|u| (*p, *u))),
-            );
+/// [`plan_packs`], holding back the packs that are retained: asks
+/// about every pack a plan deletes or rewrites and plans again without
+/// those retained, until a plan touches no pack not asked about (a
+/// pack held back frees repack budget for others).
+pub(crate) async fn plan_packs_around_locks(
+    repo: &Repository,
+    lock_aware: bool,
+    (packs, sizes, deletable, cold): PlanInputs<'_>,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+) -> Result<PackPlan> {
+    let mut held: HashMap<Id, SystemTime> = HashMap::new();
+    let mut asked: HashSet<Id> = HashSet::new();
+    loop {
+        let mut r = report.clone();
+        let plan = plan_packs(packs, sizes, deletable, opts, cold, &held, &mut r);
+        let fresh: Vec<Id> = plan
+            .touched()
+            .copied()
+            .filter(|p| asked.insert(*p))
+            .collect();
+        if !lock_aware || fresh.is_empty() {
+            *report = r;
+            return Ok(plan);
         }
+        let found = retained_until(repo, fresh.iter().map(paths::pack).collect()).await?;
+        held.extend(
+            fresh
+                .iter()
+                .filter_map(|p| found.get(&paths::pack(p)).map(|u| (*p, *u))),
+        );
     }
+}
 
-    /// Which of the index files in `ids` are retained, and until when
-    /// (nothing asked without Object Lock).
-    pub(crate) async fn retained_index_files(
-        &self,
-        lock_aware: bool,
-        ids: &[Id],
-    ) -> Result<HashMap<Id, SystemTime>> {
-        if !lock_aware {
-            return Ok(HashMap::new());
-        }
-        let found = self
-            .retained_until(ids.iter().map(paths::index).collect())
-            .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| found.get(&paths::index(id)).map(|u| (*id, *u)))
-            .collect())
+/// Which of the index files in `ids` are retained, and until when
+/// (nothing asked without Object Lock).
+pub(crate) async fn retained_index_files(
+    repo: &Repository,
+    lock_aware: bool,
+    ids: &[Id],
+) -> Result<HashMap<Id, SystemTime>> {
+    if !lock_aware {
+        return Ok(HashMap::new());
     }
+    let found = retained_until(repo, ids.iter().map(paths::index).collect()).await?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| found.get(&paths::index(id)).map(|u| (*id, *u)))
+        .collect())
+}
 
-    /// The index files this run deletes, and which of them are retained.
-    pub(crate) async fn index_deletions(
-        &self,
-        lock_aware: bool,
-        listing_files: &[&(Id, IndexFile)],
-        resolved: &[Id],
-        all: &[(Id, IndexFile)],
-        superseded: &HashSet<Id>,
-    ) -> Result<IndexDeletions> {
-        let lingering = lingering(all, superseded);
-        let supersedes = supersede_list(listing_files, resolved, &lingering);
-        let retained = self.retained_index_files(lock_aware, &supersedes).await?;
-        Ok(IndexDeletions {
-            supersedes,
-            lingering,
-            retained,
-        })
-    }
-
-    /// Deletes `path` unless it turns out retained (its retention was
-    /// extended since prune asked): then returns until when and leaves it.
-    pub(crate) async fn delete_unless_retained(&self, path: &str) -> Result<Option<SystemTime>> {
-        match self.store().delete(path).await {
-            Ok(()) => Ok(None),
-            Err(StoreError::Locked { .. }) => {
-                let until = self.store().locked_until(path).await?;
-                Ok(Some(until.unwrap_or_else(SystemTime::now)))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
+/// The index files this run deletes, and which of them are retained.
+pub(crate) async fn index_deletions(
+    repo: &Repository,
+    lock_aware: bool,
+    listing_files: &[&(Id, IndexFile)],
+    resolved: &[Id],
+    all: &[(Id, IndexFile)],
+    superseded: &HashSet<Id>,
+) -> Result<IndexDeletions> {
+    let lingering = lingering(all, superseded);
+    let supersedes = supersede_list(listing_files, resolved, &lingering);
+    let retained = retained_index_files(repo, lock_aware, &supersedes).await?;
+    Ok(IndexDeletions {
+        supersedes,
+        lingering,
+        retained,
+    })
 }
 
 /// The index files a run deletes: all it supersedes if it compacts, the

@@ -117,115 +117,117 @@ pub(crate) fn plan(
     out
 }
 
-impl Repository {
-    /// Rebuilds the index from every pack's header. New index files list
-    /// every readable pack and supersede every old file that lists packs or
-    /// cannot be read; tombstone-only files are kept (a rebuilt listing is
-    /// newer than them, so they no longer apply: prune tombstones again
-    /// later, which only delays deletion). Run it while no prune runs.
-    ///
-    /// Works on a repository whose index files are damaged: they are not
-    /// needed to open it, and are named in the report. Only damage is a
-    /// finding: an index file or pack header that cannot be read for
-    /// another reason (the network, permissions) ends the run before
-    /// anything is written, so a passing failure never unindexes a pack.
-    /// The decision is `plan`, a pure function of what was read.
-    ///
-    /// The run announces a writer session, so a prune sees it, and lists
-    /// `index/` before `data/`: an index file written after the pack
-    /// listing may name packs the listing missed, so only files listed
-    /// earlier (whose packs were all uploaded before them) are superseded.
-    pub async fn repair_index(&self, mode: crate::RunMode) -> Result<RepairReport> {
-        let dry_run = mode.is_dry_run();
-        let mut report = RepairReport {
-            dry_run,
-            ..RepairReport::default()
+/// Rebuilds the index from every pack's header. New index files list
+/// every readable pack and supersede every old file that lists packs or
+/// cannot be read; tombstone-only files are kept (a rebuilt listing is
+/// newer than them, so they no longer apply: prune tombstones again
+/// later, which only delays deletion). Run it while no prune runs.
+///
+/// Works on a repository whose index files are damaged: they are not
+/// needed to open it, and are named in the report. Only damage is a
+/// finding: an index file or pack header that cannot be read for
+/// another reason (the network, permissions) ends the run before
+/// anything is written, so a passing failure never unindexes a pack.
+/// The decision is `plan`, a pure function of what was read.
+///
+/// The run announces a writer session, so a prune sees it, and lists
+/// `index/` before `data/`: an index file written after the pack
+/// listing may name packs the listing missed, so only files listed
+/// earlier (whose packs were all uploaded before them) are superseded.
+pub(crate) async fn repair_index(repo: &Repository, mode: crate::RunMode) -> Result<RepairReport> {
+    let dry_run = mode.is_dry_run();
+    let mut report = RepairReport {
+        dry_run,
+        ..RepairReport::default()
+    };
+    let session = Arc::new(SessionHandle::new(repo.rng(), SessionPurpose::Backup));
+    if !dry_run {
+        repo.announce(session.clone()).await?;
+    }
+    let r = repair_in_session(repo, session.id, &mut report).await;
+    if !dry_run {
+        let ended = repo.end_session(&session.id).await;
+        r?;
+        ended?;
+    } else {
+        r?;
+    }
+    if !dry_run {
+        repo.reload_index().await?;
+    }
+    Ok(report)
+}
+
+async fn repair_in_session(
+    repo: &Repository,
+    session: Id,
+    report: &mut RepairReport,
+) -> Result<()> {
+    // Index files before packs: see repair_index.
+    let files = observe_index_files(repo).await?;
+    let packs = observe_packs(repo).await?;
+    let plan = plan(files, packs, report);
+    if report.dry_run {
+        return Ok(());
+    }
+    let written = repo
+        .store_index_files(
+            session,
+            repo.clock().now(),
+            plan.listed,
+            plan.replace.clone(),
+        )
+        .await?;
+    report.index_files_written = written.len();
+    for id in &plan.replace {
+        if repo
+            .delete_unless_retained(&paths::index(id))
+            .await?
+            .is_some()
+        {
+            report.index_files_retained += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Every index file, as read. Failures other than damage (the network,
+/// permissions) end the run: nothing is decided on a partial view.
+async fn observe_index_files(repo: &Repository) -> Result<Vec<(Id, FileSeen)>> {
+    let mut out = Vec::new();
+    for id in repo.list_ids(paths::INDEX).await? {
+        let seen = match repo.read_index_file(&id).await {
+            Ok(f) => FileSeen::Read {
+                lists_packs: !f.packs.is_empty(),
+                tombstones: !f.tombstones.is_empty(),
+            },
+            Err(Error::Store(e)) if e.is_not_found() => FileSeen::Gone,
+            Err(e) if e.is_damage() => FileSeen::Damaged(e.to_string()),
+            Err(e) => return Err(e),
         };
-        let session = Arc::new(SessionHandle::new(self.rng(), SessionPurpose::Backup));
-        if !dry_run {
-            self.announce(session.clone()).await?;
-        }
-        let r = self.repair_in_session(session.id, &mut report).await;
-        if !dry_run {
-            let ended = self.end_session(&session.id).await;
-            r?;
-            ended?;
-        } else {
-            r?;
-        }
-        if !dry_run {
-            self.reload_index().await?;
-        }
-        Ok(report)
+        out.push((id, seen));
     }
+    Ok(out)
+}
 
-    async fn repair_in_session(&self, session: Id, report: &mut RepairReport) -> Result<()> {
-        // Index files before packs: see repair_index.
-        let files = self.observe_index_files().await?;
-        let packs = self.observe_packs().await?;
-        let plan = plan(files, packs, report);
-        if report.dry_run {
-            return Ok(());
-        }
-        let written = self
-            .store_index_files(
-                session,
-                self.clock().now(),
-                plan.listed,
-                plan.replace.clone(),
-            )
-            .await?;
-        report.index_files_written = written.len();
-        for id in &plan.replace {
-            if self
-                .delete_unless_retained(&paths::index(id))
-                .await?
-                .is_some()
-            {
-                report.index_files_retained += 1;
-            }
-        }
-        Ok(())
+/// Every pack's header, as read; as for index files, only damage is a
+/// finding, any other failure ends the run.
+async fn observe_packs(repo: &Repository) -> Result<Vec<(Id, PackSeen)>> {
+    let packs = repo.list_ids(paths::DATA).await?;
+    let mut headers = futures::stream::iter(packs)
+        .map(|pack| async move { (pack, repo.read_pack_header(&pack).await) })
+        .buffer_unordered(LOAD_CONCURRENCY);
+    let mut out = Vec::new();
+    while let Some((pack, r)) = headers.next().await {
+        let seen = match r {
+            Ok((blobs, _)) => PackSeen::Read(blobs),
+            Err(Error::Store(e)) if e.is_not_found() => PackSeen::Gone,
+            Err(e) if e.is_damage() => PackSeen::Damaged(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        out.push((pack, seen));
     }
-
-    /// Every index file, as read. Failures other than damage (the network,
-    /// permissions) end the run: nothing is decided on a partial view.
-    async fn observe_index_files(&self) -> Result<Vec<(Id, FileSeen)>> {
-        let mut out = Vec::new();
-        for id in self.list_ids(paths::INDEX).await? {
-            let seen = match self.read_index_file(&id).await {
-                Ok(f) => FileSeen::Read {
-                    lists_packs: !f.packs.is_empty(),
-                    tombstones: !f.tombstones.is_empty(),
-                },
-                Err(Error::Store(e)) if e.is_not_found() => FileSeen::Gone,
-                Err(e) if e.is_damage() => FileSeen::Damaged(e.to_string()),
-                Err(e) => return Err(e),
-            };
-            out.push((id, seen));
-        }
-        Ok(out)
-    }
-
-    /// Every pack's header, as read; as for index files, only damage is a
-    /// finding, any other failure ends the run.
-    async fn observe_packs(&self) -> Result<Vec<(Id, PackSeen)>> {
-        let packs = self.list_ids(paths::DATA).await?;
-        let mut headers = futures::stream::iter(packs)
-            .map(|pack| async move { (pack, self.read_pack_header(&pack).await) })
-            .buffer_unordered(LOAD_CONCURRENCY);
-        let mut out = Vec::new();
-        while let Some((pack, r)) = headers.next().await {
-            let seen = match r {
-                Ok((blobs, _)) => PackSeen::Read(blobs),
-                Err(Error::Store(e)) if e.is_not_found() => PackSeen::Gone,
-                Err(e) if e.is_damage() => PackSeen::Damaged(e.to_string()),
-                Err(e) => return Err(e),
-            };
-            out.push((pack, seen));
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! locations; scheduled maintenance then frees their data. The request is
 //! annotated with how many were forgotten, so each is handled once.
 
+use cairn::Maintenance as _;
 use std::sync::Arc;
 
 use kube::api::{DynamicObject, Patch, PatchParams};

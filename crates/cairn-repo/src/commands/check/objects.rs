@@ -10,80 +10,86 @@ use super::Damage;
 use crate::repository::{LOAD_CONCURRENCY, decode_index_file};
 use crate::{Error, Index, Repository, Result, paths};
 
-impl Repository {
-    /// Every key file must be named by the BLAKE3 hash of its bytes, so a
-    /// damaged key file is found without a password.
-    pub(super) async fn check_keys(&self, store: &Store, damage: &mut Damage) -> Result<()> {
-        for o in store.list(paths::KEYS).await? {
-            let Some(id) = paths::id_in(paths::KEYS, &o.path) else {
-                continue;
-            };
-            if o.size > MAX_KEY_FILE_LEN as u64 {
-                damage.object(
-                    o.path.clone(),
-                    format!(
-                        "{} bytes, more than the {MAX_KEY_FILE_LEN} byte limit",
-                        o.size
-                    ),
-                );
-                continue;
-            }
-            match store.get(&o.path).await {
-                Ok(bytes) => {
-                    if let Err(e) = KeyFile::decode_named(&id, &bytes) {
-                        damage.object(o.path.clone(), e.to_string());
-                    }
+/// Every key file must be named by the BLAKE3 hash of its bytes, so a
+/// damaged key file is found without a password.
+pub(super) async fn check_keys(store: &Store, damage: &mut Damage) -> Result<()> {
+    for o in store.list(paths::KEYS).await? {
+        let Some(id) = paths::id_in(paths::KEYS, &o.path) else {
+            continue;
+        };
+        if o.size > MAX_KEY_FILE_LEN as u64 {
+            damage.object(
+                o.path.clone(),
+                format!(
+                    "{} bytes, more than the {MAX_KEY_FILE_LEN} byte limit",
+                    o.size
+                ),
+            );
+            continue;
+        }
+        match store.get(&o.path).await {
+            Ok(bytes) => {
+                if let Err(e) = KeyFile::decode_named(&id, &bytes) {
+                    damage.object(o.path.clone(), e.to_string());
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
             }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// The stored config must open with this repository's key and say what
-    /// the handle was opened with.
-    pub(super) async fn check_config(&self, store: &Store, damage: &mut Damage) -> Result<()> {
-        let stored = store.get(paths::CONFIG).await?;
-        match Config::open(self.keys(), &stored) {
-            Ok(c) if c == *self.config() => {}
-            Ok(_) => damage.object(
-                paths::CONFIG.to_owned(),
-                "differs from the config this process read when opening".into(),
-            ),
-            Err(e) => damage.object(paths::CONFIG.to_owned(), e.to_string()),
-        }
-        Ok(())
+/// The stored config must open with this repository's key and say what
+/// the handle was opened with.
+pub(super) async fn check_config(
+    repo: &Repository,
+    store: &Store,
+    damage: &mut Damage,
+) -> Result<()> {
+    let stored = store.get(paths::CONFIG).await?;
+    match Config::open(repo.keys(), &stored) {
+        Ok(c) if c == *repo.config() => {}
+        Ok(_) => damage.object(
+            paths::CONFIG.to_owned(),
+            "differs from the config this process read when opening".into(),
+        ),
+        Err(e) => damage.object(paths::CONFIG.to_owned(), e.to_string()),
     }
+    Ok(())
+}
 
-    /// Reads and opens every index file from `store` and merges them in
-    /// memory; a damaged file is a problem and contributes nothing.
-    pub(super) async fn fresh_index(&self, store: &Store, damage: &mut Damage) -> Result<Index> {
-        let ids: Vec<Id> = store
-            .list(paths::INDEX)
-            .await?
-            .iter()
-            .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
-            .collect();
-        let keys = self.keys();
-        let mut reads = futures::stream::iter(ids)
-            .map(|id| async move {
-                let r = match store.get(&paths::index(&id)).await {
-                    Ok(sealed) => decode_index_file(keys, &id, &sealed),
-                    Err(e) => Err(Error::Store(e)),
-                };
-                (id, r)
-            })
-            .buffer_unordered(LOAD_CONCURRENCY);
-        let mut files: Vec<(Id, IndexFile)> = Vec::new();
-        while let Some((id, r)) = reads.next().await {
-            match r {
-                Ok(f) => files.push((id, f)),
-                Err(Error::Store(e)) if e.is_not_found() => {}
-                Err(e) if e.is_damage() => damage.object(paths::index(&id), e.to_string()),
-                Err(e) => return Err(e),
-            }
+/// Reads and opens every index file from `store` and merges them in
+/// memory; a damaged file is a problem and contributes nothing.
+pub(super) async fn fresh_index(
+    repo: &Repository,
+    store: &Store,
+    damage: &mut Damage,
+) -> Result<Index> {
+    let ids: Vec<Id> = store
+        .list(paths::INDEX)
+        .await?
+        .iter()
+        .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
+        .collect();
+    let keys = repo.keys();
+    let mut reads = futures::stream::iter(ids)
+        .map(|id| async move {
+            let r = match store.get(&paths::index(&id)).await {
+                Ok(sealed) => decode_index_file(keys, &id, &sealed),
+                Err(e) => Err(Error::Store(e)),
+            };
+            (id, r)
+        })
+        .buffer_unordered(LOAD_CONCURRENCY);
+    let mut files: Vec<(Id, IndexFile)> = Vec::new();
+    while let Some((id, r)) = reads.next().await {
+        match r {
+            Ok(f) => files.push((id, f)),
+            Err(Error::Store(e)) if e.is_not_found() => {}
+            Err(e) if e.is_damage() => damage.object(paths::index(&id), e.to_string()),
+            Err(e) => return Err(e),
         }
-        Ok(Index::from_files(files.iter().map(|(id, f)| (*id, f))))
     }
+    Ok(Index::from_files(files.iter().map(|(id, f)| (*id, f))))
 }

@@ -15,128 +15,135 @@ use crate::{BlobLocation, Repository, paths};
 /// (blob, object, problem) found while verifying a pack.
 pub(super) type Found = Vec<(Option<Id>, String, String)>;
 
-impl Repository {
-    /// Downloads one pack and verifies it: its header, the layout, and
-    /// every blob the header or the index places in it. Returns the number
-    /// of blobs verified and the problems.
-    pub(super) async fn verify_pack(
-        &self,
-        store: &Store,
-        pack: Id,
-        indexed: &[PackEntry],
-    ) -> (u64, Found) {
-        let obj = paths::pack(&pack);
-        let bytes = match store.get(&obj).await {
-            Ok(b) => b,
-            Err(e) => {
-                let m = format!("cannot read: {e}");
-                return (
-                    0,
-                    indexed
-                        .iter()
-                        .map(|x| (Some(x.id), obj.clone(), m.clone()))
-                        .collect(),
-                );
-            }
-        };
-        let repo = self.clone();
-        let indexed = indexed.to_vec();
-        let r = tokio::task::spawn_blocking(move || repo.verify_pack_bytes(pack, &bytes, &indexed))
-            .await;
-        match r {
-            Ok(x) => x,
-            Err(e) => (
+/// Downloads one pack and verifies it: its header, the layout, and
+/// every blob the header or the index places in it. Returns the number
+/// of blobs verified and the problems.
+pub(super) async fn verify_pack(
+    repo: &Repository,
+    store: &Store,
+    pack: Id,
+    indexed: &[PackEntry],
+) -> (u64, Found) {
+    let obj = paths::pack(&pack);
+    let bytes = match store.get(&obj).await {
+        Ok(b) => b,
+        Err(e) => {
+            let m = format!("cannot read: {e}");
+            return (
                 0,
-                vec![(None, obj, format!("verification task failed: {e}"))],
-            ),
+                indexed
+                    .iter()
+                    .map(|x| (Some(x.id), obj.clone(), m.clone()))
+                    .collect(),
+            );
         }
+    };
+    let repo = repo.clone();
+    let indexed = indexed.to_vec();
+    let r =
+        tokio::task::spawn_blocking(move || verify_pack_bytes(&repo, pack, &bytes, &indexed)).await;
+    match r {
+        Ok(x) => x,
+        Err(e) => (
+            0,
+            vec![(None, obj, format!("verification task failed: {e}"))],
+        ),
     }
+}
 
-    fn verify_pack_bytes(&self, pack: Id, bytes: &Bytes, indexed: &[PackEntry]) -> (u64, Found) {
-        let o = paths::pack(&pack);
-        let mut problems: Found = Vec::new();
-        let mut entries: Vec<PackEntry> = match self.header_from_bytes(&pack, bytes) {
-            Ok(header) => {
-                problems.extend(layout_gaps(&header.0, header.1, &o));
-                header.0
-            }
-            Err(e) => {
-                problems.push((None, o.clone(), format!("header: {e}")));
-                Vec::new()
-            }
+fn verify_pack_bytes(
+    repo: &Repository,
+    pack: Id,
+    bytes: &Bytes,
+    indexed: &[PackEntry],
+) -> (u64, Found) {
+    let o = paths::pack(&pack);
+    let mut problems: Found = Vec::new();
+    let mut entries: Vec<PackEntry> = match header_from_bytes(repo, &pack, bytes) {
+        Ok(header) => {
+            problems.extend(layout_gaps(&header.0, header.1, &o));
+            header.0
+        }
+        Err(e) => {
+            problems.push((None, o.clone(), format!("header: {e}")));
+            Vec::new()
+        }
+    };
+    let known: HashSet<(Id, u32)> = entries.iter().map(|e| (e.id, e.offset)).collect();
+    entries.extend(
+        indexed
+            .iter()
+            .filter(|e| !known.contains(&(e.id, e.offset)))
+            .cloned(),
+    );
+    let mut verified = 0;
+    for e in &entries {
+        let Some(sealed) = bytes.get(e.offset as usize..e.end() as usize) else {
+            problems.push((
+                Some(e.id),
+                o.clone(),
+                "blob lies beyond the end of the pack".into(),
+            ));
+            continue;
         };
-        let known: HashSet<(Id, u32)> = entries.iter().map(|e| (e.id, e.offset)).collect();
-        entries.extend(
-            indexed
-                .iter()
-                .filter(|e| !known.contains(&(e.id, e.offset)))
-                .cloned(),
-        );
-        let mut verified = 0;
-        for e in &entries {
-            let Some(sealed) = bytes.get(e.offset as usize..e.end() as usize) else {
-                problems.push((
-                    Some(e.id),
-                    o.clone(),
-                    "blob lies beyond the end of the pack".into(),
-                ));
-                continue;
-            };
-            let loc = BlobLocation {
-                pack,
-                kind: e.kind,
-                offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-            };
-            match self.open_blob(&loc, &e.id, sealed) {
-                Ok(plain) => {
-                    verified += 1;
-                    if e.kind == Kind::Tree {
-                        if let Err(err) = Tree::decode(&plain) {
-                            problems.push((
-                                Some(e.id),
-                                o.clone(),
-                                format!("tree blob {}: {err}", e.id),
-                            ));
-                        }
+        let loc = BlobLocation {
+            pack,
+            kind: e.kind,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        };
+        match repo.open_blob(&loc, &e.id, sealed) {
+            Ok(plain) => {
+                verified += 1;
+                if e.kind == Kind::Tree {
+                    if let Err(err) = Tree::decode(&plain) {
+                        problems.push((
+                            Some(e.id),
+                            o.clone(),
+                            format!("tree blob {}: {err}", e.id),
+                        ));
                     }
                 }
-                Err(err) => problems.push((Some(e.id), o.clone(), err.to_string())),
             }
+            Err(err) => problems.push((Some(e.id), o.clone(), err.to_string())),
         }
-        (verified, problems)
     }
+    (verified, problems)
+}
 
-    /// Opens the header of a downloaded pack; returns its entries and where
-    /// the sealed header starts.
-    fn header_from_bytes(&self, pack: &Id, bytes: &[u8]) -> crate::Result<(Vec<PackEntry>, u64)> {
-        let corrupt = |detail: String| {
-            crate::Error::Format(cairn_core::Error::Corrupt {
-                what: "pack",
-                detail: format!("{}: {detail}", paths::pack(pack)),
-            })
-        };
-        let size = bytes.len();
-        let Some(trailer_at) = size.checked_sub(pack_v1::TRAILER_LEN) else {
-            return Err(corrupt(format!("only {size} bytes")));
-        };
-        let mut t = [0u8; pack_v1::TRAILER_LEN];
-        t.copy_from_slice(&bytes[trailer_at..]);
-        let hlen = pack_v1::header_length(t) as usize;
-        let Some(start) = trailer_at.checked_sub(hlen) else {
-            return Err(corrupt(format!("header length {hlen} exceeds the pack")));
-        };
-        let plain = cairn_core::open(
-            self.keys(),
-            Kind::PackHeader,
-            pack,
-            &bytes[start..trailer_at],
-        )?;
-        let entries =
-            pack_v1::decode_header(&plain, start as u64).map_err(|e| corrupt(e.to_string()))?;
-        Ok((entries, start as u64))
-    }
+/// Opens the header of a downloaded pack; returns its entries and where
+/// the sealed header starts.
+fn header_from_bytes(
+    repo: &Repository,
+    pack: &Id,
+    bytes: &[u8],
+) -> crate::Result<(Vec<PackEntry>, u64)> {
+    let corrupt = |detail: String| {
+        crate::Error::Format(cairn_core::Error::Corrupt {
+            what: "pack",
+            detail: format!("{}: {detail}", paths::pack(pack)),
+        })
+    };
+    let size = bytes.len();
+    let Some(trailer_at) = size.checked_sub(pack_v1::TRAILER_LEN) else {
+        return Err(corrupt(format!("only {size} bytes")));
+    };
+    let mut t = [0u8; pack_v1::TRAILER_LEN];
+    t.copy_from_slice(&bytes[trailer_at..]);
+    let hlen = pack_v1::header_length(t) as usize;
+    let Some(start) = trailer_at.checked_sub(hlen) else {
+        return Err(corrupt(format!("header length {hlen} exceeds the pack")));
+    };
+    let plain = cairn_core::open(
+        repo.keys(),
+        Kind::PackHeader,
+        pack,
+        &bytes[start..trailer_at],
+    )?;
+    let entries =
+        pack_v1::decode_header(&plain, start as u64).map_err(|e| corrupt(e.to_string()))?;
+    Ok((entries, start as u64))
 }
 
 /// Bytes before the header that no blob covers: every byte of a pack must

@@ -146,151 +146,149 @@ enum Outcome {
     Failed(String),
 }
 
-impl Repository {
-    /// Extends the retention of everything the repository needs (see the
-    /// module docs), `LOCK_CONCURRENCY` objects at a time, calling
-    /// `progress` after each. Refuses a repository without a lock setting.
-    /// An object that cannot be extended is counted and named in the
-    /// report; the run goes on.
-    pub async fn extend_locks(
-        &self,
-        progress: &(dyn Fn(ExtendProgress) + Send + Sync),
-    ) -> Result<ExtendReport> {
-        let Some(lock) = self.settings().and_then(|s| s.lock) else {
-            return Err(Error::InvalidArgument(format!(
-                "{} has no object lock setting (`cairn settings --object-lock MODE \
-                 --lock-days N` sets one)",
-                self.store().describe()
-            )));
-        };
-        let period = Duration::from_secs(lock.seconds);
-        let (objects, damaged) = self.objects_to_keep().await?;
-        let mut report = ExtendReport {
-            damaged_index_files: damaged,
-            ..ExtendReport::default()
-        };
-        let mut p = ExtendProgress {
-            total: objects.len(),
-            ..ExtendProgress::default()
-        };
-        let now = SystemTime::now();
-        let mode = lock.mode.s3_name();
-        let mut results = futures::stream::iter(objects)
-            .map(|(path, rule)| async move {
-                let outcome = self.keep_retained(&path, rule, mode, now, period).await;
-                (path, rule, outcome)
-            })
-            .buffer_unordered(LOCK_CONCURRENCY);
-        while let Some((path, rule, outcome)) = results.next().await {
-            report.checked += 1;
-            let until = match outcome {
-                Outcome::Missing => {
-                    report.missing += 1;
-                    None
-                }
-                Outcome::Kept(until) => until,
-                Outcome::Extended(until) => {
-                    report.extended += 1;
-                    Some(until)
-                }
-                Outcome::Failed(e) => {
-                    report.failed += 1;
-                    if report.errors.len() < MAX_ERRORS {
-                        report.errors.push(format!("{path}: {e}"));
-                    }
-                    None
-                }
-            };
-            match (rule, until) {
-                (LockRule::Once, Some(u)) if u <= now => report.snapshots_unretained += 1,
-                (LockRule::Extend, Some(u)) => {
-                    let t = secs(u);
-                    report.earliest_until = Some(report.earliest_until.map_or(t, |e| e.min(t)));
-                }
-                _ => {}
-            }
-            p.checked = report.checked;
-            p.extended = report.extended;
-            progress(p);
-        }
-        Ok(report)
-    }
-
-    /// Every object extend looks at, with its rule: the config, key files,
-    /// settings objects, snapshots, and the [`Targets`] of the index.
-    /// Also returns how many index files could not be read.
-    async fn objects_to_keep(&self) -> Result<(Vec<(String, LockRule)>, usize)> {
-        let mut out = vec![(paths::CONFIG.to_owned(), LockRule::Extend)];
-        for (folder, rule) in [
-            (paths::KEYS, LockRule::Extend),
-            (paths::SETTINGS, LockRule::Extend),
-            (paths::SNAPSHOTS, LockRule::Once),
-        ] {
-            for id in self.list_ids(folder).await? {
-                out.push((format!("{folder}/{id}"), rule));
-            }
-        }
-        let mut files = Vec::new();
-        self.for_each_index_file(&HashSet::new(), true, |id, f| {
-            files.push((id, f));
-            Ok(())
+/// Extends the retention of everything the repository needs (see the
+/// module docs), `LOCK_CONCURRENCY` objects at a time, calling
+/// `progress` after each. Refuses a repository without a lock setting.
+/// An object that cannot be extended is counted and named in the
+/// report; the run goes on.
+pub(crate) async fn extend_locks(
+    repo: &Repository,
+    progress: &(dyn Fn(ExtendProgress) + Send + Sync),
+) -> Result<ExtendReport> {
+    let Some(lock) = repo.settings().and_then(|s| s.lock) else {
+        return Err(Error::InvalidArgument(format!(
+            "{} has no object lock setting (`cairn settings --object-lock MODE \
+             --lock-days N` sets one)",
+            repo.store().describe()
+        )));
+    };
+    let period = Duration::from_secs(lock.seconds);
+    let (objects, damaged) = objects_to_keep(repo).await?;
+    let mut report = ExtendReport {
+        damaged_index_files: damaged,
+        ..ExtendReport::default()
+    };
+    let mut p = ExtendProgress {
+        total: objects.len(),
+        ..ExtendProgress::default()
+    };
+    let now = SystemTime::now();
+    let mode = lock.mode.s3_name();
+    let mut results = futures::stream::iter(objects)
+        .map(|(path, rule)| async move {
+            let outcome = keep_retained(repo, &path, rule, mode, now, period).await;
+            (path, rule, outcome)
         })
-        .await?;
-        let mut targets = extend_targets(&files);
-        let listed: HashSet<Id> = self.list_packs().await?.into_keys().collect();
-        // An index file that does not open may list any pack, live or not:
-        // keep every pack, and the file itself, until `repair index`.
-        let damaged: Vec<String> = self
-            .damaged()
-            .into_iter()
-            .map(|d| d.object)
-            .filter(|o| o.starts_with("index/"))
-            .collect();
-        if !damaged.is_empty() {
-            targets.packs = listed.iter().copied().collect();
+        .buffer_unordered(LOCK_CONCURRENCY);
+    while let Some((path, rule, outcome)) = results.next().await {
+        report.checked += 1;
+        let until = match outcome {
+            Outcome::Missing => {
+                report.missing += 1;
+                None
+            }
+            Outcome::Kept(until) => until,
+            Outcome::Extended(until) => {
+                report.extended += 1;
+                Some(until)
+            }
+            Outcome::Failed(e) => {
+                report.failed += 1;
+                if report.errors.len() < MAX_ERRORS {
+                    report.errors.push(format!("{path}: {e}"));
+                }
+                None
+            }
+        };
+        match (rule, until) {
+            (LockRule::Once, Some(u)) if u <= now => report.snapshots_unretained += 1,
+            (LockRule::Extend, Some(u)) => {
+                let t = secs(u);
+                report.earliest_until = Some(report.earliest_until.map_or(t, |e| e.min(t)));
+            }
+            _ => {}
         }
-        let index = targets
-            .index_files
-            .iter()
-            .map(paths::index)
-            .chain(damaged.iter().cloned());
-        out.extend(index.map(|p| (p, LockRule::Extend)));
-        // A pack the index lists but `data/` lacks is check's business.
-        out.extend(
-            targets
-                .packs
-                .iter()
-                .filter(|p| listed.contains(p))
-                .map(|p| (paths::pack(p), LockRule::Extend)),
-        );
-        Ok((out, damaged.len()))
+        p.checked = report.checked;
+        p.extended = report.extended;
+        progress(p);
     }
+    Ok(report)
+}
 
-    async fn keep_retained(
-        &self,
-        path: &str,
-        rule: LockRule,
-        mode: &str,
-        now: SystemTime,
-        period: Duration,
-    ) -> Outcome {
-        let current: Option<RetentionState> = match self.store().retention(path).await {
-            Ok(r) => r,
-            Err(StoreError::NotFound { .. }) => return Outcome::Missing,
-            Err(e) => return Outcome::Failed(e.to_string()),
-        };
-        let until = current.as_ref().map(|r| r.until);
-        let Some(new) = new_retention(rule, until, now, period) else {
-            return Outcome::Kept(until);
-        };
-        let mode = mode_for(current.as_ref().map(|r| r.mode.as_str()), mode);
-        match self.store().set_retention(path, mode, new).await {
-            Ok(()) => Outcome::Extended(new),
-            // Deleted meanwhile (the current version is a delete marker, or
-            // nothing): nothing left to keep.
-            Err(StoreError::NotFound { .. }) => Outcome::Missing,
-            Err(e) => Outcome::Failed(e.to_string()),
+/// Every object extend looks at, with its rule: the config, key files,
+/// settings objects, snapshots, and the [`Targets`] of the index.
+/// Also returns how many index files could not be read.
+async fn objects_to_keep(repo: &Repository) -> Result<(Vec<(String, LockRule)>, usize)> {
+    let mut out = vec![(paths::CONFIG.to_owned(), LockRule::Extend)];
+    for (folder, rule) in [
+        (paths::KEYS, LockRule::Extend),
+        (paths::SETTINGS, LockRule::Extend),
+        (paths::SNAPSHOTS, LockRule::Once),
+    ] {
+        for id in repo.list_ids(folder).await? {
+            out.push((format!("{folder}/{id}"), rule));
         }
+    }
+    let mut files = Vec::new();
+    repo.for_each_index_file(&HashSet::new(), true, |id, f| {
+        files.push((id, f));
+        Ok(())
+    })
+    .await?;
+    let mut targets = extend_targets(&files);
+    let listed: HashSet<Id> = repo.list_packs().await?.into_keys().collect();
+    // An index file that does not open may list any pack, live or not:
+    // keep every pack, and the file itself, until `repair index`.
+    let damaged: Vec<String> = repo
+        .damaged()
+        .into_iter()
+        .map(|d| d.object)
+        .filter(|o| o.starts_with("index/"))
+        .collect();
+    if !damaged.is_empty() {
+        targets.packs = listed.iter().copied().collect();
+    }
+    let index = targets
+        .index_files
+        .iter()
+        .map(paths::index)
+        .chain(damaged.iter().cloned());
+    out.extend(index.map(|p| (p, LockRule::Extend)));
+    // A pack the index lists but `data/` lacks is check's business.
+    out.extend(
+        targets
+            .packs
+            .iter()
+            .filter(|p| listed.contains(p))
+            .map(|p| (paths::pack(p), LockRule::Extend)),
+    );
+    Ok((out, damaged.len()))
+}
+
+async fn keep_retained(
+    repo: &Repository,
+    path: &str,
+    rule: LockRule,
+    mode: &str,
+    now: SystemTime,
+    period: Duration,
+) -> Outcome {
+    let current: Option<RetentionState> = match repo.store().retention(path).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound { .. }) => return Outcome::Missing,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let until = current.as_ref().map(|r| r.until);
+    let Some(new) = new_retention(rule, until, now, period) else {
+        return Outcome::Kept(until);
+    };
+    let mode = mode_for(current.as_ref().map(|r| r.mode.as_str()), mode);
+    match repo.store().set_retention(path, mode, new).await {
+        Ok(()) => Outcome::Extended(new),
+        // Deleted meanwhile (the current version is a delete marker, or
+        // nothing): nothing left to keep.
+        Err(StoreError::NotFound { .. }) => Outcome::Missing,
+        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 

@@ -5,7 +5,7 @@
 //! refuses to delete or overwrite that version, whoever asks. This module
 //! is what the repository adds on top:
 //!
-//! - [`Repository::extend_locks`] (`cairn lock extend`) keeps what the
+//! - [`Maintenance::extend_locks`](crate::Maintenance::extend_locks) (`cairn lock extend`) keeps what the
 //!   repository needs retained (`extend`);
 //! - prune and forget ask which of the objects they would delete are still
 //!   retained and leave those for a later run (`prune_lock.rs`, `forget.rs`);
@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use futures::{StreamExt, TryStreamExt};
 
+pub(crate) use extend::extend_locks;
 pub use extend::{ExtendProgress, ExtendReport};
 pub use recover::{RecoverOptions, RecoverReport, recover};
 
@@ -78,46 +79,44 @@ pub(crate) fn secs(t: SystemTime) -> i64 {
     }
 }
 
-impl Repository {
-    /// Whether deletions must ask about retention first: an S3 store whose
-    /// settings lock new objects, or whose bucket has Object Lock enabled
-    /// (older objects may be retained after `--object-lock none`, and a
-    /// bucket's default retention locks objects cairn never asked about).
-    pub(crate) async fn lock_aware(&self) -> Result<bool> {
-        if !self.store().is_s3() {
-            return Ok(false);
-        }
-        if self.settings().is_some_and(|s| s.lock.is_some()) {
-            return Ok(true);
-        }
-        match self.store().lock_enabled().await {
-            Ok(enabled) => Ok(enabled),
-            // A server without Object Lock may not know the request at
-            // all; its objects cannot be retained either.
-            Err(e) => {
-                tracing::debug!("no object lock configuration: {e}");
-                Ok(false)
-            }
+/// Whether deletions must ask about retention first: an S3 store whose
+/// settings lock new objects, or whose bucket has Object Lock enabled
+/// (older objects may be retained after `--object-lock none`, and a
+/// bucket's default retention locks objects cairn never asked about).
+pub(crate) async fn lock_aware(repo: &Repository) -> Result<bool> {
+    if !repo.store().is_s3() {
+        return Ok(false);
+    }
+    if repo.settings().is_some_and(|s| s.lock.is_some()) {
+        return Ok(true);
+    }
+    match repo.store().lock_enabled().await {
+        Ok(enabled) => Ok(enabled),
+        // A server without Object Lock may not know the request at
+        // all; its objects cannot be retained either.
+        Err(e) => {
+            tracing::debug!("no object lock configuration: {e}");
+            Ok(false)
         }
     }
+}
 
-    /// Which of `paths` are retained now, and until when (one HEAD each,
-    /// [`LOCK_CONCURRENCY`] at a time). Missing objects are not retained.
-    pub(crate) async fn retained_until(
-        &self,
-        paths: Vec<String>,
-    ) -> Result<HashMap<String, SystemTime>> {
-        let store = self.store();
-        let found: Vec<Option<(String, SystemTime)>> = futures::stream::iter(paths)
-            .map(|p| async move {
-                let until = store.locked_until(&p).await?;
-                Ok::<_, crate::Error>(until.map(|u| (p, u)))
-            })
-            .buffer_unordered(LOCK_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
-    }
+/// Which of `paths` are retained now, and until when (one HEAD each,
+/// [`LOCK_CONCURRENCY`] at a time). Missing objects are not retained.
+pub(crate) async fn retained_until(
+    repo: &Repository,
+    paths: Vec<String>,
+) -> Result<HashMap<String, SystemTime>> {
+    let store = repo.store();
+    let found: Vec<Option<(String, SystemTime)>> = futures::stream::iter(paths)
+        .map(|p| async move {
+            let until = store.locked_until(&p).await?;
+            Ok::<_, crate::Error>(until.map(|u| (p, u)))
+        })
+        .buffer_unordered(LOCK_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
