@@ -210,47 +210,21 @@ async fn run(
         .iter()
         .map(|p| p.as_os_str().as_bytes().to_vec())
         .collect();
-    let parent = match &opts.parent {
-        _ if stream.is_some() => None,
-        ParentChoice::None => None,
-        ParentChoice::Snapshot(id) => Some((*id, repo.load_snapshot(id).await?)),
-        ParentChoice::Auto => select_parent(repo, &opts.hostname, &path_bytes).await?,
-    };
     let layout = match &stream {
         Some(_) => RootLayout::PerPath,
         None => root_layout(&paths)?,
     };
-    // A parent with another root layout cannot be compared entry by entry.
-    let parent = parent.filter(|(_, s)| s.root_layout == layout);
+    let parent = match stream {
+        Some(_) => None,
+        None => parent_of(repo, &opts, &path_bytes, layout).await?,
+    };
     let parent_root = parent.as_ref().map(|(_, s)| s.tree);
-    // The parent's size is the estimate of this run's: a progress display
-    // gets an ETA without walking the tree twice.
     if let Some((_, p)) = &parent {
-        let st = &p.stats;
-        let files = st.files_new + st.files_changed + st.files_unchanged;
-        let _ = progress.total_bytes.compare_exchange(
-            0,
-            st.bytes_total,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        let _ =
-            progress
-                .total_files
-                .compare_exchange(0, files, Ordering::Relaxed, Ordering::Relaxed);
+        estimate_from_parent(&progress, &p.stats);
     }
     let mut walker = Walker::new(repo, &opts.selection, progress.clone())?;
     walker.change_detection = opts.change_detection;
-    let time = opts.time;
-    let (walker, root) = tokio::task::spawn_blocking(move || {
-        let root = match stream {
-            Some((name, reader)) => walker.stream_root(&name, reader, time),
-            None => walker.backup_root(&paths, layout, parent_root),
-        };
-        (walker, root)
-    })
-    .await
-    .map_err(|e| Error::Invalid(format!("backup task failed: {e}")))?;
+    let (walker, root) = walk(walker, stream, paths, layout, parent_root, opts.time).await?;
     let Walker {
         writer,
         warnings,
@@ -293,6 +267,57 @@ async fn run(
         writer: writer_stats,
         warnings,
     })
+}
+
+/// The parent `opts` asks for, if it has the same root layout: one with
+/// another cannot be compared entry by entry.
+async fn parent_of(
+    repo: &Repository,
+    opts: &BackupOptions,
+    path_bytes: &[Vec<u8>],
+    layout: RootLayout,
+) -> Result<Option<(Id, Snapshot)>> {
+    let parent = match &opts.parent {
+        ParentChoice::None => None,
+        ParentChoice::Snapshot(id) => Some((*id, repo.load_snapshot(id).await?)),
+        ParentChoice::Auto => select_parent(repo, &opts.hostname, path_bytes).await?,
+    };
+    Ok(parent.filter(|(_, s)| s.root_layout == layout))
+}
+
+/// The parent's size is the estimate of this run's: a progress display
+/// gets an ETA without walking the tree twice. A total already set (by
+/// the caller's own estimate) is kept.
+fn estimate_from_parent(progress: &Progress, st: &SnapshotStats) {
+    let files = st.files_new + st.files_changed + st.files_unchanged;
+    let (bytes, relaxed) = (st.bytes_total, Ordering::Relaxed);
+    let _ = progress
+        .total_bytes
+        .compare_exchange(0, bytes, relaxed, relaxed);
+    let _ = progress
+        .total_files
+        .compare_exchange(0, files, relaxed, relaxed);
+}
+
+/// Walks the paths (or reads the stream) on a blocking thread; returns
+/// the walker, whose writer still has uploads in flight, and the root.
+async fn walk(
+    walker: Walker,
+    stream: Option<Stream>,
+    paths: Vec<PathBuf>,
+    layout: RootLayout,
+    parent_root: Option<Id>,
+    time: Timestamp,
+) -> Result<(Walker, Result<Id>)> {
+    tokio::task::spawn_blocking(move || {
+        let root = match stream {
+            Some((name, reader)) => walker.stream_root(&name, reader, time),
+            None => walker.backup_root(&paths, layout, parent_root),
+        };
+        (walker, root)
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("backup task failed: {e}")))
 }
 
 /// One directory path is stored as its listing; anything else as one entry

@@ -273,9 +273,16 @@ pub(super) async fn plan_node(
     if !included || !plan.materialize() || plan.keep_existing(&path) {
         return Ok(());
     }
-    let Some(node) = plan.admit(node, &path) else {
-        return Ok(());
-    };
+    if let Some(node) = plan.admit(node, &path) {
+        plan_leaf(plan, node, path);
+    }
+    Ok(())
+}
+
+/// A node that is not a directory, admitted: a file (or a hard link to
+/// one already planned) to write later; a symlink, FIFO or device node
+/// made now.
+fn plan_leaf(plan: &mut Plan, node: Node, path: PathBuf) {
     match node.kind {
         NodeKind::Dir => {}
         NodeKind::File => {
@@ -283,7 +290,7 @@ pub(super) async fn plan_node(
                 let key = (node.device, node.inode);
                 if let Some(first) = plan.seen.get(&key) {
                     plan.links.push((path, first.clone()));
-                    return Ok(());
+                    return;
                 }
                 plan.seen.insert(key, path.clone());
             }
@@ -325,5 +332,4 @@ pub(super) async fn plan_node(
         }
         NodeKind::Socket => {}
     }
-    Ok(())
 }

@@ -21,7 +21,7 @@ use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
 
 use super::lock::lock_aware;
-use super::prune_checks::{prune_sessions, recheck_before_writes};
+use super::prune_checks::{SessionView, prune_sessions, recheck_before_writes};
 use super::prune_cold::plan_packs;
 use super::prune_lock::index_deletions;
 use crate::commands::lock::Retained;
@@ -175,7 +175,7 @@ async fn sessions_then_snapshots(
     now: i64,
     opts: &PruneOptions,
     report: &mut PruneReport,
-) -> Result<(crate::commands::prune_checks::SessionView, Vec<Id>)> {
+) -> Result<(SessionView, Vec<Id>)> {
     let view = prune_sessions(repo, me_handle, now, opts.grace, opts.dry_run).await?;
     report.stale_sessions_removed = view.removed;
     report.unreadable_sessions = view.unreadable.clone();
@@ -204,21 +204,15 @@ async fn prune_as(
     let all_files = repo.read_index_files().await?;
     report.index_files_before = all_files.len();
     let (superseded, files) = live_files(&all_files);
-    let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
-    *repo.write_index() = index;
+    *repo.write_index() = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
 
     let (snapshots, referenced) = repo.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
     report.snapshots = snapshots;
     report.blobs_referenced = referenced.len();
 
     let tomb_files = tombstone_files(&files);
-    let waiting = Waiting {
-        live: &view.live,
-        unreadable: !view.unreadable.is_empty(),
-        now,
-        grace: opts.grace,
-    };
-    let (ripe, ripe_files) = waiting.ripe_tombstones(&tomb_files, &mut report);
+    let (ripe, ripe_files) =
+        waiting(&view, now, opts.grace).ripe_tombstones(&tomb_files, &mut report);
 
     let packs = pack_views(&files);
     let sizes: HashMap<Id, u64> = repo.list_packs().await?;
@@ -240,17 +234,7 @@ async fn prune_as(
     )
     .await?;
 
-    let changes = {
-        let index = repo.index();
-        index_changes(
-            &files,
-            &packs,
-            &referenced,
-            |b| index.contains(b),
-            &ripe_files,
-            plan,
-        )
-    };
+    let changes = against_index(repo, &files, &packs, &referenced, &ripe_files, plan);
     report.blobs_tombstoned = changes.new_tombstones.len();
     let index_deletions = index_deletions(
         repo,
@@ -274,18 +258,43 @@ async fn prune_as(
         index_deletions,
         tomb_files: &tomb_files,
         packs: &packs,
-        listing_files: changes.listing_files,
-        resolved: changes.resolved,
-        removed: changes.removed,
-        new_tombstones: changes.new_tombstones,
-        repack: changes.repack,
+        changes,
         leftovers,
-        compact: changes.compact,
     };
     apply(repo, me_handle, decided, &opts, &mut report).await?;
     report.index_files_after = repo.store().list(paths::INDEX).await?.len();
     repo.reload_index().await?;
     Ok(report)
+}
+
+/// When the tombstones of `view`'s sessions ripen.
+fn waiting(view: &SessionView, now: i64, grace: i64) -> Waiting<'_> {
+    Waiting {
+        live: &view.live,
+        unreadable: !view.unreadable.is_empty(),
+        now,
+        grace,
+    }
+}
+
+/// [`index_changes`] against the index in force now.
+fn against_index<'a>(
+    repo: &Repository,
+    files: &[&'a (Id, IndexFile)],
+    packs: &HashMap<Id, PackView>,
+    referenced: &HashSet<Id>,
+    ripe_files: &[(Id, &IndexFile)],
+    plan: PackPlan,
+) -> IndexChanges<'a> {
+    let index = repo.index();
+    index_changes(
+        files,
+        packs,
+        referenced,
+        |b| index.contains(b),
+        ripe_files,
+        plan,
+    )
 }
 
 /// Writes what `prune_as` decided, in the order that keeps every reader
@@ -305,14 +314,17 @@ async fn apply(
         index_deletions,
         tomb_files,
         packs,
-        listing_files,
-        resolved,
-        removed,
-        new_tombstones,
-        repack,
+        changes,
         leftovers,
-        compact,
     } = d;
+    let IndexChanges {
+        new_tombstones,
+        removed,
+        resolved,
+        repack,
+        listing_files,
+        compact,
+    } = changes;
     // Nothing written yet: make sure nothing this run decided on
     // changed under it (another prune, a compaction, its own session
     // lost).
@@ -325,16 +337,7 @@ async fn apply(
     report.stray_objects_deleted = leftovers.strays_older_than(opts.grace);
 
     // 1. Phase 1's tombstones.
-    if !new_tombstones.is_empty() {
-        let file = IndexFile {
-            session: *me,
-            created: now,
-            packs: Vec::new(),
-            tombstones: new_tombstones,
-            supersedes: Vec::new(),
-        };
-        report.tombstone_file = Some(repo.store_index_file(&file).await?);
-    }
+    report.tombstone_file = write_tombstones(repo, me, now, new_tombstones).await?;
     // 2. Repacked copies.
     let mut new_packs = write_repacked(repo, &repack, report).await?;
     new_packs.extend(adopted);
@@ -372,6 +375,26 @@ async fn apply(
         }
     }
     delete_packs(repo, &removed, report).await
+}
+
+/// Phase 1's tombstone file, if there are new tombstones.
+async fn write_tombstones(
+    repo: &Repository,
+    me: &Id,
+    now: i64,
+    tombstones: Vec<Id>,
+) -> Result<Option<Id>> {
+    if tombstones.is_empty() {
+        return Ok(None);
+    }
+    let file = IndexFile {
+        session: *me,
+        created: now,
+        packs: Vec::new(),
+        tombstones,
+        supersedes: Vec::new(),
+    };
+    Ok(Some(repo.store_index_file(&file).await?))
 }
 
 /// Last, once no index file in force lists them: the packs phase 2
@@ -505,13 +528,8 @@ struct Decided<'a> {
     index_deletions: IndexDeletions,
     tomb_files: &'a [&'a (Id, IndexFile)],
     packs: &'a HashMap<Id, PackView>,
-    listing_files: Vec<&'a (Id, IndexFile)>,
-    resolved: Vec<Id>,
-    removed: HashSet<Id>,
-    new_tombstones: Vec<Id>,
-    repack: Vec<(Id, Vec<PackEntry>)>,
+    changes: IndexChanges<'a>,
     leftovers: crate::Leftovers,
-    compact: bool,
 }
 
 #[cfg(test)]
