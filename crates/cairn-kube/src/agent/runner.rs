@@ -544,14 +544,16 @@ async fn execute<J: Job>(
             engine::restore(&repo, at, j, progress).await
         }
     };
-    if let (Some(root), Ok(max)) = (
-        cfg.cache_dir.as_deref(),
-        crate::repo::cache_bytes(&repo_obj),
-    ) {
+    trim_cache(cfg.cache_dir.as_deref(), &repo_obj).await;
+    result
+}
+
+/// Keeps the repository's local cache within its size, after a run.
+async fn trim_cache(cache_dir: Option<&std::path::Path>, repo_obj: &BackupRepository) {
+    if let (Some(root), Ok(max)) = (cache_dir, crate::repo::cache_bytes(repo_obj)) {
         let dir = crate::repo::cache_dir(root, &repo_obj.spec.url);
         if dir.is_dir() {
             let _ = tokio::task::spawn_blocking(move || crate::repo::trim_cache(&dir, max)).await;
         }
     }
-    result
 }

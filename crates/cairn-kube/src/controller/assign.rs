@@ -179,56 +179,65 @@ pub fn decide(job: &JobFacts, seen: &Observed<'_>, limits: Limits) -> Vec<Action
     }
     match job.phase {
         Phase::New => out.extend(place(job, seen, &live)),
-        Phase::Assigned => {
-            let node = job.node.clone().unwrap_or_default();
-            let pod_gone = job.source.as_ref().is_some_and(|s| {
-                !seen
-                    .pods
-                    .iter()
-                    .chain(seen.helpers)
-                    .any(|p| p.metadata.uid.as_deref() == Some(&s.pod_uid))
-            });
-            if job.cancel && !live.contains(&node) {
-                out.push(finish(
-                    job.phase,
-                    Phase::Canceled,
-                    "canceled before it started",
-                ));
-            } else if pod_gone {
-                out.push(Action::Unassign(
-                    "the pod it was assigned through is gone; placing it again".to_owned(),
-                ));
-            } else if !live.contains(&node) {
-                out.push(wait(
-                    job,
-                    format!("waiting for the cairn agent on node {node}"),
-                ));
-            }
-        }
-        Phase::InProgress => {
-            let node = job.node.clone().unwrap_or_default();
-            // Without a lease (not renewed yet, or deleted), the time since
-            // the job started counts as the agent's silence.
-            let silent = seen
-                .agents
-                .get(&node)
-                .copied()
-                .or(job.running_for)
-                .unwrap_or(0);
-            if silent > limits.agent_timeout_secs {
-                out.push(finish(
-                    job.phase,
-                    Phase::Failed,
-                    &format!(
-                        "the cairn agent on node {node} stopped reporting for more than {}s while running this job",
-                        limits.agent_timeout_secs
-                    ),
-                ));
-            }
-        }
+        Phase::Assigned => out.extend(assigned(job, seen, &live)),
+        Phase::InProgress => out.extend(in_progress(job, seen, limits)),
         _ => {}
     }
     out
+}
+
+/// An assigned job: canceled while its agent is gone, placed again when
+/// the pod it was assigned through is gone, or waiting for the agent.
+fn assigned(job: &JobFacts, seen: &Observed<'_>, live: &BTreeSet<String>) -> Option<Action> {
+    let node = job.node.clone().unwrap_or_default();
+    let pod_gone = job.source.as_ref().is_some_and(|s| {
+        !seen
+            .pods
+            .iter()
+            .chain(seen.helpers)
+            .any(|p| p.metadata.uid.as_deref() == Some(&s.pod_uid))
+    });
+    if job.cancel && !live.contains(&node) {
+        Some(finish(
+            job.phase,
+            Phase::Canceled,
+            "canceled before it started",
+        ))
+    } else if pod_gone {
+        Some(Action::Unassign(
+            "the pod it was assigned through is gone; placing it again".to_owned(),
+        ))
+    } else if !live.contains(&node) {
+        Some(wait(
+            job,
+            format!("waiting for the cairn agent on node {node}"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// A running job fails when its agent has been silent too long.
+fn in_progress(job: &JobFacts, seen: &Observed<'_>, limits: Limits) -> Option<Action> {
+    let node = job.node.clone().unwrap_or_default();
+    // Without a lease (not renewed yet, or deleted), the time since the
+    // job started counts as the agent's silence.
+    let silent = seen
+        .agents
+        .get(&node)
+        .copied()
+        .or(job.running_for)
+        .unwrap_or(0);
+    (silent > limits.agent_timeout_secs).then(|| {
+        finish(
+            job.phase,
+            Phase::Failed,
+            &format!(
+                "the cairn agent on node {node} stopped reporting for more than {}s while running this job",
+                limits.agent_timeout_secs
+            ),
+        )
+    })
 }
 
 fn finish(from: Phase, to: Phase, message: &str) -> Action {

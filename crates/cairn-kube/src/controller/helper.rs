@@ -51,7 +51,6 @@ pub fn build(h: &HelperSpec<'_>) -> Pod {
             "cairn".to_owned(),
         ),
     ]);
-    let q = |s: &str| Quantity(s.to_owned());
     Pod {
         metadata: ObjectMeta {
             name: Some(helper_pod(h.kind.as_str(), h.job.1)),
@@ -85,44 +84,7 @@ pub fn build(h: &HelperSpec<'_>) -> Pod {
                 operator: Some("Exists".to_owned()),
                 ..Default::default()
             }]),
-            containers: vec![Container {
-                name: "mount".to_owned(),
-                image: Some(h.image.to_owned()),
-                resources: Some(ResourceRequirements {
-                    requests: Some(BTreeMap::from([
-                        ("cpu".to_owned(), q("1m")),
-                        ("memory".to_owned(), q("8Mi")),
-                    ])),
-                    limits: Some(BTreeMap::from([("memory".to_owned(), q("16Mi"))])),
-                    ..Default::default()
-                }),
-                security_context: Some(SecurityContext {
-                    run_as_non_root: Some(true),
-                    run_as_user: Some(65535),
-                    allow_privilege_escalation: Some(false),
-                    read_only_root_filesystem: Some(true),
-                    capabilities: Some(Capabilities {
-                        drop: Some(vec!["ALL".to_owned()]),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                volume_mounts: (!h.block).then(|| {
-                    vec![VolumeMount {
-                        name: "data".to_owned(),
-                        mount_path: "/data".to_owned(),
-                        read_only: Some(read_only),
-                        ..Default::default()
-                    }]
-                }),
-                volume_devices: h.block.then(|| {
-                    vec![VolumeDevice {
-                        name: "data".to_owned(),
-                        device_path: "/dev/cairn-data".to_owned(),
-                    }]
-                }),
-                ..Default::default()
-            }],
+            containers: vec![container(h, read_only)],
             volumes: Some(vec![Volume {
                 name: "data".to_owned(),
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -134,6 +96,51 @@ pub fn build(h: &HelperSpec<'_>) -> Pod {
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// The helper's one container: it only holds the volume mounted (read
+/// only for a backup), as an unprivileged user with every capability
+/// dropped, within a few MiB.
+fn container(h: &HelperSpec<'_>, read_only: bool) -> Container {
+    let q = |s: &str| Quantity(s.to_owned());
+    Container {
+        name: "mount".to_owned(),
+        image: Some(h.image.to_owned()),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), q("1m")),
+                ("memory".to_owned(), q("8Mi")),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), q("16Mi"))])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65535),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: (!h.block).then(|| {
+            vec![VolumeMount {
+                name: "data".to_owned(),
+                mount_path: "/data".to_owned(),
+                read_only: Some(read_only),
+                ..Default::default()
+            }]
+        }),
+        volume_devices: h.block.then(|| {
+            vec![VolumeDevice {
+                name: "data".to_owned(),
+                device_path: "/dev/cairn-data".to_owned(),
+            }]
+        }),
+        ..Default::default()
     }
 }
 

@@ -196,28 +196,7 @@ pub fn build(
     });
     let policy = spec.maintenance.clone().unwrap_or_default();
     let name = job_name(&repo.name_any(), scheduled);
-    let pw = &spec.password_secret_ref;
-    let mut volumes = vec![
-        json!({"name": "password", "secret": {
-            "secretName": pw.name,
-            "items": [{"key": pw.key.as_deref().unwrap_or("password"), "path": "password"}],
-            "defaultMode": 0o440,
-        }}),
-        json!({"name": "cache", "emptyDir": {"sizeLimit": spec.cache_size.as_deref().unwrap_or("1Gi")}}),
-        json!({"name": "tmp", "emptyDir": {}}),
-    ];
-    let mut mounts = vec![
-        json!({"name": "password", "mountPath": "/etc/cairn/password", "readOnly": true}),
-        json!({"name": "cache", "mountPath": CACHE_DIR}),
-        json!({"name": "tmp", "mountPath": "/tmp"}),
-    ];
-    if let Some(c) = &spec.credentials_secret_ref {
-        volumes.push(json!({"name": "settings", "secret": settings_volume(c)}));
-        mounts.push(json!({"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": true}));
-    }
-    if let Some(t) = target {
-        mount_copy_target(t, &mut volumes, &mut mounts);
-    }
+    let (volumes, mounts) = volumes_and_mounts(spec, target);
     let labels = BTreeMap::from([(
         MAINTENANCE_OF_LABEL.to_owned(),
         repo.uid().unwrap_or_default(),
@@ -269,6 +248,37 @@ pub fn build(
         },
     });
     serde_json::from_value(job).map_err(|e| format!("building the maintenance Job: {e}"))
+}
+
+/// The Job's volumes and the container's mounts: the password, the
+/// cache, a writable /tmp, the settings Secret and the copy target's.
+fn volumes_and_mounts(
+    spec: &crate::crd::BackupRepositorySpec,
+    target: Option<&BackupRepository>,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let pw = &spec.password_secret_ref;
+    let mut volumes = vec![
+        json!({"name": "password", "secret": {
+            "secretName": pw.name,
+            "items": [{"key": pw.key.as_deref().unwrap_or("password"), "path": "password"}],
+            "defaultMode": 0o440,
+        }}),
+        json!({"name": "cache", "emptyDir": {"sizeLimit": spec.cache_size.as_deref().unwrap_or("1Gi")}}),
+        json!({"name": "tmp", "emptyDir": {}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "password", "mountPath": "/etc/cairn/password", "readOnly": true}),
+        json!({"name": "cache", "mountPath": CACHE_DIR}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    if let Some(c) = &spec.credentials_secret_ref {
+        volumes.push(json!({"name": "settings", "secret": settings_volume(c)}));
+        mounts.push(json!({"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": true}));
+    }
+    if let Some(t) = target {
+        mount_copy_target(t, &mut volumes, &mut mounts);
+    }
+    (volumes, mounts)
 }
 
 #[cfg(test)]
