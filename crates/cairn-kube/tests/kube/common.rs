@@ -16,9 +16,8 @@ use cairn_kube::http::Health;
 use cairn_kube::metrics::Metrics;
 use cairn_testkit::kube::Scenario;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 pub(crate) use cairn_kube::controller::velero::VeleroConfig;
@@ -281,37 +280,10 @@ impl Cluster {
             t.abort();
         }
         // Finalizers would keep the namespace alive once nothing runs.
-        let strip = json!({"metadata": {"finalizers": null}});
-        let vbs: Api<cairn_kube::crd::VolumeBackup> = self.api();
-        for o in vbs
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-        {
-            let _ = vbs
-                .patch(
-                    &o.metadata.name.unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&strip),
-                )
-                .await;
-        }
-        let vrs: Api<cairn_kube::crd::VolumeRestore> = self.api();
-        for o in vrs
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-        {
-            let _ = vrs
-                .patch(
-                    &o.metadata.name.unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&strip),
-                )
-                .await;
-        }
+        self.strip_finalizers::<cairn_kube::crd::VolumeBackup>()
+            .await;
+        self.strip_finalizers::<cairn_kube::crd::VolumeRestore>()
+            .await;
         self.scenario.cleanup().await;
     }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
 };
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
@@ -318,6 +318,27 @@ impl Scenario {
             async move { api.get_opt(name).await.ok().flatten().filter(|o| cond(o)) }
         })
         .await
+    }
+
+    /// Removes the finalizers of every object of kind `K` in the test's
+    /// namespace, so that once nothing runs to honour them they do not keep
+    /// the namespace from going. Errors are ignored.
+    pub async fn strip_finalizers<K>(&self)
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + fmt::Debug,
+    {
+        let api: Api<K> = self.api();
+        let strip = json!({"metadata": {"finalizers": null}});
+        let objects = api.list(&ListParams::default()).await.map(|l| l.items);
+        for o in objects.unwrap_or_default() {
+            let name = o.meta().name.clone().unwrap_or_default();
+            let _ = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&strip))
+                .await;
+        }
     }
 
     /// Deletes the namespaces (the test's last), nodes and volumes it made.
