@@ -16,8 +16,8 @@ use cairn_kube::http::Health;
 use cairn_kube::metrics::Metrics;
 use cairn_testkit::kube::Scenario;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::PostParams;
 use tokio::task::JoinHandle;
 
 pub(crate) use cairn_kube::controller::velero::VeleroConfig;
@@ -105,30 +105,8 @@ async fn install_crds(client: Client) {
 
 /// Applies the CRD in `yaml` (from `file`) and waits until it is served.
 pub(crate) async fn apply_crd(client: &Client, yaml: &str, file: &str) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_saphyr::from_str(yaml).expect("CRD YAML");
-    let name = crd.metadata.name.clone().expect("name");
-    api.patch(
-        &name,
-        &PatchParams::apply("cairn-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the apiserver refused CRD {file}: {e}"));
-    wait_until("CRD established", Duration::from_secs(30), || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let c = api.get(&name).await.ok()?;
-            let ok = c
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            ok.then_some(())
-        }
-    })
-    .await;
+    cairn_testkit::kube::apply_crd(client, &crd, file).await;
 }
 
 impl Cluster {

@@ -13,6 +13,7 @@
 //!   [`Scenario::cleanup`] deletes every node, volume and namespace it made.
 //! - [`ScenarioSpec`]: those objects declared up front, applied once with
 //!   [`Scenario::apply`]; [`objects`] builds each as the tests always have.
+//! - [`apply_crd`]: a CustomResourceDefinition applied and served.
 //! - [`wait_until`]: polls a condition instead of sleeping.
 //! - [`mock::ApiServer`]: objects as JSON by path behind a real
 //!   `kube::Client`, recording what was sent.
@@ -63,12 +64,14 @@
 //! assert_eq!(objects[2].1["metadata"]["labels"]["backup"], "yes");
 //! ```
 
+mod crd;
 pub mod mock;
 pub mod objects;
 mod scenario;
 mod spec;
 mod wait;
 
+pub use crd::apply_crd;
 pub use scenario::{Scenario, client, volume_dir};
 pub use spec::{Applied, Claim, ScenarioSpec};
 pub use wait::{POLL, poll_until, wait_until};
