@@ -199,7 +199,8 @@ fn json<T: serde::Serialize>(object: &T) -> Value {
 pub struct Applied {
     nodes: BTreeMap<String, String>,
     namespaces: BTreeMap<String, String>,
-    volumes: BTreeMap<(String, String), String>,
+    /// `(namespace, claim, volume)`, in the order declared.
+    volumes: Vec<(String, String, String)>,
     pods: BTreeMap<String, String>,
 }
 
@@ -223,8 +224,8 @@ impl Applied {
     pub fn volume(&self, claim: &str) -> &str {
         self.volumes
             .iter()
-            .find(|((_, c), _)| c == claim)
-            .map(|(_, pv)| pv.as_str())
+            .find(|(_, c, _)| c == claim)
+            .map(|(_, _, pv)| pv.as_str())
             .unwrap_or_else(|| panic!("no claim {claim} in the spec"))
     }
 
@@ -254,7 +255,7 @@ impl Scenario {
                 Step::Claim(c) => {
                     let ns = spec.claim_namespace(self.namespace(), &c.name);
                     let pv = self.create_bound_claim(&ns, c).await;
-                    made.volumes.insert((ns, c.name.clone()), pv);
+                    made.volumes.push((ns, c.name.clone(), pv));
                 }
                 Step::Pod { name, node, claim } => {
                     let ns = spec.claim_namespace(self.namespace(), claim);
