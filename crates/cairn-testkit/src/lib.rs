@@ -12,6 +12,10 @@
 //!   faults (writes that start failing, short, broken or altered reads).
 //! - [`conformance`]: the storage contract as named checks, to run against
 //!   any [`cairn_store::Store`].
+//! - `kube` (feature `kube`): Kubernetes scenarios on a test apiserver —
+//!   a namespace per test, nodes, claims bound to volumes, pods Running on
+//!   a node, a kubelet-like directory, cleanup — and `kube::mock`, an
+//!   in-memory API server for a real `kube::Client`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -32,6 +36,8 @@
 pub mod conformance;
 mod digest;
 mod fault;
+#[cfg(feature = "kube")]
+pub mod kube;
 mod noise;
 mod repo;
 pub mod tls;

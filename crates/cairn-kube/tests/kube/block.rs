@@ -15,8 +15,7 @@ use crate::common::{Cluster, cluster, noise};
 /// Links `image` in as the block device of claim volume `pv` in pod `uid`.
 fn attach(c: &Cluster, uid: &str, pv: &str, image: &std::path::Path) {
     let dir = c
-        .kubelet
-        .path()
+        .kubelet()
         .join("pods")
         .join(uid)
         .join("volumeDevices/kubernetes.io~csi");

@@ -6,27 +6,35 @@ use std::time::{Duration, Instant};
 
 use cairn::CheckOptions;
 use cairn_kube::crd::{Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec};
+use cairn_testkit::kube::ScenarioSpec;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::common::cluster;
+
+/// Node `n`, claim `big` and the pod `app` on `n` using it.
+fn one_app_on_one_node() -> ScenarioSpec {
+    ScenarioSpec::new()
+        .node("n")
+        .claim("big")
+        .pod("app", "n", "big")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_mid_backup_ends_canceled_within_seconds_and_leaves_the_repository_clean() {
     let Some(mut c) = cluster("cancel").await else {
         return;
     };
-    let node = c.create_node("n").await;
-    let pv = c.create_claim("big").await;
-    let uid = c.create_pod("app", &node, "big").await;
-    let volume = c.volume_dir(&uid, &pv);
+    let made = c.apply(&one_app_on_one_node()).await;
+    let node = made.node("n");
+    let volume = c.volume_dir(made.pod("app"), made.volume("big"));
     // 32 MB at 1 MiB/s: half a minute unless canceled.
     crate::common::fill(&volume, 32, 1_000_000);
     let repo_path = c.init_repository("repo").await;
     c.create_repository_object("main", &repo_path, Some(1024))
         .await;
     c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
-    let _agent = c.start_agent(&node);
+    let _agent = c.start_agent(node);
     let vb = VolumeBackup::new(
         "slow",
         VolumeBackupSpec {
@@ -118,15 +126,18 @@ async fn deleting_a_running_backup_stops_it_and_the_object_goes_away() {
     let Some(mut c) = cluster("delete-running").await else {
         return;
     };
-    let node = c.create_node("n").await;
-    let pv = c.create_claim("big").await;
-    let uid = c.create_pod("app", &node, "big").await;
-    crate::common::fill(&c.volume_dir(&uid, &pv), 16, 1_000_000);
+    let made = c.apply(&one_app_on_one_node()).await;
+    let node = made.node("n");
+    crate::common::fill(
+        &c.volume_dir(made.pod("app"), made.volume("big")),
+        16,
+        1_000_000,
+    );
     let repo_path = c.init_repository("repo").await;
     c.create_repository_object("main", &repo_path, Some(1024))
         .await;
     c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
-    let agent = c.start_agent(&node);
+    let agent = c.start_agent(node);
     let vb = VolumeBackup::new(
         "doomed",
         VolumeBackupSpec {

@@ -1,11 +1,12 @@
-//! The test cluster: a namespace of its own per test, nodes, claims and
-//! pods, a kubelet-like directory, repositories, and the controller and
-//! agents running in-process.
+//! The test cluster: the test kit's [`Scenario`] (a namespace of its own
+//! per test, nodes, claims and pods, a kubelet-like directory) with cairn's
+//! CRDs, repositories, and the controller and agents running in-process.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn::{InitOptions, Repository, Store};
 use cairn_kube::agent;
@@ -13,16 +14,14 @@ use cairn_kube::controller::{self, assign::Limits};
 use cairn_kube::crd::{BackupRepository, BackupRepositorySpec, SecretKeyRef};
 use cairn_kube::http::Health;
 use cairn_kube::metrics::Metrics;
-use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
-};
+use cairn_testkit::kube::Scenario;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Resource};
-use serde_json::json;
+use kube::Client;
+use kube::api::PostParams;
 use tokio::task::JoinHandle;
 
 pub(crate) use cairn_kube::controller::velero::VeleroConfig;
+pub(crate) use cairn_testkit::kube::wait_until;
 
 pub(crate) const PASSWORD: &str = "test password";
 
@@ -39,86 +38,60 @@ impl Drop for AgentHandle {
     }
 }
 
-/// One test's slice of the cluster.
+/// One test's slice of the cluster: the Kubernetes side is a
+/// [`Scenario`] (its namespace, nodes, claims, pods, the kubelet-like
+/// directory; reached through `Deref`), cairn's side is here:
+/// repositories, the controller and agents running in-process, and who
+/// administers them.
 pub(crate) struct Cluster {
+    scenario: Scenario,
+    /// The scenario's client, namespace and kubeconfig, copied for brevity.
     pub(crate) client: Client,
     pub(crate) ns: String,
     pub(crate) kubeconfig: PathBuf,
-    pub(crate) kubelet: tempfile::TempDir,
+    /// Repositories and caches.
     pub(crate) scratch: tempfile::TempDir,
-    pub(crate) nodes: Vec<String>,
-    pub(crate) pvs: Vec<String>,
-    /// Namespaces besides `ns` that the test created (deleted at cleanup).
-    pub(crate) namespaces: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
     /// The administrator namespaces the controller and agents get: this
     /// test's namespace unless a test says otherwise.
     pub(crate) admins: cairn_kube::trust::Admins,
 }
 
+impl Deref for Cluster {
+    type Target = Scenario;
+
+    fn deref(&self) -> &Scenario {
+        &self.scenario
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Scenario {
+        &mut self.scenario
+    }
+}
+
 static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
-/// Connects to the test apiserver, or returns None (skip) when there is
-/// none and it is not required.
+/// Connects to the test apiserver with cairn's CRDs installed, or returns
+/// None (skip) when there is none and it is not required.
 pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
-    let Some(path) = std::env::var_os("CAIRN_TEST_KUBECONFIG") else {
-        if std::env::var("CAIRN_REQUIRE_KUBE").is_ok_and(|v| v == "1") {
-            panic!("CAIRN_REQUIRE_KUBE=1 but CAIRN_TEST_KUBECONFIG is not set");
-        }
-        eprintln!(
-            "skipping {test}: no test apiserver (set CAIRN_TEST_KUBECONFIG; see scripts/kube.sh)"
-        );
-        return None;
-    };
+    let scenario = Scenario::connect(test).await?;
     if let Ok(level) = std::env::var("CAIRN_TEST_LOG") {
         cairn_kube::cli::init_logging(&level);
     }
-    let kubeconfig = PathBuf::from(path);
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("kube config");
-    let client = Client::try_from(config).expect("client");
-    CRDS.get_or_init(|| install_crds(client.clone())).await;
-    let ns = format!("{}-{}", test.replace('_', "-"), &rand_hex()[..6]);
-    let ns = ns
-        .chars()
-        .rev()
-        .take(50)
-        .collect::<String>()
-        .chars()
-        .rev()
-        .collect::<String>();
-    let ns = ns.trim_start_matches('-').to_owned();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
-    namespaces
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("create namespace");
-    let admins = cairn_kube::trust::Admins::new([ns.clone()]);
+    CRDS.get_or_init(|| install_crds(scenario.client().clone()))
+        .await;
+    let ns = scenario.namespace().to_owned();
     Some(Cluster {
-        client,
+        client: scenario.client().clone(),
+        kubeconfig: scenario.kubeconfig().to_owned(),
+        admins: cairn_kube::trust::Admins::new([ns.clone()]),
         ns,
-        kubeconfig,
-        kubelet: tempfile::tempdir().expect("tempdir"),
+        scenario,
         scratch: tempfile::tempdir().expect("tempdir"),
-        nodes: Vec::new(),
-        pvs: Vec::new(),
-        namespaces: Vec::new(),
         tasks: Vec::new(),
-        admins,
     })
-}
-
-fn rand_hex() -> String {
-    let mut b = [0u8; 8];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").expect("urandom"),
-        &mut b,
-    )
-    .expect("read");
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Installs the committed CRDs (as a user would) and waits until served.
@@ -132,235 +105,11 @@ async fn install_crds(client: Client) {
 
 /// Applies the CRD in `yaml` (from `file`) and waits until it is served.
 pub(crate) async fn apply_crd(client: &Client, yaml: &str, file: &str) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_saphyr::from_str(yaml).expect("CRD YAML");
-    let name = crd.metadata.name.clone().expect("name");
-    api.patch(
-        &name,
-        &PatchParams::apply("cairn-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the apiserver refused CRD {file}: {e}"));
-    wait_until("CRD established", Duration::from_secs(30), || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let c = api.get(&name).await.ok()?;
-            let ok = c
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            ok.then_some(())
-        }
-    })
-    .await;
-}
-
-/// Polls `f` every 100 ms until it yields Some, or panics after `timeout`.
-pub(crate) async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cairn_testkit::kube::apply_crd(client, &crd, file).await;
 }
 
 impl Cluster {
-    pub(crate) fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    /// A node name unique to this test.
-    pub(crate) fn node_name(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.ns)
-    }
-
-    pub(crate) async fn create_node(&mut self, suffix: &str) -> String {
-        let name = self.node_name(suffix);
-        let node: Node = serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}),
-        )
-        .expect("node");
-        Api::<Node>::all(self.client.clone())
-            .create(&PostParams::default(), &node)
-            .await
-            .expect("create node");
-        self.nodes.push(name.clone());
-        name
-    }
-
-    /// A namespace `<ns>-<suffix>` besides the test's own, deleted at
-    /// cleanup; returns its name.
-    pub(crate) async fn create_namespace(&mut self, suffix: &str) -> String {
-        let name = format!("{}-{suffix}", self.ns);
-        let obj: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
-        Api::<Namespace>::all(self.client.clone())
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create namespace");
-        self.namespaces.push(name.clone());
-        name
-    }
-
-    /// A PersistentVolume and a claim bound to it; returns the PV's name.
-    pub(crate) async fn create_claim(&mut self, claim: &str) -> String {
-        let ns = self.ns.clone();
-        self.create_claim_in(&ns, claim, "").await
-    }
-
-    /// A PersistentVolume of storage class `class` and a claim of
-    /// namespace `ns` bound to it; returns the PV's name.
-    pub(crate) async fn create_claim_in(&mut self, ns: &str, claim: &str, class: &str) -> String {
-        let pv_name = format!("{ns}-{claim}");
-        let pv: PersistentVolume = serde_json::from_value(json!({
-            "metadata": {"name": pv_name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": class,
-                "csi": {"driver": "test.cairn.dev", "volumeHandle": pv_name},
-                "claimRef": {"namespace": ns, "name": claim},
-            }
-        }))
-        .expect("pv");
-        Api::<PersistentVolume>::all(self.client.clone())
-            .create(&PostParams::default(), &pv)
-            .await
-            .expect("create pv");
-        self.pvs.push(pv_name.clone());
-        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
-            "metadata": {"name": claim, "labels": {"backup": "yes"}},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-                "storageClassName": class,
-                "volumeName": pv_name,
-            }
-        }))
-        .expect("pvc");
-        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
-        api.create(&PostParams::default(), &pvc)
-            .await
-            .expect("create pvc");
-        // The binder in kube-controller-manager would get there too; the
-        // status is set directly so tests do not depend on its timing.
-        api.patch_status(
-            claim,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Bound"}})),
-        )
-        .await
-        .expect("bind pvc");
-        pv_name
-    }
-
-    /// A running pod on `node` mounting `claim`; returns its uid.
-    pub(crate) async fn create_pod(&self, name: &str, node: &str, claim: &str) -> String {
-        self.create_pod_in(&self.ns, name, node, claim).await
-    }
-
-    /// A running pod of namespace `ns` on `node` mounting `claim`; returns
-    /// its uid.
-    pub(crate) async fn create_pod_in(
-        &self,
-        ns: &str,
-        name: &str,
-        node: &str,
-        claim: &str,
-    ) -> String {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {
-                "nodeName": node,
-                "containers": [{"name": "app", "image": "app", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
-            }
-        }))
-        .expect("pod");
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let created = api
-            .create(&PostParams::default(), &pod)
-            .await
-            .expect("create pod");
-        self.set_running_in(ns, name).await;
-        created.metadata.uid.expect("uid")
-    }
-
-    /// Places a helper pod (of any namespace) on the node its affinity
-    /// names and marks it Running, as the scheduler and the kubelet would.
-    pub(crate) async fn schedule_and_run(&self, pod: &Pod) {
-        let name = pod.metadata.name.as_deref().expect("name");
-        let ns = pod.metadata.namespace.as_deref().unwrap_or(&self.ns);
-        let affinity = serde_json::to_value(pod.spec.as_ref().and_then(|s| s.affinity.as_ref()))
-            .expect("json");
-        let node = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
-            .as_str()
-            .unwrap_or_else(|| panic!("pod {name} names no node: {affinity}"))
-            .to_owned();
-        let binding = json!({
-            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        });
-        Api::<Pod>::namespaced(self.client.clone(), ns)
-            .create_subresource::<_, serde_json::Value>(
-                "binding",
-                name,
-                &PostParams::default(),
-                &binding,
-            )
-            .await
-            .expect("bind the pod");
-        self.set_running_in(ns, name).await;
-    }
-
-    /// Marks a pod of namespace `ns` Running, as its kubelet would.
-    pub(crate) async fn set_running_in(&self, ns: &str, name: &str) {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Running"}})),
-        )
-        .await
-        .expect("pod running");
-    }
-
-    /// The directory the kubelet would mount the CSI volume `pv` at for
-    /// the pod `uid` (created).
-    pub(crate) fn volume_dir(&self, uid: &str, pv: &str) -> PathBuf {
-        let d = self
-            .kubelet
-            .path()
-            .join("pods")
-            .join(uid)
-            .join("volumes/kubernetes.io~csi")
-            .join(pv)
-            .join("mount");
-        std::fs::create_dir_all(&d).expect("mkdir volume");
-        d
-    }
-
     /// A new local repository with small packs; returns its path.
     pub(crate) async fn init_repository(&self, name: &str) -> PathBuf {
         let path = self.scratch.path().join(name);
@@ -390,15 +139,12 @@ impl Cluster {
         path: &Path,
         limit_upload_kib: Option<u64>,
     ) {
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": format!("{name}-password")},
-            "stringData": {"password": format!("{PASSWORD}\n")},
-        }))
-        .expect("secret");
-        self.api::<Secret>()
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("secret");
+        let password = format!("{PASSWORD}\n");
+        self.create_secret(
+            &format!("{name}-password"),
+            [("password", password.as_str())],
+        )
+        .await;
         let repo = BackupRepository::new(
             name,
             BackupRepositorySpec {
@@ -472,8 +218,8 @@ impl Cluster {
     pub(crate) fn agent_config(&self, node: &str) -> agent::Config {
         agent::Config {
             node: node.to_owned(),
-            kubelet_root: self.kubelet.path().to_owned(),
-            restore_root: self.kubelet.path().to_owned(),
+            kubelet_root: self.kubelet().to_owned(),
+            restore_root: self.kubelet().to_owned(),
             namespace: self.ns.clone(),
             cluster: "test".into(),
             max_concurrent: 2,
@@ -506,82 +252,17 @@ impl Cluster {
         AgentHandle { id, metrics, task }
     }
 
-    /// Waits for an object of this namespace to satisfy `cond`.
-    pub(crate) async fn wait_for<K, F>(
-        &self,
-        name: &str,
-        what: &str,
-        timeout: Duration,
-        cond: F,
-    ) -> K
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        F: Fn(&K) -> bool,
-    {
-        let api: Api<K> = self.api();
-        let cond = &cond;
-        wait_until(&format!("{name}: {what}"), timeout, || {
-            let api = api.clone();
-            async move { api.get_opt(name).await.ok().flatten().filter(|o| cond(o)) }
-        })
-        .await
-    }
-
     /// Stops what the test started and removes its objects.
     pub(crate) async fn cleanup(mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
         }
         // Finalizers would keep the namespace alive once nothing runs.
-        let strip = json!({"metadata": {"finalizers": null}});
-        let vbs: Api<cairn_kube::crd::VolumeBackup> = self.api();
-        for o in vbs
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-        {
-            let _ = vbs
-                .patch(
-                    &o.metadata.name.unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&strip),
-                )
-                .await;
-        }
-        let vrs: Api<cairn_kube::crd::VolumeRestore> = self.api();
-        for o in vrs
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-        {
-            let _ = vrs
-                .patch(
-                    &o.metadata.name.unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&strip),
-                )
-                .await;
-        }
-        for ns in self.namespaces.iter().chain([&self.ns]) {
-            let _ = Api::<Namespace>::all(self.client.clone())
-                .delete(ns, &DeleteParams::default())
-                .await;
-        }
-        for n in &self.nodes {
-            let _ = Api::<Node>::all(self.client.clone())
-                .delete(n, &DeleteParams::default())
-                .await;
-        }
-        for pv in &self.pvs {
-            let _ = Api::<PersistentVolume>::all(self.client.clone())
-                .delete(pv, &DeleteParams::default())
-                .await;
-        }
+        self.strip_finalizers::<cairn_kube::crd::VolumeBackup>()
+            .await;
+        self.strip_finalizers::<cairn_kube::crd::VolumeRestore>()
+            .await;
+        self.scenario.cleanup().await;
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cairn_kube::crd::{Phase, PvcRef, RepositoryRef, VolumeBackup, VolumeBackupSpec};
+use cairn_testkit::kube::ScenarioSpec;
 use kube::api::{ListParams, PostParams};
 
 use crate::common::{cluster, wait_until};
@@ -15,17 +16,23 @@ async fn with_one_slot_a_second_job_waits_assigned_until_the_first_is_done() {
     let Some(mut c) = cluster("queue").await else {
         return;
     };
-    let node = c.create_node("n").await;
+    let spec = ScenarioSpec::new()
+        .node("n")
+        .claim("one")
+        .pod_on("n", "one")
+        .claim("two")
+        .pod_on("n", "two");
+    let made = c.apply(&spec).await;
+    let node = made.node("n");
     for claim in ["one", "two"] {
-        let pv = c.create_claim(claim).await;
-        let uid = c.create_pod(&format!("app-{claim}"), &node, claim).await;
-        crate::common::fill(&c.volume_dir(&uid, &pv), 4, 1_000_000);
+        let dir = c.volume_dir(made.pod(&format!("app-{claim}")), made.volume(claim));
+        crate::common::fill(&dir, 4, 1_000_000);
     }
     let repo_path = c.init_repository("repo").await;
     c.create_repository_object("main", &repo_path, Some(2048))
         .await;
     c.start_controller(std::sync::Arc::new(cairn_kube::clock::SystemClock));
-    let mut config = c.agent_config(&node);
+    let mut config = c.agent_config(node);
     config.max_concurrent = 1;
     let agent = c.start_agent_with(config);
 

@@ -25,7 +25,7 @@ fn spawn_agent(c: &Cluster, node: &str) -> Child {
             &c.ns,
         ])
         .arg("--kubelet-root")
-        .arg(c.kubelet.path())
+        .arg(c.kubelet())
         .arg("--cache-dir")
         .arg(c.scratch.path().join("agent-cache"))
         .args(["--progress-interval", "200ms", "--lease-interval", "500ms"])

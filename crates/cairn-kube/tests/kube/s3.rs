@@ -101,7 +101,7 @@ async fn an_s3_repository_is_created_and_used_with_credentials_from_its_secret()
         "warn",
     ])
     .arg("--kubelet-root")
-    .arg(c.kubelet.path())
+    .arg(c.kubelet())
     .arg("--cache-dir")
     .arg(c.scratch.path().join("agent-cache"))
     .env("KUBECONFIG", &c.kubeconfig)

@@ -147,7 +147,7 @@ async fn snapshot_backup(
         .and_then(|a| a.get("volume.kubernetes.io/selected-node"));
     assert_eq!(
         selected.map(String::as_str),
-        Some(c.nodes[0].as_str()),
+        Some(c.nodes()[0].as_str()),
         "a WaitForFirstConsumer provisioner learns the node of the claim's pod"
     );
     let pv_name = crate::provision::provision(c, &object, "1Gi").await;

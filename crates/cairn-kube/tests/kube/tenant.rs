@@ -344,8 +344,7 @@ async fn a_namespace_user_reaches_only_their_own_claims_and_chooses_no_file_or_u
     // agent checks the pod itself before it builds a path.
     drop(agent);
     let token_dir = c
-        .kubelet
-        .path()
+        .kubelet()
         .join("pods")
         .join(&uid)
         .join("volumes/kubernetes.io~projected/kube-api-access-x");

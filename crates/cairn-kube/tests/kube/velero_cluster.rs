@@ -10,6 +10,7 @@ use std::process::Command;
 
 use cairn_kube::crd::{PvcRef, VolumeBackup, VolumeRestore};
 use cairn_kube::names::{helper_pod, snapshot_object};
+use cairn_testkit::kube::objects;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -23,7 +24,7 @@ use crate::velero_writes::{Writes, assert_forward, phase, phases, record};
 
 /// The CSI driver, StorageClass and VolumeSnapshotClass of the volumes
 /// Velero backs up.
-pub(crate) const DRIVER: &str = "test.cairn.dev";
+pub(crate) const DRIVER: &str = objects::DRIVER;
 pub(crate) const STORAGE_CLASS: &str = "cairn-test";
 pub(crate) const SNAPSHOT_CLASS: &str = "csi-test";
 
@@ -129,7 +130,7 @@ pub(crate) async fn make_ready(c: &Cluster, claim: &SourceClaim, vs: &str) -> St
     let snap = vss.get(vs).await.expect("the VolumeSnapshot");
     let uid = snap.uid().expect("uid");
     let name = format!("snapcontent-{uid}");
-    let pv = format!("{}-{}", claim.namespace, claim.name);
+    let pv = objects::volume_name(&claim.namespace, &claim.name);
     let vsc = json!({
         "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
         "metadata": {"name": name},

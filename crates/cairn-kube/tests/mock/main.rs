@@ -1,10 +1,10 @@
-//! The mock API-server tier: executors run against an in-memory API
-//! ([`apiserver::ApiServer`]) served to a real `kube::Client`, so what they
-//! write, and in which order, is checked without a cluster. The decisions
-//! they apply are unit-tested in the crate; the apiserver tier
-//! (`tests/kube`) runs them against a real kube-apiserver.
+//! The mock API-server tier: executors run against an in-memory API (the
+//! test kit's `cairn_testkit::kube::mock::ApiServer`) served to a real
+//! `kube::Client`, so what they write, and in which order, is checked
+//! without a cluster. The decisions they apply are unit-tested in the
+//! crate; the apiserver tier (`tests/kube`) runs them against a real
+//! kube-apiserver.
 
-mod apiserver;
 mod velero;
 
 use std::sync::Arc;
@@ -13,10 +13,11 @@ use std::time::Duration;
 use cairn_kube::controller::velero::VeleroConfig;
 use cairn_kube::controller::{self, Context, assign::Limits};
 use cairn_kube::metrics::Metrics;
+use cairn_testkit::kube::mock::ApiServer;
 use kube::runtime::events::{Recorder, Reporter};
 
 /// The controller's context on `api`, serving Velero in namespace `velero`.
-pub(crate) fn context(api: &apiserver::ApiServer) -> Arc<Context> {
+pub(crate) fn context(api: &ApiServer) -> Arc<Context> {
     let client = api.client();
     let (metrics, _) = Metrics::controller();
     let reporter = Reporter {

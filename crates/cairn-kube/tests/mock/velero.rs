@@ -9,8 +9,8 @@ use http::Method;
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
-use crate::apiserver::ApiServer;
 use crate::context;
+use cairn_testkit::kube::mock::ApiServer;
 
 const DU: &str = "/apis/velero.io/v2alpha1/namespaces/velero/datauploads/b1-x7k2p";
 const VB: &str = "/apis/cairn.dev/v1alpha1/namespaces/velero/volumebackups/b1-x7k2p";

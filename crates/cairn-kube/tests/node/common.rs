@@ -3,12 +3,12 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cairn_testkit::kube as kit;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
 
 /// What `source DIR/node-env` (scripts/node.sh) provides.
 pub(crate) struct Node {
@@ -42,16 +42,10 @@ pub(crate) async fn node(test: &str) -> Option<Node> {
         return None;
     }
     let kubeconfig = PathBuf::from(var("CAIRN_TEST_NODE_KUBECONFIG"));
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("kube config");
-    let client = Client::try_from(config).expect("client");
+    let client = kit::client(&kubeconfig).await;
     let ns = format!("{}-{}", test.replace('_', "-"), rand_hex());
-    let namespace: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
+        .create(&PostParams::default(), &kit::objects::namespace(&ns))
         .await
         .expect("create namespace");
     // ServiceAccount admission refuses Pods until the namespace's default
@@ -171,20 +165,10 @@ pub(crate) fn rand_hex() -> String {
 }
 
 /// Polls `f` every 200 ms until it yields Some, or panics after `timeout`.
-pub(crate) async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+pub(crate) async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    kit::poll_until(what, timeout, Duration::from_millis(200), f).await
 }

@@ -1,4 +1,4 @@
-//! An in-memory stand-in for the Kubernetes API, served to a real
+//! The mock API-server tier: an in-memory stand-in for the Kubernetes API, served to a real
 //! `kube::Client` as a tower service (the style of kube-rs's controller
 //! examples): objects are JSON kept by path, and the requests the client
 //! sends are recorded so a test can check what an executor wrote and in
@@ -6,6 +6,25 @@
 //! `key=value` label selectors), create, merge patch (with the
 //! `metadata.resourceVersion` precondition: a stale one is refused with
 //! 409, as the API does) and delete.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use cairn_testkit::kube::mock::ApiServer;
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::Api;
+//! use serde_json::json;
+//!
+//! let api = ApiServer::default();
+//! api.put(
+//!     "/api/v1/namespaces/shop/configmaps/settings",
+//!     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}}),
+//! );
+//! let maps: Api<ConfigMap> = Api::namespaced(api.client(), "shop");
+//! assert!(maps.get("settings").await.is_ok());
+//! assert!(api.writes().is_empty());
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -19,28 +38,32 @@ use serde_json::{Value, json};
 
 /// One request the client sent.
 #[derive(Clone, Debug)]
-pub(crate) struct Sent {
-    pub(crate) method: Method,
-    pub(crate) path: String,
-    pub(crate) body: Value,
+pub struct Sent {
+    /// Its method.
+    pub method: Method,
+    /// Its path, without the query.
+    pub path: String,
+    /// Its body as JSON (null when it had none).
+    pub body: Value,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct State {
     objects: BTreeMap<String, Value>,
     sent: Vec<Sent>,
     version: u64,
 }
 
-/// The fake API: objects by path, and the requests sent.
-#[derive(Clone, Default)]
-pub(crate) struct ApiServer {
+/// The fake API: objects by path, and the requests sent. Clones share
+/// them.
+#[derive(Clone, Debug, Default)]
+pub struct ApiServer {
     state: Arc<Mutex<State>>,
 }
 
 impl ApiServer {
     /// A client whose every request this fake answers.
-    pub(crate) fn client(&self) -> Client {
+    pub fn client(&self) -> Client {
         let me = self.clone();
         let service = tower::service_fn(move |req: Request<kube::client::Body>| {
             let me = me.clone();
@@ -51,7 +74,7 @@ impl ApiServer {
 
     /// Puts `object` at `path` (a resource's path without the query),
     /// giving it a uid and resourceVersion if it has none.
-    pub(crate) fn put(&self, path: &str, mut object: Value) {
+    pub fn put(&self, path: &str, mut object: Value) {
         let mut s = self.state.lock().expect("state");
         s.version += 1;
         let v = s.version.to_string();
@@ -64,18 +87,18 @@ impl ApiServer {
     }
 
     /// The object at `path`.
-    pub(crate) fn get(&self, path: &str) -> Option<Value> {
+    pub fn get(&self, path: &str) -> Option<Value> {
         self.state.lock().expect("state").objects.get(path).cloned()
     }
 
     /// The requests sent so far, in order.
-    pub(crate) fn sent(&self) -> Vec<Sent> {
+    pub fn sent(&self) -> Vec<Sent> {
         self.state.lock().expect("state").sent.clone()
     }
 
     /// The writes (anything but get and list) sent so far, as
     /// `METHOD path`.
-    pub(crate) fn writes(&self) -> Vec<String> {
+    pub fn writes(&self) -> Vec<String> {
         self.sent()
             .into_iter()
             .filter(|s| s.method != Method::GET)
@@ -216,4 +239,139 @@ fn patch(s: &mut State, path: &str, body: &Value) -> (StatusCode, Value) {
     next["metadata"]["resourceVersion"] = json!(s.version.to_string());
     s.objects.insert(path.to_owned(), next.clone());
     (StatusCode::OK, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+    use kube::api::{ListParams, Patch, PatchParams, PostParams};
+
+    use super::*;
+
+    const MAPS: &str = "/api/v1/namespaces/shop/configmaps";
+
+    fn map(name: &str, labels: Value) -> ConfigMap {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": labels},
+        }))
+        .expect("map")
+    }
+
+    fn code(e: kube::Error) -> u16 {
+        match e {
+            kube::Error::Api(s) => s.code,
+            e => panic!("not an API error: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_patch_on_a_stale_resource_version_is_refused_with_409() {
+        let api = ApiServer::default();
+        let maps: Api<ConfigMap> = Api::namespaced(api.client(), "shop");
+        let made = maps
+            .create(&PostParams::default(), &map("m", json!({})))
+            .await
+            .expect("create");
+        let seen = made.metadata.resource_version.clone().expect("version");
+        let current = json!({"metadata": {"resourceVersion": seen}, "data": {"a": "1"}});
+        maps.patch("m", &PatchParams::default(), &Patch::Merge(&current))
+            .await
+            .expect("a patch on the current version");
+        let stale = json!({"metadata": {"resourceVersion": seen}, "data": {"a": "2"}});
+        let refused = maps
+            .patch("m", &PatchParams::default(), &Patch::Merge(&stale))
+            .await
+            .expect_err("a patch on a stale version");
+        assert_eq!(code(refused), 409);
+        let kept = api.get(&format!("{MAPS}/m")).expect("the map");
+        assert_eq!(kept["data"]["a"], "1", "the stale patch changed nothing");
+        assert_eq!(
+            api.writes(),
+            [
+                format!("POST {MAPS}"),
+                format!("PATCH {MAPS}/m"),
+                format!("PATCH {MAPS}/m")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_patch_without_a_version_applies_and_bumps_it() {
+        let api = ApiServer::default();
+        api.put(&format!("{MAPS}/m"), json!({"metadata": {"name": "m"}}));
+        let before =
+            api.get(&format!("{MAPS}/m")).expect("map")["metadata"]["resourceVersion"].clone();
+        let maps: Api<ConfigMap> = Api::namespaced(api.client(), "shop");
+        let after = maps
+            .patch(
+                "m",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"a": "1"}})),
+            )
+            .await
+            .expect("patch");
+        assert_ne!(json!(after.metadata.resource_version), before);
+        assert_eq!(after.data.expect("data")["a"], "1");
+    }
+
+    #[tokio::test]
+    async fn creating_an_existing_name_is_refused_with_409() {
+        let api = ApiServer::default();
+        let maps: Api<ConfigMap> = Api::namespaced(api.client(), "shop");
+        let made = maps
+            .create(&PostParams::default(), &map("m", json!({})))
+            .await
+            .expect("create");
+        assert_eq!(made.metadata.namespace.as_deref(), Some("shop"));
+        assert!(made.metadata.uid.is_some());
+        let again = maps
+            .create(&PostParams::default(), &map("m", json!({})))
+            .await;
+        assert_eq!(code(again.expect_err("a second create")), 409);
+    }
+
+    #[tokio::test]
+    async fn lists_filter_by_label_and_missing_objects_are_404() {
+        let api = ApiServer::default();
+        let maps: Api<ConfigMap> = Api::namespaced(api.client(), "shop");
+        for (name, app) in [("a", "web"), ("b", "db"), ("c", "web")] {
+            maps.create(&PostParams::default(), &map(name, json!({"app": app})))
+                .await
+                .expect("create");
+        }
+        let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+            l.items
+                .into_iter()
+                .filter_map(|m| m.metadata.name)
+                .collect()
+        };
+        let web = maps
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .expect("list");
+        assert_eq!(names(web), ["a", "c"]);
+        let all = maps.list(&ListParams::default()).await.expect("list");
+        assert_eq!(names(all), ["a", "b", "c"]);
+        let empty: Api<ConfigMap> = Api::namespaced(api.client(), "other");
+        assert!(
+            empty
+                .list(&ListParams::default())
+                .await
+                .expect("list")
+                .items
+                .is_empty()
+        );
+        assert_eq!(code(maps.get("nope").await.expect_err("missing")), 404);
+        maps.delete("b", &Default::default()).await.expect("delete");
+        assert_eq!(code(maps.get("b").await.expect_err("deleted")), 404);
+        assert_eq!(
+            api.sent()
+                .iter()
+                .filter(|s| s.method == Method::GET)
+                .count(),
+            5
+        );
+    }
 }
