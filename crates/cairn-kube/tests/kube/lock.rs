@@ -3,6 +3,8 @@
 //! moto's object-lock bucket (scripts/moto.sh; `CAIRN_TEST_MOTO_LOCK_URL`).
 //! No apiserver is needed: the run is called as the Job's container would.
 //! Without moto the test prints SKIP, unless `CAIRN_REQUIRE_MOTO` is set.
+//! Also here: a Velero backup's deletion while Object Lock still retains
+//! its snapshots.
 
 use std::sync::Arc;
 
@@ -33,8 +35,8 @@ fn moto_lock_location(test: &str) -> Option<String> {
 }
 
 /// A repository at `url` with a governance lock of an hour, and one
-/// backup in it; returns the time of the backup.
-async fn locked_repository_with_a_backup(url: &str) -> i64 {
+/// backup in it tagged `tags`; returns the time of the backup.
+async fn locked_repository_with_a_backup(url: &str, tags: &[&str]) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -66,6 +68,7 @@ async fn locked_repository_with_a_backup(url: &str) -> i64 {
             o.hostname = "seed".into();
             o.parent = ParentChoice::None;
             o.source = Source::Filesystem;
+            o.tags = tags.iter().map(|t| t.to_string()).collect();
             o.time = Timestamp {
                 secs: now,
                 nanos: 0,
@@ -119,7 +122,7 @@ async fn maintenance_extends_object_lock_retention_and_reports_it() {
     let Some(url) = moto_lock_location("maintain_lock") else {
         return;
     };
-    let now = locked_repository_with_a_backup(&url).await;
+    let now = locked_repository_with_a_backup(&url, &[]).await;
     let files = tempfile::tempdir().expect("tempdir");
     let report = cairn_kube::maintain::run(&maintenance_args(&url, files.path()))
         .await
@@ -139,4 +142,39 @@ async fn maintenance_extends_object_lock_retention_and_reports_it() {
     );
     let back = cairn_kube::maintain::Report::parse(&report.to_bounded_json()).expect("parse");
     assert_eq!(back.lock_earliest_until, Some(until));
+}
+
+/// A DeleteBackupRequest whose snapshots Object Lock still retains counts
+/// them and waits (the controller looks again later) instead of failing
+/// its reconcile and retrying every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_velero_deletion_counts_retained_snapshots_instead_of_failing() {
+    use cairn_kube::controller::velero::deletion::{Tally, forget_backup};
+    let Some(url) = moto_lock_location("velero_deletion_lock") else {
+        return;
+    };
+    locked_repository_with_a_backup(&url, &["velero-backup-uid=u1"]).await;
+    let repo = Repository::open(
+        Store::open(&url, cairn::Create::Never).expect("store"),
+        PASSWORD.as_bytes(),
+        OpenOptions::default(),
+    )
+    .await
+    .expect("open");
+    let tally = forget_backup(&repo, "u1")
+        .await
+        .expect("a retained snapshot is not an error");
+    assert_eq!(
+        tally,
+        Tally {
+            forgotten: 0,
+            retained: 1
+        }
+    );
+    assert_eq!(repo.list_snapshots().await.expect("list").len(), 1);
+    assert_eq!(
+        forget_backup(&repo, "u2").await.expect("another backup"),
+        Tally::default(),
+        "another backup's deletion leaves it alone"
+    );
 }
