@@ -15,7 +15,6 @@
 //! more than one name, or a piece of a path well below `PATH_MAX`.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::Metadata;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -121,15 +120,92 @@ fn open_stepwise(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<O
     Ok(rustix::fs::openat(at, *last, flags, Mode::empty())?)
 }
 
+/// An entry's `lstat` metadata, as the kernel gave it: what the walk and
+/// restore compare and record of an entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta(rustix::fs::Stat);
+
+#[allow(clippy::unnecessary_cast)] // the field types differ between targets
+impl Meta {
+    pub(crate) fn mode(&self) -> u32 {
+        self.0.st_mode as u32
+    }
+    pub(crate) fn file_type(&self) -> rustix::fs::FileType {
+        rustix::fs::FileType::from_raw_mode(self.0.st_mode as _)
+    }
+    pub(crate) fn is_dir(&self) -> bool {
+        self.file_type() == rustix::fs::FileType::Directory
+    }
+    pub(crate) fn uid(&self) -> u32 {
+        self.0.st_uid as u32
+    }
+    pub(crate) fn gid(&self) -> u32 {
+        self.0.st_gid as u32
+    }
+    pub(crate) fn size(&self) -> u64 {
+        self.0.st_size as u64
+    }
+    pub(crate) fn blocks(&self) -> u64 {
+        self.0.st_blocks as u64
+    }
+    pub(crate) fn ino(&self) -> u64 {
+        self.0.st_ino as u64
+    }
+    pub(crate) fn dev(&self) -> u64 {
+        self.0.st_dev as u64
+    }
+    pub(crate) fn rdev(&self) -> u64 {
+        self.0.st_rdev as u64
+    }
+    pub(crate) fn nlink(&self) -> u64 {
+        self.0.st_nlink as u64
+    }
+    pub(crate) fn mtime(&self) -> (i64, i64) {
+        (self.0.st_mtime as i64, self.0.st_mtime_nsec as i64)
+    }
+    pub(crate) fn atime(&self) -> (i64, i64) {
+        (self.0.st_atime as i64, self.0.st_atime_nsec as i64)
+    }
+    pub(crate) fn ctime(&self) -> (i64, i64) {
+        (self.0.st_ctime as i64, self.0.st_ctime_nsec as i64)
+    }
+}
+
+/// The metadata of what `fd` refers to.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<Meta> {
+    Ok(Meta(rustix::fs::fstat(fd)?))
+}
+
+/// The metadata of the entry `name` of `dir` (a symlink itself, not its
+/// target), without opening it: one call, where [`pin`] takes three.
+pub(crate) fn stat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
+    Ok(Meta(rustix::fs::statat(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?))
+}
+
 /// An `O_PATH` descriptor of the entry `name` of `dir` (a symlink itself,
 /// not its target) and its metadata. Later calls go through the descriptor
 /// and so reach the inode that was looked at, whatever is renamed since.
-pub(crate) fn pin(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(OwnedFd, Metadata)> {
+pub(crate) fn pin(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(OwnedFd, Meta)> {
     let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
-    let file = std::fs::File::from(fd);
-    let m = file.metadata()?;
-    Ok((file.into(), m))
+    let m = fstat(fd.as_fd())?;
+    Ok((fd, m))
+}
+
+/// Pins the entry `name` of `dir` (see [`pin`]), which was looked at as
+/// `m` without opening it: an error if it is another inode now.
+pub(crate) fn pin_same(dir: BorrowedFd<'_>, name: &OsStr, m: &Meta) -> io::Result<(OwnedFd, Meta)> {
+    let (fd, now) = pin(dir, name)?;
+    if now.ino() != m.ino() || now.dev() != m.dev() || now.file_type() != m.file_type() {
+        return Err(io::Error::other(
+            "replaced by another file during the backup",
+        ));
+    }
+    Ok((fd, now))
 }
 
 /// Opens the entry `name` of `dir` for reading, without following a
@@ -149,13 +225,9 @@ pub(crate) fn open_read(dir: BorrowedFd<'_>, name: &OsStr, directory: bool) -> i
 
 /// Whether `fd` is the inode (and file type) `m` describes: a check that an entry
 /// opened by name is the one looked at before.
-pub(crate) fn same_inode(fd: BorrowedFd<'_>, m: &Metadata) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let st = rustix::fs::fstat(fd)?;
-    #[allow(clippy::unnecessary_cast)]
-    Ok(st.st_ino as u64 == m.ino()
-        && st.st_dev as u64 == m.dev()
-        && (st.st_mode as u32 & 0o170000) == (m.mode() & 0o170000))
+pub(crate) fn same_inode(fd: BorrowedFd<'_>, m: &Meta) -> io::Result<bool> {
+    let now = fstat(fd)?;
+    Ok(now.ino() == m.ino() && now.dev() == m.dev() && now.file_type() == m.file_type())
 }
 
 /// The names in the directory `fd`, sorted, `.` and `..` left out.
@@ -325,8 +397,31 @@ mod tests {
         let fd = rustix::fs::openat(&parent, &name, flags, Mode::from(0o600)).expect("create");
         rustix::io::write(&fd, b"far down").expect("write");
         let (pinned, m) = pin(parent.as_fd(), &name).expect("pin");
-        assert_eq!(m.len(), 8);
+        assert_eq!(m.size(), 8);
         assert!(same_inode(pinned.as_fd(), &m).expect("fstat"));
         assert!(std::fs::read(&file).is_err(), "the long path itself fails");
+    }
+
+    #[test]
+    fn an_entry_replaced_after_it_was_looked_at_is_not_pinned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a"), b"first").expect("write");
+        std::fs::write(dir.path().join("b"), b"second").expect("write");
+        let fd = rustix::fs::open(dir.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+            .expect("open");
+        let looked = stat(fd.as_fd(), "a".as_ref()).expect("stat");
+        let (pinned, m) = pin_same(fd.as_fd(), "a".as_ref(), &looked).expect("the same file");
+        assert_eq!((m.ino(), m.size()), (looked.ino(), 5));
+        assert!(same_inode(pinned.as_fd(), &looked).expect("fstat"));
+        std::fs::rename(dir.path().join("b"), dir.path().join("a")).expect("rename");
+        let err = pin_same(fd.as_fd(), "a".as_ref(), &looked).expect_err("another inode");
+        assert!(err.to_string().contains("replaced"), "{err}");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("c")).expect("symlink");
+        let link = stat(fd.as_fd(), "c".as_ref()).expect("stat");
+        assert_eq!(
+            link.file_type(),
+            rustix::fs::FileType::Symlink,
+            "not followed"
+        );
     }
 }

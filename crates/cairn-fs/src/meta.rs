@@ -1,31 +1,24 @@
 //! Capturing metadata into tree nodes and applying it on restore.
 
-use std::fs::Metadata;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use cairn_core::format::{Node, NodeKind, Timestamp};
 use rustix::fs::{AtFlags, CWD, Mode, Timespec, Timestamps};
 
+use crate::at::Meta;
 use crate::owners;
 
 /// The node kind of an `lstat` result.
-pub(crate) fn kind_of(m: &Metadata) -> NodeKind {
-    let t = m.file_type();
-    if t.is_dir() {
-        NodeKind::Dir
-    } else if t.is_symlink() {
-        NodeKind::Symlink
-    } else if t.is_fifo() {
-        NodeKind::Fifo
-    } else if t.is_char_device() {
-        NodeKind::CharDevice
-    } else if t.is_block_device() {
-        NodeKind::BlockDevice
-    } else if t.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
+pub(crate) fn kind_of(m: &Meta) -> NodeKind {
+    use rustix::fs::FileType;
+    match m.file_type() {
+        FileType::Directory => NodeKind::Dir,
+        FileType::Symlink => NodeKind::Symlink,
+        FileType::Fifo => NodeKind::Fifo,
+        FileType::CharacterDevice => NodeKind::CharDevice,
+        FileType::BlockDevice => NodeKind::BlockDevice,
+        FileType::Socket => NodeKind::Socket,
+        _ => NodeKind::File,
     }
 }
 
@@ -37,7 +30,7 @@ fn ts(secs: i64, nanos: i64) -> Timestamp {
 }
 
 /// A node for `name` from its `lstat` metadata (content not filled in).
-pub(crate) fn node_from(name: Vec<u8>, m: &Metadata) -> Node {
+pub(crate) fn node_from(name: Vec<u8>, m: &Meta) -> Node {
     let kind = kind_of(m);
     let mut n = Node::new(name, kind);
     n.mode = m.mode() & 0o7777;
@@ -45,9 +38,9 @@ pub(crate) fn node_from(name: Vec<u8>, m: &Metadata) -> Node {
     n.gid = m.gid();
     n.user = owners::user_name(n.uid);
     n.group = owners::group_name(n.gid);
-    n.mtime = ts(m.mtime(), m.mtime_nsec());
-    n.atime = ts(m.atime(), m.atime_nsec());
-    n.ctime = ts(m.ctime(), m.ctime_nsec());
+    n.mtime = ts(m.mtime().0, m.mtime().1);
+    n.atime = ts(m.atime().0, m.atime().1);
+    n.ctime = ts(m.ctime().0, m.ctime().1);
     n.size = if kind == NodeKind::File { m.size() } else { 0 };
     n.inode = m.ino();
     n.device = m.dev();

@@ -5,7 +5,6 @@
 
 use std::io::Read;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -149,7 +148,7 @@ impl Selector {
     }
 
     /// The rules for a path given on the command line.
-    pub(crate) fn root_rules(&self, _path: &Path, m: &std::fs::Metadata) -> DirRules {
+    pub(crate) fn root_rules(&self, _path: &Path, m: &crate::at::Meta) -> DirRules {
         DirRules {
             device: m.dev(),
             ignores: Vec::new(),
@@ -189,7 +188,7 @@ impl Selector {
         &self,
         path: &Path,
         name: &[u8],
-        m: &std::fs::Metadata,
+        m: &crate::at::Meta,
         rules: &DirRules,
     ) -> Verdict {
         if rules.cache && name != b"CACHEDIR.TAG" {
@@ -222,7 +221,7 @@ impl Selector {
     pub(crate) fn descend(
         &self,
         _path: &Path,
-        m: &std::fs::Metadata,
+        m: &crate::at::Meta,
         rules: &DirRules,
     ) -> Option<DirRules> {
         if self.one_file_system && !rules.given && m.dev() != rules.device {

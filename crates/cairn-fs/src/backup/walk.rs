@@ -67,7 +67,7 @@ fn vanished(e: std::io::Error) -> std::io::Error {
 fn open_same(
     dir: BorrowedFd<'_>,
     name: &OsStr,
-    m: &std::fs::Metadata,
+    m: &at::Meta,
     directory: bool,
 ) -> std::io::Result<OwnedFd> {
     let fd = at::open_read(dir, name, directory).map_err(vanished)?;
@@ -81,7 +81,7 @@ fn open_same(
 
 /// Opens a directory given to back up (its path is the caller's, so
 /// symlinks on the way are followed; the directory itself must not be one).
-fn open_given_dir(p: &Path) -> Result<(OwnedFd, std::fs::Metadata)> {
+fn open_given_dir(p: &Path) -> Result<(OwnedFd, at::Meta)> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     // Without updating its access time where the kernel allows it.
@@ -90,9 +90,8 @@ fn open_given_dir(p: &Path) -> Result<(OwnedFd, std::fs::Metadata)> {
         r => r,
     }
     .map_err(|e| Error::io(p, e.into()))?;
-    let file = File::from(fd);
-    let m = file.metadata().map_err(|e| Error::io(p, e))?;
-    Ok((file.into(), m))
+    let m = at::fstat(fd.as_fd()).map_err(|e| Error::io(p, e))?;
+    Ok((fd, m))
 }
 
 /// The directory holding a path given to back up, opened as the caller
@@ -182,7 +181,7 @@ impl Walker {
                         let e = Entry {
                             dir: dir.as_fd(),
                             path: p,
-                            pinned: pinned.as_fd(),
+                            pinned: Some(pinned.as_fd()),
                             m: &m,
                         };
                         self.entry(e, name, old, &rules)
@@ -226,7 +225,14 @@ impl Walker {
             .map(|name| {
                 self.progress.check()?;
                 let path = path.join(at::os(&name));
-                let (pinned, m) = match at::pin(dir, at::os(&name)) {
+                let old = parent.as_ref().and_then(|t| t.find(&name));
+                // An entry the parent has is looked at without opening it:
+                // unchanged, it needs nothing more (see `entry`).
+                let looked = match old {
+                    Some(_) => at::stat(dir, at::os(&name)).map(|m| (None, m)),
+                    None => at::pin(dir, at::os(&name)).map(|(fd, m)| (Some(fd), m)),
+                };
+                let (pinned, m) = match looked {
                     Ok(p) => p,
                     Err(e) => {
                         self.warn(&path, format!("cannot stat: {e}"));
@@ -240,11 +246,10 @@ impl Walker {
                         return Ok(None);
                     }
                 }
-                let old = parent.as_ref().and_then(|t| t.find(&name));
                 let e = Entry {
                     dir,
                     path: &path,
-                    pinned: pinned.as_fd(),
+                    pinned: pinned.as_ref().map(|fd| fd.as_fd()),
                     m: &m,
                 };
                 self.entry(e, name, old, &rules)
@@ -262,11 +267,30 @@ impl Walker {
         rules: &DirRules,
     ) -> Result<Option<Node>> {
         let path = e.path;
-        let mut node = meta::node_from(name, e.m);
+        let mut node = meta::node_from(name.clone(), e.m);
+        // Looked at without opening it (see `backup_dir`): an entry whose
+        // extended attributes or link must be read is pinned now, and its
+        // metadata taken from the pinned inode, as when pinned at once.
+        let (held, pinned_meta);
+        let mut e = e;
+        let reuse = old.is_some_and(|o| meta::same_xattrs(o, &node));
+        let must_read = (!reuse && node.kind != NodeKind::Socket) || node.kind == NodeKind::Symlink;
+        if e.pinned.is_none() && must_read {
+            match at::pin_same(e.dir, at::os(&name), e.m).map_err(vanished) {
+                Ok((fd, m)) => (held, pinned_meta) = (fd, m),
+                Err(err) => {
+                    self.warn(path, format!("cannot stat: {err}"));
+                    return Ok(None);
+                }
+            }
+            e.pinned = Some(held.as_fd());
+            e.m = &pinned_meta;
+            node = meta::node_from(name, e.m);
+        }
         if let Some(o) = old.filter(|o| meta::same_xattrs(o, &node)) {
             node.xattrs = o.xattrs.clone();
-        } else if node.kind != NodeKind::Socket {
-            match xattr::read(e.pinned, true) {
+        } else if let (Some(pinned), false) = (e.pinned, node.kind == NodeKind::Socket) {
+            match xattr::read(pinned, true) {
                 Ok(x) => node.xattrs = x,
                 Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
             }
@@ -305,7 +329,10 @@ impl Walker {
             NodeKind::Symlink => {
                 // The link held by the pinned descriptor, whatever the name
                 // points at now.
-                node.link_target = rustix::fs::readlinkat(e.pinned, "", Vec::new())
+                let pinned = e
+                    .pinned
+                    .ok_or_else(|| skip(std::io::Error::other("a symlink reached unpinned")))?;
+                node.link_target = rustix::fs::readlinkat(pinned, "", Vec::new())
                     .map_err(|e| skip(e.into()))?
                     .into_bytes();
             }
@@ -370,15 +397,15 @@ impl Walker {
         self.progress.set_current(path);
         let name = at::os(&node.name);
         let file = File::from(open_same(e.dir, name, m, false).map_err(skip)?);
-        let (content, size) = self
-            .read_content(&file, node.size, std::os::unix::fs::MetadataExt::blocks(m))
-            .map_err(|e| match e {
-                EntryError::Skip(w) => EntryError::Skip(Warning {
-                    path: path.to_owned(),
-                    message: w.message,
-                }),
-                f => f,
-            })?;
+        let (content, size) =
+            self.read_content(&file, node.size, m.blocks())
+                .map_err(|e| match e {
+                    EntryError::Skip(w) => EntryError::Skip(Warning {
+                        path: path.to_owned(),
+                        message: w.message,
+                    }),
+                    f => f,
+                })?;
         node.content = content;
         node.size = size;
         if node.links > 1 {
@@ -451,13 +478,14 @@ impl Walker {
 }
 
 /// One entry met in the walk: the directory it is in (open), its path for
-/// messages and patterns, an `O_PATH` descriptor of it and its metadata.
+/// messages and patterns, an `O_PATH` descriptor of it (when it was
+/// opened) and its metadata.
 #[derive(Clone, Copy)]
 pub(super) struct Entry<'a> {
     pub(super) dir: BorrowedFd<'a>,
     pub(super) path: &'a Path,
-    pub(super) pinned: BorrowedFd<'a>,
-    pub(super) m: &'a std::fs::Metadata,
+    pub(super) pinned: Option<BorrowedFd<'a>>,
+    pub(super) m: &'a at::Meta,
 }
 
 #[cfg(test)]
@@ -492,7 +520,7 @@ mod tests {
         let fd = open_dir(dir.path());
         let pin = |n: &str| at::pin(fd.as_fd(), n.as_ref()).expect("pin");
         let ((pf, mf), (ps, ms)) = (pin("file"), pin("sub"));
-        let md = std::fs::symlink_metadata(dir.path()).expect("lstat");
+        let md = open_given_dir(dir.path()).expect("open").1;
         std::fs::remove_file(&file).expect("rm");
         std::fs::remove_dir_all(&sub).expect("rm");
 
@@ -503,13 +531,13 @@ mod tests {
             let a = Entry {
                 dir: fd.as_fd(),
                 path: &file,
-                pinned: pf.as_fd(),
+                pinned: Some(pf.as_fd()),
                 m: &mf,
             };
             let b = Entry {
                 dir: fd.as_fd(),
                 path: &sub,
-                pinned: ps.as_fd(),
+                pinned: Some(ps.as_fd()),
                 m: &ms,
             };
             let a = walker.entry(a, b"file".to_vec(), None, &rules);
@@ -548,7 +576,7 @@ mod tests {
         std::fs::write(&file, b"gone").expect("write");
         let fd = open_dir(dir.path());
         let (pinned, m) = at::pin(fd.as_fd(), "file".as_ref()).expect("pin");
-        let md = std::fs::symlink_metadata(dir.path()).expect("lstat");
+        let md = open_given_dir(dir.path()).expect("open").1;
         std::fs::remove_file(&file).expect("rm");
         let walker =
             Walker::new(&repo, &Default::default(), Arc::new(Progress::default())).expect("walker");
@@ -558,7 +586,7 @@ mod tests {
             let e = Entry {
                 dir: fd.as_fd(),
                 path: &file,
-                pinned: pinned.as_fd(),
+                pinned: Some(pinned.as_fd()),
                 m: &m,
             };
             let r = walker.fill(e, &mut node, None, &rules);
@@ -591,7 +619,7 @@ mod tests {
         std::fs::write(outside.path().join("secret"), b"not mine").expect("write");
         let fd = open_dir(dir.path());
         let (pinned, m) = at::pin(fd.as_fd(), "file".as_ref()).expect("pin");
-        let md = std::fs::symlink_metadata(dir.path()).expect("lstat");
+        let md = open_given_dir(dir.path()).expect("open").1;
         std::fs::remove_file(&file).expect("rm");
         std::os::unix::fs::symlink(outside.path().join("secret"), &file).expect("symlink");
         let walker =
@@ -602,7 +630,7 @@ mod tests {
             let e = Entry {
                 dir: fd.as_fd(),
                 path: &file,
-                pinned: pinned.as_fd(),
+                pinned: Some(pinned.as_fd()),
                 m: &m,
             };
             let r = walker.fill(e, &mut node, None, &rules);

@@ -203,7 +203,7 @@ fn make_special(
     let (pinned, m) = at::pin(dir.as_fd(), &name)?;
     // What was just made has one name; anything else was put there since
     // (possibly another name of something outside the target).
-    if meta::kind_of(&m) != node.kind || std::os::unix::fs::MetadataExt::nlink(&m) != 1 {
+    if meta::kind_of(&m) != node.kind || m.nlink() != 1 {
         return Err(std::io::Error::other("replaced during the restore"));
     }
     meta::apply(pinned.as_fd(), true, node, owners)
