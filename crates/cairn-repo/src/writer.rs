@@ -100,6 +100,8 @@ struct Shared {
     /// reloaded; `add_blob` waits for it.
     ready: Mutex<Option<std::result::Result<(), String>>>,
     ready_cv: Condvar,
+    /// `ready` holds `Ok`: read without the lock by every blob's call.
+    ready_ok: std::sync::atomic::AtomicBool,
     pending: Mutex<HashSet<Id>>,
     /// Packs in `data/` when the session started, plus those this writer
     /// uploaded: a blob is deduplicated only against a copy in one of them,
@@ -141,11 +143,7 @@ impl std::fmt::Debug for BlobWriter {
 impl Shared {
     /// True if a live copy of `id` is indexed in a pack that exists.
     fn stored(&self, id: &Id) -> bool {
-        let index = self.repo.index();
-        if !index.contains(id) {
-            return false;
-        }
-        let Some(loc) = index.get(id) else {
+        let Some(loc) = self.repo.index().live_location(id) else {
             return false;
         };
         self.packs
@@ -172,6 +170,7 @@ impl BlobWriter {
             session,
             ready: Mutex::new(None),
             ready_cv: Condvar::new(),
+            ready_ok: std::sync::atomic::AtomicBool::new(false),
             pending: Mutex::new(HashSet::new()),
             packs: std::sync::RwLock::new(HashSet::new()),
             data: Mutex::new(PackBuilder::default()),
@@ -271,10 +270,18 @@ impl BlobWriter {
     /// the session is announced and the index reloaded; blocking.
     pub fn reusable(&self, ids: &[Id]) -> Result<bool> {
         self.wait_ready()?;
+        // Stored blobs first, without the lock every thread shares (an
+        // unchanged file's are all stored); the rest are looked for among
+        // this writer's pending blobs, and in the index again under the
+        // lock, in case one was stored in between.
+        let missing: Vec<&Id> = ids.iter().filter(|id| !self.shared.stored(id)).collect();
+        if missing.is_empty() {
+            return Ok(true);
+        }
         let pending = lock(&self.shared.pending);
-        Ok(ids
+        Ok(missing
             .iter()
-            .all(|id| pending.contains(id) || self.shared.stored(id)))
+            .all(|id| pending.contains(*id) || self.shared.stored(id)))
     }
 
     /// The writer's session id (also in its index files).
@@ -284,6 +291,13 @@ impl BlobWriter {
 
     /// Blocks until the session is announced and the index reloaded.
     fn wait_ready(&self) -> Result<()> {
+        if self
+            .shared
+            .ready_ok
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
         let mut r = lock(&self.shared.ready);
         while r.is_none() {
             r = self
@@ -407,6 +421,9 @@ async fn upload_loop(
 ) -> Result<Vec<IndexPack>> {
     let started = start_session(&shared).await;
     *lock(&shared.ready) = Some(started.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    shared
+        .ready_ok
+        .store(started.is_ok(), std::sync::atomic::Ordering::Release);
     shared.ready_cv.notify_all();
     started?;
     upload_packs(shared, rx).await

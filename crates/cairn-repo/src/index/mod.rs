@@ -134,6 +134,18 @@ impl Index {
         }
     }
 
+    /// Where the blob is, if a writer may deduplicate against it
+    /// ([`contains`](Self::contains)): one lookup for both questions.
+    pub fn live_location(&self, id: &Id) -> Option<BlobLocation> {
+        match &self.table {
+            None => self.mem.contains(id).then(|| self.mem.get(id)).flatten(),
+            Some(_) => self
+                .record(id)
+                .filter(|r| r.live())
+                .and_then(|r| r.location),
+        }
+    }
+
     /// True if some index file tombstones the blob and no newer file lists it.
     pub fn is_tombstoned(&self, id: &Id) -> bool {
         self.record(id)

@@ -86,10 +86,15 @@ fn table_of(dir: &std::path::Path, base: Option<&Table>, files: &[(Id, IndexFile
         .expect("finish")
 }
 
-/// Everything the index says about a set of ids.
+/// Everything the index says about a set of ids; `live_location` must
+/// say what `contains` and `get` say together.
 fn answers(index: &Index, ids: &[Id]) -> Vec<(Option<super::BlobLocation>, bool, bool)> {
     ids.iter()
-        .map(|id| (index.get(id), index.contains(id), index.is_tombstoned(id)))
+        .map(|id| {
+            let (at, live) = (index.get(id), index.contains(id));
+            assert_eq!(index.live_location(id), at.filter(|_| live), "{id}");
+            (at, live, index.is_tombstoned(id))
+        })
         .collect()
 }
 

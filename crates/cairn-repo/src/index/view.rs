@@ -40,6 +40,11 @@ impl<'a> IndexView<'a> {
         self.index.contains(id)
     }
 
+    /// Where the blob is, if a writer may deduplicate against it.
+    pub fn live_location(&self, id: &Id) -> Option<BlobLocation> {
+        self.index.live_location(id)
+    }
+
     /// True if some index file tombstones the blob and no newer one lists it.
     pub fn is_tombstoned(&self, id: &Id) -> bool {
         self.index.is_tombstoned(id)
