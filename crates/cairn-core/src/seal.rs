@@ -198,6 +198,34 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Decompression contexts kept between objects: creating one per object
+/// (it allocates and clears its tables) cost about a fifth of a restore's
+/// user CPU (docs/PERFORMANCE.md). Kept in one pool rather than per
+/// thread, so that a restore's many blocking threads do not each hold one.
+static DECOMPRESSORS: std::sync::Mutex<Vec<zstd::bulk::Decompressor<'static>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// At most this many contexts stay in the pool.
+const KEPT_DECOMPRESSORS: usize = 8;
+
+/// Decompresses the one frame `payload` of `size` bytes with a pooled
+/// context. Every frame is decoded on its own: a context keeps nothing of
+/// one frame for the next.
+fn decompress_frame(payload: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
+    let pool = || DECOMPRESSORS.lock().unwrap_or_else(|p| p.into_inner());
+    let taken = pool().pop();
+    let mut context = match taken {
+        Some(c) => c,
+        None => zstd::bulk::Decompressor::new()?,
+    };
+    let out = context.decompress(payload, size);
+    let mut kept = pool();
+    if kept.len() < KEPT_DECOMPRESSORS {
+        kept.push(context);
+    }
+    out
+}
+
 /// Compresses `src` into `dst` at `level` with the thread's context;
 /// returns the compressed length.
 fn compress_into(src: &[u8], dst: &mut [u8], level: i32) -> std::io::Result<usize> {
@@ -299,7 +327,7 @@ fn decompress(payload: &[u8], kind: Kind, id: &Id) -> Result<Vec<u8>> {
             ),
         ));
     }
-    let out = zstd::bulk::decompress(payload, size as usize)
+    let out = decompress_frame(payload, size as usize)
         .map_err(|e| Error::corrupt("sealed object", format!("{kind}: zstd: {e}")))?;
     if out.len() as u64 != size {
         return Err(Error::corrupt(
@@ -308,4 +336,35 @@ fn decompress(payload: &[u8], kind: Kind, id: &Id) -> Result<Vec<u8>> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pooled decompression context decodes every frame on its own: a
+    /// frame that fails, or a larger one, changes nothing for the next.
+    #[test]
+    fn a_pooled_decompression_context_keeps_nothing_between_frames() {
+        let id = Id::from_bytes([1; 32]);
+        let text = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| b"abcdefgh"[i % 7] ^ (i / 97) as u8)
+                .collect()
+        };
+        let frame = |p: &[u8]| zstd::bulk::compress(p, 3).expect("compress");
+        let (small, large) = (text(1000), text(300_000));
+        let (f_small, f_large) = (frame(&small), frame(&large));
+        let mut broken = f_large.clone();
+        let mid = broken.len() / 2;
+        broken[mid] ^= 0xff;
+        for _ in 0..2 {
+            assert_eq!(decompress(&f_large, Kind::Data, &id).expect("large"), large);
+            assert!(
+                decompress(&broken, Kind::Data, &id).is_err(),
+                "a damaged frame fails"
+            );
+            assert_eq!(decompress(&f_small, Kind::Data, &id).expect("small"), small);
+        }
+    }
 }
