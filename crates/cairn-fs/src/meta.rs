@@ -101,12 +101,10 @@ pub(crate) fn apply(
             AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )?;
     }
-    crate::xattr::apply(
-        fd,
-        pinned,
-        &node.xattrs,
-        rustix::process::geteuid().is_root(),
-    )?;
+    // Asked once: the process never changes its user.
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let privileged = *ROOT.get_or_init(|| rustix::process::geteuid().is_root());
+    crate::xattr::apply(fd, pinned, &node.xattrs, privileged)?;
     let mode = Mode::from_raw_mode(node.mode);
     let times = Timestamps {
         last_access: timespec(node.atime),

@@ -25,6 +25,10 @@ fn read_sized(
 ) -> rustix::io::Result<Vec<u8>> {
     loop {
         let n = query()?;
+        // Nothing to read (most files have no attributes): one call, not two.
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let mut buf = Vec::with_capacity(n);
         match read(&mut buf) {
             Ok(_) => return Ok(buf),

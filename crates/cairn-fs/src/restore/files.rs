@@ -57,7 +57,9 @@ const NAME_MAX: usize = 255;
 pub(super) fn temp_name(name: &OsStr) -> OsString {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = name.as_bytes();
-    let mut suffix = format!(".cairn-restore-{}", std::process::id());
+    // The process id once: std asks the kernel at every call.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let mut suffix = format!(".cairn-restore-{}", PID.get_or_init(std::process::id));
     let mut keep = name.len();
     if 1 + name.len() + suffix.len() > NAME_MAX {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
