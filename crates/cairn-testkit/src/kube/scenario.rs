@@ -143,10 +143,7 @@ impl Scenario {
     /// Makes node `suffix` (deleted at cleanup); returns its name.
     pub async fn create_node(&mut self, suffix: &str) -> String {
         let name = self.node_name(suffix);
-        Api::<Node>::all(self.client.clone())
-            .create(&PostParams::default(), &objects::node(&name))
-            .await
-            .expect("create node");
+        self.create_cluster_object(&objects::node(&name)).await;
         self.nodes.push(name.clone());
         name
     }
@@ -155,12 +152,24 @@ impl Scenario {
     /// (deleted at cleanup); returns its name.
     pub async fn create_namespace(&mut self, suffix: &str) -> String {
         let name = format!("{}-{suffix}", self.ns);
-        Api::<Namespace>::all(self.client.clone())
-            .create(&PostParams::default(), &objects::namespace(&name))
-            .await
-            .expect("create namespace");
+        self.create_cluster_object(&objects::namespace(&name)).await;
         self.namespaces.push(name.clone());
         name
+    }
+
+    /// Creates `obj`, an object of no namespace.
+    async fn create_cluster_object<K>(&self, obj: &K)
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + fmt::Debug,
+    {
+        Api::<K>::all(self.client.clone())
+            .create(&PostParams::default(), obj)
+            .await
+            .unwrap_or_else(|e| panic!("create {} {:?}: {e}", K::kind(&()), obj.meta().name));
     }
 
     /// A volume and a claim `claim` of the test's namespace bound to it
