@@ -61,7 +61,8 @@ impl std::ops::AddAssign for Tally {
 /// with snapshots retained, the count so far and a recheck; without, the
 /// final count (with the earlier passes') and the waiting marks removed.
 pub fn handled(so_far: usize, tally: Tally) -> (Value, Option<Duration>) {
-    let total = so_far + tally.forgotten;
+    // `so_far` is read back from the request, which others can edit.
+    let total = so_far.saturating_add(tally.forgotten);
     if tally.retained > 0 {
         let notes = json!({
             RETAINED_ANNOTATION: tally.retained.to_string(),
@@ -244,6 +245,9 @@ mod tests {
         assert_eq!(recheck, None);
         let (notes, _) = handled(3, tally(0, 1));
         assert_eq!(notes[SO_FAR_ANNOTATION], "3");
+        // An edited count cannot make the sum overflow.
+        let (notes, _) = handled(usize::MAX, tally(2, 0));
+        assert_eq!(notes[FORGOTTEN_ANNOTATION], usize::MAX.to_string());
     }
 
     #[test]
