@@ -169,6 +169,12 @@ impl Meta {
     pub(crate) fn ctime(&self) -> (i64, i64) {
         (self.0.st_ctime as i64, self.0.st_ctime_nsec as i64)
     }
+    /// Whether `other` describes the same inode, of the same file type.
+    pub(crate) fn same_inode_as(&self, other: &Meta) -> bool {
+        self.ino() == other.ino()
+            && self.dev() == other.dev()
+            && self.file_type() == other.file_type()
+    }
 }
 
 /// The metadata of what `fd` refers to.
@@ -200,7 +206,7 @@ pub(crate) fn pin(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(OwnedFd, Met
 /// `m` without opening it: an error if it is another inode now.
 pub(crate) fn pin_same(dir: BorrowedFd<'_>, name: &OsStr, m: &Meta) -> io::Result<(OwnedFd, Meta)> {
     let (fd, now) = pin(dir, name)?;
-    if now.ino() != m.ino() || now.dev() != m.dev() || now.file_type() != m.file_type() {
+    if !now.same_inode_as(m) {
         return Err(io::Error::other(
             "replaced by another file during the backup",
         ));
@@ -226,8 +232,7 @@ pub(crate) fn open_read(dir: BorrowedFd<'_>, name: &OsStr, directory: bool) -> i
 /// Whether `fd` is the inode (and file type) `m` describes: a check that an entry
 /// opened by name is the one looked at before.
 pub(crate) fn same_inode(fd: BorrowedFd<'_>, m: &Meta) -> io::Result<bool> {
-    let now = fstat(fd)?;
-    Ok(now.ino() == m.ino() && now.dev() == m.dev() && now.file_type() == m.file_type())
+    Ok(fstat(fd)?.same_inode_as(m))
 }
 
 /// The names in the directory `fd`, sorted, `.` and `..` left out.

@@ -267,7 +267,7 @@ impl Walker {
         rules: &DirRules,
     ) -> Result<Option<Node>> {
         let path = e.path;
-        let mut node = meta::node_from(name.clone(), e.m);
+        let mut node = meta::node_from(name, e.m);
         // Looked at without opening it (see `backup_dir`): an entry whose
         // extended attributes or link must be read is pinned now, and its
         // metadata taken from the pinned inode, as when pinned at once.
@@ -276,7 +276,7 @@ impl Walker {
         let reuse = old.is_some_and(|o| meta::same_xattrs(o, &node));
         let must_read = (!reuse && node.kind != NodeKind::Socket) || node.kind == NodeKind::Symlink;
         if e.pinned.is_none() && must_read {
-            match at::pin_same(e.dir, at::os(&name), e.m).map_err(vanished) {
+            match at::pin_same(e.dir, at::os(&node.name), e.m).map_err(vanished) {
                 Ok((fd, m)) => (held, pinned_meta) = (fd, m),
                 Err(err) => {
                     self.warn(path, format!("cannot stat: {err}"));
@@ -285,7 +285,7 @@ impl Walker {
             }
             e.pinned = Some(held.as_fd());
             e.m = &pinned_meta;
-            node = meta::node_from(name, e.m);
+            node = meta::node_from(std::mem::take(&mut node.name), e.m);
         }
         if let Some(o) = old.filter(|o| meta::same_xattrs(o, &node)) {
             node.xattrs = o.xattrs.clone();

@@ -203,7 +203,7 @@ impl Scenario {
             .expect("create pvc");
         // The binder in kube-controller-manager would get there too; the
         // status is set directly so tests do not depend on its timing.
-        set_bound(&api, &claim.name).await;
+        set_phase(&api, &claim.name, "Bound").await;
         pv_name
     }
 
@@ -233,7 +233,7 @@ impl Scenario {
         )
         .await
         .expect("bind");
-        set_bound(&pvcs, claim).await;
+        set_phase(&pvcs, claim, "Bound").await;
         pv_name
     }
 
@@ -292,13 +292,7 @@ impl Scenario {
     /// Marks pod `name` of namespace `ns` Running, as its kubelet would.
     pub async fn set_running_in(&self, ns: &str, name: &str) {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Running"}})),
-        )
-        .await
-        .expect("pod running");
+        set_phase(&api, name, "Running").await;
     }
 
     /// The directory the kubelet would mount the CSI volume `pv` at for
@@ -371,15 +365,18 @@ impl Scenario {
     }
 }
 
-/// Sets claim `name`'s phase to Bound.
-async fn set_bound(api: &Api<PersistentVolumeClaim>, name: &str) {
+/// Sets the status phase of object `name` (a pod Running, a claim Bound).
+async fn set_phase<K>(api: &Api<K>, name: &str, phase: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + fmt::Debug,
+{
     api.patch_status(
         name,
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+        &Patch::Merge(json!({"status": {"phase": phase}})),
     )
     .await
-    .expect("bind pvc");
+    .unwrap_or_else(|e| panic!("set {name} {phase}: {e}"));
 }
 
 /// A client for the cluster of the kubeconfig at `path`.
