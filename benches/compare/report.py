@@ -4,16 +4,15 @@
 
     report.py OUT
 
-Ratios compare cairn with the best peer on each row: for times
-best_peer / cairn (above 1 means cairn is faster), for memory and sizes
-cairn / best_peer (below 1 means cairn uses less).
+Ratios compare cairn with the best peer on each row, always as
+cairn / best_peer: below 1 means cairn is faster or uses less.
 """
 
 import json
 import os
 import sys
 
-PEERS = ["restic", "borg", "bupstash"]
+PEERS = ["restic", "borg", "bupstash", "rustic"]
 PHASES = ["cold", "nochange", "incremental", "restore"]
 MIB = 1 << 20
 
@@ -63,9 +62,11 @@ def rows(tools):
     for p in PHASES:
         out.append((f"{labels[p]}, wall s", "time", phase(p, "wall_s")))
         out.append((f"{labels[p]}, CPU s", "time", phase(p, "cpu_s")))
+    out.append(("restore, wall s, against restic only", "restic", phase("restore", "wall_s")))
     out.append(("peak RSS, backups, MiB", "less", peak(PHASES[:3])))
     out.append(("peak RSS, restore, MiB", "less", peak(PHASES[3:])))
-    for key, label in [("repo_bytes_incremental", "repository size after incremental, MiB"),
+    for key, label in [("repo_bytes_cold", "repository size after the first backup, MiB"),
+                       ("repo_bytes_incremental", "repository size after incremental, MiB"),
                        ("state_bytes", "local cache/state, MiB")]:
         out.append((label, "less", {n: t[key] / MIB for n, t in tools.items() if key in t}))
     # What the scattered changes cost: mostly the database pages, re-stored in
@@ -89,15 +90,13 @@ def main():
     names = ["cairn"] + [p for p in PEERS if p in tools]
     table = []
     for label, kind, vals in rows(tools):
-        peers = {n: v for n, v in vals.items() if n in PEERS}
+        against = ["restic"] if kind == "restic" else PEERS
+        peers = {n: v for n, v in vals.items() if n in against}
         best = min(peers, key=peers.get) if peers else None
         cairn = vals.get("cairn")
         ratio = None
-        if best is not None and cairn is not None:
-            if kind == "time":
-                ratio = peers[best] / cairn if cairn > 0 else None
-            else:
-                ratio = cairn / peers[best] if peers[best] > 0 else None
+        if best is not None and cairn is not None and peers[best] > 0:
+            ratio = cairn / peers[best]
         table.append({"row": label, "kind": kind, "values": vals, "best_peer": best,
                       "best_value": peers.get(best), "cairn_ratio": ratio})
 
@@ -107,9 +106,11 @@ def main():
           f"SEED={meta['seed']}); {meta['host_cpus']} CPUs; page cache dropped before "
           f"each run: {'yes' if meta['drop_caches'] == '1' else 'NO'}.")
     print(f"Versions: {versions}.")
+    print(f"Dataset kind: {meta.get('dataset', 'synthetic')}.")
     print("Settings: encryption on for all; cairn zstd 3, restic compression auto "
           "(repository v2), borg repokey-blake2 with lz4 (its default), bupstash "
-          "zstd:3 (its default); default thread counts.")
+          "zstd:3 (its default), rustic's defaults (repository v2, zstd 3); "
+          "default thread counts.")
     print()
     print("| | " + " | ".join(names) + " | best peer | cairn ratio |")
     print("|---" * (len(names) + 3) + "|")
@@ -119,8 +120,7 @@ def main():
         ratio = fmt(r["cairn_ratio"]) if r["cairn_ratio"] is not None else "n/a"
         print(f"| {r['row']} | " + " | ".join(cells) + f" | {best} | {ratio} |")
     print()
-    print("Time ratios: best peer / cairn (above 1: cairn faster). Memory and size "
-          "ratios: cairn / best peer (below 1: cairn smaller).")
+    print("Ratios: cairn / best peer (below 1: cairn faster or smaller).")
     for n in names:
         t = tools.get(n, {})
         ok = t.get("verified")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-program comparison of cairn with restic, borg and bupstash: the same
+# Whole-program comparison of cairn with restic, borg, bupstash and rustic: the same
 # dataset, encryption on for all, each tool's default threads and its
 # recommended compression, in one run. See benches/compare/README.md.
 #
@@ -7,12 +7,15 @@
 #   SCALE=0.05 benches/compare/run.sh      smoke run (about a minute)
 #
 # Environment:
-#   SCALE=1           dataset size multiplier (gen_dataset.py)
+#   DATASET=pvc       pvc: a PostgreSQL cluster after pgbench, real small files,
+#                     blobs and a sparse image (gen_pvc.py); synthetic: text-like
+#                     files and a page file (gen_dataset.py)
+#   SCALE=1           dataset size multiplier
 #   SEED=1            dataset seed
 #   WORK=/var/tmp/cairn-compare   scratch dir (dataset, repositories, restores)
 #   OUT=$WORK-results results.md, results.json and the tools' logs; kept
 #   KEEP=1            keep WORK afterwards
-#   TOOLS="cairn restic borg bupstash"
+#   TOOLS="cairn restic borg bupstash rustic"
 #   CAIRN_BIN=path    measure this cairn binary instead of building one
 #   CAIRN_REV=rev     build cairn from this git revision (git archive), not
 #                     from the working tree
@@ -22,16 +25,23 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
-export SCALE="${SCALE:-1}" SEED="${SEED:-1}"
+export SCALE="${SCALE:-1}" SEED="${SEED:-1}" DATASET="${DATASET:-pvc}"
+case "$DATASET" in
+    pvc) generator="$here/gen_pvc.py" ;;
+    synthetic) generator="$here/gen_dataset.py" ;;
+    *) echo "DATASET must be pvc or synthetic" >&2 && exit 2 ;;
+esac
 WORK="${WORK:-/var/tmp/cairn-compare}"
 OUT="${OUT:-$WORK-results}"
-TOOLS="${TOOLS:-cairn restic borg bupstash}"
+TOOLS="${TOOLS:-cairn restic borg bupstash rustic}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target-bench}"
 PASSWORD=compare-bench
-export CAIRN_PASSWORD="$PASSWORD" RESTIC_PASSWORD="$PASSWORD" BORG_PASSPHRASE="$PASSWORD"
+export CAIRN_PASSWORD="$PASSWORD" RESTIC_PASSWORD="$PASSWORD" BORG_PASSPHRASE="$PASSWORD" \
+    RUSTIC_PASSWORD="$PASSWORD"
 # Settings from the caller's environment must not redirect any tool.
 unset CAIRN_REPOSITORY CAIRN_PASSWORD_FILE CAIRN_CACHE_DIR RESTIC_REPOSITORY \
-    RESTIC_PASSWORD_FILE BORG_REPO BUPSTASH_REPOSITORY BUPSTASH_KEY
+    RESTIC_PASSWORD_FILE BORG_REPO BUPSTASH_REPOSITORY BUPSTASH_KEY RUSTIC_REPOSITORY \
+    RUSTIC_PASSWORD_FILE RUSTIC_PASSWORD_COMMAND
 
 log() { echo "== $*" >&2; }
 
@@ -43,10 +53,12 @@ mkdir -p "$WORK" "$OUT"
 rm -f "$OUT"/*.log "$OUT/results.tsv"
 trap '[ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"' EXIT
 
-# Dataset (~1.1 GiB allocated at SCALE=1, 2 GiB apparent), four repositories
-# (~0.8 GiB each) and one restore at a time (up to 2 GiB: restic 0.14 does
-# not restore holes).
-need_kib=$(awk -v s="$SCALE" 'BEGIN { printf "%d", s * 7 * 1024 * 1024 }')
+# At SCALE=1: the synthetic dataset (~1.1 GiB allocated, 2 GiB apparent) or
+# the pvc one (~2.2 GiB allocated, 3 GiB apparent), one repository per tool
+# (about as large as the allocated data) and one restore at a time (up to the
+# apparent size: restic 0.14 does not restore holes).
+gib=7; [ "$DATASET" = pvc ] && gib=11
+need_kib=$(awk -v s="$SCALE" -v g="$gib" 'BEGIN { printf "%d", s * g * 1024 * 1024 }')
 avail_kib=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
 if [ "$avail_kib" -lt "$need_kib" ]; then
     echo "$WORK has $((avail_kib >> 20)) GiB free, the run needs about $((need_kib >> 20)) GiB" >&2
@@ -56,6 +68,7 @@ fi
 # --- tools ------------------------------------------------------------------
 "$top/scripts/install-peers.sh" > "$WORK/peers"
 bupstash_bin=$(awk '$1 == "bupstash" { print $3 }' "$WORK/peers")
+rustic_bin=$(awk '$1 == "rustic" { print $3 }' "$WORK/peers")
 if [ -n "${CAIRN_BIN:-}" ]; then
     cairn_bin="$(realpath "$CAIRN_BIN")"
 elif [ -n "${CAIRN_REV:-}" ]; then
@@ -76,8 +89,8 @@ cairn_version="$("$cairn_bin" --version | awk '{print $2}')"
 
 # --- dataset ----------------------------------------------------------------
 data="$WORK/data"
-log "generating dataset (SCALE=$SCALE SEED=$SEED)"
-/usr/bin/time -f '%e' -o "$WORK/gen.time" python3 "$here/gen_dataset.py" generate "$data"
+log "generating the $DATASET dataset (SCALE=$SCALE SEED=$SEED)"
+/usr/bin/time -f '%e' -o "$WORK/gen.time" python3 "$generator" generate "$data"
 data_files=$(find "$data" -type f | wc -l)
 data_bytes=$(du -sb "$data" | cut -f1)
 data_alloc=$(du -sB1 "$data" | cut -f1)
@@ -123,7 +136,8 @@ export RESTIC_REPOSITORY="$(dir restic)/repo" RESTIC_CACHE_DIR="$(dir restic)/ca
 export BORG_REPO="$(dir borg)/repo" BORG_BASE_DIR="$(dir borg)/base"
 export BUPSTASH_REPOSITORY="$(dir bupstash)/repo" BUPSTASH_KEY="$(dir bupstash)/key" \
     BUPSTASH_QUERY_CACHE="$(dir bupstash)/query-cache"
-PATH="$(dirname "$cairn_bin"):$(dirname "$bupstash_bin"):$PATH"
+export RUSTIC_REPOSITORY="$(dir rustic)/repo" RUSTIC_CACHE_DIR="$(dir rustic)/cache"
+PATH="$(dirname "$cairn_bin"):$(dirname "$bupstash_bin"):$(dirname "$rustic_bin"):$PATH"
 
 init_tool() {
     mkdir -p "$(dir "$1")"
@@ -134,6 +148,8 @@ init_tool() {
         restic) restic init -q --repository-version 2 ;;
         borg) borg init -e repokey-blake2 ;;
         bupstash) bupstash new-key -o "$BUPSTASH_KEY" && bupstash init ;;
+        # Repository version 2 with zstd level 3 are its defaults.
+        rustic) rustic init ;;
     esac > "$OUT/$1-init.log" 2>&1 || {
         log "$1: init failed"
         cat "$OUT/$1-init.log" >&2
@@ -150,6 +166,7 @@ backup() {
         # lz4 is borg 1.2's default; named here so the setting is visible.
         borg) measure borg "$2" borg create --stats --compression lz4 "::snap-$2" "$data" ;;
         bupstash) measure bupstash "$2" bupstash put -q --send-log "$(dir bupstash)/send-log" "$data" ;;
+        rustic) measure rustic "$2" rustic backup --no-progress "$data" ;;
     esac
 }
 
@@ -161,6 +178,7 @@ restore() {
     case "$1" in
         cairn) measure cairn restore cairn restore -q latest --target "$to" ;;
         restic) measure restic restore restic restore -q latest --target "$to" ;;
+        rustic) measure rustic restore rustic restore --no-progress latest "$to" ;;
         borg) measure borg restore sh -c 'cd "$1" && exec borg extract ::snap-incremental' _ "$to" ;;
         bupstash)
             # The id that the incremental put printed.
@@ -173,8 +191,8 @@ restore() {
 # The directory of TOOL's restore that holds the dataset's root.
 restored_root() {
     case "$1" in
-        # restic and borg keep the absolute path below the target.
-        restic | borg) echo "$(dir "$1")/restore$data" ;;
+        # restic, borg and rustic keep the absolute path below the target.
+        restic | borg | rustic) echo "$(dir "$1")/restore$data" ;;
         *) echo "$(dir "$1")/restore" ;;
     esac
 }
@@ -198,7 +216,7 @@ log "no-change backups"
 for t in $TOOLS; do backup "$t" nochange; done
 repo_size nochange
 log "changing the dataset"
-python3 "$here/gen_dataset.py" mutate "$data"
+python3 "$generator" mutate "$data"
 log "incremental backups"
 for t in $TOOLS; do backup "$t" incremental; done
 repo_size incremental
@@ -235,6 +253,7 @@ seed	$SEED
 host_cpus	$(nproc)
 kernel	$(uname -r)
 date	$(date -u +%Y-%m-%dT%H:%M:%SZ)
+dataset	$DATASET
 drop_caches	$drop_caches_ok
 dataset_files	$data_files
 dataset_bytes	$data_bytes
@@ -244,6 +263,7 @@ version_cairn	$cairn_version
 version_restic	$(awk '$1 == "restic" { print $2 }' "$WORK/peers")
 version_borg	$(awk '$1 == "borg" { print $2 }' "$WORK/peers")
 version_bupstash	$(awk '$1 == "bupstash" { print $2 }' "$WORK/peers")
+version_rustic	$(awk '$1 == "rustic" { print $2 }' "$WORK/peers")
 EOF
 python3 "$here/report.py" "$OUT" | tee "$OUT/results.md"
 echo "results: $OUT/results.md, $OUT/results.json; logs: $OUT/*.log"

@@ -242,3 +242,79 @@ async fn a_backup_with_a_parent_estimates_its_totals_from_it() {
     assert_eq!(bytes, out.snapshot.stats.bytes_total);
     assert_eq!(files, 3);
 }
+
+/// Small files are written under temporary names and renamed only after a
+/// sync of their file system, a batch at a time. A restore of more files
+/// than one batch leaves no temporary name behind, and one cancelled
+/// part-way leaves none either: every name it left holds the complete file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_are_renamed_only_complete_and_a_cancel_leaves_no_temporary_names() {
+    let src = tempfile::tempdir().expect("tempdir");
+    for d in 0..10 {
+        std::fs::create_dir(src.path().join(format!("d{d}"))).expect("mkdir");
+        for i in 0..600 {
+            let data = noise(d * 1000 + i, 64 + (i as usize % 200));
+            std::fs::write(src.path().join(format!("d{d}/f{i}")), data).expect("write");
+        }
+    }
+    let repo = Repository::init(
+        Store::memory(),
+        PASSWORD,
+        InitOptions::insecure_fast_for_tests(),
+    )
+    .await
+    .expect("init");
+    let out = cairn_fs::backup(&repo, options(src.path()), Arc::new(Progress::default()))
+        .await
+        .expect("backup");
+    let restore_into = |dst: &std::path::Path, progress: Arc<Progress>| {
+        let mut o = RestoreOptions::default();
+        o.target = dst.to_owned();
+        o.owners = Some(false);
+        cairn_fs::restore(&repo, &out.snapshot, o, progress)
+    };
+    // What is under `dst`: no temporary names, every file whole.
+    let files_in = |dst: &std::path::Path| {
+        let mut n = 0;
+        for d in std::fs::read_dir(dst).expect("read_dir") {
+            for f in std::fs::read_dir(d.expect("entry").path()).expect("read_dir") {
+                let f = f.expect("entry").path();
+                let rel = f.strip_prefix(dst).expect("below");
+                let name = rel.to_string_lossy().into_owned();
+                assert!(!name.contains("cairn-restore"), "{name} was left behind");
+                let want = std::fs::read(src.path().join(rel)).expect("source");
+                assert!(
+                    std::fs::read(&f).expect("read") == want,
+                    "{name} is not whole"
+                );
+                n += 1;
+            }
+        }
+        n
+    };
+
+    let whole = tempfile::tempdir().expect("tempdir");
+    let done = restore_into(whole.path(), Arc::new(Progress::default()))
+        .await
+        .expect("restore");
+    assert_eq!(done.files, 6000);
+    assert_eq!(files_in(whole.path()), 6000);
+
+    let progress = Arc::new(Progress::default());
+    let watcher = {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            while progress.get().1 == 0 {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            progress.cancel();
+        })
+    };
+    let cut = tempfile::tempdir().expect("tempdir");
+    let err = restore_into(cut.path(), progress)
+        .await
+        .expect_err("a cancelled restore must not succeed");
+    watcher.join().expect("watcher");
+    assert!(matches!(err, cairn_fs::Error::Cancelled), "{err}");
+    assert!(files_in(cut.path()) < 6000);
+}

@@ -59,7 +59,7 @@ pub use cairn_fs::{
     CopyMemo, CopyOutcome, CopyPlan, copy_snapshot, execute_copies, learn_copied, plan_copies,
     same_backup, same_chunking,
 };
-pub use cairn_fs::{data_packs, warm_for_copy, warm_up};
+pub use cairn_fs::{MetadataReadahead, data_packs, warm_for_copy, warm_up};
 pub use cairn_repo::{
     BlobLocation, CheckOptions, CheckProblem, CheckReport, IndexView, InitOptions, KeyInfo,
     Maintenance, MetadataSource, OpenOptions, Repository, RunMode, WriterStats,

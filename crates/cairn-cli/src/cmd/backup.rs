@@ -10,6 +10,9 @@ use crate::output::{Bar, bytes};
 use crate::{context, exit};
 
 pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
+    // The tree's metadata is read into the kernel's caches while the
+    // repository's key is derived, and stays ahead of the walk after.
+    let readahead = (!a.stdin).then(|| cairn::MetadataReadahead::start(a.paths.clone()));
     let repo = context::open(g).await?;
     let progress = Arc::new(Progress::default());
     let mut bar = Bar::start(progress.clone(), !g.quiet && !a.json, "backup");
@@ -26,6 +29,7 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
         cairn::backup(&repo, opts, progress).await
     };
     interrupt.abort();
+    drop(readahead);
     bar.finish();
     if let Err(cairn::error::FsError::Cancelled) = result {
         anyhow::bail!(

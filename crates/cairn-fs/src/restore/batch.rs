@@ -4,8 +4,15 @@
 //! once, and all their files written on one blocking thread. Restoring them
 //! one by one cost a request, two thread hand-offs and a dozen wake-ups per
 //! file.
+//!
+//! Each file is written whole under a temporary name, and renamed over its
+//! final name only once a sync of its file system has made it durable: one
+//! `syncfs` for every [`PUBLISH_EVERY`] files, rather than an `fsync` each
+//! (which forced a journal commit per file). A name never holds partial
+//! content, after a power cut either, as with larger files.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +23,7 @@ use futures::StreamExt;
 
 use super::FILE_CONCURRENCY;
 use super::cold::Halt;
-use super::files::{FileDone, Place, write_whole};
+use super::files::{Devices, FileDone, Place, into_place, stage_whole};
 use crate::Progress;
 use crate::at::Root;
 
@@ -26,9 +33,14 @@ const GAP: u64 = 64 * 1024;
 const MAX_RANGE: u64 = 2 * 1024 * 1024;
 /// Files without content (empty files) written per blocking task.
 const EMPTY_BATCH: usize = 512;
+/// Files staged under temporary names between two syncs: the most a
+/// restore killed outright leaves behind.
+const PUBLISH_EVERY: usize = 4096;
 
 /// One file's outcome: its path, its size and what restoring it did.
 pub(super) type Done = (PathBuf, u64, Result<FileDone, String>);
+/// A file written under the temporary name it carries, not yet renamed.
+type Staged = (PathBuf, u64, Result<(FileDone, OsString), String>);
 
 /// A chunk, where it is, and the indices of the files made of it.
 type Chunk = (Id, BlobLocation, Vec<usize>);
@@ -58,6 +70,7 @@ pub(super) async fn restore_small(
     halt: &Halt,
 ) -> Vec<Done> {
     let files = Arc::new(files);
+    let devices = Arc::new(Devices::default());
     let mut done: Vec<Done> = Vec::with_capacity(files.len());
     let mut by_pack = ByPack::new();
     let mut empty = Vec::new();
@@ -87,18 +100,84 @@ pub(super) async fn restore_small(
     let mut results = futures::stream::iter(jobs)
         .map(|job| {
             let (repo, files, root) = (repo.clone(), files.clone(), root.clone());
+            let devices = devices.clone();
             async move {
                 if progress.is_cancelled() || halt.is_set() {
                     return Vec::new();
                 }
-                run(repo, root, files, job, owners, progress, halt).await
+                let to = Target {
+                    root,
+                    devices,
+                    owners,
+                };
+                run(repo, to, files, job, progress, halt).await
             }
         })
         .buffer_unordered(FILE_CONCURRENCY);
+    let mut staged = Vec::new();
     while let Some(batch) = results.next().await {
-        done.extend(batch);
+        staged.extend(batch);
+        if staged.len() >= PUBLISH_EVERY {
+            let stop = progress.is_cancelled() || halt.is_set();
+            done.extend(publish(root, &devices, std::mem::take(&mut staged), stop).await);
+        }
     }
+    let stop = progress.is_cancelled() || halt.is_set();
+    done.extend(publish(root, &devices, staged, stop).await);
     done
+}
+
+/// Where and how staged files are written.
+#[derive(Clone)]
+struct Target {
+    root: Arc<Root>,
+    devices: Arc<Devices>,
+    owners: bool,
+}
+
+/// Syncs the file systems the `staged` files were written to, then renames
+/// each into place; with `stop` (the restore was cancelled or halted), or
+/// when the sync fails, removes them instead. On a blocking thread.
+async fn publish(
+    root: &Arc<Root>,
+    devices: &Arc<Devices>,
+    staged: Vec<Staged>,
+    stop: bool,
+) -> Vec<Done> {
+    if staged.is_empty() {
+        return Vec::new();
+    }
+    let (root, devices) = (root.clone(), devices.clone());
+    let sizes: Vec<(PathBuf, u64)> = staged.iter().map(|(p, n, _)| (p.clone(), *n)).collect();
+    let task = tokio::task::spawn_blocking(move || {
+        let synced = if stop {
+            Err("cancelled".to_owned())
+        } else {
+            devices.sync()
+        };
+        staged
+            .into_iter()
+            .map(|(path, size, r)| {
+                let r = r.and_then(|(done, tmp)| {
+                    let place = Place::of(&root, &path)?;
+                    let moved = synced.clone().and_then(|()| into_place(&place, &tmp));
+                    if moved.is_err() {
+                        let _ =
+                            rustix::fs::unlinkat(&place.dir, &tmp, rustix::fs::AtFlags::empty());
+                    }
+                    moved.map(|()| done)
+                });
+                (path, size, r)
+            })
+            .collect()
+    });
+    match task.await {
+        Ok(done) => done,
+        Err(e) => sizes
+            .into_iter()
+            .map(|(p, n)| (p, n, Err(format!("restore task failed: {e}"))))
+            .collect(),
+    }
 }
 
 enum Job {
@@ -138,13 +217,12 @@ fn ranges(by_pack: ByPack) -> Vec<Range> {
 
 async fn run(
     repo: Repository,
-    root: Arc<Root>,
+    to: Target,
     files: Arc<Vec<(PathBuf, Node)>>,
     job: Job,
-    owners: bool,
     progress: &Progress,
     halt: &Halt,
-) -> Vec<Done> {
+) -> Vec<Staged> {
     let all: Vec<usize> = match &job {
         Job::Empty(users) => users.clone(),
         Job::Range(r) => r.chunks.iter().flat_map(|c| c.2.iter().copied()).collect(),
@@ -159,14 +237,14 @@ async fn run(
         },
     };
     let (shared, inner) = (files.clone(), repo.clone());
-    let root2 = root.clone();
+    let to2 = to.clone();
     let first = tokio::task::spawn_blocking(move || {
         let files = shared;
         let mut out = Vec::new();
         let mut retry = Vec::new();
         match job {
             Job::Empty(users) => {
-                let write = |i| write_one(&root2, &files, i, &[], owners);
+                let write = |i| write_one(&to2, &files, i, &[]);
                 out.extend(users.into_iter().map(write));
             }
             Job::Range(range) => {
@@ -177,11 +255,9 @@ async fn run(
                         None => Err(Unread::error(fetch_err.as_ref(), id, range.pack)),
                     };
                     match opened {
-                        Ok(plain) => out.extend(
-                            users
-                                .iter()
-                                .map(|&i| write_one(&root2, &files, i, &plain, owners)),
-                        ),
+                        Ok(plain) => {
+                            out.extend(users.iter().map(|&i| write_one(&to2, &files, i, &plain)))
+                        }
                         Err(e) => retry.push((id, users, e)),
                     }
                 }
@@ -193,7 +269,7 @@ async fn run(
         Ok(r) => r,
         Err(e) => return failed(&files, &all, format!("restore task failed: {e}")),
     };
-    out.extend(other_copies(&repo, &root, &files, retry, owners, halt).await);
+    out.extend(other_copies(&repo, &to, &files, retry, halt).await);
     for (_, size, r) in &out {
         if r.is_ok() {
             progress.add(0, *size);
@@ -203,7 +279,7 @@ async fn run(
 }
 
 /// The outcome of `users`, files of `files` that could not be written.
-fn failed(files: &[(PathBuf, Node)], users: &[usize], message: String) -> Vec<Done> {
+fn failed(files: &[(PathBuf, Node)], users: &[usize], message: String) -> Vec<Staged> {
     users
         .iter()
         .map(|&i| (files[i].0.clone(), files[i].1.size, Err(message.clone())))
@@ -214,12 +290,11 @@ fn failed(files: &[(PathBuf, Node)], users: &[usize], message: String) -> Vec<Do
 /// copy the index files list, if one opens.
 async fn other_copies(
     repo: &Repository,
-    root: &Arc<Root>,
+    to: &Target,
     files: &Arc<Vec<(PathBuf, Node)>>,
     retry: Vec<(Id, Vec<usize>, cairn_repo::Error)>,
-    owners: bool,
     halt: &Halt,
-) -> Vec<Done> {
+) -> Vec<Staged> {
     let mut out = Vec::new();
     for (id, users, err) in retry {
         // An archived pack ends the restore: no use trying the others.
@@ -229,12 +304,12 @@ async fn other_copies(
         }
         out.extend(match repo.read_other_copy(Kind::Data, &id, err).await {
             Ok(plain) => {
-                let (files2, root) = (files.clone(), root.clone());
+                let (files2, to) = (files.clone(), to.clone());
                 let users2 = users.clone();
                 let written = tokio::task::spawn_blocking(move || {
                     users2
                         .iter()
-                        .map(|&i| write_one(&root, &files2, i, &plain, owners))
+                        .map(|&i| write_one(&to, &files2, i, &plain))
                         .collect::<Vec<_>>()
                 })
                 .await;
@@ -286,10 +361,11 @@ impl Unread {
     }
 }
 
-/// Writes file `i` of `files` whole, with `plain` as its content.
-fn write_one(root: &Root, files: &[(PathBuf, Node)], i: usize, plain: &[u8], owners: bool) -> Done {
+/// Stages file `i` of `files` whole, with `plain` as its content.
+fn write_one(to: &Target, files: &[(PathBuf, Node)], i: usize, plain: &[u8]) -> Staged {
     let (path, node) = &files[i];
-    let r = Place::of(root, path).and_then(|at| write_whole(&at, node, plain, owners));
+    let r = Place::of(&to.root, path)
+        .and_then(|at| stage_whole(&at, node, plain, to.owners, &to.devices));
     (path.clone(), node.size, r)
 }
 

@@ -193,6 +193,12 @@ fn finish(
     meta::apply(file.as_fd(), false, node, owners)
         .map_err(|e| format!("cannot set metadata: {e}"))?;
     file.sync_all().map_err(|e| format!("cannot sync: {e}"))?;
+    into_place(place, tmp)
+}
+
+/// Renames the complete, durable temporary file `tmp` over the final name
+/// in the same directory, replacing what is there.
+pub(super) fn into_place(place: &Place, tmp: &OsStr) -> Result<(), String> {
     at::clear(place.dir.as_fd(), &place.name, false)
         .and_then(|()| {
             rustix::fs::renameat(&place.dir, tmp, &place.dir, &place.name).map_err(Into::into)
@@ -200,15 +206,19 @@ fn finish(
         .map_err(|e| format!("cannot move into place: {e}"))
 }
 
-/// Writes a file whose whole, verified content is `plain` the way
-/// [`restore_file`] does: a temporary name, content (an all-zero content
-/// as a hole), metadata, rename. On a blocking thread.
-pub(super) fn write_whole(
+/// Writes a file whose whole, verified content is `plain` under a
+/// temporary name, as [`restore_file`] does (an all-zero content as a
+/// hole), with its metadata, and notes its file system in `devices`; the
+/// caller syncs the file systems and then renames it ([`into_place`]), so
+/// one sync covers many files. Returns the temporary name. On a blocking
+/// thread.
+pub(super) fn stage_whole(
     place: &Place,
     node: &Node,
     plain: &[u8],
     owners: bool,
-) -> Result<FileDone, String> {
+    devices: &Devices,
+) -> Result<(FileDone, OsString), String> {
     if plain.len() as u64 != node.size {
         return Err(format!(
             "the content is {} bytes, the snapshot says {}",
@@ -226,16 +236,52 @@ pub(super) fn write_whole(
             file.write_all_at(plain, 0)
                 .map_err(|e| format!("write failed: {e}"))?;
         }
-        finish(place, &tmp, &file, node, owners)
+        meta::apply(file.as_fd(), false, node, owners)
+            .map_err(|e| format!("cannot set metadata: {e}"))?;
+        devices.note(&file)
     });
     if r.is_err() {
         let _ = rustix::fs::unlinkat(&place.dir, &tmp, AtFlags::empty());
     }
     r?;
-    Ok(FileDone {
+    let done = FileDone {
         written: if zero { 0 } else { node.size },
         ..FileDone::default()
-    })
+    };
+    Ok((done, tmp))
+}
+
+/// The file systems that staged files were written to, one descriptor on
+/// each: what a sync before their renames must cover.
+#[derive(Debug, Default)]
+pub(super) struct Devices(Mutex<Vec<(u64, OwnedFd)>>);
+
+impl Devices {
+    /// Notes the file system of `file`.
+    fn note(&self, file: &std::fs::File) -> Result<(), String> {
+        let dev = at::fstat(file.as_fd())
+            .map_err(|e| format!("cannot look at the file: {e}"))?
+            .dev();
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !all.iter().any(|(d, _)| *d == dev) {
+            let fd = file
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("cannot keep a descriptor: {e}"))?;
+            all.push((dev, fd));
+        }
+        Ok(())
+    }
+
+    /// Makes everything written to the noted file systems durable: one
+    /// `syncfs` each.
+    pub(super) fn sync(&self) -> Result<(), String> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, fd) in all.iter() {
+            rustix::fs::syncfs(fd).map_err(|e| format!("cannot sync: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates `tmp` in `dir` for writing, never through a symlink, replacing

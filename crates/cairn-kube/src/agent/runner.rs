@@ -471,6 +471,13 @@ fn change_detection(snapshot: Option<&crate::crd::SnapshotPolicy>) -> cairn::Cha
     }
 }
 
+/// For a backup, the volume's tree read into the kernel's caches while the
+/// repository's key is derived, staying ahead of the walk after.
+fn readahead(work: &Work, at: &VolumePath) -> Option<cairn::MetadataReadahead> {
+    matches!(work, Work::Backup { .. })
+        .then(|| cairn::MetadataReadahead::start(vec![at.path().to_owned()]))
+}
+
 /// Opens the repository and runs the engine.
 async fn execute<J: Job>(
     agent: &Agent,
@@ -493,6 +500,8 @@ async fn execute<J: Job>(
         &claim_ns,
     )
     .map_err(Error::Invalid)?;
+    let work = job.work();
+    let readahead = readahead(&work, at);
     let repo = crate::repo::open(
         &agent.client,
         &repo_obj,
@@ -500,7 +509,7 @@ async fn execute<J: Job>(
         cairn::OpenOptions::default(),
     )
     .await?;
-    let result = match job.work() {
+    let result = match work {
         Work::Backup { tags, excludes } => {
             let j = BackupJob {
                 volume: VolumeId {
@@ -544,6 +553,7 @@ async fn execute<J: Job>(
             engine::restore(&repo, at, j, progress).await
         }
     };
+    drop(readahead);
     trim_cache(cfg.cache_dir.as_deref(), &repo_obj).await;
     result
 }
