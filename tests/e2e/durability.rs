@@ -1,7 +1,8 @@
-//! A restore that reported success survives a power cut: every file is
-//! synced before it is renamed to its real name, and every directory that
-//! received a file is synced after its last rename. Watched with `strace`
-//! (skipped where it is missing or cannot trace).
+//! A restore that reported success survives a power cut: every file's
+//! content is durable before it is renamed to its real name (its own
+//! `fsync`, or for small files one `syncfs` after their last write), and
+//! every directory that received a file is synced after its last rename.
+//! Watched with `strace` (skipped where it is missing or cannot trace).
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
@@ -61,7 +62,7 @@ fn restored_files_are_synced_before_they_are_renamed_and_their_directories_after
             "-y",
             "-qq",
             "-e",
-            "trace=fsync,fdatasync,rename,renameat,renameat2",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,write,pwrite64,ftruncate",
         ])
         .arg("-o")
         .arg(&log)
@@ -76,6 +77,9 @@ fn restored_files_are_synced_before_they_are_renamed_and_their_directories_after
 
     let text = std::fs::read_to_string(&log).expect("strace log");
     let mut synced: HashSet<String> = HashSet::new();
+    // The line of the last write to each file, and of every `syncfs`.
+    let mut last_write: BTreeMap<String, usize> = BTreeMap::new();
+    let mut syncfs: Vec<usize> = Vec::new();
     // Per directory: the line of the last rename into it, and of its last sync.
     let mut last_rename: BTreeMap<String, usize> = BTreeMap::new();
     let mut last_sync: BTreeMap<String, usize> = BTreeMap::new();
@@ -84,7 +88,16 @@ fn restored_files_are_synced_before_they_are_renamed_and_their_directories_after
         if line.contains("resumed>") {
             continue;
         }
-        if let Some(at) = line.find("fsync(").or_else(|| line.find("fdatasync(")) {
+        if line.starts_with("syncfs(") || line.contains(" syncfs(") {
+            syncfs.push(n);
+        } else if let Some(at) = ["write(", "pwrite64(", "ftruncate("]
+            .iter()
+            .find_map(|c| line.find(c))
+        {
+            if let Some(path) = fd_path(line, at) {
+                last_write.insert(path.to_owned(), n);
+            }
+        } else if let Some(at) = line.find("fsync(").or_else(|| line.find("fdatasync(")) {
             let path = fd_path(line, at).expect("strace -y path").to_owned();
             last_sync.insert(path.clone(), n);
             synced.insert(path);
@@ -104,8 +117,9 @@ fn restored_files_are_synced_before_they_are_renamed_and_their_directories_after
                     (dir, from.to_owned())
                 }
             };
+            let written = last_write.get(&tmp_path).copied().unwrap_or(0);
             assert!(
-                synced.contains(&tmp_path),
+                synced.contains(&tmp_path) || syncfs.iter().any(|&s| s > written && s < n),
                 "{to} was renamed into place before its content was synced"
             );
             last_rename.insert(dir.to_owned(), n);

@@ -9,6 +9,12 @@
 //! are grouped by where their listing time falls among the times of the
 //! tombstone files that remain, and each group gets the newest listing
 //! time in it: every copy stays on the same side of every tombstone.
+//!
+//! Compaction is tiered: prune leaves alone the large index files that
+//! list nothing it removes (`STABLE_ENTRIES` in `commands/prune.rs`), and
+//! within the files it writes, packs go oldest first, so packs that a
+//! later `forget` retires together sit in few files. After a prune a
+//! client downloads the files that changed, not the whole index again.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -49,7 +55,8 @@ impl Repository {
         let mut cuts = plan.cuts;
         cuts.sort_unstable();
         cuts.dedup();
-        let mut groups: BTreeMap<usize, (i64, Vec<IndexPack>)> = BTreeMap::new();
+        // Each group's packs with their listing time, to order them by age.
+        let mut groups: BTreeMap<usize, (i64, Vec<(i64, IndexPack)>)> = BTreeMap::new();
         let mut missing = 0;
         for (pack, (listed, entries)) in plan.listed {
             // A listing may lag behind a pack just uploaded: ask for the
@@ -62,10 +69,8 @@ impl Repository {
                 .entry(cuts.partition_point(|&c| c < listed))
                 .or_insert((listed, Vec::new()));
             g.0 = g.0.max(listed);
-            g.1.push(IndexPack {
-                pack,
-                blobs: entries.to_vec(),
-            });
+            let blobs = entries.to_vec();
+            g.1.push((listed, IndexPack { pack, blobs }));
         }
         if !plan.new_packs.is_empty() {
             let newest = groups.values().map(|g| g.0).max();
@@ -76,13 +81,17 @@ impl Repository {
             if g.0 == i64::MIN {
                 g.0 = self.clock().now();
             }
-            g.1.extend(plan.new_packs);
+            g.1.extend(plan.new_packs.into_iter().map(|p| (i64::MAX, p)));
         }
         if groups.is_empty() {
             groups.insert(0, (self.clock().now(), Vec::new()));
         }
         let n = groups.len();
-        for (i, (_, (created, packs))) in groups.into_iter().enumerate() {
+        for (i, (_, (created, mut packs))) in groups.into_iter().enumerate() {
+            // Oldest first (new packs last), then by id: a stable order
+            // that keeps packs of one age together across compactions.
+            packs.sort_unstable_by_key(|(listed, p)| (*listed, p.pack));
+            let packs = packs.into_iter().map(|(_, p)| p).collect();
             let supersedes = if i + 1 == n {
                 plan.supersedes.clone()
             } else {

@@ -39,15 +39,16 @@ impl Repository {
     /// [`MAX_ENTRIES_PER_FILE`] blobs each. Only the last file names
     /// `supersedes`, so a reader that lists while they are being written sees
     /// either the old files or the complete new set, never a partial set that
-    /// hides the old files.
+    /// hides the old files. The packs go into the files in the order given:
+    /// a compaction orders them by age, so that the packs a later prune
+    /// deletes together sit in few files.
     pub(crate) async fn store_index_files(
         &self,
         session: Id,
         created: i64,
-        mut packs: Vec<IndexPack>,
+        packs: Vec<IndexPack>,
         supersedes: Vec<Id>,
     ) -> Result<Vec<Id>> {
-        packs.sort_by_key(|p| p.pack);
         let mut groups: Vec<Vec<IndexPack>> = vec![Vec::new()];
         let mut n = 0;
         for p in packs {

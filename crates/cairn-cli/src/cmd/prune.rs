@@ -148,8 +148,8 @@ fn print_text(r: &cairn::PruneReport) {
         }
     }
     println!(
-        "index files: {} -> {}",
-        r.index_files_before, r.index_files_after
+        "index files: {} -> {} ({} left as they were)",
+        r.index_files_before, r.index_files_after, r.index_files_kept
     );
 }
 

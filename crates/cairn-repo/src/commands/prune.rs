@@ -52,6 +52,10 @@ pub struct PruneOptions {
     /// readable (archived ones get a restore asked for); else they are
     /// left as they are (see `prune_cold.rs`).
     pub repack_cold: bool,
+    /// Index files of at least this many entries that list nothing the
+    /// run removes are left as they are (tiered compaction, see
+    /// `compact.rs`); the rest are merged. Default [`STABLE_ENTRIES`].
+    pub stable_index_entries: usize,
 }
 
 impl Default for PruneOptions {
@@ -62,6 +66,7 @@ impl Default for PruneOptions {
             max_repack_size: None,
             dry_run: false,
             repack_cold: false,
+            stable_index_entries: STABLE_ENTRIES,
         }
     }
 }
@@ -118,6 +123,10 @@ pub struct PruneReport {
     pub index_files_before: usize,
     /// See `index_files_before`.
     pub index_files_after: usize,
+    /// Index files left as they are: large, and listing nothing removed
+    /// (the rest are rewritten when the run compacts). Clients that
+    /// already read them download only the others again.
+    pub index_files_kept: usize,
     /// Stale sessions, and done sessions older than the grace period, removed.
     pub stale_sessions_removed: usize,
     /// Session objects that cannot be read: deletions wait while they exist.
@@ -234,8 +243,9 @@ async fn prune_as(
     )
     .await?;
 
-    let changes = against_index(repo, &files, &packs, &referenced, &ripe_files, plan);
+    let changes = against_index(repo, &files, &packs, &referenced, &ripe_files, plan, &opts);
     report.blobs_tombstoned = changes.new_tombstones.len();
+    report.index_files_kept = changes.kept(changes.compact, files.len());
     let index_deletions = index_deletions(
         repo,
         lock_aware,
@@ -254,6 +264,7 @@ async fn prune_as(
 
     let decided = Decided {
         now,
+        live_files: files.len(),
         all_files: &all_files,
         index_deletions,
         tomb_files: &tomb_files,
@@ -285,6 +296,7 @@ fn against_index<'a>(
     referenced: &HashSet<Id>,
     ripe_files: &[(Id, &IndexFile)],
     plan: PackPlan,
+    opts: &PruneOptions,
 ) -> IndexChanges<'a> {
     let index = repo.index();
     index_changes(
@@ -294,6 +306,7 @@ fn against_index<'a>(
         |b| index.contains(b),
         ripe_files,
         plan,
+        opts.stable_index_entries,
     )
 }
 
@@ -310,6 +323,7 @@ async fn apply(
     let me = &me_handle.id;
     let Decided {
         now,
+        live_files,
         all_files,
         index_deletions,
         tomb_files,
@@ -317,12 +331,14 @@ async fn apply(
         changes,
         leftovers,
     } = d;
+    let staying = changes.kept(true, live_files);
     let IndexChanges {
         new_tombstones,
         removed,
         resolved,
         repack,
         listing_files,
+        kept_packs,
         compact,
     } = changes;
     // Nothing written yet: make sure nothing this run decided on
@@ -346,6 +362,7 @@ async fn apply(
     // 3. Compacted index files, superseding the old ones; 4. delete the
     // old index files; 5. only then delete packs.
     let compacting = compact || report.packs_adopted > 0;
+    report.index_files_kept = if compacting { staying } else { live_files };
     index_deletions.note_retained(compacting, report);
     if compacting {
         // Tombstone files that stay: those not resolved, and this run's.
@@ -356,7 +373,7 @@ async fn apply(
             .collect();
         cuts.push(now);
         let plan = Compaction {
-            listed: still_listed(packs, &removed),
+            listed: still_listed(packs, &removed, &kept_packs),
             cuts,
             new_packs,
             supersedes: index_deletions.supersedes.clone(),
@@ -437,15 +454,50 @@ struct IndexChanges<'a> {
     resolved: Vec<Id>,
     /// Packs phase 2 rewrites, with the entries they keep.
     repack: Vec<(Id, Vec<PackEntry>)>,
-    /// Index files that list packs.
+    /// Index files that list packs and are rewritten (superseded) if the
+    /// run compacts: every one but the stable files.
     listing_files: Vec<&'a (Id, IndexFile)>,
+    /// Packs listed by stable files: files of at least [`STABLE_ENTRIES`]
+    /// entries that list no removed pack, which a compaction leaves as
+    /// they are, so clients need not download them again.
+    kept_packs: HashSet<Id>,
     /// Whether the index files are rewritten.
     compact: bool,
 }
 
+/// Index files with at least this many entries, and no removed pack, are
+/// left alone by a compaction (tiered compaction): a compaction writes
+/// files of up to [`crate::repack::MAX_ENTRIES_PER_FILE`] entries, so all
+/// but the last of each run's files are stable, and a prune rewrites only
+/// the small files and those that list packs it deletes or repacks.
+pub(crate) const STABLE_ENTRIES: usize = crate::repack::MAX_ENTRIES_PER_FILE / 2;
+
+/// Some of the index files a run read.
+type Files<'a> = Vec<&'a (Id, IndexFile)>;
+
+impl IndexChanges<'_> {
+    /// How many of `live` index files stay as they are, with or without a
+    /// compaction.
+    fn kept(&self, compacting: bool, live: usize) -> usize {
+        if !compacting {
+            return live;
+        }
+        live.saturating_sub(self.listing_files.len() + self.resolved.len())
+    }
+}
+
+/// Whether `f` is a stable file (at least `least` entries), given the
+/// packs a run removes.
+fn stable(f: &IndexFile, least: usize, removed: &HashSet<Id>) -> bool {
+    f.tombstones.is_empty()
+        && f.packs.iter().map(|p| p.blobs.len()).sum::<usize>() >= least
+        && f.packs.iter().all(|p| !removed.contains(&p.pack))
+}
+
 /// Decides [`IndexChanges`]: pure, from the index before any change
 /// (`indexed` says whether a blob is live in it), the blobs snapshots
-/// reference, the ripe tombstone files and the plan for packs.
+/// reference, the ripe tombstone files, the plan for packs and the size
+/// from which an index file is stable.
 fn index_changes<'a>(
     files: &[&'a (Id, IndexFile)],
     packs: &HashMap<Id, PackView>,
@@ -453,6 +505,7 @@ fn index_changes<'a>(
     indexed: impl Fn(&Id) -> bool,
     ripe_files: &[(Id, &IndexFile)],
     plan: PackPlan,
+    stable_entries: usize,
 ) -> IndexChanges<'a> {
     let mut new_tombstones: Vec<Id> = packs
         .values()
@@ -473,10 +526,14 @@ fn index_changes<'a>(
         .filter(|(_, f)| f.tombstones.iter().all(|t| !plan.left_dead.contains(t)))
         .map(|(id, _)| *id)
         .collect();
-    let listing_files: Vec<&(Id, IndexFile)> = files
+    let (kept, listing_files): (Files<'a>, Files<'a>) = files
         .iter()
         .copied()
         .filter(|(_, f)| !f.packs.is_empty())
+        .partition(|(_, f)| stable(f, stable_entries, &removed));
+    let kept_packs = kept
+        .iter()
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
         .collect();
     let compact = !removed.is_empty() || !resolved.is_empty() || listing_files.len() > 1;
     IndexChanges {
@@ -485,6 +542,7 @@ fn index_changes<'a>(
         resolved,
         repack: plan.repack,
         listing_files,
+        kept_packs,
         compact,
     }
 }
@@ -514,16 +572,19 @@ async fn write_repacked(
 fn still_listed<'a>(
     packs: &'a HashMap<Id, PackView>,
     removed: &HashSet<Id>,
+    kept: &HashSet<Id>,
 ) -> HashMap<Id, (i64, &'a [PackEntry])> {
     packs
         .iter()
-        .filter(|(p, _)| !removed.contains(p))
+        .filter(|(p, _)| !removed.contains(p) && !kept.contains(p))
         .map(|(p, v)| (*p, (v.listed, v.entries.as_slice())))
         .collect()
 }
 
 struct Decided<'a> {
     now: i64,
+    /// Index files not superseded before the run.
+    live_files: usize,
     all_files: &'a [(Id, IndexFile)],
     index_deletions: IndexDeletions,
     tomb_files: &'a [&'a (Id, IndexFile)],

@@ -85,7 +85,15 @@ fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_f
         // 4's copy in pack 101 stays: its tombstone file is not done.
         left_dead: HashSet::from([id(4)]),
     };
-    let c = index_changes(&files, &packs, &referenced, live, &ripe, plan);
+    let c = index_changes(
+        &files,
+        &packs,
+        &referenced,
+        live,
+        &ripe,
+        plan,
+        STABLE_ENTRIES,
+    );
     assert_eq!(
         c.new_tombstones,
         vec![id(2), id(5)],
@@ -118,7 +126,94 @@ fn nothing_to_change_compacts_nothing() {
         repack: vec![],
         left_dead: HashSet::new(),
     };
-    let c = index_changes(&files, &packs, &referenced, |_| true, &[], plan);
+    let c = index_changes(
+        &files,
+        &packs,
+        &referenced,
+        |_| true,
+        &[],
+        plan,
+        STABLE_ENTRIES,
+    );
     assert!(c.new_tombstones.is_empty() && c.removed.is_empty() && c.resolved.is_empty());
     assert!(!c.compact, "one listing file, nothing removed or resolved");
+}
+
+/// A file of `n` entries listing pack `p`.
+fn big_file(p: u8, n: usize) -> IndexFile {
+    let mut f = file(&[p], &[]);
+    f.packs[0].blobs = vec![entry(p); n];
+    f
+}
+
+#[test]
+fn tiered_compaction_leaves_large_untouched_files_and_rewrites_the_rest() {
+    let files_owned = [
+        // Stable: large, and nothing in it is removed.
+        (id(50), big_file(100, STABLE_ENTRIES)),
+        // Large, but lists a pack the run deletes: rewritten.
+        (id(51), big_file(101, STABLE_ENTRIES + 5)),
+        // Small: merged.
+        (id(52), file(&[102], &[])),
+        (id(53), big_file(103, STABLE_ENTRIES - 1)),
+    ];
+    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
+    let packs = pack_views(&files);
+    let plan = PackPlan {
+        delete_packs: vec![id(101)],
+        repack: vec![],
+        left_dead: HashSet::new(),
+    };
+    let c = index_changes(
+        &files,
+        &packs,
+        &HashSet::new(),
+        |_| false,
+        &[],
+        plan,
+        STABLE_ENTRIES,
+    );
+    let rewritten: Vec<Id> = c.listing_files.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rewritten, vec![id(51), id(52), id(53)]);
+    assert_eq!(c.kept_packs, HashSet::from([id(100)]));
+    assert!(c.compact);
+    // The compaction lists again neither the removed pack nor the kept one.
+    let listed = still_listed(&packs, &c.removed, &c.kept_packs);
+    let mut listed: Vec<Id> = listed.into_keys().collect();
+    listed.sort();
+    assert_eq!(listed, vec![id(102), id(103)]);
+}
+
+#[test]
+fn stable_files_alone_need_no_compaction() {
+    let files_owned = [
+        (id(50), big_file(100, STABLE_ENTRIES)),
+        (id(51), big_file(101, STABLE_ENTRIES)),
+        (id(52), file(&[102], &[])),
+    ];
+    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
+    let packs = pack_views(&files);
+    let plan = PackPlan {
+        delete_packs: vec![],
+        repack: vec![],
+        left_dead: HashSet::new(),
+    };
+    let c = index_changes(
+        &files,
+        &packs,
+        &HashSet::new(),
+        |_| false,
+        &[],
+        plan,
+        STABLE_ENTRIES,
+    );
+    assert_eq!(c.listing_files.len(), 1, "only the small file");
+    assert!(
+        !c.compact,
+        "one small file and two stable ones: nothing to merge"
+    );
+    // A file with tombstones is never stable, however large.
+    let mut f = big_file(100, STABLE_ENTRIES);
+    f.tombstones = vec![id(9)];
+    assert!(!stable(&f, STABLE_ENTRIES, &HashSet::new()));
 }
