@@ -1,0 +1,184 @@
+//! How open, backup and prune grow with the number of chunks in a real
+//! repository, and how much of the index a client downloads again after a
+//! prune (benches/prune_scale.sh).
+//!
+//! `prune-scale DIR CHUNKS [flat]` builds a local repository in DIR (which
+//! must not exist) holding CHUNKS data blobs of 64 bytes in ten snapshots,
+//! on a clock it moves, then measures, printing one tab-separated line:
+//!
+//! - `open_s`, `open_bytes`: a new client opening it (key, index table);
+//! - `backup_s`: a backup of 1,000 new blobs;
+//! - `compact_s`: the first prune (it merges the backups' index files);
+//! - `prune1_s`, `prune2_s`: after forgetting the oldest snapshot, the
+//!   prune that tombstones its blobs and, a grace period later, the one
+//!   that deletes their packs;
+//! - `index_bytes`: the index after all that;
+//! - `redownload_bytes`: what a client that had read the index before the
+//!   forget downloads when it opens again (its object cache and index
+//!   table kept, as the CLI and the node agent keep them);
+//! - `kept_files`: index files the last prune left as they were.
+//!
+//! With `flat`, prune rewrites every index file (no stable tier), for
+//! comparison. Blobs are tiny so that millions fit on this disk; packs are
+//! the smallest allowed (64 KiB), about 590 blobs each.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn::layers::core::FixedClock;
+use cairn::layers::core::format::{
+    Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source, Timestamp, Tree,
+};
+use cairn::layers::repo::{BlobWriter, MIN_GRACE};
+use cairn::{Cache, Repository, Store};
+use cairn::{Create, Id, InitOptions, Kind, Maintenance, OpenOptions, PruneOptions};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const PASSWORD: &[u8] = b"bench";
+const T0: i64 = 1_800_000_000;
+const SNAPSHOTS: u64 = 10;
+/// The local disk the merged index may take (96 bytes per entry).
+const TABLE_LIMIT: u64 = 8 << 30;
+/// Chunks per file node: a snapshot's files stay well below the tree limit.
+const PER_FILE: u64 = 10_000;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: prune-scale DIR CHUNKS [flat]";
+    let dir = std::path::PathBuf::from(args.get(1).ok_or(usage)?);
+    let chunks: u64 = args.get(2).ok_or(usage)?.parse()?;
+    let flat = args.get(3).is_some_and(|a| a == "flat");
+    let url = dir.join("repo").to_string_lossy().into_owned();
+    let clock = Arc::new(FixedClock::new(T0));
+    let mut init = InitOptions::new("bench", "bench", T0);
+    init.data_pack_size = Some(64 * 1024);
+    init.clock = clock.clone();
+    drop(Repository::init(Store::open(&url, Create::IfMissing)?, PASSWORD, init).await?);
+    // The handle that backs up and prunes keeps its merged index on disk,
+    // as the CLI does, and may hold ten million entries and more.
+    let mut o = OpenOptions::default();
+    o.clock = clock.clone();
+    o.index_dir = Some(dir.join("writer"));
+    o.index_table_limit = TABLE_LIMIT;
+    let repo = Repository::open(Store::open(&url, Create::Never)?, PASSWORD, o).await?;
+    let mut snaps = Vec::new();
+    let mut next = 0u64;
+    for s in 0..SNAPSHOTS {
+        clock.set(T0 + s as i64 * 3600);
+        let n = chunks / SNAPSHOTS + u64::from(s < chunks % SNAPSHOTS);
+        snaps.push(backup(&repo, &mut next, n).await?);
+    }
+    // A client as the CLI and the node agent open a remote repository:
+    // immutable objects (index files among them) cached on local disk, and
+    // the merged index table beside them.
+    let open = |client: &str| {
+        let mut o = OpenOptions::default();
+        o.clock = clock.clone();
+        o.index_dir = Some(dir.join(client).join("index"));
+        o.index_table_limit = TABLE_LIMIT;
+        let cache = Cache::open(&dir.join(client).join("objects"));
+        let store = Store::open(&url, Create::Never);
+        async move {
+            let store = store?.with_cache(Arc::new(cache?));
+            Ok::<_, Error>(Repository::open(store, PASSWORD, o).await?)
+        }
+    };
+    let t = Instant::now();
+    let client = open("client").await?;
+    let open_s = t.elapsed().as_secs_f64();
+    let open_bytes = client.store().metrics().bytes_down;
+    drop(client);
+
+    clock.set(T0 + SNAPSHOTS as i64 * 3600);
+    let t = Instant::now();
+    backup(&repo, &mut next, 1000).await?;
+    let backup_s = t.elapsed().as_secs_f64();
+
+    let mut opts = PruneOptions::default();
+    opts.grace = MIN_GRACE;
+    if flat {
+        opts.stable_index_entries = usize::MAX;
+    }
+    let t = Instant::now();
+    repo.prune(opts).await?;
+    let compact_s = t.elapsed().as_secs_f64();
+    // A client reads the compacted index, then the oldest snapshot goes.
+    drop(open("client").await?);
+    repo.forget_snapshot(&snaps[0]).await?;
+    clock.set(clock_now(&repo) + 60);
+    let t = Instant::now();
+    repo.prune(opts).await?;
+    let prune1_s = t.elapsed().as_secs_f64();
+    clock.set(clock_now(&repo) + MIN_GRACE + 1);
+    let t = Instant::now();
+    let last = repo.prune(opts).await?;
+    let prune2_s = t.elapsed().as_secs_f64();
+    let redownload_bytes = open("client").await?.store().metrics().bytes_down;
+    let index = repo.store().list("index").await?;
+    let index_bytes: u64 = index.iter().map(|o| o.size).sum();
+    println!(
+        "chunks\tpolicy\topen_s\topen_bytes\tbackup_s\tcompact_s\tprune1_s\tprune2_s\tindex_bytes\tredownload_bytes\tkept_files\tpacks_deleted"
+    );
+    println!(
+        "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{}\t{}",
+        if flat { "flat" } else { "tiered" },
+        last.index_files_kept,
+        last.packs_deleted,
+    );
+    Ok(())
+}
+
+fn clock_now(repo: &Repository) -> i64 {
+    repo.clock().now()
+}
+
+/// Stores `n` new 64-byte blobs (numbered from `next`) in files of
+/// [`PER_FILE`] chunks under one root tree, and saves a snapshot.
+async fn backup(repo: &Repository, next: &mut u64, n: u64) -> Result<Id, Error> {
+    let writer = BlobWriter::new(repo)?;
+    let first = *next;
+    *next += n;
+    let (writer, root) = tokio::task::spawn_blocking(move || {
+        let mut nodes = Vec::new();
+        let mut at = first;
+        while at < first + n {
+            let end = (at + PER_FILE).min(first + n);
+            let mut node = Node::new(format!("f{at:012}").into_bytes(), NodeKind::File);
+            for i in at..end {
+                let data = blake3::hash(&i.to_le_bytes());
+                let mut blob = [0u8; 64];
+                blob[..32].copy_from_slice(data.as_bytes());
+                blob[32..].copy_from_slice(blake3::hash(data.as_bytes()).as_bytes());
+                node.content.push(writer.add_blob(Kind::Data, &blob)?.0);
+            }
+            node.size = 64 * (end - at);
+            nodes.push(node);
+            at = end;
+        }
+        let mut tree = Tree { nodes };
+        tree.sort();
+        let root = writer.add_blob(Kind::Tree, &tree.encode()?)?.0;
+        Ok::<_, Error>((writer, root))
+    })
+    .await??;
+    writer.finish().await?;
+    let snap = Snapshot {
+        time: Timestamp {
+            secs: repo.clock().now(),
+            nanos: 0,
+        },
+        tree: root,
+        hostname: "bench".into(),
+        username: "bench".into(),
+        paths: vec![b"/data".to_vec()],
+        root_layout: RootLayout::Directory,
+        source: Source::Filesystem,
+        tags: vec![],
+        parent: None,
+        stats: SnapshotStats::default(),
+        program_version: "bench".into(),
+    };
+    Ok(repo.save_snapshot(&snap).await?)
+}
