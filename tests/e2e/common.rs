@@ -18,12 +18,13 @@ pub(crate) const CHEAP_KDF: [&str; 4] = ["--kdf-memory", "8", "--kdf-iterations"
 
 /// Environment variables cairn reads; cleared so the caller's environment
 /// cannot leak into a test.
-const CAIRN_ENV: [&str; 5] = [
+const CAIRN_ENV: [&str; 6] = [
     "CAIRN_REPOSITORY",
     "CAIRN_PASSWORD",
     "CAIRN_PASSWORD_FILE",
     "CAIRN_NEW_PASSWORD",
     "CAIRN_CACHE_DIR",
+    "CAIRN_INDEX_TABLE_LIMIT",
 ];
 
 /// A home directory for the binary under test, so the index tables it

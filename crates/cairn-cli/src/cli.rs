@@ -60,6 +60,15 @@ pub(crate) struct Global {
     /// directory)
     #[arg(long, global = true)]
     pub(crate) no_cache: bool,
+    /// Local disk the merged index table may take, in MiB (96 bytes per
+    /// indexed chunk; default 1024, about 11 million chunks)
+    #[arg(
+        long,
+        env = "CAIRN_INDEX_TABLE_LIMIT",
+        global = true,
+        value_name = "MIB"
+    )]
+    pub(crate) index_table_limit: Option<u64>,
     /// PEM certificates of an authority to trust besides the system's, for
     /// an S3 server whose certificate a private CA signed
     #[arg(long, env = "CAIRN_CA_CERT", global = true, value_name = "FILE")]

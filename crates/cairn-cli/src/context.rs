@@ -85,6 +85,9 @@ pub(crate) async fn open_with(g: &Global, pw: &[u8]) -> Result<Repository> {
     let mut opts = OpenOptions::default();
     opts.clock = crate::test_hooks::clock();
     opts.index_dir = cache_dir(g)?.map(|d| d.join("index"));
+    if let Some(mib) = g.index_table_limit {
+        opts.index_table_limit = mib.saturating_mul(1 << 20);
+    }
     let repo = Repository::open(store, pw, opts)
         .await
         .with_context(|| format!("cannot open repository {url}"))?;

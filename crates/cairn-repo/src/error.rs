@@ -92,7 +92,9 @@ pub enum Error {
     /// The local index table would outgrow its size limit.
     #[error(
         "the merged index needs {needed} bytes of local disk, more than the {limit} byte limit; \
-         raise the limit (OpenOptions::index_table_limit) if the repository really is this large"
+         if the repository really is this large, raise the limit: `cairn --index-table-limit MIB` \
+         or CAIRN_INDEX_TABLE_LIMIT (MiB) for the CLI and the node agent, \
+         OpenOptions::index_table_limit in the library"
     )]
     IndexTooLarge {
         /// Bytes the table and its sort runs would take.

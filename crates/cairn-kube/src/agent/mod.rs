@@ -61,6 +61,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// Cache for remote repositories.
     pub cache_dir: Option<PathBuf>,
+    /// Local disk a repository's merged index table may take, in bytes
+    /// (`None`: the library's default, 1 GiB).
+    pub index_table_limit: Option<u64>,
     /// This process's id, recorded in the jobs it runs.
     pub agent_id: String,
     /// Clock for snapshot times.

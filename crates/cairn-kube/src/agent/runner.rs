@@ -502,13 +502,11 @@ async fn execute<J: Job>(
     .map_err(Error::Invalid)?;
     let work = job.work();
     let readahead = readahead(&work, at);
-    let repo = crate::repo::open(
-        &agent.client,
-        &repo_obj,
-        cfg.cache_dir.as_deref(),
-        cairn::OpenOptions::default(),
-    )
-    .await?;
+    let mut opts = cairn::OpenOptions::default();
+    if let Some(limit) = cfg.index_table_limit {
+        opts.index_table_limit = limit;
+    }
+    let repo = crate::repo::open(&agent.client, &repo_obj, cfg.cache_dir.as_deref(), opts).await?;
     let result = match work {
         Work::Backup { tags, excludes } => {
             let j = BackupJob {

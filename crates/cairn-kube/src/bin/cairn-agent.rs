@@ -57,6 +57,10 @@ struct Args {
     /// Cache of index files, snapshots, settings and trees of remote repositories.
     #[arg(long, default_value = "/var/cache/cairn")]
     cache_dir: PathBuf,
+    /// Local disk a repository's merged index table may take, in MiB (96
+    /// bytes per indexed chunk; default 1024, about 11 million chunks).
+    #[arg(long, env = "CAIRN_INDEX_TABLE_LIMIT", value_name = "MIB")]
+    index_table_limit: Option<u64>,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9090")]
     metrics_addr: SocketAddr,
@@ -94,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         volume_wait: args.volume_wait,
         max_attempts: args.max_attempts,
         cache_dir: Some(args.cache_dir),
+        index_table_limit: args.index_table_limit.map(|m| m.saturating_mul(1 << 20)),
         clock: clock::from_env(None),
         admins: trust::Admins::new(args.admin_namespaces),
     };

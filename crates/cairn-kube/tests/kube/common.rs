@@ -228,6 +228,7 @@ impl Cluster {
             volume_wait: Duration::from_secs(30),
             max_attempts: 3,
             cache_dir: Some(self.scratch.path().join(format!("cache-{node}"))),
+            index_table_limit: None,
             agent_id: agent::new_agent_id(node),
             clock: Arc::new(cairn_kube::clock::SystemClock),
             admins: self.admins.clone(),
