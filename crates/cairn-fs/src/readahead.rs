@@ -29,7 +29,9 @@ const MAX_DEPTH: usize = 128;
 const MAX_ENTRIES: u64 = 4_000_000;
 
 /// A thread reading the metadata of the trees under some paths, stopped
-/// (and joined) by [`finish`](Self::finish) or when dropped.
+/// and joined by [`finish`](Self::finish), or stopped and left to end on
+/// its own when dropped: a backup never waits for it, even if a `stat` of
+/// a file system that stopped answering holds it.
 #[derive(Debug)]
 pub struct MetadataReadahead {
     stop: Arc<AtomicBool>,
@@ -38,9 +40,11 @@ pub struct MetadataReadahead {
 
 impl MetadataReadahead {
     /// Starts reading the metadata under `paths`, depth first in name
-    /// order, as the backup walk goes. Errors (a path that vanished, a
-    /// directory that cannot be read) only skip that part: the walk will
-    /// meet and report them itself.
+    /// order, as the backup walk goes, without leaving the file system of
+    /// each path (a mount below it may be one the walk excludes, or one
+    /// that hangs). Errors (a path that vanished, a directory that cannot
+    /// be read) only skip that part: the walk will meet and report them
+    /// itself.
     pub fn start(paths: Vec<PathBuf>) -> MetadataReadahead {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -51,8 +55,11 @@ impl MetadataReadahead {
                 let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
                 for p in paths {
                     // A path that is not a directory has nothing to read ahead.
-                    if let Ok(dir) = rustix::fs::open(&p, flags, Mode::empty()) {
-                        visit(dir, 0, &flag, &mut seen);
+                    let Ok(dir) = rustix::fs::open(&p, flags, Mode::empty()) else {
+                        continue;
+                    };
+                    if let Ok(m) = at::fstat(dir.as_fd()) {
+                        visit(dir, m.dev(), 0, &flag, &mut seen);
                     }
                 }
                 seen
@@ -71,14 +78,12 @@ impl MetadataReadahead {
 impl Drop for MetadataReadahead {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
-/// Looks at every entry of `dir` and descends into its directories.
-fn visit(dir: OwnedFd, depth: usize, stop: &AtomicBool, seen: &mut u64) {
+/// Looks at every entry of `dir` and descends into its directories on the
+/// device `dev`.
+fn visit(dir: OwnedFd, dev: u64, depth: usize, stop: &AtomicBool, seen: &mut u64) {
     let Ok(names) = at::list(dir.as_fd()) else {
         return;
     };
@@ -91,9 +96,9 @@ fn visit(dir: OwnedFd, depth: usize, stop: &AtomicBool, seen: &mut u64) {
         let Ok(m) = at::stat(dir.as_fd(), name) else {
             continue;
         };
-        if m.is_dir() && depth < MAX_DEPTH {
+        if m.is_dir() && m.dev() == dev && depth < MAX_DEPTH {
             if let Ok(sub) = at::open_read(dir.as_fd(), name, true) {
-                visit(sub, depth + 1, stop, seen);
+                visit(sub, dev, depth + 1, stop, seen);
             }
         }
     }
@@ -128,13 +133,28 @@ mod tests {
         assert_eq!(r.finish(), 9);
 
         // Stopped, it looks at nothing more.
+        let open = || at::open_read(rustix::fs::CWD, t.path().as_os_str(), true).expect("open");
+        let dev = at::fstat(open().as_fd()).expect("fstat").dev();
         let (mut seen, stop) = (0, AtomicBool::new(true));
-        let dir = at::open_read(rustix::fs::CWD, t.path().as_os_str(), true).expect("open");
-        visit(dir, 0, &stop, &mut seen);
+        visit(open(), dev, 0, &stop, &mut seen);
         assert_eq!(seen, 0);
         stop.store(false, Ordering::Relaxed);
-        let dir = at::open_read(rustix::fs::CWD, t.path().as_os_str(), true).expect("open");
-        visit(dir, 0, &stop, &mut seen);
+        visit(open(), dev, 0, &stop, &mut seen);
         assert_eq!(seen, 9);
+        // Directories of another device (a mount below the path) are not
+        // entered: only the four entries at the top are looked at.
+        let mut seen = 0;
+        visit(open(), dev.wrapping_add(1), 0, &stop, &mut seen);
+        assert_eq!(seen, 4);
+    }
+
+    /// Dropped, it is told to stop and not waited for.
+    #[test]
+    fn a_dropped_readahead_is_not_waited_for() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = MetadataReadahead::start(vec![t.path().to_owned()]);
+        let stop = r.stop.clone();
+        drop(r);
+        assert!(stop.load(Ordering::Relaxed));
     }
 }
