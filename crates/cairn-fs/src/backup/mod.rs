@@ -8,6 +8,7 @@
 
 mod content;
 pub(crate) mod copy;
+mod prefetch;
 mod select;
 mod sparse;
 mod stream;
@@ -222,6 +223,9 @@ async fn run(
     if let Some((_, p)) = &parent {
         estimate_from_parent(&progress, &p.stats);
     }
+    // Without a parent every file is read: the small ones are read ahead.
+    let _prefetch =
+        (stream.is_none() && parent.is_none()).then(|| prefetch::start(&paths, &progress));
     let mut walker = Walker::new(repo, &opts.selection, progress.clone())?;
     walker.change_detection = opts.change_detection;
     let (walker, root) = walk(walker, stream, paths, layout, parent_root, opts.time).await?;
