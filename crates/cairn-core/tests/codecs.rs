@@ -144,13 +144,22 @@ proptest! {
         let rng = SeededRandom::new(seed);
         let mut builder = PackBuilder::default();
         prop_assert!(builder.is_empty());
-        for (kind, plain) in &blobs {
+        // What the pack would be with the last blob, as a writer asks
+        // before adding it to keep packs within their target size.
+        let mut predicted = None;
+        for (i, (kind, plain)) in blobs.iter().enumerate() {
             let id = keys.blob_id(*kind, plain);
             let sealed = seal(&keys, *kind, &id, plain, c, &rng);
+            if i + 1 == blobs.len() {
+                predicted = Some(builder.size_with(sealed.len()));
+            }
             builder.push(*kind, id, &sealed, plain.len() as u32);
         }
         prop_assert_eq!(builder.entries().len(), blobs.len());
         let (pack, entries) = builder.finish(&keys, &pack_id, &rng);
+        if let Some(n) = predicted {
+            prop_assert_eq!(pack.len(), n);
+        }
         prop_assert_eq!(&pack_v1::read_header(&keys, &pack_id, &pack)?, &entries);
         for (e, (kind, plain)) in entries.iter().zip(&blobs) {
             let expected = (*kind, keys.blob_id(*kind, plain), plain.len() as u32);

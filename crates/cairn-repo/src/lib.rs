@@ -43,6 +43,7 @@ mod error;
 mod index;
 mod keyring;
 mod leftovers;
+mod pack_buffers;
 mod paths;
 mod read;
 mod repack;

@@ -5,7 +5,9 @@
 //! uploader task that keeps a few uploads in flight and writes an index file
 //! every few packs, so a backup that is killed leaves its uploaded packs
 //! indexed and the next backup deduplicates against them. Memory is bounded:
-//! at most one open pack per kind, one queued and a few in flight.
+//! at most [`PACK_BUFFERS`] data packs exist at once (filling, queued or
+//! uploading; see [`PackBuffers`]), each within the configured pack size,
+//! and one tree pack.
 //!
 //! Before anything is deduplicated or uploaded, the uploader announces the
 //! writer's session (`sessions/<id>`) and then reloads the index and lists
@@ -27,6 +29,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
+use crate::pack_buffers::{PackBuffers, Slot};
 use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result, paths};
 
@@ -91,6 +94,15 @@ struct FinishedPack {
     kind: Kind,
     bytes: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// The place of a data pack's buffer (see [`PackBuffers`]).
+    slot: Option<Slot>,
+}
+
+/// The pack of one kind being filled, with its buffer's slot (data packs).
+#[derive(Default)]
+struct Filling {
+    pack: PackBuilder,
+    slot: Option<Slot>,
 }
 
 struct Shared {
@@ -107,13 +119,10 @@ struct Shared {
     /// uploaded: a blob is deduplicated only against a copy in one of them,
     /// never on an index entry alone (an index file can outlive its pack).
     packs: std::sync::RwLock<HashSet<Id>>,
-    data: Mutex<PackBuilder>,
-    tree: Mutex<PackBuilder>,
-    /// Buffers of uploaded data packs, reused for the next packs: a pack
-    /// is the largest allocation of a backup, and allocating a fresh one
-    /// each time leaves the freed ones fragmenting the allocator's arenas
-    /// (peak RSS was twice the live memory).
-    buffers: Mutex<Vec<Vec<u8>>>,
+    data: Mutex<Filling>,
+    tree: Mutex<Filling>,
+    /// The data packs' buffers: at most [`PACK_BUFFERS`] in memory.
+    buffers: Arc<PackBuffers>,
     counters: Counters,
 }
 
@@ -123,9 +132,10 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Data-pack buffers kept for reuse: one per pack that can be in memory at
-/// once (filling, queued, uploading).
-const SPARE_BUFFERS: usize = UPLOAD_CONCURRENCY + QUEUE_DEPTH + 1;
+/// Data packs in memory at most: one filling and one per upload in flight.
+/// A full pack waits in the queue, or its writer waits to start the next,
+/// until an upload ends.
+pub(crate) const PACK_BUFFERS: usize = UPLOAD_CONCURRENCY + 1;
 
 /// Adds blobs to a repository. See the module docs.
 pub struct BlobWriter {
@@ -173,9 +183,9 @@ impl BlobWriter {
             ready_ok: std::sync::atomic::AtomicBool::new(false),
             pending: Mutex::new(HashSet::new()),
             packs: std::sync::RwLock::new(HashSet::new()),
-            data: Mutex::new(PackBuilder::default()),
-            tree: Mutex::new(PackBuilder::default()),
-            buffers: Mutex::new(Vec::new()),
+            data: Mutex::default(),
+            tree: Mutex::default(),
+            buffers: PackBuffers::new(PACK_BUFFERS, repo.config().data_pack_size as usize),
             counters: Counters::default(),
         });
         let uploader = handle.spawn(upload_loop(shared.clone(), rx));
@@ -242,25 +252,31 @@ impl BlobWriter {
         c.bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         let raw_len = data.len() as u32; // bounded by max_plaintext(kind) above
-        let full = {
-            let (packer, target) = self.packer(kind);
-            let mut p = lock(packer);
-            p.push(kind, id, sealed, raw_len);
-            (p.len() >= target).then(|| {
-                let next = match kind {
-                    Kind::Tree => PackBuilder::default(),
-                    _ => self.fresh_data_pack(),
+        let (packer, target) = self.packer(kind);
+        loop {
+            let mut f = lock(packer);
+            // A pack, header included, stays within its target size unless
+            // its only blob is larger: a full one is sent off first.
+            if !f.pack.is_empty() && f.pack.size_with(sealed.len()) > target {
+                let full = std::mem::take(&mut *f);
+                drop(f);
+                let pack = self.seal_pack(kind, full);
+                self.tx.blocking_send(pack).map_err(|_| {
+                    Error::Internal("the pack uploader stopped after an error".into())
+                })?;
+                continue;
+            }
+            if kind != Kind::Tree && f.slot.is_none() {
+                // Waits, if every buffer is in use, for an upload to end.
+                let (buf, slot) = self.shared.buffers.take();
+                *f = Filling {
+                    pack: PackBuilder::with_buffer(buf),
+                    slot: Some(slot),
                 };
-                std::mem::replace(&mut *p, next)
-            })
-        };
-        if let Some(p) = full {
-            let pack = self.seal_pack(kind, p);
-            self.tx
-                .blocking_send(pack)
-                .map_err(|_| Error::Internal("the pack uploader stopped after an error".into()))?;
+            }
+            f.pack.push(kind, id, sealed, raw_len);
+            return Ok(());
         }
-        Ok(())
     }
 
     /// True if every blob of `ids` can be referenced without storing it
@@ -317,23 +333,7 @@ impl BlobWriter {
         self.shared.counters.snapshot()
     }
 
-    /// A data pack builder on a spare buffer, or a new one sized for a full
-    /// pack so it never grows by reallocation.
-    fn fresh_data_pack(&self) -> PackBuilder {
-        match lock(&self.shared.buffers).pop() {
-            Some(buf) => PackBuilder::with_buffer(buf),
-            None => {
-                let config = self.shared.repo.config();
-                let room = config.data_pack_size as usize
-                    + cairn_core::SEAL_OVERHEAD
-                    + config.chunker.max_size as usize
-                    + 64 * 1024;
-                PackBuilder::with_capacity(room)
-            }
-        }
-    }
-
-    fn packer(&self, kind: Kind) -> (&Mutex<PackBuilder>, usize) {
+    fn packer(&self, kind: Kind) -> (&Mutex<Filling>, usize) {
         let config = self.shared.repo.config();
         match kind {
             Kind::Tree => (&self.shared.tree, config.tree_pack_size as usize),
@@ -341,17 +341,18 @@ impl BlobWriter {
         }
     }
 
-    fn seal_pack(&self, kind: Kind, p: PackBuilder) -> FinishedPack {
+    fn seal_pack(&self, kind: Kind, f: Filling) -> FinishedPack {
         let repo = &self.shared.repo;
         let mut id = [0u8; 32];
         repo.rng().fill(&mut id);
         let id = Id::from_bytes(id);
-        let (bytes, entries) = p.finish(repo.keys(), &id, repo.rng());
+        let (bytes, entries) = f.pack.finish(repo.keys(), &id, repo.rng());
         FinishedPack {
             id,
             kind,
             bytes,
             entries,
+            slot: f.slot,
         }
     }
 
@@ -361,9 +362,9 @@ impl BlobWriter {
     pub async fn finish(self) -> Result<WriterStats> {
         let mut send_failed = false;
         for kind in [Kind::Data, Kind::Tree] {
-            let p = std::mem::take(&mut *lock(self.packer(kind).0));
-            if !p.is_empty() {
-                let pack = self.seal_pack(kind, p);
+            let f = std::mem::take(&mut *lock(self.packer(kind).0));
+            if !f.pack.is_empty() {
+                let pack = self.seal_pack(kind, f);
                 send_failed |= self.tx.send(pack).await.is_err();
             }
         }
@@ -477,19 +478,16 @@ async fn upload_packs(
 
 async fn upload(shared: Arc<Shared>, p: FinishedPack) -> Result<IndexPack> {
     let bytes = Bytes::from(p.bytes);
+    // On failure the slot is dropped with the pack: its place is free again.
     shared
         .repo
         .store()
         .put_as(&paths::pack(&p.id), bytes.clone(), pack_class(p.kind))
         .await?;
-    // Once the store let go of its copy, the buffer is ours again.
-    if p.kind == Kind::Data {
-        if let Ok(buf) = bytes.try_into_mut() {
-            let mut spare = lock(&shared.buffers);
-            if spare.len() < SPARE_BUFFERS {
-                spare.push(Vec::from(buf));
-            }
-        }
+    // Once the store let go of its copy, the buffer is ours again; if it
+    // kept one, the slot alone is given up.
+    if let (Some(slot), Ok(buf)) = (p.slot, bytes.try_into_mut()) {
+        slot.give_back(Vec::from(buf));
     }
     shared
         .packs

@@ -32,3 +32,57 @@ async fn a_blob_above_its_kinds_limit_is_refused_and_never_written() {
         max_plaintext(Kind::Data)
     );
 }
+
+/// A pack, header and trailer included, stays within the configured size
+/// unless its only blob is larger: the writer's pack buffers are allocated
+/// at that size and never grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_stay_within_their_target_size_unless_one_blob_is_larger() {
+    let (repo, _clock) = repo().await; // 64 KiB data packs
+    let target = 64 * 1024;
+    let writer = BlobWriter::new(&repo).expect("writer");
+    let mut blobs: Vec<Vec<u8>> = (0..200u64)
+        .map(|i| cairn_testkit::noise(i, 1 + (i as usize * 7919) % (20 * 1024)))
+        .collect();
+    blobs.insert(100, cairn_testkit::noise(1000, target + 1000));
+    let writer = tokio::task::spawn_blocking(move || {
+        for b in &blobs {
+            writer.add_blob(Kind::Data, b).expect("add");
+        }
+        writer
+    })
+    .await
+    .expect("join");
+    let stats = writer.finish().await.expect("finish");
+    let packs = repo.list_packs().await.expect("list");
+    assert_eq!(packs.len() as u64, stats.data_packs);
+    let (mut single, mut total) = (0, 0);
+    for (id, size) in packs {
+        let hex = id.to_string();
+        let bytes = repo
+            .store()
+            .get(&format!("data/{}/{hex}", &hex[..2]))
+            .await
+            .expect("get pack");
+        assert_eq!(bytes.len() as u64, size);
+        // The trailer gives the sealed header's length, 46 bytes + 45 per blob.
+        let h = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
+        let blobs_in_pack = (h as usize - 46) / 45;
+        if blobs_in_pack == 1 && size > target as u64 {
+            single += 1;
+        } else {
+            assert!(
+                size <= target as u64,
+                "a pack of {size} bytes and {blobs_in_pack} blobs"
+            );
+        }
+        total += blobs_in_pack;
+    }
+    assert_eq!(single, 1, "the blob larger than a pack has one of its own");
+    assert_eq!(total, 201);
+    assert!(
+        stats.data_packs >= 30,
+        "{} packs for about 2 MiB",
+        stats.data_packs
+    );
+}

@@ -108,6 +108,12 @@ impl PackBuilder {
     pub fn len(&self) -> usize {
         self.data.len()
     }
+    /// The length the finished pack (header and trailer included) would
+    /// have with one more sealed blob of `sealed_len` bytes.
+    pub fn size_with(&self, sealed_len: usize) -> usize {
+        let header = 5 + (self.entries.len() + 1) * ENTRY_LEN + SEAL_OVERHEAD;
+        self.data.len() + sealed_len + header + 4
+    }
     /// True before the first blob.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
