@@ -38,6 +38,11 @@ const HEADER: usize = 64;
 pub(super) const SAMPLE_EVERY: usize = 64;
 /// Lookups between two releases of the mapped pages (see `Table::release`).
 const RELEASE_EVERY: u64 = 32;
+/// A table up to this size is never released: resident whole, it takes
+/// no more than the pages one batch of lookups may map anyway (up to
+/// 32 × 3 × 64 KiB), and each release is an `madvise` that stops every
+/// thread of the process (one per 32 unchanged files of a backup).
+const RESIDENT_WHOLE: usize = 8 << 20;
 
 /// The record carries a location (false for a tombstone-only record).
 pub(super) const HAS_LOCATION: u8 = 1;
@@ -297,6 +302,9 @@ impl Table {
     /// bounds that growth to a few MiB at one `madvise` per batch (one per
     /// lookup was measurable in a backup of 40,000 unchanged files).
     fn release(&self) {
+        if !releases(self.map.len()) {
+            return;
+        }
         let n = self
             .lookups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -374,6 +382,11 @@ fn map_file(file: &File) -> Result<memmap2::Mmap, TableError> {
     // resident memory) that no lookup asked for.
     map.advise(memmap2::Advice::Random)?;
     Ok(map)
+}
+
+/// Whether a mapped table of `len` bytes is released (see `Table::release`).
+pub(super) fn releases(len: usize) -> bool {
+    len > RESIDENT_WHOLE
 }
 
 #[allow(unsafe_code)]
