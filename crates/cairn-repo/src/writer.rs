@@ -132,10 +132,11 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Data packs in memory at most: one filling and one per upload in flight.
-/// A full pack waits in the queue, or its writer waits to start the next,
-/// until an upload ends.
-pub(crate) const PACK_BUFFERS: usize = UPLOAD_CONCURRENCY + 1;
+/// Data packs in memory at most: one filling and one uploading, or two
+/// uploading while the writer waits to start the next. A third buffer
+/// (one filling, two uploading) cost 16 MiB of peak RSS and gained no
+/// time, locally or against Garage on loopback (docs/PERFORMANCE.md).
+pub(crate) const PACK_BUFFERS: usize = 2;
 
 /// Adds blobs to a repository. See the module docs.
 pub struct BlobWriter {
