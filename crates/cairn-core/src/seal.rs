@@ -153,6 +153,13 @@ pub fn seal_into(
     out: &mut Vec<u8>,
 ) {
     out.clear();
+    // Room for the largest outcome, exactly: a kept buffer grown by
+    // doubling would end up to twice the largest object it ever held.
+    let body = match compression {
+        Compression::Zstd(_) => zstd::zstd_safe::compress_bound(plaintext.len()),
+        Compression::None => 0,
+    };
+    out.reserve_exact(SEAL_OVERHEAD + body.max(plaintext.len()));
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut nonce);
     out.extend_from_slice(&nonce);
@@ -365,6 +372,25 @@ mod tests {
                 "a damaged frame fails"
             );
             assert_eq!(decompress(&f_small, Kind::Data, &id).expect("small"), small);
+        }
+    }
+
+    /// A buffer reused for objects of growing size is allocated for the
+    /// largest outcome of each, never doubled past it.
+    #[test]
+    fn a_reused_sealing_buffer_is_sized_for_its_largest_object() {
+        let keys = crate::keys::MasterKey::from_bytes([3; 32]).derive();
+        let rng = crate::random::OsRandom;
+        let mut out = Vec::new();
+        for len in [5 << 20, 8 << 20] {
+            let plain: Vec<u8> = (0..len).map(|i: usize| (i % 251) as u8).collect();
+            let id = keys.blob_id(Kind::Data, &plain);
+            for c in [Compression::None, Compression::Zstd(3)] {
+                seal_into(&keys, Kind::Data, &id, &plain, c, &rng, &mut out);
+                assert_eq!(open(&keys, Kind::Data, &id, &out).expect("open"), plain);
+            }
+            let most = SEAL_OVERHEAD + zstd::zstd_safe::compress_bound(len);
+            assert!(out.capacity() <= most, "{} bytes for {len}", out.capacity());
         }
     }
 }
