@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use super::FILE_CONCURRENCY;
 use super::cold::Halt;
-use super::files::{Devices, FileDone, Place, into_place, stage_whole};
+use super::files::{Devices, FileDone, Place, Shared, into_place, stage_whole};
 use crate::Progress;
 use crate::at::Root;
 
@@ -67,8 +67,9 @@ pub(super) async fn restore_small(
     files: Vec<(PathBuf, Node)>,
     owners: bool,
     progress: &Progress,
-    halt: &Halt,
+    shared: &Shared,
 ) -> Vec<Done> {
+    let halt = &shared.halt;
     let files = Arc::new(files);
     let devices = Arc::new(Devices::default());
     let mut done: Vec<Done> = Vec::with_capacity(files.len());
@@ -110,7 +111,7 @@ pub(super) async fn restore_small(
                     devices,
                     owners,
                 };
-                run(repo, to, files, job, progress, halt).await
+                run(repo, to, files, job, progress, shared).await
             }
         })
         .buffer_unordered(FILE_CONCURRENCY);
@@ -221,11 +222,23 @@ async fn run(
     files: Arc<Vec<(PathBuf, Node)>>,
     job: Job,
     progress: &Progress,
-    halt: &Halt,
+    shared: &Shared,
 ) -> Vec<Staged> {
+    let halt = &shared.halt;
     let all: Vec<usize> = match &job {
         Job::Empty(users) => users.clone(),
         Job::Range(r) => r.chunks.iter().flat_map(|c| c.2.iter().copied()).collect(),
+    };
+    // The range, and one chunk opened from it at a time.
+    let _held = match &job {
+        Job::Empty(_) => None,
+        Job::Range(r) => {
+            let largest = r.chunks.iter().map(|c| u64::from(c.1.raw_length)).max();
+            shared
+                .budget
+                .hold(r.end - r.start + largest.unwrap_or(0))
+                .await
+        }
     };
     // A range that cannot be read leaves every chunk to the fallback below,
     // which tries the other copies the index files list.

@@ -46,6 +46,8 @@ pub(super) struct Shared {
     pub(super) zeros: Zeros,
     /// Set by the first read that finds its pack archived.
     pub(super) halt: Halt,
+    /// The chunk bytes in memory at once.
+    pub(super) budget: super::budget::Budget,
 }
 
 /// The longest file name Linux file systems accept (`NAME_MAX`).
@@ -349,6 +351,8 @@ async fn write_content(
                 if zeros.contains(&id) {
                     return Ok((u64::from(len), 0, 0));
                 }
+                // Sealed and opened, or read from the file in place.
+                let _held = shared.budget.hold(2 * u64::from(len)).await;
                 if let Some(old) = old {
                     return tokio::task::spawn_blocking(move || {
                         let mut buf = vec![0u8; len as usize];

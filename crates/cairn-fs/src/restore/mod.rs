@@ -18,6 +18,7 @@
 //! directory swapped for a symlink during the run leads nowhere outside.
 
 mod batch;
+mod budget;
 mod cold;
 mod files;
 mod filter;
@@ -260,7 +261,7 @@ async fn write_files(
         .into_iter()
         .partition(|(_, node, check_first)| !check_first && !verify && batch::is_small(node));
     let small: Vec<_> = small.into_iter().map(|(p, n, _)| (p, n)).collect();
-    let done = batch::restore_small(repo, root, small, owners, progress, &shared.halt).await;
+    let done = batch::restore_small(repo, root, small, owners, progress, &shared).await;
     for (path, size, r) in done {
         progress.check()?;
         shared.halt.check()?;
