@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use rustix::fs::{Advice, FileType, Mode, OFlags};
 
+use super::walk::open_same;
 use crate::{Progress, at};
 
 /// Files up to this size are read ahead; the kernel reads larger ones
@@ -231,19 +232,6 @@ impl State {
             self.counts.bytes.fetch_add(len.get(), Ordering::Relaxed);
         }
     }
-}
-
-fn open_same(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    m: &at::Meta,
-    directory: bool,
-) -> std::io::Result<OwnedFd> {
-    let fd = at::open_read(dir, name, directory)?;
-    if !at::same_inode(fd.as_fd(), m)? {
-        return Err(std::io::Error::other("replaced"));
-    }
-    Ok(fd)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ fn vanished(e: std::io::Error) -> std::io::Error {
 
 /// Opens the entry `name` of `dir` for reading (see [`at::open_read`]) and
 /// checks that it is still the inode `m` describes.
-fn open_same(
+pub(super) fn open_same(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     m: &at::Meta,
