@@ -253,12 +253,14 @@ async fn small_files_are_renamed_only_complete_and_a_cancel_leaves_no_temporary_
     for d in 0..10 {
         std::fs::create_dir(src.path().join(format!("d{d}"))).expect("mkdir");
         for i in 0..600 {
-            let data = noise(d * 1000 + i, 64 + (i as usize % 200));
+            // 1–4 KiB each: about 15 MiB, several ranged reads of 2 MiB.
+            let data = noise(d * 1000 + i, 1024 + (i as usize * 37) % 3072);
             std::fs::write(src.path().join(format!("d{d}/f{i}")), data).expect("write");
         }
     }
+    let store = Store::memory();
     let repo = Repository::init(
-        Store::memory(),
+        store.clone(),
         PASSWORD,
         InitOptions::insecure_fast_for_tests(),
     )
@@ -267,11 +269,11 @@ async fn small_files_are_renamed_only_complete_and_a_cancel_leaves_no_temporary_
     let out = cairn_fs::backup(&repo, options(src.path()), Arc::new(Progress::default()))
         .await
         .expect("backup");
-    let restore_into = |dst: &std::path::Path, progress: Arc<Progress>| {
+    let restore_into = async |repo: &Repository, dst: &std::path::Path, progress: Arc<Progress>| {
         let mut o = RestoreOptions::default();
         o.target = dst.to_owned();
         o.owners = Some(false);
-        cairn_fs::restore(&repo, &out.snapshot, o, progress)
+        cairn_fs::restore(repo, &out.snapshot, o, progress).await
     };
     // What is under `dst`: no temporary names, every file whole.
     let files_in = |dst: &std::path::Path| {
@@ -294,7 +296,7 @@ async fn small_files_are_renamed_only_complete_and_a_cancel_leaves_no_temporary_
     };
 
     let whole = tempfile::tempdir().expect("tempdir");
-    let done = restore_into(whole.path(), Arc::new(Progress::default()))
+    let done = restore_into(&repo, whole.path(), Arc::new(Progress::default()))
         .await
         .expect("restore");
     assert_eq!(done.files, 6000);
@@ -310,8 +312,19 @@ async fn small_files_are_renamed_only_complete_and_a_cancel_leaves_no_temporary_
             progress.cancel();
         })
     };
+    // Every read of the cancelled restore takes 100 ms, so the watcher
+    // cancels it long before its last range is read and its files are
+    // published, however loaded the machine (without it, one range held
+    // every file and the cancel could come after the last publish).
+    let slow = faulty(
+        &store,
+        &FaultPlan::new().latency(std::time::Duration::from_millis(100)),
+    )
+    .open(PASSWORD)
+    .await
+    .expect("open");
     let cut = tempfile::tempdir().expect("tempdir");
-    let err = restore_into(cut.path(), progress)
+    let err = restore_into(&slow, cut.path(), progress)
         .await
         .expect_err("a cancelled restore must not succeed");
     watcher.join().expect("watcher");
