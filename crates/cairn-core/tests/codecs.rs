@@ -156,10 +156,12 @@ proptest! {
             builder.push(*kind, id, &sealed, plain.len() as u32);
         }
         prop_assert_eq!(builder.entries().len(), blobs.len());
+        let size_now = builder.size();
         let (pack, entries) = builder.finish(&keys, &pack_id, &rng);
         if let Some(n) = predicted {
             prop_assert_eq!(pack.len(), n);
         }
+        prop_assert_eq!(pack.len(), size_now);
         prop_assert_eq!(&pack_v1::read_header(&keys, &pack_id, &pack)?, &entries);
         for (e, (kind, plain)) in entries.iter().zip(&blobs) {
             let expected = (*kind, keys.blob_id(*kind, plain), plain.len() as u32);

@@ -261,10 +261,7 @@ impl BlobWriter {
             if !f.pack.is_empty() && f.pack.size_with(sealed.len()) > target {
                 let full = std::mem::take(&mut *f);
                 drop(f);
-                let pack = self.seal_pack(kind, full);
-                self.tx.blocking_send(pack).map_err(|_| {
-                    Error::Internal("the pack uploader stopped after an error".into())
-                })?;
+                self.send(kind, full)?;
                 continue;
             }
             if kind != Kind::Tree && f.slot.is_none() {
@@ -276,6 +273,14 @@ impl BlobWriter {
                 };
             }
             f.pack.push(kind, id, sealed, raw_len);
+            // A pack that reached its target (a blob as large as a pack, on
+            // its own) goes now rather than with the next blob: a writer
+            // killed before then would have stored nothing.
+            if f.pack.size() >= target {
+                let full = std::mem::take(&mut *f);
+                drop(f);
+                self.send(kind, full)?;
+            }
             return Ok(());
         }
     }
@@ -340,6 +345,15 @@ impl BlobWriter {
             Kind::Tree => (&self.shared.tree, config.tree_pack_size as usize),
             _ => (&self.shared.data, config.data_pack_size as usize),
         }
+    }
+
+    /// Seals a full pack and queues it for the uploader (blocking while the
+    /// queue is full).
+    fn send(&self, kind: Kind, full: Filling) -> Result<()> {
+        let pack = self.seal_pack(kind, full);
+        self.tx
+            .blocking_send(pack)
+            .map_err(|_| Error::Internal("the pack uploader stopped after an error".into()))
     }
 
     fn seal_pack(&self, kind: Kind, f: Filling) -> FinishedPack {

@@ -114,6 +114,10 @@ impl PackBuilder {
         let header = 5 + (self.entries.len() + 1) * ENTRY_LEN + SEAL_OVERHEAD;
         self.data.len() + sealed_len + header + 4
     }
+    /// The length the finished pack would have now.
+    pub fn size(&self) -> usize {
+        self.data.len() + 5 + self.entries.len() * ENTRY_LEN + SEAL_OVERHEAD + 4
+    }
     /// True before the first blob.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
