@@ -86,3 +86,29 @@ async fn packs_stay_within_their_target_size_unless_one_blob_is_larger() {
         stats.data_packs
     );
 }
+
+/// A pack that reaches its target with one blob is uploaded at once, not
+/// when the next blob comes: a writer killed before then would otherwise
+/// have stored nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_full_with_one_blob_is_uploaded_before_the_next_blob() {
+    let (repo, _clock) = repo().await; // 64 KiB data packs
+    let writer = BlobWriter::new(&repo).expect("writer");
+    let big = cairn_testkit::noise(7, 70 * 1024);
+    let writer = tokio::task::spawn_blocking(move || {
+        writer.add_blob(Kind::Data, &big).expect("add");
+        writer
+    })
+    .await
+    .expect("join");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while repo.list_packs().await.expect("list").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the full pack was not uploaded before the writer finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let stats = writer.finish().await.expect("finish");
+    assert_eq!(stats.data_packs, 1);
+}
