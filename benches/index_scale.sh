@@ -18,6 +18,9 @@ bin="$CARGO_TARGET_DIR/release"
 work="$(mktemp -d "${TMPDIR:-/var/tmp}/cairn-index-scale.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 export CAIRN_PASSWORD=bench HOME="$work/home"
+# The merged table takes 96 bytes per entry: ten million need more than the
+# default limit of 1 GiB.
+export CAIRN_INDEX_TABLE_LIMIT="${CAIRN_INDEX_TABLE_LIMIT:-4096}"
 mkdir -p "$HOME" "$work/src"
 # Incompressible data in 8 MiB files, so the backup looks up every chunk.
 for i in $(seq 1 $((data_mib / 8))); do
