@@ -106,3 +106,37 @@ fn a_dropped_prefetch_is_told_to_stop_and_not_waited_for() {
     drop(p);
     assert!(stop.load(Ordering::Relaxed));
 }
+
+/// A directory of another file system below the path (a mount the walk
+/// may exclude, or one that hangs) is not entered: in a tenant's volume,
+/// a mount is not the prefetch's to read.
+#[test]
+fn directories_of_another_device_are_not_entered() {
+    let t = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(t.path().join("mnt")).expect("mkdir");
+    std::fs::write(t.path().join("top"), [1u8; 100]).expect("write");
+    std::fs::write(t.path().join("mnt/below"), [1u8; 100]).expect("write");
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let visit = |dev_offset: u64| {
+        let dir = rustix::fs::open(t.path(), flags, Mode::empty()).expect("open");
+        let dev = at::fstat(dir.as_fd()).expect("fstat").dev();
+        let counts = Arc::new(Counts::default());
+        let mut state = State {
+            progress: Arc::default(),
+            distance: DISTANCE,
+            stop: Arc::default(),
+            counts: counts.clone(),
+            ahead: 0,
+        };
+        state.visit(
+            dir,
+            &mut t.path().to_owned(),
+            dev.wrapping_add(dev_offset),
+            0,
+        );
+        counts.files.load(Ordering::Relaxed)
+    };
+    assert_eq!(visit(0), 2, "top and mnt/below");
+    // As if `t` were another device than its subdirectories: only `top`.
+    assert_eq!(visit(1), 1);
+}
