@@ -104,7 +104,7 @@ impl Keys {
     /// The AEAD key for objects of `kind`.
     pub(crate) fn sealing_key(&self, kind: Kind) -> &[u8; 32] {
         match kind {
-            Kind::Data => &self.data,
+            Kind::Data | Kind::Bundle => &self.data,
             _ => &self.meta,
         }
     }

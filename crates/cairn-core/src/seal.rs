@@ -33,6 +33,9 @@ pub const fn max_plaintext(kind: Kind) -> usize {
     match kind {
         // The chunker's largest maximum chunk size (FastCDC 2020: 16 MiB).
         Kind::Data => 16 * MIB,
+        // Writers close a bundle at 1 MiB of blobs plus one more blob of at
+        // most 128 KiB; the limit leaves room for other writers' choices.
+        Kind::Bundle => 16 * MIB,
         // One directory: about 100 bytes per entry, so millions of entries.
         Kind::Tree => 256 * MIB,
         // 45 bytes per blob: over 1.4 million blobs in one pack.
@@ -68,6 +71,10 @@ pub enum Kind {
     Session = 7,
     /// Settings that may change after init.
     Settings = 8,
+    /// Small data blobs compressed together (docs/FORMAT.md §7.1). In a
+    /// pack header or index entry, kind 9 marks a data blob stored inside
+    /// the bundle at the entry's range.
+    Bundle = 9,
 }
 
 impl Kind {
@@ -82,12 +89,21 @@ impl Kind {
             6 => Kind::Config,
             7 => Kind::Session,
             8 => Kind::Settings,
+            9 => Kind::Bundle,
             _ => return None,
         })
     }
     /// True for the kinds stored as blobs inside packs.
     pub fn is_blob(self) -> bool {
         matches!(self, Kind::Data | Kind::Tree)
+    }
+    /// The kind of the blob an index entry of this kind leads to: a blob
+    /// inside a bundle is a data blob.
+    pub fn content(self) -> Kind {
+        match self {
+            Kind::Bundle => Kind::Data,
+            k => k,
+        }
     }
 }
 
@@ -102,6 +118,7 @@ impl std::fmt::Display for Kind {
             Kind::Config => "config",
             Kind::Session => "session",
             Kind::Settings => "settings",
+            Kind::Bundle => "bundle",
         })
     }
 }

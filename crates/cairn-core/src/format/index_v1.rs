@@ -8,13 +8,14 @@
 //! ```
 //! Sealed as kind `Index`; the id (and object name) is the keyed hash of the
 //! plaintext. Tombstones and supersedes are written by prune and compaction.
+//! Version 2 is version 1 whose entries may be of kind `Bundle`, as in pack
+//! headers; writers use it only for files that list a bundle.
 
-use crate::codec::{Reader, Writer, expect_version};
-use crate::format::pack_v1::{ENTRY_LEN, PackEntry};
+use crate::codec::{Reader, Writer};
+use crate::format::pack_v1::{ENTRY_LEN, PackEntry, read_version, version_for};
 use crate::{Id, Result};
 
 const WHAT: &str = "index";
-const VERSION: u8 = 1;
 
 /// The blobs of one pack, as listed in an index file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -49,7 +50,7 @@ impl IndexFile {
                 + blobs * ENTRY_LEN
                 + 32 * (self.tombstones.len() + self.supersedes.len()),
         );
-        w.u8(VERSION);
+        w.u8(version_for(self.packs.iter().flat_map(|p| &p.blobs)));
         w.id(&self.session);
         w.i64(self.created);
         w.count(self.packs.len());
@@ -74,7 +75,7 @@ impl IndexFile {
     /// Decodes the plaintext.
     pub fn decode(b: &[u8]) -> Result<IndexFile> {
         let mut r = Reader::new(b, WHAT);
-        expect_version(&mut r, WHAT, VERSION)?;
+        let version = read_version(&mut r, WHAT)?;
         let session = r.id()?;
         let created = r.i64()?;
         let np = r.count(36)?;
@@ -84,7 +85,7 @@ impl IndexFile {
             let n = r.count(ENTRY_LEN)?;
             let mut blobs = Vec::with_capacity(n);
             for _ in 0..n {
-                blobs.push(PackEntry::read(&mut r)?);
+                blobs.push(PackEntry::read(&mut r, version)?);
             }
             packs.push(IndexPack { pack, blobs });
         }

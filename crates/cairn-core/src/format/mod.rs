@@ -2,6 +2,7 @@
 //!
 //! docs/FORMAT.md is the prose specification of these bytes.
 
+pub mod bundle_v1;
 pub mod config_v1;
 pub mod index_v1;
 pub mod keyfile_v1;
@@ -14,6 +15,7 @@ pub mod tree_v1;
 
 pub(crate) mod text;
 
+pub use bundle_v1::{Bundle, BundleBuilder};
 pub use config_v1::Config;
 pub use index_v1::{IndexFile, IndexPack};
 pub use keyfile_v1::{KdfParams, KeyFile, MAX_KEY_FILE_LEN};

@@ -3,18 +3,27 @@
 //!
 //! ```text
 //! blob 0 | blob 1 | … | sealed header | header length u32
-//! header plaintext: version u8 = 1 | count u32 | count × entry
+//! header plaintext: version u8 = 1 or 2 | count u32 | count × entry
 //! entry: kind u8 | id [32] | offset u32 | length u32 | raw length u32
 //! ```
 //! The header is sealed as kind `PackHeader` with the pack id, so a pack
 //! alone (with the key) is enough to rebuild its index entries.
+//!
+//! Version 2 differs from version 1 only in the entries it allows: also
+//! kind `Bundle`, a data blob inside the bundle at the entry's range, whose
+//! entries share that range (docs/adr/0019-bundles-of-small-blobs.md says
+//! why one codec reads both). Writers use version 1 for headers without a
+//! bundle, so a pack without one stays readable by older releases.
 
-use crate::codec::{Reader, Writer, expect_version};
+use crate::codec::{Reader, Writer};
 use crate::seal::{Compression, SEAL_OVERHEAD, open, seal};
 use crate::{Error, Id, Keys, Kind, RandomSource, Result};
 
 const WHAT: &str = "pack header";
+/// The version of headers without bundle entries.
 const VERSION: u8 = 1;
+/// The version of headers with bundle entries.
+const VERSION_BUNDLES: u8 = 2;
 /// Encoded size of one header entry.
 pub const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
 /// Length of the trailer that holds the header length.
@@ -45,10 +54,11 @@ impl PackEntry {
         w.u32(self.length);
         w.u32(self.raw_length);
     }
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<PackEntry> {
+    /// Reads one entry of a header or index file of `version` (1 or 2).
+    pub(crate) fn read(r: &mut Reader<'_>, version: u8) -> Result<PackEntry> {
         let k = r.u8()?;
         let kind = Kind::from_u8(k)
-            .filter(|k| k.is_blob())
+            .filter(|k| k.is_blob() || (version >= VERSION_BUNDLES && *k == Kind::Bundle))
             .ok_or_else(|| r.err(format!("entry kind {k} is not a blob kind")))?;
         let e = PackEntry {
             kind,
@@ -66,6 +76,41 @@ impl PackEntry {
     pub fn end(&self) -> u64 {
         u64::from(self.offset) + u64::from(self.length)
     }
+    /// The range of the pack it lies in (a bundle's, for a blob inside one).
+    pub fn range(&self) -> (u32, u32) {
+        (self.offset, self.length)
+    }
+}
+
+/// The version of header or index file that can list `entries`.
+pub(crate) fn version_for<'a>(entries: impl IntoIterator<Item = &'a PackEntry>) -> u8 {
+    if entries.into_iter().any(|e| e.kind == Kind::Bundle) {
+        VERSION_BUNDLES
+    } else {
+        VERSION
+    }
+}
+
+/// Reads the version byte of a header or index file: 1 or 2.
+pub(crate) fn read_version(r: &mut Reader<'_>, what: &'static str) -> Result<u8> {
+    let v = r.u8()?;
+    if v == VERSION || v == VERSION_BUNDLES {
+        Ok(v)
+    } else {
+        Err(Error::UnsupportedVersion {
+            what,
+            version: u32::from(v),
+            supported: u32::from(VERSION_BUNDLES),
+        })
+    }
+}
+
+/// Bytes of the pack that `entries` occupy, each range counted once (the
+/// blobs of one bundle share theirs).
+pub fn occupied_bytes<'a>(entries: impl IntoIterator<Item = &'a PackEntry>) -> u64 {
+    let ranges: std::collections::HashSet<(u32, u32)> =
+        entries.into_iter().map(PackEntry::range).collect();
+    ranges.into_iter().map(|(_, l)| u64::from(l)).sum()
 }
 
 /// Accumulates sealed blobs into a pack.
@@ -92,6 +137,22 @@ impl PackBuilder {
             entries: Vec::new(),
         }
     }
+    /// Appends a sealed bundle (kind `Bundle`, see `bundle_v1`) holding
+    /// `members` (id and plaintext length each): one entry per member, all
+    /// with the bundle's range.
+    pub fn push_bundle(&mut self, sealed: &[u8], members: &[(Id, u32)]) {
+        let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
+        let length = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
+        self.data.extend_from_slice(sealed);
+        self.entries
+            .extend(members.iter().map(|&(id, raw_length)| PackEntry {
+                kind: Kind::Bundle,
+                id,
+                offset,
+                length,
+                raw_length,
+            }));
+    }
     /// Appends a sealed blob.
     pub fn push(&mut self, kind: Kind, id: Id, sealed: &[u8], raw_length: u32) {
         let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
@@ -111,7 +172,12 @@ impl PackBuilder {
     /// The length the finished pack (header and trailer included) would
     /// have with one more sealed blob of `sealed_len` bytes.
     pub fn size_with(&self, sealed_len: usize) -> usize {
-        let header = 5 + (self.entries.len() + 1) * ENTRY_LEN + SEAL_OVERHEAD;
+        self.size_with_entries(sealed_len, 1)
+    }
+    /// [`size_with`](Self::size_with) for an object listed by `entries`
+    /// entries (a bundle's members).
+    pub fn size_with_entries(&self, sealed_len: usize, entries: usize) -> usize {
+        let header = 5 + (self.entries.len() + entries) * ENTRY_LEN + SEAL_OVERHEAD;
         self.data.len() + sealed_len + header + 4
     }
     /// The length the finished pack would have now.
@@ -152,7 +218,7 @@ impl PackBuilder {
 /// Encodes a header plaintext.
 pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
     let mut w = Writer::with_capacity(5 + entries.len() * ENTRY_LEN);
-    w.u8(VERSION);
+    w.u8(version_for(entries));
     w.count(entries.len());
     for e in entries {
         e.write(&mut w);
@@ -161,20 +227,26 @@ pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
 }
 
 /// Decodes a header plaintext, checking every blob lies inside the first
-/// `data_len` bytes of the pack and that blobs do not overlap.
+/// `data_len` bytes of the pack and that blobs do not overlap (the entries
+/// of one bundle share its range exactly).
 pub fn decode_header(b: &[u8], data_len: u64) -> Result<Vec<PackEntry>> {
     let mut r = Reader::new(b, WHAT);
-    expect_version(&mut r, WHAT, VERSION)?;
+    let version = read_version(&mut r, WHAT)?;
     let n = r.count(ENTRY_LEN)?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
-        entries.push(PackEntry::read(&mut r)?);
+        entries.push(PackEntry::read(&mut r, version)?);
     }
     r.end()?;
     let mut sorted: Vec<&PackEntry> = entries.iter().collect();
-    sorted.sort_by_key(|e| e.offset);
+    sorted.sort_by_key(|e| (e.offset, e.kind != Kind::Bundle));
     let mut next = 0u64;
+    let mut bundle: Option<(u32, u32)> = None;
     for e in sorted {
+        if e.kind == Kind::Bundle && bundle == Some(e.range()) {
+            continue; // another blob of the bundle just checked
+        }
+        bundle = (e.kind == Kind::Bundle).then(|| e.range());
         if u64::from(e.offset) < next || e.end() > data_len {
             return Err(Error::corrupt(
                 WHAT,

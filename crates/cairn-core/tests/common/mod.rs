@@ -14,7 +14,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
 
-pub(crate) const ALL_KINDS: [Kind; 8] = [
+pub(crate) const ALL_KINDS: [Kind; 9] = [
     Kind::Data,
     Kind::Tree,
     Kind::PackHeader,
@@ -23,6 +23,7 @@ pub(crate) const ALL_KINDS: [Kind; 8] = [
     Kind::Config,
     Kind::Session,
     Kind::Settings,
+    Kind::Bundle,
 ];
 
 pub(crate) const ALL_NODE_KINDS: [NodeKind; 7] = [
@@ -141,9 +142,14 @@ pub(crate) fn config() -> impl Strategy<Value = Config> {
 
 /// Pack entries as a decoder accepts them: blob kinds, at least a sealed
 /// empty blob long. Offsets are arbitrary (index files do not check them).
+/// A kind an index entry may have: a blob kind, or a blob in a bundle.
+pub(crate) fn entry_kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![Just(Kind::Data), Just(Kind::Tree), Just(Kind::Bundle)]
+}
+
 pub(crate) fn pack_entry() -> impl Strategy<Value = PackEntry> {
     (
-        blob_kind(),
+        entry_kind(),
         id(),
         any::<u32>(),
         SEAL_OVERHEAD as u32..=u32::MAX,
