@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+mod bundles;
 mod commands;
 pub use commands::lock;
 mod compact;

@@ -69,9 +69,14 @@ impl Repository {
         Ok(self.store().get_range(&paths::pack(pack), range).await?)
     }
 
-    /// Opens sealed blob bytes and verifies that they hash to `id`. CPU-bound:
-    /// async callers with large blobs should run it on a blocking thread.
+    /// Opens sealed blob bytes and verifies that they hash to `id`; for a
+    /// blob in a bundle, `sealed` is the whole bundle (the range its index
+    /// entry gives). CPU-bound: async callers with large blobs should run it
+    /// on a blocking thread.
     pub fn open_blob(&self, loc: &BlobLocation, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {
+        if loc.kind == Kind::Bundle {
+            return self.open_bundled(loc, id, sealed);
+        }
         let corrupt = |detail: String| Error::CorruptBlob {
             id: *id,
             pack: loc.pack,
@@ -175,7 +180,7 @@ impl Repository {
 
     /// Opens `sealed`, read from `loc`, as a blob of `kind`.
     fn open_as(&self, kind: Kind, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
-        if loc.kind != kind {
+        if loc.kind.content() != kind {
             return Err(Error::CorruptBlob {
                 id: *id,
                 pack: loc.pack,

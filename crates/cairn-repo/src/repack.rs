@@ -137,7 +137,9 @@ impl Repository {
     }
 
     /// Copies `entries` of `pack` (verified) into `builders`, uploading every
-    /// pack that reaches its target size. Returns the index entries of the
+    /// pack that reaches its target size. A bundle is copied whole, once,
+    /// with the entries of its blobs among `entries` (the others are not
+    /// listed again, so they are gone). Returns the index entries of the
     /// packs uploaded and the bytes written.
     pub(crate) async fn copy_blobs(
         &self,
@@ -148,7 +150,8 @@ impl Repository {
         let bytes = self.store().get(&paths::pack(pack)).await?;
         let mut done = Vec::new();
         let mut written = 0;
-        for e in entries {
+        for group in objects(entries) {
+            let e = group[0];
             let sealed =
                 bytes
                     .get(e.offset as usize..e.end() as usize)
@@ -157,20 +160,20 @@ impl Repository {
                         pack: *pack,
                         detail: "lies beyond the end of the pack".into(),
                     })?;
-            let loc = BlobLocation {
-                pack: *pack,
-                kind: e.kind,
-                offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-            };
             // Never copy a damaged blob over a good pack's grave.
-            self.open_blob(&loc, &e.id, sealed)?;
+            for m in &group {
+                self.open_blob(&location(pack, m), &m.id, sealed)?;
+            }
             let (b, target) = match e.kind {
                 Kind::Tree => (&mut builders.tree, self.config().tree_pack_size as usize),
                 _ => (&mut builders.data, self.config().data_pack_size as usize),
             };
-            b.push(e.kind, e.id, sealed, e.raw_length);
+            if e.kind == Kind::Bundle {
+                let members: Vec<(Id, u32)> = group.iter().map(|m| (m.id, m.raw_length)).collect();
+                b.push_bundle(sealed, &members);
+            } else {
+                b.push(e.kind, e.id, sealed, e.raw_length);
+            }
             if b.len() >= target {
                 let (p, n) = self.upload_pack(std::mem::take(b)).await?;
                 done.push(p);
@@ -239,6 +242,38 @@ impl Repository {
         }
         Ok((count, seen))
     }
+}
+
+/// Where entry `e` of `pack` lies.
+fn location(pack: &Id, e: &PackEntry) -> BlobLocation {
+    BlobLocation {
+        pack: *pack,
+        kind: e.kind,
+        offset: e.offset,
+        length: e.length,
+        raw_length: e.raw_length,
+    }
+}
+
+/// `entries` as the objects they lie in, in order of first appearance:
+/// one blob each, or the blobs of one bundle together.
+fn objects(entries: &[PackEntry]) -> Vec<Vec<&PackEntry>> {
+    let mut out: Vec<Vec<&PackEntry>> = Vec::new();
+    let mut bundles: std::collections::HashMap<(u32, u32), usize> = Default::default();
+    for e in entries {
+        if e.kind != Kind::Bundle {
+            out.push(vec![e]);
+            continue;
+        }
+        match bundles.entry(e.range()) {
+            std::collections::hash_map::Entry::Occupied(i) => out[*i.get()].push(e),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(out.len());
+                out.push(vec![e]);
+            }
+        }
+    }
+    out
 }
 
 /// The open data and tree packs of a repack.

@@ -173,6 +173,8 @@ pub(crate) struct Inner {
     pub(crate) damaged: Mutex<Vec<Damaged>>,
     /// The settings in force (`settings/`), if any were ever written.
     pub(crate) settings: RwLock<Option<cairn_core::format::Settings>>,
+    /// Bundles opened last (`bundles.rs`).
+    pub(crate) bundles: crate::bundles::BundleCache,
 }
 
 /// An open repository. Cheap to clone; clones share the index.
@@ -311,6 +313,7 @@ impl Repository {
                 index_table_limit: opts.index_table_limit,
                 damaged: Mutex::new(Vec::new()),
                 settings: RwLock::new(None),
+                bundles: Default::default(),
             }),
         }
     }

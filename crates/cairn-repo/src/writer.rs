@@ -23,7 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use bytes::Bytes;
-use cairn_core::format::{IndexFile, IndexPack, PackBuilder, PackEntry, SessionPurpose};
+use cairn_core::format::bundle_v1::BUNDLE_SEAL_ID;
+use cairn_core::format::{
+    BundleBuilder, IndexFile, IndexPack, PackBuilder, PackEntry, SessionPurpose,
+};
 use cairn_core::{Compression, Id, Kind, seal, seal_into};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -33,6 +36,14 @@ use crate::pack_buffers::{PackBuffers, Slot};
 use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result, paths};
 
+/// A bundle (docs/FORMAT.md §7.1) is sealed once its blobs add up to this
+/// many bytes, or a quarter of the data pack size if that is less. Reading
+/// one small file reads its whole bundle, so bundles stay small.
+pub(crate) const BUNDLE_TARGET: usize = 1024 * 1024;
+/// Data blobs of at most an eighth of the bundle target (128 KiB) are
+/// stored in bundles: small files compress together, and a bundle stays
+/// within 9/8 of its target.
+pub(crate) const BUNDLE_BLOB_SHARE: usize = 8;
 /// Pack uploads in flight at once.
 const UPLOAD_CONCURRENCY: usize = 2;
 /// Finished packs waiting for an upload slot.
@@ -121,6 +132,12 @@ struct Shared {
     packs: std::sync::RwLock<HashSet<Id>>,
     data: Mutex<Filling>,
     tree: Mutex<Filling>,
+    /// Small data blobs waiting for their bundle to fill (when `bundling`).
+    bundle: Mutex<BundleBuilder>,
+    bundling: bool,
+    /// When a bundle is sealed, and the largest blob it takes.
+    bundle_target: usize,
+    bundle_blob_max: usize,
     /// The data packs' buffers: at most [`PACK_BUFFERS`] in memory.
     buffers: Arc<PackBuffers>,
     counters: Counters,
@@ -169,13 +186,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl BlobWriter {
-    /// Starts a writer. Must be called inside a tokio runtime, which runs the
-    /// uploader.
+    /// Starts a writer that stores small data blobs in bundles when the
+    /// repository compresses. Must be called inside a tokio runtime, which
+    /// runs the uploader.
     pub fn new(repo: &Repository) -> Result<BlobWriter> {
+        let compresses = repo.config().compression() != Compression::None;
+        BlobWriter::with_bundles(repo, compresses)
+    }
+
+    /// Starts a writer that uses bundles or not. Without, it writes only
+    /// objects of format version 1, which every release reads.
+    pub fn with_bundles(repo: &Repository, bundling: bool) -> Result<BlobWriter> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Internal("BlobWriter::new needs a tokio runtime".into()))?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let session = Arc::new(SessionHandle::new(repo.rng(), SessionPurpose::Backup));
+        let bundle_target = (repo.config().data_pack_size as usize / 4).min(BUNDLE_TARGET);
         let shared = Arc::new(Shared {
             repo: repo.clone(),
             session,
@@ -186,6 +212,10 @@ impl BlobWriter {
             packs: std::sync::RwLock::new(HashSet::new()),
             data: Mutex::default(),
             tree: Mutex::default(),
+            bundle: Mutex::default(),
+            bundling,
+            bundle_target,
+            bundle_blob_max: bundle_target / BUNDLE_BLOB_SHARE,
             buffers: PackBuffers::new(PACK_BUFFERS, repo.config().data_pack_size as usize),
             counters: Counters::default(),
         });
@@ -219,6 +249,10 @@ impl BlobWriter {
         if self.shared.stored(&id) || !lock(&self.shared.pending).insert(id) {
             return Ok((id, false));
         }
+        if kind == Kind::Data && self.shared.bundling && data.len() <= self.shared.bundle_blob_max {
+            self.add_to_bundle(id, data)?;
+            return Ok((id, true));
+        }
         SCRATCH.with_borrow_mut(|sealed| self.store_sealed(kind, id, data, sealed))?;
         Ok((id, true))
     }
@@ -242,23 +276,73 @@ impl BlobWriter {
                 cache.put(&crate::read::tree_cache_key(&id), sealed);
             }
         }
+        self.count(kind, data.len(), sealed.len());
+        let raw_len = data.len() as u32; // bounded by max_plaintext(kind) above
+        self.append(kind, sealed, &[(id, raw_len)], false)
+    }
+
+    /// Counts a new blob of `kind`: `raw` bytes of plaintext, `sealed`
+    /// bytes stored (0 for a blob in a bundle, whose bytes count when the
+    /// bundle is sealed).
+    fn count(&self, kind: Kind, raw: usize, sealed: usize) {
         let c = &self.shared.counters;
         match kind {
             Kind::Tree => &c.tree_blobs,
             _ => &c.data_blobs,
         }
         .fetch_add(1, Ordering::Relaxed);
-        c.bytes_added
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        c.bytes_stored
+        c.bytes_added.fetch_add(raw as u64, Ordering::Relaxed);
+        c.bytes_stored.fetch_add(sealed as u64, Ordering::Relaxed);
+    }
+
+    /// Adds a small data blob to the bundle being filled, and seals and
+    /// stores the bundle once it is full.
+    fn add_to_bundle(&self, id: Id, data: &[u8]) -> Result<()> {
+        self.count(Kind::Data, data.len(), 0);
+        let full = {
+            let mut b = lock(&self.shared.bundle);
+            b.push(id, data);
+            if b.contents_len() < self.shared.bundle_target {
+                return Ok(());
+            }
+            std::mem::take(&mut *b)
+        };
+        SCRATCH.with_borrow_mut(|sealed| {
+            let members = self.seal_bundle(full, sealed);
+            self.append(Kind::Data, sealed, &members, true)
+        })
+    }
+
+    /// Seals a bundle into `sealed`; returns its members.
+    fn seal_bundle(&self, b: BundleBuilder, sealed: &mut Vec<u8>) -> Vec<(Id, u32)> {
+        let repo = &self.shared.repo;
+        let (plain, members) = b.finish();
+        seal_into(
+            repo.keys(),
+            Kind::Bundle,
+            &BUNDLE_SEAL_ID,
+            &plain,
+            repo.config().compression(),
+            repo.rng(),
+            sealed,
+        );
+        self.shared
+            .counters
+            .bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        let raw_len = data.len() as u32; // bounded by max_plaintext(kind) above
+        members
+    }
+
+    /// Appends a sealed object (a blob, or a bundle of `members`) to the
+    /// pack of `kind`, sending the pack off when full.
+    fn append(&self, kind: Kind, sealed: &[u8], members: &[(Id, u32)], bundle: bool) -> Result<()> {
         let (packer, target) = self.packer(kind);
         loop {
             let mut f = lock(packer);
             // A pack, header included, stays within its target size unless
-            // its only blob is larger: a full one is sent off first.
-            if !f.pack.is_empty() && f.pack.size_with(sealed.len()) > target {
+            // its only object is larger: a full one is sent off first.
+            let size = f.pack.size_with_entries(sealed.len(), members.len());
+            if !f.pack.is_empty() && size > target {
                 let full = std::mem::take(&mut *f);
                 drop(f);
                 self.send(kind, full)?;
@@ -272,7 +356,10 @@ impl BlobWriter {
                     slot: Some(slot),
                 };
             }
-            f.pack.push(kind, id, sealed, raw_len);
+            match members {
+                [(id, raw_len)] if !bundle => f.pack.push(kind, *id, sealed, *raw_len),
+                _ => f.pack.push_bundle(sealed, members),
+            }
             // A pack that reached its target (a blob as large as a pack, on
             // its own) goes now rather than with the next blob: a writer
             // killed before then would have stored nothing.
@@ -376,6 +463,22 @@ impl BlobWriter {
     /// fresh [`Repository::open`].
     pub async fn finish(self) -> Result<WriterStats> {
         let mut send_failed = false;
+        let mut data = std::mem::take(&mut *lock(&self.shared.data));
+        let rest = std::mem::take(&mut *lock(&self.shared.bundle));
+        if !rest.is_empty() {
+            // Not through `append`, which blocks: this pack may go without
+            // a buffer from the pool, as it holds only this bundle.
+            let mut sealed = Vec::new();
+            let members = self.seal_bundle(rest, &mut sealed);
+            let target = self.shared.repo.config().data_pack_size as usize;
+            let size = data.pack.size_with_entries(sealed.len(), members.len());
+            if !data.pack.is_empty() && size > target {
+                let pack = self.seal_pack(Kind::Data, std::mem::take(&mut data));
+                send_failed |= self.tx.send(pack).await.is_err();
+            }
+            data.pack.push_bundle(&sealed, &members);
+        }
+        *lock(&self.shared.data) = data;
         for kind in [Kind::Data, Kind::Tree] {
             let f = std::mem::take(&mut *lock(self.packer(kind).0));
             if !f.pack.is_empty() {

@@ -1,7 +1,9 @@
 //! Golden vectors: a tiny repository built with a seeded RNG, a fixed clock
 //! and fixed inputs must come out byte-for-byte identical to the copy
-//! committed under `tests/golden/v1`, and that committed copy must stay
-//! readable. An accidental change to any encoder, to sealing, key
+//! committed under `tests/golden/v1` (a writer without bundles) and
+//! `tests/golden/v2` (with them: its small blobs share one bundle, in a
+//! pack header and index file of version 2), and both committed copies
+//! must stay readable. An accidental change to any encoder, to sealing, key
 //! derivation or chunking fails the first test; a change to a decoder fails
 //! the second.
 //!
@@ -27,8 +29,10 @@ use cairn_testkit::XorShift;
 const PASSWORD: &[u8] = b"golden vectors";
 const TIME: i64 = 1_700_000_000;
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+/// The committed vectors of a writer with or without bundles.
+fn golden_dir(bundles: bool) -> PathBuf {
+    let v = if bundles { "v2" } else { "v1" };
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{v}"))
 }
 
 /// The blobs: short text, compressible, incompressible.
@@ -43,12 +47,14 @@ fn contents() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn init_options() -> InitOptions {
+/// The v2 vectors use 4 MiB data packs, so every blob here is small
+/// enough for a bundle (an eighth of a quarter of the pack size).
+fn init_options(bundles: bool) -> InitOptions {
     let mut o = InitOptions::new("golden-host", "golden-user", TIME);
     o.kdf = KdfParams::INSECURE_FAST;
     o.compression_level = 3;
     o.chunk_sizes = Some((16 * 1024, 64 * 1024, 256 * 1024));
-    o.data_pack_size = Some(64 * 1024);
+    o.data_pack_size = Some(if bundles { 4 << 20 } else { 64 * 1024 });
     o.rng = Arc::new(SeededRandom::new(2026));
     o.clock = Arc::new(FixedClock::new(TIME));
     o
@@ -72,11 +78,11 @@ fn file_node(name: &str, content: Vec<Id>, size: u64) -> Node {
 }
 
 /// Builds the golden repository in `store` and returns the snapshot id.
-async fn build(store: Store) -> Id {
-    let repo = Repository::init(store, PASSWORD, init_options())
+async fn build(store: Store, bundles: bool) -> Id {
+    let repo = Repository::init(store, PASSWORD, init_options(bundles))
         .await
         .expect("init");
-    let writer = BlobWriter::new(&repo).expect("writer");
+    let writer = BlobWriter::with_bundles(&repo, bundles).expect("writer");
     let params = repo.config().chunker;
     let (writer, mut nodes) = tokio::task::spawn_blocking(move || {
         let mut nodes = Vec::new();
@@ -158,6 +164,25 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_reproduces_the_golden_repository_byte_for_byte() {
+    reproduce(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_with_bundles_reproduces_the_v2_golden_repository_byte_for_byte() {
+    reproduce(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_golden_repository_stays_readable() {
+    read_committed(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_v2_golden_repository_with_a_bundle_stays_readable() {
+    read_committed(true).await;
+}
+
+async fn reproduce(bundles: bool) {
     let tmp = tempfile::tempdir().expect("tempdir");
     build(
         Store::open(
@@ -165,11 +190,12 @@ async fn writer_reproduces_the_golden_repository_byte_for_byte() {
             cairn_store::Create::IfMissing,
         )
         .expect("store"),
+        bundles,
     )
     .await;
     let made = read_tree(tmp.path());
     if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
-        let dir = golden_dir();
+        let dir = golden_dir(bundles);
         let _ = std::fs::remove_dir_all(&dir);
         for (rel, bytes) in &made {
             let p = dir.join(rel);
@@ -178,7 +204,7 @@ async fn writer_reproduces_the_golden_repository_byte_for_byte() {
         }
         return;
     }
-    let golden = read_tree(&golden_dir());
+    let golden = read_tree(&golden_dir(bundles));
     let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&made), names(&golden), "the set of objects changed");
     // The done session holds the writer's process id: the reader test
@@ -186,16 +212,15 @@ async fn writer_reproduces_the_golden_repository_byte_for_byte() {
     for (rel, bytes) in made.iter().filter(|(rel, _)| !rel.starts_with("sessions")) {
         assert!(
             golden[rel] == *bytes,
-            "object {rel} changed: the v1 format is frozen"
+            "object {rel} changed: the format is frozen"
         );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn committed_golden_repository_stays_readable() {
+async fn read_committed(bundles: bool) {
     // Work on a copy so nothing can touch the committed files.
     let tmp = tempfile::tempdir().expect("tempdir");
-    for (rel, bytes) in read_tree(&golden_dir()) {
+    for (rel, bytes) in read_tree(&golden_dir(bundles)) {
         let p = tmp.path().join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, bytes).expect("write");
@@ -235,6 +260,9 @@ async fn committed_golden_repository_stays_readable() {
         assert_eq!(node.mtime.nanos, 123_456_789);
         let mut got = Vec::new();
         for id in &node.content {
+            // Every chunk is small: in v2, each lies in the one bundle.
+            let kind = repo.locate(id).expect("indexed").kind;
+            assert_eq!(kind, if bundles { Kind::Bundle } else { Kind::Data });
             got.extend(repo.read_blob(Kind::Data, id).await.expect("blob"));
         }
         assert!(got == data, "{name} content differs");

@@ -44,8 +44,9 @@ type Staged = (PathBuf, u64, Result<(FileDone, OsString), String>);
 
 /// A chunk, where it is, and the indices of the files made of it.
 type Chunk = (Id, BlobLocation, Vec<usize>);
-/// Chunks by pack, then by offset in the pack.
-type ByPack = BTreeMap<Id, BTreeMap<u32, Chunk>>;
+/// Chunks by pack, then by offset in the pack (and id: the chunks of one
+/// bundle share its offset).
+type ByPack = BTreeMap<Id, BTreeMap<(u32, Id), Chunk>>;
 
 /// A ranged read of one pack and the chunks it covers.
 struct Range {
@@ -85,7 +86,7 @@ pub(super) async fn restore_small(
                 by_pack
                     .entry(loc.pack)
                     .or_default()
-                    .entry(loc.offset)
+                    .entry((loc.offset, *id))
                     .or_insert_with(|| (*id, loc, Vec::new()))
                     .2
                     .push(i);
@@ -386,7 +387,7 @@ fn write_one(to: &Target, files: &[(PathBuf, Node)], i: usize, plain: &[u8]) -> 
 mod tests {
     use super::*;
 
-    fn chunk(b: u8, offset: u32, length: u32) -> (u32, Chunk) {
+    fn chunk(b: u8, offset: u32, length: u32) -> ((u32, Id), Chunk) {
         let loc = BlobLocation {
             pack: Id::from_bytes([9; 32]),
             kind: cairn_core::Kind::Data,
@@ -394,7 +395,8 @@ mod tests {
             length,
             raw_length: length,
         };
-        (offset, (Id::from_bytes([b; 32]), loc, vec![usize::from(b)]))
+        let id = Id::from_bytes([b; 32]);
+        ((offset, id), (id, loc, vec![usize::from(b)]))
     }
 
     #[test]
@@ -423,5 +425,39 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![vec![1, 2, 3], vec![4], vec![5]]);
         assert_eq!((r[0].start, r[0].end), (0, 3000 + GAP));
+    }
+
+    #[test]
+    fn the_chunks_of_one_bundle_share_its_range_and_each_keeps_its_files() {
+        let in_bundle = |b: u8| {
+            let (key, (id, mut loc, users)) = chunk(b, 500, 4000);
+            loc.kind = cairn_core::Kind::Bundle;
+            loc.raw_length = 10;
+            (key, (id, loc, users))
+        };
+        let mut by_pack = ByPack::new();
+        by_pack.insert(
+            Id::from_bytes([9; 32]),
+            [
+                chunk(1, 0, 500),
+                in_bundle(2),
+                in_bundle(3),
+                chunk(4, 4500, 10),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let r = ranges(by_pack);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].start, r[0].end), (0, 4510));
+        let chunks: Vec<(u8, Vec<usize>)> = r[0]
+            .chunks
+            .iter()
+            .map(|c| (c.0.as_bytes()[0], c.2.clone()))
+            .collect();
+        assert_eq!(
+            chunks,
+            vec![(1, vec![1]), (2, vec![2]), (3, vec![3]), (4, vec![4])]
+        );
     }
 }

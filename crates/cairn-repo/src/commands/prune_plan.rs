@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use cairn_core::Id;
-use cairn_core::format::{IndexFile, PackEntry, Session};
+use cairn_core::format::{IndexFile, PackEntry, Session, pack_v1};
 use cairn_store::{Availability, is_archival_class};
 
 use crate::warm::PackState;
@@ -209,7 +209,7 @@ pub(crate) fn plan_packs(
             report.retained_packs.add(*until, size);
             continue;
         }
-        let dead_bytes: u64 = dead.iter().map(|e| u64::from(e.length)).sum();
+        let dead_bytes = dead_bytes(&dead, &keep);
         if keep.is_empty() {
             plan.delete_packs.push(*pack);
             report.blobs_deleted += dead.len();
@@ -218,7 +218,7 @@ pub(crate) fn plan_packs(
         }
         let share = dead_bytes as f64 / size.max(1) as f64;
         if share > opts.max_unused {
-            let keep_bytes = keep.iter().map(|e| u64::from(e.length)).sum();
+            let keep_bytes = pack_v1::occupied_bytes(&keep);
             candidates.push((share, *pack, keep, keep_bytes));
         } else {
             report.bytes_unused_kept += dead_bytes;
@@ -237,7 +237,7 @@ pub(crate) fn plan_packs(
             .collect();
         let cold_pack = cold.contains(&pack);
         if cold_pack || keep_bytes > budget {
-            report.bytes_unused_kept += dead.iter().map(|e| u64::from(e.length)).sum::<u64>();
+            report.bytes_unused_kept += dead_bytes(dead.iter().copied(), &keep);
             plan.left_dead.extend(dead.iter().map(|e| e.id));
             if cold_pack {
                 report.packs_cold_kept += 1;
@@ -257,6 +257,16 @@ pub(crate) fn plan_packs(
 }
 
 /// The index files that count, and the ids of those another supersedes.
+/// Bytes of a pack that deleting `dead` frees: a bundle's bytes only if
+/// none of its blobs is among `keep`, which a repack copies it whole for.
+fn dead_bytes<'a>(
+    dead: impl IntoIterator<Item = &'a PackEntry>,
+    keep: impl IntoIterator<Item = &'a PackEntry>,
+) -> u64 {
+    let kept: HashSet<(u32, u32)> = keep.into_iter().map(PackEntry::range).collect();
+    pack_v1::occupied_bytes(dead.into_iter().filter(|e| !kept.contains(&e.range())))
+}
+
 pub(crate) fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
     let superseded: HashSet<Id> = all
         .iter()
@@ -286,6 +296,19 @@ mod tests {
             length,
             raw_length: length,
         }
+    }
+
+    #[test]
+    fn a_bundle_frees_its_bytes_once_and_only_when_all_its_blobs_are_dead() {
+        let bundled = |n| PackEntry {
+            kind: Kind::Bundle,
+            ..entry(n, 100, 900)
+        };
+        let plain = entry(9, 0, 100);
+        // Both blobs of the bundle dead: its 900 bytes, once.
+        assert_eq!(dead_bytes(&[bundled(1), bundled(2), plain], &[]), 1000);
+        // One still live: a repack copies the bundle whole, nothing freed.
+        assert_eq!(dead_bytes(&[bundled(1), plain], &[bundled(2)]), 100);
     }
 
     #[test]

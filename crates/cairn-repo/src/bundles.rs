@@ -1,0 +1,157 @@
+//! Reading data blobs stored in bundles (docs/FORMAT.md §7.1).
+//!
+//! Every blob of a bundle is indexed at the bundle's whole range, so the
+//! readers that fetch a range and open its blobs one by one (restores of
+//! small files, check, repack) would decrypt and decompress the same bundle
+//! once per blob. [`BundleCache`] keeps the last few opened bundles, keyed by
+//! their sealed bytes' nonce, tag and length: a storage server that answers
+//! the same range with other bytes later gets them opened afresh, and every
+//! blob taken from a cached bundle is checked against its id again.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use cairn_core::format::Bundle;
+use cairn_core::format::bundle_v1::BUNDLE_SEAL_ID;
+use cairn_core::{Id, Kind, open};
+
+use crate::{BlobLocation, Error, Repository, Result};
+
+/// Opened bundles kept: a few per concurrent reader. Each holds at most a
+/// bundle's plaintext, about 1 MiB as cairn writes them.
+const CACHED_BUNDLES: usize = 8;
+/// Nonce (24 bytes), tag (16) and length (8) of a sealed bundle.
+type Key = [u8; 48];
+
+/// The bundles opened last. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct BundleCache {
+    entries: Mutex<VecDeque<(Key, Arc<Bundle>)>>,
+}
+
+fn key_of(sealed: &[u8]) -> Option<Key> {
+    let n = sealed.len();
+    if n < cairn_core::SEAL_OVERHEAD {
+        return None;
+    }
+    let mut k = [0u8; 48];
+    k[..24].copy_from_slice(&sealed[..24]);
+    k[24..40].copy_from_slice(&sealed[n - 16..]);
+    k[40..].copy_from_slice(&(n as u64).to_le_bytes());
+    Some(k)
+}
+
+impl BundleCache {
+    fn get(&self, key: &Key) -> Option<Arc<Bundle>> {
+        let q = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().find(|(k, _)| k == key).map(|(_, b)| b.clone())
+    }
+
+    fn put(&self, key: Key, bundle: Arc<Bundle>) {
+        let mut q = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if q.iter().any(|(k, _)| *k == key) {
+            return;
+        }
+        if q.len() >= CACHED_BUNDLES {
+            q.pop_front();
+        }
+        q.push_back((key, bundle));
+    }
+}
+
+impl Repository {
+    /// Opens a sealed bundle read from `loc` (any of its blobs' locations),
+    /// without the cache: for check, which opens each bundle once. `id`
+    /// is the blob the error names.
+    pub fn open_bundle(&self, loc: &BlobLocation, id: &Id, sealed: &[u8]) -> Result<Bundle> {
+        let corrupt = |detail: String| Error::CorruptBlob {
+            id: *id,
+            pack: loc.pack,
+            detail,
+        };
+        let plain = open(self.keys(), Kind::Bundle, &BUNDLE_SEAL_ID, sealed)
+            .map_err(|e| corrupt(format!("its bundle: {e}")))?;
+        Bundle::decode(plain).map_err(|e| corrupt(format!("its bundle: {e}")))
+    }
+
+    /// Blob `id` from an opened bundle, checked against its indexed length
+    /// and its id.
+    pub fn blob_from_bundle(
+        &self,
+        bundle: &Bundle,
+        loc: &BlobLocation,
+        id: &Id,
+    ) -> Result<Vec<u8>> {
+        let corrupt = |detail: String| Error::CorruptBlob {
+            id: *id,
+            pack: loc.pack,
+            detail,
+        };
+        let plain = bundle
+            .get(id)
+            .ok_or_else(|| corrupt("not in the bundle its index entry names".into()))?;
+        if plain.len() != loc.raw_length as usize {
+            return Err(corrupt(format!(
+                "length {} differs from the indexed {}",
+                plain.len(),
+                loc.raw_length
+            )));
+        }
+        if self.keys().blob_id(Kind::Data, plain) != *id {
+            return Err(corrupt("content does not hash to its id".into()));
+        }
+        Ok(plain.to_vec())
+    }
+
+    /// [`Repository::open_blob`] for a blob in a bundle: through the cache.
+    pub(crate) fn open_bundled(
+        &self,
+        loc: &BlobLocation,
+        id: &Id,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let key = key_of(sealed);
+        let cache = &self.inner.bundles;
+        let cached = key.as_ref().and_then(|k| cache.get(k));
+        let bundle = match cached {
+            Some(b) => b,
+            None => {
+                let b = Arc::new(self.open_bundle(loc, id, sealed)?);
+                if let Some(k) = key {
+                    cache.put(k, b.clone());
+                }
+                b
+            }
+        };
+        self.blob_from_bundle(&bundle, loc, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_the_last_bundles_by_sealed_identity() {
+        let cache = BundleCache::default();
+        let bundle = |b: u8| {
+            let mut x = cairn_core::format::BundleBuilder::default();
+            x.push(Id::from_bytes([b; 32]), &[b]);
+            Arc::new(Bundle::decode(x.finish().0).expect("decode"))
+        };
+        let sealed = |b: u8| vec![b; 100];
+        assert!(key_of(&[0; 40]).is_none());
+        for b in 0..=CACHED_BUNDLES as u8 {
+            let k = key_of(&sealed(b)).expect("key");
+            cache.put(k, bundle(b));
+        }
+        // The oldest went; the others are there.
+        assert!(cache.get(&key_of(&sealed(0)).expect("key")).is_none());
+        let last = key_of(&sealed(CACHED_BUNDLES as u8)).expect("key");
+        assert_eq!(cache.get(&last), Some(bundle(CACHED_BUNDLES as u8)));
+        // Same nonce and tag, another length: another object.
+        let mut longer = sealed(1);
+        longer.push(1);
+        assert!(cache.get(&key_of(&longer).expect("key")).is_none());
+    }
+}

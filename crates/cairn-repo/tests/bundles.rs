@@ -1,0 +1,165 @@
+//! Bundles of small data blobs (docs/FORMAT.md §7.1) through the whole
+//! repository: written, read after a reopen, checked, damaged by the
+//! storage, and pruned while only some of their blobs live.
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_core::{FixedClock, Kind};
+use cairn_repo::{BlobWriter, CheckOptions, InitOptions, Maintenance, PruneOptions, Repository};
+use cairn_store::Store;
+use common::*;
+
+/// A repository of 4 MiB data packs: 1 MiB bundles of blobs up to 128 KiB.
+async fn repo_4m() -> (Repository, Arc<FixedClock>) {
+    let clock = Arc::new(FixedClock::new(T0));
+    let mut opts = InitOptions::insecure_fast_for_tests();
+    opts.data_pack_size = Some(4 << 20);
+    opts.clock = clock.clone();
+    let repo = Repository::init(Store::memory(), PASSWORD, opts)
+        .await
+        .expect("init");
+    (repo, clock)
+}
+
+/// Small files that compress far better together than one by one: lines
+/// from one shared vocabulary, as in configuration or source trees.
+fn small_files(n: u64) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let mut s = format!("# file {i}\n");
+            for l in 0..(20 + i % 60) {
+                let w = (i * 31 + l * 7) % 50;
+                s.push_str(&format!("setting_{w} = value {} # line {l}\n", w * 13));
+            }
+            (format!("f{i:04}"), s.into_bytes())
+        })
+        .collect()
+}
+
+async fn check_read_data(repo: &Repository) -> cairn_repo::CheckReport {
+    let mut o = CheckOptions::default();
+    o.read_data = true;
+    repo.check(o).await.expect("check")
+}
+
+async fn backup_with(
+    repo: &Repository,
+    bundles: bool,
+    files: &[(String, Vec<u8>)],
+) -> cairn_core::Id {
+    let writer = BlobWriter::with_bundles(repo, bundles).expect("writer");
+    let files = files.to_vec();
+    let (writer, root) = tokio::task::spawn_blocking(move || {
+        let root = add_tree(&writer, &files);
+        (writer, root)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    commit(repo, "h", root).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_blobs_share_bundles_read_back_after_a_reopen_and_take_less_room() {
+    let files = small_files(400);
+    let (repo, clock) = repo_4m().await;
+    let snap = backup(&repo, "h", &files).await;
+    let repo = reopen(&repo, clock).await;
+    for (_, data) in &files {
+        let id = repo.keys().id_of(data);
+        assert_eq!(repo.locate(&id).expect("indexed").kind, Kind::Bundle);
+    }
+    assert_eq!(restore(&repo, &snap).await, files);
+    let report = check_read_data(&repo).await;
+    assert!(report.is_ok(), "{:#?}", report.errors);
+    assert!(report.blobs_verified >= 400);
+
+    // The same files one blob each: the format-1 writer.
+    let (plain, _) = repo_4m().await;
+    backup_with(&plain, false, &files).await;
+    let id = plain.keys().id_of(&files[0].1);
+    assert_eq!(plain.locate(&id).expect("indexed").kind, Kind::Data);
+    let (bundled, single) = (size_of(&repo, "data").await, size_of(&plain, "data").await);
+    // About half here (83 against 165 KB when this was written).
+    assert!(
+        bundled * 3 < single * 2,
+        "bundled {bundled} bytes, one by one {single}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_damaged_in_storage_fails_its_blobs_and_check_names_them() {
+    let files = small_files(50);
+    let (repo, _clock) = repo_4m().await;
+    backup(&repo, "h", &files).await;
+    let id = repo.keys().id_of(&files[7].1);
+    let loc = repo.locate(&id).expect("indexed");
+    assert_eq!(loc.kind, Kind::Bundle);
+    let hex = loc.pack.to_string();
+    let path = format!("data/{}/{hex}", &hex[..2]);
+    let mut pack = repo.store().get(&path).await.expect("pack").to_vec();
+    pack[loc.offset as usize + loc.length as usize / 2] ^= 0x40;
+    repo.store()
+        .put(&path, bytes::Bytes::from(pack))
+        .await
+        .expect("put");
+    match repo.read_blob(Kind::Data, &id).await {
+        Err(cairn_repo::Error::CorruptBlob { detail, .. }) => {
+            assert!(detail.contains("bundle"), "{detail}")
+        }
+        other => panic!("expected a corrupt blob, got {other:?}"),
+    }
+    let report = check_read_data(&repo).await;
+    assert!(!report.is_ok());
+    let named = report
+        .errors
+        .iter()
+        .filter(|p| p.message.contains("bundle"))
+        .count();
+    assert!(named >= 50, "{:#?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_frees_a_dead_bundle_and_copies_a_partly_live_one_whole() {
+    let (repo, clock) = repo_4m().await;
+    // 16 blobs of 64 KiB fill one bundle; the small files go in a second,
+    // in the same pack.
+    let dead: Vec<(String, Vec<u8>)> = (0..16u64)
+        .map(|i| (format!("d{i:02}"), content(i, 64 * 1024)))
+        .collect();
+    let small = small_files(30);
+    let (kept, gone) = small.split_at(20);
+    let first = backup(&repo, "h", &[dead.clone(), small.clone()].concat()).await;
+    let loc = |data: &[u8]| repo.locate(&repo.keys().id_of(data)).expect("indexed");
+    let (d, s) = (loc(&dead[0].1), loc(&small[0].1));
+    assert_eq!((d.kind, s.kind), (Kind::Bundle, Kind::Bundle));
+    assert_eq!(d.pack, s.pack, "both bundles in one pack");
+    assert_ne!(d.offset, s.offset, "two bundles");
+
+    clock.set(T0 + 3600);
+    let second = backup(&repo, "h", kept).await;
+    assert!(repo.forget_snapshot(&first).await.expect("forget"));
+    let mut opts = PruneOptions::default();
+    opts.grace = cairn_repo::MIN_GRACE;
+    let phase1 = repo.prune(opts.clone()).await.expect("prune 1");
+    assert_eq!(phase1.blobs_tombstoned, dead.len() + gone.len() + 1);
+    clock.set(repo.clock().now() + cairn_repo::MIN_GRACE + 1);
+    let phase2 = repo.prune(opts).await.expect("prune 2");
+    assert_eq!(phase2.packs_repacked, 1, "{phase2:#?}");
+
+    // The partly live bundle was copied whole: its dead blobs' bytes stay,
+    // unlisted; the dead bundle is gone.
+    assert_eq!(restore(&repo, &second).await, kept.to_vec());
+    let moved = loc(&kept[0].1);
+    assert_eq!(moved.kind, Kind::Bundle);
+    assert_ne!(moved.pack, s.pack);
+    assert_eq!((moved.length, moved.raw_length), (s.length, s.raw_length));
+    for (_, data) in dead.iter().chain(gone) {
+        assert!(repo.locate(&repo.keys().id_of(data)).is_err());
+    }
+    assert!(size_of(&repo, "data").await < u64::from(d.length));
+    let report = check_read_data(&repo).await;
+    assert!(report.is_ok(), "{:#?}", report.errors);
+}
