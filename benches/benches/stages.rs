@@ -1,13 +1,15 @@
 //! Single-core throughput of each backup stage on 1 MiB chunks (the default
 //! average): chunking, keyed hashing, sealing (zstd + XChaCha20-Poly1305) of
 //! incompressible and text-like data, opening, packing, and index lookups
-//! (in memory and in the memory-mapped table, present and absent ids).
+//! (in memory and in the memory-mapped table, present and absent ids), and
+//! small blobs sealed one by one against sealed and opened as a bundle.
 //!
 //! `cargo bench -p cairn-benches --bench stages`
 
 use std::hint::black_box;
 
-use cairn_core::format::{IndexFile, IndexPack, PackBuilder, PackEntry};
+use cairn_core::format::bundle_v1::BUNDLE_SEAL_ID;
+use cairn_core::format::{Bundle, BundleBuilder, IndexFile, IndexPack, PackBuilder, PackEntry};
 use cairn_core::{ChunkerParams, Compression, Kind, MasterKey, SeededRandom, open, seal};
 use cairn_repo::Index;
 use cairn_testkit::{noise, text};
@@ -110,7 +112,76 @@ fn stages(c: &mut Criterion) {
         })
     });
     g.finish();
+    bundles(c);
     index_lookups(c);
+}
+
+/// 256 text-like blobs of 4 KiB (1 MiB): sealed one by one, as format 1
+/// stores them, or as one bundle (format 2); and read back each way.
+fn bundles(c: &mut Criterion) {
+    let rng = SeededRandom::new(2);
+    let keys = MasterKey::generate(&rng).derive();
+    let small: Vec<(cairn_core::Id, Vec<u8>)> = (0..256u64)
+        .map(|i| {
+            let b = text(100 + i, 4096);
+            (keys.id_of(&b), b)
+        })
+        .collect();
+    let z = Compression::Zstd(3);
+    let mut g = c.benchmark_group("bundles");
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(256 * 4096));
+    g.bench_function("seal_256x4KiB_one_by_one", |b| {
+        b.iter(|| {
+            small
+                .iter()
+                .map(|(id, p)| seal(&keys, Kind::Data, id, black_box(p), z, &rng).len())
+                .sum::<usize>()
+        })
+    });
+    let bundle_of = || {
+        let mut bb = BundleBuilder::default();
+        for (id, p) in &small {
+            bb.push(*id, p);
+        }
+        seal(
+            &keys,
+            Kind::Bundle,
+            &BUNDLE_SEAL_ID,
+            &bb.finish().0,
+            z,
+            &rng,
+        )
+    };
+    g.bench_function("seal_256x4KiB_as_a_bundle", |b| {
+        b.iter(|| bundle_of().len())
+    });
+    let one_by_one: Vec<Vec<u8>> = small
+        .iter()
+        .map(|(id, p)| seal(&keys, Kind::Data, id, p, z, &rng))
+        .collect();
+    g.bench_function("open_256x4KiB_one_by_one", |b| {
+        b.iter(|| {
+            small
+                .iter()
+                .zip(&one_by_one)
+                .map(|((id, _), s)| {
+                    open(&keys, Kind::Data, id, black_box(s)).map_or(0, |p| p.len())
+                })
+                .sum::<usize>()
+        })
+    });
+    let sealed = bundle_of();
+    g.bench_function("open_256x4KiB_from_a_bundle", |b| {
+        b.iter(|| {
+            let plain = open(&keys, Kind::Bundle, &BUNDLE_SEAL_ID, black_box(&sealed));
+            let bundle = plain.and_then(Bundle::decode).map_err(|e| e.to_string());
+            bundle.map_or(0, |bu| {
+                small.iter().filter_map(|(id, _)| bu.get(id)).count()
+            })
+        })
+    });
+    g.finish();
 }
 
 /// One million index entries, looked up in memory and in the table.

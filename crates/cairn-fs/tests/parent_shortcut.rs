@@ -55,7 +55,10 @@ async fn the_parent_shortcut_never_reuses_chunks_whose_pack_is_gone() {
             .find(|(p, _)| p.to_hex() == id)
             .map(|(_, e)| e)
             .unwrap_or_default();
-        if entries.iter().all(|e| e.kind.content() == cairn_core::Kind::Data) {
+        if entries
+            .iter()
+            .all(|e| e.kind.content() == cairn_core::Kind::Data)
+        {
             repo.store().delete(&o.path).await.expect("delete");
         }
     }
