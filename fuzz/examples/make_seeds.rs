@@ -108,6 +108,30 @@ fn entries() -> Vec<PackEntry> {
     ]
 }
 
+/// A data blob, then a bundle of two blobs (format version 2).
+fn bundled_entries() -> Vec<PackEntry> {
+    let mut e = entries();
+    e.truncate(1);
+    for n in [13, 14] {
+        e.push(PackEntry {
+            kind: Kind::Bundle,
+            id: id(n),
+            offset: 100,
+            length: 120,
+            raw_length: 30,
+        });
+    }
+    e
+}
+
+fn bundle() -> Vec<u8> {
+    let mut b = cairn_core::format::BundleBuilder::default();
+    b.push(id(13), &[b'a'; 30]);
+    b.push(id(14), b"");
+    b.push(id(15), b"cairn");
+    b.finish().0
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rng = SeededRandom::new(1);
     let master = MasterKey::generate(&rng);
@@ -155,7 +179,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             seconds: 30 * 86_400,
         }),
     };
-    let seeds: [(&str, &str, Vec<u8>); 10] = [
+    let bundled_header = [
+        &220u64.to_le_bytes()[..],
+        &pack_v1::encode_header(&bundled_entries()),
+    ]
+    .concat();
+    let bundled_index = IndexFile {
+        packs: vec![IndexPack {
+            pack: id(8),
+            blobs: bundled_entries(),
+        }],
+        ..index.clone()
+    };
+    let seeds: [(&str, &str, Vec<u8>); 13] = [
+        ("bundle", "three-blobs", bundle()),
+        ("pack_header", "with-a-bundle", bundled_header),
+        ("index", "with-a-bundle", bundled_index.encode()),
         ("keyfile", "fast", key_file.encode()),
         ("config", "new", Config::new(1_700_000_000, &rng).encode()),
         ("pack_header", "two-blobs", header),

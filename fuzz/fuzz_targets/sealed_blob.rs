@@ -9,7 +9,8 @@ use cairn_core::format::Config;
 use cairn_core::{Compression, Id, Kind, MasterKey, SeededRandom, open, seal};
 use libfuzzer_sys::fuzz_target;
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
+    Kind::Bundle,
     Kind::Data,
     Kind::Tree,
     Kind::PackHeader,

@@ -72,8 +72,10 @@ impl BundleBuilder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     plain: Vec<u8>,
-    /// Blob id, start in `plain`, length; sorted by id.
+    /// Blob id, start in `plain`, length; in directory order.
     dir: Vec<(Id, usize, usize)>,
+    /// Indices into `dir`, sorted by id.
+    by_id: Vec<u32>,
 }
 
 impl Bundle {
@@ -106,24 +108,37 @@ impl Bundle {
                 ),
             ));
         }
-        dir.sort_unstable_by_key(|d| d.0);
-        if let Some(w) = dir.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(Error::corrupt(
-                WHAT,
-                format!("blob {} listed twice", w[0].0),
-            ));
+        // n fits in u32: it was read as one.
+        let mut by_id: Vec<u32> = (0..n as u32).collect();
+        by_id.sort_unstable_by_key(|&i| dir[i as usize].0);
+        if let Some(w) = by_id
+            .windows(2)
+            .find(|w| dir[w[0] as usize].0 == dir[w[1] as usize].0)
+        {
+            let id = dir[w[0] as usize].0;
+            return Err(Error::corrupt(WHAT, format!("blob {id} listed twice")));
         }
-        Ok(Bundle { plain, dir })
+        Ok(Bundle { plain, dir, by_id })
     }
 
     /// The plaintext of blob `id`, if the bundle holds it.
     pub fn get(&self, id: &Id) -> Option<&[u8]> {
-        let i = self.dir.binary_search_by_key(id, |d| d.0).ok()?;
-        let (_, start, len) = self.dir[i];
+        let i = self
+            .by_id
+            .binary_search_by_key(id, |&i| self.dir[i as usize].0)
+            .ok()?;
+        let (_, start, len) = self.dir[self.by_id[i] as usize];
         self.plain.get(start..start + len)
     }
 
-    /// The blobs it holds, by id.
+    /// The blobs it holds, in directory order, with their plaintexts.
+    pub fn members(&self) -> impl Iterator<Item = (&Id, &[u8])> {
+        self.dir
+            .iter()
+            .map(|(id, start, len)| (id, &self.plain[*start..*start + *len]))
+    }
+
+    /// The blobs it holds.
     pub fn ids(&self) -> impl Iterator<Item = &Id> {
         self.dir.iter().map(|d| &d.0)
     }
@@ -160,6 +175,12 @@ mod tests {
         assert_eq!(b.get(&id(2)), Some(&b"two!"[..]));
         assert_eq!(b.get(&id(4)), None);
         assert_eq!(b.ids().count(), 3);
+        // Directory order, so the bundle encodes again to the same bytes.
+        let mut again = BundleBuilder::default();
+        for (id, plain) in b.members() {
+            again.push(*id, plain);
+        }
+        assert_eq!(again.finish().0, sample());
     }
 
     #[test]
