@@ -17,9 +17,15 @@ use cairn_core::{Id, Kind, open};
 
 use crate::{BlobLocation, Error, Repository, Result};
 
-/// Opened bundles kept: a few per concurrent reader. Each holds at most a
-/// bundle's plaintext, about 1 MiB as cairn writes them.
+/// Opened bundles kept: a few per concurrent reader (cairn writes bundles
+/// of about 1 MiB).
 const CACHED_BUNDLES: usize = 8;
+/// Plaintext bytes the cache holds at most, whatever a repository's
+/// bundles are like (a hostile one may make each 16 MiB): a larger bundle
+/// is opened for each of its blobs instead.
+const CACHED_BYTES: usize = 12 << 20;
+/// The largest bundle kept.
+const CACHED_BUNDLE_MAX: usize = 2 << 20;
 /// Nonce (24 bytes), tag (16) and length (8) of a sealed bundle.
 type Key = [u8; 48];
 
@@ -48,14 +54,20 @@ impl BundleCache {
     }
 
     fn put(&self, key: Key, bundle: Arc<Bundle>) {
+        if bundle.plain_len() > CACHED_BUNDLE_MAX {
+            return;
+        }
         let mut q = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if q.iter().any(|(k, _)| *k == key) {
             return;
         }
-        if q.len() >= CACHED_BUNDLES {
+        q.push_back((key, bundle));
+        let bytes = |q: &VecDeque<(Key, Arc<Bundle>)>| -> usize {
+            q.iter().map(|(_, b)| b.plain_len()).sum()
+        };
+        while q.len() > CACHED_BUNDLES || bytes(&q) > CACHED_BYTES {
             q.pop_front();
         }
-        q.push_back((key, bundle));
     }
 }
 
@@ -153,5 +165,31 @@ mod tests {
         let mut longer = sealed(1);
         longer.push(1);
         assert!(cache.get(&key_of(&longer).expect("key")).is_none());
+    }
+
+    #[test]
+    fn the_cache_holds_a_bounded_number_of_bytes() {
+        let cache = BundleCache::default();
+        let bundle = |b: u8, len: usize| {
+            let mut x = cairn_core::format::BundleBuilder::default();
+            x.push(Id::from_bytes([b; 32]), &vec![b; len]);
+            Arc::new(Bundle::decode(x.finish().0).expect("decode"))
+        };
+        let key = |b: u8| key_of(&[b; 64]).expect("key");
+        // Too large to keep at all.
+        cache.put(key(0), bundle(0, CACHED_BUNDLE_MAX + 1));
+        assert!(cache.get(&key(0)).is_none());
+        // Bundles of 1.9 MiB: the byte bound, not the count, evicts.
+        let big = CACHED_BUNDLE_MAX - (100 << 10);
+        for b in 1..=7 {
+            cache.put(key(b), bundle(b, big));
+        }
+        let held: usize = (1..=7u8)
+            .filter_map(|b| cache.get(&key(b)))
+            .map(|b| b.plain_len())
+            .sum();
+        assert!(held <= CACHED_BYTES, "{held} bytes held");
+        assert!(cache.get(&key(1)).is_none());
+        assert!(cache.get(&key(7)).is_some());
     }
 }

@@ -121,6 +121,52 @@ async fn a_bundle_damaged_in_storage_fails_its_blobs_and_check_names_them() {
     assert!(named >= 50, "{:#?}", report.errors);
 }
 
+/// A storage server that serves one pack's bytes under another's name
+/// hands the reader another bundle, of the same length, at the indexed
+/// range. It opens (same key, same all-zero id), but none of the blobs
+/// asked for is in it: each is refused, never returned as other content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_swapped_in_from_another_pack_is_refused() {
+    // Uncompressed, so two bundles of as many equal-sized blobs have the
+    // same length.
+    let clock = Arc::new(FixedClock::new(T0));
+    let mut opts = InitOptions::insecure_fast_for_tests();
+    opts.data_pack_size = Some(4 << 20);
+    opts.compression_level = 0;
+    opts.clock = clock;
+    let repo = Repository::init(Store::memory(), PASSWORD, opts)
+        .await
+        .expect("init");
+    let files = |from: u64| -> Vec<(String, Vec<u8>)> {
+        (from..from + 40)
+            .map(|i| (format!("f{i}"), content(i, 1000)))
+            .collect()
+    };
+    let (a, b) = (files(0), files(100));
+    backup_with(&repo, true, &a).await;
+    backup_with(&repo, true, &b).await;
+    let loc = |data: &[u8]| repo.locate(&repo.keys().id_of(data)).expect("indexed");
+    let (la, lb) = (loc(&a[0].1), loc(&b[0].1));
+    assert_eq!(la.kind, Kind::Bundle);
+    assert_ne!(la.pack, lb.pack);
+    assert_eq!((la.offset, la.length), (lb.offset, lb.length));
+    let path = |p: &cairn_core::Id| {
+        let hex = p.to_string();
+        format!("data/{}/{hex}", &hex[..2])
+    };
+    let other = repo.store().get(&path(&lb.pack)).await.expect("pack b");
+    repo.store().put(&path(&la.pack), other).await.expect("put");
+    for (_, data) in &a {
+        let id = repo.keys().id_of(data);
+        match repo.read_blob(Kind::Data, &id).await {
+            Err(cairn_repo::Error::CorruptBlob { detail, .. }) => {
+                assert!(detail.contains("not in the bundle"), "{detail}")
+            }
+            other => panic!("expected a corrupt blob, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_frees_a_dead_bundle_and_copies_a_partly_live_one_whole() {
     let (repo, clock) = repo_4m().await;

@@ -11,7 +11,7 @@
 //!
 //! Version 2 differs from version 1 only in the entries it allows: also
 //! kind `Bundle`, a data blob inside the bundle at the entry's range, whose
-//! entries share that range (docs/adr/0019-bundles-of-small-blobs.md says
+//! entries share that range (docs/adr/0016-bundles-of-small-blobs.md says
 //! why one codec reads both). Writers use version 1 for headers without a
 //! bundle, so a pack without one stays readable by older releases.
 
