@@ -118,6 +118,14 @@ fn headers_are_version_1_without_a_bundle_and_2_with_one() {
     let mut v3 = encoded;
     v3[0] = 3;
     assert!(pack_v1::decode_header(&v3, 110).is_err());
+    // A version-2 header without a bundle is never written (version 1
+    // is): refused, so every header has one encoding.
+    let mut plain_v2 = pack_v1::encode_header(&plain);
+    plain_v2[0] = 2;
+    assert!(pack_v1::decode_header(&plain_v2, 110).is_err());
+    let mut empty_index = IndexFile::default().encode();
+    empty_index[0] = 2;
+    assert!(IndexFile::decode(&empty_index).is_err());
 }
 
 #[test]

@@ -189,7 +189,7 @@ async fn prune_frees_a_dead_bundle_and_copies_a_partly_live_one_whole() {
     assert!(repo.forget_snapshot(&first).await.expect("forget"));
     let mut opts = PruneOptions::default();
     opts.grace = cairn_repo::MIN_GRACE;
-    let phase1 = repo.prune(opts.clone()).await.expect("prune 1");
+    let phase1 = repo.prune(opts).await.expect("prune 1");
     assert_eq!(phase1.blobs_tombstoned, dead.len() + gone.len() + 1);
     clock.set(repo.clock().now() + cairn_repo::MIN_GRACE + 1);
     let phase2 = repo.prune(opts).await.expect("prune 2");

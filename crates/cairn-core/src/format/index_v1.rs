@@ -12,7 +12,7 @@
 //! headers; writers use it only for files that list a bundle.
 
 use crate::codec::{Reader, Writer};
-use crate::format::pack_v1::{ENTRY_LEN, PackEntry, read_version, version_for};
+use crate::format::pack_v1::{ENTRY_LEN, PackEntry, check_version_used, read_version, version_for};
 use crate::{Id, Result};
 
 const WHAT: &str = "index";
@@ -94,6 +94,7 @@ impl IndexFile {
         let ns = r.count(32)?;
         let supersedes = (0..ns).map(|_| r.id()).collect::<Result<_>>()?;
         r.end()?;
+        check_version_used(version, packs.iter().flat_map(|p| &p.blobs), WHAT)?;
         Ok(IndexFile {
             session,
             created,

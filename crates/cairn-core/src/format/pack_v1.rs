@@ -105,6 +105,23 @@ pub(crate) fn read_version(r: &mut Reader<'_>, what: &'static str) -> Result<u8>
     }
 }
 
+/// Rejects a version-2 header or index file that lists no bundle: writers
+/// use version 1 for those, so each has exactly one encoding.
+pub(crate) fn check_version_used<'a>(
+    version: u8,
+    entries: impl IntoIterator<Item = &'a PackEntry>,
+    what: &'static str,
+) -> Result<()> {
+    if version_for(entries) == version {
+        Ok(())
+    } else {
+        Err(Error::corrupt(
+            what,
+            format!("version {version} without a bundle entry"),
+        ))
+    }
+}
+
 /// Bytes of the pack that `entries` occupy, each range counted once (the
 /// blobs of one bundle share theirs).
 pub fn occupied_bytes<'a>(entries: impl IntoIterator<Item = &'a PackEntry>) -> u64 {
@@ -238,6 +255,7 @@ pub fn decode_header(b: &[u8], data_len: u64) -> Result<Vec<PackEntry>> {
         entries.push(PackEntry::read(&mut r, version)?);
     }
     r.end()?;
+    check_version_used(version, &entries, WHAT)?;
     let mut sorted: Vec<&PackEntry> = entries.iter().collect();
     sorted.sort_by_key(|e| (e.offset, e.kind != Kind::Bundle));
     let mut next = 0u64;
