@@ -118,7 +118,14 @@ async fn build(store: Store, bundles: bool) -> Id {
     .await
     .expect("join");
     writer.finish().await.expect("finish");
-    let snap = Snapshot {
+    repo.save_snapshot(&snapshot_of(root_id))
+        .await
+        .expect("snapshot")
+}
+
+/// The golden snapshot of the tree `root_id`.
+fn snapshot_of(root_id: Id) -> Snapshot {
+    Snapshot {
         time: Timestamp {
             secs: TIME,
             nanos: 0,
@@ -136,8 +143,7 @@ async fn build(store: Store, bundles: bool) -> Id {
             ..Default::default()
         },
         program_version: "cairn golden".into(),
-    };
-    repo.save_snapshot(&snap).await.expect("snapshot")
+    }
 }
 
 /// Every file under `dir`, relative path -> bytes.
@@ -217,22 +223,83 @@ async fn reproduce(bundles: bool) {
     }
 }
 
-async fn read_committed(bundles: bool) {
-    // Work on a copy so nothing can touch the committed files.
-    let tmp = tempfile::tempdir().expect("tempdir");
+/// Opens a copy of a committed set, so nothing can touch the committed
+/// files.
+async fn open_copy(bundles: bool, tmp: &Path) -> Repository {
     for (rel, bytes) in read_tree(&golden_dir(bundles)) {
-        let p = tmp.path().join(rel);
+        let p = tmp.join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, bytes).expect("write");
     }
-    let store = Store::open(
-        tmp.path().to_str().expect("utf8"),
-        cairn_store::Create::Never,
-    )
-    .expect("store");
-    let repo = Repository::open(store, PASSWORD, OpenOptions::default())
+    let store =
+        Store::open(tmp.to_str().expect("utf8"), cairn_store::Create::Never).expect("store");
+    Repository::open(store, PASSWORD, OpenOptions::default())
         .await
-        .expect("open");
+        .expect("open")
+}
+
+/// A repository written before bundles existed takes a backup that writes
+/// them, then reads its old snapshot and the new one and passes check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_repository_takes_a_backup_with_bundles_and_reads_both_snapshots() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = open_copy(false, tmp.path()).await;
+    let (old_id, _) = repo.find_snapshot("latest").await.expect("old snapshot");
+    // Its packs are 64 KiB: bundles of 16 KiB, of blobs up to 2 KiB.
+    let small: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("small file {i}\n").repeat(40).into_bytes())
+        .collect();
+    let writer = BlobWriter::new(&repo).expect("writer");
+    let files = small.clone();
+    let (writer, root) = tokio::task::spawn_blocking(move || {
+        let mut nodes = Vec::new();
+        for (i, data) in files.iter().enumerate() {
+            let id = writer.add_blob(Kind::Data, data).expect("add").0;
+            nodes.push(file_node(&format!("s{i:02}"), vec![id], data.len() as u64));
+        }
+        let plain = Tree { nodes }.encode().expect("encode");
+        let root = writer.add_blob(Kind::Tree, &plain).expect("add").0;
+        (writer, root)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    let new_id = repo.save_snapshot(&snapshot_of(root)).await.expect("save");
+    assert_ne!(new_id, old_id);
+
+    let repo = open_copy_again(&repo).await;
+    for data in &small {
+        let id = repo.keys().id_of(data);
+        assert_eq!(repo.locate(&id).expect("indexed").kind, Kind::Bundle);
+        assert_eq!(&repo.read_blob(Kind::Data, &id).await.expect("read"), data);
+    }
+    let old = repo.load_snapshot(&old_id).await.expect("old snapshot");
+    let root = repo.load_tree(&old.tree).await.expect("old root");
+    for (name, data) in contents() {
+        let node = root.find(name.as_bytes()).expect("node");
+        let mut got = Vec::new();
+        for id in &node.content {
+            assert_eq!(repo.locate(id).expect("indexed").kind, Kind::Data);
+            got.extend(repo.read_blob(Kind::Data, id).await.expect("blob"));
+        }
+        assert!(got == data, "{name} content differs");
+    }
+    let mut o = CheckOptions::default();
+    o.read_data = true;
+    let report = repo.check(o).await.expect("check");
+    assert!(report.is_ok(), "{:?}", report.errors);
+}
+
+/// The same store opened afresh, as another process would.
+async fn open_copy_again(repo: &Repository) -> Repository {
+    Repository::open(repo.store().clone(), PASSWORD, OpenOptions::default())
+        .await
+        .expect("reopen")
+}
+
+async fn read_committed(bundles: bool) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = open_copy(bundles, tmp.path()).await;
     assert_eq!(repo.config().chunker.min_size, 16 * 1024);
     let (snap_id, snap) = repo.find_snapshot("latest").await.expect("snapshot");
     // The writer's session ended with a done record (session format v2)
