@@ -133,7 +133,13 @@ impl Cold {
                 for b in p["blobs"].as_array().expect("blobs") {
                     let blob = b["id"].as_str().expect("blob id").to_owned();
                     packs.insert(blob, pack.clone());
-                    kinds.insert(pack.clone(), b["kind"].as_str().expect("kind").to_owned());
+                    // A pack is a data or a tree pack: the blobs of a
+                    // bundle (kind "bundle") are data blobs.
+                    let kind = match b["kind"].as_str().expect("kind") {
+                        "bundle" => "data",
+                        k => k,
+                    };
+                    kinds.insert(pack.clone(), kind.to_owned());
                 }
             }
         }

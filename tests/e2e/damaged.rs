@@ -81,6 +81,8 @@ fn damaged_index_snapshot_tree_and_pack_leave_the_rest_usable() {
         .collect();
     write(&src[0].join("x1"), 30_000, 1);
     write(&src[0].join("x2"), 9_000, 2);
+    // Too large for a bundle: a blob of its own.
+    write(&src[0].join("x3"), 600_000, 7);
     write(&src[1].join("y1"), 20_000, 3);
     write(&src[2].join("z1"), 25_000, 4);
     write(&src[2].join("sub/z2"), 7_000, 5);
@@ -109,8 +111,19 @@ fn damaged_index_snapshot_tree_and_pack_leave_the_rest_usable() {
         .as_str()
         .expect("chunk")
         .to_owned();
+    let x2 = node(&root_of(&one), "x2")["content"][0]
+        .as_str()
+        .expect("chunk")
+        .to_owned();
     let sub = field_str(node(&root_of(&three), "sub"), "subtree").to_owned();
     let (data_pack, data_at) = locate(&repo, &x1);
+    // x1 and x2 are small: their chunks share a bundle (FORMAT.md §7.1),
+    // and a damaged bundle takes out every file whose bytes it holds.
+    assert_eq!(
+        locate(&repo, &x2),
+        (data_pack.clone(), data_at),
+        "x1 and x2 share a bundle"
+    );
     let (tree_pack, tree_at) = locate(&repo, &sub);
     flip(&repo, &index, 30);
     flip(&repo, &snap, 30);
@@ -161,18 +174,24 @@ fn damaged_index_snapshot_tree_and_pack_leave_the_rest_usable() {
     let after = repo.run(["snapshots"]).success();
     assert!(!after.stderr.contains(&index), "{}", after.stderr);
 
-    // A damaged data blob: its file is named and left out, the rest is
-    // restored right.
+    // A damaged bundle: the files of its blobs are named and left out,
+    // the rest is restored right.
     let out = tmp.path().join("out-one");
     let r = restore(&repo, &one, &out).expect_code(1);
     assert!(r.stderr.contains("x1"), "{}", r.stderr);
+    assert!(r.stderr.contains("x2"), "{}", r.stderr);
     no_wrong_bytes(&src[0], &out);
     let diffs = tree_differences(&src[0], &out);
     assert!(
         diffs
             .iter()
-            .all(|d| d.what == MISSING && d.path == Path::new("x1")),
+            .all(|d| d.what == MISSING && (d.path == Path::new("x1") || d.path == Path::new("x2"))),
         "{diffs:?}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("x3")).ok(),
+        std::fs::read(src[0].join("x3")).ok(),
+        "a file outside the damaged bundle"
     );
 
     // A damaged tree: the restore names it, writes nothing wrong, and

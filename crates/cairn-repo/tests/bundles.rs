@@ -44,23 +44,6 @@ async fn check_read_data(repo: &Repository) -> cairn_repo::CheckReport {
     repo.check(o).await.expect("check")
 }
 
-async fn backup_with(
-    repo: &Repository,
-    bundles: bool,
-    files: &[(String, Vec<u8>)],
-) -> cairn_core::Id {
-    let writer = BlobWriter::with_bundles(repo, bundles).expect("writer");
-    let files = files.to_vec();
-    let (writer, root) = tokio::task::spawn_blocking(move || {
-        let root = add_tree(&writer, &files);
-        (writer, root)
-    })
-    .await
-    .expect("join");
-    writer.finish().await.expect("finish");
-    commit(repo, "h", root).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_blobs_share_bundles_read_back_after_a_reopen_and_take_less_room() {
     let files = small_files(400);
@@ -78,7 +61,13 @@ async fn small_blobs_share_bundles_read_back_after_a_reopen_and_take_less_room()
 
     // The same files one blob each: the format-1 writer.
     let (plain, _) = repo_4m().await;
-    backup_with(&plain, false, &files).await;
+    backup_by(
+        &plain,
+        BlobWriter::with_bundles(&plain, false).expect("writer"),
+        "h",
+        &files,
+    )
+    .await;
     let id = plain.keys().id_of(&files[0].1);
     assert_eq!(plain.locate(&id).expect("indexed").kind, Kind::Data);
     let (bundled, single) = (size_of(&repo, "data").await, size_of(&plain, "data").await);
@@ -143,8 +132,20 @@ async fn a_bundle_swapped_in_from_another_pack_is_refused() {
             .collect()
     };
     let (a, b) = (files(0), files(100));
-    backup_with(&repo, true, &a).await;
-    backup_with(&repo, true, &b).await;
+    backup_by(
+        &repo,
+        BlobWriter::with_bundles(&repo, true).expect("writer"),
+        "h",
+        &a,
+    )
+    .await;
+    backup_by(
+        &repo,
+        BlobWriter::with_bundles(&repo, true).expect("writer"),
+        "h",
+        &b,
+    )
+    .await;
     let loc = |data: &[u8]| repo.locate(&repo.keys().id_of(data)).expect("indexed");
     let (la, lb) = (loc(&a[0].1), loc(&b[0].1));
     assert_eq!(la.kind, Kind::Bundle);

@@ -82,7 +82,16 @@ pub async fn commit(repo: &Repository, host: &str, root: Id) -> Id {
 
 /// Stores each file as one data blob under a root tree and saves a snapshot.
 pub async fn backup(repo: &Repository, host: &str, files: &[(String, Vec<u8>)]) -> Id {
-    let writer = BlobWriter::new(repo).expect("writer");
+    backup_by(repo, BlobWriter::new(repo).expect("writer"), host, files).await
+}
+
+/// [`backup`] through `writer`.
+pub async fn backup_by(
+    repo: &Repository,
+    writer: BlobWriter,
+    host: &str,
+    files: &[(String, Vec<u8>)],
+) -> Id {
     let files = files.to_vec();
     let (writer, root) = tokio::task::spawn_blocking(move || {
         let root = add_tree(&writer, &files);
