@@ -210,3 +210,27 @@ async fn prune_frees_a_dead_bundle_and_copies_a_partly_live_one_whole() {
     let report = check_read_data(&repo).await;
     assert!(report.is_ok(), "{:#?}", report.errors);
 }
+
+/// `repair index` rebuilds the index of bundled blobs from the pack
+/// headers alone (version 2, entries of kind 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_index_rebuilds_the_entries_of_bundled_blobs() {
+    let files = small_files(120);
+    let (repo, clock) = repo_4m().await;
+    let snap = backup(&repo, "h", &files).await;
+    for o in repo.store().list("index").await.expect("list") {
+        repo.store().delete(&o.path).await.expect("delete");
+    }
+    let broken = reopen(&repo, clock.clone()).await;
+    let report = broken
+        .repair_index(cairn_repo::RunMode::Apply)
+        .await
+        .expect("repair");
+    assert!(report.unreadable_packs.is_empty());
+    let fixed = reopen(&repo, clock).await;
+    let id = fixed.keys().id_of(&files[0].1);
+    assert_eq!(fixed.locate(&id).expect("indexed").kind, Kind::Bundle);
+    assert_eq!(restore(&fixed, &snap).await, files);
+    let report = check_read_data(&fixed).await;
+    assert!(report.is_ok(), "{:#?}", report.errors);
+}
