@@ -53,9 +53,18 @@ pub(crate) fn chunk_stream<R: Read, E>(
         if buf.is_empty() {
             return Ok(total);
         }
+        // A cut found before the window's end is final: FastCDC decides a
+        // cut at position p from the bytes before p alone (with fewer than
+        // the average size left it only stops testing the large mask,
+        // which applies from the average size on, past the data anyway).
+        // A chunk that ends at the window's end stopped for lack of data,
+        // and waits for the next pass. So each pass yields all but the last
+        // chunk of the window, not only those starting in its first half
+        // maximum chunk: a third as many passes, each with more chunks to
+        // seal in parallel, and less of the window moved down after each.
         let chunks: Vec<(usize, usize)> = params
             .chunks(&buf)
-            .take_while(|&(off, len)| eof || off + max <= buf.len() && off + len < buf.len())
+            .take_while(|&(off, len)| eof || off + len < buf.len())
             .collect();
         emit(&buf, &chunks)?;
         let consumed = chunks.last().map_or(0, |&(o, l)| o + l);
@@ -215,7 +224,14 @@ mod tests {
         let mut data = cairn_testkit::noise(1, 300_000);
         // A long run of zeros forces max-size cuts.
         data[100_000..160_000].fill(0);
-        for len in [0, 1, 1023, 16384, 49151, 49152, 49153, 100_000, 300_000] {
+        // Text-like data cuts near the average size, noise anywhere.
+        let text = cairn_testkit::text(3, 300_000);
+        let lengths = [0, 1, 1023, 4095, 4096, 4097, 16384, 24575, 24576, 24577];
+        let more = [28_672, 49151, 49152, 49153, 100_000, 212_345, 300_000];
+        for (data, len) in [&data, &text]
+            .into_iter()
+            .flat_map(|d| lengths.iter().chain(&more).map(move |&l| (d, l)))
+        {
             let input = &data[..len];
             let whole: Vec<(usize, usize)> = params.chunks(input).collect();
             let mut got = Vec::new();
