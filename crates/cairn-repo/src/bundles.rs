@@ -72,10 +72,9 @@ impl BundleCache {
 }
 
 impl Repository {
-    /// Opens a sealed bundle read from `loc` (any of its blobs' locations),
-    /// without the cache: for check, which opens each bundle once. `id`
-    /// is the blob the error names.
-    pub fn open_bundle(&self, loc: &BlobLocation, id: &Id, sealed: &[u8]) -> Result<Bundle> {
+    /// Opens a sealed bundle read from `loc` (any of its blobs' locations).
+    /// `id` is the blob the error names.
+    fn open_bundle(&self, loc: &BlobLocation, id: &Id, sealed: &[u8]) -> Result<Bundle> {
         let corrupt = |detail: String| Error::CorruptBlob {
             id: *id,
             pack: loc.pack,
@@ -88,12 +87,7 @@ impl Repository {
 
     /// Blob `id` from an opened bundle, checked against its indexed length
     /// and its id.
-    pub fn blob_from_bundle(
-        &self,
-        bundle: &Bundle,
-        loc: &BlobLocation,
-        id: &Id,
-    ) -> Result<Vec<u8>> {
+    fn blob_from_bundle(&self, bundle: &Bundle, loc: &BlobLocation, id: &Id) -> Result<Vec<u8>> {
         let corrupt = |detail: String| Error::CorruptBlob {
             id: *id,
             pack: loc.pack,

@@ -162,13 +162,7 @@ impl Repository {
         for (_, f) in self.read_index_files().await? {
             for p in &f.packs {
                 for e in p.blobs.iter().filter(|e| e.id == *id) {
-                    let loc = BlobLocation {
-                        pack: p.pack,
-                        kind: e.kind,
-                        offset: e.offset,
-                        length: e.length,
-                        raw_length: e.raw_length,
-                    };
+                    let loc = BlobLocation::in_pack(p.pack, e);
                     if !out.contains(&loc) {
                         out.push(loc);
                     }

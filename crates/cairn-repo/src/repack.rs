@@ -162,7 +162,7 @@ impl Repository {
                     })?;
             // Never copy a damaged blob over a good pack's grave.
             for m in &group {
-                self.open_blob(&location(pack, m), &m.id, sealed)?;
+                self.open_blob(&BlobLocation::in_pack(*pack, m), &m.id, sealed)?;
             }
             let (b, target) = match e.kind {
                 Kind::Tree => (&mut builders.tree, self.config().tree_pack_size as usize),
@@ -241,17 +241,6 @@ impl Repository {
             }
         }
         Ok((count, seen))
-    }
-}
-
-/// Where entry `e` of `pack` lies.
-fn location(pack: &Id, e: &PackEntry) -> BlobLocation {
-    BlobLocation {
-        pack: *pack,
-        kind: e.kind,
-        offset: e.offset,
-        length: e.length,
-        raw_length: e.raw_length,
     }
 }
 

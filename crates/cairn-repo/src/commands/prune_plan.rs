@@ -256,7 +256,6 @@ pub(crate) fn plan_packs(
     plan
 }
 
-/// The index files that count, and the ids of those another supersedes.
 /// Bytes of a pack that deleting `dead` frees: a bundle's bytes only if
 /// none of its blobs is among `keep`, which a repack copies it whole for.
 fn dead_bytes<'a>(
@@ -267,6 +266,7 @@ fn dead_bytes<'a>(
     pack_v1::occupied_bytes(dead.into_iter().filter(|e| !kept.contains(&e.range())))
 }
 
+/// The index files that count, and the ids of those another supersedes.
 pub(crate) fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
     let superseded: HashSet<Id> = all
         .iter()

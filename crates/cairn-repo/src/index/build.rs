@@ -98,13 +98,7 @@ impl Builder {
         self.superseded.extend(file.supersedes.iter().copied());
         for p in &file.packs {
             for e in &p.blobs {
-                let location = BlobLocation {
-                    pack: p.pack,
-                    kind: e.kind,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                };
+                let location = BlobLocation::in_pack(p.pack, e);
                 self.push(Record {
                     id: e.id,
                     location: Some(location),

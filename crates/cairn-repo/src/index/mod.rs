@@ -32,14 +32,27 @@ pub use view::IndexView;
 pub struct BlobLocation {
     /// The pack holding it.
     pub pack: Id,
-    /// Data or tree.
+    /// Data or tree, or a data blob in a bundle.
     pub kind: Kind,
-    /// Offset of the sealed blob in the pack.
+    /// Offset of the sealed blob (or its bundle) in the pack.
     pub offset: u32,
     /// Sealed length.
     pub length: u32,
     /// Plaintext length.
     pub raw_length: u32,
+}
+
+impl BlobLocation {
+    /// Where entry `e` of a header or index file places its blob in `pack`.
+    pub fn in_pack(pack: Id, e: &PackEntry) -> BlobLocation {
+        BlobLocation {
+            pack,
+            kind: e.kind,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        }
+    }
 }
 
 /// Every known blob and the pack it lives in, with the tombstones prune

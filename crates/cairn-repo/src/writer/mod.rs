@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 use crate::pack_buffers::{PackBuffers, Slot};
 use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result};
+
+mod upload;
 pub(crate) use upload::pack_class;
 use upload::{upload_loop, write_index};
 
@@ -41,7 +43,6 @@ pub(crate) const BUNDLE_TARGET: usize = 1024 * 1024;
 /// stored in bundles: small files compress together, and a bundle stays
 /// within 9/8 of its target.
 pub(crate) const BUNDLE_BLOB_SHARE: usize = 8;
-mod upload;
 
 /// Pack uploads in flight at once.
 const UPLOAD_CONCURRENCY: usize = 2;
@@ -277,7 +278,7 @@ impl BlobWriter {
         }
         self.count(kind, data.len(), sealed.len());
         let raw_len = data.len() as u32; // bounded by max_plaintext(kind) above
-        self.append(kind, sealed, &[(id, raw_len)], false)
+        self.append(kind, sealed.len(), 1, |p| p.push(kind, id, sealed, raw_len))
     }
 
     /// Counts a new blob of `kind`: `raw` bytes of plaintext, `sealed`
@@ -308,7 +309,9 @@ impl BlobWriter {
         };
         SCRATCH.with_borrow_mut(|sealed| {
             let members = self.seal_bundle(full, sealed);
-            self.append(Kind::Data, sealed, &members, true)
+            self.append(Kind::Data, sealed.len(), members.len(), |p| {
+                p.push_bundle(sealed, &members)
+            })
         })
     }
 
@@ -332,15 +335,22 @@ impl BlobWriter {
         members
     }
 
-    /// Appends a sealed object (a blob, or a bundle of `members`) to the
-    /// pack of `kind`, sending the pack off when full.
-    fn append(&self, kind: Kind, sealed: &[u8], members: &[(Id, u32)], bundle: bool) -> Result<()> {
+    /// Appends a sealed object of `sealed_len` bytes listed by `entries`
+    /// entries (a blob, or a bundle's blobs) to the pack of `kind` with
+    /// `push`, sending the pack off when full.
+    fn append(
+        &self,
+        kind: Kind,
+        sealed_len: usize,
+        entries: usize,
+        push: impl FnOnce(&mut PackBuilder),
+    ) -> Result<()> {
         let (packer, target) = self.packer(kind);
         loop {
             let mut f = lock(packer);
             // A pack, header included, stays within its target size unless
             // its only object is larger: a full one is sent off first.
-            let size = f.pack.size_with_entries(sealed.len(), members.len());
+            let size = f.pack.size_with_entries(sealed_len, entries);
             if !f.pack.is_empty() && size > target {
                 let full = std::mem::take(&mut *f);
                 drop(f);
@@ -355,10 +365,7 @@ impl BlobWriter {
                     slot: Some(slot),
                 };
             }
-            match members {
-                [(id, raw_len)] if !bundle => f.pack.push(kind, *id, sealed, *raw_len),
-                _ => f.pack.push_bundle(sealed, members),
-            }
+            push(&mut f.pack);
             // A pack that reached its target (a blob as large as a pack, on
             // its own) goes now rather than with the next blob: a writer
             // killed before then would have stored nothing.

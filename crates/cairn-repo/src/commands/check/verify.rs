@@ -86,13 +86,7 @@ fn verify_pack_bytes(
             ));
             continue;
         };
-        let loc = BlobLocation {
-            pack,
-            kind: e.kind,
-            offset: e.offset,
-            length: e.length,
-            raw_length: e.raw_length,
-        };
+        let loc = BlobLocation::in_pack(pack, e);
         match repo.open_blob(&loc, &e.id, sealed) {
             Ok(plain) => {
                 verified += 1;
