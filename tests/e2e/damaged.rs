@@ -81,8 +81,11 @@ fn damaged_index_snapshot_tree_and_pack_leave_the_rest_usable() {
         .collect();
     write(&src[0].join("x1"), 30_000, 1);
     write(&src[0].join("x2"), 9_000, 2);
-    // Too large for a bundle: a blob of its own.
-    write(&src[0].join("x3"), 600_000, 7);
+    // Too large for a bundle (over 128 KiB) and too small to be cut (under
+    // the 512 KiB least chunk): one blob of its own, whatever the
+    // repository's chunker key. (600 KB was cut in two for some keys, its
+    // tail small enough for the bundle.)
+    write(&src[0].join("x3"), 400_000, 7);
     write(&src[1].join("y1"), 20_000, 3);
     write(&src[2].join("z1"), 25_000, 4);
     write(&src[2].join("sub/z2"), 7_000, 5);
@@ -123,6 +126,17 @@ fn damaged_index_snapshot_tree_and_pack_leave_the_rest_usable() {
         locate(&repo, &x2),
         (data_pack.clone(), data_at),
         "x1 and x2 share a bundle"
+    );
+    let x3 = node(&root_of(&one), "x3")["content"]
+        .as_array()
+        .expect("chunks")
+        .clone();
+    assert_eq!(x3.len(), 1, "x3 is one chunk");
+    let x3_at = locate(&repo, x3[0].as_str().expect("chunk"));
+    assert_ne!(
+        x3_at,
+        (data_pack.clone(), data_at),
+        "x3 is not in the bundle"
     );
     let (tree_pack, tree_at) = locate(&repo, &sub);
     flip(&repo, &index, 30);
@@ -186,7 +200,8 @@ fn damaged_index_snapshot_tree_and_pack_leave_the_rest_usable() {
         diffs
             .iter()
             .all(|d| d.what == MISSING && (d.path == Path::new("x1") || d.path == Path::new("x2"))),
-        "{diffs:?}"
+        "{diffs:?}\n{}",
+        r.stderr
     );
     assert_eq!(
         std::fs::read(out.join("x3")).ok(),
