@@ -175,6 +175,36 @@ proptest! {
         let other = Id::from_bytes(other);
         prop_assert!(pack_v1::read_header(&keys, &other, &pack).is_err());
     }
+
+    /// A spooled builder (whose caller writes the blobs out) lists the
+    /// same entries, and its blobs followed by what `finish` returns are
+    /// the pack an in-memory builder makes, byte for byte.
+    #[test]
+    fn a_spooled_pack_is_the_same_pack(
+        blobs in proptest::collection::vec((blob_kind(), payload(2048)), 0..16),
+        keys in keys(),
+        pack_id in id(),
+        seed in any::<u64>(),
+    ) {
+        let mut memory = PackBuilder::default();
+        let mut spooled = PackBuilder::spooled();
+        let mut written = Vec::new();
+        for (kind, plain) in &blobs {
+            let id = keys.blob_id(*kind, plain);
+            let sealed = seal(&keys, *kind, &id, plain, Compression::None, &SeededRandom::new(seed));
+            prop_assert_eq!(spooled.size_with(sealed.len()), memory.size_with(sealed.len()));
+            memory.push(*kind, id, &sealed, plain.len() as u32);
+            spooled.push(*kind, id, &sealed, plain.len() as u32);
+            written.extend_from_slice(&sealed);
+            prop_assert_eq!(spooled.len(), written.len());
+        }
+        prop_assert_eq!(spooled.size(), memory.size());
+        let (pack, entries) = memory.finish(&keys, &pack_id, &SeededRandom::new(seed));
+        let (tail, spooled_entries) = spooled.finish(&keys, &pack_id, &SeededRandom::new(seed));
+        prop_assert_eq!(entries, spooled_entries);
+        written.extend_from_slice(&tail);
+        prop_assert_eq!(written, pack);
+    }
 }
 
 proptest! {

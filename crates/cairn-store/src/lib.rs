@@ -36,6 +36,7 @@ mod metrics;
 mod restream;
 mod roots;
 mod s3api;
+mod spool;
 mod staging;
 mod store;
 mod url;
@@ -49,6 +50,7 @@ pub use limit::RateLimitStore;
 pub use lock::RetentionState;
 pub use metrics::{Metrics, MetricsSnapshot, MetricsStore};
 pub use s3api::{Availability, ObjectStatus, ObjectVersion, is_archival_class, parse_date};
+pub use spool::Spool;
 pub use staging::StagingFile;
 pub use store::{
     Create, MULTIPART_THRESHOLD, ObjectClass, ObjectInfo, Retention, StoragePolicy, Store,

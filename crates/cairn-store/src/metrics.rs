@@ -79,6 +79,13 @@ impl Metrics {
     pub(crate) fn count_other(&self) {
         bump(&self.other, 1);
     }
+
+    /// Counts a write of `bytes` made beside the object store (an object
+    /// spooled into a local repository).
+    pub(crate) fn count_put(&self, bytes: u64) {
+        bump(&self.puts, 1);
+        bump(&self.bytes_up, bytes);
+    }
 }
 
 fn bump(a: &AtomicU64, n: u64) {

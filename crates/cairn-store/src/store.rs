@@ -140,11 +140,14 @@ pub struct StoreOptions {
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     describe: String,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     remote: bool,
     cache: Option<Arc<Cache>>,
     /// The directory of a local repository (for its temporary files).
     pub(crate) local_root: Option<std::path::PathBuf>,
+    /// The directory of a local repository without an upload limit, which
+    /// objects may be written into as they are made (`spool.rs`).
+    pub(crate) spool_root: Option<std::path::PathBuf>,
     /// The requests object_store lacks, for S3 stores.
     s3: Option<S3Api>,
     /// Classes and retention of what is written; the repository sets it
@@ -233,6 +236,9 @@ impl Store {
             };
         let mut store = Store::from_object_store(limited, describe);
         store.remote = location.is_remote();
+        if opts.limit_upload_kib.is_none() {
+            store.spool_root = local_root.clone();
+        }
         store.local_root = local_root;
         store.s3 = s3.map(|api| api.with_metrics(store.metrics.clone()));
         Ok(store)
@@ -254,6 +260,7 @@ impl Store {
             remote: false,
             cache: None,
             local_root: None,
+            spool_root: None,
             s3: None,
             policy: Arc::default(),
         }

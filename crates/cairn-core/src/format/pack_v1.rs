@@ -131,9 +131,17 @@ pub fn occupied_bytes<'a>(entries: impl IntoIterator<Item = &'a PackEntry>) -> u
 }
 
 /// Accumulates sealed blobs into a pack.
+///
+/// A [`spooled`](PackBuilder::spooled) builder keeps only the entries: its
+/// caller writes each sealed blob out itself, in the order pushed, and
+/// [`finish`](PackBuilder::finish) returns the rest of the pack (the
+/// sealed header and its length) to write after them.
 #[derive(Debug, Default)]
 pub struct PackBuilder {
     data: Vec<u8>,
+    /// Bytes of blob data so far (in `data` unless spooled).
+    len: usize,
+    spooled: bool,
     entries: Vec<PackEntry>,
 }
 
@@ -142,7 +150,15 @@ impl PackBuilder {
     pub fn with_capacity(capacity: usize) -> Self {
         PackBuilder {
             data: Vec::with_capacity(capacity),
-            entries: Vec::new(),
+            ..Default::default()
+        }
+    }
+    /// An empty pack whose blobs its caller writes out (see the type's
+    /// docs).
+    pub fn spooled() -> Self {
+        PackBuilder {
+            spooled: true,
+            ..Default::default()
         }
     }
     /// An empty pack writing into `buf` (cleared; its capacity is kept),
@@ -151,16 +167,16 @@ impl PackBuilder {
         buf.clear();
         PackBuilder {
             data: buf,
-            entries: Vec::new(),
+            ..Default::default()
         }
     }
     /// Appends a sealed bundle (kind `Bundle`, see `bundle_v1`) holding
     /// `members` (id and plaintext length each): one entry per member, all
     /// with the bundle's range.
     pub fn push_bundle(&mut self, sealed: &[u8], members: &[(Id, u32)]) {
-        let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
+        let offset = u32::try_from(self.len).unwrap_or(u32::MAX);
         let length = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
-        self.data.extend_from_slice(sealed);
+        self.append(sealed);
         self.entries
             .extend(members.iter().map(|&(id, raw_length)| PackEntry {
                 kind: Kind::Bundle,
@@ -172,8 +188,8 @@ impl PackBuilder {
     }
     /// Appends a sealed blob.
     pub fn push(&mut self, kind: Kind, id: Id, sealed: &[u8], raw_length: u32) {
-        let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
-        self.data.extend_from_slice(sealed);
+        let offset = u32::try_from(self.len).unwrap_or(u32::MAX);
+        self.append(sealed);
         self.entries.push(PackEntry {
             kind,
             id,
@@ -182,9 +198,15 @@ impl PackBuilder {
             raw_length,
         });
     }
+    fn append(&mut self, sealed: &[u8]) {
+        if !self.spooled {
+            self.data.extend_from_slice(sealed);
+        }
+        self.len += sealed.len();
+    }
     /// Bytes of blob data so far.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
     /// The length the finished pack (header and trailer included) would
     /// have with one more sealed blob of `sealed_len` bytes.
@@ -195,11 +217,11 @@ impl PackBuilder {
     /// entries (a bundle's members).
     pub fn size_with_entries(&self, sealed_len: usize, entries: usize) -> usize {
         let header = 5 + (self.entries.len() + entries) * ENTRY_LEN + SEAL_OVERHEAD;
-        self.data.len() + sealed_len + header + 4
+        self.len + sealed_len + header + 4
     }
     /// The length the finished pack would have now.
     pub fn size(&self) -> usize {
-        self.data.len() + 5 + self.entries.len() * ENTRY_LEN + SEAL_OVERHEAD + 4
+        self.len + 5 + self.entries.len() * ENTRY_LEN + SEAL_OVERHEAD + 4
     }
     /// True before the first blob.
     pub fn is_empty(&self) -> bool {
@@ -209,7 +231,8 @@ impl PackBuilder {
     pub fn entries(&self) -> &[PackEntry] {
         &self.entries
     }
-    /// Seals the header and returns the pack bytes and its entries.
+    /// Seals the header and returns the pack bytes (for a spooled
+    /// builder, the bytes after its blobs) and its entries.
     pub fn finish(
         mut self,
         keys: &Keys,

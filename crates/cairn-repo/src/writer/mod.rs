@@ -7,7 +7,10 @@
 //! indexed and the next backup deduplicates against them. Memory is bounded:
 //! at most [`PACK_BUFFERS`] data packs exist at once (filling, queued or
 //! uploading; see [`PackBuffers`]), each within the configured pack size,
-//! and one tree pack.
+//! and one tree pack. In a local repository, data packs are not held in
+//! memory at all: each blob is written into the pack's temporary file as
+//! it is added ([`cairn_store::Spool`]), and the uploader makes the file
+//! durable and renames it into place.
 //!
 //! Before anything is deduplicated or uploaded, the uploader announces the
 //! writer's session (`sessions/<id>`) and then reloads the index and lists
@@ -23,15 +26,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use cairn_core::format::bundle_v1::BUNDLE_SEAL_ID;
-use cairn_core::format::{BundleBuilder, IndexPack, PackBuilder, PackEntry, SessionPurpose};
+use cairn_core::format::{BundleBuilder, IndexPack, PackBuilder, SessionPurpose};
 use cairn_core::{Compression, Id, Kind, seal_into};
 use tokio::sync::mpsc;
 
-use crate::pack_buffers::{PackBuffers, Slot};
+use crate::pack_buffers::PackBuffers;
 use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result};
 
+mod filling;
 mod upload;
+use filling::{Filling, FinishedPack, random_id};
 pub(crate) use upload::pack_class;
 use upload::{upload_loop, write_index};
 
@@ -100,22 +105,6 @@ impl Counters {
     }
 }
 
-struct FinishedPack {
-    id: Id,
-    kind: Kind,
-    bytes: Vec<u8>,
-    entries: Vec<PackEntry>,
-    /// The place of a data pack's buffer (see [`PackBuffers`]).
-    slot: Option<Slot>,
-}
-
-/// The pack of one kind being filled, with its buffer's slot (data packs).
-#[derive(Default)]
-struct Filling {
-    pack: PackBuilder,
-    slot: Option<Slot>,
-}
-
 struct Shared {
     repo: Repository,
     session: Arc<SessionHandle>,
@@ -140,6 +129,9 @@ struct Shared {
     bundle_blob_max: usize,
     /// The data packs' buffers: at most [`PACK_BUFFERS`] in memory.
     buffers: Arc<PackBuffers>,
+    /// Why the writer cannot go on: a pack's file could not be written,
+    /// and the blobs it listed are lost.
+    broken: Mutex<Option<String>>,
     counters: Counters,
 }
 
@@ -217,6 +209,7 @@ impl BlobWriter {
             bundle_target,
             bundle_blob_max: bundle_target / BUNDLE_BLOB_SHARE,
             buffers: PackBuffers::new(PACK_BUFFERS, repo.config().data_pack_size as usize),
+            broken: Mutex::new(None),
             counters: Counters::default(),
         });
         let uploader = handle.spawn(upload_loop(shared.clone(), rx));
@@ -278,7 +271,7 @@ impl BlobWriter {
         }
         self.count(kind, data.len(), sealed.len());
         let raw_len = data.len() as u32; // bounded by max_plaintext(kind) above
-        self.append(kind, sealed.len(), 1, |p| p.push(kind, id, sealed, raw_len))
+        self.append(kind, sealed, 1, |p| p.push(kind, id, sealed, raw_len))
     }
 
     /// Counts a new blob of `kind`: `raw` bytes of plaintext, `sealed`
@@ -309,7 +302,7 @@ impl BlobWriter {
         };
         SCRATCH.with_borrow_mut(|sealed| {
             let members = self.seal_bundle(full, sealed);
-            self.append(Kind::Data, sealed.len(), members.len(), |p| {
+            self.append(Kind::Data, sealed, members.len(), |p| {
                 p.push_bundle(sealed, &members)
             })
         })
@@ -335,37 +328,40 @@ impl BlobWriter {
         members
     }
 
-    /// Appends a sealed object of `sealed_len` bytes listed by `entries`
-    /// entries (a blob, or a bundle's blobs) to the pack of `kind` with
-    /// `push`, sending the pack off when full.
+    /// Appends the sealed object `sealed`, listed by `entries` entries (a
+    /// blob, or a bundle's blobs), to the pack of `kind` with `push`,
+    /// sending the pack off when full.
     fn append(
         &self,
         kind: Kind,
-        sealed_len: usize,
+        sealed: &[u8],
         entries: usize,
         push: impl FnOnce(&mut PackBuilder),
     ) -> Result<()> {
         let (packer, target) = self.packer(kind);
         loop {
             let mut f = lock(packer);
+            self.check_broken()?;
             // A pack, header included, stays within its target size unless
             // its only object is larger: a full one is sent off first.
-            let size = f.pack.size_with_entries(sealed_len, entries);
+            let size = f.pack.size_with_entries(sealed.len(), entries);
             if !f.pack.is_empty() && size > target {
                 let full = std::mem::take(&mut *f);
                 drop(f);
                 self.send(kind, full)?;
                 continue;
             }
-            if kind != Kind::Tree && f.slot.is_none() {
-                // Waits, if every buffer is in use, for an upload to end.
-                let (buf, slot) = self.shared.buffers.take();
-                *f = Filling {
-                    pack: PackBuilder::with_buffer(buf),
-                    slot: Some(slot),
-                };
+            if kind != Kind::Tree && f.unstarted() {
+                *f = self.start_data_pack()?;
             }
-            push(&mut f.pack);
+            if let Err(e) = f.push(sealed, push) {
+                // The pack's file now holds part of a blob: it is dropped
+                // (and removed) with every blob it listed, and the writer
+                // fails from here on, so no snapshot refers to them.
+                *f = Filling::default();
+                *lock(&self.shared.broken) = Some(e.to_string());
+                return Err(e);
+            }
             // A pack that reached its target (a blob as large as a pack, on
             // its own) goes now rather than with the next blob: a writer
             // killed before then would have stored nothing.
@@ -375,6 +371,32 @@ impl BlobWriter {
                 self.send(kind, full)?;
             }
             return Ok(());
+        }
+    }
+
+    /// A new data pack: its file in a local repository, else a buffer from
+    /// the pool (waiting, if every buffer is in use, for an upload to end).
+    fn start_data_pack(&self) -> Result<Filling> {
+        if let Some(spool) = self.shared.repo.store().spool(crate::paths::DATA) {
+            return Ok(Filling {
+                pack: PackBuilder::spooled(),
+                slot: None,
+                spool: Some(spool?),
+            });
+        }
+        let (buf, slot) = self.shared.buffers.take();
+        Ok(Filling {
+            pack: PackBuilder::with_buffer(buf),
+            slot: Some(slot),
+            spool: None,
+        })
+    }
+
+    /// Fails once a pack's file could not be written.
+    fn check_broken(&self) -> Result<()> {
+        match lock(&self.shared.broken).as_ref() {
+            Some(e) => Err(Error::Internal(format!("a pack could not be written: {e}"))),
+            None => Ok(()),
         }
     }
 
@@ -443,25 +465,30 @@ impl BlobWriter {
     /// Seals a full pack and queues it for the uploader (blocking while the
     /// queue is full).
     fn send(&self, kind: Kind, full: Filling) -> Result<()> {
-        let pack = self.seal_pack(kind, full);
+        let pack = self.seal_pack(kind, full)?;
         self.tx
             .blocking_send(pack)
             .map_err(|_| Error::Internal("the pack uploader stopped after an error".into()))
     }
 
-    fn seal_pack(&self, kind: Kind, f: Filling) -> FinishedPack {
+    /// Seals a pack's header; for a spooled pack, writes it to the file.
+    fn seal_pack(&self, kind: Kind, f: Filling) -> Result<FinishedPack> {
         let repo = &self.shared.repo;
-        let mut id = [0u8; 32];
-        repo.rng().fill(&mut id);
-        let id = Id::from_bytes(id);
-        let (bytes, entries) = f.pack.finish(repo.keys(), &id, repo.rng());
-        FinishedPack {
+        let id = random_id(repo);
+        let mut spool = f.spool;
+        let (mut bytes, entries) = f.pack.finish(repo.keys(), &id, repo.rng());
+        if let Some(spool) = &mut spool {
+            spool.write(&bytes)?;
+            bytes = Vec::new();
+        }
+        Ok(FinishedPack {
             id,
             kind,
             bytes,
             entries,
             slot: f.slot,
-        }
+            spool,
+        })
     }
 
     /// Uploads what is left, waits for every upload, and writes the last
@@ -480,15 +507,16 @@ impl BlobWriter {
             let size = data.pack.size_with_entries(sealed.len(), members.len());
             if !data.pack.is_empty() && size > target {
                 let pack = self.seal_pack(Kind::Data, std::mem::take(&mut data));
-                send_failed |= self.tx.send(pack).await.is_err();
+                send_failed |= self.tx.send(pack?).await.is_err();
             }
-            data.pack.push_bundle(&sealed, &members);
+            data.push(&sealed, |p| p.push_bundle(&sealed, &members))?;
         }
         *lock(&self.shared.data) = data;
+        self.check_broken()?;
         for kind in [Kind::Data, Kind::Tree] {
             let f = std::mem::take(&mut *lock(self.packer(kind).0));
             if !f.pack.is_empty() {
-                let pack = self.seal_pack(kind, f);
+                let pack = self.seal_pack(kind, f)?;
                 send_failed |= self.tx.send(pack).await.is_err();
             }
         }

@@ -87,17 +87,24 @@ async fn upload_packs(
 }
 
 async fn upload(shared: Arc<Shared>, p: FinishedPack) -> Result<IndexPack> {
-    let bytes = Bytes::from(p.bytes);
-    // On failure the slot is dropped with the pack: its place is free again.
-    shared
-        .repo
-        .store()
-        .put_as(&paths::pack(&p.id), bytes.clone(), pack_class(p.kind))
-        .await?;
-    // Once the store let go of its copy, the buffer is ours again; if it
-    // kept one, the slot alone is given up.
-    if let (Some(slot), Ok(buf)) = (p.slot, bytes.try_into_mut()) {
-        slot.give_back(Vec::from(buf));
+    let store = shared.repo.store();
+    if let Some(spool) = p.spool {
+        // Written already: made durable and put in place. On failure the
+        // spool's file is removed.
+        let path = paths::pack(&p.id);
+        store.publish(spool, &path, pack_class(p.kind)).await?;
+    } else {
+        let bytes = Bytes::from(p.bytes);
+        // On failure the slot is dropped with the pack: its place is free
+        // again.
+        store
+            .put_as(&paths::pack(&p.id), bytes.clone(), pack_class(p.kind))
+            .await?;
+        // Once the store let go of its copy, the buffer is ours again; if
+        // it kept one, the slot alone is given up.
+        if let (Some(slot), Ok(buf)) = (p.slot, bytes.try_into_mut()) {
+            slot.give_back(Vec::from(buf));
+        }
     }
     shared
         .packs

@@ -1,0 +1,59 @@
+//! The writer's packs: one being filled, and one finished on its way to
+//! the uploader.
+
+use cairn_core::format::{PackBuilder, PackEntry};
+use cairn_core::{Id, Kind};
+use cairn_store::Spool;
+
+use crate::pack_buffers::Slot;
+use crate::{Repository, Result};
+
+pub(super) struct FinishedPack {
+    pub(super) id: Id,
+    pub(super) kind: Kind,
+    /// The pack; for a spooled one, empty (its file holds it).
+    pub(super) bytes: Vec<u8>,
+    pub(super) entries: Vec<PackEntry>,
+    /// The place of a data pack's buffer (see [`crate::pack_buffers::PackBuffers`]).
+    pub(super) slot: Option<Slot>,
+    pub(super) spool: Option<Spool>,
+}
+
+/// The pack of one kind being filled: in a buffer from the pool (data
+/// packs), in memory (tree packs, and the last data pack of a writer), or
+/// written into its file as it fills (data packs of a local repository).
+#[derive(Default)]
+pub(super) struct Filling {
+    pub(super) pack: PackBuilder,
+    pub(super) slot: Option<Slot>,
+    /// The pack's file (its name is chosen when it is sealed).
+    pub(super) spool: Option<Spool>,
+}
+
+impl Filling {
+    /// True for a pack not started yet (no buffer, no file).
+    pub(super) fn unstarted(&self) -> bool {
+        self.slot.is_none() && self.spool.is_none()
+    }
+
+    /// Appends a sealed object with `push` (which lists it), writing it to
+    /// the pack's file first if it has one.
+    pub(super) fn push(
+        &mut self,
+        sealed: &[u8],
+        push: impl FnOnce(&mut PackBuilder),
+    ) -> Result<()> {
+        if let Some(spool) = &mut self.spool {
+            spool.write(sealed)?;
+        }
+        push(&mut self.pack);
+        Ok(())
+    }
+}
+
+/// A new pack id: random, so packs of concurrent writers never collide.
+pub(super) fn random_id(repo: &Repository) -> Id {
+    let mut id = [0u8; 32];
+    repo.rng().fill(&mut id);
+    Id::from_bytes(id)
+}

@@ -1,0 +1,215 @@
+//! Objects written into a local repository as they are made.
+//!
+//! A backup's data pack is 16 MiB; held in memory until it is stored, the
+//! packs filling and uploading were the largest part of a backup's memory.
+//! A local repository does not need them in memory: [`Store::spool`] opens
+//! a temporary file in a directory of the repository (`spool#N`, named as
+//! object_store's local backend names its own, so [`Store::staging_files`]
+//! finds it and prune collects it if the process dies), the writer appends
+//! to it as it goes, and [`Store::publish`] makes it durable and renames it
+//! to the object's path, which the writer may choose last, as a `put` does
+//! (file synced, renamed, directories synced).
+//!
+//! Other stores get `None` from [`Store::spool`] and their writers keep
+//! objects in memory, as do local stores opened with an upload limit
+//! (which applies to `put`) or built with [`Store::from_object_store`].
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{ObjectClass, Store, StoreError, StoreResult};
+
+/// Bytes gathered before a write to the file: small objects (blobs of an
+/// uncompressed repository) are written a few hundred at a time; larger
+/// ones go straight through.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Numbers for temporary file names, unique within the process (and, as
+/// they start from the process id, seldom tried by two processes).
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn next_number() -> u64 {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    (u64::from(std::process::id()) << 32) + n
+}
+
+/// An object being written into a local repository; see the module docs.
+/// Dropped without [`Store::publish`], its temporary file is removed.
+#[derive(Debug)]
+pub struct Spool {
+    file: Option<BufWriter<File>>,
+    /// The repository's directory, and the temporary file.
+    root: PathBuf,
+    tmp: PathBuf,
+    len: u64,
+    /// Renamed into place: nothing to remove when dropped.
+    published: bool,
+}
+
+impl Spool {
+    /// Appends `b` to the object.
+    pub fn write(&mut self, b: &[u8]) -> StoreResult<()> {
+        let tmp = self.tmp.display().to_string();
+        let file = self.file.as_mut().ok_or_else(|| StoreError::Backend {
+            path: tmp.clone(),
+            message: "written after it was closed".into(),
+        })?;
+        file.write_all(b).map_err(|e| io_error(&tmp, e))?;
+        self.len += b.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True before the first byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Flushes and syncs the file, renames it to the object `path` and
+    /// syncs the directories whose entries changed. Blocking.
+    fn finish(&mut self, path: &str) -> StoreResult<()> {
+        let io = |e| io_error(path, e);
+        if !plain_path(path) {
+            return Err(io(std::io::Error::other("not a plain object path")));
+        }
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io(std::io::Error::other("published twice")))?;
+        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        let dest = self.root.join(path);
+        let dir = dest.parent().unwrap_or(&self.root);
+        let created_dir = !dir.is_dir();
+        if created_dir {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::rename(&self.tmp, &dest).map_err(io)?;
+        self.published = true;
+        sync_dir(dir).map_err(io)?;
+        let from = self.tmp.parent().unwrap_or(&self.root);
+        if from != dir {
+            sync_dir(from).map_err(io)?;
+        }
+        if created_dir {
+            sync_dir(dir.parent().unwrap_or(&self.root)).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if !self.published {
+            drop(self.file.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn io_error(path: &str, e: std::io::Error) -> StoreError {
+    StoreError::Backend {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// True for an object path made of plain names (no empty, `.` or `..`
+/// part): the only paths a spool is opened for.
+fn plain_path(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('#'))
+}
+
+impl Store {
+    /// Starts an object in a temporary file in the directory `dir` of a
+    /// plain local repository; `None` for any other store. See the module
+    /// docs.
+    pub fn spool(&self, dir: &str) -> Option<StoreResult<Spool>> {
+        let root = self.spool_root.as_ref()?;
+        Some(open_spool(root, dir))
+    }
+
+    /// Makes `spool`'s object durable and puts it in place at `path`, with
+    /// the retention of its `class` (none on a local repository).
+    pub async fn publish(
+        &self,
+        mut spool: Spool,
+        path: &str,
+        class: ObjectClass,
+    ) -> StoreResult<()> {
+        let len = spool.len;
+        let to = path.to_owned();
+        let done = tokio::task::spawn_blocking(move || spool.finish(&to)).await;
+        done.map_err(|e| StoreError::Backend {
+            path: path.to_owned(),
+            message: format!("write task failed: {e}"),
+        })??;
+        self.metrics.count_put(len);
+        self.lock_new(path, class).await
+    }
+}
+
+fn open_spool(root: &Path, dir: &str) -> StoreResult<Spool> {
+    if !plain_path(dir) {
+        return Err(io_error(
+            dir,
+            std::io::Error::other("not a plain directory path"),
+        ));
+    }
+    let at = root.join(dir);
+    std::fs::create_dir_all(&at).map_err(|e| io_error(dir, e))?;
+    loop {
+        let n = next_number();
+        let tmp = at.join(format!("spool#{n}"));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => {
+                return Ok(Spool {
+                    file: Some(BufWriter::with_capacity(WRITE_BUFFER, f)),
+                    root: root.to_owned(),
+                    tmp,
+                    len: 0,
+                    published: false,
+                });
+            }
+            // Another process's file: the next number.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(dir, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_paths_are_spooled() {
+        assert!(plain_path("data/ab/abcd"));
+        for bad in [
+            "",
+            "/data",
+            "data//x",
+            "data/../x",
+            "./x",
+            "data/x#1",
+            "data/",
+        ] {
+            assert!(!plain_path(bad), "{bad}");
+        }
+    }
+}
