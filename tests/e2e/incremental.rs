@@ -203,3 +203,35 @@ fn ignore_inode_takes_a_copied_tree_as_unchanged() {
         .json();
     assert_eq!(field_u64(&loose, "bytes_read"), 0, "{loose:#}");
 }
+
+/// A file only read since the last backup (its access time alone changed)
+/// keeps the parent's record and stores no tree; `--exact-atime` records
+/// the read.
+#[test]
+fn a_read_alone_stores_no_tree_unless_exact_atime_is_asked_for() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("d")).expect("mkdir");
+    std::fs::write(src.join("d/f"), b"read later").expect("write");
+    // A day-old access time, so the kernel (relatime) updates it on a read.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let f = std::fs::File::open(src.join("d/f")).expect("open");
+    f.set_times(std::fs::FileTimes::new().set_accessed(old))
+        .expect("set atime");
+    let repo = Repo::init(tmp.path().join("repo"));
+    repo.backup_json(&src);
+    std::fs::read(src.join("d/f")).expect("read");
+    let atime = std::fs::metadata(src.join("d/f")).expect("stat").atime();
+    assert!(atime > 1_000_000_000, "reads must update access times here");
+    let src_arg = src.to_str().expect("utf-8");
+    let plain = repo.run(["backup", src_arg, "--json"]).success().json();
+    assert_eq!(field_u64(&plain, "tree_blobs_added"), 0, "{plain:#}");
+    assert_eq!(field_u64(&plain, "dirs_changed"), 0, "{plain:#}");
+    let exact = repo
+        .run(["backup", src_arg, "--exact-atime", "--json"])
+        .success()
+        .json();
+    assert_eq!(field_u64(&exact, "dirs_changed"), 1, "{exact:#}");
+    assert_eq!(field_u64(&exact, "tree_blobs_added"), 2, "{exact:#}");
+}

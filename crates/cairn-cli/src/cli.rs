@@ -270,6 +270,11 @@ pub(crate) struct BackupArgs {
     /// cloned tree)
     #[arg(long)]
     pub(crate) ignore_inode: bool,
+    /// Record access times as they are now; by default an entry whose only
+    /// change since the parent snapshot is its access time keeps the
+    /// parent's, so reading the data does not make every directory new
+    #[arg(long)]
+    pub(crate) exact_atime: bool,
     /// Print the summary as JSON
     #[arg(long)]
     pub(crate) json: bool,

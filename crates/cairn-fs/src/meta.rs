@@ -60,6 +60,20 @@ pub(crate) fn unchanged(old: &Node, new: &Node, how: crate::ChangeDetection) -> 
         && (!strict || (old.ctime == new.ctime && old.inode == new.inode))
 }
 
+/// Gives `node` the access time `old` recorded when that is all that
+/// differs between them: an entry only read since the parent snapshot (by
+/// another backup tool, a web server, a `grep`) is recorded as it was, so
+/// its tree, and every tree above it, stays the parent's.
+pub(crate) fn keep_parent_atime(node: &mut Node, old: &Node) {
+    if node.atime == old.atime {
+        return;
+    }
+    let now = std::mem::replace(&mut node.atime, old.atime);
+    if node != old {
+        node.atime = now;
+    }
+}
+
 /// True when `new` must have the extended attributes `old` recorded:
 /// setting or removing one updates the inode's ctime, so the same inode
 /// with the same ctime has not had them changed. Saves reading them again

@@ -90,6 +90,7 @@ async fn options(repo: &Repository, a: BackupArgs) -> Result<BackupOptions> {
     if a.ignore_inode {
         opts.change_detection = cairn::ChangeDetection::SizeAndMtime;
     }
+    opts.exact_atime = a.exact_atime;
     Ok(opts)
 }
 

@@ -66,6 +66,11 @@ pub struct BackupOptions {
     pub selection: Selection,
     /// Which metadata show a file unchanged since the parent snapshot.
     pub change_detection: ChangeDetection,
+    /// Record every entry's access time as it is now. Without it, an entry
+    /// whose only change since the parent snapshot is its access time keeps
+    /// the parent's record: reading a volume (another backup tool, a web
+    /// server) then does not make each of its trees new.
+    pub exact_atime: bool,
 }
 
 impl BackupOptions {
@@ -104,6 +109,7 @@ impl Default for BackupOptions {
             tags: Vec::new(),
             selection: Selection::default(),
             change_detection: ChangeDetection::default(),
+            exact_atime: false,
         }
     }
 }
@@ -228,6 +234,7 @@ async fn run(
         (stream.is_none() && parent.is_none()).then(|| prefetch::start(&paths, &progress));
     let mut walker = Walker::new(repo, &opts.selection, progress.clone())?;
     walker.change_detection = opts.change_detection;
+    walker.exact_atime = opts.exact_atime;
     let (walker, root) = walk(walker, stream, paths, layout, parent_root, opts.time).await?;
     let Walker {
         writer,

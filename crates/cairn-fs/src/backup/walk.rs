@@ -34,6 +34,8 @@ pub(super) struct Walker {
     pub(super) zeros: Mutex<HashMap<usize, Id>>,
     /// Which metadata show a file unchanged since the parent.
     pub(super) change_detection: super::ChangeDetection,
+    /// Record access times as they are, even when nothing else changed.
+    pub(super) exact_atime: bool,
 }
 
 /// A file's chunk ids and length.
@@ -129,6 +131,7 @@ impl Walker {
             linked: Mutex::new(HashMap::new()),
             zeros: Mutex::new(HashMap::new()),
             change_detection: super::ChangeDetection::default(),
+            exact_atime: false,
         })
     }
 
@@ -296,7 +299,12 @@ impl Walker {
             }
         }
         match self.fill(e, &mut node, old, rules) {
-            Ok(()) => Ok(Some(node)),
+            Ok(()) => {
+                if let (Some(o), false) = (old, self.exact_atime) {
+                    meta::keep_parent_atime(&mut node, o);
+                }
+                Ok(Some(node))
+            }
             Err(EntryError::Omit(why)) => {
                 tracing::info!(path = %path.display(), "{why}");
                 Ok(None)
