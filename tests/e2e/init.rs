@@ -86,3 +86,25 @@ fn racing_inits_make_exactly_one_repository_with_the_winners_password() {
         .collect();
     assert_eq!(opens, winners, "the passwords that open the repository");
 }
+
+/// The lanes of a new key: as asked, else 4 (RFC 9106's setting), or one
+/// per 8 KiB of memory when that is fewer; a key with lanes unlocks.
+#[test]
+fn init_gives_the_key_the_lanes_asked_for_or_as_many_as_its_memory_allows() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cases: [(&[&str], u64); 3] = [
+        (&["--kdf-memory", "8"], 1),
+        (&["--kdf-memory", "24"], 3),
+        (&["--kdf-memory", "64", "--kdf-lanes", "2"], 2),
+    ];
+    for (i, (args, lanes)) in cases.into_iter().enumerate() {
+        let repo = Repo::at(tmp.path().join(format!("r{i}")), "test password");
+        let mut init = vec!["init", "--kdf-iterations", "1"];
+        init.extend_from_slice(args);
+        repo.run(init).success();
+        let keys = repo.run(["key", "list", "--json"]).success().json();
+        let id = keys[0]["id"].as_str().expect("key id").to_owned();
+        let key = repo.run(["cat", "key", &id]).success().json();
+        assert_eq!(key["kdf"]["p_cost"], lanes, "{args:?}: {key:#}");
+    }
+}

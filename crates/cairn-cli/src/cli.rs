@@ -215,6 +215,10 @@ pub(crate) struct KdfArgs {
     /// Argon2id passes for the new key
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub(crate) kdf_iterations: u32,
+    /// Argon2id lanes for the new key, computed in parallel (default 4, or
+    /// one per 8 KiB of memory if that is fewer)
+    #[arg(long, value_name = "N")]
+    pub(crate) kdf_lanes: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -8,10 +8,12 @@ use crate::context::{self, repo_url};
 use crate::{exit, password};
 
 pub(crate) fn kdf(a: &KdfArgs) -> KdfParams {
+    // Argon2 needs at least 8 KiB of memory a lane.
+    let lanes = (a.kdf_memory / 8).clamp(1, KdfParams::DEFAULT.p_cost);
     KdfParams {
         m_cost_kib: a.kdf_memory,
         t_cost: a.kdf_iterations,
-        p_cost: 1,
+        p_cost: a.kdf_lanes.unwrap_or(lanes),
     }
 }
 
