@@ -14,8 +14,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// The budget's unit of account.
 const UNIT: u64 = 64 * 1024;
 
-/// The chunk bytes a restore holds at most.
-pub(super) const BUDGET: u64 = 48 << 20;
+/// The chunk bytes a restore holds at most: 36 MiB, and with the 12 MiB
+/// the repository's cache of opened bundles may hold beside them
+/// (`cairn_repo`'s `bundles.rs`), 48 MiB of chunk data in all, the budget
+/// before bundles. 48 MiB here and the bundle cache took a restore of the
+/// PVC-like dataset to 94–99 MiB of peak RSS; 36 MiB, to 89–92 MiB, with
+/// no change in time measurable (docs/PERFORMANCE.md).
+pub(super) const BUDGET: u64 = 36 << 20;
 
 /// See the module docs.
 #[derive(Debug)]
