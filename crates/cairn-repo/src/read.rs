@@ -184,6 +184,24 @@ impl Repository {
         self.open_blob(loc, id, sealed)
     }
 
+    /// Reads and decodes a tree on the calling thread, from a local
+    /// repository ([`cairn_store::Store::get_range_now`]); `None` for other
+    /// stores and on any error, for the caller to use
+    /// [`load_tree`](Self::load_tree), which reports errors and tries
+    /// other copies. Blocking: for threads that may block (the backup's
+    /// walk).
+    pub fn load_tree_now(&self, id: &Id) -> Option<Tree> {
+        let loc = self.locate(id).ok()?;
+        let start = u64::from(loc.offset);
+        let range = start..start + u64::from(loc.length);
+        let sealed = self
+            .store()
+            .get_range_now(&paths::pack(&loc.pack), range)?
+            .ok()?;
+        let plain = self.open_as(Kind::Tree, id, &loc, &sealed).ok()?;
+        Tree::decode(&plain).ok()
+    }
+
     /// Reads and decodes a tree.
     pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
         let plain = self.read_blob(Kind::Tree, id).await?;

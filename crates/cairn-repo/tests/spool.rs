@@ -88,3 +88,35 @@ async fn a_local_writer_dropped_before_it_finishes_leaves_no_temporary_file() {
     assert_eq!(repo.store().staging_files().expect("staging"), []);
     assert!(repo.list_packs().await.expect("list").is_empty());
 }
+
+/// `load_tree_now` (the backup walk's read of the parent's trees) reads in
+/// a local repository what `load_tree` reads, and leaves everything else,
+/// errors included, to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_read_now_is_the_tree_load_tree_reads_and_errors_are_left_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (repo, _clock) = local_repo(dir.path()).await;
+    let files = files();
+    let writer = BlobWriter::new(&repo).expect("writer");
+    let (root, writer) = tokio::task::spawn_blocking(move || (add_tree(&writer, &files), writer))
+        .await
+        .expect("join");
+    writer.finish().await.expect("finish");
+    let now = tokio::task::block_in_place(|| repo.load_tree_now(&root)).expect("read now");
+    assert_eq!(now, repo.load_tree(&root).await.expect("load"));
+    assert_eq!(now.nodes.len(), 120);
+
+    // Not in memory stores: the caller reads through the store.
+    let (memory, _clock) = common::repo().await;
+    assert!(memory.load_tree_now(&root).is_none());
+
+    // A damaged tree: nothing now, and load_tree says why.
+    let loc = repo.locate(&root).expect("indexed");
+    let hex = loc.pack.to_string();
+    let path = dir.path().join(format!("data/{}/{hex}", &hex[..2]));
+    let mut pack = std::fs::read(&path).expect("read pack");
+    pack[loc.offset as usize + 30] ^= 1;
+    std::fs::write(&path, pack).expect("write pack");
+    assert!(tokio::task::block_in_place(|| repo.load_tree_now(&root)).is_none());
+    assert!(repo.load_tree(&root).await.is_err());
+}

@@ -80,6 +80,13 @@ impl Metrics {
         bump(&self.other, 1);
     }
 
+    /// Counts a ranged read of `bytes` made beside the object store (a
+    /// local read on the calling thread).
+    pub(crate) fn count_range_get(&self, bytes: u64) {
+        bump(&self.range_gets, 1);
+        bump(&self.bytes_down, bytes);
+    }
+
     /// Counts a write of `bytes` made beside the object store (an object
     /// spooled into a local repository).
     pub(crate) fn count_put(&self, bytes: u64) {

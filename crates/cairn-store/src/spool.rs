@@ -13,12 +13,17 @@
 //! Other stores get `None` from [`Store::spool`] and their writers keep
 //! objects in memory, as do local stores opened with an upload limit
 //! (which applies to `put`) or built with [`Store::from_object_store`].
+//!
+//! [`Store::get_range_now`] is the reading side: a range of a local
+//! repository's object read with one `pread` on the calling thread.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
 
 use crate::{ObjectClass, Store, StoreError, StoreResult};
 
@@ -136,6 +141,33 @@ fn plain_path(path: &str) -> bool {
 }
 
 impl Store {
+    /// Sets the directory of a local repository, and which of the direct
+    /// paths may use it: not writes under an upload limit, nor reads under
+    /// a download limit, which apply to the object store's requests.
+    pub(crate) fn set_local_root(&mut self, root: Option<PathBuf>, opts: &crate::StoreOptions) {
+        if opts.limit_upload_kib.is_none() {
+            self.spool_root = root.clone();
+        }
+        if opts.limit_download_kib.is_none() {
+            self.direct_root = root.clone();
+        }
+        self.local_root = root;
+    }
+
+    /// Reads `range` of the object `path` on the calling thread, for a
+    /// plain local repository (one `pread`, no hand-off to a thread that
+    /// may block); `None` for any other store, which callers then read
+    /// with [`get_range`](Store::get_range). For the backup's walk, which
+    /// reads every tree of the parent snapshot from rayon threads that may
+    /// block: through the async path, each small read was two thread
+    /// hand-offs.
+    pub fn get_range_now(&self, path: &str, range: Range<u64>) -> Option<StoreResult<Bytes>> {
+        let root = self.direct_root.as_ref()?;
+        Some(read_range(root, path, range).inspect(|b| {
+            self.metrics.count_range_get(b.len() as u64);
+        }))
+    }
+
     /// Starts an object in a temporary file in the directory `dir` of a
     /// plain local repository; `None` for any other store. See the module
     /// docs.
@@ -162,6 +194,42 @@ impl Store {
         self.metrics.count_put(len);
         self.lock_new(path, class).await
     }
+}
+
+fn read_range(root: &Path, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+    use std::os::unix::fs::FileExt;
+    if !plain_path(path) {
+        return Err(io_error(
+            path,
+            std::io::Error::other("not a plain object path"),
+        ));
+    }
+    let len = usize::try_from(range.end.saturating_sub(range.start))
+        .map_err(|_| io_error(path, std::io::Error::other("range too large")))?;
+    let file = File::open(root.join(path)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StoreError::NotFound {
+            path: path.to_owned(),
+        },
+        _ => io_error(path, e),
+    })?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], range.start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(path, e)),
+        }
+    }
+    if got < len {
+        return Err(StoreError::ShortRead {
+            path: path.to_owned(),
+            expected: len as u64,
+            got: got as u64,
+        });
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn open_spool(root: &Path, dir: &str) -> StoreResult<Spool> {

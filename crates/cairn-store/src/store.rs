@@ -148,6 +148,9 @@ pub struct Store {
     /// The directory of a local repository without an upload limit, which
     /// objects may be written into as they are made (`spool.rs`).
     pub(crate) spool_root: Option<std::path::PathBuf>,
+    /// The directory of a local repository without a download limit, whose
+    /// objects may be read on the calling thread (`spool.rs`).
+    pub(crate) direct_root: Option<std::path::PathBuf>,
     /// The requests object_store lacks, for S3 stores.
     s3: Option<S3Api>,
     /// Classes and retention of what is written; the repository sets it
@@ -236,10 +239,7 @@ impl Store {
             };
         let mut store = Store::from_object_store(limited, describe);
         store.remote = location.is_remote();
-        if opts.limit_upload_kib.is_none() {
-            store.spool_root = local_root.clone();
-        }
-        store.local_root = local_root;
+        store.set_local_root(local_root, opts);
         store.s3 = s3.map(|api| api.with_metrics(store.metrics.clone()));
         Ok(store)
     }
@@ -261,6 +261,7 @@ impl Store {
             cache: None,
             local_root: None,
             spool_root: None,
+            direct_root: None,
             s3: None,
             policy: Arc::default(),
         }

@@ -107,3 +107,51 @@ fn only_plain_local_stores_spool() {
     assert!(limited.spool("data").is_none());
     assert!(local(dir.path()).spool("data").is_some());
 }
+
+#[tokio::test]
+async fn a_range_read_now_is_the_range_a_get_range_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = local(dir.path());
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    store
+        .put("data/ab/abcdef", body.clone().into())
+        .await
+        .expect("put");
+    let before = store.metrics();
+    let now = store
+        .get_range_now("data/ab/abcdef", 1000..61_000)
+        .expect("local")
+        .expect("read");
+    assert_eq!(&now[..], &body[1000..61_000]);
+    let after = store.metrics();
+    assert_eq!(after.range_gets, before.range_gets + 1);
+    assert_eq!(after.bytes_down, before.bytes_down + 60_000);
+    // Past the end: an error, never fewer bytes.
+    match store.get_range_now("data/ab/abcdef", 90_000..110_000) {
+        Some(Err(cairn_store::StoreError::ShortRead { expected, got, .. })) => {
+            assert_eq!((expected, got), (20_000, 10_000));
+        }
+        other => panic!("expected a short read, got {other:?}"),
+    }
+    assert!(matches!(
+        store.get_range_now("data/ab/missing", 0..1),
+        Some(Err(cairn_store::StoreError::NotFound { .. }))
+    ));
+    for bad in ["../outside", "data/../config", "/etc/passwd", ""] {
+        assert!(
+            matches!(store.get_range_now(bad, 0..1), Some(Err(_))),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn only_plain_local_stores_read_now() {
+    assert!(Store::memory().get_range_now("config", 0..1).is_none());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = StoreOptions::default();
+    opts.limit_download_kib = Some(1024);
+    // A download limit applies to reads: they then go through the store.
+    let limited = Store::open_with(dir.path().to_str().expect("utf8"), &opts).expect("open");
+    assert!(limited.get_range_now("config", 0..1).is_none());
+}

@@ -233,8 +233,7 @@ async fn run(
     let _prefetch =
         (stream.is_none() && parent.is_none()).then(|| prefetch::start(&paths, &progress));
     let mut walker = Walker::new(repo, &opts.selection, progress.clone())?;
-    walker.change_detection = opts.change_detection;
-    walker.exact_atime = opts.exact_atime;
+    (walker.change_detection, walker.exact_atime) = (opts.change_detection, opts.exact_atime);
     let (walker, root) = walk(walker, stream, paths, layout, parent_root, opts.time).await?;
     let Walker {
         writer,

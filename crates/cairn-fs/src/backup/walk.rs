@@ -149,6 +149,11 @@ impl Walker {
 
     fn load_parent_tree(&self, id: Option<Id>, path: &Path) -> Option<Tree> {
         let id = id?;
+        // Local repositories: read here, without a round trip through
+        // the async runtime for each of the parent's trees.
+        if let Some(t) = self.repo.load_tree_now(&id) {
+            return Some(t);
+        }
         match self.handle.block_on(self.repo.load_tree(&id)) {
             Ok(t) => Some(t),
             Err(e) => {
