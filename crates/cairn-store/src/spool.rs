@@ -8,7 +8,7 @@
 //! finds it and prune collects it if the process dies), the writer appends
 //! to it as it goes, and [`Store::publish`] makes it durable and renames it
 //! to the object's path, which the writer may choose last, as a `put` does
-//! (file synced, renamed, directories synced).
+//! (file synced, renamed, its new directory synced).
 //!
 //! Other stores get `None` from [`Store::spool`] and their writers keep
 //! objects in memory, as do local stores opened with an upload limit
@@ -78,7 +78,8 @@ impl Spool {
     }
 
     /// Flushes and syncs the file, renames it to the object `path` and
-    /// syncs the directories whose entries changed. Blocking.
+    /// syncs the directory that holds it now (and its parent, if it was
+    /// created). Blocking.
     fn finish(&mut self, path: &str) -> StoreResult<()> {
         let io = |e| io_error(path, e);
         if !plain_path(path) {
@@ -99,11 +100,10 @@ impl Spool {
         }
         std::fs::rename(&self.tmp, &dest).map_err(io)?;
         self.published = true;
+        // The new name made durable, as object_store's own `put` does: the
+        // old name, if a crash brought it back, is a temporary file that
+        // prune collects.
         sync_dir(dir).map_err(io)?;
-        let from = self.tmp.parent().unwrap_or(&self.root);
-        if from != dir {
-            sync_dir(from).map_err(io)?;
-        }
         if created_dir {
             sync_dir(dir.parent().unwrap_or(&self.root)).map_err(io)?;
         }
