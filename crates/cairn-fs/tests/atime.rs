@@ -10,8 +10,7 @@ use std::time::{Duration, SystemTime};
 use cairn_core::Id;
 use cairn_core::format::{Node, Source, Timestamp};
 use cairn_fs::{BackupOptions, BackupOutcome, ParentChoice, Progress};
-use cairn_repo::{InitOptions, Repository};
-use cairn_store::Store;
+use cairn_repo::Repository;
 
 fn options(dir: &Path, parent: ParentChoice, exact_atime: bool) -> BackupOptions {
     let mut o = BackupOptions::default();
@@ -74,13 +73,7 @@ async fn an_entry_only_read_since_the_parent_keeps_the_parents_record() {
     std::fs::write(src.join("top.txt"), b"top").expect("write");
     std::fs::write(src.join("sub/deeper/read.txt"), b"read me").expect("write");
     std::fs::write(src.join("sub/changed.txt"), b"old").expect("write");
-    let repo = Repository::init(
-        Store::memory(),
-        b"pw",
-        InitOptions::insecure_fast_for_tests(),
-    )
-    .await
-    .expect("init");
+    let repo = cairn_testkit::MemoryRepository::new(b"pw").await.repo;
     // Access times long past: the kernel (relatime) updates them on the
     // next read. Setting them changes the change time too, so it is done
     // before the first backup.
