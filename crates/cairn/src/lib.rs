@@ -82,29 +82,37 @@ pub use cairn_store::{
 /// and restores free buffers of a few MiB on many threads (rayon, tokio's
 /// blocking pool), which left the resident set at two to three times the
 /// memory in use; with one arena it stays close to it, and measured no
-/// slower (docs/PERFORMANCE.md).
-///
-/// Allocations of 256 KiB and more (chunks, sealed blobs, bundles) are
-/// mapped on their own and unmapped when freed. glibc's default moves that
-/// threshold up to the largest block freed so far, so after the first
-/// freed chunk every chunk-sized buffer came from the heap, and the heap
-/// kept what fragmentation left behind: peak RSS 87–94 MiB for a cold
-/// backup and a restore of the PVC-like dataset, 76–81 MiB with the fixed
-/// threshold, in the same time. Does nothing with other C libraries.
+/// slower (docs/PERFORMANCE.md). Does nothing with other C libraries.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
-    // SAFETY: mallopt only sets tuning parameters of glibc's allocator; it
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; it
     // is thread-safe and has no memory-safety preconditions.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 
-/// See [`tune_allocator`].
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
+/// Has the C allocator map allocations of 256 KiB and more (chunks, sealed
+/// blobs, bundles) on their own and unmap them when freed; the `backup`
+/// command calls it. glibc's default moves that threshold up to the
+/// largest block freed so far, so after the first freed chunk every
+/// chunk-sized buffer came from the heap, which kept what fragmentation
+/// left behind. A cold backup of the PVC-like dataset peaked at 87–89 MiB
+/// with the default and at 76–77 MiB with the fixed threshold, in the same
+/// time (160k more page faults). A restore also went from 86–94 to
+/// 79–81 MiB, but with 477k more page faults (the opened chunks of 2.6 GiB
+/// faulted in afresh): about half a second of system time, so restores
+/// keep the default. Process-wide, and never undone; does nothing with
+/// other C libraries.
+pub fn unmap_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: as in `tune_allocator`.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
 
 /// Lets a closed standard output end the process quietly, as it does
 /// other command-line tools (`cairn snapshots --json | head`): Rust

@@ -10,6 +10,9 @@ use crate::output::{Bar, bytes};
 use crate::{context, exit};
 
 pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
+    // Chunk-sized buffers unmapped when freed: less memory kept for a
+    // backup, at no measurable cost (not for restores, which pay for it).
+    cairn::unmap_large_buffers();
     // The tree's metadata is read into the kernel's caches while the
     // repository's key is derived, and stays ahead of the walk after.
     let readahead = (!a.stdin).then(|| cairn::MetadataReadahead::start(a.paths.clone()));
