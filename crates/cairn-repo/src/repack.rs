@@ -183,11 +183,17 @@ impl Repository {
         Ok((done, written))
     }
 
-    /// Seals and uploads a pack; returns its index entries and size.
-    pub(crate) async fn upload_pack(&self, b: PackBuilder) -> Result<(IndexPack, u64)> {
+    /// A new pack name: random, so packs of concurrent writers never
+    /// collide.
+    pub(crate) fn random_pack_id(&self) -> Id {
         let mut id = [0u8; 32];
         self.rng().fill(&mut id);
-        let id = Id::from_bytes(id);
+        Id::from_bytes(id)
+    }
+
+    /// Seals and uploads a pack; returns its index entries and size.
+    pub(crate) async fn upload_pack(&self, b: PackBuilder) -> Result<(IndexPack, u64)> {
+        let id = self.random_pack_id();
         let (bytes, blobs) = b.finish(self.keys(), &id, self.rng());
         let n = bytes.len() as u64;
         let kind = blobs.first().map_or(Kind::Data, |e| e.kind);

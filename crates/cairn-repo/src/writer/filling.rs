@@ -5,8 +5,8 @@ use cairn_core::format::{PackBuilder, PackEntry};
 use cairn_core::{Id, Kind};
 use cairn_store::Spool;
 
+use crate::Result;
 use crate::pack_buffers::Slot;
-use crate::{Repository, Result};
 
 pub(super) struct FinishedPack {
     pub(super) id: Id,
@@ -49,11 +49,4 @@ impl Filling {
         push(&mut self.pack);
         Ok(())
     }
-}
-
-/// A new pack id: random, so packs of concurrent writers never collide.
-pub(super) fn random_id(repo: &Repository) -> Id {
-    let mut id = [0u8; 32];
-    repo.rng().fill(&mut id);
-    Id::from_bytes(id)
 }

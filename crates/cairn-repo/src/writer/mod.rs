@@ -36,7 +36,7 @@ use crate::{Error, Repository, Result};
 
 mod filling;
 mod upload;
-use filling::{Filling, FinishedPack, random_id};
+use filling::{Filling, FinishedPack};
 pub(crate) use upload::pack_class;
 use upload::{upload_loop, write_index};
 
@@ -355,12 +355,9 @@ impl BlobWriter {
                 *f = self.start_data_pack()?;
             }
             if let Err(e) = f.push(sealed, push) {
-                // The pack's file now holds part of a blob: it is dropped
-                // (and removed) with every blob it listed, and the writer
-                // fails from here on, so no snapshot refers to them.
+                // The pack's file is dropped (and removed) with it.
                 *f = Filling::default();
-                *lock(&self.shared.broken) = Some(e.to_string());
-                return Err(e);
+                return Err(self.broken_by(e));
             }
             // A pack that reached its target (a blob as large as a pack, on
             // its own) goes now rather than with the next blob: a writer
@@ -390,6 +387,15 @@ impl BlobWriter {
             slot: Some(slot),
             spool: None,
         })
+    }
+
+    /// Marks the writer broken by `e`, a failed write to a pack's file:
+    /// the file holds part of a blob, so the pack is lost with every blob
+    /// it listed, and the writer fails from here on, so that no snapshot
+    /// refers to them.
+    fn broken_by(&self, e: Error) -> Error {
+        *lock(&self.shared.broken) = Some(e.to_string());
+        e
     }
 
     /// Fails once a pack's file could not be written.
@@ -474,11 +480,11 @@ impl BlobWriter {
     /// Seals a pack's header; for a spooled pack, writes it to the file.
     fn seal_pack(&self, kind: Kind, f: Filling) -> Result<FinishedPack> {
         let repo = &self.shared.repo;
-        let id = random_id(repo);
+        let id = repo.random_pack_id();
         let mut spool = f.spool;
         let (mut bytes, entries) = f.pack.finish(repo.keys(), &id, repo.rng());
         if let Some(spool) = &mut spool {
-            spool.write(&bytes)?;
+            spool.write(&bytes).map_err(|e| self.broken_by(e.into()))?;
             bytes = Vec::new();
         }
         Ok(FinishedPack {
@@ -509,7 +515,8 @@ impl BlobWriter {
                 let pack = self.seal_pack(Kind::Data, std::mem::take(&mut data));
                 send_failed |= self.tx.send(pack?).await.is_err();
             }
-            data.push(&sealed, |p| p.push_bundle(&sealed, &members))?;
+            data.push(&sealed, |p| p.push_bundle(&sealed, &members))
+                .map_err(|e| self.broken_by(e))?;
         }
         *lock(&self.shared.data) = data;
         self.check_broken()?;
