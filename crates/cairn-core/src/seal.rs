@@ -187,13 +187,8 @@ pub fn seal_into(
         // Compression only pays when it saves more than the flag costs; a
         // failure to compress is not an error, the payload is stored raw.
         if !looks_incompressible(plaintext) {
-            out.resize(
-                payload + zstd::zstd_safe::compress_bound(plaintext.len()),
-                0,
-            );
-            match compress_into(plaintext, &mut out[payload..], level) {
+            match compress_into(plaintext, out, level) {
                 Ok(n) if n < plaintext.len() => {
-                    out.truncate(payload + n);
                     out[NONCE_LEN] = COMPRESSION_ZSTD;
                     stored_raw = false;
                 }
@@ -250,9 +245,13 @@ fn decompress_frame(payload: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
     out
 }
 
-/// Compresses `src` into `dst` at `level` with the thread's context;
+/// Compresses `src` at `level` with the thread's context, appending the
+/// frame to `dst` (which must have room for the bound: zstd writes into
+/// its spare capacity, so no bound's worth of zeros is written first);
 /// returns the compressed length.
-fn compress_into(src: &[u8], dst: &mut [u8], level: i32) -> std::io::Result<usize> {
+fn compress_into(src: &[u8], dst: &mut Vec<u8>, level: i32) -> std::io::Result<usize> {
+    let mut dst = std::io::Cursor::new(dst);
+    dst.set_position(dst.get_ref().len() as u64);
     COMPRESSORS.with_borrow_mut(|all| {
         let i = match all.iter().position(|(l, _)| *l == level) {
             Some(i) => i,
@@ -261,7 +260,7 @@ fn compress_into(src: &[u8], dst: &mut [u8], level: i32) -> std::io::Result<usiz
                 all.len() - 1
             }
         };
-        all[i].1.compress_to_buffer(src, dst)
+        all[i].1.compress_to_buffer(src, &mut dst)
     })
 }
 
@@ -282,7 +281,7 @@ pub fn looks_incompressible(p: &[u8]) -> bool {
     for start in [0, p.len() / 2 - S / 2, p.len() - S] {
         sample.extend_from_slice(&p[start..start + S]);
     }
-    let mut out = vec![0u8; zstd::zstd_safe::compress_bound(sample.len())];
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(sample.len()));
     compress_into(&sample, &mut out, 1).is_ok_and(|n| n * 100 >= sample.len() * 97)
 }
 
@@ -365,6 +364,7 @@ fn decompress(payload: &[u8], kind: Kind, id: &Id) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::random::SeededRandom;
 
     /// A pooled decompression context decodes every frame on its own: a
     /// frame that fails, or a larger one, changes nothing for the next.
@@ -389,6 +389,78 @@ mod tests {
                 "a damaged frame fails"
             );
             assert_eq!(decompress(&f_small, Kind::Data, &id).expect("small"), small);
+        }
+    }
+
+    /// zstd writes its frame straight after the nonce and flag, into the
+    /// buffer's spare room: the object is the nonce, the flag, exactly the
+    /// frame zstd makes of the plaintext alone, and the tag, whatever the
+    /// buffer held before (a larger object, or a raw one).
+    #[test]
+    fn a_compressed_object_is_nonce_flag_frame_and_tag_in_any_buffer() {
+        let keys = crate::keys::MasterKey::from_bytes([5; 32]).derive();
+        let text = |n: usize, k: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| b"pack it tight"[(i + k) % 13] ^ (i / 4099) as u8)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (n, k) in [(600_000, 1), (70_000, 2), (300_000, 3), (9_000, 4)] {
+            let plain = text(n, k);
+            let id = keys.blob_id(Kind::Data, &plain);
+            let fresh = seal(
+                &keys,
+                Kind::Data,
+                &id,
+                &plain,
+                Compression::Zstd(3),
+                &SeededRandom::new(k as u64),
+            );
+            seal_into(
+                &keys,
+                Kind::Data,
+                &id,
+                &plain,
+                Compression::Zstd(3),
+                &SeededRandom::new(k as u64),
+                &mut out,
+            );
+            assert_eq!(out, fresh, "plaintext {n} bytes after a larger object");
+            let frame = zstd::bulk::compress(&plain, 3).expect("compress");
+            assert_eq!(out.len(), SEAL_OVERHEAD + frame.len());
+            assert_eq!(open(&keys, Kind::Data, &id, &out).expect("open"), plain);
+            let mut payload = out[NONCE_LEN..out.len() - TAG_LEN].to_vec();
+            let nonce = XNonce::try_from(&out[..NONCE_LEN]).expect("nonce");
+            let tag = Tag::try_from(&out[out.len() - TAG_LEN..]).expect("tag");
+            cipher(&keys, Kind::Data)
+                .decrypt_inout_detached(
+                    &nonce,
+                    &aad(Kind::Data, &id),
+                    (&mut payload[..]).into(),
+                    &tag,
+                )
+                .expect("decrypt");
+            assert_eq!(payload[0], COMPRESSION_ZSTD);
+            assert_eq!(&payload[1..], &frame[..], "the frame follows the flag");
+            // A raw object in the same buffer next leaves nothing behind.
+            let raw = seal(
+                &keys,
+                Kind::Data,
+                &id,
+                &plain,
+                Compression::None,
+                &SeededRandom::new(9),
+            );
+            seal_into(
+                &keys,
+                Kind::Data,
+                &id,
+                &plain,
+                Compression::None,
+                &SeededRandom::new(9),
+                &mut out,
+            );
+            assert_eq!(out, raw);
         }
     }
 

@@ -43,6 +43,29 @@ proptest! {
         }
     }
 
+    /// A builder given a used buffer (a sealed bundle's, handed back)
+    /// builds the same plaintext as a new one, in that buffer when it has
+    /// the room: nothing of what it held before shows.
+    #[test]
+    fn a_builder_on_a_used_buffer_builds_the_same_bundle_in_it(
+        blobs in proptest::collection::btree_map(id(), payload(512), 1..24),
+        old in payload(4096),
+    ) {
+        let (mut fresh, mut reused) = (BundleBuilder::default(), {
+            let mut buf = old.clone();
+            buf.reserve(64 * 1024);
+            let at = buf.as_ptr();
+            (BundleBuilder::with_buffer(buf), at)
+        });
+        for (id, plain) in &blobs {
+            fresh.push(*id, plain);
+            reused.0.push(*id, plain);
+        }
+        let (plain, members) = reused.0.finish();
+        prop_assert_eq!(plain.as_ptr(), reused.1, "built in the buffer given");
+        prop_assert_eq!((plain, members), fresh.finish());
+    }
+
     #[test]
     fn built_packs_with_a_bundle_list_each_member_at_the_bundles_range(
         before in payload(256),

@@ -34,6 +34,17 @@ pub struct BundleBuilder {
 }
 
 impl BundleBuilder {
+    /// A builder that keeps its contents in `buf` (emptied first): a
+    /// writer hands back the buffer of the bundle it sealed last, so a
+    /// bundle's megabyte is not allocated, faulted in and grown again for
+    /// every bundle.
+    pub fn with_buffer(mut buf: Vec<u8>) -> BundleBuilder {
+        buf.clear();
+        BundleBuilder {
+            members: Vec::new(),
+            contents: buf,
+        }
+    }
     /// Adds a blob (at most 4 GiB; writers add small ones only).
     pub fn push(&mut self, id: Id, plain: &[u8]) {
         self.members
@@ -52,19 +63,19 @@ impl BundleBuilder {
     pub fn members(&self) -> &[(Id, u32)] {
         &self.members
     }
-    /// The bundle's plaintext, and its blobs.
-    pub fn finish(self) -> (Vec<u8>, Vec<(Id, u32)>) {
-        let mut w = Writer::with_capacity(
-            HEAD_LEN + self.members.len() * DIR_ENTRY_LEN + self.contents.len(),
-        );
+    /// The bundle's plaintext, and its blobs. The plaintext is the
+    /// contents' buffer with the directory moved in before them, so a
+    /// buffer given to [`with_buffer`](Self::with_buffer) comes back here.
+    pub fn finish(mut self) -> (Vec<u8>, Vec<(Id, u32)>) {
+        let mut w = Writer::with_capacity(HEAD_LEN + self.members.len() * DIR_ENTRY_LEN);
         w.u8(VERSION);
         w.count(self.members.len());
         for (id, len) in &self.members {
             w.id(id);
             w.u32(*len);
         }
-        w.raw(&self.contents);
-        (w.finish(), self.members)
+        self.contents.splice(0..0, w.finish());
+        (self.contents, self.members)
     }
 }
 

@@ -66,7 +66,7 @@ impl Walker {
     /// ids to `ids`; returns the bytes read.
     pub(super) fn chunk_reader(
         &self,
-        reader: impl Read,
+        reader: impl Read + Send,
         ids: &mut Vec<Id>,
     ) -> Result<u64, EntryError> {
         let params = self.repo.config().chunker;
@@ -125,7 +125,16 @@ impl Walker {
         {
             return Ok(*id);
         }
-        let id = self.writer.add_blob(Kind::Data, &vec![0u8; len])?.0;
+        // One buffer of zeros for every length: a hole's remainder has a
+        // length of its own, and a new buffer per hole would be mapped in
+        // (up to 8 MiB) only to be hashed.
+        static ZEROS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let max = self.repo.config().chunker.max_size as usize;
+        let zeros = ZEROS.get_or_init(|| vec![0u8; max]);
+        let id = match zeros.get(..len) {
+            Some(z) => self.writer.add_blob(Kind::Data, z)?.0,
+            None => self.writer.add_blob(Kind::Data, &vec![0u8; len])?.0,
+        };
         self.zeros
             .lock()
             .unwrap_or_else(|p| p.into_inner())

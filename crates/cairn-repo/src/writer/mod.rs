@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use cairn_core::format::bundle_v1::BUNDLE_SEAL_ID;
+use cairn_core::format::bundle_v1::{BUNDLE_SEAL_ID, DIR_ENTRY_LEN};
 use cairn_core::format::{BundleBuilder, IndexPack, PackBuilder, SessionPurpose};
 use cairn_core::{Compression, Id, Kind, seal_into};
 use tokio::sync::mpsc;
@@ -123,6 +123,8 @@ struct Shared {
     tree: Mutex<Filling>,
     /// Small data blobs waiting for their bundle to fill (when `bundling`).
     bundle: Mutex<BundleBuilder>,
+    /// The buffer of a sealed bundle, for the next bundle to fill.
+    bundle_spare: Mutex<Vec<Vec<u8>>>,
     bundling: bool,
     /// When a bundle is sealed, and the largest blob it takes.
     bundle_target: usize,
@@ -205,6 +207,7 @@ impl BlobWriter {
             data: Mutex::default(),
             tree: Mutex::default(),
             bundle: Mutex::default(),
+            bundle_spare: Mutex::default(),
             bundling,
             bundle_target,
             bundle_blob_max: bundle_target / BUNDLE_BLOB_SHARE,
@@ -298,13 +301,22 @@ impl BlobWriter {
             if b.contents_len() < self.shared.bundle_target {
                 return Ok(());
             }
-            std::mem::take(&mut *b)
+            std::mem::replace(&mut *b, BundleBuilder::with_buffer(self.bundle_buffer()))
         };
         SCRATCH.with_borrow_mut(|sealed| {
             let members = self.seal_bundle(full, sealed);
             self.append(Kind::Data, sealed, members.len(), |p| {
                 p.push_bundle(sealed, &members)
             })
+        })
+    }
+
+    /// A buffer for the next bundle: a sealed bundle's, or a new one with
+    /// room for a full bundle and a directory of 4 KiB blobs.
+    fn bundle_buffer(&self) -> Vec<u8> {
+        lock(&self.shared.bundle_spare).pop().unwrap_or_else(|| {
+            let full = self.shared.bundle_target + self.shared.bundle_blob_max;
+            Vec::with_capacity(full + full / 4096 * DIR_ENTRY_LEN)
         })
     }
 
@@ -325,6 +337,11 @@ impl BlobWriter {
             .counters
             .bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        // One kept: two bundles are rarely sealed at once.
+        let mut spare = lock(&self.shared.bundle_spare);
+        if spare.is_empty() {
+            spare.push(plain);
+        }
         members
     }
 
