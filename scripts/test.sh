@@ -24,7 +24,9 @@ esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the run has taken so far, so a log tells where a
+# cold run (tools built, everything compiled) spends its time.
+step() { printf '\n==> %s (%dm%02ds in)\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -42,6 +44,7 @@ if [[ "$tier" == unit ]]; then
     cargo test --workspace --locked "${test_features[@]}" --lib --bins
     cargo test --workspace --locked "${test_features[@]}" --doc
     cargo test -p cairn-cli --bins --locked -- test_hooks
+    step "done"
     exit 0
 fi
 
@@ -117,6 +120,7 @@ step "cargo test (unit, property, golden, integration, end-to-end, doc)"
 cargo test --workspace --locked "${test_features[@]}"
 
 if [[ "$tier" == integration ]]; then
+    step "done"
     exit 0
 fi
 
@@ -135,3 +139,4 @@ export CAIRN_TEST_NODE=1 CAIRN_REQUIRE_NODE=1
 step "cargo test: the node tier (pods on the real node)"
 # The same features as above, so nothing is compiled again.
 cargo test --workspace --locked "${test_features[@]}" --test node
+step "done"
