@@ -124,7 +124,7 @@ struct Shared {
     /// Small data blobs waiting for their bundle to fill (when `bundling`).
     bundle: Mutex<BundleBuilder>,
     /// The buffer of a sealed bundle, for the next bundle to fill.
-    bundle_spare: Mutex<Vec<Vec<u8>>>,
+    bundle_spare: Mutex<Option<Vec<u8>>>,
     bundling: bool,
     /// When a bundle is sealed, and the largest blob it takes.
     bundle_target: usize,
@@ -314,7 +314,7 @@ impl BlobWriter {
     /// A buffer for the next bundle: a sealed bundle's, or a new one with
     /// room for a full bundle and a directory of 4 KiB blobs.
     fn bundle_buffer(&self) -> Vec<u8> {
-        lock(&self.shared.bundle_spare).pop().unwrap_or_else(|| {
+        lock(&self.shared.bundle_spare).take().unwrap_or_else(|| {
             let full = self.shared.bundle_target + self.shared.bundle_blob_max;
             Vec::with_capacity(full + full / 4096 * DIR_ENTRY_LEN)
         })
@@ -338,10 +338,7 @@ impl BlobWriter {
             .bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         // One kept: two bundles are rarely sealed at once.
-        let mut spare = lock(&self.shared.bundle_spare);
-        if spare.is_empty() {
-            spare.push(plain);
-        }
+        lock(&self.shared.bundle_spare).get_or_insert(plain);
         members
     }
 
