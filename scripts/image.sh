@@ -6,7 +6,8 @@
 #
 #   scripts/image.sh OUT.tar [NAME]          cairn's image: cairn, cairn-agent
 #                                            and cairn-controller (release
-#                                            builds, no test hooks) in
+#                                            builds unless CAIRN_IMAGE_PROFILE
+#                                            says dev; no test hooks) in
 #                                            /usr/local/bin, the shared
 #                                            libraries they link, CA
 #                                            certificates, users root and
@@ -39,6 +40,13 @@
 #                                            server listening on every
 #                                            address; NAME defaults to
 #                                            cairn.test/postgres:VERSION
+#
+# CAIRN_IMAGE_PROFILE picks the cargo profile of cairn's binaries: release
+# (the default, what deploy/Dockerfile ships) or dev, which scripts/test.sh
+# uses for the real-node tier: its dependencies are the optimised ones the
+# tests already compiled, so a cold run skips a second build of every crate
+# (docs/adr/0018-test-image-from-the-dev-profile.md). No profile has test
+# hooks: the `testing` features are never on here.
 #
 # VERSION is the workspace version. The archive depends only on the
 # binaries and the host's Debian files: entries are sorted, owned by root
@@ -163,10 +171,20 @@ JSON
 
 cairn_rootfs() {
     local target="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}" bin lib
-    echo "image.sh: cargo build --release (cairn-cli, cairn-kube; no test hooks)" >&2
-    CARGO_TARGET_DIR="$target" cargo build --release --locked -p cairn-cli -p cairn-kube >&2
+    local profile="${CAIRN_IMAGE_PROFILE:-release}" dir
+    case "$profile" in
+        release) dir=release ;;
+        dev) dir=debug ;;
+        *)
+            echo "image.sh: CAIRN_IMAGE_PROFILE is release or dev, not '$profile'" >&2
+            exit 2
+            ;;
+    esac
+    echo "image.sh: cargo build --profile $profile (cairn-cli, cairn-kube; no test hooks)" >&2
+    CARGO_TARGET_DIR="$target" cargo build --profile "$profile" --locked \
+        -p cairn-cli -p cairn-kube >&2
     for bin in cairn cairn-agent cairn-controller; do
-        install -D -m 0755 "$target/release/$bin" "$root/usr/local/bin/$bin"
+        install -D -m 0755 "$target/$dir/$bin" "$root/usr/local/bin/$bin"
         # Line tables help a developer's backtrace, not a cluster.
         strip --strip-debug "$root/usr/local/bin/$bin"
         # Every shared library the dynamic linker would load, at the path it

@@ -31,6 +31,78 @@ step() { printf '\n==> %s (%dm%02ds in)\n' "$*" $((SECONDS / 60)) $((SECONDS % 6
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# One trap for every server and background install (a second EXIT trap
+# would replace the first), set before the first starts; each directory is
+# set as its server starts.
+garage_dir=""
+moto_dir=""
+kube_dir=""
+node_dir=""
+install_dir=""
+declare -A install_pid=()
+cleanup() {
+    local name
+    for name in "${!install_pid[@]}"; do
+        kill -- "-${install_pid[$name]}" 2>/dev/null || true
+    done
+    if [[ -n "$node_dir" ]]; then
+        ./scripts/node.sh stop "$node_dir"
+        ./scripts/kube.sh stop "$node_dir"
+        rm -rf "$node_dir"
+    fi
+    if [[ -n "$kube_dir" ]]; then
+        ./scripts/kube.sh stop "$kube_dir"
+        rm -rf "$kube_dir"
+    fi
+    if [[ -n "$moto_dir" ]]; then
+        ./scripts/moto.sh stop "$moto_dir"
+        rm -rf "$moto_dir"
+    fi
+    if [[ -n "$garage_dir" ]]; then
+        ./scripts/garage.sh stop "$garage_dir"
+        rm -rf "$garage_dir"
+    fi
+    [[ -z "$install_dir" ]] || rm -rf "$install_dir"
+}
+trap cleanup EXIT
+
+# The servers' tools (Garage, moto, the control plane and the node's
+# packages) are built once and cached; on a cold machine they are much of
+# the run. They install in the background, niced, while cargo checks and
+# compiles: a build's serial stretches (a large crate, a link) leave a core
+# idle that the other fills. Each server's step waits for its tool and
+# shows its log if it failed. A warm cache makes each a no-op.
+install_bg() {
+    local name="$1"
+    shift
+    # setsid: a process group of its own, so cleanup can stop all of it.
+    # The log ends with how long the install took.
+    setsid nice -n 10 bash -c '"$@"; rc=$?; echo "($SECONDS s, exit $rc)"; exit $rc' \
+        install "$@" > "$install_dir/$name.log" 2>&1 < /dev/null &
+    install_pid[$name]=$!
+}
+install_wait() {
+    local name="$1" pid="${install_pid[$1]}"
+    unset "install_pid[$name]"
+    if ! wait "$pid"; then
+        echo "installing $name failed:" >&2
+        cat "$install_dir/$name.log" >&2
+        exit 1
+    fi
+    cat "$install_dir/$name.log"
+}
+if [[ "$tier" != unit ]]; then
+    install_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-installs.XXXXXX")"
+    install_bg garage ./scripts/install-garage.sh
+    install_bg moto ./scripts/install-moto.sh
+    if [[ "$tier" == all ]]; then
+        # The node's packages and, through install-kube.sh, the control plane.
+        install_bg kube ./scripts/install-node.sh
+    else
+        install_bg kube ./scripts/install-kube.sh
+    fi
+fi
+
 # The test hooks (a settable clock, HTTP fault injection) exist only with
 # the `testing` features, which the tests need and release builds lack.
 test_features=(--features cairn-cli/testing,cairn-kube/testing)
@@ -51,34 +123,9 @@ fi
 step "fuzz targets: build and a short run of each"
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" ./scripts/fuzz.sh run "${FUZZ_SECONDS:-10}"
 
-# One trap for every server (a second EXIT trap would replace the first),
-# set before the first starts; each directory is set as its server starts.
-garage_dir=""
-moto_dir=""
-kube_dir=""
-node_dir=""
-cleanup() {
-    if [[ -n "$node_dir" ]]; then
-        ./scripts/node.sh stop "$node_dir"
-        ./scripts/kube.sh stop "$node_dir"
-        rm -rf "$node_dir"
-    fi
-    if [[ -n "$kube_dir" ]]; then
-        ./scripts/kube.sh stop "$kube_dir"
-        rm -rf "$kube_dir"
-    fi
-    if [[ -n "$moto_dir" ]]; then
-        ./scripts/moto.sh stop "$moto_dir"
-        rm -rf "$moto_dir"
-    fi
-    if [[ -n "$garage_dir" ]]; then
-        ./scripts/garage.sh stop "$garage_dir"
-        rm -rf "$garage_dir"
-    fi
-}
-trap cleanup EXIT
 
 step "Garage S3 server on loopback for the storage tests"
+install_wait garage
 garage_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-garage.XXXXXX")"
 ./scripts/garage.sh start "$garage_dir"
 # shellcheck disable=SC1091
@@ -89,6 +136,7 @@ export CAIRN_REQUIRE_S3=1
 step "moto S3 server on loopback for the archival-storage tests"
 # Storage classes, restores and object lock, which Garage lacks. It takes
 # any credentials, so Garage's, now in the environment, do for both.
+install_wait moto
 moto_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-moto.XXXXXX")"
 ./scripts/moto.sh start "$moto_dir"
 # shellcheck disable=SC1091
@@ -97,6 +145,7 @@ source "$moto_dir/env"
 export CAIRN_REQUIRE_MOTO=1
 
 step "Kubernetes control plane on loopback for the Kubernetes tests"
+install_wait kube
 kube_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-kube.XXXXXX")"
 ./scripts/kube.sh start "$kube_dir"
 # shellcheck disable=SC1091
@@ -126,7 +175,10 @@ fi
 
 step "cairn's image and a real node (containerd, kubelet) on a control plane of its own"
 node_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-node.XXXXXX")"
-./scripts/image.sh "$node_dir/cairn.tar"
+# The dev profile: its dependencies are the optimised ones the tests were
+# built with, so a cold run does not build every crate again for release
+# (docs/adr/0018-test-image-from-the-dev-profile.md). No test hooks.
+CAIRN_IMAGE_PROFILE=dev ./scripts/image.sh "$node_dir/cairn.tar"
 ./scripts/kube.sh start "$node_dir" --node
 # Pods reach Garage (on 127.0.0.1) through the node's bridge address.
 s3_port="$(sed -n 's|.*endpoint=http://127\.0\.0\.1:\([0-9]*\).*|\1|p' <<< "$CAIRN_TEST_S3_URL")"
