@@ -1,15 +1,13 @@
 //! The hardening of deploy/ that the code relies on, checked on the
 //! committed manifests (scripts/validate-deploy.sh checks their schemas).
 
-use std::path::Path;
-
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde::de::DeserializeOwned;
 
 fn read(file: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy/base")
+    let path = cairn_testkit::workspace_root()
+        .join("deploy/base")
         .join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

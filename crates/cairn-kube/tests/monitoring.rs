@@ -3,7 +3,7 @@
 //! every alert says how bad it is and what happened.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cairn_kube::crd::Phase;
 use cairn_kube::job::JobKind;
@@ -17,8 +17,8 @@ const FOREIGN: &[&str] = &[
 ];
 
 fn file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy/monitoring")
+    cairn_testkit::workspace_root()
+        .join("deploy/monitoring")
         .join(name)
 }
 

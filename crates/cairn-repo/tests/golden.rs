@@ -32,7 +32,7 @@ const TIME: i64 = 1_700_000_000;
 /// The committed vectors of a writer with or without bundles.
 fn golden_dir(bundles: bool) -> PathBuf {
     let v = if bundles { "v2" } else { "v1" };
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{v}"))
+    cairn_testkit::workspace_root().join(format!("crates/cairn-repo/tests/golden/{v}"))
 }
 
 /// The blobs: short text, compressible, incompressible.

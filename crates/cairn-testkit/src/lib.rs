@@ -12,6 +12,7 @@
 //!   faults (writes that start failing, short, broken or altered reads).
 //! - [`conformance`]: the storage contract as named checks, to run against
 //!   any [`cairn_store::Store`].
+//! - [`workspace_root`]: the workspace's files, found at run time.
 //! - `kube` (feature `kube`): Kubernetes scenarios on a test apiserver —
 //!   a namespace per test, nodes, claims bound to volumes, pods Running on
 //!   a node, a kubelet-like directory, cleanup — and `kube::mock`, an
@@ -42,6 +43,7 @@ mod noise;
 mod repo;
 pub mod tls;
 mod tree;
+mod workspace;
 
 pub use cairn_core::FixedClock;
 pub use digest::{
@@ -52,3 +54,4 @@ pub use fault::{FaultPlan, Faulty, faulty};
 pub use noise::{XorShift, noise, text};
 pub use repo::{MemoryRepository, T0, memory_repository};
 pub use tree::{Time, TreeBuilder};
+pub use workspace::workspace_root;

@@ -39,7 +39,7 @@ impl TlsFront {
         ));
         std::fs::create_dir_all(&dir).expect("tls dir");
         certificates(&dir);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tls-proxy.py");
+        let script = crate::workspace_root().join("scripts/tls-proxy.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(dir.join("srv.pem"))

@@ -4,12 +4,17 @@
 
 use std::collections::BTreeSet;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+/// The workspace's root, found at run time (see `cairn_testkit::workspace_root`).
+fn root() -> String {
+    cairn_testkit::workspace_root()
+        .to_string_lossy()
+        .into_owned()
+}
 
 /// The variant names of `pub enum NAME` in a source file: identifiers that
 /// start a line at one level of indentation inside the enum's braces.
 fn variants(file: &str, name: &str) -> BTreeSet<String> {
-    let text = std::fs::read_to_string(format!("{ROOT}/{file}")).expect("source file");
+    let text = std::fs::read_to_string(format!("{}/{file}", root())).expect("source file");
     let start = text
         .find(&format!("pub enum {name} {{"))
         .unwrap_or_else(|| panic!("pub enum {name} in {file}"));
@@ -30,7 +35,7 @@ fn variants(file: &str, name: &str) -> BTreeSet<String> {
 
 /// The variants the table's row for `crate_name` lists.
 fn documented(crate_name: &str) -> BTreeSet<String> {
-    let doc = std::fs::read_to_string(format!("{ROOT}/docs/ARCHITECTURE.md")).expect("doc");
+    let doc = std::fs::read_to_string(format!("{}/docs/ARCHITECTURE.md", root())).expect("doc");
     let row = doc
         .lines()
         .find(|l| l.starts_with(&format!("| `{crate_name}` |")) && l.matches('|').count() == 4)
@@ -67,7 +72,7 @@ fn the_error_table_lists_every_variant_and_no_other() {
 /// The rows of the first table after the line `heading`, header and
 /// separator left out.
 fn table(heading: &str) -> Vec<String> {
-    let doc = std::fs::read_to_string(format!("{ROOT}/docs/ARCHITECTURE.md")).expect("doc");
+    let doc = std::fs::read_to_string(format!("{}/docs/ARCHITECTURE.md", root())).expect("doc");
     let rows: Vec<String> = doc
         .lines()
         .skip_while(|l| *l != heading)
@@ -103,7 +108,7 @@ fn missing_test_paths(rows: &[String]) -> (Vec<String>, usize) {
     let missing = paths
         .iter()
         .filter(|p| {
-            let full = std::path::Path::new(ROOT).join(p);
+            let full = std::path::Path::new(&root()).join(p);
             !(full.exists() && (!p.ends_with('/') || full.is_dir()))
         })
         .map(|p| (*p).to_owned())
@@ -137,14 +142,14 @@ fn every_path_the_tests_table_names_exists() {
 #[test]
 fn every_crate_the_layers_table_names_is_a_crate_of_the_workspace() {
     let rows = table("## Layers");
-    let workspace = std::fs::read_to_string(format!("{ROOT}/Cargo.toml")).expect("Cargo.toml");
+    let workspace = std::fs::read_to_string(format!("{}/Cargo.toml", root())).expect("Cargo.toml");
     for row in &rows {
         let cell = row.split('|').nth(1).expect("first cell");
         let spans = code_spans(cell);
         let [name] = spans[..] else {
             panic!("one crate name in the first cell of {row:?}");
         };
-        let manifest = std::fs::read_to_string(format!("{ROOT}/crates/{name}/Cargo.toml"))
+        let manifest = std::fs::read_to_string(format!("{}/crates/{name}/Cargo.toml", root()))
             .unwrap_or_else(|e| {
                 panic!("the Layers table names {name}: crates/{name}/Cargo.toml: {e}")
             });

@@ -6,7 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+/// The workspace's root, found at run time (see `cairn_testkit::workspace_root`).
+fn root() -> String {
+    cairn_testkit::workspace_root()
+        .to_string_lossy()
+        .into_owned()
+}
 
 /// The `.rs` files under `dir`, recursively.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -115,7 +120,7 @@ fn cycles_in(src: &Path) -> Vec<String> {
 #[test]
 fn no_crate_has_a_module_cycle() {
     let mut found = Vec::new();
-    for e in std::fs::read_dir(format!("{ROOT}/crates"))
+    for e in std::fs::read_dir(format!("{}/crates", root()))
         .expect("crates")
         .flatten()
     {

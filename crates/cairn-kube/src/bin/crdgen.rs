@@ -4,8 +4,12 @@
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
+    // `cargo run` says where this crate is as it runs; the path fixed at
+    // compile time may be another checkout's that shares the target dir.
     let out = std::env::args().nth(1).unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/base/crds").to_owned()
+        let here = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        format!("{here}/../../deploy/base/crds")
     });
     for (file, crd) in cairn_kube::crd::all() {
         let yaml = cairn_kube::crd::to_yaml(&crd)?;

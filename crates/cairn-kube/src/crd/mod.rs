@@ -48,7 +48,7 @@ mod tests {
     /// exactly what `crdgen` writes from these types.
     #[test]
     fn committed_crds_match_the_types() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base/crds");
+        let dir = cairn_testkit::workspace_root().join("deploy/base/crds");
         let mut stale = Vec::new();
         for (file, crd) in super::all() {
             let want = super::to_yaml(&crd).expect("CRD serialises");

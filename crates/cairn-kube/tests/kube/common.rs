@@ -96,7 +96,7 @@ pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
 
 /// Installs the committed CRDs (as a user would) and waits until served.
 async fn install_crds(client: Client) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base/crds");
+    let dir = cairn_testkit::workspace_root().join("deploy/base/crds");
     for (file, _) in cairn_kube::crd::all() {
         let text = std::fs::read_to_string(dir.join(file)).expect("committed CRD");
         apply_crd(&client, &text, file).await;

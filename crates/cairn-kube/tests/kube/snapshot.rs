@@ -39,8 +39,7 @@ pub(crate) async fn snapshot_crds(client: &Client) {
 }
 
 async fn install_snapshot_crds(client: Client) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/external-snapshotter-v4.2.1");
+    let dir = cairn_testkit::workspace_root().join("tests/fixtures/external-snapshotter-v4.2.1");
     for kind in [
         "volumesnapshotclasses",
         "volumesnapshotcontents",

@@ -6,7 +6,6 @@
 //! objects are plain JSON here, never cairn's types, so the tests check
 //! what cairn reads against what Velero writes.
 
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
@@ -29,7 +28,7 @@ pub(crate) async fn velero_crds(client: &Client) {
 }
 
 async fn install_velero_crds(client: Client) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/velero-v1.18.1");
+    let dir = cairn_testkit::workspace_root().join("tests/fixtures/velero-v1.18.1");
     for kind in [
         "backups",
         "restores",

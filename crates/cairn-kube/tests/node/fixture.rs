@@ -90,8 +90,8 @@ pub(crate) fn kubectl(args: &[&str]) -> String {
 /// upstream pause image, which cannot be pulled here); with `components`
 /// of deploy/ (e.g. `block-volumes`).
 fn overlay(node: &Node, components: &[&str]) -> tempfile::TempDir {
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy")
+    let deploy = cairn_testkit::workspace_root()
+        .join("deploy")
         .canonicalize()
         .expect("deploy/");
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -94,8 +94,7 @@ async fn a_scheduled_maintenance_job_on_the_node_reclaims_forgotten_space() {
     // A namespace keeping its own repository: the administrator lets cairn
     // read repository Secrets there, as docs/KUBERNETES.md says (the
     // maintenance Job mounts them; the controller checks the repository).
-    let rbac = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy/base/rbac-secrets.yaml");
+    let rbac = cairn_testkit::workspace_root().join("deploy/base/rbac-secrets.yaml");
     kubectl(&["apply", "-n", &node.ns, "-f", &rbac.to_string_lossy()]);
     create_repository(&node.client, &node.ns, &name, &[], None).await;
     let now = cairn_kube::kubeutil::wall_now();
