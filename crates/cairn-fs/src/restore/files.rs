@@ -19,7 +19,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::cold::Halt;
 use super::overwrite::{layout, matches, matching_chunks, open_existing};
-use super::{CHUNK_CONCURRENCY, os};
+use super::{CHUNK_CONCURRENCY, os, writeback};
 use crate::at::{self, Root};
 use crate::{Progress, meta};
 
@@ -363,6 +363,7 @@ async fn write_content(
                         }
                         file.write_all_at(&buf, offset)
                             .map_err(|e| format!("write failed: {e}"))?;
+                        writeback::start(&file, offset, u64::from(len));
                         Ok((u64::from(len), u64::from(len), u64::from(len)))
                     })
                     .await
@@ -382,6 +383,7 @@ async fn write_content(
                     if !zero {
                         file.write_all_at(&plain, offset)
                             .map_err(|e| format!("write failed: {e}"))?;
+                        writeback::start(&file, offset, plain.len() as u64);
                     }
                     Ok::<(u64, bool), String>((plain.len() as u64, zero))
                 })

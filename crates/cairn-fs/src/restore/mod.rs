@@ -25,6 +25,7 @@ mod filter;
 mod overwrite;
 mod plan;
 mod stream;
+mod writeback;
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;

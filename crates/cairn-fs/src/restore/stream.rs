@@ -67,6 +67,7 @@ pub(super) async fn restore_into(
                     if device || plain.iter().any(|&b| b != 0) {
                         file.write_all_at(&plain, offset)
                             .map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
+                        super::writeback::start(&file, offset, n);
                         return Ok::<(u64, u64), Error>((n, n));
                     }
                     Ok((n, 0))
