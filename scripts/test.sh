@@ -66,12 +66,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The servers' tools (Garage, moto, the control plane and the node's
-# packages) are built once and cached; on a cold machine they are much of
-# the run. They install in the background, niced, while cargo checks and
-# compiles: a build's serial stretches (a large crate, a link) leave a core
-# idle that the other fills. Each server's step waits for its tool and
-# shows its log if it failed. A warm cache makes each a no-op.
+# The servers' tools (Garage, moto, the control plane and the kubelet) are
+# built once and cached; on a cold machine they are much of the run. They
+# install in the background, niced, while cargo checks and compiles: a
+# build's serial stretches (a large crate, a link) leave a core idle that
+# the other fills. Each server's step waits for its tool and shows its log
+# if it failed. A warm cache makes each a no-op. Only builds into their
+# own directories go to the background, since a failed step stops them:
+# the node's Debian packages (apt, which must not be interrupted) install
+# in the node's step, as before.
 install_bg() {
     local name="$1"
     shift
@@ -95,12 +98,7 @@ if [[ "$tier" != unit ]]; then
     install_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-installs.XXXXXX")"
     install_bg garage ./scripts/install-garage.sh
     install_bg moto ./scripts/install-moto.sh
-    if [[ "$tier" == all ]]; then
-        # The node's packages and, through install-kube.sh, the control plane.
-        install_bg kube ./scripts/install-node.sh
-    else
-        install_bg kube ./scripts/install-kube.sh
-    fi
+    install_bg kube ./scripts/install-kube.sh
 fi
 
 # The test hooks (a settable clock, HTTP fault injection) exist only with
@@ -122,7 +120,6 @@ fi
 
 step "fuzz targets: build and a short run of each"
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" ./scripts/fuzz.sh run "${FUZZ_SECONDS:-10}"
-
 
 step "Garage S3 server on loopback for the storage tests"
 install_wait garage
