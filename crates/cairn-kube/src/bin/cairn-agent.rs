@@ -72,6 +72,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     cairn::tune_allocator();
+    // The agent backs up and restores for days in one process: with
+    // glibc's moving mmap threshold, what the first restore left in the
+    // heap stayed resident (166–177 MiB between jobs on the PVC-like
+    // dataset, docs/PERFORMANCE.md "Memory"). With the fixed threshold and
+    // the free memory returned after each job (runner.rs), 63–71 MiB.
+    cairn::unmap_large_buffers();
     let args = Args::parse();
     cli::init_logging(&args.log);
     let (metrics, registry) = metrics::Metrics::agent();
