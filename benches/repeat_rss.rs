@@ -6,7 +6,7 @@
 //! `cairn::unmap_large_buffers` (the fixed mmap threshold the CLI's backup
 //! command sets), to compare what a long-running process keeps with and
 //! without it; `--trim` calls `cairn::release_free_memory` after each
-//! cycle, as the agent does after each job.
+//! backup and each restore, as the agent does after each job.
 //!
 //!   cargo run --release -p cairn-benches --bin repeat-rss -- SOURCE CYCLES [--unmap] [--trim]
 
@@ -62,6 +62,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             mib(now),
             mib(peak)
         );
+        if trim {
+            cairn::release_free_memory();
+        }
         let target = work.join(format!("out-{i}"));
         let mut options = RestoreOptions::new(&target);
         options.owners = Some(false);

@@ -195,6 +195,15 @@ struct Window(Vec<u8>);
 /// the second window.
 static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
+/// Frees the read windows kept for reuse, and returns their bytes. The
+/// next backup allocates its windows afresh. A long-running process calls
+/// it between jobs (through `cairn::release_free_memory`); a backup still
+/// running only allocates what it next needs.
+pub fn release_windows() -> usize {
+    let all = std::mem::take(&mut *SPARE.lock().unwrap_or_else(|p| p.into_inner()));
+    all.iter().map(Vec::capacity).sum()
+}
+
 impl Window {
     fn take() -> Window {
         let buf = SPARE

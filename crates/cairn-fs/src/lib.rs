@@ -31,6 +31,7 @@ pub use backup::{
     backup, backup_stream, select_parent,
 };
 pub use browse::{Entry, resolve, walk};
+pub use chunking::release_windows;
 pub use diff::{Change, ChangeKind, diff, find};
 pub use dump::dump;
 pub use error::{Error, Result, Warning};

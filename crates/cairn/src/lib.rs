@@ -115,13 +115,15 @@ pub fn unmap_large_buffers() {
     }
 }
 
-/// Gives the memory the C allocator holds free back to the system. A
-/// long-running process calls it when a backup or restore ends (cairn-agent
-/// does, after every job): glibc returns freed heap memory only from the
-/// top of the heap, so what a job's many buffers left free below stayed
-/// resident until the next job reused it. Does nothing with other C
-/// libraries.
+/// Gives back to the system the read windows backups keep for reuse (up
+/// to one per reading thread and one more, 12 MiB each by default) and the
+/// memory the C allocator holds free. A long-running process calls it when
+/// a backup or restore ends (cairn-agent does, after every job): glibc
+/// returns freed heap memory only from the top of the heap, so what a
+/// job's many buffers left free below stayed resident until the next job
+/// reused it. The trimming does nothing with other C libraries.
 pub fn release_free_memory() {
+    cairn_fs::release_windows();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: malloc_trim only returns free memory to the system; it is

@@ -103,8 +103,9 @@ async fn run_inner<J: Job>(agent: &Agent, job: &J, handle: &RunHandle, resume: b
     reporter.abort();
     let _ = reporter.await;
     running.dec();
-    // What the job's buffers left free in the heap goes back to the node
-    // rather than staying resident until the next job.
+    // The backups' pooled read windows and what the job's buffers left
+    // free in the heap go back to the node rather than staying resident
+    // until the next job.
     cairn::release_free_memory();
 
     // 5. The outcome.

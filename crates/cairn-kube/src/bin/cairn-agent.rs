@@ -74,9 +74,10 @@ async fn main() -> anyhow::Result<()> {
     cairn::tune_allocator();
     // The agent backs up and restores for days in one process: with
     // glibc's moving mmap threshold, what the first restore left in the
-    // heap stayed resident (166–177 MiB between jobs on the PVC-like
+    // heap stayed resident (157–177 MiB after each restore on the PVC-like
     // dataset, docs/PERFORMANCE.md "Memory"). With the fixed threshold and
-    // the free memory returned after each job (runner.rs), 63–71 MiB.
+    // the free memory returned after each job (runner.rs), 27–37 MiB
+    // between jobs.
     cairn::unmap_large_buffers();
     let args = Args::parse();
     cli::init_logging(&args.log);
