@@ -44,7 +44,6 @@ mod error;
 mod index;
 mod keyring;
 mod leftovers;
-mod pack_buffers;
 mod paths;
 mod read;
 mod repack;

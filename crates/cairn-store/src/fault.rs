@@ -20,7 +20,7 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
 
 use crate::restream::restream;
@@ -31,6 +31,9 @@ pub struct FaultConfig {
     /// After this many successful writes under `prefix`, every further
     /// write there fails (a permanent failure mid-run).
     pub fail_writes_after: Option<u64>,
+    /// After this many parts of multipart uploads under `prefix`, every
+    /// further part fails (an upload that breaks off mid-object).
+    pub fail_parts_after: Option<u64>,
     /// Only writes and reads whose path starts with this are affected.
     pub prefix: String,
     /// Fraction of reads (0.0–1.0) that fail outright.
@@ -60,7 +63,39 @@ pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     config: FaultConfig,
     writes: AtomicU64,
+    /// Parts uploaded under the prefix (shared with the uploads).
+    parts: Arc<AtomicU64>,
     rng: Mutex<u64>,
+}
+
+/// A multipart upload whose parts fail after
+/// [`FaultConfig::fail_parts_after`].
+#[derive(Debug)]
+struct FaultUpload {
+    inner: Box<dyn MultipartUpload>,
+    parts: Arc<AtomicU64>,
+    limit: u64,
+    location: String,
+}
+
+#[async_trait]
+impl MultipartUpload for FaultUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let n = self.parts.fetch_add(1, Ordering::Relaxed);
+        if n >= self.limit {
+            let e = injected(format!("injected part failure for {}", self.location));
+            return Box::pin(async move { Err(e) });
+        }
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
+    }
 }
 
 impl FaultStore {
@@ -71,6 +106,7 @@ impl FaultStore {
             inner,
             config,
             writes: AtomicU64::new(0),
+            parts: Arc::default(),
             rng: Mutex::new(seed),
         }
     }
@@ -202,7 +238,16 @@ impl ObjectStore for FaultStore {
     ) -> Result<Box<dyn MultipartUpload>> {
         self.delay().await;
         self.check_write(location)?;
-        self.inner.put_multipart_opts(location, opts).await
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        match self.config.fail_parts_after {
+            Some(limit) if self.applies(location) => Ok(Box::new(FaultUpload {
+                inner,
+                parts: self.parts.clone(),
+                limit,
+                location: location.to_string(),
+            })),
+            _ => Ok(inner),
+        }
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod backends;
+mod buffers;
 mod cache;
 mod error;
 mod fault;
@@ -33,6 +34,7 @@ mod http_fault;
 mod limit;
 mod lock;
 mod metrics;
+mod parts;
 mod restream;
 mod roots;
 mod s3api;
@@ -42,6 +44,7 @@ mod store;
 mod url;
 
 pub use backends::ISOLATED_SETTINGS;
+pub use buffers::{BufferPool, Slot};
 pub use cache::{Cache, cache_key};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultStore};
@@ -49,6 +52,7 @@ pub use http_fault::{FaultConnector, HttpFaults};
 pub use limit::RateLimitStore;
 pub use lock::RetentionState;
 pub use metrics::{Metrics, MetricsSnapshot, MetricsStore};
+pub use parts::MIN_PART;
 pub use s3api::{Availability, ObjectStatus, ObjectVersion, is_archival_class, parse_date};
 pub use spool::Spool;
 pub use staging::StagingFile;

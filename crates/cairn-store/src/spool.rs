@@ -10,9 +10,11 @@
 //! to the object's path, which the writer may choose last, as a `put` does
 //! (file synced, renamed, its new directory synced).
 //!
-//! Other stores get `None` from [`Store::spool`] and their writers keep
-//! objects in memory, as do local stores opened with an upload limit
-//! (which applies to `put`) or built with [`Store::from_object_store`].
+//! Remote stores get `None` from [`Store::spool`]; their writers stream
+//! objects part by part instead ([`Store::stream`], `parts.rs`), which
+//! gives a [`Spool`] too. Local stores opened with an upload limit (which
+//! applies to the object store's requests) or built with
+//! [`Store::from_object_store`] keep objects in memory.
 //!
 //! [`Store::get_range_now`] is the reading side: a range of a local
 //! repository's object read with one `pread` on the calling thread.
@@ -25,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use crate::parts::PartSpool;
 use crate::{ObjectClass, Store, StoreError, StoreResult};
 
 /// Bytes gathered before a write to the file: small objects (blobs of an
@@ -41,10 +44,59 @@ fn next_number() -> u64 {
     (u64::from(std::process::id()) << 32) + n
 }
 
-/// An object being written into a local repository; see the module docs.
-/// Dropped without [`Store::publish`], its temporary file is removed.
+/// An object being written as it is made: into a temporary file of a
+/// local repository, or as a multipart upload to a remote store (see the
+/// module docs). Dropped without [`Store::publish`], its temporary file is
+/// removed, or its upload aborted.
 #[derive(Debug)]
-pub struct Spool {
+pub struct Spool(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    File(FileSpool),
+    Parts(PartSpool),
+}
+
+impl Spool {
+    pub(crate) fn parts(p: PartSpool) -> Spool {
+        Spool(Kind::Parts(p))
+    }
+
+    /// Appends `b` to the object. A streamed object may wait here for a
+    /// part buffer while its pool's are all out.
+    pub fn write(&mut self, b: &[u8]) -> StoreResult<()> {
+        match &mut self.0 {
+            Kind::File(f) => f.write(b),
+            Kind::Parts(p) => p.write(b),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        match &self.0 {
+            Kind::File(f) => f.len,
+            Kind::Parts(p) => p.len(),
+        }
+    }
+
+    /// True before the first byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// From now on, a streamed object takes part buffers past its pool's
+    /// limit rather than wait for one: for a writer's last bytes, written
+    /// on an async task that the uploads giving buffers back may need.
+    pub fn never_wait(&mut self) {
+        if let Kind::Parts(p) = &mut self.0 {
+            p.never_wait();
+        }
+    }
+}
+
+/// An object being written into a local repository's temporary file.
+#[derive(Debug)]
+struct FileSpool {
     file: Option<BufWriter<File>>,
     /// The repository's directory, and the temporary file.
     root: PathBuf,
@@ -54,9 +106,8 @@ pub struct Spool {
     published: bool,
 }
 
-impl Spool {
-    /// Appends `b` to the object.
-    pub fn write(&mut self, b: &[u8]) -> StoreResult<()> {
+impl FileSpool {
+    fn write(&mut self, b: &[u8]) -> StoreResult<()> {
         let tmp = self.tmp.display().to_string();
         let file = self.file.as_mut().ok_or_else(|| StoreError::Backend {
             path: tmp.clone(),
@@ -65,16 +116,6 @@ impl Spool {
         file.write_all(b).map_err(|e| io_error(&tmp, e))?;
         self.len += b.len() as u64;
         Ok(())
-    }
-
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// True before the first byte.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Flushes and syncs the file, renames it to the object `path` and
@@ -111,7 +152,7 @@ impl Spool {
     }
 }
 
-impl Drop for Spool {
+impl Drop for FileSpool {
     fn drop(&mut self) {
         if !self.published {
             drop(self.file.take());
@@ -177,21 +218,31 @@ impl Store {
     }
 
     /// Makes `spool`'s object durable and puts it in place at `path`, with
-    /// the retention of its `class` (none on a local repository).
-    pub async fn publish(
-        &self,
-        mut spool: Spool,
-        path: &str,
-        class: ObjectClass,
-    ) -> StoreResult<()> {
-        let len = spool.len;
-        let to = path.to_owned();
-        let done = tokio::task::spawn_blocking(move || spool.finish(&to)).await;
-        done.map_err(|e| StoreError::Backend {
-            path: path.to_owned(),
-            message: format!("write task failed: {e}"),
-        })??;
-        self.metrics.count_put(len);
+    /// the retention of its `class` (none on a local repository). A
+    /// streamed object's `path` is the one it was started for.
+    pub async fn publish(&self, spool: Spool, path: &str, class: ObjectClass) -> StoreResult<()> {
+        match spool.0 {
+            Kind::File(mut spool) => {
+                let len = spool.len;
+                let to = path.to_owned();
+                let done = tokio::task::spawn_blocking(move || spool.finish(&to)).await;
+                done.map_err(|e| StoreError::Backend {
+                    path: path.to_owned(),
+                    message: format!("write task failed: {e}"),
+                })??;
+                self.metrics.count_put(len);
+            }
+            Kind::Parts(mut parts) => {
+                if parts.path() != path {
+                    return Err(StoreError::Backend {
+                        path: path.to_owned(),
+                        message: format!("streamed as {}", parts.path()),
+                    });
+                }
+                // The metrics store below counts the upload and its bytes.
+                parts.finish().await?;
+            }
+        }
         self.lock_new(path, class).await
     }
 }
@@ -246,13 +297,13 @@ fn open_spool(root: &Path, dir: &str) -> StoreResult<Spool> {
         let tmp = at.join(format!("spool#{n}"));
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(f) => {
-                return Ok(Spool {
+                return Ok(Spool(Kind::File(FileSpool {
                     file: Some(BufWriter::with_capacity(WRITE_BUFFER, f)),
                     root: root.to_owned(),
                     tmp,
                     len: 0,
                     published: false,
-                });
+                })));
             }
             // Another process's file: the next number.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,

@@ -138,7 +138,7 @@ pub struct StoreOptions {
 /// users and counters of every request made through it.
 #[derive(Clone, Debug)]
 pub struct Store {
-    inner: Arc<dyn ObjectStore>,
+    pub(crate) inner: Arc<dyn ObjectStore>,
     describe: String,
     pub(crate) metrics: Arc<Metrics>,
     remote: bool,
@@ -153,6 +153,9 @@ pub struct Store {
     pub(crate) direct_root: Option<std::path::PathBuf>,
     /// The requests object_store lacks, for S3 stores.
     s3: Option<S3Api>,
+    /// The smallest part of objects streamed to this store (`parts.rs`):
+    /// remote stores only, unless a test asks.
+    pub(crate) stream_min_part: Option<usize>,
     /// Classes and retention of what is written; the repository sets it
     /// from its settings once it is open.
     policy: Arc<std::sync::RwLock<StoragePolicy>>,
@@ -239,6 +242,7 @@ impl Store {
             };
         let mut store = Store::from_object_store(limited, describe);
         store.remote = location.is_remote();
+        store.stream_min_part = store.remote.then_some(crate::MIN_PART);
         store.set_local_root(local_root, opts);
         store.s3 = s3.map(|api| api.with_metrics(store.metrics.clone()));
         Ok(store)
@@ -263,6 +267,7 @@ impl Store {
             spool_root: None,
             direct_root: None,
             s3: None,
+            stream_min_part: None,
             policy: Arc::default(),
         }
     }
@@ -381,7 +386,7 @@ impl Store {
 
     /// The storage class attribute for a write of `class`, on S3 stores
     /// whose policy names one.
-    fn attributes(&self, class: ObjectClass) -> Attributes {
+    pub(crate) fn attributes(&self, class: ObjectClass) -> Attributes {
         let mut a = Attributes::new();
         if self.s3.is_some() {
             let name = self.policy().class(class).to_owned();

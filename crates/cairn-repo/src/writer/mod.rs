@@ -6,11 +6,14 @@
 //! every few packs, so a backup that is killed leaves its uploaded packs
 //! indexed and the next backup deduplicates against them. Memory is bounded:
 //! at most [`PACK_BUFFERS`] data packs exist at once (filling, queued or
-//! uploading; see [`PackBuffers`]), each within the configured pack size,
+//! uploading; see [`BufferPool`]), each within the configured pack size,
 //! and one tree pack. In a local repository, data packs are not held in
 //! memory at all: each blob is written into the pack's temporary file as
 //! it is added ([`cairn_store::Spool`]), and the uploader makes the file
-//! durable and renames it into place.
+//! durable and renames it into place. To a remote store, data packs are
+//! streamed as multipart uploads ([`cairn_store::Store::stream`]): at most
+//! [`PART_BUFFERS`] parts of a third of a pack exist at once (one filling,
+//! the others queued or uploading), and the uploader completes the upload.
 //!
 //! Before anything is deduplicated or uploaded, the uploader announces the
 //! writer's session (`sessions/<id>`) and then reloads the index and lists
@@ -28,9 +31,9 @@ use std::sync::{Condvar, Mutex};
 use cairn_core::format::bundle_v1::{BUNDLE_SEAL_ID, DIR_ENTRY_LEN};
 use cairn_core::format::{BundleBuilder, IndexPack, PackBuilder, SessionPurpose};
 use cairn_core::{Compression, Id, Kind, seal_into};
+use cairn_store::BufferPool;
 use tokio::sync::mpsc;
 
-use crate::pack_buffers::PackBuffers;
 use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result};
 
@@ -129,8 +132,13 @@ struct Shared {
     /// When a bundle is sealed, and the largest blob it takes.
     bundle_target: usize,
     bundle_blob_max: usize,
-    /// The data packs' buffers: at most [`PACK_BUFFERS`] in memory.
-    buffers: Arc<PackBuffers>,
+    /// The data packs' buffers: at most [`PACK_BUFFERS`] packs in memory,
+    /// or [`PART_BUFFERS`] parts where packs are streamed.
+    buffers: Arc<BufferPool>,
+    /// Data packs are streamed (remote stores), in `buffers`' parts.
+    streamed: bool,
+    /// The runtime the parts of streamed packs are uploaded on.
+    rt: tokio::runtime::Handle,
     /// Why the writer cannot go on: a pack's file could not be written,
     /// and the blobs it listed are lost.
     broken: Mutex<Option<String>>,
@@ -148,6 +156,10 @@ thread_local! {
 /// (one filling, two uploading) cost 16 MiB of peak RSS and gained no
 /// time, locally or against Garage on loopback (docs/PERFORMANCE.md).
 pub(crate) const PACK_BUFFERS: usize = 2;
+
+/// Parts of streamed data packs in memory at most: one filling and two
+/// queued or uploading (see docs/PERFORMANCE.md, "S3 backup memory").
+pub(crate) const PART_BUFFERS: usize = 3;
 
 /// Adds blobs to a repository. See the module docs.
 pub struct BlobWriter {
@@ -195,7 +207,13 @@ impl BlobWriter {
             .map_err(|_| Error::Internal("BlobWriter::new needs a tokio runtime".into()))?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let session = Arc::new(SessionHandle::new(repo.rng(), SessionPurpose::Backup));
-        let bundle_target = (repo.config().data_pack_size as usize / 4).min(BUNDLE_TARGET);
+        let pack_size = repo.config().data_pack_size as usize;
+        let bundle_target = (pack_size / 4).min(BUNDLE_TARGET);
+        let part = repo.store().stream_part_size(pack_size);
+        let buffers = match part {
+            Some(part) => BufferPool::new(PART_BUFFERS, part),
+            None => BufferPool::new(PACK_BUFFERS, pack_size),
+        };
         let shared = Arc::new(Shared {
             repo: repo.clone(),
             session,
@@ -211,7 +229,9 @@ impl BlobWriter {
             bundling,
             bundle_target,
             bundle_blob_max: bundle_target / BUNDLE_BLOB_SHARE,
-            buffers: PackBuffers::new(PACK_BUFFERS, repo.config().data_pack_size as usize),
+            buffers,
+            streamed: part.is_some(),
+            rt: handle.clone(),
             broken: Mutex::new(None),
             counters: Counters::default(),
         });
@@ -385,21 +405,35 @@ impl BlobWriter {
         }
     }
 
-    /// A new data pack: its file in a local repository, else a buffer from
-    /// the pool (waiting, if every buffer is in use, for an upload to end).
+    /// A new data pack: its file in a local repository, an upload to a
+    /// remote store, else a buffer from the pool (waiting, if every buffer
+    /// is in use, for an upload to end).
     fn start_data_pack(&self) -> Result<Filling> {
-        if let Some(spool) = self.shared.repo.store().spool(crate::paths::DATA) {
+        let shared = &self.shared;
+        let store = shared.repo.store();
+        if let Some(spool) = store.spool(crate::paths::DATA) {
             return Ok(Filling {
                 pack: PackBuilder::spooled(),
-                slot: None,
                 spool: Some(spool?),
+                ..Filling::default()
             });
         }
-        let (buf, slot) = self.shared.buffers.take();
+        if shared.streamed {
+            let id = shared.repo.random_pack_id();
+            let path = crate::paths::pack(&id);
+            let class = pack_class(Kind::Data);
+            return Ok(Filling {
+                pack: PackBuilder::spooled(),
+                spool: Some(store.stream(&shared.rt, &path, class, &shared.buffers)),
+                id: Some(id),
+                ..Filling::default()
+            });
+        }
+        let (buf, slot) = shared.buffers.take();
         Ok(Filling {
             pack: PackBuilder::with_buffer(buf),
             slot: Some(slot),
-            spool: None,
+            ..Filling::default()
         })
     }
 
@@ -491,10 +525,11 @@ impl BlobWriter {
             .map_err(|_| Error::Internal("the pack uploader stopped after an error".into()))
     }
 
-    /// Seals a pack's header; for a spooled pack, writes it to the file.
+    /// Seals a pack's header; for a spooled pack, writes it to the file
+    /// or upload.
     fn seal_pack(&self, kind: Kind, f: Filling) -> Result<FinishedPack> {
         let repo = &self.shared.repo;
-        let id = repo.random_pack_id();
+        let id = f.id.unwrap_or_else(|| repo.random_pack_id());
         let mut spool = f.spool;
         let (mut bytes, entries) = f.pack.finish(repo.keys(), &id, repo.rng());
         if let Some(spool) = &mut spool {
@@ -517,6 +552,8 @@ impl BlobWriter {
     pub async fn finish(self) -> Result<WriterStats> {
         let mut send_failed = false;
         let mut data = std::mem::take(&mut *lock(&self.shared.data));
+        // This task must not wait for the uploads to give part buffers back.
+        data.never_wait();
         let rest = std::mem::take(&mut *lock(&self.shared.bundle));
         if !rest.is_empty() {
             // Not through `append`, which blocks: this pack may go without
