@@ -1,11 +1,14 @@
 //! What interrupted writers leave behind: packs that no index file lists
 //! (a backup killed between an upload and its next index file), stray
-//! objects under `probe/` (capability probes of a killed `init`) and, in a
-//! local repository, the temporary files of uploads killed before their
-//! rename (`NAME#N`, which listings never show). `check` reports them as
-//! warnings; prune adopts such packs (re-indexes them from their header) and
-//! deletes stray probes and temporary files once they are older than the
-//! grace period, so a writer still running is never disturbed.
+//! objects under `probe/` (capability probes of a killed `init`), in a
+//! local repository the temporary files of uploads killed before their
+//! rename (`NAME#N`, which listings never show), and in an S3 repository
+//! the multipart uploads of packs a killed backup was streaming (never
+//! completed, never listed, their parts still stored). `check` reports
+//! them as warnings; prune adopts such packs (re-indexes them from their
+//! header), deletes stray probes and temporary files and aborts pending
+//! uploads once they are older than the grace period, so a writer still
+//! running is never disturbed.
 
 use std::collections::HashSet;
 
@@ -28,6 +31,9 @@ pub struct Leftovers {
     /// Temporary files of killed uploads in a local repository: (path,
     /// size, age in seconds on this host's clock).
     pub staging_files: Vec<(String, u64, i64)>,
+    /// Multipart uploads of killed writers in an S3 repository: (path,
+    /// upload id, age in seconds on the repository's clock).
+    pub pending_uploads: Vec<(String, String, i64)>,
 }
 
 impl Leftovers {
@@ -36,14 +42,20 @@ impl Leftovers {
         self.unindexed_packs.is_empty()
             && self.stray_objects.is_empty()
             && self.staging_files.is_empty()
+            && self.pending_uploads.is_empty()
     }
 
-    /// Stray objects and temporary files at least `age` seconds old: what
-    /// prune deletes.
+    /// Stray objects, temporary files and pending uploads at least `age`
+    /// seconds old: what prune deletes or aborts.
     pub fn strays_older_than(&self, age: i64) -> usize {
         self.stray_objects.iter().filter(|(_, a)| *a >= age).count()
             + self
                 .staging_files
+                .iter()
+                .filter(|(_, _, a)| *a >= age)
+                .count()
+            + self
+                .pending_uploads
                 .iter()
                 .filter(|(_, _, a)| *a >= age)
                 .count()
@@ -63,8 +75,20 @@ impl Leftovers {
                 "{path} ({size} bytes, {age} s old) is a temporary file of an interrupted upload"
             )
         });
-        packs.chain(stray).chain(staging).collect()
+        let uploads = self.pending_uploads.iter().map(|(path, id, age)| {
+            format!("{path} ({age} s old) has a multipart upload that was never completed ({id})")
+        });
+        packs.chain(stray).chain(staging).chain(uploads).collect()
     }
+}
+
+/// The age at `now` (repository's clock) of an upload the server says it
+/// started at `initiated` (server's clock, `skew` ahead); 0 for a date
+/// that does not parse, so that such an upload is never aborted.
+fn upload_age(initiated: &str, now: i64, skew: i64) -> i64 {
+    cairn_store::parse_date(initiated)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| now - (d.as_secs() as i64 - skew))
 }
 
 impl Repository {
@@ -84,6 +108,7 @@ impl Repository {
         }
         out.stray_objects = self.stray_objects(skew).await?;
         out.staging_files = self.staging_files()?;
+        out.pending_uploads = self.pending_uploads(skew).await?;
         out.unindexed_packs.sort();
         out.stray_objects.sort();
         Ok(out)
@@ -99,6 +124,26 @@ impl Repository {
             .into_iter()
             .map(|o| (o.path, now - (o.modified - skew)))
             .collect())
+    }
+
+    /// Multipart uploads never completed (S3 repositories only), with
+    /// their age on the repository's clock (`skew`: server minus local).
+    /// One whose start the server did not date is taken as new: it is
+    /// never aborted.
+    pub async fn pending_uploads(&self, skew: i64) -> Result<Vec<(String, String, i64)>> {
+        let now = self.clock().now();
+        let mut out: Vec<_> = self
+            .store()
+            .pending_uploads(paths::DATA)
+            .await?
+            .into_iter()
+            .map(|u| {
+                let age = upload_age(&u.initiated, now, skew);
+                (u.path, u.upload_id, age)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// Temporary files of killed uploads (local repositories only), aged on
@@ -167,6 +212,32 @@ impl Repository {
                 self.store().delete_staging_file(path)?;
             }
         }
+        for (path, upload_id, age) in &found.pending_uploads {
+            if *age >= grace {
+                let upload = cairn_store::PendingUpload {
+                    path: path.clone(),
+                    upload_id: upload_id.clone(),
+                    initiated: String::new(),
+                };
+                self.store().abort_upload(&upload).await?;
+            }
+        }
         Ok(adopted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_is_aged_on_the_repository_clock_and_an_undated_one_is_new() {
+        // 2026-12-01T10:00:00Z
+        let t = 1_796_119_200;
+        assert_eq!(upload_age("2026-12-01T10:00:00.000Z", t + 7200, 0), 7200);
+        // A server 100 s ahead started it at 10:00 its time, 09:58:20 ours.
+        assert_eq!(upload_age("2026-12-01T10:00:00Z", t + 7200, 100), 7300);
+        assert_eq!(upload_age("yesterday", t + 7200, 0), 0);
+        assert_eq!(upload_age("", t, 0), 0);
     }
 }

@@ -339,3 +339,68 @@ async fn packs_stream_to_a_real_s3_server_in_three_parts() {
     }
     assert_eq!(restore(&repo, &snap).await, files);
 }
+
+/// Against Garage: the upload of a pack a killed writer was streaming
+/// (started, a part sent, never completed nor aborted) is invisible to
+/// listings; `check` reports it, prune leaves it while it is younger than
+/// the grace period, and aborting it removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_writers_upload_is_found_and_can_be_aborted_on_a_real_s3_server() {
+    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
+        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
+        return;
+    };
+    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
+    let url = format!(
+        "{}/pending-{}?{query}",
+        head.trim_end_matches('/'),
+        std::process::id()
+    );
+    let store = Store::open(&url, cairn_store::Create::IfMissing).expect("store");
+    let repo = Repository::init(store, PASSWORD, InitOptions::insecure_fast_for_tests())
+        .await
+        .expect("init");
+    let path = format!("data/ab/{}", "ab".repeat(32));
+    let inner = repo.store().object_store().clone();
+    let mut upload = inner
+        .put_multipart(&Path::from(path.as_str()))
+        .await
+        .expect("start");
+    upload
+        .put_part(vec![1u8; 5 << 20].into())
+        .await
+        .expect("part");
+    // The process is killed here: nothing completes or aborts it.
+    std::mem::forget(upload);
+
+    assert!(repo.store().list("data/").await.expect("list").is_empty());
+    let found = repo.check_leftovers().await.expect("leftovers");
+    assert_eq!(found.pending_uploads.len(), 1, "{found:?}");
+    let (p, id, age) = &found.pending_uploads[0];
+    assert_eq!(p, &path);
+    assert!((0..600).contains(age), "{age}");
+    assert!(
+        found
+            .describe()
+            .iter()
+            .any(|l| l.contains("never completed"))
+    );
+
+    let mut opts = cairn_repo::PruneOptions::default();
+    opts.grace = cairn_repo::MIN_GRACE;
+    repo.prune(opts).await.expect("prune");
+    assert_eq!(repo.pending_uploads(0).await.expect("pending").len(), 1);
+
+    let pending = cairn_store::PendingUpload {
+        path: path.clone(),
+        upload_id: id.clone(),
+        initiated: String::new(),
+    };
+    repo.store().abort_upload(&pending).await.expect("abort");
+    assert!(repo.pending_uploads(0).await.expect("pending").is_empty());
+    // Aborting one that is gone is no error (another prune got there first).
+    repo.store()
+        .abort_upload(&pending)
+        .await
+        .expect("abort again");
+}

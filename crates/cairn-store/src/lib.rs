@@ -53,7 +53,9 @@ pub use limit::RateLimitStore;
 pub use lock::RetentionState;
 pub use metrics::{Metrics, MetricsSnapshot, MetricsStore};
 pub use parts::MIN_PART;
-pub use s3api::{Availability, ObjectStatus, ObjectVersion, is_archival_class, parse_date};
+pub use s3api::{
+    Availability, ObjectStatus, ObjectVersion, PendingUpload, is_archival_class, parse_date,
+};
 pub use spool::Spool;
 pub use staging::StagingFile;
 pub use store::{

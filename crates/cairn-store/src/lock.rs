@@ -115,4 +115,21 @@ impl Store {
             .delete_version(path, version_id)
             .await
     }
+
+    /// Multipart uploads under `prefix` that were never completed or
+    /// aborted (S3 stores; none on others, whose uploads leave nothing
+    /// behind a listing cannot see, or which cairn does not stream to).
+    pub async fn pending_uploads(&self, prefix: &str) -> StoreResult<Vec<crate::PendingUpload>> {
+        match &self.s3 {
+            Some(api) => api.uploads(prefix).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Aborts a pending multipart upload, deleting its parts.
+    pub async fn abort_upload(&self, upload: &crate::PendingUpload) -> StoreResult<()> {
+        self.s3_api("multipart uploads")?
+            .abort_upload(&upload.path, &upload.upload_id)
+            .await
+    }
 }

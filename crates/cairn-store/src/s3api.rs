@@ -19,6 +19,9 @@ use object_store::client::{CredentialProvider, HttpClient, HttpRequest, HttpRequ
 
 use crate::{StoreError, StoreResult};
 
+mod uploads;
+pub use uploads::PendingUpload;
+
 type Credentials = Arc<dyn CredentialProvider<Credential = AwsCredential>>;
 
 /// How to reach one bucket (and the repository's prefix in it).

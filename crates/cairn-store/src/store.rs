@@ -152,7 +152,7 @@ pub struct Store {
     /// objects may be read on the calling thread (`spool.rs`).
     pub(crate) direct_root: Option<std::path::PathBuf>,
     /// The requests object_store lacks, for S3 stores.
-    s3: Option<S3Api>,
+    pub(crate) s3: Option<S3Api>,
     /// The smallest part of objects streamed to this store (`parts.rs`):
     /// remote stores only, unless a test asks.
     pub(crate) stream_min_part: Option<usize>,
