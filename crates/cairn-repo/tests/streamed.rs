@@ -300,22 +300,31 @@ async fn a_writer_dropped_while_a_pack_streams_aborts_its_upload() {
     assert!(repo.list_packs().await.expect("list").is_empty());
 }
 
+/// A store under a new prefix `name-PID` of the S3 server tests run
+/// against (Garage, started by scripts/garage.sh); `None`, said, without
+/// `CAIRN_TEST_S3_URL`.
+fn garage(name: &str) -> Option<Store> {
+    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
+        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
+        return None;
+    };
+    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
+    let url = format!(
+        "{}/{name}-{}?{query}",
+        head.trim_end_matches('/'),
+        std::process::id()
+    );
+    Some(Store::open(&url, cairn_store::Create::IfMissing).expect("store"))
+}
+
 /// Against Garage: a backup of 40 MiB of incompressible data streams its
 /// full (15 MiB and more) packs in three parts (an S3 multipart ETag ends `-3`) and
 /// reads back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packs_stream_to_a_real_s3_server_in_three_parts() {
-    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
-        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
+    let Some(store) = garage("streamed") else {
         return;
     };
-    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
-    let url = format!(
-        "{}/streamed-{}?{query}",
-        head.trim_end_matches('/'),
-        std::process::id()
-    );
-    let store = Store::open(&url, cairn_store::Create::IfMissing).expect("store");
     assert_eq!(store.stream_part_size(16 << 20), Some((16 << 20) / 3 + 1));
     let repo = Repository::init(store, PASSWORD, InitOptions::insecure_fast_for_tests())
         .await
@@ -346,17 +355,9 @@ async fn packs_stream_to_a_real_s3_server_in_three_parts() {
 /// the grace period, and aborting it removes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_writers_upload_is_found_and_can_be_aborted_on_a_real_s3_server() {
-    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
-        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
+    let Some(store) = garage("pending") else {
         return;
     };
-    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
-    let url = format!(
-        "{}/pending-{}?{query}",
-        head.trim_end_matches('/'),
-        std::process::id()
-    );
-    let store = Store::open(&url, cairn_store::Create::IfMissing).expect("store");
     let repo = Repository::init(store, PASSWORD, InitOptions::insecure_fast_for_tests())
         .await
         .expect("init");

@@ -377,16 +377,33 @@ impl S3Api {
     /// Every version and delete marker under `prefix` (relative to the
     /// repository root), following pagination.
     pub(crate) async fn versions(&self, prefix: &str) -> StoreResult<Vec<ObjectVersion>> {
+        let markers = ("key-marker", "version-id-marker");
+        self.pages(prefix, "versions", markers, parse_versions)
+            .await
+    }
+
+    /// A listing (`?{kind}&prefix=…`) of `prefix`, page after page: each
+    /// read by `parse`, a truncated one continued from the two `markers`
+    /// query parameters it names.
+    async fn pages<T>(
+        &self,
+        prefix: &str,
+        kind: &str,
+        markers: (&str, &str),
+        parse: fn(&str, &str) -> Page<T>,
+    ) -> StoreResult<Vec<T>> {
         let full = format!("{}{prefix}", self.prefix);
         let mut out = Vec::new();
         let mut marker: Option<(String, String)> = None;
         let mut seen = std::collections::HashSet::new();
         loop {
-            let mut query = format!("versions&prefix={}", encode(&full));
+            let mut query = format!("{kind}&prefix={}", encode(&full));
             if let Some((k, v)) = &marker {
                 query.push_str(&format!(
-                    "&key-marker={}&version-id-marker={}",
+                    "&{}={}&{}={}",
+                    markers.0,
                     encode(k),
+                    markers.1,
                     encode(v)
                 ));
             }
@@ -397,9 +414,8 @@ impl S3Api {
             if !status.is_success() {
                 return Err(Self::refused(prefix, status, &body));
             }
-            let text = String::from_utf8_lossy(&body);
-            let page = parse_versions(&text, &self.prefix);
-            out.extend(page.versions);
+            let page = parse(&String::from_utf8_lossy(&body), &self.prefix);
+            out.extend(page.items);
             match page.next {
                 // A server that names a page it named before would keep
                 // this loop going for ever.
@@ -407,7 +423,7 @@ impl S3Api {
                     return Err(StoreError::Backend {
                         path: prefix.to_owned(),
                         message: format!(
-                            "the version listing does not advance: it names page {next:?} again"
+                            "the {kind} listing does not advance: it names page {next:?} again"
                         ),
                     });
                 }
@@ -431,14 +447,15 @@ impl S3Api {
     }
 }
 
-struct VersionPage {
-    versions: Vec<ObjectVersion>,
+/// One page of a listing, and where the next starts.
+struct Page<T> {
+    items: Vec<T>,
     next: Option<(String, String)>,
 }
 
 /// Reads a ListObjectVersions answer. Keys outside the repository's
 /// prefix are skipped; a truncated page names where to go on.
-fn parse_versions(xml: &str, prefix: &str) -> VersionPage {
+fn parse_versions(xml: &str, prefix: &str) -> Page<ObjectVersion> {
     let mut versions = Vec::new();
     for (tag, marker) in [("Version", false), ("DeleteMarker", true)] {
         let open = format!("<{tag}>");
@@ -481,7 +498,10 @@ fn parse_versions(xml: &str, prefix: &str) -> VersionPage {
     } else {
         None
     };
-    VersionPage { versions, next }
+    Page {
+        items: versions,
+        next,
+    }
 }
 
 fn between(s: &str, start: &str, end: &str) -> Option<String> {
@@ -592,12 +612,12 @@ mod tests {
             <DeleteMarker><Key>p/a</Key><VersionId>2</VersionId><IsLatest>true</IsLatest></DeleteMarker>\
             </ListVersionsResult>";
         let page = parse_versions(xml, "p/");
-        assert_eq!(page.versions.len(), 2);
-        assert_eq!(page.versions[0].path, "a");
-        assert!(!page.versions[0].is_latest && !page.versions[0].is_delete_marker);
-        assert_eq!(page.versions[0].last_modified, "2026-11-30T07:01:41.000Z");
-        assert_eq!(page.versions[1].last_modified, "", "none given");
-        assert!(page.versions[1].is_latest && page.versions[1].is_delete_marker);
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.items[0].path, "a");
+        assert!(!page.items[0].is_latest && !page.items[0].is_delete_marker);
+        assert_eq!(page.items[0].last_modified, "2026-11-30T07:01:41.000Z");
+        assert_eq!(page.items[1].last_modified, "", "none given");
+        assert!(page.items[1].is_latest && page.items[1].is_delete_marker);
         assert_eq!(page.next, Some(("p/b".into(), "v&2".into())));
     }
 

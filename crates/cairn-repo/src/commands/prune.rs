@@ -140,7 +140,8 @@ pub struct PruneReport {
     /// Packs no index file listed, older than the grace period, re-indexed
     /// from their headers.
     pub packs_adopted: usize,
-    /// Leftover objects of interrupted runs deleted.
+    /// Leftovers of interrupted runs deleted: stray probes, temporary
+    /// files, and multipart uploads aborted.
     pub stray_objects_deleted: usize,
     /// Packs that would be deleted or repacked but are retained by Object
     /// Lock: left as they are, listed, until a run after the date.

@@ -3,12 +3,10 @@
 //! (`parts.rs`). Listings never show them, but their parts take space
 //! until they are aborted; prune aborts those older than its grace period.
 
-use std::collections::HashSet;
-
 use bytes::Bytes;
 
-use super::{S3Api, between, encode, unescape};
-use crate::{StoreError, StoreResult};
+use super::{Page, S3Api, between, encode, unescape};
+use crate::StoreResult;
 
 /// A multipart upload in progress (or abandoned).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,52 +19,12 @@ pub struct PendingUpload {
     pub initiated: String,
 }
 
-struct UploadPage {
-    uploads: Vec<PendingUpload>,
-    next: Option<(String, String)>,
-}
-
 impl S3Api {
     /// Every multipart upload under `prefix` (relative to the repository
     /// root), following pagination.
     pub(crate) async fn uploads(&self, prefix: &str) -> StoreResult<Vec<PendingUpload>> {
-        let full = format!("{}{prefix}", self.prefix);
-        let mut out = Vec::new();
-        let mut marker: Option<(String, String)> = None;
-        let mut seen = HashSet::new();
-        loop {
-            let mut query = format!("uploads&prefix={}", encode(&full));
-            if let Some((k, u)) = &marker {
-                query.push_str(&format!(
-                    "&key-marker={}&upload-id-marker={}",
-                    encode(k),
-                    encode(u)
-                ));
-            }
-            let url = format!("{}/?{query}", self.bucket_url);
-            let (status, _, body) = self
-                .send(http::Method::GET, &url, &[], Bytes::new())
-                .await?;
-            if !status.is_success() {
-                return Err(Self::refused(prefix, status, &body));
-            }
-            let page = parse_uploads(&String::from_utf8_lossy(&body), &self.prefix);
-            out.extend(page.uploads);
-            match page.next {
-                // A server that names a page it named before would keep
-                // this loop going for ever.
-                Some(next) if !seen.insert(next.clone()) => {
-                    return Err(StoreError::Backend {
-                        path: prefix.to_owned(),
-                        message: format!(
-                            "the upload listing does not advance: it names page {next:?} again"
-                        ),
-                    });
-                }
-                Some(next) => marker = Some(next),
-                None => return Ok(out),
-            }
-        }
+        let markers = ("key-marker", "upload-id-marker");
+        self.pages(prefix, "uploads", markers, parse_uploads).await
     }
 
     /// Aborts a multipart upload: its parts are deleted. An upload that
@@ -86,7 +44,7 @@ impl S3Api {
 
 /// Reads a ListMultipartUploads answer. Keys outside the repository's
 /// prefix are skipped; a truncated page names where to go on.
-fn parse_uploads(xml: &str, prefix: &str) -> UploadPage {
+fn parse_uploads(xml: &str, prefix: &str) -> Page<PendingUpload> {
     let mut uploads = Vec::new();
     let mut rest = xml;
     while let Some(i) = rest.find("<Upload>") {
@@ -122,7 +80,10 @@ fn parse_uploads(xml: &str, prefix: &str) -> UploadPage {
     } else {
         None
     };
-    UploadPage { uploads, next }
+    Page {
+        items: uploads,
+        next,
+    }
 }
 
 #[cfg(test)]
@@ -143,7 +104,7 @@ mod tests {
             </ListMultipartUploadsResult>";
         let page = parse_uploads(xml, "repo/");
         let got: Vec<_> = page
-            .uploads
+            .items
             .iter()
             .map(|u| (u.path.as_str(), u.upload_id.as_str(), u.initiated.as_str()))
             .collect();
