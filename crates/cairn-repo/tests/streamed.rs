@@ -302,9 +302,13 @@ async fn a_writer_dropped_while_a_pack_streams_aborts_its_upload() {
 
 /// A store under a new prefix `name-PID` of the S3 server tests run
 /// against (Garage, started by scripts/garage.sh); `None`, said, without
-/// `CAIRN_TEST_S3_URL`.
+/// `CAIRN_TEST_S3_URL` (a failure if `CAIRN_REQUIRE_S3` is set).
 fn garage(name: &str) -> Option<Store> {
     let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
+        assert!(
+            std::env::var_os("CAIRN_REQUIRE_S3").is_none(),
+            "CAIRN_REQUIRE_S3 is set but CAIRN_TEST_S3_URL is not"
+        );
         eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
         return None;
     };
@@ -404,4 +408,46 @@ async fn a_killed_writers_upload_is_found_and_can_be_aborted_on_a_real_s3_server
         .abort_upload(&pending)
         .await
         .expect("abort again");
+}
+
+/// Against moto's object-lock bucket (scripts/moto.sh): a streamed pack,
+/// completed from its parts, is given the repository's retention as a
+/// pack written whole is, and reads back. Skipped without moto unless
+/// `CAIRN_REQUIRE_MOTO` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_packs_are_locked_in_an_object_lock_bucket() {
+    let Ok(base) = std::env::var("CAIRN_TEST_MOTO_LOCK_URL") else {
+        assert!(
+            std::env::var_os("CAIRN_REQUIRE_MOTO").is_none(),
+            "CAIRN_REQUIRE_MOTO is set but CAIRN_TEST_MOTO_LOCK_URL is not"
+        );
+        eprintln!("SKIP: CAIRN_TEST_MOTO_LOCK_URL is not set");
+        return;
+    };
+    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
+    let url = format!("{head}/streamed-{}?{query}", std::process::id());
+    let store = Store::open(&url, cairn_store::Create::IfMissing).expect("store");
+    let mut opts = InitOptions::insecure_fast_for_tests();
+    let mut lock = cairn_repo::SettingsChange::new();
+    lock.lock = Some(Some(cairn_core::format::Lock {
+        mode: cairn_core::format::LockMode::Governance,
+        seconds: 3600,
+    }));
+    opts.settings = lock;
+    let repo = Repository::init(store, PASSWORD, opts).await.expect("init");
+    let files: Vec<_> = (0..20u64)
+        .map(|i| (format!("f{i:02}"), content(i, 1 << 20)))
+        .collect();
+    let snap = backup(&repo, "h", &files).await;
+    let inner = repo.store().object_store().clone();
+    let mut streamed = 0;
+    for o in repo.store().list("data/").await.expect("list") {
+        let meta = inner.head(&Path::from(o.path.as_str())).await.expect("head");
+        streamed += usize::from(meta.e_tag.unwrap_or_default().contains('-'));
+        let status = repo.store().status(&o.path).await.expect("status");
+        let (mode, _until) = status.retention.expect("a retention");
+        assert_eq!(mode, "GOVERNANCE", "{}", o.path);
+    }
+    assert!(streamed >= 1, "no pack was streamed");
+    assert_eq!(restore(&repo, &snap).await, files);
 }
