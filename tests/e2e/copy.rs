@@ -86,13 +86,17 @@ fn copies_to_garage_and_back_restore_byte_identical_and_resume_after_a_failure()
     local.backup_json(&v2);
     let cache = tmp.path().join("cache");
 
-    // Into Garage: every pack upload after the first is refused, so the
-    // copy stops; the second attempt completes and reuses the stored pack.
+    // Into Garage: once the first pack is stored, every request for a pack
+    // is refused, so the copy stops; the second attempt completes and
+    // reuses the stored pack.
     let s3 = Repo::at(url.as_str(), "other password");
     let mut init = s3.command(["init"].into_iter().chain(CHEAP_KDF));
     init.env("CAIRN_CACHE_DIR", &cache);
     Run::of(init).success();
-    let faults = [("CAIRN_TEST_HTTP_FAULTS", "fail-after=1,fail-path=/data/")];
+    let faults = [(
+        "CAIRN_TEST_HTTP_FAULTS",
+        "fail-after-objects=1,fail-path=/data/",
+    )];
     copy(&s3, &local, &cache, &[], &faults).expect_code(1);
     let resumed = copy(&s3, &local, &cache, &[], &[]).success().json();
     assert_eq!(resumed["rechunked"], true, "{resumed:#}");

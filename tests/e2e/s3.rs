@@ -161,11 +161,16 @@ fn permanent_failure_mid_backup_leaves_a_clean_repository_and_the_next_backup_re
     let src = tmp.path().join("src");
     generate(&src, TreeSpec::with_big_file(40_000_000));
     let r = S3Repo::init(&url);
-    // After the first pack upload, every further pack upload is refused
-    // for good (403, not retried); the rest of the store keeps answering.
+    // After the first pack is stored (whole, or its multipart upload
+    // completed: packs are streamed in parts), every further request for a
+    // pack is refused for good (403, not retried); the rest of the store
+    // keeps answering.
     let failed = Run::of(r.command(
         ["backup", src.to_str().expect("utf-8"), "--json"],
-        &[("CAIRN_TEST_HTTP_FAULTS", "fail-after=1,fail-path=/data/")],
+        &[(
+            "CAIRN_TEST_HTTP_FAULTS",
+            "fail-after-objects=1,fail-path=/data/",
+        )],
     ))
     .expect_code(1);
     assert_eq!(

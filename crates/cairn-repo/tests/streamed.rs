@@ -32,6 +32,8 @@ const MIN_PART: usize = 16 * 1024;
 #[derive(Debug, Default)]
 struct Seen {
     uploads: Vec<Upload>,
+    /// Set by a test: every part from now on fails.
+    fail_parts: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -71,6 +73,14 @@ impl RecordedUpload {
 #[async_trait]
 impl MultipartUpload for RecordedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        if self.seen.lock().expect("seen").fail_parts {
+            return Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "recorder",
+                    source: "part refused".into(),
+                })
+            });
+        }
         self.with(|u| u.parts.push(data.content_length()));
         self.inner.put_part(data)
     }
@@ -227,7 +237,8 @@ async fn a_remote_writer_streams_its_packs_in_parts_and_they_read_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_part_that_fails_fails_the_backup_and_leaves_no_snapshot_and_no_partial_pack() {
+async fn a_part_that_fails_fails_the_backup_leaves_no_snapshot_nor_partial_pack_and_indexes_the_stored_ones()
+ {
     let (repo, seen) = streaming_repo(FaultConfig {
         fail_parts_after: Some(10),
         prefix: "data/".into(),
@@ -255,6 +266,11 @@ async fn a_part_that_fails_fails_the_backup_and_leaves_no_snapshot_and_no_partia
     // lacks a byte: the repository checks clean, data included.
     let ups = uploads(&seen);
     assert!(ups.iter().any(|u| u.aborted), "{ups:?}");
+    // The packs that were stored before it are indexed: the next backup
+    // reuses them.
+    assert!(ups.iter().any(|u| u.completed), "{ups:?}");
+    let left = repo.check_leftovers().await.expect("leftovers");
+    assert!(left.unindexed_packs.is_empty(), "{left:?}");
     let packs = repo.list_packs().await.expect("list");
     for u in ups.iter().filter(|u| !u.completed) {
         let id = u
@@ -270,6 +286,64 @@ async fn a_part_that_fails_fails_the_backup_and_leaves_no_snapshot_and_no_partia
     o.read_data = true;
     let report = repo.check(o).await.expect("check");
     assert!(report.is_ok(), "{:#?}", report.errors);
+}
+
+/// Waits until `done` holds for what the store saw.
+async fn until(seen: &Mutex<Seen>, done: impl Fn(&[Upload]) -> bool) {
+    for _ in 0..500 {
+        if done(&seen.lock().expect("seen").uploads) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("never: {:?}", uploads(seen));
+}
+
+/// A pack whose upload breaks while it fills breaks the writer: `finish`
+/// fails, and still indexes the pack stored before, which the next backup
+/// reuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_that_breaks_while_filling_fails_finish_after_indexing_the_stored_ones() {
+    let (repo, seen) = streaming_repo(FaultConfig::default()).await;
+    let writer = Arc::new(BlobWriter::new(&repo).expect("writer"));
+    let add = |w: &Arc<BlobWriter>, range: std::ops::Range<u64>| {
+        let w = w.clone();
+        tokio::task::spawn_blocking(move || {
+            range
+                .map(|i| w.add_blob(Kind::Data, &content(i, 10_000)).map(|_| ()))
+                .collect::<Result<Vec<()>, _>>()
+        })
+    };
+    // Six blobs fill the first pack; the seventh seals it and starts the
+    // second, short of a part.
+    add(&writer, 0..7).await.expect("join").expect("add");
+    until(&seen, |u| u.first().is_some_and(|u| u.completed)).await;
+    seen.lock().expect("seen").fail_parts = true;
+    // Its first part fails: the upload is aborted.
+    add(&writer, 7..9).await.expect("join").expect("add");
+    until(&seen, |u| u.get(1).is_some_and(|u| u.aborted)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let writer = Arc::into_inner(writer).expect("one writer");
+    assert!(writer.finish().await.is_err(), "a broken writer finished");
+    let left = repo.check_leftovers().await.expect("leftovers");
+    assert!(left.unindexed_packs.is_empty(), "{left:?}");
+    assert_eq!(repo.list_packs().await.expect("list").len(), 1);
+    seen.lock().expect("seen").fail_parts = false;
+    let files: Vec<_> = (0..9u64)
+        .map(|i| (format!("f{i}"), content(i, 10_000)))
+        .collect();
+    let writer = BlobWriter::new(&repo).expect("writer");
+    let (writer, added) = tokio::task::spawn_blocking(move || {
+        let added = files
+            .iter()
+            .filter(|(_, d)| writer.add_blob(Kind::Data, d).expect("add").1)
+            .count();
+        (writer, added)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    assert_eq!(added, 3, "the six blobs of the stored pack are reused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,7 +516,10 @@ async fn streamed_packs_are_locked_in_an_object_lock_bucket() {
     let inner = repo.store().object_store().clone();
     let mut streamed = 0;
     for o in repo.store().list("data/").await.expect("list") {
-        let meta = inner.head(&Path::from(o.path.as_str())).await.expect("head");
+        let meta = inner
+            .head(&Path::from(o.path.as_str()))
+            .await
+            .expect("head");
         streamed += usize::from(meta.e_tag.unwrap_or_default().contains('-'));
         let status = repo.store().status(&o.path).await.expect("status");
         let (mode, _until) = status.retention.expect("a retention");

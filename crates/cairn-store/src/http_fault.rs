@@ -27,14 +27,20 @@ pub struct HttpFaults {
     /// After this many requests, every request is refused with 403
     /// (a permanent failure, which is not retried).
     pub fail_after: Option<u64>,
+    /// After this many objects were stored (a whole `PUT`, or a multipart
+    /// upload completed), every request is refused with 403: "the first
+    /// pack is stored, every later one refused", whatever number of
+    /// requests a pack takes.
+    pub fail_after_objects: Option<u64>,
     /// Only requests whose path contains this count towards, and fail
-    /// after, `fail_after` (e.g. `/data/` for pack uploads).
+    /// after, `fail_after` and `fail_after_objects` (e.g. `/data/` for
+    /// pack uploads).
     pub fail_path: Option<String>,
 }
 
 impl HttpFaults {
     /// Parses `rate=0.05,latency-ms=20,seed=7,fail-after=100,fail-path=/data/`
-    /// (the test-only variable
+    /// (and `fail-after-objects=N`; the test-only variable
     /// `CAIRN_TEST_HTTP_FAULTS`).
     pub fn parse(s: &str) -> Result<HttpFaults, String> {
         let mut f = HttpFaults::default();
@@ -48,10 +54,13 @@ impl HttpFaults {
                 "latency-ms" => f.latency = Duration::from_millis(v.parse().map_err(|_| bad())?),
                 "seed" => f.seed = v.parse().map_err(|_| bad())?,
                 "fail-after" => f.fail_after = Some(v.parse().map_err(|_| bad())?),
+                "fail-after-objects" => {
+                    f.fail_after_objects = Some(v.parse().map_err(|_| bad())?);
+                }
                 "fail-path" => f.fail_path = Some(v.to_owned()),
                 _ => {
                     return Err(format!(
-                        "{k:?}: unknown (rate, latency-ms, seed, fail-after, fail-path)"
+                        "{k:?}: unknown (rate, latency-ms, seed, fail-after, fail-after-objects, fail-path)"
                     ));
                 }
             }
@@ -67,6 +76,8 @@ pub struct FaultConnector {
     rng: Arc<Mutex<u64>>,
     injected: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
+    /// Objects stored under the fail path.
+    objects: Arc<AtomicU64>,
 }
 
 impl FaultConnector {
@@ -78,6 +89,7 @@ impl FaultConnector {
             rng: Arc::new(Mutex::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)),
             injected: Arc::new(AtomicU64::new(0)),
             requests: Arc::new(AtomicU64::new(0)),
+            objects: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -129,7 +141,9 @@ impl HttpService for FaultService {
         } else {
             0
         };
-        if counted && f.fail_after.is_some_and(|limit| n >= limit) {
+        let stored = self.connector.objects.load(Ordering::Relaxed);
+        let objects_done = counted && f.fail_after_objects.is_some_and(|limit| stored >= limit);
+        if objects_done || counted && f.fail_after.is_some_and(|limit| n >= limit) {
             self.connector.injected.fetch_add(1, Ordering::Relaxed);
             return Ok(error_response(
                 http::StatusCode::FORBIDDEN,
@@ -143,7 +157,24 @@ impl HttpService for FaultService {
                 b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>",
             ));
         }
-        self.inner.execute(req).await
+        let stores = counted && stores_an_object(&req);
+        let resp = self.inner.execute(req).await?;
+        if stores && resp.status().is_success() {
+            self.connector.objects.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(resp)
+    }
+}
+
+/// True for a request that stores a whole object: a `PUT` that is not a
+/// part of a multipart upload, or the `POST` that completes one.
+fn stores_an_object(req: &HttpRequest) -> bool {
+    let query = req.uri().query().unwrap_or("");
+    let in_upload = query.split('&').any(|kv| kv.starts_with("uploadId="));
+    match *req.method() {
+        http::Method::PUT => !in_upload,
+        http::Method::POST => in_upload,
+        _ => false,
     }
 }
 
@@ -156,6 +187,35 @@ fn error_response(status: http::StatusCode, body: &'static [u8]) -> HttpResponse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_puts_and_completed_uploads_store_objects_and_parts_do_not() {
+        let req = |method: http::Method, uri: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(object_store::client::HttpRequestBody::from(Bytes::new()))
+                .expect("request")
+        };
+        let base = "http://127.0.0.1:1/b/data/ab/ab";
+        assert!(stores_an_object(&req(http::Method::PUT, base)));
+        assert!(!stores_an_object(&req(
+            http::Method::POST,
+            &format!("{base}?uploads")
+        )));
+        let part = format!("{base}?partNumber=1&uploadId=xyz");
+        assert!(!stores_an_object(&req(http::Method::PUT, &part)));
+        let complete = format!("{base}?uploadId=xyz");
+        assert!(stores_an_object(&req(http::Method::POST, &complete)));
+        assert!(!stores_an_object(&req(http::Method::DELETE, &complete)));
+        assert!(!stores_an_object(&req(http::Method::GET, base)));
+        assert_eq!(
+            HttpFaults::parse("fail-after-objects=1,fail-path=/data/")
+                .expect("parse")
+                .fail_after_objects,
+            Some(1)
+        );
+    }
 
     #[test]
     fn parses_the_test_variable() {

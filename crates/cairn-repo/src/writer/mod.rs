@@ -506,10 +506,11 @@ impl BlobWriter {
         })
     }
 
-    /// Uploads what is left, waits for every upload, and writes the last
-    /// index file. After this returns, every blob added is readable by a
-    /// fresh [`Repository::open`].
-    pub async fn finish(self) -> Result<WriterStats> {
+    /// Seals the packs still filling and sends them to the uploader;
+    /// true if the uploader had stopped. Fails, sending nothing more, once
+    /// a pack could not be written (its blobs are lost: no snapshot may
+    /// refer to them).
+    async fn send_rest(&self) -> Result<bool> {
         let mut send_failed = false;
         let mut data = std::mem::take(&mut *lock(&self.shared.data));
         // This task must not wait for the uploads to give part buffers back.
@@ -538,6 +539,16 @@ impl BlobWriter {
                 send_failed |= self.tx.send(pack).await.is_err();
             }
         }
+        Ok(send_failed)
+    }
+
+    /// Uploads what is left, waits for every upload, and writes the last
+    /// index file. After this returns, every blob added is readable by a
+    /// fresh [`Repository::open`]. On an error (a pack that could not be
+    /// written, an upload that failed), the packs that were stored are
+    /// still indexed before it is returned, so the next backup reuses them.
+    pub async fn finish(self) -> Result<WriterStats> {
+        let sent = self.send_rest().await;
         let BlobWriter {
             shared,
             tx,
@@ -548,11 +559,11 @@ impl BlobWriter {
             let rest = uploader
                 .await
                 .map_err(|e| Error::Internal(format!("uploader task: {e}")))??;
-            if send_failed {
-                return Err(Error::Internal("the pack uploader stopped early".into()));
-            }
             if !rest.is_empty() {
                 write_index(&shared, rest).await?;
+            }
+            if sent? {
+                return Err(Error::Internal("the pack uploader stopped early".into()));
             }
             Ok(shared.counters.snapshot())
         }
