@@ -76,6 +76,11 @@ impl PathFilter {
         })
     }
 
+    /// Whether there are no patterns at all: everything is restored.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
+    }
+
     /// Whether there are include patterns (so only what they select, and
     /// the directories leading to it, is restored).
     pub(crate) fn has_includes(&self) -> bool {

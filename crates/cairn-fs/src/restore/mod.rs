@@ -24,6 +24,7 @@ mod files;
 mod filter;
 mod overwrite;
 mod plan;
+mod prefetch;
 mod stream;
 mod writeback;
 

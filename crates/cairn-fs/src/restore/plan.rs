@@ -13,6 +13,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::filter::PathFilter;
 use super::overwrite::Overwrite;
+use super::prefetch::Prefetch;
 use super::{RestoreOutcome, os};
 use crate::at::{self, Root};
 use crate::browse::join;
@@ -44,6 +45,8 @@ pub(super) struct Plan {
     /// only once something inside them is restored: (path, node if not
     /// created yet).
     pending: Vec<(PathBuf, Option<Node>)>,
+    /// Trees loading ahead of the walk.
+    prefetch: Prefetch,
 }
 
 impl Plan {
@@ -54,6 +57,12 @@ impl Plan {
         overwrite: Overwrite,
         delete: bool,
     ) -> Plan {
+        // A walk of everything enters every subtree: load them ahead deep.
+        let prefetch = if filter.is_empty() {
+            Prefetch::deep()
+        } else {
+            Prefetch::default()
+        };
         Plan {
             files: Vec::new(),
             links: Vec::new(),
@@ -67,6 +76,7 @@ impl Plan {
             untrusted: false,
             seen: HashMap::new(),
             pending: Vec::new(),
+            prefetch,
         }
     }
 
@@ -139,7 +149,15 @@ pub(super) fn plan_dir<'a>(
         if plan.delete && included {
             delete_extra(&dir, &rel, &tree.nodes, plan);
         }
+        // The subtrees this walk will enter, loaded ahead in its order.
+        let mut ahead: std::collections::VecDeque<_> = tree
+            .nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Dir && !plan.filter.excluded(&join(&rel, &n.name)))
+            .filter_map(|n| n.subtree)
+            .collect();
         for node in tree.nodes {
+            plan.prefetch.top_up(repo, &mut ahead);
             let path = dir.join(os(&node.name));
             let r = join(&rel, &node.name);
             plan_node(repo, node, path, r, included, plan).await?;
@@ -249,6 +267,9 @@ pub(super) async fn plan_node(
         let sub = node.subtree;
         if included {
             if !plan.materialize() || !plan.create_dir(path.clone(), node) {
+                if let Some(id) = sub {
+                    plan.prefetch.forget(&id);
+                }
                 return Ok(());
             }
         } else {
@@ -257,7 +278,7 @@ pub(super) async fn plan_node(
         if let Some(id) = sub {
             // A damaged or missing tree costs its own directory, named in
             // the errors, not the rest of the restore.
-            match repo.load_tree(&id).await {
+            match plan.prefetch.load(repo, &id).await {
                 Ok(tree) => plan_dir(repo, tree, path, rel, included, plan).await?,
                 Err(e) => plan.outcome.errors.push(Warning {
                     path,
