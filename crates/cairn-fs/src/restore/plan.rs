@@ -80,6 +80,11 @@ impl Plan {
         }
     }
 
+    /// Loads every tree only when the walk needs it.
+    pub(super) fn no_prefetch(&mut self) {
+        self.prefetch = Prefetch::off();
+    }
+
     /// Creates the directories leading to an entry that is restored.
     fn materialize(&mut self) -> bool {
         for i in 0..self.pending.len() {

@@ -19,14 +19,12 @@ use cairn_core::format::{NodeKind, Tree};
 use cairn_repo::Repository;
 use tokio::task::JoinHandle;
 
-/// Trees loading or loaded and not yet planned, at most.
+/// Trees loading or loaded and not yet planned, at most. Loads started
+/// for the subtrees of trees loaded ahead stop at half of it: the rest is
+/// kept for the directories the walk is in, whose subtrees it needs first
+/// (the deeper ones are needed later, and taking every place, they left
+/// the walk loading its next tree alone).
 pub(super) const AHEAD: usize = 64;
-
-/// Loads started for subtrees of trees loaded ahead stop at this many
-/// out: the rest of [`AHEAD`] is kept for the directories the walk is in,
-/// whose subtrees it needs first (the deeper ones are needed later, and
-/// taking every place, they left the walk loading its next tree alone).
-const DEEP: usize = AHEAD / 2;
 
 type Load = JoinHandle<cairn_repo::Result<Tree>>;
 
@@ -37,13 +35,25 @@ pub(super) struct Prefetch {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     loads: Mutex<HashMap<Id, Load>>,
+    /// Loads out at most: [`AHEAD`], or 0 where every tree is a cheap
+    /// read (a local repository: loading ahead there only added memory).
+    limit: usize,
     /// A loaded tree's own subtrees are loaded ahead too, while there is
     /// room: a walk of everything enters them all (with patterns, only
     /// the subtrees of the directories entered are).
     deep: bool,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            loads: Mutex::default(),
+            limit: AHEAD,
+            deep: false,
+        }
+    }
 }
 
 impl Inner {
@@ -67,7 +77,7 @@ impl Inner {
             if inner.deep {
                 let subtrees = tree.nodes.iter().filter(|n| n.kind == NodeKind::Dir);
                 for sub in subtrees.filter_map(|n| n.subtree) {
-                    if !inner.start(&repo, sub, DEEP) {
+                    if !inner.start(&repo, sub, inner.limit / 2) {
                         break;
                     }
                 }
@@ -91,12 +101,22 @@ impl Prefetch {
         }
     }
 
+    /// Loads nothing ahead: every tree is loaded when the walk needs it.
+    pub(super) fn off() -> Prefetch {
+        Prefetch {
+            inner: Arc::new(Inner {
+                limit: 0,
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Starts loading trees from the front of `queue` (a directory's
     /// subtrees, in the order they are planned) while fewer than
     /// [`AHEAD`] are out. Must run inside a tokio runtime.
     pub(super) fn top_up(&mut self, repo: &Repository, queue: &mut VecDeque<Id>) {
         while let Some(&id) = queue.front() {
-            if !self.inner.start(repo, id, AHEAD) {
+            if !self.inner.start(repo, id, self.inner.limit) {
                 return;
             }
             queue.pop_front();
@@ -225,5 +245,10 @@ mod tests {
             assert_eq!(tree.nodes.len(), 3);
             assert_eq!(ahead.pending(), started);
         }
+        // Off (a local repository), nothing is loaded ahead.
+        let mut off = Prefetch::off();
+        off.top_up(&repo, &mut VecDeque::from([parent]));
+        assert_eq!(off.pending(), 0);
+        assert_eq!(off.load(&repo, &parent).await.expect("load").nodes.len(), 3);
     }
 }
