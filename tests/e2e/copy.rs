@@ -241,7 +241,15 @@ fn a_killed_copy_completes_when_run_again_and_reuses_what_was_indexed() {
     let mut child = cmd.spawn().expect("spawn");
     let index = to.path.join("index");
     let start = Instant::now();
-    while std::fs::read_dir(&index).map_or(0, |d| d.count()) == 0 {
+    // An index file is complete once renamed into place: its temporary
+    // name (`NAME#N`, synced before the rename) does not count, or the
+    // kill could land between the two and leave no index.
+    let complete = |d: std::fs::ReadDir| {
+        d.flatten()
+            .filter(|e| !e.file_name().to_string_lossy().contains('#'))
+            .count()
+    };
+    while std::fs::read_dir(&index).map_or(0, complete) == 0 {
         assert!(
             child.try_wait().expect("wait").is_none(),
             "the copy ended before it wrote an index file"
