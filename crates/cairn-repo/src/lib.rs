@@ -55,6 +55,7 @@ mod settings;
 mod skew;
 mod snapshots;
 pub mod warm;
+mod windows;
 mod writer;
 
 pub use commands::Maintenance;

@@ -40,7 +40,9 @@ impl Repository {
     /// Downloads a blob's sealed bytes with one ranged read. Tree blobs go
     /// through the store's local cache, if it has one, keyed by id (writers
     /// put the trees they seal there too); file data never does. A cached
-    /// copy is authenticated like any other when opened.
+    /// copy is authenticated like any other when opened. Trees of remote
+    /// repositories are read with the window of their pack around them
+    /// (`windows.rs`).
     pub async fn fetch_blob(&self, id: &Id) -> Result<(BlobLocation, Bytes)> {
         let loc = self.locate(id)?;
         let start = u64::from(loc.offset);
@@ -50,14 +52,22 @@ impl Repository {
             .store()
             .cache()
             .filter(|_| loc.kind == cairn_core::Kind::Tree);
+        let windows = loc.kind == Kind::Tree && self.inner.windows.on();
         let Some(cache) = cache else {
+            if windows {
+                return Ok((loc, self.fetch_in_window(&loc).await?));
+            }
             return Ok((loc, self.store().get_range(&path, range).await?));
         };
         let key = tree_cache_key(id);
         if let Some(hit) = cache.get(&key).filter(|b| b.len() == loc.length as usize) {
             return Ok((loc, hit));
         }
-        let sealed = self.store().get_range(&path, range).await?;
+        let sealed = if windows {
+            self.fetch_in_window(&loc).await?
+        } else {
+            self.store().get_range(&path, range).await?
+        };
         cache.put(&key, &sealed);
         Ok((loc, sealed))
     }

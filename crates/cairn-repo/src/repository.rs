@@ -175,6 +175,8 @@ pub(crate) struct Inner {
     pub(crate) settings: RwLock<Option<cairn_core::format::Settings>>,
     /// Bundles opened last (`bundles.rs`).
     pub(crate) bundles: crate::bundles::BundleCache,
+    /// Tree packs' windows read last (`windows.rs`).
+    pub(crate) windows: crate::windows::TreeWindows,
 }
 
 /// An open repository. Cheap to clone; clones share the index.
@@ -297,6 +299,7 @@ impl Repository {
                 }
             },
         };
+        let windows = crate::windows::TreeWindows::new(store.is_remote());
         Repository {
             inner: Arc::new(Inner {
                 store,
@@ -314,6 +317,7 @@ impl Repository {
                 damaged: Mutex::new(Vec::new()),
                 settings: RwLock::new(None),
                 bundles: Default::default(),
+                windows,
             }),
         }
     }

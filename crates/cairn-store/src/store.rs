@@ -499,6 +499,37 @@ impl Store {
         Ok(b)
     }
 
+    /// Reads `range` of an object, or the part of it the object has: the
+    /// bytes from `range.start` to the end of the range or of the object,
+    /// whichever comes first. `range.start` must be inside the object.
+    pub async fn get_range_upto(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            ..Default::default()
+        };
+        let r = self
+            .inner
+            .get_opts(&Path::from(path), opts)
+            .await
+            .map_err(|e| StoreError::from_backend(path, e))?;
+        let got = r.range.clone();
+        let b = r
+            .bytes()
+            .await
+            .map_err(|e| StoreError::from_backend(path, e))?;
+        // The backend checks the range a server answers with; a wrapper
+        // or a backend that does not is caught here.
+        if got.start != range.start || got.end > range.end {
+            return Err(StoreError::ShortRead {
+                path: path.to_owned(),
+                expected: range.end.saturating_sub(range.start),
+                got: b.len() as u64,
+            });
+        }
+        check_len(path, got.end - got.start, &b)?;
+        Ok(b)
+    }
+
     /// Reads the last `n` bytes of an object (or all of it, if shorter) and
     /// returns them with the object's total size.
     pub async fn get_suffix(&self, path: &str, n: u64) -> StoreResult<(Bytes, u64)> {
