@@ -37,5 +37,5 @@ pub use dump::dump;
 pub use error::{Error, Result, Warning};
 pub use progress::{Progress, human_bytes};
 pub use readahead::MetadataReadahead;
-pub use restore::{Overwrite, RestoreOptions, RestoreOutcome, restore};
+pub use restore::{Overwrite, RESTORE_ROUND, RestoreOptions, RestoreOutcome, restore};
 pub use warm::{data_packs, warm_for_copy, warm_up};

@@ -361,8 +361,11 @@ async fn a_writer_dropped_while_a_pack_streams_aborts_its_upload() {
     .await
     .expect("join");
     drop(writer);
+    // The upload may start after the writer is gone: wait for it, and for
+    // its abort (an empty list is not yet an aborted one).
     for _ in 0..500 {
-        if uploads(&seen).iter().all(|u| u.aborted) {
+        let ups = uploads(&seen);
+        if !ups.is_empty() && ups.iter().all(|u| u.aborted) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -9,8 +9,10 @@
 //! never leaves a file with wrong or missing bytes under its real name.
 //! All-zero chunks are not written, leaving holes. Further names of a
 //! hard-linked file are linked to its first name once that is in place.
-//! Directory metadata is applied last, deepest first, and each directory is
-//! synced once.
+//! The walk stops to write every [`RESTORE_ROUND`] files it planned (or
+//! directories it left), so memory does not grow with the snapshot. A
+//! directory gets its metadata once the walk has left it and the files
+//! in it are written, deepest first, and each directory is synced once.
 //!
 //! Every entry is reached from a descriptor of the target ([`crate::at`]):
 //! its directory is opened below the target without following a symlink,
@@ -45,6 +47,7 @@ use crate::{Error, Progress, Result, Warning, meta};
 use files::{FileJob, Place, Shared, restore_file};
 pub(crate) use filter::PathFilter;
 pub use overwrite::Overwrite;
+pub use plan::ROUND as RESTORE_ROUND;
 use plan::{Plan, plan_dir, plan_node};
 use rustix::fs::{AtFlags, OFlags};
 
@@ -212,11 +215,27 @@ pub async fn restore(
         opts.delete,
     );
     plan.untrusted = opts.untrusted;
+    plan.verify = opts.verify;
+    plan.progress = progress.clone();
+    // A warm-up asks for every pack the restore will read before it reads
+    // any: those files are planned all at once.
+    let warm = repo.should_warm(opts.warm.when);
+    if warm {
+        plan.round = usize::MAX;
+    }
     if !repo.store().is_remote() {
         // Trees of a local repository are cheap reads: loading them ahead
         // took 0.7-1.0 s off the PVC-like restore (two runs) and put 7 MiB
         // on its peak RSS, past the 96 MiB budget.
         plan.no_prefetch();
+    }
+    if opts.path.is_empty() && all && opts.exclude.is_empty() {
+        // The whole snapshot: its own count is the estimate until the
+        // walk is done.
+        let s = &snapshot.stats;
+        let files = s.files_new + s.files_changed + s.files_unchanged;
+        progress.total_files.store(files, Ordering::Relaxed);
+        progress.total_bytes.store(s.bytes_total, Ordering::Relaxed);
     }
     // Paths inside the snapshot, for the patterns: "/a/b".
     let mut rel = b"/".to_vec();
@@ -236,35 +255,58 @@ pub async fn restore(
         let path = opts.target.join(os(&start.name));
         plan_node(repo, start, path, rel, all, &mut plan).await?;
     }
-    let total: u64 = plan.files.iter().map(|(_, n, _)| n.size).sum();
-    progress
-        .total_files
-        .store(plan.files.len() as u64, Ordering::Relaxed);
-    progress.total_bytes.store(total, Ordering::Relaxed);
-    // Exactly the packs of the files to be written (with `IfChanged`, also
-    // those of files that turn out to be in place already: which ones are
-    // is known only once the files in place are read).
-    let files: Vec<&cairn_core::format::Node> = plan.files.iter().map(|(_, n, _)| n).collect();
-    let warm_up = cold::warm(repo, &files, &opts.warm, &progress).await?;
-    plan.outcome.warm_up = warm_up;
-    write_files(repo, &root, &mut plan, opts.verify, &progress).await?;
-    finish_dirs(&root, &plan.dirs, plan.owners, &mut plan.outcome.errors);
+    if warm {
+        // Exactly the packs of the files to be written (with `IfChanged`,
+        // also those of files that turn out to be in place already: which
+        // ones are is known only once the files in place are read).
+        let files: Vec<&cairn_core::format::Node> = plan.files.iter().map(|(_, n, _)| n).collect();
+        plan.outcome.warm_up = cold::warm(repo, &files, &opts.warm, &progress).await?;
+    }
+    write_round(repo, &mut plan).await?;
+    let (files, bytes) = plan.planned;
+    progress.total_files.store(files, Ordering::Relaxed);
+    progress.total_bytes.store(bytes, Ordering::Relaxed);
+    if let Err(e) = root.sync() {
+        plan.outcome.errors.push(Warning {
+            path: root.path().to_owned(),
+            message: format!("cannot sync: {e}"),
+        });
+    }
     Ok(plan.outcome)
 }
 
-/// Writes the planned files' content, then links their further names.
-async fn write_files(
-    repo: &Repository,
-    root: &Arc<Root>,
-    plan: &mut Plan,
-    verify: bool,
-    progress: &Arc<Progress>,
-) -> Result<()> {
-    let owners = plan.owners;
+/// Writes the files planned so far, then gives the directories the walk
+/// has left their metadata: everything in them is written.
+async fn write_round(repo: &Repository, plan: &mut Plan) -> Result<()> {
+    write_files(repo, plan).await?;
+    let left = plan.take_left();
+    finish_dirs(&plan.root, &left, plan.owners, &mut plan.outcome.errors);
+    Ok(())
+}
+
+/// Writes the files planned so far (a round: see [`Plan`]), then links
+/// their further names; the plan keeps only the names of files that
+/// failed.
+async fn write_files(repo: &Repository, plan: &mut Plan) -> Result<()> {
+    // A cancelled restore stops here, whatever the round holds (files of
+    // one chunk are not otherwise checked one by one).
+    plan.progress.check()?;
+    let (owners, verify) = (plan.owners, plan.verify);
+    let (root, progress) = (&plan.root.clone(), &plan.progress.clone());
     let shared = Shared::default();
     let files = std::mem::take(&mut plan.files);
-    let mut failed = std::collections::HashSet::new();
-    // Files of at most one chunk, written anew, go by pack (batch.rs).
+    let bytes: u64 = files.iter().map(|(_, n, _)| n.size).sum();
+    plan.planned.0 += files.len() as u64;
+    plan.planned.1 += bytes;
+    // The totals only grow while the walk goes on (an estimate from the
+    // snapshot may be ahead of them).
+    progress
+        .total_files
+        .fetch_max(plan.planned.0, Ordering::Relaxed);
+    progress
+        .total_bytes
+        .fetch_max(plan.planned.1, Ordering::Relaxed);
+    let mut failed = std::mem::take(&mut plan.failed);
     let (small, files): (Vec<_>, Vec<_>) = files
         .into_iter()
         .partition(|(_, node, check_first)| !check_first && !verify && batch::is_small(node));
@@ -301,6 +343,7 @@ async fn write_files(
     drop(results);
     shared.halt.check()?;
     link_all(root, plan, &failed);
+    plan.failed = failed;
     Ok(())
 }
 
@@ -330,7 +373,7 @@ fn link_all(root: &Root, plan: &mut Plan, failed: &std::collections::HashSet<Pat
     }
 }
 
-/// One directory of the last pass. A directory the restoring user may not
+/// One directory's metadata and sync (see [`finish_dirs`]). A directory the restoring user may not
 /// read (mode 0311 kept from an earlier restore, say) cannot be opened for
 /// reading, which a sync needs: it gets its metadata through an `O_PATH`
 /// descriptor and goes unsynced.
@@ -354,11 +397,12 @@ fn finish_dir(
     }
 }
 
-/// The last pass: each restored directory, deepest first, gets its
-/// metadata through a descriptor opened below the root without following
-/// a symlink (so one swapped in meanwhile is refused, never chmod-ed
-/// through), and is synced so the names renamed into it are durable; the
-/// root is synced last. One sync per directory rather than per file.
+/// Directory metadata: each directory of `dirs` (in the order created),
+/// deepest first, gets its metadata through a descriptor opened below the
+/// root without following a symlink (so one swapped in meanwhile is
+/// refused, never chmod-ed through), and is synced so the names renamed
+/// into it are durable. One sync per directory rather than per file; the
+/// root is synced last of all, by the caller.
 fn finish_dirs(
     root: &Root,
     dirs: &[(PathBuf, cairn_core::format::Node)],
@@ -372,11 +416,5 @@ fn finish_dirs(
                 message,
             });
         }
-    }
-    if let Err(e) = root.sync() {
-        errors.push(Warning {
-            path: root.path().to_owned(),
-            message: format!("cannot sync: {e}"),
-        });
     }
 }
