@@ -503,20 +503,9 @@ impl Store {
     /// bytes from `range.start` to the end of the range or of the object,
     /// whichever comes first. `range.start` must be inside the object.
     pub async fn get_range_upto(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(range.clone())),
-            ..Default::default()
-        };
-        let r = self
-            .inner
-            .get_opts(&Path::from(path), opts)
-            .await
-            .map_err(|e| StoreError::from_backend(path, e))?;
-        let got = r.range.clone();
-        let b = r
-            .bytes()
-            .await
-            .map_err(|e| StoreError::from_backend(path, e))?;
+        let (b, got, _) = self
+            .get_part(path, GetRange::Bounded(range.clone()))
+            .await?;
         // The backend checks the range a server answers with; a wrapper
         // or a backend that does not is caught here.
         if got.start != range.start || got.end > range.end {
@@ -526,15 +515,21 @@ impl Store {
                 got: b.len() as u64,
             });
         }
-        check_len(path, got.end - got.start, &b)?;
         Ok(b)
     }
 
     /// Reads the last `n` bytes of an object (or all of it, if shorter) and
     /// returns them with the object's total size.
     pub async fn get_suffix(&self, path: &str, n: u64) -> StoreResult<(Bytes, u64)> {
+        let (b, _, size) = self.get_part(path, GetRange::Suffix(n)).await?;
+        Ok((b, size))
+    }
+
+    /// Reads `range` of an object: the bytes, the range they are (checked
+    /// against their length) and the object's size.
+    async fn get_part(&self, path: &str, range: GetRange) -> StoreResult<(Bytes, Range<u64>, u64)> {
         let opts = GetOptions {
-            range: Some(GetRange::Suffix(n)),
+            range: Some(range),
             ..Default::default()
         };
         let r = self
@@ -542,14 +537,13 @@ impl Store {
             .get_opts(&Path::from(path), opts)
             .await
             .map_err(|e| StoreError::from_backend(path, e))?;
-        let size = r.meta.size;
-        let expected = r.range.end.saturating_sub(r.range.start);
+        let (got, size) = (r.range.clone(), r.meta.size);
         let b = r
             .bytes()
             .await
             .map_err(|e| StoreError::from_backend(path, e))?;
-        check_len(path, expected, &b)?;
-        Ok((b, size))
+        check_len(path, got.end.saturating_sub(got.start), &b)?;
+        Ok((b, got, size))
     }
 
     /// Finds out whether the backend refuses a create-only write to an

@@ -426,8 +426,7 @@ mod tests {
 
     use super::*;
     use cairn_core::{Id, Kind};
-    use cairn_repo::{BlobWriter, InitOptions};
-    use cairn_store::Store;
+    use cairn_repo::BlobWriter;
 
     fn dir(name: &str, subtree: Option<Id>) -> Node {
         let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::Dir);
@@ -438,21 +437,13 @@ mod tests {
 
     /// Three directories of five empty ones each.
     async fn snapshot_of_dirs() -> (Repository, Tree) {
-        let repo = Repository::init(
-            Store::memory(),
-            b"pw",
-            InitOptions::insecure_fast_for_tests(),
-        )
-        .await
-        .expect("init");
+        let repo = cairn_testkit::memory_repository(b"pw").await;
         let writer = BlobWriter::new(&repo).expect("writer");
         let (writer, root) = tokio::task::spawn_blocking(move || {
             let empty = Tree { nodes: Vec::new() }.encode().expect("encode");
             let empty = writer.add_blob(Kind::Tree, &empty).expect("add").0;
             let inner = Tree {
-                nodes: (0..5)
-                    .map(|i| dir(&format!("{i}"), Some(empty)))
-                    .collect(),
+                nodes: (0..5).map(|i| dir(&format!("{i}"), Some(empty))).collect(),
             };
             let plain = inner.encode().expect("encode");
             let id = writer.add_blob(Kind::Tree, &plain).expect("add").0;
