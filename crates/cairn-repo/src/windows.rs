@@ -4,9 +4,10 @@
 //! one after another, and from S3 without a local cache every tree was a
 //! ranged read of a few hundred bytes: the PVC-like dataset's 2,507 trees
 //! were 2,507 requests, most of a restore's time (docs/PERFORMANCE.md,
-//! "Restores from S3 without a cache"). A backup writes trees into packs
-//! of their own, a snapshot's next to each other, so the bytes around the
-//! tree asked for are mostly the trees asked for next. Here a tree is read
+//! "Restores (and backups) from S3 without a cache"). A backup writes
+//! trees into packs of their own, a snapshot's next to each other, so the
+//! bytes around the tree asked for are mostly the trees asked for next.
+//! Here a tree is read
 //! with the [`WINDOW`]-aligned stretch of its pack around it, and the last
 //! [`WINDOWS`] stretches are kept, so that dataset's trees come in three
 //! reads. Every blob taken from a window is authenticated like one read

@@ -3,8 +3,10 @@
 //! Planning walks the snapshot depth first and needs each directory's tree
 //! before it can go on. Loaded one at a time, every tree is a request and a
 //! wait: from S3 without a local cache, the PVC-like dataset's 2,519 trees
-//! took about 105 s of a 113 s restore (docs/PERFORMANCE.md, "Restores
-//! from S3 without a cache"). Here the subtrees of each directory the
+//! took about 105 s of a 113 s restore (docs/PERFORMANCE-2026-12-01.md,
+//! "Restores from S3 without a cache: trees loaded ahead"; trees of
+//! remote repositories are now read in windows, `cairn-repo`'s
+//! `windows.rs`). Here the subtrees of each directory the
 //! planner enters are loaded on tasks of their own, in the planner's
 //! order, and (for a walk of everything) the subtrees of each tree loaded
 //! ahead as well, at most [`AHEAD`] trees loading or waiting across the
