@@ -377,27 +377,6 @@ async fn a_writer_dropped_while_a_pack_streams_aborts_its_upload() {
     assert!(repo.list_packs().await.expect("list").is_empty());
 }
 
-/// A store under a new prefix `name-PID` of the S3 server tests run
-/// against (Garage, started by scripts/garage.sh); `None`, said, without
-/// `CAIRN_TEST_S3_URL` (a failure if `CAIRN_REQUIRE_S3` is set).
-fn garage(name: &str) -> Option<Store> {
-    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
-        assert!(
-            std::env::var_os("CAIRN_REQUIRE_S3").is_none(),
-            "CAIRN_REQUIRE_S3 is set but CAIRN_TEST_S3_URL is not"
-        );
-        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
-        return None;
-    };
-    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
-    let url = format!(
-        "{}/{name}-{}?{query}",
-        head.trim_end_matches('/'),
-        std::process::id()
-    );
-    Some(Store::open(&url, cairn_store::Create::IfMissing).expect("store"))
-}
-
 /// Against Garage: a backup of 40 MiB of incompressible data streams its
 /// full (15 MiB and more) packs in three parts (an S3 multipart ETag ends `-3`) and
 /// reads back.

@@ -364,21 +364,9 @@ async fn a_window_with_altered_bytes_fails_its_trees_and_no_other_read() {
 /// pack has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trees_on_a_real_s3_server_are_read_in_windows() {
-    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
-        assert!(
-            std::env::var_os("CAIRN_REQUIRE_S3").is_none(),
-            "CAIRN_REQUIRE_S3 is set but CAIRN_TEST_S3_URL is not"
-        );
-        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
+    let Some(store) = common::garage("windows") else {
         return;
     };
-    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
-    let url = format!(
-        "{}/windows-{}?{query}",
-        head.trim_end_matches('/'),
-        std::process::id()
-    );
-    let store = Store::open(&url, cairn_store::Create::IfMissing).expect("store");
     let trees = write_trees(&store).await;
     let repo = open_on(&store, Arc::new(FixedClock::new(T0))).await;
     let windows = windows_of(&repo, &trees).len();

@@ -205,3 +205,24 @@ pub async fn open_on(store: &Store, clock: Arc<FixedClock>) -> Repository {
         .await
         .expect("open")
 }
+
+/// A store under a new prefix `name-PID` of the S3 server tests run
+/// against (Garage, started by scripts/garage.sh); `None`, said, without
+/// `CAIRN_TEST_S3_URL` (a failure if `CAIRN_REQUIRE_S3` is set).
+pub fn garage(name: &str) -> Option<Store> {
+    let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
+        assert!(
+            std::env::var_os("CAIRN_REQUIRE_S3").is_none(),
+            "CAIRN_REQUIRE_S3 is set but CAIRN_TEST_S3_URL is not"
+        );
+        eprintln!("SKIP: CAIRN_TEST_S3_URL is not set");
+        return None;
+    };
+    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
+    let url = format!(
+        "{}/{name}-{}?{query}",
+        head.trim_end_matches('/'),
+        std::process::id()
+    );
+    Some(Store::open(&url, cairn_store::Create::IfMissing).expect("store"))
+}
