@@ -317,6 +317,40 @@ fn cold_restore_of_a_directory_asks_for_exactly_its_packs_and_waits() {
     assert_no_differences(&tree_differences(&cold.src().join("c"), &target), "c/");
 }
 
+/// With patterns, which only the walk of the trees resolves, a restore
+/// plans every file before it warms up: it still asks for exactly the
+/// packs of the files it writes (without patterns it finds them with a
+/// walk that keeps only the packs, and writes in rounds: the test above).
+#[test]
+fn cold_restore_with_patterns_asks_for_exactly_the_packs_of_what_they_select() {
+    let Some(cold) = Cold::init("cold_patterns", "GLACIER") else {
+        return;
+    };
+    three_backups(&cold);
+    let want = cold.packs_under("latest", "c");
+    let target = cold.work.path().join("restored");
+    let t = target.to_str().expect("utf-8");
+    let mut args = vec![
+        "restore",
+        "latest",
+        "--include",
+        "/c",
+        "--target",
+        t,
+        "--json",
+    ];
+    args.extend(POLL);
+    let run = cold.run(args).success();
+    let warm = &run.json()["outcome"]["warm_up"];
+    assert_eq!(field_u64(warm, "planned"), want.len() as u64, "{warm:#}");
+    assert_eq!(cold.restores(), once_each(&want));
+    assert_no_differences(
+        &tree_differences(&cold.src().join("c"), &target.join("c")),
+        "c/",
+    );
+    assert!(!target.join("a").exists() && !target.join("b").exists());
+}
+
 /// A restore killed while it waits, run again, asks for nothing twice
 /// (the server knows what is being restored) and completes.
 #[test]

@@ -48,7 +48,7 @@ pub async fn warm_for_copy(
 
 /// The packs holding the data blobs of every file under `paths` of
 /// `snapshot` (the whole snapshot when `paths` is empty): what restoring
-/// those paths reads.
+/// those paths reads. Holds the packs and the trees seen, not the files.
 pub async fn data_packs(
     repo: &Repository,
     snapshot: &Snapshot,
@@ -56,12 +56,12 @@ pub async fn data_packs(
 ) -> Result<BTreeSet<Id>> {
     let root = [Vec::new()];
     let paths = if paths.is_empty() { &root[..] } else { paths };
-    let mut blobs: HashSet<Id> = HashSet::new();
+    let mut packs: BTreeSet<Id> = BTreeSet::new();
     let mut trees: HashSet<Id> = HashSet::new();
     for path in paths {
         let node = resolve(repo, snapshot, path).await?;
         let mut stack: Vec<Id> = Vec::new();
-        add_node(&node, &mut blobs, &mut stack);
+        add_node(repo, &node, &mut packs, &mut stack);
         // Depth first over the trees, each loaded once: identical
         // directories share a tree.
         while let Some(id) = stack.pop() {
@@ -69,19 +69,21 @@ pub async fn data_packs(
                 continue;
             }
             for n in repo.load_tree(&id).await?.nodes {
-                add_node(&n, &mut blobs, &mut stack);
+                add_node(repo, &n, &mut packs, &mut stack);
             }
         }
     }
-    Ok(packs_of(repo, blobs.iter()))
+    Ok(packs)
 }
 
-/// Notes a node's content blobs, or its subtree to visit.
-fn add_node(node: &Node, blobs: &mut HashSet<Id>, stack: &mut Vec<Id>) {
+/// Notes the packs of a node's content blobs, or its subtree to visit. A
+/// blob the index lacks is left out: reading it fails with its own error,
+/// as without a warm-up.
+fn add_node(repo: &Repository, node: &Node, packs: &mut BTreeSet<Id>, stack: &mut Vec<Id>) {
     match node.kind {
         NodeKind::Dir => stack.extend(node.subtree),
         // Block devices backed up with --read-special have content too.
-        _ => blobs.extend(node.content.iter().copied()),
+        _ => packs.extend(packs_of(repo, node.content.iter())),
     }
 }
 

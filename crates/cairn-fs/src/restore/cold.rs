@@ -2,9 +2,11 @@
 //! before it reads any, and, without a warm-up, stopping at the first pack
 //! found archived instead of failing file after file.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use cairn_core::format::Node;
+use cairn_core::Id;
+use cairn_core::format::{Node, Snapshot};
 use cairn_repo::{Repository, WarmOptions, WarmReport};
 use cairn_store::StoreError;
 
@@ -23,15 +25,42 @@ pub(super) async fn warm(
         return Ok(None);
     }
     let packs = crate::warm::packs_of(repo, files.iter().flat_map(|n| n.content.iter()));
+    warm_packs(repo, &packs, opts, progress).await.map(Some)
+}
+
+/// [`warm`] for every file under `path` of `snapshot`, found by a walk
+/// of its trees that keeps only their packs.
+pub(super) async fn warm_under(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    path: &[u8],
+    opts: &WarmOptions,
+    progress: &Arc<Progress>,
+) -> Result<Option<WarmReport>> {
+    if !repo.should_warm(opts.when) {
+        return Ok(None);
+    }
+    let packs = crate::warm::data_packs(repo, snapshot, &[path.to_vec()]).await?;
+    warm_packs(repo, &packs, opts, progress).await.map(Some)
+}
+
+/// Warms up `packs` and waits until all are readable, or `progress` is
+/// cancelled.
+async fn warm_packs(
+    repo: &Repository,
+    packs: &BTreeSet<Id>,
+    opts: &WarmOptions,
+    progress: &Arc<Progress>,
+) -> Result<WarmReport> {
     let mut opts = opts.clone();
     opts.wait = true;
     let (p, theirs) = (progress.clone(), opts.stop.take());
     opts.stop = Some(Arc::new(move || {
         p.is_cancelled() || theirs.as_ref().is_some_and(|stop| stop())
     }));
-    let report = repo.warm_packs(&packs, &opts).await?;
+    let report = repo.warm_packs(packs, &opts).await?;
     progress.check()?;
-    Ok(Some(report))
+    Ok(report)
 }
 
 /// The first pack a read found archived. Every other read of an archived

@@ -217,12 +217,7 @@ pub async fn restore(
     plan.untrusted = opts.untrusted;
     plan.verify = opts.verify;
     plan.progress = progress.clone();
-    // A warm-up asks for every pack the restore will read before it reads
-    // any: those files are planned all at once.
-    let warm = repo.should_warm(opts.warm.when);
-    if warm {
-        plan.round = usize::MAX;
-    }
+    let exact = warm_first(repo, snapshot, &opts, &mut plan).await?;
     if !repo.store().is_remote() {
         // Trees of a local repository are cheap reads: loading them ahead
         // took 0.7-1.0 s off the PVC-like restore (two runs) and put 7 MiB
@@ -238,14 +233,7 @@ pub async fn restore(
         progress.total_bytes.store(s.bytes_total, Ordering::Relaxed);
     }
     // Paths inside the snapshot, for the patterns: "/a/b".
-    let mut rel = b"/".to_vec();
-    rel.extend(
-        opts.path
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-            .collect::<Vec<_>>()
-            .join(&b'/'),
-    );
+    let rel = in_snapshot(&opts.path);
     if start.kind == NodeKind::Dir {
         if let Some(id) = start.subtree {
             let tree = repo.load_tree(&id).await?;
@@ -255,7 +243,7 @@ pub async fn restore(
         let path = opts.target.join(os(&start.name));
         plan_node(repo, start, path, rel, all, &mut plan).await?;
     }
-    if warm {
+    if exact {
         // Exactly the packs of the files to be written (with `IfChanged`,
         // also those of files that turn out to be in place already: which
         // ones are is known only once the files in place are read).
@@ -273,6 +261,44 @@ pub async fn restore(
         });
     }
     Ok(plan.outcome)
+}
+
+/// `path` as the patterns see it: "/a/b".
+fn in_snapshot(path: &[u8]) -> Vec<u8> {
+    let mut rel = b"/".to_vec();
+    rel.extend(
+        path.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .collect::<Vec<_>>()
+            .join(&b'/'),
+    );
+    rel
+}
+
+/// Warms up what the restore reads before the walk, when the repository
+/// asks for a warm-up; true when the walk must plan every file first and
+/// warm exactly their packs. A warm-up asks for every pack before any is
+/// read. Patterns and `Never` leave files out, which only the walk knows;
+/// otherwise every file under the path is read (or, with `IfChanged`, may
+/// be), and a walk that keeps only the packs finds them, so the restore
+/// can go in rounds.
+async fn warm_first(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+    plan: &mut Plan,
+) -> Result<bool> {
+    if !repo.should_warm(opts.warm.when) {
+        return Ok(false);
+    }
+    if !plan.filter.is_empty() || opts.overwrite == Overwrite::Never {
+        plan.round = usize::MAX;
+        return Ok(true);
+    }
+    let progress = plan.progress.clone();
+    plan.outcome.warm_up =
+        cold::warm_under(repo, snapshot, &opts.path, &opts.warm, &progress).await?;
+    Ok(false)
 }
 
 /// Writes the files planned so far, then gives the directories the walk

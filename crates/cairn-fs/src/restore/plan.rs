@@ -23,7 +23,7 @@ use crate::{Progress, Result, Warning, meta};
 /// leaves before it gives them their metadata, at most: its memory does
 /// not grow with the snapshot (the PVC-like dataset's 45,000 files took
 /// 20-45 MiB of plan at once). A restore that warms up archived packs
-/// plans every file first.
+/// with patterns or `Overwrite::Never` plans every file first.
 pub const ROUND: usize = 8192;
 
 /// What the walk of the trees found to do. The walk writes the files it
