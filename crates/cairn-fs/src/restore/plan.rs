@@ -48,7 +48,7 @@ pub(super) struct Plan {
     /// Directories created and not yet given their metadata, in the order
     /// created, and whether the walk has left each (everything in it is
     /// planned). Those left get their metadata once the files planned
-    /// with them are written (`finish_left`), so this holds the path the
+    /// with them are written (`write_round`), so this holds the path the
     /// walk is on and at most a round of directories left.
     pub(super) dirs: Vec<(PathBuf, Node, bool)>,
     /// Of `dirs`, the indices of those the walk is in, outermost first.
