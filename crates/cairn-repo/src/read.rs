@@ -52,22 +52,20 @@ impl Repository {
             .store()
             .cache()
             .filter(|_| loc.kind == cairn_core::Kind::Tree);
-        let windows = loc.kind == Kind::Tree && self.inner.windows.on();
-        let Some(cache) = cache else {
-            if windows {
-                return Ok((loc, self.fetch_in_window(&loc).await?));
+        let read = async {
+            if loc.kind == Kind::Tree && self.inner.windows.on() {
+                return self.fetch_in_window(&loc).await;
             }
-            return Ok((loc, self.store().get_range(&path, range).await?));
+            Ok(self.store().get_range(&path, range).await?)
+        };
+        let Some(cache) = cache else {
+            return Ok((loc, read.await?));
         };
         let key = tree_cache_key(id);
         if let Some(hit) = cache.get(&key).filter(|b| b.len() == loc.length as usize) {
             return Ok((loc, hit));
         }
-        let sealed = if windows {
-            self.fetch_in_window(&loc).await?
-        } else {
-            self.store().get_range(&path, range).await?
-        };
+        let sealed = read.await?;
         cache.put(&key, &sealed);
         Ok((loc, sealed))
     }

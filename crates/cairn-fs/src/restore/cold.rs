@@ -28,20 +28,18 @@ pub(super) async fn warm(
     warm_packs(repo, &packs, opts, progress).await.map(Some)
 }
 
-/// [`warm`] for every file under `path` of `snapshot`, found by a walk
-/// of its trees that keeps only their packs.
+/// Warms up the packs of every file under `path` of `snapshot`, found by
+/// a walk of its trees that keeps only their packs, and waits as [`warm`]
+/// does; for a restore that has decided to warm up.
 pub(super) async fn warm_under(
     repo: &Repository,
     snapshot: &Snapshot,
     path: &[u8],
     opts: &WarmOptions,
     progress: &Arc<Progress>,
-) -> Result<Option<WarmReport>> {
-    if !repo.should_warm(opts.when) {
-        return Ok(None);
-    }
+) -> Result<WarmReport> {
     let packs = crate::warm::data_packs(repo, snapshot, &[path.to_vec()]).await?;
-    warm_packs(repo, &packs, opts, progress).await.map(Some)
+    warm_packs(repo, &packs, opts, progress).await
 }
 
 /// Warms up `packs` and waits until all are readable, or `progress` is

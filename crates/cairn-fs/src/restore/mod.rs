@@ -224,7 +224,7 @@ pub async fn restore(
         // on its peak RSS, past the 96 MiB budget.
         plan.no_prefetch();
     }
-    if opts.path.is_empty() && all && opts.exclude.is_empty() {
+    if opts.path.is_empty() && plan.filter.is_empty() {
         // The whole snapshot: its own count is the estimate until the
         // walk is done.
         let s = &snapshot.stats;
@@ -296,8 +296,8 @@ async fn warm_first(
         return Ok(true);
     }
     let progress = plan.progress.clone();
-    plan.outcome.warm_up =
-        cold::warm_under(repo, snapshot, &opts.path, &opts.warm, &progress).await?;
+    let report = cold::warm_under(repo, snapshot, &opts.path, &opts.warm, &progress).await?;
+    plan.outcome.warm_up = Some(report);
     Ok(false)
 }
 
@@ -399,10 +399,10 @@ fn link_all(root: &Root, plan: &mut Plan, failed: &std::collections::HashSet<Pat
     }
 }
 
-/// One directory's metadata and sync (see [`finish_dirs`]). A directory the restoring user may not
-/// read (mode 0311 kept from an earlier restore, say) cannot be opened for
-/// reading, which a sync needs: it gets its metadata through an `O_PATH`
-/// descriptor and goes unsynced.
+/// One directory's metadata and sync (see [`finish_dirs`]). A directory
+/// the restoring user may not read (mode 0311 kept from an earlier
+/// restore, say) cannot be opened for reading, which a sync needs: it
+/// gets its metadata through an `O_PATH` descriptor and goes unsynced.
 fn finish_dir(
     root: &Root,
     path: &std::path::Path,

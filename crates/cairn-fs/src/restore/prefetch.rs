@@ -163,25 +163,15 @@ mod tests {
     use super::*;
     use cairn_core::Kind;
     use cairn_core::format::{Node, NodeKind};
-    use cairn_repo::{BlobWriter, InitOptions};
-    use cairn_store::Store;
-
-    async fn memory_repo() -> Repository {
-        Repository::init(
-            Store::memory(),
-            b"pw",
-            InitOptions::insecure_fast_for_tests(),
-        )
-        .await
-        .expect("init")
-    }
+    use cairn_repo::BlobWriter;
+    use cairn_testkit::memory_repository;
 
     /// More trees queued than go ahead: no more than [`AHEAD`] load at
     /// once, each comes back as stored, and taking one makes room for the
     /// next.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_more_than_ahead_trees_load_and_each_is_the_stored_one() {
-        let repo = memory_repo().await;
+        let repo = memory_repository(b"pw").await;
         let writer = BlobWriter::new(&repo).expect("writer");
         let (writer, trees) = tokio::task::spawn_blocking(move || {
             let trees: Vec<(Id, Tree)> = (0..(AHEAD as u32 + 8))
@@ -219,7 +209,7 @@ mod tests {
     /// deep (a walk with patterns), only what the walk queues does.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_deep_load_starts_the_subtrees_of_what_it_loaded() {
-        let repo = memory_repo().await;
+        let repo = memory_repository(b"pw").await;
         let writer = BlobWriter::new(&repo).expect("writer");
         let (writer, parent) = tokio::task::spawn_blocking(move || {
             let add = |tree: &Tree| {
