@@ -17,7 +17,13 @@
 //! - `redownload_bytes`: what a client that had read the index before the
 //!   forget downloads when it opens again (its object cache and index
 //!   table kept, as the CLI and the node agent keep them);
-//! - `kept_files`: index files the last prune left as they were.
+//! - `kept_files`: index files the last prune left as they were;
+//! - `prune_peak_mib`: the largest peak resident set of the three prunes.
+//!
+//! Each prune runs as a `cairn prune` process does: in a process of its own
+//! (this program, `prune-one`, under `/usr/bin/time`) that opens the
+//! repository, its index table built or brought up to date then (outside
+//! the times, inside the peak), and prunes.
 //!
 //! With `flat`, prune rewrites every index file (no stable tier), for
 //! comparison. Blobs are tiny so that millions fit on this disk; packs are
@@ -26,10 +32,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn::layers::core::FixedClock;
 use cairn::layers::core::format::{
     Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source, Timestamp, Tree,
 };
+use cairn::layers::core::{Clock, FixedClock};
 use cairn::layers::repo::{BlobWriter, MIN_GRACE};
 use cairn::{Cache, Repository, Store};
 use cairn::{Create, Id, InitOptions, Kind, Maintenance, OpenOptions, PruneOptions};
@@ -47,6 +53,9 @@ const PER_FILE: u64 = 10_000;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "prune-one") {
+        return prune_one(&args[2..]).await;
+    }
     let usage = "usage: prune-scale DIR CHUNKS [flat]";
     let dir = std::path::PathBuf::from(args.get(1).ok_or(usage)?);
     let chunks: u64 = args.get(2).ok_or(usage)?.parse()?;
@@ -92,14 +101,17 @@ async fn main() -> Result<(), Error> {
     let open_bytes = client.store().metrics().bytes_down;
     drop(client);
 
-    let mut opts = PruneOptions::default();
-    opts.grace = MIN_GRACE;
-    if flat {
-        opts.stable_index_entries = usize::MAX;
-    }
-    let t = Instant::now();
-    repo.prune(opts).await?;
-    let compact_s = t.elapsed().as_secs_f64();
+    // Each prune runs as `cairn prune` does: a process of its own that
+    // opens the repository (its index table in a directory of its own)
+    // and prunes; its peak resident set is the process's.
+    drop(repo);
+    let mut peak = 0f64;
+    let mut prune = |now: i64| {
+        let (secs, kept, deleted, mib) = prune_child(&dir, now, flat)?;
+        peak = peak.max(mib);
+        Ok::<_, Error>((secs, kept, deleted))
+    };
+    let (compact_s, _, _) = prune(clock.now())?;
     // A client reads the compacted index and backs up a small change, as a
     // node agent with its table in place does; then the oldest snapshot
     // goes.
@@ -109,32 +121,75 @@ async fn main() -> Result<(), Error> {
     backup(&client, &mut next, 1000).await?;
     let backup_s = t.elapsed().as_secs_f64();
     drop(client);
-    repo.forget_snapshot(&snaps[0]).await?;
-    clock.set(clock_now(&repo) + 60);
-    let t = Instant::now();
-    repo.prune(opts).await?;
-    let prune1_s = t.elapsed().as_secs_f64();
-    clock.set(clock_now(&repo) + MIN_GRACE + 1);
-    let t = Instant::now();
-    let last = repo.prune(opts).await?;
-    let prune2_s = t.elapsed().as_secs_f64();
+    open("forget").await?.forget_snapshot(&snaps[0]).await?;
+    clock.set(clock.now() + 60);
+    let (prune1_s, _, _) = prune(clock.now())?;
+    clock.set(clock.now() + MIN_GRACE + 1);
+    let (prune2_s, kept_files, packs_deleted) = prune(clock.now())?;
+    let repo = open("forget").await?;
     let redownload_bytes = open("client").await?.store().metrics().bytes_down;
     let index = repo.store().list("index").await?;
     let index_bytes: u64 = index.iter().map(|o| o.size).sum();
     println!(
-        "chunks\tpolicy\topen_s\topen_bytes\tbackup_s\tcompact_s\tprune1_s\tprune2_s\tindex_bytes\tredownload_bytes\tkept_files\tpacks_deleted"
+        "chunks\tpolicy\topen_s\topen_bytes\tbackup_s\tcompact_s\tprune1_s\tprune2_s\tindex_bytes\tredownload_bytes\tkept_files\tpacks_deleted\tprune_peak_mib"
     );
     println!(
-        "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{}\t{}",
+        "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{kept_files}\t{packs_deleted}\t{peak:.1}",
         if flat { "flat" } else { "tiered" },
-        last.index_files_kept,
-        last.packs_deleted,
     );
     Ok(())
 }
 
-fn clock_now(repo: &Repository) -> i64 {
-    repo.clock().now()
+/// `prune-scale prune-one DIR NOW [flat]`: one prune as a `cairn prune`
+/// process runs it. Opens the repository in DIR, its index table in
+/// DIR/maint, on a clock fixed at NOW; prints the prune's seconds, the
+/// index files it kept and the packs it deleted.
+async fn prune_one(args: &[String]) -> Result<(), Error> {
+    let usage = "usage: prune-scale prune-one DIR NOW [flat]";
+    let dir = std::path::PathBuf::from(args.first().ok_or(usage)?);
+    let now: i64 = args.get(1).ok_or(usage)?.parse()?;
+    let mut o = OpenOptions::default();
+    o.clock = Arc::new(FixedClock::new(now));
+    o.index_dir = Some(dir.join("maint"));
+    o.index_table_limit = TABLE_LIMIT;
+    let url = dir.join("repo").to_string_lossy().into_owned();
+    let repo = Repository::open(Store::open(&url, Create::Never)?, PASSWORD, o).await?;
+    let mut opts = PruneOptions::default();
+    opts.grace = MIN_GRACE;
+    if args.get(2).is_some_and(|a| a == "flat") {
+        opts.stable_index_entries = usize::MAX;
+    }
+    let t = Instant::now();
+    let r = repo.prune(opts).await?;
+    let secs = t.elapsed().as_secs_f64();
+    println!("{secs:.3}\t{}\t{}", r.index_files_kept, r.packs_deleted);
+    Ok(())
+}
+
+/// Runs [`prune_one`] in a child process under `/usr/bin/time`: its
+/// seconds, index files kept, packs deleted, and peak resident set in MiB.
+fn prune_child(
+    dir: &std::path::Path,
+    now: i64,
+    flat: bool,
+) -> Result<(f64, usize, usize, f64), Error> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.args(["-f", "%M"]).arg(exe).arg("prune-one").arg(dir);
+    cmd.arg(now.to_string())
+        .arg(if flat { "flat" } else { "tiered" });
+    let out = cmd.output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("prune-one failed: {stderr}").into());
+    }
+    let kib: f64 = stderr.lines().last().ok_or("no peak RSS")?.trim().parse()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = stdout.trim().split('\t').collect();
+    let [secs, kept, deleted] = f[..] else {
+        return Err(format!("prune-one printed {stdout:?}").into());
+    };
+    Ok((secs.parse()?, kept.parse()?, deleted.parse()?, kib / 1024.0))
 }
 
 /// Stores `n` new 64-byte blobs (numbered from `next`) in files of

@@ -16,6 +16,7 @@
 //! later `forget` retires together sit in few files. After a prune a
 //! client downloads the files that changed, not the whole index again.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use cairn_core::Id;
@@ -23,6 +24,18 @@ use cairn_core::format::{IndexPack, PackEntry};
 
 use crate::session_handle::SessionHandle;
 use crate::{Repository, Result, paths};
+
+/// A pack to list: when it was listed, its id and its entries.
+type Listing<'a> = (i64, Id, Cow<'a, [PackEntry]>);
+
+/// The index file entry of a listing (a function, not a closure: the
+/// future that holds the iterator must be `Send` for every lifetime).
+fn index_pack((_, pack, blobs): Listing<'_>) -> IndexPack {
+    IndexPack {
+        pack,
+        blobs: blobs.into_owned(),
+    }
+}
 
 /// What a compaction writes.
 pub(crate) struct Compaction<'a> {
@@ -55,8 +68,10 @@ impl Repository {
         let mut cuts = plan.cuts;
         cuts.sort_unstable();
         cuts.dedup();
-        // Each group's packs with their listing time, to order them by age.
-        let mut groups: BTreeMap<usize, (i64, Vec<(i64, IndexPack)>)> = BTreeMap::new();
+        // Each group's packs with their listing time, to order them by age;
+        // entries are copied out of the files read only as each new file
+        // is written.
+        let mut groups: BTreeMap<usize, (i64, Vec<Listing<'_>>)> = BTreeMap::new();
         let mut missing = 0;
         for (pack, (listed, entries)) in plan.listed {
             // A listing may lag behind a pack just uploaded: ask for the
@@ -69,8 +84,7 @@ impl Repository {
                 .entry(cuts.partition_point(|&c| c < listed))
                 .or_insert((listed, Vec::new()));
             g.0 = g.0.max(listed);
-            let blobs = entries.to_vec();
-            g.1.push((listed, IndexPack { pack, blobs }));
+            g.1.push((listed, pack, Cow::Borrowed(entries)));
         }
         if !plan.new_packs.is_empty() {
             let newest = groups.values().map(|g| g.0).max();
@@ -81,7 +95,8 @@ impl Repository {
             if g.0 == i64::MIN {
                 g.0 = self.clock().now();
             }
-            g.1.extend(plan.new_packs.into_iter().map(|p| (i64::MAX, p)));
+            let new = plan.new_packs.into_iter();
+            g.1.extend(new.map(|p| (i64::MAX, p.pack, Cow::Owned(p.blobs))));
         }
         if groups.is_empty() {
             groups.insert(0, (self.clock().now(), Vec::new()));
@@ -90,8 +105,8 @@ impl Repository {
         for (i, (_, (created, mut packs))) in groups.into_iter().enumerate() {
             // Oldest first (new packs last), then by id: a stable order
             // that keeps packs of one age together across compactions.
-            packs.sort_unstable_by_key(|(listed, p)| (*listed, p.pack));
-            let packs = packs.into_iter().map(|(_, p)| p).collect();
+            packs.sort_unstable_by_key(|(listed, pack, _)| (*listed, *pack));
+            let packs = packs.into_iter().map(index_pack);
             let supersedes = if i + 1 == n {
                 plan.supersedes.clone()
             } else {

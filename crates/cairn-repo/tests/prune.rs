@@ -5,7 +5,11 @@ mod common;
 
 use cairn_core::Kind;
 use cairn_repo::Maintenance;
-use cairn_repo::{BlobWriter, CheckOptions, PruneOptions, Repository};
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_core::FixedClock;
+use cairn_repo::{BlobWriter, CheckOptions, OpenOptions, PruneOptions, Repository};
 use common::*;
 
 const GRACE: i64 = cairn_repo::MIN_GRACE;
@@ -274,4 +278,70 @@ async fn a_dry_run_changes_nothing_and_prune_ends_its_session() {
         1,
         "the backup's done record"
     );
+}
+
+/// `repo`'s store opened again with its merged index kept in `dir`, as the
+/// CLI and the node agent open a repository.
+async fn reopen_with_table(repo: &Repository, clock: &Arc<FixedClock>, dir: &Path) -> Repository {
+    let mut opts = OpenOptions::default();
+    opts.clock = clock.clone();
+    opts.index_dir = Some(dir.to_owned());
+    Repository::open(repo.store().clone(), PASSWORD, opts)
+        .await
+        .expect("open")
+}
+
+/// What is in `dir` besides the repository's own index table.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let names = std::fs::read_dir(dir).expect("index dir");
+    let mut out: Vec<String> = names
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "index.table")
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_table() {
+    // Prune decides against a table on local disk when the repository has
+    // an index directory, so that its memory does not grow with the index:
+    // every decision must be the one the in-memory index gives.
+    let (repo, clock) = repo().await;
+    let mut last = None;
+    for round in 0..9u64 {
+        clock.set(T0 + round as i64 * 3600);
+        last = Some(backup(&repo, "h", &dataset(round)).await);
+    }
+    let policy = cairn_repo::retention::Policy {
+        last: 2,
+        ..Default::default()
+    };
+    let mode = cairn_repo::RunMode::Apply;
+    repo.forget(&policy, mode).await.expect("forget");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dry = {
+        let mut o = opts();
+        o.dry_run = true;
+        o
+    };
+    for phase in 0..2 {
+        let memory = reopen(&repo, clock.clone()).await;
+        let table = reopen_with_table(&repo, &clock, dir.path()).await;
+        let expected = memory.prune(dry).await.expect("dry run in memory");
+        assert!(
+            expected.blobs_tombstoned + expected.blobs_deleted > 0,
+            "phase {phase} decides something: {expected:#?}"
+        );
+        assert_eq!(table.prune(dry).await.expect("dry run"), expected);
+        let done = table.prune(opts()).await.expect("prune");
+        assert_eq!(done.blobs_tombstoned, expected.blobs_tombstoned);
+        assert_eq!(done.blobs_deleted, expected.blobs_deleted);
+        assert_eq!(done.packs_deleted, expected.packs_deleted);
+        assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+        clock.set(clock_now(&repo) + GRACE + 1);
+    }
+    let last = last.expect("a snapshot");
+    assert_eq!(restore(&repo, &last).await, dataset(8));
+    assert_clean(&repo).await;
 }

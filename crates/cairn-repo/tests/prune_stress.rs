@@ -2,7 +2,8 @@
 //! in-memory repository with a clock the test moves (fixed seeds, no
 //! sleeping). Between rounds some snapshots are forgotten, so tombstones
 //! ripen and packs are deleted and repacked while backups deduplicate
-//! against them. Afterwards `check --read-data` is clean and every
+//! against them. One of the prunes decides against an index table on
+//! disk, the other against its index in memory. Afterwards `check --read-data` is clean and every
 //! surviving snapshot restores byte for byte.
 
 mod common;
@@ -31,9 +32,21 @@ impl Rng {
 
 /// A handle of its own (another process) with seeded randomness.
 async fn handle(repo: &Repository, clock: Arc<FixedClock>, seed: u64) -> Repository {
+    handle_in(repo, clock, seed, None).await
+}
+
+/// [`handle`], keeping its merged index in `index_dir` if given (prune then
+/// decides against a table on disk).
+async fn handle_in(
+    repo: &Repository,
+    clock: Arc<FixedClock>,
+    seed: u64,
+    index_dir: Option<std::path::PathBuf>,
+) -> Repository {
     let mut opts = OpenOptions::default();
     opts.clock = clock;
     opts.rng = Arc::new(SeededRandom::new(seed));
+    opts.index_dir = index_dir;
     Repository::open(repo.store().clone(), PASSWORD, opts)
         .await
         .expect("open")
@@ -63,6 +76,7 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
     let mut rng = Rng(0x5eed_cafe_f00d);
     let mut alive: HashMap<Id, Vec<(String, Vec<u8>)>> = HashMap::new();
     let (mut deleted_total, mut both_ran) = (0, 0);
+    let tables = tempfile::tempdir().expect("tempdir");
     for round in 0..ROUNDS {
         clock.set(T0 + round as i64 * 1000);
         let mut writers = Vec::new();
@@ -76,7 +90,9 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
         }
         let mut prunes = Vec::new();
         for p in 0..2 {
-            let h = handle(&repo, clock.clone(), round * 100 + 50 + p).await;
+            // One prune keeps its index in memory, the other in a table.
+            let dir = (p == 1).then(|| tables.path().join(format!("r{round}")));
+            let h = handle_in(&repo, clock.clone(), round * 100 + 50 + p, dir).await;
             prunes.push(tokio::spawn(async move { h.prune(prune_opts()).await }));
         }
         for w in writers {

@@ -29,9 +29,9 @@ pub use crate::commands::prune_checks::MIN_GRACE;
 use crate::commands::prune_lock::IndexDeletions;
 use crate::commands::prune_plan::{PackPlan, PackView, Waiting, live_files, pack_views};
 use crate::compact::Compaction;
-use crate::repack::PackBuilders;
+use crate::repack::{PackBuilders, Referenced};
 use crate::session_handle::SessionHandle;
-use crate::{Error, Index, Repository, Result, paths};
+use crate::{Error, Repository, Result, paths};
 
 /// Settings for [`Maintenance::prune`](crate::Maintenance::prune).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -214,7 +214,10 @@ async fn prune_as(
     let all_files = repo.read_index_files().await?;
     report.index_files_before = all_files.len();
     let (superseded, files) = live_files(&all_files);
-    *repo.write_index() = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
+    // Decided against exactly the files read; the table's directory goes
+    // when the run ends, `reload_index` replaces the index after it.
+    let (index, _table_dir) = repo.private_index(&files)?;
+    *repo.write_index() = index;
 
     let (snapshots, referenced) = repo.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
     report.snapshots = snapshots;
@@ -293,8 +296,8 @@ fn waiting(view: &SessionView, now: i64, grace: i64) -> Waiting<'_> {
 fn against_index<'a>(
     repo: &Repository,
     files: &[&'a (Id, IndexFile)],
-    packs: &HashMap<Id, PackView>,
-    referenced: &HashSet<Id>,
+    packs: &HashMap<Id, PackView<'_>>,
+    referenced: &Referenced,
     ripe_files: &[(Id, &IndexFile)],
     plan: PackPlan,
     opts: &PruneOptions,
@@ -501,8 +504,8 @@ fn stable(f: &IndexFile, least: usize, removed: &HashSet<Id>) -> bool {
 /// from which an index file is stable.
 fn index_changes<'a>(
     files: &[&'a (Id, IndexFile)],
-    packs: &HashMap<Id, PackView>,
-    referenced: &HashSet<Id>,
+    packs: &HashMap<Id, PackView<'_>>,
+    referenced: &Referenced,
     indexed: impl Fn(&Id) -> bool,
     ripe_files: &[(Id, &IndexFile)],
     plan: PackPlan,
@@ -571,14 +574,14 @@ async fn write_repacked(
 
 /// The packs that stay, with when they were listed and their entries.
 fn still_listed<'a>(
-    packs: &'a HashMap<Id, PackView>,
+    packs: &'a HashMap<Id, PackView<'a>>,
     removed: &HashSet<Id>,
     kept: &HashSet<Id>,
 ) -> HashMap<Id, (i64, &'a [PackEntry])> {
     packs
         .iter()
         .filter(|(p, _)| !removed.contains(p) && !kept.contains(p))
-        .map(|(p, v)| (*p, (v.listed, v.entries.as_slice())))
+        .map(|(p, v)| (*p, (v.listed, &v.entries[..])))
         .collect()
 }
 
@@ -589,7 +592,7 @@ struct Decided<'a> {
     all_files: &'a [(Id, IndexFile)],
     index_deletions: IndexDeletions,
     tomb_files: &'a [&'a (Id, IndexFile)],
-    packs: &'a HashMap<Id, PackView>,
+    packs: &'a HashMap<Id, PackView<'a>>,
     changes: IndexChanges<'a>,
     leftovers: crate::Leftovers,
 }

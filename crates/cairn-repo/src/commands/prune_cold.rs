@@ -17,7 +17,7 @@ use crate::{PruneOptions, PruneReport, Repository, Result, WarmOptions};
 pub(crate) async fn plan_packs(
     repo: &Repository,
     lock_aware: bool,
-    packs: &HashMap<Id, PackView>,
+    packs: &HashMap<Id, PackView<'_>>,
     sizes: &HashMap<Id, u64>,
     // Sync, so that prune's future can move between threads.
     deletable: &(dyn Fn(&PackEntry, i64) -> bool + Sync),

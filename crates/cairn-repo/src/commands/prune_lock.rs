@@ -28,7 +28,7 @@ use crate::{PruneOptions, PruneReport, Repository, Result, paths};
 /// What [`plan_packs`] plans from: the packs the index lists, their sizes,
 /// which copies are deletable, and the packs left cold.
 pub(crate) type PlanInputs<'a> = (
-    &'a HashMap<Id, PackView>,
+    &'a HashMap<Id, PackView<'a>>,
     &'a HashMap<Id, u64>,
     &'a (dyn Fn(&PackEntry, i64) -> bool + Sync),
     &'a HashSet<Id>,
@@ -187,8 +187,11 @@ mod tests {
         }
     }
 
-    fn view(entries: Vec<PackEntry>) -> PackView {
-        PackView { entries, listed: 0 }
+    fn view(entries: Vec<PackEntry>) -> PackView<'static> {
+        PackView {
+            entries: entries.into(),
+            listed: 0,
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! are ripe, how the index files describe each pack, and which packs to
 //! delete or repack. No I/O here.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
@@ -13,34 +14,51 @@ use crate::warm::PackState;
 use crate::{PruneOptions, PruneReport};
 
 /// One pack as the index files describe it.
-pub(crate) struct PackView {
-    pub(crate) entries: Vec<PackEntry>,
+pub(crate) struct PackView<'a> {
+    /// Its distinct entries (id and offset), in the order first listed:
+    /// borrowed from the one index file that lists the pack, as nearly
+    /// every pack is listed, and copied only to merge several listings.
+    pub(crate) entries: Cow<'a, [PackEntry]>,
     /// Newest `created` of the files listing it.
     pub(crate) listed: i64,
 }
 
 /// Every pack the (not superseded) index files list.
-pub(crate) fn pack_views(files: &[&(Id, IndexFile)]) -> HashMap<Id, PackView> {
-    let mut packs: HashMap<Id, PackView> = HashMap::new();
-    for (_, f) in files {
+pub(crate) fn pack_views<'a>(files: &[&'a (Id, IndexFile)]) -> HashMap<Id, PackView<'a>> {
+    let mut packs: HashMap<Id, PackView<'a>> = HashMap::new();
+    for &file in files {
+        let (_, f): &'a (Id, IndexFile) = file;
         for p in &f.packs {
-            let v = packs.entry(p.pack).or_insert(PackView {
-                entries: Vec::new(),
-                listed: f.created,
-            });
+            let Some(v) = packs.get_mut(&p.pack) else {
+                let entries =
+                    distinct(&p.blobs, &[]).map_or(Cow::Borrowed(&p.blobs[..]), Cow::Owned);
+                let listed = f.created;
+                packs.insert(p.pack, PackView { entries, listed });
+                continue;
+            };
             v.listed = v.listed.max(f.created);
-            for e in &p.blobs {
-                if !v
-                    .entries
-                    .iter()
-                    .any(|x| x.id == e.id && x.offset == e.offset)
-                {
-                    v.entries.push(*e);
-                }
+            if let Some(merged) = distinct(&p.blobs, &v.entries) {
+                v.entries = Cow::Owned(merged);
             }
         }
     }
     packs
+}
+
+/// `have` followed by the entries of `listing` it does not hold (by id and
+/// offset), first occurrence kept; `None` when that is `listing` itself
+/// (`have` empty and no entry repeated) or `have` itself (nothing new).
+fn distinct(listing: &[PackEntry], have: &[PackEntry]) -> Option<Vec<PackEntry>> {
+    let mut seen: HashSet<(Id, u32)> = have.iter().map(|e| (e.id, e.offset)).collect();
+    let new: Vec<PackEntry> = listing
+        .iter()
+        .filter(|e| seen.insert((e.id, e.offset)))
+        .copied()
+        .collect();
+    if new.is_empty() || (have.is_empty() && new.len() == listing.len()) {
+        return None;
+    }
+    Some(have.iter().copied().chain(new).collect())
 }
 
 /// What keeps a tombstone file from ripening.
@@ -109,7 +127,7 @@ impl PackPlan {
 /// The packs [`plan_packs`] would repack with no budget and no pack left
 /// cold: those whose archival status matters.
 pub(crate) fn repack_candidates(
-    packs: &HashMap<Id, PackView>,
+    packs: &HashMap<Id, PackView<'_>>,
     sizes: &HashMap<Id, u64>,
     deletable: &dyn Fn(&PackEntry, i64) -> bool,
     opts: &PruneOptions,
@@ -181,7 +199,7 @@ pub(crate) fn cold_decision(states: &BTreeMap<Id, PackState>, repack_cold: bool)
 /// until the date given) is neither deleted nor repacked: it stays,
 /// listed, its deletable copies with it, until a run after that date.
 pub(crate) fn plan_packs(
-    packs: &HashMap<Id, PackView>,
+    packs: &HashMap<Id, PackView<'_>>,
     sizes: &HashMap<Id, u64>,
     deletable: &dyn Fn(&PackEntry, i64) -> bool,
     opts: &PruneOptions,
@@ -298,6 +316,49 @@ mod tests {
         }
     }
 
+    fn listing(created: i64, pack: u8, blobs: Vec<PackEntry>) -> (Id, IndexFile) {
+        let file = IndexFile {
+            session: id(0),
+            created,
+            packs: vec![cairn_core::format::IndexPack {
+                pack: id(pack),
+                blobs,
+            }],
+            tombstones: Vec::new(),
+            supersedes: Vec::new(),
+        };
+        (id(created as u8), file)
+    }
+
+    #[test]
+    fn a_pack_listed_once_is_borrowed_and_several_listings_merge_their_distinct_entries() {
+        let a = listing(1, 10, vec![entry(1, 0, 10), entry(2, 10, 10)]);
+        let b = listing(3, 10, vec![entry(2, 10, 10), entry(3, 20, 10)]);
+        let c = listing(2, 11, vec![entry(4, 0, 10), entry(5, 10, 10)]);
+        let twice = listing(
+            4,
+            12,
+            vec![entry(6, 0, 10), entry(6, 0, 10), entry(6, 10, 10)],
+        );
+        let views = pack_views(&[&a, &b, &c, &twice]);
+        let merged = &views[&id(10)];
+        let expect = [entry(1, 0, 10), entry(2, 10, 10), entry(3, 20, 10)];
+        assert_eq!(&merged.entries[..], &expect);
+        assert_eq!(merged.listed, 3);
+        let once = &views[&id(11)];
+        assert!(
+            matches!(once.entries, Cow::Borrowed(_)),
+            "listed once: not copied"
+        );
+        assert_eq!(&once.entries[..], &c.1.packs[0].blobs[..]);
+        // One listing naming an entry twice keeps it once.
+        let expect = [entry(6, 0, 10), entry(6, 10, 10)];
+        assert_eq!(&views[&id(12)].entries[..], &expect);
+        // Listed again with nothing new: unchanged.
+        let views = pack_views(&[&a, &a]);
+        assert_eq!(&views[&id(10)].entries[..], &a.1.packs[0].blobs[..]);
+    }
+
     #[test]
     fn a_bundle_frees_its_bytes_once_and_only_when_all_its_blobs_are_dead() {
         let bundled = |n| PackEntry {
@@ -352,14 +413,14 @@ mod tests {
             (
                 id(10),
                 PackView {
-                    entries: vec![entry(1, 0, 100), entry(2, 100, 100)],
+                    entries: vec![entry(1, 0, 100), entry(2, 100, 100)].into(),
                     listed: 0,
                 },
             ),
             (
                 id(11),
                 PackView {
-                    entries: vec![entry(3, 0, 100)],
+                    entries: vec![entry(3, 0, 100)].into(),
                     listed: 0,
                 },
             ),

@@ -61,21 +61,21 @@ fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_f
         (
             id(100),
             PackView {
-                entries: vec![entry(1), entry(2), entry(3)],
+                entries: vec![entry(1), entry(2), entry(3)].into(),
                 listed: 0,
             },
         ),
         (
             id(101),
             PackView {
-                entries: vec![entry(4), entry(5)],
+                entries: vec![entry(4), entry(5)].into(),
                 listed: 0,
             },
         ),
     ]);
     // 1 is referenced; 3 and 4 are tombstoned already (not live); 2 and
     // 5 are live and unreferenced.
-    let referenced = HashSet::from([id(1)]);
+    let referenced = Referenced::from_iter([id(1)]);
     let live = |b: &Id| ![id(3), id(4)].contains(b);
     let ripe: Vec<(Id, &IndexFile)> =
         vec![(id(60), &files_owned[2].1), (id(61), &files_owned[3].1)];
@@ -116,11 +116,11 @@ fn nothing_to_change_compacts_nothing() {
     let packs = HashMap::from([(
         id(100),
         PackView {
-            entries: vec![entry(1)],
+            entries: vec![entry(1)].into(),
             listed: 0,
         },
     )]);
-    let referenced = HashSet::from([id(1)]);
+    let referenced = Referenced::from_iter([id(1)]);
     let plan = PackPlan {
         delete_packs: vec![],
         repack: vec![],
@@ -167,7 +167,7 @@ fn tiered_compaction_leaves_large_untouched_files_and_rewrites_the_rest() {
     let c = index_changes(
         &files,
         &packs,
-        &HashSet::new(),
+        &Referenced::default(),
         |_| false,
         &[],
         plan,
@@ -201,7 +201,7 @@ fn stable_files_alone_need_no_compaction() {
     let c = index_changes(
         &files,
         &packs,
-        &HashSet::new(),
+        &Referenced::default(),
         |_| false,
         &[],
         plan,

@@ -45,6 +45,39 @@ impl Repository {
         Ok(())
     }
 
+    /// An index of exactly `files`, as prune decides against it. With an
+    /// index directory it is a table built there in bounded memory, in a
+    /// directory of its own that the returned guard removes (the table
+    /// stays readable while it is mapped); without one, or when the table
+    /// cannot be built there, it is in memory as before (ADR 0021).
+    pub(crate) fn private_index(
+        &self,
+        files: &[&(Id, IndexFile)],
+    ) -> Result<(Index, Option<tempfile::TempDir>)> {
+        let in_memory = || Index::from_files(files.iter().map(|(id, f)| (*id, f)));
+        let Some(dir) = self.index_dir() else {
+            return Ok((in_memory(), None));
+        };
+        let built = std::fs::create_dir_all(dir)
+            .and_then(|()| tempfile::Builder::new().prefix("prune-").tempdir_in(dir))
+            .and_then(|tmp| {
+                let repo_id = self.config().repo_id;
+                let limit = self.index_table_limit();
+                let files = files.iter().map(|(id, f)| (*id, f));
+                Index::build_bounded(tmp.path(), &repo_id, limit, files).map(|i| (i, tmp))
+            });
+        match built {
+            Ok((index, tmp)) => Ok((index, Some(tmp))),
+            Err(e) => match io(dir, e) {
+                e @ Error::IndexTooLarge { .. } => Err(e),
+                e => {
+                    tracing::warn!("prune's index kept in memory: {e}");
+                    Ok((in_memory(), None))
+                }
+            },
+        }
+    }
+
     /// Without a table the index lives in memory, under the same limit
     /// (counted as the table would count it).
     async fn load_in_memory(&self) -> Result<Index> {
