@@ -325,10 +325,15 @@ async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_
         o.dry_run = true;
         o
     };
+    let dry_in_memory = {
+        let mut o = dry;
+        o.index_in_memory = true;
+        o
+    };
     for phase in 0..2 {
         let memory = reopen(&repo, clock.clone()).await;
         let table = reopen_with_table(&repo, &clock, dir.path()).await;
-        let expected = memory.prune(dry).await.expect("dry run in memory");
+        let expected = memory.prune(dry_in_memory).await.expect("dry run");
         assert!(
             expected.blobs_tombstoned + expected.blobs_deleted > 0,
             "phase {phase} decides something: {expected:#?}"

@@ -2,8 +2,8 @@
 //! in-memory repository with a clock the test moves (fixed seeds, no
 //! sleeping). Between rounds some snapshots are forgotten, so tombstones
 //! ripen and packs are deleted and repacked while backups deduplicate
-//! against them. One of the prunes decides against an index table on
-//! disk, the other against its index in memory. Afterwards `check --read-data` is clean and every
+//! against them. One of the prunes decides against the index merged in a
+//! table on disk, the other in memory. Afterwards `check --read-data` is clean and every
 //! surviving snapshot restores byte for byte.
 
 mod common;
@@ -32,21 +32,9 @@ impl Rng {
 
 /// A handle of its own (another process) with seeded randomness.
 async fn handle(repo: &Repository, clock: Arc<FixedClock>, seed: u64) -> Repository {
-    handle_in(repo, clock, seed, None).await
-}
-
-/// [`handle`], keeping its merged index in `index_dir` if given (prune then
-/// decides against a table on disk).
-async fn handle_in(
-    repo: &Repository,
-    clock: Arc<FixedClock>,
-    seed: u64,
-    index_dir: Option<std::path::PathBuf>,
-) -> Repository {
     let mut opts = OpenOptions::default();
     opts.clock = clock;
     opts.rng = Arc::new(SeededRandom::new(seed));
-    opts.index_dir = index_dir;
     Repository::open(repo.store().clone(), PASSWORD, opts)
         .await
         .expect("open")
@@ -76,7 +64,6 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
     let mut rng = Rng(0x5eed_cafe_f00d);
     let mut alive: HashMap<Id, Vec<(String, Vec<u8>)>> = HashMap::new();
     let (mut deleted_total, mut both_ran) = (0, 0);
-    let tables = tempfile::tempdir().expect("tempdir");
     for round in 0..ROUNDS {
         clock.set(T0 + round as i64 * 1000);
         let mut writers = Vec::new();
@@ -90,10 +77,11 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
         }
         let mut prunes = Vec::new();
         for p in 0..2 {
-            // One prune keeps its index in memory, the other in a table.
-            let dir = (p == 1).then(|| tables.path().join(format!("r{round}")));
-            let h = handle_in(&repo, clock.clone(), round * 100 + 50 + p, dir).await;
-            prunes.push(tokio::spawn(async move { h.prune(prune_opts()).await }));
+            let h = handle(&repo, clock.clone(), round * 100 + 50 + p).await;
+            // One prune merges the index in memory, the other in a table.
+            let mut o = prune_opts();
+            o.index_in_memory = p == 0;
+            prunes.push(tokio::spawn(async move { h.prune(o).await }));
         }
         for w in writers {
             let (id, files) = w.await.expect("writer");

@@ -56,6 +56,11 @@ pub struct PruneOptions {
     /// run removes are left as they are (tiered compaction, see
     /// `compact.rs`); the rest are merged. Default [`STABLE_ENTRIES`].
     pub stable_index_entries: usize,
+    /// Decide against the index files read merged in memory even when the
+    /// repository has an index directory (where prune builds a table of
+    /// them on local disk, ADR 0021): for tests that compare the two.
+    #[doc(hidden)]
+    pub index_in_memory: bool,
 }
 
 impl Default for PruneOptions {
@@ -67,6 +72,7 @@ impl Default for PruneOptions {
             dry_run: false,
             repack_cold: false,
             stable_index_entries: STABLE_ENTRIES,
+            index_in_memory: false,
         }
     }
 }
@@ -216,7 +222,7 @@ async fn prune_as(
     let (superseded, files) = live_files(&all_files);
     // Decided against exactly the files read; the table's directory goes
     // when the run ends, `reload_index` replaces the index after it.
-    let (index, _table_dir) = repo.private_index(&files)?;
+    let (index, _table_dir) = repo.private_index(&files, opts.index_in_memory)?;
     *repo.write_index() = index;
 
     let (snapshots, referenced) = repo.referenced_blobs(snapshot_ids, Some(me_handle)).await?;

@@ -48,14 +48,16 @@ impl Repository {
     /// An index of exactly `files`, as prune decides against it. With an
     /// index directory it is a table built there in bounded memory, in a
     /// directory of its own that the returned guard removes (the table
-    /// stays readable while it is mapped); without one, or when the table
-    /// cannot be built there, it is in memory as before (ADR 0021).
+    /// stays readable while it is mapped); without one, when the table
+    /// cannot be built there, or when asked (`memory`), it is in memory as
+    /// before (ADR 0021).
     pub(crate) fn private_index(
         &self,
         files: &[&(Id, IndexFile)],
+        memory: bool,
     ) -> Result<(Index, Option<tempfile::TempDir>)> {
         let in_memory = || Index::from_files(files.iter().map(|(id, f)| (*id, f)));
-        let Some(dir) = self.index_dir() else {
+        let Some(dir) = self.index_dir().filter(|_| !memory) else {
             return Ok((in_memory(), None));
         };
         let built = std::fs::create_dir_all(dir)
