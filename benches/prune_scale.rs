@@ -18,7 +18,9 @@
 //!   forget downloads when it opens again (its object cache and index
 //!   table kept, as the CLI and the node agent keep them);
 //! - `kept_files`: index files the last prune left as they were;
-//! - `prune_peak_mib`: the largest peak resident set of the three prunes.
+//! - `prune_peak_mib`: the largest peak resident set of the three prunes;
+//! - `check_s`, `check_peak_mib`: `check` (structure, no data read) after
+//!   them, its seconds and peak resident set.
 //!
 //! Each prune runs as a `cairn prune` process does: in a process of its own
 //! (this program, `prune-one`, under `/usr/bin/time`) that opens the
@@ -38,7 +40,7 @@ use cairn::layers::core::format::{
 use cairn::layers::core::{Clock, FixedClock};
 use cairn::layers::repo::{BlobWriter, MIN_GRACE};
 use cairn::{Cache, Repository, Store};
-use cairn::{Create, Id, InitOptions, Kind, Maintenance, OpenOptions, PruneOptions};
+use cairn::{CheckOptions, Create, Id, InitOptions, Kind, Maintenance, OpenOptions, PruneOptions};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,8 +55,10 @@ const PER_FILE: u64 = 10_000;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).is_some_and(|a| a == "prune-one") {
-        return prune_one(&args[2..]).await;
+    match args.get(1).map(String::as_str) {
+        Some("prune-one") => return prune_one(&args[2..]).await,
+        Some("check-one") => return check_one(&args[2..]).await,
+        _ => {}
     }
     let usage = "usage: prune-scale DIR CHUNKS [flat]";
     let dir = std::path::PathBuf::from(args.get(1).ok_or(usage)?);
@@ -126,17 +130,44 @@ async fn main() -> Result<(), Error> {
     let (prune1_s, _, _) = prune(clock.now())?;
     clock.set(clock.now() + MIN_GRACE + 1);
     let (prune2_s, kept_files, packs_deleted) = prune(clock.now())?;
+    let (check_s, check_mib) = check_child(&dir, clock.now())?;
     let repo = open("forget").await?;
     let redownload_bytes = open("client").await?.store().metrics().bytes_down;
     let index = repo.store().list("index").await?;
     let index_bytes: u64 = index.iter().map(|o| o.size).sum();
     println!(
-        "chunks\tpolicy\topen_s\topen_bytes\tbackup_s\tcompact_s\tprune1_s\tprune2_s\tindex_bytes\tredownload_bytes\tkept_files\tpacks_deleted\tprune_peak_mib"
+        "chunks\tpolicy\topen_s\topen_bytes\tbackup_s\tcompact_s\tprune1_s\tprune2_s\tindex_bytes\tredownload_bytes\tkept_files\tpacks_deleted\tprune_peak_mib\tcheck_s\tcheck_peak_mib"
     );
     println!(
-        "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{kept_files}\t{packs_deleted}\t{peak:.1}",
+        "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{kept_files}\t{packs_deleted}\t{peak:.1}\t{check_s:.3}\t{check_mib:.1}",
         if flat { "flat" } else { "tiered" },
     );
+    Ok(())
+}
+
+/// The repository in DIR opened as `cairn` opens it, its index table in
+/// DIR/maint, on a clock fixed at NOW.
+async fn open_maint(dir: &std::path::Path, now: i64) -> Result<Repository, Error> {
+    let mut o = OpenOptions::default();
+    o.clock = Arc::new(FixedClock::new(now));
+    o.index_dir = Some(dir.join("maint"));
+    o.index_table_limit = TABLE_LIMIT;
+    let url = dir.join("repo").to_string_lossy().into_owned();
+    Ok(Repository::open(Store::open(&url, Create::Never)?, PASSWORD, o).await?)
+}
+
+/// `prune-scale check-one DIR NOW`: `cairn check` (structure, no data read)
+/// as a process of its own; prints its seconds.
+async fn check_one(args: &[String]) -> Result<(), Error> {
+    let usage = "usage: prune-scale check-one DIR NOW";
+    let dir = std::path::PathBuf::from(args.first().ok_or(usage)?);
+    let repo = open_maint(&dir, args.get(1).ok_or(usage)?.parse()?).await?;
+    let t = Instant::now();
+    let report = repo.check(CheckOptions::default()).await?;
+    if !report.is_ok() {
+        return Err(format!("check found problems: {:?}", report.errors).into());
+    }
+    println!("{:.3}", t.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -147,13 +178,7 @@ async fn main() -> Result<(), Error> {
 async fn prune_one(args: &[String]) -> Result<(), Error> {
     let usage = "usage: prune-scale prune-one DIR NOW [flat]";
     let dir = std::path::PathBuf::from(args.first().ok_or(usage)?);
-    let now: i64 = args.get(1).ok_or(usage)?.parse()?;
-    let mut o = OpenOptions::default();
-    o.clock = Arc::new(FixedClock::new(now));
-    o.index_dir = Some(dir.join("maint"));
-    o.index_table_limit = TABLE_LIMIT;
-    let url = dir.join("repo").to_string_lossy().into_owned();
-    let repo = Repository::open(Store::open(&url, Create::Never)?, PASSWORD, o).await?;
+    let repo = open_maint(&dir, args.get(1).ok_or(usage)?.parse()?).await?;
     let mut opts = PruneOptions::default();
     opts.grace = MIN_GRACE;
     if args.get(2).is_some_and(|a| a == "flat") {
@@ -166,30 +191,51 @@ async fn prune_one(args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs [`prune_one`] in a child process under `/usr/bin/time`: its
-/// seconds, index files kept, packs deleted, and peak resident set in MiB.
+/// Runs `prune-scale OP DIR NOW EXTRA` (this program) in a child process
+/// under `/usr/bin/time`: the fields it printed and its peak resident set
+/// in MiB.
+fn child(
+    op: &str,
+    dir: &std::path::Path,
+    now: i64,
+    extra: &str,
+) -> Result<(Vec<String>, f64), Error> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.args(["-f", "%M"]).arg(exe).arg(op).arg(dir);
+    cmd.arg(now.to_string()).arg(extra);
+    let out = cmd.output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{op} failed: {stderr}").into());
+    }
+    let kib: f64 = stderr.lines().last().ok_or("no peak RSS")?.trim().parse()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fields = stdout.trim().split('\t').map(str::to_owned).collect();
+    Ok((fields, kib / 1024.0))
+}
+
+/// [`prune_one`] in a child process: its seconds, index files kept, packs
+/// deleted, and peak resident set in MiB.
 fn prune_child(
     dir: &std::path::Path,
     now: i64,
     flat: bool,
 ) -> Result<(f64, usize, usize, f64), Error> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new("/usr/bin/time");
-    cmd.args(["-f", "%M"]).arg(exe).arg("prune-one").arg(dir);
-    cmd.arg(now.to_string())
-        .arg(if flat { "flat" } else { "tiered" });
-    let out = cmd.output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        return Err(format!("prune-one failed: {stderr}").into());
-    }
-    let kib: f64 = stderr.lines().last().ok_or("no peak RSS")?.trim().parse()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<&str> = stdout.trim().split('\t').collect();
-    let [secs, kept, deleted] = f[..] else {
-        return Err(format!("prune-one printed {stdout:?}").into());
+    let (f, mib) = child("prune-one", dir, now, if flat { "flat" } else { "tiered" })?;
+    let [secs, kept, deleted] = &f[..] else {
+        return Err(format!("prune-one printed {f:?}").into());
     };
-    Ok((secs.parse()?, kept.parse()?, deleted.parse()?, kib / 1024.0))
+    Ok((secs.parse()?, kept.parse()?, deleted.parse()?, mib))
+}
+
+/// [`check_one`] in a child process: its seconds and peak resident set.
+fn check_child(dir: &std::path::Path, now: i64) -> Result<(f64, f64), Error> {
+    let (f, mib) = child("check-one", dir, now, "")?;
+    let [secs] = &f[..] else {
+        return Err(format!("check-one printed {f:?}").into());
+    };
+    Ok((secs.parse()?, mib))
 }
 
 /// Stores `n` new 64-byte blobs (numbered from `next`) in files of
