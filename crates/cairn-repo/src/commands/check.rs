@@ -219,6 +219,7 @@ pub(crate) async fn check_warming(
         View {
             store: repo.store().clone(),
             index: None,
+            _table_dir: None,
         }
     } else {
         let store = Store::from_object_store(
@@ -227,10 +228,11 @@ pub(crate) async fn check_warming(
         );
         check_keys(&store, &mut damage).await?;
         check_config(repo, &store, &mut damage).await?;
-        let index = fresh_index(repo, &store, &mut damage).await?;
+        let (index, table_dir) = fresh_index(repo, &store, &mut damage).await?;
         View {
             store,
             index: Some(index),
+            _table_dir: table_dir,
         }
     };
     let by_pack = view.entries_by_pack(repo)?;
@@ -266,6 +268,10 @@ pub(crate) async fn check_warming(
         }
     }
     drop(results);
+    // The walk needs none of the packs' entries: not held beside its trees.
+    drop(selected);
+    drop(present);
+    drop(by_pack);
 
     check_snapshots(repo, &view, &mut report, &mut damage).await?;
     report.errors = damage
@@ -393,6 +399,8 @@ async fn check_headers(
 struct View {
     store: Store,
     index: Option<Index>,
+    /// Where `index`'s table lies, removed when the check ends.
+    _table_dir: Option<tempfile::TempDir>,
 }
 
 impl View {

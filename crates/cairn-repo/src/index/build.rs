@@ -67,7 +67,6 @@ impl std::fmt::Debug for Builder {
 impl Builder {
     /// Spills runs into a temporary directory inside `dir`, without a
     /// bound on the disk it takes.
-    #[cfg(test)]
     pub(crate) fn new(dir: &Path) -> std::io::Result<Builder> {
         Builder::bounded(dir, u64::MAX, 0)
     }

@@ -45,43 +45,6 @@ impl Repository {
         Ok(())
     }
 
-    /// An index of exactly `files`, as prune decides against it. With an
-    /// index directory it is a table built there in bounded memory, in a
-    /// directory of its own that the returned guard removes (the table
-    /// stays readable while it is mapped); without one, when the table
-    /// cannot be built there, or when asked (`memory`), it is in memory as
-    /// before (ADR 0021).
-    pub(crate) fn private_index(
-        &self,
-        files: &[&(Id, IndexFile)],
-        memory: bool,
-    ) -> Result<(Index, Option<tempfile::TempDir>)> {
-        let in_memory = || Index::from_files(files.iter().map(|(id, f)| (*id, f)));
-        let Some(dir) = self.index_dir().filter(|_| !memory) else {
-            return Ok((in_memory(), None));
-        };
-        remove_stale_prune_tables(dir);
-        let prefix = format!("{PRUNE_TABLES}{}-", std::process::id());
-        let built = std::fs::create_dir_all(dir)
-            .and_then(|()| tempfile::Builder::new().prefix(&prefix).tempdir_in(dir))
-            .and_then(|tmp| {
-                let repo_id = self.config().repo_id;
-                let limit = self.index_table_limit();
-                let files = files.iter().map(|(id, f)| (*id, f));
-                Index::build_bounded(tmp.path(), &repo_id, limit, files).map(|i| (i, tmp))
-            });
-        match built {
-            Ok((index, tmp)) => Ok((index, Some(tmp))),
-            Err(e) => match io(dir, e) {
-                e @ Error::IndexTooLarge { .. } => Err(e),
-                e => {
-                    tracing::warn!("prune's index kept in memory: {e}");
-                    Ok((in_memory(), None))
-                }
-            },
-        }
-    }
-
     /// Without a table the index lives in memory, under the same limit
     /// (counted as the table would count it).
     async fn load_in_memory(&self) -> Result<Index> {
@@ -210,37 +173,7 @@ impl Repository {
     }
 }
 
-/// Prune's own tables are built in `prune-<pid>-<random>` directories of
-/// the index directory.
-const PRUNE_TABLES: &str = "prune-";
-
-/// Removes the table directories of prunes whose process is gone (killed
-/// before their directory was removed): each holds a whole table. Where
-/// there is no `/proc` to ask, nothing is removed.
-fn remove_stale_prune_tables(dir: &Path) {
-    let proc = Path::new("/proc");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    if !proc.join("self").exists() {
-        return;
-    }
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let pid = name.to_str().and_then(|n| n.strip_prefix(PRUNE_TABLES));
-        let pid = pid.and_then(|r| r.split('-').next()?.parse::<u32>().ok());
-        if let Some(pid) = pid.filter(|p| !proc.join(p.to_string()).exists()) {
-            if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                tracing::debug!(
-                    "removing {} (process {pid} gone): {err}",
-                    e.path().display()
-                );
-            }
-        }
-    }
-}
-
-fn io(path: &Path, e: std::io::Error) -> Error {
+pub(super) fn io(path: &Path, e: std::io::Error) -> Error {
     if let Some(t) = e.get_ref().and_then(|r| r.downcast_ref::<TooLarge>()) {
         return Error::IndexTooLarge {
             needed: t.needed,
@@ -248,36 +181,4 @@ fn io(path: &Path, e: std::io::Error) -> Error {
         };
     }
     Error::Internal(format!("index table in {}: {e}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_of_prunes_whose_process_is_gone_are_removed_and_the_rest_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut gone = std::process::Command::new("true").spawn().expect("spawn");
-        let dead = gone.id();
-        gone.wait().expect("wait");
-        let names = [
-            format!("prune-{dead}-abc"),
-            format!("prune-{}-def", std::process::id()),
-            "prune-notapid".to_owned(),
-            "runs-xyz".to_owned(),
-        ];
-        for n in &names {
-            std::fs::create_dir(dir.path().join(n)).expect("mkdir");
-            std::fs::write(dir.path().join(n).join("index.table"), b"t").expect("write");
-        }
-        remove_stale_prune_tables(dir.path());
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .expect("read")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        let mut expect = names[1..].to_vec();
-        expect.sort();
-        assert_eq!(left, expect);
-    }
 }

@@ -11,6 +11,7 @@
 mod build;
 mod load;
 mod memory;
+mod private;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -85,19 +86,7 @@ impl Index {
         repo_id: &Id,
         files: impl IntoIterator<Item = (Id, &'a IndexFile)>,
     ) -> std::io::Result<Index> {
-        Index::build_bounded(dir, repo_id, u64::MAX, files)
-    }
-
-    /// [`build_in`](Self::build_in) with the build's disk (sort runs and
-    /// table) bounded by `limit`: prune's view of exactly the index files
-    /// it read, whose memory then does not grow with the repository.
-    pub(crate) fn build_bounded<'a>(
-        dir: &std::path::Path,
-        repo_id: &Id,
-        limit: u64,
-        files: impl IntoIterator<Item = (Id, &'a IndexFile)>,
-    ) -> std::io::Result<Index> {
-        let mut b = Builder::bounded(dir, limit, 0)?;
+        let mut b = Builder::new(dir)?;
         for (id, f) in files {
             b.add_file(id, f)?;
         }

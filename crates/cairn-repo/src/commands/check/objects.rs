@@ -59,13 +59,54 @@ pub(super) async fn check_config(
     Ok(())
 }
 
-/// Reads and opens every index file from `store` and merges them in
-/// memory; a damaged file is a problem and contributes nothing.
+/// Reads and opens every index file from `store` and merges them: in a
+/// table of the check's own on local disk as they arrive (ADR 0021), with
+/// the guard of its directory, or in memory without an index directory or
+/// when the table cannot be built. A damaged file is a problem and
+/// contributes nothing.
 pub(super) async fn fresh_index(
     repo: &Repository,
     store: &Store,
     damage: &mut Damage,
-) -> Result<Index> {
+) -> Result<(Index, Option<tempfile::TempDir>)> {
+    if let Some(table) = repo.private_table("check") {
+        let built = match table {
+            Ok(mut t) => {
+                match each_index_file(repo, store, damage, |id, f| t.add_file(id, &f)).await {
+                    Ok(()) => t.finish(),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok((index, dir)) => return Ok((index, Some(dir))),
+            // The table's own trouble (no room, a full disk): as opening
+            // the repository would, refuse an index over its limit, else
+            // read the files again into memory.
+            Err(e @ Error::IndexTooLarge { .. }) => return Err(e),
+            Err(Error::Internal(e)) => tracing::warn!("check's index kept in memory: {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut files: Vec<(Id, IndexFile)> = Vec::new();
+    each_index_file(repo, store, damage, |id, f| {
+        files.push((id, f));
+        Ok(())
+    })
+    .await?;
+    let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
+    Ok((index, None))
+}
+
+/// Calls `each` with every index file `store` lists that opens; a damaged
+/// one is noted in `damage`, a missing one skipped.
+async fn each_index_file(
+    repo: &Repository,
+    store: &Store,
+    damage: &mut Damage,
+    mut each: impl FnMut(Id, IndexFile) -> Result<()>,
+) -> Result<()> {
     let ids: Vec<Id> = store
         .list(paths::INDEX)
         .await?
@@ -82,14 +123,13 @@ pub(super) async fn fresh_index(
             (id, r)
         })
         .buffer_unordered(LOAD_CONCURRENCY);
-    let mut files: Vec<(Id, IndexFile)> = Vec::new();
     while let Some((id, r)) = reads.next().await {
         match r {
-            Ok(f) => files.push((id, f)),
+            Ok(f) => each(id, f)?,
             Err(Error::Store(e)) if e.is_not_found() => {}
             Err(e) if e.is_damage() => damage.object(paths::index(&id), e.to_string()),
             Err(e) => return Err(e),
         }
     }
-    Ok(Index::from_files(files.iter().map(|(id, f)| (*id, f))))
+    Ok(())
 }

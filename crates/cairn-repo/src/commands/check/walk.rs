@@ -17,7 +17,7 @@ pub(super) async fn check_snapshots(
 ) -> Result<()> {
     let ids = repo.snapshot_ids().await?;
     report.snapshots = ids.len();
-    let mut trees: HashMap<Id, Option<Tree>> = HashMap::new();
+    let mut trees: HashMap<Id, Option<Walked>> = HashMap::new();
     for sid in ids {
         let obj = paths::snapshot(&sid);
         let snap = match snapshot_in(repo, view, &sid).await {
@@ -43,7 +43,7 @@ pub(super) async fn check_snapshots(
                 let t = match tree_in(repo, view, &tid).await {
                     Ok(t) => {
                         report.trees += 1;
-                        Some(t)
+                        Some(walk_first(repo, view, &t, damage))
                     }
                     Err(e) => {
                         let key = (format!("tree {tid}"), e.to_string());
@@ -55,31 +55,59 @@ pub(super) async fn check_snapshots(
                 };
                 slot.insert(t);
             }
-            let Some(Some(tree)) = trees.get(&tid) else {
+            let Some(Some(walked)) = trees.get(&tid) else {
                 continue;
             };
-            for node in &tree.nodes {
-                match node.kind {
-                    NodeKind::Dir => stack.extend(node.subtree),
-                    NodeKind::File | NodeKind::BlockDevice => {
-                        for c in &node.content {
-                            if view.locate(repo, c).is_none() {
-                                let key = (
-                                    format!("data blob {c}"),
-                                    "referenced but not indexed".to_owned(),
-                                );
-                                damage.blobs.entry(*c).or_insert(key.clone());
-                                damage.problems.entry(key).or_default();
-                            }
-                            damage.hit(c, sid);
-                        }
-                    }
-                    _ => {}
-                }
+            stack.extend(walked.subtrees.iter().copied());
+            for c in &walked.damaged {
+                damage.hit(c, sid);
             }
         }
     }
     Ok(())
+}
+
+/// What the walk keeps of a tree it loaded, to walk it again for the next
+/// snapshot that reaches it: its subtrees, and those of its data blobs
+/// with a problem. Every problem of a data blob is known by the time the
+/// tree is first walked (the packs were checked before the walk, and a
+/// blob missing from the index is found then), so the snapshots are
+/// attributed as if the whole tree were kept, without keeping every
+/// content id of every tree in memory.
+struct Walked {
+    subtrees: Vec<Id>,
+    damaged: Vec<Id>,
+}
+
+/// Checks that every data blob `tree` references is indexed, and what of
+/// it the walk keeps.
+fn walk_first(repo: &Repository, view: &View, tree: &Tree, damage: &mut Damage) -> Walked {
+    let mut walked = Walked {
+        subtrees: Vec::new(),
+        damaged: Vec::new(),
+    };
+    for node in &tree.nodes {
+        match node.kind {
+            NodeKind::Dir => walked.subtrees.extend(node.subtree),
+            NodeKind::File | NodeKind::BlockDevice => {
+                for c in &node.content {
+                    if view.locate(repo, c).is_none() {
+                        let key = (
+                            format!("data blob {c}"),
+                            "referenced but not indexed".to_owned(),
+                        );
+                        damage.blobs.entry(*c).or_insert(key.clone());
+                        damage.problems.entry(key).or_default();
+                    }
+                    if damage.blobs.contains_key(c) {
+                        walked.damaged.push(*c);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    walked
 }
 
 /// A snapshot, from the view's store.
