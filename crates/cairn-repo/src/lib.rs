@@ -59,7 +59,9 @@ mod windows;
 mod writer;
 
 pub use commands::Maintenance;
-pub use commands::check::{CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData};
+pub use commands::check::{
+    CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData, check_in_memory_entries,
+};
 pub use commands::forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,
 };

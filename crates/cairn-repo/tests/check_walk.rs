@@ -1,6 +1,8 @@
 //! `check` names every snapshot a problem reaches, also when snapshots
 //! share trees: the walk keeps of each tree only its subtrees and its
-//! damaged blobs, and walks that again for the next snapshot.
+//! damaged blobs, and walks that again for the next snapshot. Every check
+//! here merges the index in a table of its own, as checks of large
+//! repositories do.
 
 mod common;
 
@@ -9,6 +11,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_pack_is_charged_to_every_snapshot_sharing_its_tree_and_no_other() {
+    cairn_repo::check_in_memory_entries(0);
     let (repo, clock) = repo().await;
     let files = |seed: u64| -> Vec<(String, Vec<u8>)> {
         (0..3)
@@ -54,6 +57,7 @@ async fn a_lost_pack_is_charged_to_every_snapshot_sharing_its_tree_and_no_other(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_leaves_no_table_of_its_own_behind() {
+    cairn_repo::check_in_memory_entries(0);
     let (repo, clock) = repo().await;
     backup(&repo, "a", &[("f".to_owned(), content(1, 20_000))]).await;
     let dir = tempfile::tempdir().expect("tempdir");

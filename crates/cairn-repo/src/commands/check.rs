@@ -27,6 +27,7 @@ use cairn_store::Store;
 use futures::StreamExt;
 
 use crate::{BlobLocation, Index, Repository, Result, WarmOptions, WarmReport, paths};
+pub use objects::check_in_memory_entries;
 use objects::{check_config, check_keys, fresh_index};
 use verify::verify_pack;
 use walk::check_snapshots;

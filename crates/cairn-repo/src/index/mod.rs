@@ -25,6 +25,7 @@ use cairn_core::{Id, Kind};
 
 pub(crate) use build::{Builder, DISK_PER_RECORD, TooLarge};
 pub(crate) use memory::MemIndex;
+pub(crate) use private::PrivateTable;
 pub(crate) use table::{Record, Table};
 pub use view::IndexView;
 

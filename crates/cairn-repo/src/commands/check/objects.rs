@@ -6,7 +6,10 @@ use cairn_core::format::{Config, IndexFile, KeyFile, MAX_KEY_FILE_LEN};
 use cairn_store::Store;
 use futures::StreamExt;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::Damage;
+use crate::index::PrivateTable;
 use crate::repository::{LOAD_CONCURRENCY, decode_index_file};
 use crate::{Error, Index, Repository, Result, paths};
 
@@ -59,44 +62,78 @@ pub(super) async fn check_config(
     Ok(())
 }
 
-/// Reads and opens every index file from `store` and merges them: in a
-/// table of the check's own on local disk as they arrive (ADR 0021), with
-/// the guard of its directory, or in memory without an index directory or
-/// when the table cannot be built. A damaged file is a problem and
-/// contributes nothing.
+/// Index entries a check merges in memory; past that, in a table of its
+/// own on local disk (ADR 0021). In memory, the walk's lookup of every blob
+/// it reaches is several times faster, and this many entries take a few
+/// tens of MiB; past it, the table keeps the check's memory from growing
+/// with the index. Tests lower it ([`check_in_memory_entries`]).
+static IN_MEMORY_ENTRIES: AtomicUsize = AtomicUsize::new(1 << 18);
+
+/// Sets how many index entries a check merges in memory before it moves
+/// them to a table of its own: for tests, which have few.
+#[doc(hidden)]
+pub fn check_in_memory_entries(n: usize) {
+    IN_MEMORY_ENTRIES.store(n, Ordering::Relaxed);
+}
+
+/// Reads and opens every index file from `store` and merges them (see
+/// [`IN_MEMORY_ENTRIES`]); with a table, also the guard of its directory.
+/// A damaged file is a problem and contributes nothing.
 pub(super) async fn fresh_index(
     repo: &Repository,
     store: &Store,
     damage: &mut Damage,
 ) -> Result<(Index, Option<tempfile::TempDir>)> {
-    if let Some(table) = repo.private_table("check") {
-        let built = match table {
-            Ok(mut t) => {
-                match each_index_file(repo, store, damage, |id, f| t.add_file(id, &f)).await {
-                    Ok(()) => t.finish(),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        match built {
-            Ok((index, dir)) => return Ok((index, Some(dir))),
-            // The table's own trouble (no room, a full disk): as opening
-            // the repository would, refuse an index over its limit, else
-            // read the files again into memory.
-            Err(e @ Error::IndexTooLarge { .. }) => return Err(e),
-            Err(Error::Internal(e)) => tracing::warn!("check's index kept in memory: {e}"),
-            Err(e) => return Err(e),
+    match merge(repo, store, damage, true).await {
+        // The table's own trouble (no room, a full disk): read the files
+        // again into memory. An index over the table's limit is refused,
+        // as opening the repository refuses it.
+        Err(Error::Internal(e)) => {
+            tracing::warn!("check's index kept in memory: {e}");
+            merge(repo, store, damage, false).await
         }
+        r => r,
     }
+}
+
+/// Every index file merged in memory or, with `spill` and past
+/// [`IN_MEMORY_ENTRIES`], in a table of the check's own.
+async fn merge(
+    repo: &Repository,
+    store: &Store,
+    damage: &mut Damage,
+    spill: bool,
+) -> Result<(Index, Option<tempfile::TempDir>)> {
+    let limit = IN_MEMORY_ENTRIES.load(Ordering::Relaxed);
     let mut files: Vec<(Id, IndexFile)> = Vec::new();
+    let mut count = 0usize;
+    let mut table: Option<PrivateTable> = None;
     each_index_file(repo, store, damage, |id, f| {
+        if let Some(t) = table.as_mut() {
+            return t.add_file(id, &f);
+        }
+        count += f.packs.iter().map(|p| p.blobs.len()).sum::<usize>() + f.tombstones.len();
         files.push((id, f));
+        if let Some(t) = repo
+            .private_table("check")
+            .filter(|_| spill && count > limit)
+        {
+            let mut t = t?;
+            for (id, f) in files.drain(..) {
+                t.add_file(id, &f)?;
+            }
+            table = Some(t);
+        }
         Ok(())
     })
     .await?;
-    let index = Index::from_files(files.iter().map(|(id, f)| (*id, f)));
-    Ok((index, None))
+    match table {
+        Some(t) => t.finish().map(|(index, dir)| (index, Some(dir))),
+        None => Ok((
+            Index::from_files(files.iter().map(|(id, f)| (*id, f))),
+            None,
+        )),
+    }
 }
 
 /// Calls `each` with every index file `store` lists that opens; a damaged
