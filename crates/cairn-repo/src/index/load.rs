@@ -18,7 +18,8 @@ const TABLE: &str = "index.table";
 /// are merged into a new table.
 const MEMORY_MAX: usize = 1 << 16;
 
-fn entries(f: &IndexFile) -> usize {
+/// Index entries `f` adds: its blobs and its tombstones.
+pub(crate) fn entries(f: &IndexFile) -> usize {
     f.packs.iter().map(|p| p.blobs.len()).sum::<usize>() + f.tombstones.len()
 }
 

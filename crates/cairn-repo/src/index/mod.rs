@@ -24,6 +24,7 @@ use cairn_core::format::{IndexFile, IndexPack, PackEntry};
 use cairn_core::{Id, Kind};
 
 pub(crate) use build::{Builder, DISK_PER_RECORD, TooLarge};
+pub(crate) use load::entries;
 pub(crate) use memory::MemIndex;
 pub(crate) use private::PrivateTable;
 pub(crate) use table::{Record, Table};

@@ -78,7 +78,10 @@ impl Repository {
         memory: bool,
     ) -> Result<(Index, Option<tempfile::TempDir>)> {
         let in_memory = || Index::from_files(files.iter().map(|(id, f)| (*id, f)));
-        let Some(table) = self.private_table("prune").filter(|_| !memory) else {
+        if memory {
+            return Ok((in_memory(), None));
+        }
+        let Some(table) = self.private_table("prune") else {
             return Ok((in_memory(), None));
         };
         let built = table.and_then(|mut t| {

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Damage;
-use crate::index::PrivateTable;
+use crate::index::{PrivateTable, entries};
 use crate::repository::{LOAD_CONCURRENCY, decode_index_file};
 use crate::{Error, Index, Repository, Result, paths};
 
@@ -112,12 +112,12 @@ async fn merge(
         if let Some(t) = table.as_mut() {
             return t.add_file(id, &f);
         }
-        count += f.packs.iter().map(|p| p.blobs.len()).sum::<usize>() + f.tombstones.len();
+        count += entries(&f);
         files.push((id, f));
-        if let Some(t) = repo
-            .private_table("check")
-            .filter(|_| spill && count > limit)
-        {
+        if !spill || count <= limit {
+            return Ok(());
+        }
+        if let Some(t) = repo.private_table("check") {
             let mut t = t?;
             for (id, f) in files.drain(..) {
                 t.add_file(id, &f)?;
