@@ -16,32 +16,50 @@
 //! later `forget` retires together sit in few files. After a prune a
 //! client downloads the files that changed, not the whole index again.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use cairn_core::Id;
-use cairn_core::format::{IndexPack, PackEntry};
+use cairn_core::format::IndexPack;
 
+use crate::commands::prune_spool::{PackView, Spool};
 use crate::session_handle::SessionHandle;
 use crate::{Repository, Result, paths};
 
-/// A pack to list: when it was listed, its id and its entries.
-type Listing<'a> = (i64, Id, Cow<'a, [PackEntry]>);
+/// A pack to list: when it was listed, its id, and its entries (in the
+/// spool, or those of a pack this run wrote).
+type Listing<'a> = (i64, Id, Entries<'a>);
 
-/// The index file entry of a listing (a function, not a closure: the
-/// future that holds the iterator must be `Send` for every lifetime).
-fn index_pack((_, pack, blobs): Listing<'_>) -> IndexPack {
-    IndexPack {
-        pack,
-        blobs: blobs.into_owned(),
+enum Entries<'a> {
+    Spooled(&'a PackView),
+    New(Vec<cairn_core::format::PackEntry>),
+}
+
+/// The index file entries of a group of listings, each pack's entries
+/// read from the spool as the file that lists it is written.
+struct Lists<'a> {
+    spool: &'a Spool,
+    listings: std::vec::IntoIter<Listing<'a>>,
+}
+
+impl Iterator for Lists<'_> {
+    type Item = Result<IndexPack>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let (_, pack, entries) = self.listings.next()?;
+        let blobs = match entries {
+            Entries::Spooled(v) => self.spool.pack_entries(v),
+            Entries::New(blobs) => Ok(blobs),
+        };
+        Some(blobs.map(|blobs| IndexPack { pack, blobs }))
     }
 }
 
 /// What a compaction writes.
 pub(crate) struct Compaction<'a> {
     /// Each pack to keep listing: newest `created` of the files listing
-    /// it, and its entries.
-    pub(crate) listed: HashMap<Id, (i64, &'a [PackEntry])>,
+    /// it, and its listings.
+    pub(crate) listed: HashMap<Id, &'a PackView>,
+    /// Where their entries wait.
+    pub(crate) spool: &'a Spool,
     /// `created` of every tombstone file that stays.
     pub(crate) cuts: Vec<i64>,
     /// Packs written (or adopted) by this run: listed as new.
@@ -73,7 +91,8 @@ impl Repository {
         // is written.
         let mut groups: BTreeMap<usize, (i64, Vec<Listing<'_>>)> = BTreeMap::new();
         let mut missing = 0;
-        for (pack, (listed, entries)) in plan.listed {
+        for (pack, view) in plan.listed {
+            let listed = view.listed;
             // A listing may lag behind a pack just uploaded: ask for the
             // object itself before leaving it out.
             if !present.contains_key(&pack) && !self.pack_exists(&pack).await? {
@@ -84,7 +103,7 @@ impl Repository {
                 .entry(cuts.partition_point(|&c| c < listed))
                 .or_insert((listed, Vec::new()));
             g.0 = g.0.max(listed);
-            g.1.push((listed, pack, Cow::Borrowed(entries)));
+            g.1.push((listed, pack, Entries::Spooled(view)));
         }
         if !plan.new_packs.is_empty() {
             let newest = groups.values().map(|g| g.0).max();
@@ -96,7 +115,7 @@ impl Repository {
                 g.0 = self.clock().now();
             }
             let new = plan.new_packs.into_iter();
-            g.1.extend(new.map(|p| (i64::MAX, p.pack, Cow::Owned(p.blobs))));
+            g.1.extend(new.map(|p| (i64::MAX, p.pack, Entries::New(p.blobs))));
         }
         if groups.is_empty() {
             groups.insert(0, (self.clock().now(), Vec::new()));
@@ -106,7 +125,10 @@ impl Repository {
             // Oldest first (new packs last), then by id: a stable order
             // that keeps packs of one age together across compactions.
             packs.sort_unstable_by_key(|(listed, pack, _)| (*listed, *pack));
-            let packs = packs.into_iter().map(index_pack);
+            let packs = Lists {
+                spool: plan.spool,
+                listings: packs.into_iter(),
+            };
             let supersedes = if i + 1 == n {
                 plan.supersedes.clone()
             } else {

@@ -162,16 +162,9 @@ impl Repository {
             .collect())
     }
 
-    /// Leftovers against the packs `files` list (superseded files included).
-    pub(crate) async fn leftovers_of(
-        &self,
-        files: &[(Id, cairn_core::format::IndexFile)],
-        skew: i64,
-    ) -> Result<Leftovers> {
-        let indexed: HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
-            .collect();
+    /// Leftovers against the packs `indexed` (those every index file
+    /// lists, superseded files included).
+    pub(crate) async fn leftovers_of(&self, indexed: HashSet<Id>, skew: i64) -> Result<Leftovers> {
         self.find_leftovers(&indexed, skew).await
     }
 

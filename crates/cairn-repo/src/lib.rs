@@ -46,6 +46,7 @@ mod keyring;
 mod leftovers;
 mod paths;
 mod read;
+mod referenced;
 mod repack;
 mod repository;
 pub mod retention;
@@ -60,7 +61,8 @@ mod writer;
 
 pub use commands::Maintenance;
 pub use commands::check::{
-    CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData, check_in_memory_entries,
+    CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData, check_entries_per_share,
+    check_in_memory_entries,
 };
 pub use commands::forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,

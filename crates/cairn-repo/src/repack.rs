@@ -1,12 +1,11 @@
 //! Helpers prune and `repair index` share: storing index files, copying
 //! blobs into new packs, reading pack headers, reachability.
 
-use std::collections::HashSet;
-
 use bytes::Bytes;
 use cairn_core::format::{IndexFile, IndexPack, NodeKind, PackBuilder, PackEntry, pack_v1};
 use cairn_core::{Compression, Id, Kind, seal};
 
+use crate::referenced::Referenced;
 use crate::session_handle::SessionHandle;
 use crate::{BlobLocation, Error, Repository, Result, paths};
 
@@ -46,11 +45,11 @@ impl Repository {
         &self,
         session: Id,
         created: i64,
-        packs: impl IntoIterator<Item = IndexPack>,
+        packs: impl IntoIterator<Item = Result<IndexPack>>,
         supersedes: Vec<Id>,
     ) -> Result<Vec<Id>> {
         // One file's packs at a time: a compaction hands them over as it
-        // copies them out of the index files it read.
+        // reads them from its spool.
         let file = |packs: Vec<IndexPack>, last: bool| IndexFile {
             session,
             created,
@@ -62,6 +61,7 @@ impl Repository {
         let mut group: Vec<IndexPack> = Vec::new();
         let mut n = 0;
         for p in packs {
+            let p = p?;
             if n + p.blobs.len() > MAX_ENTRIES_PER_FILE && n > 0 {
                 let full = file(std::mem::take(&mut group), false);
                 ids.push(self.store_index_file(&full).await?);
@@ -232,57 +232,16 @@ impl Repository {
                     match node.kind {
                         NodeKind::Dir => stack.extend(node.subtree),
                         NodeKind::File | NodeKind::BlockDevice => {
-                            seen.data.extend(node.content.iter().map(prefix));
+                            node.content.iter().for_each(|c| seen.data.insert(c));
                         }
                         _ => {}
                     }
                 }
             }
         }
+        seen.seal();
         Ok((count, seen))
     }
-}
-
-/// The blobs snapshots reference, as prune asks about them: trees exactly
-/// (the walk visits each once by it), data blobs by the first 8 bytes of
-/// their id, a quarter of the memory at millions of blobs. Ids are keyed
-/// hashes that no one without the keys can steer, and a data blob taken
-/// for referenced because a referenced one shares those 8 bytes (about one
-/// in 2^64 divided by the blobs referenced) is only kept, never deleted.
-#[derive(Debug, Default)]
-pub(crate) struct Referenced {
-    trees: HashSet<Id>,
-    data: HashSet<u64>,
-}
-
-impl Referenced {
-    /// True if a snapshot references the blob (or, for a data blob, one
-    /// with the same first 8 bytes of id).
-    pub(crate) fn contains(&self, id: &Id) -> bool {
-        self.trees.contains(id) || self.data.contains(&prefix(id))
-    }
-
-    /// Distinct trees and data blobs referenced.
-    pub(crate) fn len(&self) -> usize {
-        self.trees.len() + self.data.len()
-    }
-}
-
-#[cfg(test)]
-impl FromIterator<Id> for Referenced {
-    /// Every id as a data blob.
-    fn from_iter<I: IntoIterator<Item = Id>>(ids: I) -> Self {
-        let data = ids.into_iter().map(|id| prefix(&id)).collect();
-        Referenced {
-            trees: HashSet::new(),
-            data,
-        }
-    }
-}
-
-fn prefix(id: &Id) -> u64 {
-    let b = id.as_bytes();
-    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// `entries` as the objects they lie in, in order of first appearance:
@@ -326,32 +285,5 @@ impl PackBuilders {
             }
         }
         Ok((done, written))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(first: u8, last: u8) -> Id {
-        let mut b = [first; 32];
-        b[31] = last;
-        Id::from_bytes(b)
-    }
-
-    #[test]
-    fn trees_are_told_apart_exactly_and_data_blobs_by_their_first_eight_bytes() {
-        let mut r = Referenced::default();
-        assert!(r.trees.insert(id(1, 0)));
-        // A tree that differs from a visited one only late in its id is
-        // still walked: the walk's set of trees is exact.
-        assert!(r.trees.insert(id(1, 1)));
-        r.data.insert(prefix(&id(2, 0)));
-        assert!(r.contains(&id(1, 0)) && r.contains(&id(2, 0)));
-        // Data blobs sharing the first 8 bytes are kept together (the
-        // safe way), the rest are not referenced.
-        assert!(r.contains(&id(2, 9)));
-        assert!(!r.contains(&id(3, 0)) && !r.contains(&id(1, 2)));
-        assert_eq!(r.len(), 3);
     }
 }

@@ -8,10 +8,12 @@ use cairn_core::{Clock, Id, Keys, Kind, OsRandom, RandomSource, SystemClock, ope
 use cairn_store::{Store, StoreError};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::index::LoadBudget;
 use crate::{Damaged, Error, Index, Result, paths};
 
 /// How many objects to fetch at once when loading index files or snapshots.
 pub(crate) const LOAD_CONCURRENCY: usize = 8;
+
 /// Listings of `index/` tried while files vanish under a concurrent prune.
 const MAX_INDEX_PASSES: usize = 5;
 /// Default bound on the local disk the index table may take while it is
@@ -380,37 +382,42 @@ impl Repository {
         let mut seen: std::collections::HashSet<Id> = skip.clone();
         let mut listed = std::collections::HashSet::new();
         for _ in 0..MAX_INDEX_PASSES {
-            let fresh: Vec<Id> = self
+            let fresh: Vec<(Id, u64)> = self
                 .inner
                 .store
                 .list(paths::INDEX)
                 .await?
                 .iter()
-                .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
-                .inspect(|id| {
+                .filter_map(|o| Some((paths::id_in(paths::INDEX, &o.path)?, o.size)))
+                .inspect(|(id, _)| {
                     listed.insert(*id);
                 })
-                .filter(|id| seen.insert(*id))
+                .filter(|(id, _)| seen.insert(*id))
                 .collect();
+            let budget = LoadBudget::new();
+            let budget = &budget;
             let mut read = futures::stream::iter(fresh)
-                .map(|id| async move {
+                .map(|(id, size)| async move {
+                    // Held until `f` has taken the file.
+                    let permit = budget.take(size).await;
                     match self.read_index_file(&id).await {
-                        Ok(f) => Ok((id, Ok(f))),
-                        Err(Error::Store(e)) if e.is_not_found() => Ok((id, Err(true))),
+                        Ok(f) => Ok((id, Ok(f), permit)),
+                        Err(Error::Store(e)) if e.is_not_found() => Ok((id, Err(true), permit)),
                         Err(e) if tolerate_damage && e.is_damage() => {
                             self.note_damage(paths::index(&id), e.to_string());
-                            Ok((id, Err(false)))
+                            Ok((id, Err(false), permit))
                         }
                         Err(e) => Err(e),
                     }
                 })
                 .buffer_unordered(LOAD_CONCURRENCY);
             let mut vanished = false;
-            while let Some(r) = read.try_next().await? {
+            while let Some((id, r, permit)) = read.try_next().await? {
                 match r {
-                    (id, Ok(file)) => f(id, file)?,
-                    (_, Err(gone)) => vanished |= gone,
+                    Ok(file) => f(id, file)?,
+                    Err(gone) => vanished |= gone,
                 }
+                drop(permit);
             }
             if !vanished {
                 return Ok(listed);

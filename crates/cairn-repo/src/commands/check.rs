@@ -20,6 +20,7 @@ mod verify;
 mod walk;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_core::format::{PackEntry, pack_v1};
 use cairn_core::{Id, Kind};
@@ -236,43 +237,30 @@ pub(crate) async fn check_warming(
             _table_dir: table_dir,
         }
     };
-    let by_pack = view.entries_by_pack(repo)?;
-    report.packs = by_pack.len();
-    let present = present_packs(repo, &by_pack, &mut report, &mut damage).await?;
-    let selected: Vec<(Id, &Vec<PackEntry>)> = present
-        .iter()
-        .filter(|(p, _)| read.selects(p, repo.rng()))
-        .map(|(p, e)| (*p, *e))
-        .collect();
+    let listed: HashMap<Id, u64> = repo.list_packs().await?;
+    let selected = view.select(repo, read, &listed)?;
     if !selected.is_empty() && repo.should_warm(warm.when) {
-        let packs: BTreeSet<Id> = selected.iter().map(|(p, _)| *p).collect();
+        let packs: BTreeSet<Id> = selected.iter().copied().collect();
         let opts = WarmOptions {
             wait: true,
             ..warm.clone()
         };
         report.warm_up = Some(repo.warm_packs(&packs, &opts).await?);
     }
-    check_headers(repo, &present, &mut report, &mut damage).await;
-    report.packs_read = selected.len();
-    // By index: a closure over borrowed items would be higher-ranked over
-    // their lifetime, and the future would no longer prove `Send`.
-    let mut results = futures::stream::iter(0..selected.len())
-        .map(|i| verify_pack(repo, &view.store, selected[i].0, selected[i].1))
-        .buffer_unordered(2);
-    while let Some((verified, problems)) = results.next().await {
-        report.blobs_verified += verified;
-        for (blob, object, message) in problems {
-            match blob {
-                Some(b) => damage.blob(b, object, message),
-                None => damage.object(object, message),
-            }
-        }
+    // The packs a share at a time, so the entries held do not grow with
+    // the index (ADR 0022); the walk needs none of them.
+    let per_share = ENTRIES_PER_SHARE.load(Ordering::Relaxed);
+    let shares = view.len(repo).div_ceil(per_share).max(1);
+    let mut indexed: HashSet<Id> = HashSet::new();
+    for share in 0..shares {
+        let by_pack = view.entries_of_packs(repo, |p| share_of(p, shares) == share)?;
+        indexed.extend(by_pack.keys().copied());
+        let present = present_packs(&by_pack, &listed, &mut damage);
+        check_packs(repo, &view, &present, &selected, &mut report, &mut damage).await;
     }
-    drop(results);
-    // The walk needs none of the packs' entries: not held beside its trees.
-    drop(selected);
-    drop(present);
-    drop(by_pack);
+    report.packs = indexed.len();
+    leftovers(repo, &indexed, &listed, &mut report).await?;
+    drop(indexed);
 
     check_snapshots(repo, &view, &mut report, &mut damage).await?;
     report.errors = damage
@@ -287,15 +275,34 @@ pub(crate) async fn check_warming(
     Ok(report)
 }
 
-/// Indexed packs against the listing. Returns the packs that exist,
-/// with their entries.
-async fn present_packs<'a>(
-    repo: &Repository,
+/// Index entries a check holds at once while it checks the packs: it
+/// takes the packs in shares of about this many entries (a few MiB), each
+/// share a pass over the index. Tests lower it ([`check_entries_per_share`]).
+static ENTRIES_PER_SHARE: AtomicUsize = AtomicUsize::new(1 << 18);
+
+/// Sets how many index entries a check takes the packs in shares of: for
+/// tests, which have few.
+#[doc(hidden)]
+pub fn check_entries_per_share(n: usize) {
+    ENTRIES_PER_SHARE.store(n.max(1), Ordering::Relaxed);
+}
+
+/// Which of `shares` shares `pack` falls in: its id's first 8 bytes
+/// scaled to the number of shares (ids are keyed hashes, so the shares
+/// are even).
+fn share_of(pack: &Id, shares: usize) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&pack.as_bytes()[..8]);
+    ((u128::from(u64::from_be_bytes(b)) * shares as u128) >> 64) as usize
+}
+
+/// Indexed packs of one share against the listing (`listed`: every pack
+/// with its size). Returns the packs that exist, with their entries.
+fn present_packs<'a>(
     by_pack: &'a HashMap<Id, Vec<PackEntry>>,
-    report: &mut CheckReport,
+    listed: &HashMap<Id, u64>,
     damage: &mut Damage,
-) -> Result<Vec<(Id, &'a Vec<PackEntry>)>> {
-    let listed: HashMap<Id, u64> = repo.list_packs().await?;
+) -> Vec<(Id, &'a Vec<PackEntry>)> {
     let mut present = Vec::new();
     for (pack, entries) in by_pack {
         let obj = paths::pack(pack);
@@ -322,7 +329,18 @@ async fn present_packs<'a>(
             }
         }
     }
-    for pack in listed.keys().filter(|p| !by_pack.contains_key(*p)) {
+    present
+}
+
+/// Warnings for packs no index lists (`indexed`: every pack that holds an
+/// indexed blob) and for leftovers of interrupted runs.
+async fn leftovers(
+    repo: &Repository,
+    indexed: &HashSet<Id>,
+    listed: &HashMap<Id, u64>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    for pack in listed.keys().filter(|p| !indexed.contains(*p)) {
         report.warnings.push(CheckProblem {
             object: paths::pack(pack),
             message: "pack is not in any index (left by an interrupted backup? \
@@ -344,7 +362,40 @@ async fn present_packs<'a>(
             snapshots,
         });
     }
-    Ok(present)
+    Ok(())
+}
+
+/// The headers of the `present` packs of one share, and the data of
+/// those among them `selected` for reading.
+async fn check_packs(
+    repo: &Repository,
+    view: &View,
+    present: &[(Id, &Vec<PackEntry>)],
+    selected: &HashSet<Id>,
+    report: &mut CheckReport,
+    damage: &mut Damage,
+) {
+    check_headers(repo, present, report, damage).await;
+    let reading: Vec<(Id, &Vec<PackEntry>)> = present
+        .iter()
+        .filter(|(p, _)| selected.contains(p))
+        .copied()
+        .collect();
+    report.packs_read += reading.len();
+    // By index: a closure over borrowed items would be higher-ranked over
+    // their lifetime, and the future would no longer prove `Send`.
+    let mut results = futures::stream::iter(0..reading.len())
+        .map(|i| verify_pack(repo, &view.store, reading[i].0, reading[i].1))
+        .buffer_unordered(2);
+    while let Some((verified, problems)) = results.next().await {
+        report.blobs_verified += verified;
+        for (blob, object, message) in problems {
+            match blob {
+                Some(b) => damage.blob(b, object, message),
+                None => damage.object(object, message),
+            }
+        }
+    }
 }
 
 /// The headers of the packs that exist against the index (one suffix
@@ -412,17 +463,67 @@ impl View {
         }
     }
 
-    fn entries_by_pack(&self, repo: &Repository) -> Result<HashMap<Id, Vec<PackEntry>>> {
+    fn entries_of_packs(
+        &self,
+        repo: &Repository,
+        keep: impl Fn(&Id) -> bool,
+    ) -> Result<HashMap<Id, Vec<PackEntry>>> {
         match &self.index {
-            Some(i) => i.entries_by_pack(),
-            None => repo.index().entries_by_pack(),
+            Some(i) => i.entries_of_packs(keep),
+            None => repo.index().entries_of_packs(keep),
         }
+    }
+
+    fn len(&self, repo: &Repository) -> usize {
+        match &self.index {
+            Some(i) => i.len(),
+            None => repo.index().len(),
+        }
+    }
+
+    /// The indexed packs that exist (in `listed`) and `read` selects.
+    fn select(
+        &self,
+        repo: &Repository,
+        read: ReadData,
+        listed: &HashMap<Id, u64>,
+    ) -> Result<HashSet<Id>> {
+        if read == ReadData::None {
+            return Ok(HashSet::new());
+        }
+        let packs = match &self.index {
+            Some(i) => i.packs()?,
+            None => repo.index().packs()?,
+        };
+        Ok(packs
+            .into_iter()
+            .filter(|p| listed.contains_key(p) && read.selects(p, repo.rng()))
+            .collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packs_fall_in_one_share_each_and_the_shares_are_even() {
+        let ids: Vec<Id> = (0..4000u32)
+            .map(|i| Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect();
+        for shares in [1, 3, 8, 64] {
+            let mut counts = vec![0usize; shares];
+            for id in &ids {
+                counts[share_of(id, shares)] += 1;
+            }
+            let even = ids.len() / shares;
+            for (share, &n) in counts.iter().enumerate() {
+                assert!(n > even / 2 && n < even * 2, "share {share}/{shares}: {n}");
+            }
+        }
+        assert_eq!(share_of(&Id::from_bytes([0xff; 32]), 7), 6);
+        assert_eq!(share_of(&Id::ZERO, 7), 0);
+    }
 
     #[test]
     fn subsets_parse_and_parts_cover_every_pack_once() {

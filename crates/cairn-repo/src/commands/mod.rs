@@ -23,10 +23,12 @@ pub(crate) mod check;
 pub(crate) mod forget;
 pub mod lock;
 pub(crate) mod prune;
+pub(crate) mod prune_changes;
 pub(crate) mod prune_checks;
 pub(crate) mod prune_cold;
 pub(crate) mod prune_lock;
 pub(crate) mod prune_plan;
+pub(crate) mod prune_spool;
 pub(crate) mod repair;
 
 use std::future::Future;

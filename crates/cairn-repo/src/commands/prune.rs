@@ -25,11 +25,15 @@ use super::prune_checks::{SessionView, prune_sessions, recheck_before_writes};
 use super::prune_cold::plan_packs;
 use super::prune_lock::index_deletions;
 use crate::commands::lock::Retained;
+pub(crate) use crate::commands::prune_changes::STABLE_ENTRIES;
+use crate::commands::prune_changes::{IndexChanges, index_changes, still_listed};
 pub use crate::commands::prune_checks::MIN_GRACE;
 use crate::commands::prune_lock::IndexDeletions;
-use crate::commands::prune_plan::{PackPlan, PackView, Waiting, live_files, pack_views};
+use crate::commands::prune_plan::{PackPlan, Waiting, live_files};
+use crate::commands::prune_spool::{HeldFile, Packs};
 use crate::compact::Compaction;
-use crate::repack::{PackBuilders, Referenced};
+use crate::referenced::Referenced;
+use crate::repack::PackBuilders;
 use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result, paths};
 
@@ -217,12 +221,14 @@ async fn prune_as(
     };
     let (view, snapshot_ids) =
         sessions_then_snapshots(repo, me_handle, now, &opts, &mut report).await?;
-    let all_files = repo.read_index_files().await?;
+    // The files' entries wait on local disk (ADR 0022), read back a pack
+    // at a time; the spool's directory goes when the run ends.
+    let (all_files, spool) = repo.held_index_files(opts.index_in_memory).await?;
     report.index_files_before = all_files.len();
     let (superseded, files) = live_files(&all_files);
     // Decided against exactly the files read; the table's directory goes
     // when the run ends, `reload_index` replaces the index after it.
-    let (index, _table_dir) = repo.private_index(&files, opts.index_in_memory)?;
+    let (index, _table_dir) = repo.private_index(&files, &spool, opts.index_in_memory)?;
     *repo.write_index() = index;
 
     let (snapshots, referenced) = repo.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
@@ -233,9 +239,11 @@ async fn prune_as(
     let (ripe, ripe_files) =
         waiting(&view, now, opts.grace).ripe_tombstones(&tomb_files, &mut report);
 
-    let packs = pack_views(&files);
+    let packs = Packs::of(&files, &spool);
     let sizes: HashMap<Id, u64> = repo.list_packs().await?;
-    let leftovers = repo.leftovers_of(&all_files, me_handle.skew()).await?;
+    let leftovers = repo
+        .leftovers_of(indexed_packs(&all_files), me_handle.skew())
+        .await?;
     let deletable = |e: &PackEntry, listed: i64| {
         !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
     };
@@ -253,7 +261,7 @@ async fn prune_as(
     )
     .await?;
 
-    let changes = against_index(repo, &files, &packs, &referenced, &ripe_files, plan, &opts);
+    let changes = against_index(repo, &files, &packs, &referenced, &ripe_files, plan, &opts)?;
     report.blobs_tombstoned = changes.new_tombstones.len();
     report.index_files_kept = changes.kept(changes.compact, files.len());
     let index_deletions = index_deletions(
@@ -288,6 +296,13 @@ async fn prune_as(
     Ok(report)
 }
 
+/// The packs every index file read lists, superseded ones included.
+fn indexed_packs(all: &[HeldFile]) -> HashSet<Id> {
+    all.iter()
+        .flat_map(|f| f.packs.iter().map(|l| l.pack))
+        .collect()
+}
+
 /// When the tombstones of `view`'s sessions ripen.
 fn waiting(view: &SessionView, now: i64, grace: i64) -> Waiting<'_> {
     Waiting {
@@ -301,13 +316,13 @@ fn waiting(view: &SessionView, now: i64, grace: i64) -> Waiting<'_> {
 /// [`index_changes`] against the index in force now.
 fn against_index<'a>(
     repo: &Repository,
-    files: &[&'a (Id, IndexFile)],
-    packs: &HashMap<Id, PackView<'_>>,
+    files: &[&'a HeldFile],
+    packs: &Packs<'_>,
     referenced: &Referenced,
-    ripe_files: &[(Id, &IndexFile)],
+    ripe_files: &[&HeldFile],
     plan: PackPlan,
     opts: &PruneOptions,
-) -> IndexChanges<'a> {
+) -> Result<IndexChanges<'a>> {
     let index = repo.index();
     index_changes(
         files,
@@ -354,8 +369,8 @@ async fn apply(
     // Nothing written yet: make sure nothing this run decided on
     // changed under it (another prune, a compaction, its own session
     // lost).
-    let known: HashSet<Id> = all_files.iter().map(|(id, _)| *id).collect();
-    let mut to_supersede: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
+    let known: HashSet<Id> = all_files.iter().map(|f| f.id).collect();
+    let mut to_supersede: Vec<Id> = listing_files.iter().map(|f| f.id).collect();
     to_supersede.extend(resolved.iter().copied());
     recheck_before_writes(repo, me_handle, &known, &to_supersede).await?;
     let adopted = repo.adopt_leftovers(&leftovers, opts.grace).await?;
@@ -378,12 +393,13 @@ async fn apply(
         // Tombstone files that stay: those not resolved, and this run's.
         let mut cuts: Vec<i64> = tomb_files
             .iter()
-            .filter(|(id, _)| !resolved.contains(id))
-            .map(|(_, f)| f.created)
+            .filter(|f| !resolved.contains(&f.id))
+            .map(|f| f.created)
             .collect();
         cuts.push(now);
         let plan = Compaction {
             listed: still_listed(packs, &removed, &kept_packs),
+            spool: packs.spool,
             cuts,
             new_packs,
             supersedes: index_deletions.supersedes.clone(),
@@ -392,6 +408,7 @@ async fn apply(
         report.packs_missing = repo.write_compaction(me_handle, plan).await?;
     } else {
         if !new_packs.is_empty() {
+            let new_packs = new_packs.into_iter().map(Ok);
             repo.store_index_files(*me, now, new_packs, Vec::new())
                 .await?;
         }
@@ -445,116 +462,12 @@ async fn delete_packs(
 }
 
 /// The index files (in force) that hold tombstones.
-fn tombstone_files<'a>(files: &[&'a (Id, IndexFile)]) -> Vec<&'a (Id, IndexFile)> {
+fn tombstone_files<'a>(files: &[&'a HeldFile]) -> Vec<&'a HeldFile> {
     files
         .iter()
         .copied()
-        .filter(|(_, f)| !f.tombstones.is_empty())
+        .filter(|f| !f.tombstones.is_empty())
         .collect()
-}
-
-/// What a run changes in the index, decided from what it observed.
-struct IndexChanges<'a> {
-    /// Phase 1: indexed, live blobs no snapshot references, sorted.
-    new_tombstones: Vec<Id>,
-    /// Packs phase 2 deletes or rewrites.
-    removed: HashSet<Id>,
-    /// Tombstone files fully acted on: every blob they name is either
-    /// referenced or has no copy left that a ripe tombstone applies to.
-    resolved: Vec<Id>,
-    /// Packs phase 2 rewrites, with the entries they keep.
-    repack: Vec<(Id, Vec<PackEntry>)>,
-    /// Index files that list packs and are rewritten (superseded) if the
-    /// run compacts: every one but the stable files.
-    listing_files: Vec<&'a (Id, IndexFile)>,
-    /// Packs listed by stable files: files of at least [`STABLE_ENTRIES`]
-    /// entries that list no removed pack, which a compaction leaves as
-    /// they are, so clients need not download them again.
-    kept_packs: HashSet<Id>,
-    /// Whether the index files are rewritten.
-    compact: bool,
-}
-
-/// Index files with at least this many entries, and no removed pack, are
-/// left alone by a compaction (tiered compaction): a compaction writes
-/// files of up to [`crate::repack::MAX_ENTRIES_PER_FILE`] entries, so all
-/// but the last of each run's files are stable, and a prune rewrites only
-/// the small files and those that list packs it deletes or repacks.
-pub(crate) const STABLE_ENTRIES: usize = crate::repack::MAX_ENTRIES_PER_FILE / 2;
-
-/// Some of the index files a run read.
-type Files<'a> = Vec<&'a (Id, IndexFile)>;
-
-impl IndexChanges<'_> {
-    /// How many of `live` index files stay as they are, with or without a
-    /// compaction.
-    fn kept(&self, compacting: bool, live: usize) -> usize {
-        if !compacting {
-            return live;
-        }
-        live.saturating_sub(self.listing_files.len() + self.resolved.len())
-    }
-}
-
-/// Whether `f` is a stable file (at least `least` entries), given the
-/// packs a run removes.
-fn stable(f: &IndexFile, least: usize, removed: &HashSet<Id>) -> bool {
-    f.tombstones.is_empty()
-        && f.packs.iter().map(|p| p.blobs.len()).sum::<usize>() >= least
-        && f.packs.iter().all(|p| !removed.contains(&p.pack))
-}
-
-/// Decides [`IndexChanges`]: pure, from the index before any change
-/// (`indexed` says whether a blob is live in it), the blobs snapshots
-/// reference, the ripe tombstone files, the plan for packs and the size
-/// from which an index file is stable.
-fn index_changes<'a>(
-    files: &[&'a (Id, IndexFile)],
-    packs: &HashMap<Id, PackView<'_>>,
-    referenced: &Referenced,
-    indexed: impl Fn(&Id) -> bool,
-    ripe_files: &[(Id, &IndexFile)],
-    plan: PackPlan,
-    stable_entries: usize,
-) -> IndexChanges<'a> {
-    let mut new_tombstones: Vec<Id> = packs
-        .values()
-        .flat_map(|v| v.entries.iter().map(|e| e.id))
-        .filter(|b| !referenced.contains(b) && indexed(b))
-        .collect::<HashSet<Id>>()
-        .into_iter()
-        .collect();
-    new_tombstones.sort();
-    let removed: HashSet<Id> = plan
-        .delete_packs
-        .iter()
-        .chain(plan.repack.iter().map(|(p, _)| p))
-        .copied()
-        .collect();
-    let resolved: Vec<Id> = ripe_files
-        .iter()
-        .filter(|(_, f)| f.tombstones.iter().all(|t| !plan.left_dead.contains(t)))
-        .map(|(id, _)| *id)
-        .collect();
-    let (kept, listing_files): (Files<'a>, Files<'a>) = files
-        .iter()
-        .copied()
-        .filter(|(_, f)| !f.packs.is_empty())
-        .partition(|(_, f)| stable(f, stable_entries, &removed));
-    let kept_packs = kept
-        .iter()
-        .flat_map(|(_, f)| f.packs.iter().map(|p| p.pack))
-        .collect();
-    let compact = !removed.is_empty() || !resolved.is_empty() || listing_files.len() > 1;
-    IndexChanges {
-        new_tombstones,
-        removed,
-        resolved,
-        repack: plan.repack,
-        listing_files,
-        kept_packs,
-        compact,
-    }
 }
 
 /// Copies the live blobs of the packs to repack into new packs;
@@ -578,31 +491,14 @@ async fn write_repacked(
     Ok(new_packs)
 }
 
-/// The packs that stay, with when they were listed and their entries.
-fn still_listed<'a>(
-    packs: &'a HashMap<Id, PackView<'a>>,
-    removed: &HashSet<Id>,
-    kept: &HashSet<Id>,
-) -> HashMap<Id, (i64, &'a [PackEntry])> {
-    packs
-        .iter()
-        .filter(|(p, _)| !removed.contains(p) && !kept.contains(p))
-        .map(|(p, v)| (*p, (v.listed, &v.entries[..])))
-        .collect()
-}
-
 struct Decided<'a> {
     now: i64,
     /// Index files not superseded before the run.
     live_files: usize,
-    all_files: &'a [(Id, IndexFile)],
+    all_files: &'a [HeldFile],
     index_deletions: IndexDeletions,
-    tomb_files: &'a [&'a (Id, IndexFile)],
-    packs: &'a HashMap<Id, PackView<'a>>,
+    tomb_files: &'a [&'a HeldFile],
+    packs: &'a Packs<'a>,
     changes: IndexChanges<'a>,
     leftovers: crate::Leftovers,
 }
-
-#[cfg(test)]
-#[path = "prune_tests.rs"]
-mod tests;

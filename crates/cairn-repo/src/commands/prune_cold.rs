@@ -7,7 +7,8 @@ use cairn_core::Id;
 use cairn_core::format::PackEntry;
 
 use super::prune_lock::plan_packs_around_locks;
-use crate::commands::prune_plan::{PackPlan, PackView, cold_decision, repack_candidates};
+use crate::commands::prune_plan::{PackPlan, cold_decision, repack_candidates};
+use crate::commands::prune_spool::Packs;
 use crate::{PruneOptions, PruneReport, Repository, Result, WarmOptions};
 
 /// Prune's plan for packs ([`plan_packs`]), with the repack candidates
@@ -17,14 +18,14 @@ use crate::{PruneOptions, PruneReport, Repository, Result, WarmOptions};
 pub(crate) async fn plan_packs(
     repo: &Repository,
     lock_aware: bool,
-    packs: &HashMap<Id, PackView<'_>>,
+    packs: &Packs<'_>,
     sizes: &HashMap<Id, u64>,
     // Sync, so that prune's future can move between threads.
     deletable: &(dyn Fn(&PackEntry, i64) -> bool + Sync),
     opts: &PruneOptions,
     report: &mut PruneReport,
 ) -> Result<PackPlan> {
-    let candidates = repack_candidates(packs, sizes, deletable, opts);
+    let candidates = repack_candidates(packs, sizes, deletable, opts)?;
     let cold = cold_packs(repo, &candidates, opts, report).await?;
     let plan = (packs, sizes, deletable, &cold);
     plan_packs_around_locks(repo, lock_aware, plan, opts, report).await

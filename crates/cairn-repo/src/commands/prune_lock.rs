@@ -19,16 +19,17 @@ use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use cairn_core::Id;
-use cairn_core::format::{IndexFile, PackEntry};
+use cairn_core::format::PackEntry;
 
 use super::lock::retained_until;
-use crate::commands::prune_plan::{PackPlan, PackView, plan_packs};
+use crate::commands::prune_plan::{PackPlan, plan_packs};
+use crate::commands::prune_spool::{HeldFile, Packs};
 use crate::{PruneOptions, PruneReport, Repository, Result, paths};
 
 /// What [`plan_packs`] plans from: the packs the index lists, their sizes,
 /// which copies are deletable, and the packs left cold.
 pub(crate) type PlanInputs<'a> = (
-    &'a HashMap<Id, PackView<'a>>,
+    &'a Packs<'a>,
     &'a HashMap<Id, u64>,
     &'a (dyn Fn(&PackEntry, i64) -> bool + Sync),
     &'a HashSet<Id>,
@@ -49,7 +50,7 @@ pub(crate) async fn plan_packs_around_locks(
     let mut asked: HashSet<Id> = HashSet::new();
     loop {
         let mut r = report.clone();
-        let plan = plan_packs(packs, sizes, deletable, opts, cold, &held, &mut r);
+        let plan = plan_packs(packs, sizes, deletable, opts, cold, &held, &mut r)?;
         let fresh: Vec<Id> = plan
             .touched()
             .copied()
@@ -89,9 +90,9 @@ pub(crate) async fn retained_index_files(
 pub(crate) async fn index_deletions(
     repo: &Repository,
     lock_aware: bool,
-    listing_files: &[&(Id, IndexFile)],
+    listing_files: &[&HeldFile],
     resolved: &[Id],
-    all: &[(Id, IndexFile)],
+    all: &[HeldFile],
     superseded: &HashSet<Id>,
 ) -> Result<IndexDeletions> {
     let lingering = lingering(all, superseded);
@@ -144,11 +145,11 @@ impl IndexDeletions {
 /// tombstone files fully acted on, and superseded files still present
 /// (left by a run that could not delete them), sorted.
 pub(crate) fn supersede_list(
-    listing_files: &[&(Id, IndexFile)],
+    listing_files: &[&HeldFile],
     resolved: &[Id],
     lingering: &[Id],
 ) -> Vec<Id> {
-    let mut out: Vec<Id> = listing_files.iter().map(|(id, _)| *id).collect();
+    let mut out: Vec<Id> = listing_files.iter().map(|f| f.id).collect();
     out.extend(resolved.iter().copied());
     out.extend(lingering.iter().copied());
     out.sort();
@@ -157,10 +158,10 @@ pub(crate) fn supersede_list(
 }
 
 /// Superseded index files still present, sorted.
-pub(crate) fn lingering(all: &[(Id, IndexFile)], superseded: &HashSet<Id>) -> Vec<Id> {
+pub(crate) fn lingering(all: &[HeldFile], superseded: &HashSet<Id>) -> Vec<Id> {
     let mut out: Vec<Id> = all
         .iter()
-        .map(|(id, _)| *id)
+        .map(|f| f.id)
         .filter(|id| superseded.contains(id))
         .collect();
     out.sort();
@@ -170,6 +171,7 @@ pub(crate) fn lingering(all: &[(Id, IndexFile)], superseded: &HashSet<Id>) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::prune_spool::spooled;
     use cairn_core::Kind;
     use std::time::Duration;
 
@@ -187,25 +189,22 @@ mod tests {
         }
     }
 
-    fn view(entries: Vec<PackEntry>) -> PackView<'static> {
-        PackView {
-            entries: entries.into(),
-            listed: 0,
-        }
-    }
-
     #[test]
     fn retained_packs_are_neither_deleted_nor_repacked_and_keep_their_dead_copies() {
         // 100: all dead; 101: mostly dead (repack); 102: all dead, held;
         // 103: mostly dead, held; 104: nothing dead.
-        let packs = HashMap::from([
-            (id(100), view(vec![entry(1, 10)])),
-            (id(101), view(vec![entry(2, 90), entry(3, 10)])),
-            (id(102), view(vec![entry(4, 10)])),
-            (id(103), view(vec![entry(5, 90), entry(6, 10)])),
-            (id(104), view(vec![entry(7, 10)])),
+        let (spool, views) = spooled(vec![
+            (id(100), vec![entry(1, 10)]),
+            (id(101), vec![entry(2, 90), entry(3, 10)]),
+            (id(102), vec![entry(4, 10)]),
+            (id(103), vec![entry(5, 90), entry(6, 10)]),
+            (id(104), vec![entry(7, 10)]),
         ]);
-        let sizes: HashMap<Id, u64> = packs.keys().map(|p| (*p, 100)).collect();
+        let packs = Packs {
+            views,
+            spool: &spool,
+        };
+        let sizes: HashMap<Id, u64> = packs.views.keys().map(|p| (*p, 100)).collect();
         let dead = [id(1), id(2), id(4), id(5)];
         let deletable = |e: &PackEntry, _: i64| dead.contains(&e.id);
         let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
@@ -219,7 +218,8 @@ mod tests {
             &HashSet::new(),
             &held,
             &mut report,
-        );
+        )
+        .expect("plan");
         assert_eq!(plan.delete_packs, vec![id(100)]);
         assert_eq!(plan.repack.len(), 1);
         assert_eq!(plan.repack[0].0, id(101));
@@ -236,17 +236,13 @@ mod tests {
 
     #[test]
     fn compactions_supersede_leftover_superseded_files_again() {
-        let f = |n: u8| {
-            (
-                id(n),
-                IndexFile {
-                    session: id(0),
-                    created: 0,
-                    packs: Vec::new(),
-                    tombstones: Vec::new(),
-                    supersedes: Vec::new(),
-                },
-            )
+        let f = |n: u8| HeldFile {
+            id: id(n),
+            session: id(0),
+            created: 0,
+            packs: Vec::new(),
+            tombstones: Vec::new(),
+            supersedes: Vec::new(),
         };
         let all = [f(53), f(50), f(51), f(52)];
         // 52 names 50 and 49 (gone already); 51 supersedes nothing.

@@ -2,64 +2,16 @@
 //! are ripe, how the index files describe each pack, and which packs to
 //! delete or repack. No I/O here.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use cairn_core::Id;
-use cairn_core::format::{IndexFile, PackEntry, Session, pack_v1};
+use cairn_core::format::{PackEntry, Session, pack_v1};
 use cairn_store::{Availability, is_archival_class};
 
+use super::prune_spool::{HeldFile, Packs};
 use crate::warm::PackState;
-use crate::{PruneOptions, PruneReport};
-
-/// One pack as the index files describe it.
-pub(crate) struct PackView<'a> {
-    /// Its distinct entries (id and offset), in the order first listed:
-    /// borrowed from the one index file that lists the pack, as nearly
-    /// every pack is listed, and copied only to merge several listings.
-    pub(crate) entries: Cow<'a, [PackEntry]>,
-    /// Newest `created` of the files listing it.
-    pub(crate) listed: i64,
-}
-
-/// Every pack the (not superseded) index files list.
-pub(crate) fn pack_views<'a>(files: &[&'a (Id, IndexFile)]) -> HashMap<Id, PackView<'a>> {
-    let mut packs: HashMap<Id, PackView<'a>> = HashMap::new();
-    for &file in files {
-        let (_, f): &'a (Id, IndexFile) = file;
-        for p in &f.packs {
-            let Some(v) = packs.get_mut(&p.pack) else {
-                let entries =
-                    distinct(&p.blobs, &[]).map_or(Cow::Borrowed(&p.blobs[..]), Cow::Owned);
-                let listed = f.created;
-                packs.insert(p.pack, PackView { entries, listed });
-                continue;
-            };
-            v.listed = v.listed.max(f.created);
-            if let Some(merged) = distinct(&p.blobs, &v.entries) {
-                v.entries = Cow::Owned(merged);
-            }
-        }
-    }
-    packs
-}
-
-/// `have` followed by the entries of `listing` it does not hold (by id and
-/// offset), first occurrence kept; `None` when that is `listing` itself
-/// (`have` empty and no entry repeated) or `have` itself (nothing new).
-fn distinct(listing: &[PackEntry], have: &[PackEntry]) -> Option<Vec<PackEntry>> {
-    let mut seen: HashSet<(Id, u32)> = have.iter().map(|e| (e.id, e.offset)).collect();
-    let new: Vec<PackEntry> = listing
-        .iter()
-        .filter(|e| seen.insert((e.id, e.offset)))
-        .copied()
-        .collect();
-    if new.is_empty() || (have.is_empty() && new.len() == listing.len()) {
-        return None;
-    }
-    Some(have.iter().copied().chain(new).collect())
-}
+use crate::{PruneOptions, PruneReport, Result};
 
 /// What keeps a tombstone file from ripening.
 pub(crate) struct Waiting<'a> {
@@ -76,13 +28,13 @@ impl Waiting<'_> {
     /// The newest ripe tombstone time per blob, and the ripe files.
     pub(crate) fn ripe_tombstones<'f>(
         &self,
-        tomb_files: &[&'f (Id, IndexFile)],
+        tomb_files: &[&'f HeldFile],
         report: &mut PruneReport,
-    ) -> (HashMap<Id, i64>, Vec<(Id, &'f IndexFile)>) {
+    ) -> (HashMap<Id, i64>, Vec<&'f HeldFile>) {
         let mut ripe: HashMap<Id, i64> = HashMap::new();
         let mut blocking: HashSet<Id> = HashSet::new();
         let mut ripe_files = Vec::new();
-        for (id, f) in tomb_files.iter().copied() {
+        for f in tomb_files.iter().copied() {
             let effective = f.created.saturating_add(self.grace);
             let blockers: Vec<Id> = self
                 .live
@@ -95,7 +47,7 @@ impl Waiting<'_> {
                 blocking.extend(blockers);
                 continue;
             }
-            ripe_files.push((*id, f));
+            ripe_files.push(f);
             for t in &f.tombstones {
                 let e = ripe.entry(*t).or_insert(f.created);
                 *e = (*e).max(f.created);
@@ -127,17 +79,17 @@ impl PackPlan {
 /// The packs [`plan_packs`] would repack with no budget and no pack left
 /// cold: those whose archival status matters.
 pub(crate) fn repack_candidates(
-    packs: &HashMap<Id, PackView<'_>>,
+    packs: &Packs<'_>,
     sizes: &HashMap<Id, u64>,
     deletable: &dyn Fn(&PackEntry, i64) -> bool,
     opts: &PruneOptions,
-) -> Vec<Id> {
+) -> Result<Vec<Id>> {
     let unbounded = PruneOptions {
         max_repack_size: None,
         ..*opts
     };
     let mut scratch = PruneReport::default();
-    plan_packs(
+    let plan = plan_packs(
         packs,
         sizes,
         deletable,
@@ -145,11 +97,8 @@ pub(crate) fn repack_candidates(
         &HashSet::new(),
         &HashMap::new(),
         &mut scratch,
-    )
-    .repack
-    .into_iter()
-    .map(|(pack, _)| pack)
-    .collect()
+    )?;
+    Ok(plan.repack.into_iter().map(|(pack, _)| pack).collect())
 }
 
 /// What prune does about repack candidates in an archival class.
@@ -199,26 +148,29 @@ pub(crate) fn cold_decision(states: &BTreeMap<Id, PackState>, repack_cold: bool)
 /// until the date given) is neither deleted nor repacked: it stays,
 /// listed, its deletable copies with it, until a run after that date.
 pub(crate) fn plan_packs(
-    packs: &HashMap<Id, PackView<'_>>,
+    packs: &Packs<'_>,
     sizes: &HashMap<Id, u64>,
     deletable: &dyn Fn(&PackEntry, i64) -> bool,
     opts: &PruneOptions,
     cold: &HashSet<Id>,
     held: &HashMap<Id, SystemTime>,
     report: &mut PruneReport,
-) -> PackPlan {
+) -> Result<PackPlan> {
     let mut plan = PackPlan {
         delete_packs: Vec::new(),
         repack: Vec::new(),
         left_dead: HashSet::new(),
     };
-    let mut candidates: Vec<(f64, Id, Vec<PackEntry>, u64)> = Vec::new();
-    for (pack, v) in packs {
+    // Of each candidate only how wasteful it is and what it keeps: its
+    // entries are read again if it is repacked.
+    let mut candidates: Vec<(f64, Id, u64)> = Vec::new();
+    for (pack, v) in &packs.views {
         let Some(&size) = sizes.get(pack) else {
             continue; // missing: check reports it; nothing to delete
         };
-        let (dead, keep): (Vec<PackEntry>, Vec<PackEntry>) =
-            v.entries.iter().partition(|e| deletable(e, v.listed));
+        let entries = packs.entries(v)?;
+        let (dead, keep): (Vec<&PackEntry>, Vec<&PackEntry>) =
+            entries.iter().partition(|e| deletable(e, v.listed));
         if dead.is_empty() {
             continue;
         }
@@ -227,7 +179,7 @@ pub(crate) fn plan_packs(
             report.retained_packs.add(*until, size);
             continue;
         }
-        let dead_bytes = dead_bytes(&dead, &keep);
+        let dead_bytes = dead_bytes(dead.iter().copied(), keep.iter().copied());
         if keep.is_empty() {
             plan.delete_packs.push(*pack);
             report.blobs_deleted += dead.len();
@@ -236,8 +188,8 @@ pub(crate) fn plan_packs(
         }
         let share = dead_bytes as f64 / size.max(1) as f64;
         if share > opts.max_unused {
-            let keep_bytes = pack_v1::occupied_bytes(&keep);
-            candidates.push((share, *pack, keep, keep_bytes));
+            let keep_bytes = pack_v1::occupied_bytes(keep.iter().copied());
+            candidates.push((share, *pack, keep_bytes));
         } else {
             report.bytes_unused_kept += dead_bytes;
             plan.left_dead.extend(dead.iter().map(|e| e.id));
@@ -246,16 +198,15 @@ pub(crate) fn plan_packs(
     // Most wasteful first, within the budget.
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut budget = opts.max_repack_size.unwrap_or(u64::MAX);
-    for (_, pack, keep, keep_bytes) in candidates {
-        let v = &packs[&pack];
-        let dead: Vec<&PackEntry> = v
-            .entries
-            .iter()
-            .filter(|e| deletable(e, v.listed))
-            .collect();
+    for (_, pack, keep_bytes) in candidates {
+        let v = &packs.views[&pack];
+        let (dead, keep): (Vec<PackEntry>, Vec<PackEntry>) = packs
+            .entries(v)?
+            .into_iter()
+            .partition(|e| deletable(e, v.listed));
         let cold_pack = cold.contains(&pack);
         if cold_pack || keep_bytes > budget {
-            report.bytes_unused_kept += dead_bytes(dead.iter().copied(), &keep);
+            report.bytes_unused_kept += dead_bytes(&dead, &keep);
             plan.left_dead.extend(dead.iter().map(|e| e.id));
             if cold_pack {
                 report.packs_cold_kept += 1;
@@ -271,7 +222,7 @@ pub(crate) fn plan_packs(
     }
     report.packs_deleted = plan.delete_packs.len();
     report.packs_repacked = plan.repack.len();
-    plan
+    Ok(plan)
 }
 
 /// Bytes of a pack that deleting `dead` frees: a bundle's bytes only if
@@ -285,21 +236,19 @@ fn dead_bytes<'a>(
 }
 
 /// The index files that count, and the ids of those another supersedes.
-pub(crate) fn live_files(all: &[(Id, IndexFile)]) -> (HashSet<Id>, Vec<&(Id, IndexFile)>) {
+pub(crate) fn live_files(all: &[HeldFile]) -> (HashSet<Id>, Vec<&HeldFile>) {
     let superseded: HashSet<Id> = all
         .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .flat_map(|f| f.supersedes.iter().copied())
         .collect();
-    let files = all
-        .iter()
-        .filter(|(id, _)| !superseded.contains(id))
-        .collect();
+    let files = all.iter().filter(|f| !superseded.contains(&f.id)).collect();
     (superseded, files)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::prune_spool::spooled;
     use cairn_core::Kind;
 
     fn id(n: u8) -> Id {
@@ -314,49 +263,6 @@ mod tests {
             length,
             raw_length: length,
         }
-    }
-
-    fn listing(created: i64, pack: u8, blobs: Vec<PackEntry>) -> (Id, IndexFile) {
-        let file = IndexFile {
-            session: id(0),
-            created,
-            packs: vec![cairn_core::format::IndexPack {
-                pack: id(pack),
-                blobs,
-            }],
-            tombstones: Vec::new(),
-            supersedes: Vec::new(),
-        };
-        (id(created as u8), file)
-    }
-
-    #[test]
-    fn a_pack_listed_once_is_borrowed_and_several_listings_merge_their_distinct_entries() {
-        let a = listing(1, 10, vec![entry(1, 0, 10), entry(2, 10, 10)]);
-        let b = listing(3, 10, vec![entry(2, 10, 10), entry(3, 20, 10)]);
-        let c = listing(2, 11, vec![entry(4, 0, 10), entry(5, 10, 10)]);
-        let twice = listing(
-            4,
-            12,
-            vec![entry(6, 0, 10), entry(6, 0, 10), entry(6, 10, 10)],
-        );
-        let views = pack_views(&[&a, &b, &c, &twice]);
-        let merged = &views[&id(10)];
-        let expect = [entry(1, 0, 10), entry(2, 10, 10), entry(3, 20, 10)];
-        assert_eq!(&merged.entries[..], &expect);
-        assert_eq!(merged.listed, 3);
-        let once = &views[&id(11)];
-        assert!(
-            matches!(once.entries, Cow::Borrowed(_)),
-            "listed once: not copied"
-        );
-        assert_eq!(&once.entries[..], &c.1.packs[0].blobs[..]);
-        // One listing naming an entry twice keeps it once.
-        let expect = [entry(6, 0, 10), entry(6, 10, 10)];
-        assert_eq!(&views[&id(12)].entries[..], &expect);
-        // Listed again with nothing new: unchanged.
-        let views = pack_views(&[&a, &a]);
-        assert_eq!(&views[&id(10)].entries[..], &a.1.packs[0].blobs[..]);
     }
 
     #[test]
@@ -409,26 +315,19 @@ mod tests {
     #[test]
     fn a_cold_candidate_is_left_with_its_dead_blobs_and_counted() {
         // Pack 10: blob 1 live, 2 dead (half unused). Pack 11: only dead.
-        let packs = HashMap::from([
-            (
-                id(10),
-                PackView {
-                    entries: vec![entry(1, 0, 100), entry(2, 100, 100)].into(),
-                    listed: 0,
-                },
-            ),
-            (
-                id(11),
-                PackView {
-                    entries: vec![entry(3, 0, 100)].into(),
-                    listed: 0,
-                },
-            ),
+        let (spool, views) = spooled(vec![
+            (id(10), vec![entry(1, 0, 100), entry(2, 100, 100)]),
+            (id(11), vec![entry(3, 0, 100)]),
         ]);
+        let packs = Packs {
+            views,
+            spool: &spool,
+        };
         let sizes = HashMap::from([(id(10), 250), (id(11), 150)]);
         let dead = |e: &PackEntry, _: i64| e.id != id(1);
         let opts = PruneOptions::default();
-        assert_eq!(repack_candidates(&packs, &sizes, &dead, &opts), [id(10)]);
+        let candidates = repack_candidates(&packs, &sizes, &dead, &opts).expect("plan");
+        assert_eq!(candidates, [id(10)]);
 
         let mut report = PruneReport::default();
         let plan = plan_packs(
@@ -439,7 +338,8 @@ mod tests {
             &HashSet::new(),
             &HashMap::new(),
             &mut report,
-        );
+        )
+        .expect("plan");
         assert_eq!(plan.repack.len(), 1);
         assert_eq!(report.packs_cold_kept, 0);
 
@@ -453,7 +353,8 @@ mod tests {
             &cold,
             &HashMap::new(),
             &mut report,
-        );
+        )
+        .expect("plan");
         assert!(plan.repack.is_empty(), "left as it is");
         assert_eq!(plan.delete_packs, [id(11)], "deleting needs no read");
         assert!(

@@ -1,7 +1,10 @@
-//! Prune's pure decisions (`prune.rs`), as tables.
+//! Prune's pure decisions (`prune_changes.rs`), as tables.
 
 use super::*;
+use crate::commands::prune_plan::live_files;
+use crate::commands::prune_spool::{held, spooled};
 use cairn_core::Kind;
+use cairn_core::format::{IndexFile, IndexPack};
 
 fn id(n: u8) -> Id {
     Id::from_bytes([n; 32])
@@ -42,9 +45,10 @@ fn superseded_index_files_do_not_count() {
         (id(51), file(&[101], &[])),
         (id(52), newer),
     ];
+    let (all, _spool) = held(&all);
     let (superseded, live) = live_files(&all);
     assert_eq!(superseded, HashSet::from([id(51)]));
-    let live: Vec<Id> = live.iter().map(|(i, _)| *i).collect();
+    let live: Vec<Id> = live.iter().map(|f| f.id).collect();
     assert_eq!(live, vec![id(50), id(52)]);
 }
 
@@ -56,29 +60,21 @@ fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_f
         (id(60), file(&[], &[3])),
         (id(61), file(&[], &[4])),
     ];
-    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
-    let packs = HashMap::from([
-        (
-            id(100),
-            PackView {
-                entries: vec![entry(1), entry(2), entry(3)].into(),
-                listed: 0,
-            },
-        ),
-        (
-            id(101),
-            PackView {
-                entries: vec![entry(4), entry(5)].into(),
-                listed: 0,
-            },
-        ),
+    let (files_held, _) = held(&files_owned);
+    let files: Vec<&HeldFile> = files_held.iter().collect();
+    let (spool, views) = spooled(vec![
+        (id(100), vec![entry(1), entry(2), entry(3)]),
+        (id(101), vec![entry(4), entry(5)]),
     ]);
+    let packs = Packs {
+        views,
+        spool: &spool,
+    };
     // 1 is referenced; 3 and 4 are tombstoned already (not live); 2 and
     // 5 are live and unreferenced.
     let referenced = Referenced::from_iter([id(1)]);
     let live = |b: &Id| ![id(3), id(4)].contains(b);
-    let ripe: Vec<(Id, &IndexFile)> =
-        vec![(id(60), &files_owned[2].1), (id(61), &files_owned[3].1)];
+    let ripe: Vec<&HeldFile> = vec![&files_held[2], &files_held[3]];
     let plan = PackPlan {
         delete_packs: vec![],
         repack: vec![(id(100), vec![entry(1), entry(2)])],
@@ -93,7 +89,8 @@ fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_f
         &ripe,
         plan,
         STABLE_ENTRIES,
-    );
+    )
+    .expect("changes");
     assert_eq!(
         c.new_tombstones,
         vec![id(2), id(5)],
@@ -111,15 +108,13 @@ fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_f
 
 #[test]
 fn nothing_to_change_compacts_nothing() {
-    let files_owned = [(id(50), file(&[100], &[]))];
-    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
-    let packs = HashMap::from([(
-        id(100),
-        PackView {
-            entries: vec![entry(1)].into(),
-            listed: 0,
-        },
-    )]);
+    let (files_held, _) = held(&[(id(50), file(&[100], &[]))]);
+    let files: Vec<&HeldFile> = files_held.iter().collect();
+    let (spool, views) = spooled(vec![(id(100), vec![entry(1)])]);
+    let packs = Packs {
+        views,
+        spool: &spool,
+    };
     let referenced = Referenced::from_iter([id(1)]);
     let plan = PackPlan {
         delete_packs: vec![],
@@ -134,7 +129,8 @@ fn nothing_to_change_compacts_nothing() {
         &[],
         plan,
         STABLE_ENTRIES,
-    );
+    )
+    .expect("changes");
     assert!(c.new_tombstones.is_empty() && c.removed.is_empty() && c.resolved.is_empty());
     assert!(!c.compact, "one listing file, nothing removed or resolved");
 }
@@ -157,8 +153,9 @@ fn tiered_compaction_leaves_large_untouched_files_and_rewrites_the_rest() {
         (id(52), file(&[102], &[])),
         (id(53), big_file(103, STABLE_ENTRIES - 1)),
     ];
-    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
-    let packs = pack_views(&files);
+    let (files_held, spool) = held(&files_owned);
+    let files: Vec<&HeldFile> = files_held.iter().collect();
+    let packs = Packs::of(&files, &spool);
     let plan = PackPlan {
         delete_packs: vec![id(101)],
         repack: vec![],
@@ -172,8 +169,9 @@ fn tiered_compaction_leaves_large_untouched_files_and_rewrites_the_rest() {
         &[],
         plan,
         STABLE_ENTRIES,
-    );
-    let rewritten: Vec<Id> = c.listing_files.iter().map(|(i, _)| *i).collect();
+    )
+    .expect("changes");
+    let rewritten: Vec<Id> = c.listing_files.iter().map(|f| f.id).collect();
     assert_eq!(rewritten, vec![id(51), id(52), id(53)]);
     assert_eq!(c.kept_packs, HashSet::from([id(100)]));
     assert!(c.compact);
@@ -191,8 +189,9 @@ fn stable_files_alone_need_no_compaction() {
         (id(51), big_file(101, STABLE_ENTRIES)),
         (id(52), file(&[102], &[])),
     ];
-    let files: Vec<&(Id, IndexFile)> = files_owned.iter().collect();
-    let packs = pack_views(&files);
+    let (files_held, spool) = held(&files_owned);
+    let files: Vec<&HeldFile> = files_held.iter().collect();
+    let packs = Packs::of(&files, &spool);
     let plan = PackPlan {
         delete_packs: vec![],
         repack: vec![],
@@ -206,7 +205,8 @@ fn stable_files_alone_need_no_compaction() {
         &[],
         plan,
         STABLE_ENTRIES,
-    );
+    )
+    .expect("changes");
     assert_eq!(c.listing_files.len(), 1, "only the small file");
     assert!(
         !c.compact,
@@ -215,5 +215,6 @@ fn stable_files_alone_need_no_compaction() {
     // A file with tombstones is never stable, however large.
     let mut f = big_file(100, STABLE_ENTRIES);
     f.tombstones = vec![id(9)];
-    assert!(!stable(&f, STABLE_ENTRIES, &HashSet::new()));
+    let (f, _) = held(&[(id(50), f)]);
+    assert!(!stable(&f[0], STABLE_ENTRIES, &HashSet::new()));
 }

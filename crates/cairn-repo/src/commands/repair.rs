@@ -174,7 +174,7 @@ async fn repair_in_session(
         .store_index_files(
             session,
             repo.clock().now(),
-            plan.listed,
+            plan.listed.into_iter().map(Ok),
             plan.replace.clone(),
         )
         .await?;

@@ -183,3 +183,27 @@ pub(super) fn io(path: &Path, e: std::io::Error) -> Error {
     }
     Error::Internal(format!("index table in {}: {e}", path.display()))
 }
+
+/// KiB of sealed index files read at once: in flight, a file takes about
+/// three times its sealed size (the sealed bytes, the plain ones, the
+/// decoded entries), and a file a prune writes lists up to 200,000 blobs
+/// (about 9 MiB sealed). Eight of those at once took some 200 MiB; small
+/// files, the usual ones, are still read eight at a time.
+const LOAD_KIB: u32 = 8 * 1024;
+
+/// What index file reads hold of [`LOAD_KIB`].
+pub(crate) struct LoadBudget(tokio::sync::Semaphore);
+
+impl LoadBudget {
+    pub(crate) fn new() -> LoadBudget {
+        LoadBudget(tokio::sync::Semaphore::new(LOAD_KIB as usize))
+    }
+
+    /// Waits until a file of `size` sealed bytes may be read; it holds its
+    /// share until the permit is dropped. A file larger than the whole
+    /// budget takes all of it.
+    pub(crate) async fn take(&self, size: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(LOAD_KIB);
+        self.0.acquire_many(kib.clamp(1, LOAD_KIB)).await.ok()
+    }
+}

@@ -141,26 +141,27 @@ impl MemIndex {
         &self.files
     }
 
-    /// Adds the blobs to `m` grouped by pack (first location only), except
-    /// those `skip` says another part of the index already placed.
+    /// Adds the blobs of the packs `keep` accepts to `m` grouped by pack
+    /// (first location only), except those `skip` says another part of the
+    /// index already placed.
     pub(crate) fn entries_by_pack_into(
         &self,
         m: &mut HashMap<Id, Vec<PackEntry>>,
         skip: impl Fn(&Id) -> bool,
+        keep: impl Fn(&Id) -> bool,
     ) {
         for (id, s) in &self.blobs {
-            if skip(id) {
+            let pack = self.packs[s.pack as usize];
+            if !keep(&pack) || skip(id) {
                 continue;
             }
-            m.entry(self.packs[s.pack as usize])
-                .or_default()
-                .push(PackEntry {
-                    kind: s.kind,
-                    id: *id,
-                    offset: s.offset,
-                    length: s.length,
-                    raw_length: s.raw_length,
-                });
+            m.entry(pack).or_default().push(PackEntry {
+                kind: s.kind,
+                id: *id,
+                offset: s.offset,
+                length: s.length,
+                raw_length: s.raw_length,
+            });
         }
     }
 }

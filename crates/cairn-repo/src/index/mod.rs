@@ -24,7 +24,7 @@ use cairn_core::format::{IndexFile, IndexPack, PackEntry};
 use cairn_core::{Id, Kind};
 
 pub(crate) use build::{Builder, DISK_PER_RECORD, TooLarge};
-pub(crate) use load::entries;
+pub(crate) use load::{LoadBudget, entries};
 pub(crate) use memory::MemIndex;
 pub(crate) use private::PrivateTable;
 pub(crate) use table::{Record, Table};
@@ -223,10 +223,19 @@ impl Index {
     /// Blobs grouped by pack, as the index records them (first location
     /// only; a full pass over the table).
     pub fn entries_by_pack(&self) -> crate::Result<HashMap<Id, Vec<PackEntry>>> {
+        self.entries_of_packs(|_| true)
+    }
+
+    /// [`Index::entries_by_pack`] for the packs `keep` accepts only (still
+    /// a full pass over the table): a caller that cannot hold every
+    /// entry takes the packs a share at a time.
+    pub(crate) fn entries_of_packs(
+        &self,
+        keep: impl Fn(&Id) -> bool,
+    ) -> crate::Result<HashMap<Id, Vec<PackEntry>>> {
         let mut m: HashMap<Id, Vec<PackEntry>> = HashMap::new();
         if let Some(t) = &self.table {
-            for r in t.records().map_err(table_error)? {
-                let r = r.map_err(table_error)?;
+            t.each_located_in(&keep, |r| {
                 if let Some(l) = r.location {
                     m.entry(l.pack).or_default().push(PackEntry {
                         kind: l.kind,
@@ -236,10 +245,11 @@ impl Index {
                         raw_length: l.raw_length,
                     });
                 }
-            }
+            })
+            .map_err(table_error)?;
         }
         self.mem
-            .entries_by_pack_into(&mut m, |id| self.in_table(id));
+            .entries_by_pack_into(&mut m, |id| self.in_table(id), &keep);
         Ok(m)
     }
 }

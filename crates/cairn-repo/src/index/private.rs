@@ -11,6 +11,7 @@ use cairn_core::format::IndexFile;
 
 use super::load::io;
 use super::{Builder, Index};
+use crate::commands::prune_spool::{HeldFile, Spool};
 use crate::{Error, Repository, Result};
 
 /// What private tables are built for: the prefixes of their directories.
@@ -49,23 +50,56 @@ impl Repository {
     /// `None` without an index directory. Tables left by runs whose process
     /// is gone are removed first.
     pub(crate) fn private_table(&self, what: &str) -> Option<Result<PrivateTable>> {
-        let dir = self.index_dir()?;
-        remove_stale_tables(dir);
-        let prefix = format!("{what}-{}-", std::process::id());
-        let made = std::fs::create_dir_all(dir)
-            .and_then(|()| tempfile::Builder::new().prefix(&prefix).tempdir_in(dir))
-            .and_then(|tmp| {
-                let builder = Builder::bounded(tmp.path(), self.index_table_limit(), 0)?;
-                Ok((builder, tmp))
-            });
+        let made = self.private_dir(what)?.and_then(|tmp| {
+            let builder = Builder::bounded(tmp.path(), self.index_table_limit(), 0)?;
+            Ok((builder, tmp))
+        });
         Some(match made {
             Ok((builder, dir)) => Ok(PrivateTable {
                 builder,
                 dir,
                 repo_id: self.config().repo_id,
             }),
-            Err(e) => Err(io(dir, e)),
+            Err(e) => Err(io(self.index_dir().unwrap_or(Path::new(".")), e)),
         })
+    }
+
+    /// A directory of this run's own for `what` under the index directory
+    /// (`<what>-<pid>-<random>`, removed when dropped), or `None` without
+    /// an index directory. Those left by runs whose process is gone are
+    /// removed first.
+    fn private_dir(&self, what: &str) -> Option<std::io::Result<tempfile::TempDir>> {
+        let dir = self.index_dir()?;
+        remove_stale_tables(dir);
+        let prefix = format!("{what}-{}-", std::process::id());
+        Some(
+            std::fs::create_dir_all(dir)
+                .and_then(|()| tempfile::Builder::new().prefix(&prefix).tempdir_in(dir)),
+        )
+    }
+
+    /// Every index file, read as prune reads them (see
+    /// [`Repository::for_each_index_file`]), their entries in a spool on
+    /// local disk (ADR 0022): in memory without an index directory, when
+    /// the spool cannot be made there, or when asked (`memory`).
+    pub(crate) async fn held_index_files(&self, memory: bool) -> Result<(Vec<HeldFile>, Spool)> {
+        let made = (!memory).then(|| self.private_dir("prune")).flatten();
+        let mut spool = match made.map(|d| d.and_then(Spool::in_dir)) {
+            Some(Ok(spool)) => spool,
+            Some(Err(e)) => {
+                tracing::warn!("prune's index entries kept in memory: {e}");
+                Spool::memory()
+            }
+            None => Spool::memory(),
+        };
+        let mut held = Vec::new();
+        self.for_each_index_file(&Default::default(), false, |id, f| {
+            held.push(spool.hold(id, f)?);
+            Ok(())
+        })
+        .await?;
+        spool.seal();
+        Ok((held, spool))
     }
 
     /// An index of exactly `files`, as prune decides against it: a table of
@@ -74,19 +108,26 @@ impl Repository {
     /// asked (`memory`).
     pub(crate) fn private_index(
         &self,
-        files: &[&(Id, IndexFile)],
+        files: &[&HeldFile],
+        spool: &Spool,
         memory: bool,
     ) -> Result<(Index, Option<tempfile::TempDir>)> {
-        let in_memory = || Index::from_files(files.iter().map(|(id, f)| (*id, f)));
+        let in_memory = || -> Result<Index> {
+            let mut index = Index::from_files(std::iter::empty::<(Id, &IndexFile)>());
+            for f in files {
+                index.add_file(f.id, &spool.file(f)?);
+            }
+            Ok(index)
+        };
         if memory {
-            return Ok((in_memory(), None));
+            return Ok((in_memory()?, None));
         }
         let Some(table) = self.private_table("prune") else {
-            return Ok((in_memory(), None));
+            return Ok((in_memory()?, None));
         };
         let built = table.and_then(|mut t| {
-            for (id, f) in files {
-                t.add_file(*id, f)?;
+            for f in files {
+                t.add_file(f.id, &spool.file(f)?)?;
             }
             t.finish()
         });
@@ -95,7 +136,7 @@ impl Repository {
             Err(e @ Error::IndexTooLarge { .. }) => Err(e),
             Err(e) => {
                 tracing::warn!("prune's index kept in memory: {e}");
-                Ok((in_memory(), None))
+                Ok((in_memory()?, None))
             }
         }
     }

@@ -351,9 +351,9 @@ impl Records {
     }
 }
 
-impl Iterator for Records {
-    type Item = std::io::Result<Record>;
-    fn next(&mut self) -> Option<Self::Item> {
+impl Records {
+    /// The next record's bytes, not decoded.
+    fn next_raw(&mut self) -> Option<std::io::Result<&[u8]>> {
         if self.next >= self.count {
             return None;
         }
@@ -363,10 +363,47 @@ impl Iterator for Records {
                 return Some(Err(e));
             }
         }
-        let b = &self.buf[self.at..self.at + RECORD];
+        let at = self.at;
         self.at += RECORD;
         self.next += 1;
-        Some(Record::decode(b).ok_or_else(|| std::io::Error::other("damaged index table record")))
+        Some(Ok(&self.buf[at..at + RECORD]))
+    }
+}
+
+fn damaged_record() -> std::io::Error {
+    std::io::Error::other("damaged index table record")
+}
+
+impl Iterator for Records {
+    type Item = std::io::Result<Record>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(
+            self.next_raw()?
+                .and_then(|b| Record::decode(b).ok_or_else(damaged_record)),
+        )
+    }
+}
+
+impl Table {
+    /// Calls `each` with every record that has a location in a pack
+    /// `keep` accepts, in id order, read as [`Table::records`] reads them;
+    /// the others are skipped before they are decoded (a pass that wants a
+    /// few packs costs little more than reading the table).
+    pub(crate) fn each_located_in(
+        &self,
+        keep: impl Fn(&Id) -> bool,
+        mut each: impl FnMut(Record),
+    ) -> std::io::Result<()> {
+        let mut records = self.records()?;
+        while let Some(b) = records.next_raw() {
+            let b = b?;
+            let pack = b[32..64].try_into().map(Id::from_bytes);
+            if b[77] != HAS_LOCATION || !pack.is_ok_and(|p| keep(&p)) {
+                continue;
+            }
+            each(Record::decode(b).ok_or_else(damaged_record)?);
+        }
+        Ok(())
     }
 }
 

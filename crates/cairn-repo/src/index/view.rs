@@ -75,6 +75,14 @@ impl<'a> IndexView<'a> {
         self.index.entries_by_pack()
     }
 
+    /// [`IndexView::entries_by_pack`] for the packs `keep` accepts.
+    pub(crate) fn entries_of_packs(
+        &self,
+        keep: impl Fn(&Id) -> bool,
+    ) -> crate::Result<HashMap<Id, Vec<PackEntry>>> {
+        self.index.entries_of_packs(keep)
+    }
+
     pub(crate) fn table(&self) -> Option<&Arc<Table>> {
         self.index.table()
     }

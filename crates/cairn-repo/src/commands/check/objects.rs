@@ -9,7 +9,7 @@ use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Damage;
-use crate::index::{PrivateTable, entries};
+use crate::index::{LoadBudget, PrivateTable, entries};
 use crate::repository::{LOAD_CONCURRENCY, decode_index_file};
 use crate::{Error, Index, Repository, Result, paths};
 
@@ -144,29 +144,34 @@ async fn each_index_file(
     damage: &mut Damage,
     mut each: impl FnMut(Id, IndexFile) -> Result<()>,
 ) -> Result<()> {
-    let ids: Vec<Id> = store
+    let ids: Vec<(Id, u64)> = store
         .list(paths::INDEX)
         .await?
         .iter()
-        .filter_map(|o| paths::id_in(paths::INDEX, &o.path))
+        .filter_map(|o| Some((paths::id_in(paths::INDEX, &o.path)?, o.size)))
         .collect();
     let keys = repo.keys();
+    let budget = LoadBudget::new();
+    let budget = &budget;
     let mut reads = futures::stream::iter(ids)
-        .map(|id| async move {
+        .map(|(id, size)| async move {
+            // Held until `each` has taken the file.
+            let permit = budget.take(size).await;
             let r = match store.get(&paths::index(&id)).await {
                 Ok(sealed) => decode_index_file(keys, &id, &sealed),
                 Err(e) => Err(Error::Store(e)),
             };
-            (id, r)
+            (id, r, permit)
         })
         .buffer_unordered(LOAD_CONCURRENCY);
-    while let Some((id, r)) = reads.next().await {
+    while let Some((id, r, permit)) = reads.next().await {
         match r {
             Ok(f) => each(id, f)?,
             Err(Error::Store(e)) if e.is_not_found() => {}
             Err(e) if e.is_damage() => damage.object(paths::index(&id), e.to_string()),
             Err(e) => return Err(e),
         }
+        drop(permit);
     }
     Ok(())
 }

@@ -24,7 +24,6 @@ use cairn_store::{RetentionState, StoreError};
 use futures::StreamExt;
 
 use super::{LOCK_CONCURRENCY, secs};
-use crate::commands::prune_plan::pack_views;
 use crate::{Error, Repository, Result, paths};
 
 /// How an object's retention is kept.
@@ -77,24 +76,46 @@ pub(crate) struct Targets {
 /// prune deletes by), so a pack whose every entry is covered is only
 /// waiting for prune.
 pub(crate) fn extend_targets(files: &[(Id, IndexFile)]) -> Targets {
-    let (_, live) = crate::commands::prune_plan::live_files(files);
+    let superseded: HashSet<Id> = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let live: Vec<&(Id, IndexFile)> = files
+        .iter()
+        .filter(|(id, _)| !superseded.contains(id))
+        .collect();
     let mut tombstoned: HashMap<Id, i64> = HashMap::new();
+    // Each pack's newest listing time.
+    let mut listed: HashMap<Id, i64> = HashMap::new();
     for (_, f) in &live {
         for t in &f.tombstones {
             let newest = tombstoned.entry(*t).or_insert(f.created);
             *newest = (*newest).max(f.created);
         }
+        for p in &f.packs {
+            let newest = listed.entry(p.pack).or_insert(f.created);
+            *newest = (*newest).max(f.created);
+        }
     }
-    let mut packs: Vec<Id> = pack_views(&live)
-        .into_iter()
-        .filter(|(_, v)| {
-            v.entries.is_empty()
-                || v.entries
-                    .iter()
-                    .any(|e| tombstoned.get(&e.id).is_none_or(|&t| t < v.listed))
-        })
-        .map(|(p, _)| p)
-        .collect();
+    // Packs listed with no entries at all, and packs with a copy no
+    // tombstone covers.
+    let mut empty: HashSet<Id> = listed.keys().copied().collect();
+    let mut uncovered: HashSet<Id> = HashSet::new();
+    for (_, f) in &live {
+        for p in &f.packs {
+            let at = listed.get(&p.pack).copied().unwrap_or(i64::MIN);
+            if !p.blobs.is_empty() {
+                empty.remove(&p.pack);
+            }
+            if p.blobs
+                .iter()
+                .any(|e| tombstoned.get(&e.id).is_none_or(|&t| t < at))
+            {
+                uncovered.insert(p.pack);
+            }
+        }
+    }
+    let mut packs: Vec<Id> = empty.union(&uncovered).copied().collect();
     packs.sort();
     let mut index_files: Vec<Id> = live.iter().map(|(id, _)| *id).collect();
     index_files.sort();
