@@ -22,7 +22,7 @@ impl Referenced {
     /// True if a snapshot references the blob (or, for a data blob, one
     /// with the same first 8 bytes of id).
     pub(crate) fn contains(&self, id: &Id) -> bool {
-        self.trees.contains(id) || self.data.contains(prefix(id))
+        self.data.contains(prefix(id)) || self.trees.contains(id)
     }
 
     /// Distinct trees and data blobs referenced.
@@ -70,6 +70,12 @@ pub(crate) struct DataRefs {
 struct Bucket {
     sorted: Vec<u64>,
     gathered: Vec<u64>,
+    /// Once sealed: where the prefixes of each value of the `bits` bits
+    /// after the first byte start in `sorted`, so a lookup searches a
+    /// few neighbours instead of the whole bucket (each step of a binary
+    /// search over tens of MiB is a miss in every cache).
+    dir: Vec<u32>,
+    bits: u32,
 }
 
 impl Default for DataRefs {
@@ -95,17 +101,22 @@ impl DataRefs {
         }
     }
 
-    /// Merges every bucket's gathered prefixes.
+    /// Merges every bucket's gathered prefixes, and indexes them.
     pub(crate) fn seal(&mut self) {
-        self.buckets.iter_mut().for_each(Bucket::merge);
+        for b in &mut self.buckets {
+            b.merge();
+            b.index();
+        }
     }
 
     /// True if `p` was inserted and merged since ([`DataRefs::seal`]).
     fn contains(&self, p: u64) -> bool {
-        self.buckets[(p >> 56) as usize]
-            .sorted
-            .binary_search(&p)
-            .is_ok()
+        let b = &self.buckets[(p >> 56) as usize];
+        let range = match b.dir.get(b.sub(p)..b.sub(p) + 2) {
+            Some(&[lo, hi]) => &b.sorted[lo as usize..hi as usize],
+            _ => &b.sorted[..],
+        };
+        range.binary_search(&p).is_ok()
     }
 
     /// Distinct prefixes merged.
@@ -115,10 +126,34 @@ impl DataRefs {
 }
 
 impl Bucket {
+    /// Which of the directory's slots `p` falls in.
+    fn sub(&self, p: u64) -> usize {
+        ((p >> (56 - self.bits)) & ((1 << self.bits) - 1)) as usize
+    }
+
+    /// Builds the directory: about one slot per four prefixes (at most
+    /// 2^16 slots), a byte per prefix.
+    fn index(&mut self) {
+        let bits = usize::BITS - (self.sorted.len() / 4).leading_zeros();
+        self.bits = bits.min(16);
+        let slots = 1usize << self.bits;
+        let mut dir = Vec::with_capacity(slots + 1);
+        let mut at = 0;
+        for slot in 0..slots {
+            while at < self.sorted.len() && self.sub(self.sorted[at]) < slot {
+                at += 1;
+            }
+            dir.push(at as u32);
+        }
+        dir.push(self.sorted.len() as u32);
+        self.dir = dir;
+    }
+
     fn merge(&mut self) {
         if self.gathered.is_empty() {
             return;
         }
+        self.dir = Vec::new();
         let mut fresh = std::mem::take(&mut self.gathered);
         fresh.sort_unstable();
         fresh.dedup();
