@@ -55,7 +55,12 @@ const PER_FILE: u64 = 10_000;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
+    let one = args.get(1).map(String::as_str);
+    if matches!(one, Some("prune-one" | "check-one")) {
+        // The allocator as `cairn` and `cairn-controller maintain` set it.
+        cairn::tune_allocator();
+    }
+    match one {
         Some("prune-one") => return prune_one(&args[2..]).await,
         Some("check-one") => return check_one(&args[2..]).await,
         _ => {}

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use cairn_core::Id;
 use cairn_core::format::IndexPack;
 
-use crate::commands::prune_spool::{PackView, Spool};
 use crate::session_handle::SessionHandle;
+use crate::spool::{PackView, Spool};
 use crate::{Repository, Result, paths};
 
 /// A pack to list: when it was listed, its id, and its entries (in the

@@ -55,6 +55,7 @@ mod sessions;
 mod settings;
 mod skew;
 mod snapshots;
+mod spool;
 pub mod warm;
 mod windows;
 mod writer;

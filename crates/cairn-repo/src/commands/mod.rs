@@ -28,7 +28,6 @@ pub(crate) mod prune_checks;
 pub(crate) mod prune_cold;
 pub(crate) mod prune_lock;
 pub(crate) mod prune_plan;
-pub(crate) mod prune_spool;
 pub(crate) mod repair;
 
 use std::future::Future;

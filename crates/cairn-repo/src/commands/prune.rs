@@ -30,11 +30,11 @@ use crate::commands::prune_changes::{IndexChanges, index_changes, still_listed};
 pub use crate::commands::prune_checks::MIN_GRACE;
 use crate::commands::prune_lock::IndexDeletions;
 use crate::commands::prune_plan::{PackPlan, Waiting, live_files};
-use crate::commands::prune_spool::{HeldFile, Packs};
 use crate::compact::Compaction;
 use crate::referenced::Referenced;
 use crate::repack::PackBuilders;
 use crate::session_handle::SessionHandle;
+use crate::spool::{HeldFile, Packs};
 use crate::{Error, Repository, Result, paths};
 
 /// Settings for [`Maintenance::prune`](crate::Maintenance::prune).

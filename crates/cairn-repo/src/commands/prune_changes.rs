@@ -8,9 +8,9 @@ use cairn_core::Id;
 use cairn_core::format::PackEntry;
 
 use super::prune_plan::PackPlan;
-use super::prune_spool::{HeldFile, PackView, Packs};
 use crate::Result;
 use crate::referenced::Referenced;
+use crate::spool::{HeldFile, PackView, Packs};
 
 /// What a run changes in the index, decided from what it observed.
 pub(crate) struct IndexChanges<'a> {

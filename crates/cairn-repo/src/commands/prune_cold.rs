@@ -8,7 +8,7 @@ use cairn_core::format::PackEntry;
 
 use super::prune_lock::plan_packs_around_locks;
 use crate::commands::prune_plan::{PackPlan, cold_decision, repack_candidates};
-use crate::commands::prune_spool::Packs;
+use crate::spool::Packs;
 use crate::{PruneOptions, PruneReport, Repository, Result, WarmOptions};
 
 /// Prune's plan for packs ([`plan_packs`]), with the repack candidates

@@ -23,7 +23,7 @@ use cairn_core::format::PackEntry;
 
 use super::lock::retained_until;
 use crate::commands::prune_plan::{PackPlan, plan_packs};
-use crate::commands::prune_spool::{HeldFile, Packs};
+use crate::spool::{HeldFile, Packs};
 use crate::{PruneOptions, PruneReport, Repository, Result, paths};
 
 /// What [`plan_packs`] plans from: the packs the index lists, their sizes,
@@ -171,7 +171,7 @@ pub(crate) fn lingering(all: &[HeldFile], superseded: &HashSet<Id>) -> Vec<Id> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::prune_spool::spooled;
+    use crate::spool::spooled;
     use cairn_core::Kind;
     use std::time::Duration;
 

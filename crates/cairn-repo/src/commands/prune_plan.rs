@@ -9,7 +9,7 @@ use cairn_core::Id;
 use cairn_core::format::{PackEntry, Session, pack_v1};
 use cairn_store::{Availability, is_archival_class};
 
-use super::prune_spool::{HeldFile, Packs};
+use crate::spool::{HeldFile, Packs};
 use crate::warm::PackState;
 use crate::{PruneOptions, PruneReport, Result};
 
@@ -248,7 +248,7 @@ pub(crate) fn live_files(all: &[HeldFile]) -> (HashSet<Id>, Vec<&HeldFile>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::prune_spool::spooled;
+    use crate::spool::spooled;
     use cairn_core::Kind;
 
     fn id(n: u8) -> Id {

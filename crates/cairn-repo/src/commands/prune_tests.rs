@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::commands::prune_plan::live_files;
-use crate::commands::prune_spool::{held, spooled};
+use crate::spool::{held, spooled};
 use cairn_core::Kind;
 use cairn_core::format::{IndexFile, IndexPack};
 

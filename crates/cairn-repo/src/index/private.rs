@@ -11,7 +11,7 @@ use cairn_core::format::IndexFile;
 
 use super::load::io;
 use super::{Builder, Index};
-use crate::commands::prune_spool::{HeldFile, Spool};
+use crate::spool::{HeldFile, Spool};
 use crate::{Error, Repository, Result};
 
 /// What private tables are built for: the prefixes of their directories.
