@@ -1,7 +1,7 @@
 //! Single-core throughput of each backup stage on 1 MiB chunks (the default
 //! average): chunking, keyed hashing, sealing (zstd + XChaCha20-Poly1305) of
 //! incompressible and text-like data, opening, packing, and index lookups
-//! (in memory and in the memory-mapped table, present and absent ids), and
+//! (in memory and in the table on local disk, present and absent ids), and
 //! small blobs sealed one by one against sealed and opened as a bundle.
 //!
 //! `cargo bench -p cairn-benches --bench stages`

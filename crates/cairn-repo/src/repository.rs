@@ -127,8 +127,8 @@ pub struct OpenOptions {
     pub rng: Arc<dyn RandomSource>,
     /// Time source for what this process records.
     pub clock: Arc<dyn Clock>,
-    /// Where to keep the merged index as a memory-mapped table, so the
-    /// index costs a few pages per lookup rather than its size in RAM. The
+    /// Where to keep the merged index as a table on local disk, so the
+    /// index costs one small read per lookup rather than its size in RAM. The
     /// default is the store cache's `index/` directory, or a temporary
     /// directory removed when the repository is dropped.
     pub index_dir: Option<std::path::PathBuf>,

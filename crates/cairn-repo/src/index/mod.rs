@@ -1,12 +1,15 @@
 //! The merged view of every index file.
 //!
 //! Two parts answer each question together: a sorted table on local disk,
-//! memory-mapped (`table`, built in bounded memory by `build`), holding
+//! read with one positional read per lookup (`table`, built in bounded
+//! memory by `build`), holding
 //! everything merged when the repository was opened; and a small in-memory
 //! part (`memory`) holding what was added since — the index files this
 //! process wrote and any few that appeared after the table was built.
-//! Without a table (a repository opened with nowhere to keep one, or prune's
-//! private view), the in-memory part holds everything.
+//! Without a table (a repository opened with nowhere to keep one, or the
+//! private view of a prune or small check that keeps it in memory), the
+//! in-memory part holds everything. Prune's and check's tables of their
+//! own: `private`.
 
 mod build;
 mod load;

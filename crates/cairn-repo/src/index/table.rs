@@ -1,7 +1,10 @@
 //! The merged index on local disk: a sorted table of fixed-size records,
-//! memory-mapped and binary-searched, so the index of a repository of any
-//! size costs the process a few pages per lookup instead of its whole
-//! size in RAM (docs/FORMAT.md, appendix B).
+//! binary-searched with one positional read per lookup, so the index of a
+//! repository of any size costs the process its samples and a 12 KiB read
+//! per lookup instead of its whole size in RAM (docs/FORMAT.md, appendix
+//! B). Until 2026-12-01 the records were memory-mapped; a lookup by read
+//! is about three times faster than by page fault, and nothing has to be
+//! released to keep the table from becoming resident (ADR 0021).
 //!
 //! File layout, all integers little-endian:
 //!
@@ -36,14 +39,6 @@ const HEADER: usize = 64;
 /// One sample every this many records: 1.25 MiB of RAM for ten million
 /// blobs, and a lookup reads at most 64 records (two or three pages).
 pub(super) const SAMPLE_EVERY: usize = 64;
-/// Lookups between two releases of the mapped pages (see `Table::release`).
-const RELEASE_EVERY: u64 = 32;
-/// A table up to this size is never released: resident whole, it takes
-/// no more than the pages one batch of lookups may map anyway (up to
-/// 32 × 3 × 64 KiB), and each release is an `madvise` that stops every
-/// thread of the process (one per 32 unchanged files of a backup).
-const RESIDENT_WHOLE: usize = 8 << 20;
-
 /// The record carries a location (false for a tombstone-only record).
 pub(super) const HAS_LOCATION: u8 = 1;
 
@@ -132,10 +127,8 @@ pub(crate) enum TableError {
     Invalid(&'static str),
 }
 
-/// An open, verified, memory-mapped table.
+/// An open, verified table.
 pub(crate) struct Table {
-    map: memmap2::Mmap,
-    lookups: std::sync::atomic::AtomicU64,
     count: usize,
     located: usize,
     samples: Vec<u64>,
@@ -156,8 +149,7 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     /// Opens the table at `path` for repository `repo_id`, verifying its
-    /// checksum with plain reads (so checking it does not map it into the
-    /// process) before mapping the records.
+    /// checksum and reading its samples into RAM.
     pub(crate) fn open(path: &Path, repo_id: &Id) -> Result<Table, TableError> {
         let mut file = File::open(path)?;
         let len = file.metadata()?.len();
@@ -225,10 +217,7 @@ impl Table {
             return Err(TableError::Invalid("wrong length"));
         }
         drop(reader);
-        let map = map_file(&file)?;
         Ok(Table {
-            map,
-            lookups: std::sync::atomic::AtomicU64::new(0),
             count,
             located,
             samples,
@@ -259,63 +248,51 @@ impl Table {
         &self.dropped
     }
 
-    fn raw(&self, i: usize) -> &[u8] {
-        let at = HEADER + i * RECORD;
-        &self.map[at..at + RECORD]
-    }
-
-    /// The record at position `i` (`None` if damaged).
-    pub(crate) fn record(&self, i: usize) -> Option<Record> {
-        Record::decode(self.raw(i))
-    }
-
     /// Looks an id up: the samples in RAM narrow it to one run of at most
-    /// `2 × SAMPLE_EVERY` records, binary-searched in the map.
+    /// `2 × SAMPLE_EVERY` records (12 KiB), read with one positional read
+    /// and binary-searched (a read from the page cache costs about a third
+    /// of the page faults a mapping took, and leaves nothing resident). A
+    /// read that fails finds nothing (logged): the blob is stored again,
+    /// or reported.
     pub(crate) fn find(&self, id: &Id) -> Option<Record> {
+        use std::os::unix::fs::FileExt;
         let p = prefix(id);
         let first = self.samples.partition_point(|&s| s < p);
         let last = self.samples.partition_point(|&s| s <= p);
-        let mut lo = first.saturating_sub(1) * SAMPLE_EVERY;
-        let mut hi = (last * SAMPLE_EVERY).min(self.count);
+        let lo = first.saturating_sub(1) * SAMPLE_EVERY;
+        let hi = (last * SAMPLE_EVERY).min(self.count);
+        if lo >= hi {
+            return None;
+        }
+        let mut small = [0u8; 2 * SAMPLE_EVERY * RECORD];
+        let mut large = Vec::new();
+        let len = (hi - lo) * RECORD;
+        let run: &mut [u8] = match small.get_mut(..len) {
+            Some(run) => run,
+            None => {
+                large.resize(len, 0);
+                &mut large
+            }
+        };
+        if let Err(e) = self.file.read_exact_at(run, (HEADER + lo * RECORD) as u64) {
+            tracing::warn!("reading the index table {}: {e}", self.path.display());
+            return None;
+        }
         let key = id.as_bytes().as_slice();
-        let mut found = None;
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.raw(mid)[..32].cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    found = self.record(mid);
-                    break;
-                }
+        let (mut a, mut b) = (0, hi - lo);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            let r = &run[mid * RECORD..(mid + 1) * RECORD];
+            match r[..32].cmp(key) {
+                std::cmp::Ordering::Less => a = mid + 1,
+                std::cmp::Ordering::Greater => b = mid,
+                std::cmp::Ordering::Equal => return Record::decode(r),
             }
         }
-        self.release();
-        found
+        None
     }
 
-    /// Drops the table's pages from the process every [`RELEASE_EVERY`]
-    /// lookups. A page fault maps a whole block of neighbouring cached
-    /// pages (the kernel's fault-around, 64 KiB), which read-ahead advice
-    /// does not prevent; left mapped, they would make lookups grow the
-    /// resident set until the whole table is resident. Releasing in batches
-    /// bounds that growth to a few MiB at one `madvise` per batch (one per
-    /// lookup was measurable in a backup of 40,000 unchanged files).
-    fn release(&self) {
-        if !releases(self.map.len()) {
-            return;
-        }
-        let n = self
-            .lookups
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % RELEASE_EVERY == RELEASE_EVERY - 1 {
-            discard(&self.map, 0, self.map.len());
-        }
-    }
-
-    /// Every record in id order, read with plain reads rather than
-    /// through the map, so a full pass does not make the whole table
-    /// resident in this process.
+    /// Every record in id order, read in blocks.
     pub(crate) fn records(&self) -> std::io::Result<Records> {
         // Positional reads on our own handle: the path may name a newer
         // table by now, and the handle's cursor is shared by clones.
@@ -405,35 +382,6 @@ impl Table {
         }
         Ok(())
     }
-}
-
-#[allow(unsafe_code)]
-fn map_file(file: &File) -> Result<memmap2::Mmap, TableError> {
-    // SAFETY: the table is private to this cache directory. It is written
-    // to a temporary name and renamed into place, and never modified or
-    // truncated afterwards: a newer table replaces the name, not the
-    // contents, so the mapped inode stays valid and unchanged for as long
-    // as we hold it.
-    let map = unsafe { memmap2::Mmap::map(file)? };
-    // Lookups jump around: read-ahead would only fault in pages (and
-    // resident memory) that no lookup asked for.
-    map.advise(memmap2::Advice::Random)?;
-    Ok(map)
-}
-
-/// Whether a mapped table of `len` bytes is released (see `Table::release`).
-pub(super) fn releases(len: usize) -> bool {
-    len > RESIDENT_WHOLE
-}
-
-#[allow(unsafe_code)]
-fn discard(map: &memmap2::Mmap, offset: usize, len: usize) {
-    // SAFETY: the map is a read-only shared mapping of a file nobody
-    // modifies (see `map_file`). Dropping its pages only removes them from
-    // this process's page tables; the next access faults them in again from
-    // the page cache with the same contents, so no reference into the map,
-    // here or on another thread, can observe a change.
-    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
 }
 
 fn verify_trailer(file: &mut File, len: u64) -> Result<(), TableError> {

@@ -256,16 +256,3 @@ fn lookups_find_every_record_of_a_large_table() {
         assert!(table.find(&id(i)).is_none());
     }
 }
-
-/// A small table stays mapped whole; a large one is released in batches
-/// so lookups do not make it all resident (see `Table::release`).
-#[test]
-fn only_tables_over_a_few_mib_are_released() {
-    use super::table::releases;
-    // The PVC-like dataset's table (about 50k chunks of 96 bytes).
-    assert!(!releases(50_000 * 96));
-    assert!(!releases(8 << 20));
-    assert!(releases((8 << 20) + 1));
-    // Ten million chunks.
-    assert!(releases(10_000_000 * 96));
-}
