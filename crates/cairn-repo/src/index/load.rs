@@ -187,8 +187,9 @@ pub(super) fn io(path: &Path, e: std::io::Error) -> Error {
 /// KiB of sealed index files read at once: in flight, a file takes about
 /// three times its sealed size (the sealed bytes, the plain ones, the
 /// decoded entries), and a file a prune writes lists up to 200,000 blobs
-/// (about 9 MiB sealed). Eight of those at once took some 200 MiB; small
-/// files, the usual ones, are still read eight at a time.
+/// (6.5 MB sealed). Eight of those at once took some 200 MiB in a prune of
+/// 10 M blobs (ADR 0022); small files, the usual ones, are still read
+/// eight at a time.
 const LOAD_KIB: u32 = 8 * 1024;
 
 /// What index file reads hold of [`LOAD_KIB`].
