@@ -208,3 +208,32 @@ impl LoadBudget {
         self.0.acquire_many(kib.clamp(1, LOAD_KIB)).await.ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sizes come from the storage server's listing: a size it lies
+    /// about can neither hang a load nor let it overrun the budget.
+    #[test]
+    fn a_listed_size_of_any_value_takes_a_bounded_share_of_the_budget() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let budget = LoadBudget::new();
+            let huge = budget.take(u64::MAX).await.expect("permit");
+            assert_eq!(huge.num_permits(), LOAD_KIB as usize, "all of it, no more");
+            drop(huge);
+            let none = budget.take(0).await.expect("permit");
+            assert_eq!(none.num_permits(), 1, "at least one KiB");
+            let rest = budget.take(u64::from(LOAD_KIB - 1) * 1024).await;
+            let rest = rest.expect("permit");
+            assert_eq!(rest.num_permits(), LOAD_KIB as usize - 1);
+            // Nothing left: another file waits for one of those.
+            assert!(budget.0.try_acquire().is_err());
+            drop((none, rest));
+            assert!(budget.0.try_acquire().is_ok());
+        });
+    }
+}
