@@ -6,10 +6,22 @@
 //! blob taken for referenced because a referenced one shares those 8 bytes
 //! (about one in 2^64 divided by the blobs referenced) is only kept, never
 //! deleted.
+//!
+//! Past a budget of prefixes in memory, the data set goes to local disk in
+//! sorted runs, merged into one file when the walk ends (ADR 0023).
+
+mod disk;
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use cairn_core::Id;
+
+use crate::{Error, Result};
+
+/// Data blobs the referenced set holds in memory by default before it goes
+/// to disk: two million (16 MiB of prefixes; about 2 TiB of 1 MiB chunks).
+pub(crate) const IN_MEMORY: usize = 1 << 21;
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -31,8 +43,33 @@ impl Referenced {
     }
 
     /// Sorts what is gathered, so that [`Referenced::contains`] sees it.
-    pub(crate) fn seal(&mut self) {
-        self.data.seal();
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        self.data.seal()
+    }
+
+    /// A set whose data blobs go to files in `dir` past `budget` of them
+    /// in memory; in memory throughout without a directory.
+    pub(crate) fn spilling(dir: Option<PathBuf>, budget: usize) -> Referenced {
+        Referenced {
+            trees: HashSet::new(),
+            data: DataRefs {
+                budget: budget.max(1),
+                check_at: budget.max(1),
+                disk: dir.map(disk::Disk::new),
+                ..DataRefs::default()
+            },
+        }
+    }
+
+    /// An error if a lookup could not read the set back from disk (it
+    /// then answered "referenced"): prune must not act on such answers.
+    pub(crate) fn verify(&self) -> Result<()> {
+        match self.data.disk.as_ref().and_then(disk::Disk::failed) {
+            Some(e) => Err(Error::Internal(format!(
+                "reading the referenced set back from local disk: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -41,8 +78,10 @@ impl FromIterator<Id> for Referenced {
     /// Every id as a data blob.
     fn from_iter<I: IntoIterator<Item = Id>>(ids: I) -> Self {
         let mut data = DataRefs::default();
-        ids.into_iter().for_each(|id| data.insert(&id));
-        data.seal();
+        for id in ids {
+            data.insert(&id).expect("in memory");
+        }
+        data.seal().expect("in memory");
         Referenced {
             trees: HashSet::new(),
             data,
@@ -60,10 +99,18 @@ const BUCKETS: usize = 256;
 const MIN_GATHERED: usize = 1024;
 
 /// Data blobs referenced, by the first 8 bytes of their id: a sorted,
-/// distinct vector per bucket, and what was gathered since it was merged.
+/// distinct vector per bucket, and what was gathered since it was merged;
+/// past the budget, runs on disk.
 #[derive(Debug)]
 pub(crate) struct DataRefs {
     buckets: Vec<Bucket>,
+    /// Prefixes in the buckets (distinct once merged).
+    held: usize,
+    /// Distinct prefixes held in memory before they go to `disk`.
+    budget: usize,
+    /// `held` at which the buckets are merged to count them exactly.
+    check_at: usize,
+    disk: Option<disk::Disk>,
 }
 
 #[derive(Debug, Default)]
@@ -82,35 +129,109 @@ impl Default for DataRefs {
     fn default() -> Self {
         DataRefs {
             buckets: (0..BUCKETS).map(|_| Bucket::default()).collect(),
+            held: 0,
+            budget: IN_MEMORY,
+            check_at: IN_MEMORY,
+            disk: None,
         }
     }
 }
 
 impl DataRefs {
     /// Adds the data blob `id`.
-    pub(crate) fn insert(&mut self, id: &Id) {
-        let p = prefix(id);
+    pub(crate) fn insert(&mut self, id: &Id) -> Result<()> {
+        self.gather(prefix(id));
+        if self.held > self.check_at && self.disk.is_some() {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn gather(&mut self, p: u64) {
         let b = &mut self.buckets[(p >> 56) as usize];
         if b.gathered.capacity() == 0 {
             b.gathered
                 .reserve_exact(MIN_GATHERED.max(b.sorted.len() / 4));
         }
         b.gathered.push(p);
+        self.held += 1;
         if b.gathered.len() >= MIN_GATHERED.max(b.sorted.len() / 4) {
-            b.merge();
+            self.held -= b.merge();
         }
     }
 
-    /// Merges every bucket's gathered prefixes, and indexes them.
-    pub(crate) fn seal(&mut self) {
+    /// Merges every bucket and, if they hold more than the budget, writes
+    /// them as a run and empties them. Else (what was gathered repeated
+    /// what was merged) counts again a quarter of the budget later, so
+    /// that repeats cost no merge each.
+    fn spill(&mut self) -> Result<()> {
         for b in &mut self.buckets {
-            b.merge();
-            b.index();
+            self.held -= b.merge();
         }
+        if self.held <= self.budget {
+            self.check_at = self.held + (self.budget / 4).max(1);
+            return Ok(());
+        }
+        self.check_at = self.budget;
+        let Some(disk) = &mut self.disk else {
+            return Ok(());
+        };
+        let sorted = self.buckets.iter().flat_map(|b| b.sorted.iter().copied());
+        match disk.write_run(sorted) {
+            Ok(()) => {
+                self.buckets.iter_mut().for_each(|b| *b = Bucket::default());
+                self.held = 0;
+                Ok(())
+            }
+            Err(e) => self.back_to_memory(&e),
+        }
+    }
+
+    /// Reads what went to disk back into the buckets and goes on in
+    /// memory, as before ADR 0023.
+    fn back_to_memory(&mut self, why: &std::io::Error) -> Result<()> {
+        tracing::warn!("prune's referenced set kept in memory: {why}");
+        let Some(disk) = self.disk.take() else {
+            return Ok(());
+        };
+        disk.each(|p| self.gather(p)).map_err(|e| {
+            Error::Internal(format!(
+                "reading the referenced set back from local disk: {e}"
+            ))
+        })
+    }
+
+    /// Merges every bucket's gathered prefixes, and indexes them; with
+    /// runs on disk, merges them and the buckets into one sorted file.
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        for b in &mut self.buckets {
+            self.held -= b.merge();
+        }
+        if let Some(disk) = self.disk.as_mut().filter(|d| d.has_runs()) {
+            let sorted = self.buckets.iter().flat_map(|b| b.sorted.iter().copied());
+            match disk.seal(sorted) {
+                Ok(()) => {
+                    self.buckets.iter_mut().for_each(|b| *b = Bucket::default());
+                    self.held = 0;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.back_to_memory(&e)?;
+                    for b in &mut self.buckets {
+                        self.held -= b.merge();
+                    }
+                }
+            }
+        }
+        self.buckets.iter_mut().for_each(Bucket::index);
+        Ok(())
     }
 
     /// True if `p` was inserted and merged since ([`DataRefs::seal`]).
     fn contains(&self, p: u64) -> bool {
+        if let Some(d) = self.disk.as_ref().filter(|d| d.is_sealed()) {
+            return d.contains(p);
+        }
         let b = &self.buckets[(p >> 56) as usize];
         let range = match b.dir.get(b.sub(p)..b.sub(p) + 2) {
             Some(&[lo, hi]) => &b.sorted[lo as usize..hi as usize],
@@ -121,7 +242,8 @@ impl DataRefs {
 
     /// Distinct prefixes merged.
     fn len(&self) -> usize {
-        self.buckets.iter().map(|b| b.sorted.len()).sum()
+        let on_disk = self.disk.as_ref().map_or(0, disk::Disk::len);
+        on_disk + self.buckets.iter().map(|b| b.sorted.len()).sum::<usize>()
     }
 }
 
@@ -149,10 +271,14 @@ impl Bucket {
         self.dir = dir;
     }
 
-    fn merge(&mut self) {
+    /// Merges what was gathered into the sorted prefixes; returns how
+    /// many of the gathered ones were already there or repeated.
+    fn merge(&mut self) -> usize {
         if self.gathered.is_empty() {
-            return;
+            return 0;
         }
+        let gathered = self.gathered.len();
+        let before = self.sorted.len();
         self.dir = Vec::new();
         let mut fresh = std::mem::take(&mut self.gathered);
         fresh.sort_unstable();
@@ -181,6 +307,7 @@ impl Bucket {
         merged.extend_from_slice(&fresh[j..]);
         merged.shrink_to_fit();
         self.sorted = merged;
+        before + gathered - self.sorted.len()
     }
 }
 
@@ -207,8 +334,8 @@ mod tests {
         // A tree that differs from a visited one only late in its id is
         // still walked: the walk's set of trees is exact.
         assert!(r.trees.insert(id(1, 1)));
-        r.data.insert(&id(2, 0));
-        r.seal();
+        r.data.insert(&id(2, 0)).expect("insert");
+        r.seal().expect("seal");
         assert!(r.contains(&id(1, 0)) && r.contains(&id(2, 0)));
         // Data blobs sharing the first 8 bytes are kept together (the
         // safe way), the rest are not referenced.
@@ -225,14 +352,17 @@ mod tests {
         let mut r = DataRefs::default();
         // Every id once, then the even ones again (as trees that list the
         // same content do), in another order.
-        ids.iter().for_each(|id| r.insert(id));
+        ids.iter().for_each(|id| r.insert(id).expect("insert"));
         let merged = r.len();
         assert!(
             merged > 0 && merged < ids.len(),
             "merged on the way: {merged}"
         );
-        ids.iter().rev().step_by(2).for_each(|id| r.insert(id));
-        r.seal();
+        ids.iter()
+            .rev()
+            .step_by(2)
+            .for_each(|id| r.insert(id).expect("insert"));
+        r.seal().expect("seal");
         assert_eq!(r.len(), ids.len());
         assert!(ids.iter().all(|id| r.contains(prefix(id))));
         let absent = (400_000..410_000u32)
@@ -241,5 +371,107 @@ mod tests {
         for b in &r.buckets {
             assert!(b.sorted.windows(2).all(|w| w[0] < w[1]), "sorted, distinct");
         }
+    }
+
+    fn hashed(range: std::ops::Range<u32>) -> Vec<Id> {
+        range
+            .map(|i| Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect()
+    }
+
+    /// Every id once, then every other one again in another order (as
+    /// trees that list the same content do).
+    fn insert_twice(r: &mut Referenced, ids: &[Id]) {
+        ids.iter().for_each(|id| r.data.insert(id).expect("insert"));
+        ids.iter()
+            .rev()
+            .step_by(2)
+            .for_each(|id| r.data.insert(id).expect("insert"));
+    }
+
+    fn disk(r: &Referenced) -> Option<&disk::Disk> {
+        r.data.disk.as_ref()
+    }
+
+    #[test]
+    fn the_set_on_disk_holds_exactly_what_was_inserted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = hashed(0..400_000);
+        let mut r = Referenced::spilling(Some(dir.path().to_path_buf()), 1000);
+        insert_twice(&mut r, &ids);
+        // Runs were merged on the way (more than MAX_RUNS written), and
+        // the repeated half found its first copies in other runs.
+        assert!(
+            disk(&r).is_some_and(|d| d.written > 100),
+            "{:?}",
+            r.data.held
+        );
+        r.seal().expect("seal");
+        assert!(disk(&r).is_some_and(disk::Disk::is_sealed));
+        assert!(r.data.buckets.iter().all(|b| b.sorted.capacity() == 0));
+        assert_eq!(r.len(), ids.len());
+        assert!(ids.iter().all(|id| r.contains(id)));
+        assert!(hashed(400_000..410_000).iter().all(|id| !r.contains(id)));
+        // The lowest and highest prefixes, and ones beyond them.
+        let mut sorted: Vec<u64> = ids.iter().map(prefix).collect();
+        sorted.sort_unstable();
+        let d = disk(&r).expect("on disk");
+        assert!(d.contains(sorted[0]) && d.contains(sorted[sorted.len() - 1]));
+        assert!(!d.contains(sorted[0] - 1) && !d.contains(sorted[sorted.len() - 1] + 1));
+        r.verify().expect("every lookup read the set");
+    }
+
+    #[test]
+    fn a_set_within_its_budget_stays_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = hashed(0..5_000);
+        let mut r = Referenced::spilling(Some(dir.path().to_path_buf()), 5_000);
+        insert_twice(&mut r, &ids);
+        r.seal().expect("seal");
+        assert!(disk(&r).is_some_and(|d| d.written == 0 && !d.is_sealed()));
+        assert_eq!(r.len(), ids.len());
+        assert!(ids.iter().all(|id| r.contains(id)));
+    }
+
+    #[test]
+    fn a_set_whose_disk_fails_goes_on_in_memory_with_what_it_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runs = dir.path().join("runs");
+        std::fs::create_dir(&runs).expect("mkdir");
+        let ids = hashed(0..100_000);
+        let mut r = Referenced::spilling(Some(runs.clone()), 1000);
+        ids[..50_000]
+            .iter()
+            .for_each(|id| r.data.insert(id).expect("insert"));
+        assert!(disk(&r).is_some_and(|d| d.written > 0));
+        // The runs' files have no name: the directory goes, they stay.
+        std::fs::remove_dir(&runs).expect("rmdir");
+        ids[50_000..]
+            .iter()
+            .for_each(|id| r.data.insert(id).expect("insert"));
+        r.seal().expect("seal");
+        assert!(disk(&r).is_none(), "in memory now");
+        assert_eq!(r.len(), ids.len());
+        assert!(ids.iter().all(|id| r.contains(id)));
+        assert!(hashed(100_000..101_000).iter().all(|id| !r.contains(id)));
+    }
+
+    #[test]
+    fn a_lookup_that_cannot_read_the_set_answers_referenced_and_fails_the_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut r = Referenced::spilling(Some(dir.path().to_path_buf()), 100);
+        insert_twice(&mut r, &hashed(0..10_000));
+        r.seal().expect("seal");
+        let absent = hashed(20_000..20_001)[0];
+        assert!(!r.contains(&absent));
+        r.verify().expect("nothing failed yet");
+        r.data
+            .disk
+            .as_mut()
+            .expect("on disk")
+            .break_reads(dir.path());
+        assert!(r.contains(&absent), "kept, the safe way");
+        let e = r.verify().expect_err("the run stops");
+        assert!(e.to_string().contains("referenced set"), "{e}");
     }
 }

@@ -200,16 +200,16 @@ impl Repository {
         Ok((IndexPack { pack: id, blobs }, n))
     }
 
-    /// Every blob reachable from the snapshots `ids`. Any snapshot or tree
-    /// that cannot be read is an error: prune must not guess. The walk can
-    /// take hours on a large repository: `keepalive`'s session is
-    /// refreshed as it goes.
+    /// Every blob reachable from the snapshots `ids`, gathered in `seen`
+    /// (empty). Any snapshot or tree that cannot be read is an error:
+    /// prune must not guess. The walk can take hours on a large
+    /// repository: `keepalive`'s session is refreshed as it goes.
     pub(crate) async fn referenced_blobs(
         &self,
         ids: Vec<Id>,
         keepalive: Option<&SessionHandle>,
+        mut seen: Referenced,
     ) -> Result<(usize, Referenced)> {
-        let mut seen = Referenced::default();
         let mut count = 0;
         for sid in ids {
             let snap = match self.load_snapshot(&sid).await {
@@ -232,14 +232,16 @@ impl Repository {
                     match node.kind {
                         NodeKind::Dir => stack.extend(node.subtree),
                         NodeKind::File | NodeKind::BlockDevice => {
-                            node.content.iter().for_each(|c| seen.data.insert(c));
+                            for c in &node.content {
+                                seen.data.insert(c)?;
+                            }
                         }
                         _ => {}
                     }
                 }
             }
         }
-        seen.seal();
+        seen.seal()?;
         Ok((count, seen))
     }
 }

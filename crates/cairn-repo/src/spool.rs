@@ -91,6 +91,11 @@ impl Spool {
         })
     }
 
+    /// The run's directory, while the entries are on disk there.
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.file.as_ref().map(|(_, d)| d.path())
+    }
+
     /// Whether the entries are on disk.
     #[cfg(test)]
     pub(crate) fn on_disk(&self) -> bool {

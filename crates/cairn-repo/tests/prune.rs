@@ -305,8 +305,10 @@ fn leftovers(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_table() {
     // Prune decides against a table on local disk when the repository has
-    // an index directory, so that its memory does not grow with the index:
-    // every decision must be the one the in-memory index gives.
+    // an index directory, so that its memory does not grow with the index,
+    // and its referenced set goes there too past its budget (here a few
+    // blobs): every decision must be the one the in-memory index and set
+    // give.
     let (repo, clock) = repo().await;
     let mut last = None;
     for round in 0..9u64 {
@@ -320,14 +322,20 @@ async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_
     let mode = cairn_repo::RunMode::Apply;
     repo.forget(&policy, mode).await.expect("forget");
     let dir = tempfile::tempdir().expect("tempdir");
-    let dry = {
+    let on_disk = {
         let mut o = opts();
+        o.referenced_in_memory = 4;
+        o
+    };
+    let dry = {
+        let mut o = on_disk;
         o.dry_run = true;
         o
     };
     let dry_in_memory = {
         let mut o = dry;
         o.index_in_memory = true;
+        o.referenced_in_memory = usize::MAX;
         o
     };
     for phase in 0..2 {
@@ -339,7 +347,7 @@ async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_
             "phase {phase} decides something: {expected:#?}"
         );
         assert_eq!(table.prune(dry).await.expect("dry run"), expected);
-        let done = table.prune(opts()).await.expect("prune");
+        let done = table.prune(on_disk).await.expect("prune");
         assert_eq!(done.blobs_tombstoned, expected.blobs_tombstoned);
         assert_eq!(done.blobs_deleted, expected.blobs_deleted);
         assert_eq!(done.packs_deleted, expected.packs_deleted);

@@ -3,8 +3,10 @@
 //! sleeping). Between rounds some snapshots are forgotten, so tombstones
 //! ripen and packs are deleted and repacked while backups deduplicate
 //! against them. One of the prunes decides against the index merged in a
-//! table on disk, the other in memory. Afterwards `check --read-data` is clean and every
-//! surviving snapshot restores byte for byte.
+//! table on disk, its entries spooled there and its referenced set going
+//! there past a budget of a few blobs; the other in memory. Afterwards
+//! `check --read-data` is clean and every surviving snapshot restores byte
+//! for byte.
 
 mod common;
 
@@ -32,7 +34,18 @@ impl Rng {
 
 /// A handle of its own (another process) with seeded randomness.
 async fn handle(repo: &Repository, clock: Arc<FixedClock>, seed: u64) -> Repository {
+    handle_in(repo, clock, seed, None).await
+}
+
+/// [`handle`] with its index on local disk in `index_dir`.
+async fn handle_in(
+    repo: &Repository,
+    clock: Arc<FixedClock>,
+    seed: u64,
+    index_dir: Option<&std::path::Path>,
+) -> Repository {
     let mut opts = OpenOptions::default();
+    opts.index_dir = index_dir.map(std::path::Path::to_path_buf);
     opts.clock = clock;
     opts.rng = Arc::new(SeededRandom::new(seed));
     Repository::open(repo.store().clone(), PASSWORD, opts)
@@ -64,6 +77,7 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
     let mut rng = Rng(0x5eed_cafe_f00d);
     let mut alive: HashMap<Id, Vec<(String, Vec<u8>)>> = HashMap::new();
     let (mut deleted_total, mut both_ran) = (0, 0);
+    let index_dir = tempfile::tempdir().expect("tempdir");
     for round in 0..ROUNDS {
         clock.set(T0 + round as i64 * 1000);
         let mut writers = Vec::new();
@@ -77,10 +91,13 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
         }
         let mut prunes = Vec::new();
         for p in 0..2 {
-            let h = handle(&repo, clock.clone(), round * 100 + 50 + p).await;
-            // One prune merges the index in memory, the other in a table.
+            let dir = (p == 1).then_some(index_dir.path());
+            let h = handle_in(&repo, clock.clone(), round * 100 + 50 + p, dir).await;
+            // One prune merges the index in memory, the other in a table
+            // with its referenced set on disk (past a budget of a few).
             let mut o = prune_opts();
             o.index_in_memory = p == 0;
+            o.referenced_in_memory = if p == 0 { usize::MAX } else { 2 };
             prunes.push(tokio::spawn(async move { h.prune(o).await }));
         }
         for w in writers {

@@ -283,8 +283,14 @@ impl Node {
         }
         match kind {
             NodeKind::File | NodeKind::BlockDevice => {
+                // Sized once (the count is bounded by the bytes left): a
+                // collect through `Result` grows by doubling, up to twice
+                // the ids of a large file in a tree of millions.
                 let nc = r.count(32)?;
-                n.content = (0..nc).map(|_| r.id()).collect::<Result<_>>()?;
+                n.content = Vec::with_capacity(nc);
+                for _ in 0..nc {
+                    n.content.push(r.id()?);
+                }
             }
             NodeKind::Dir => n.subtree = Some(r.id()?),
             _ => {}

@@ -65,6 +65,10 @@ pub struct PruneOptions {
     /// them on local disk, ADR 0021): for tests that compare the two.
     #[doc(hidden)]
     pub index_in_memory: bool,
+    /// Data blobs the referenced set holds in memory before it goes to
+    /// local disk beside the spool (ADR 0023): for tests that make it go.
+    #[doc(hidden)]
+    pub referenced_in_memory: usize,
 }
 
 impl Default for PruneOptions {
@@ -77,6 +81,7 @@ impl Default for PruneOptions {
             repack_cold: false,
             stable_index_entries: STABLE_ENTRIES,
             index_in_memory: false,
+            referenced_in_memory: crate::referenced::IN_MEMORY,
         }
     }
 }
@@ -231,7 +236,14 @@ async fn prune_as(
     let (index, _table_dir) = repo.private_index(&files, &spool, opts.index_in_memory)?;
     *repo.write_index() = index;
 
-    let (snapshots, referenced) = repo.referenced_blobs(snapshot_ids, Some(me_handle)).await?;
+    // Past its budget the referenced set goes beside the spool (ADR 0023).
+    let seen = Referenced::spilling(
+        spool.dir().map(std::path::Path::to_path_buf),
+        opts.referenced_in_memory,
+    );
+    let (snapshots, referenced) = repo
+        .referenced_blobs(snapshot_ids, Some(me_handle), seen)
+        .await?;
     report.snapshots = snapshots;
     report.blobs_referenced = referenced.len();
 
@@ -244,8 +256,10 @@ async fn prune_as(
     let leftovers = repo
         .leftovers_of(indexed_packs(&all_files), me_handle.skew())
         .await?;
+    // The ripe tombstones first: most entries have none, and a lookup in
+    // a referenced set on disk is a read.
     let deletable = |e: &PackEntry, listed: i64| {
-        !referenced.contains(&e.id) && ripe.get(&e.id).is_some_and(|&t| t >= listed)
+        ripe.get(&e.id).is_some_and(|&t| t >= listed) && !referenced.contains(&e.id)
     };
     report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
 
@@ -262,6 +276,9 @@ async fn prune_as(
     .await?;
 
     let changes = against_index(repo, &files, &packs, &referenced, &ripe_files, plan, &opts)?;
+    // Every decision above asked the referenced set; none may stand on a
+    // lookup that could not read it.
+    referenced.verify()?;
     report.blobs_tombstoned = changes.new_tombstones.len();
     report.index_files_kept = changes.kept(changes.compact, files.len());
     let index_deletions = index_deletions(
