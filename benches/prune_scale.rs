@@ -57,8 +57,10 @@ async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     let one = args.get(1).map(String::as_str);
     if matches!(one, Some("prune-one" | "check-one")) {
-        // The allocator as `cairn` and `cairn-controller maintain` set it.
+        // The allocator as `cairn prune`, `cairn check` and
+        // `cairn-controller maintain` set it.
         cairn::tune_allocator();
+        cairn::unmap_large_buffers();
     }
     match one {
         Some("prune-one") => return prune_one(&args[2..]).await,

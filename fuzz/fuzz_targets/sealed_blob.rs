@@ -6,7 +6,7 @@
 #![no_main]
 
 use cairn_core::format::Config;
-use cairn_core::{Compression, Id, Kind, MasterKey, SeededRandom, open, seal};
+use cairn_core::{Compression, Id, Kind, MasterKey, SeededRandom, open, open_owned, seal};
 use libfuzzer_sys::fuzz_target;
 
 const KINDS: [Kind; 7] = [
@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     for kind in KINDS {
         assert!(open(&keys, kind, &Id::ZERO, data).is_err());
         assert!(open(&keys, kind, &id, data).is_err());
+        assert!(open_owned(&keys, kind, &id, data.to_vec()).is_err());
     }
     assert!(Config::open(&keys, data).is_err());
 
@@ -38,6 +39,8 @@ fuzz_target!(|data: &[u8]| {
         let sealed = seal(&keys, kind, &id, data, c, &rng);
         let opened = open(&keys, kind, &id, &sealed).expect("a sealed input opens");
         assert_eq!(opened, data);
+        let owned = open_owned(&keys, kind, &id, sealed.clone()).expect("opens in place");
+        assert_eq!(owned, data);
         let other = KINDS[(i + 1) % KINDS.len()];
         assert!(open(&keys, other, &id, &sealed).is_err());
         assert!(open(&keys, kind, &Id::ZERO, &sealed).is_err() || id == Id::ZERO);

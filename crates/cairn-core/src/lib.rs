@@ -39,5 +39,5 @@ pub use random::{
 };
 pub use seal::{
     Compression, Kind, MAX_PLAINTEXT, SEAL_OVERHEAD, looks_incompressible, max_plaintext, open,
-    seal, seal_into,
+    open_owned, seal, seal_into,
 };

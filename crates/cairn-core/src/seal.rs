@@ -292,38 +292,51 @@ pub fn looks_incompressible(p: &[u8]) -> bool {
 /// plaintext exceeds [`max_plaintext`] for its kind is refused as corrupt
 /// before any buffer of that size is allocated.
 pub fn open(keys: &Keys, kind: Kind, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {
-    if sealed.len() < SEAL_OVERHEAD {
-        return Err(Error::Tampered { kind, id: *id });
-    }
-    let limit = max_plaintext(kind);
-    if sealed.len() - SEAL_OVERHEAD > limit {
-        return Err(Error::corrupt(
-            "sealed object",
-            format!(
-                "{kind} {id} is {} bytes, more than the {limit} byte limit for its kind",
-                sealed.len()
-            ),
-        ));
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut buf = ct.to_vec();
-    let nonce = XNonce::try_from(nonce).map_err(|_| Error::Tampered { kind, id: *id })?;
-    let tag = Tag::try_from(tag).map_err(|_| Error::Tampered { kind, id: *id })?;
+    check_sealed_len(kind, id, sealed.len())?;
+    open_owned(keys, kind, id, sealed.to_vec())
+}
+
+/// [`open`] of a buffer the caller gives up: decrypted in place, and
+/// returned as the plaintext when stored uncompressed, so a large tree
+/// takes its size once instead of twice.
+pub fn open_owned(keys: &Keys, kind: Kind, id: &Id, mut sealed: Vec<u8>) -> Result<Vec<u8>> {
+    check_sealed_len(kind, id, sealed.len())?;
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let nonce = XNonce::try_from(&*nonce).map_err(|_| Error::Tampered { kind, id: *id })?;
+    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    let tag = Tag::try_from(&*tag).map_err(|_| Error::Tampered { kind, id: *id })?;
     cipher(keys, kind)
-        .decrypt_inout_detached(&nonce, &aad(kind, id), buf.as_mut_slice().into(), &tag)
+        .decrypt_inout_detached(&nonce, &aad(kind, id), ct.into(), &tag)
         .map_err(|_| Error::Tampered { kind, id: *id })?;
-    match buf[0] {
+    let end = sealed.len() - TAG_LEN;
+    match sealed[NONCE_LEN] {
         COMPRESSION_NONE => {
-            buf.remove(0);
-            Ok(buf)
+            sealed.truncate(end);
+            sealed.drain(..=NONCE_LEN);
+            Ok(sealed)
         }
-        COMPRESSION_ZSTD => decompress(&buf[1..], kind, id),
+        COMPRESSION_ZSTD => decompress(&sealed[NONCE_LEN + 1..end], kind, id),
         other => Err(Error::corrupt(
             "sealed object",
             format!("unknown compression {other} in {kind} {id}"),
         )),
     }
+}
+
+/// Refuses a sealed object too short to be one, or longer than its kind's
+/// plaintext limit allows, before any buffer of its size is made.
+fn check_sealed_len(kind: Kind, id: &Id, len: usize) -> Result<()> {
+    if len < SEAL_OVERHEAD {
+        return Err(Error::Tampered { kind, id: *id });
+    }
+    let limit = max_plaintext(kind);
+    if len - SEAL_OVERHEAD > limit {
+        return Err(Error::corrupt(
+            "sealed object",
+            format!("{kind} {id} is {len} bytes, more than the {limit} byte limit for its kind"),
+        ));
+    }
+    Ok(())
 }
 
 fn decompress(payload: &[u8], kind: Kind, id: &Id) -> Result<Vec<u8>> {

@@ -8,7 +8,7 @@ use cairn_core::format::pack_v1::{self, PackBuilder};
 use cairn_core::format::{
     Config, IndexFile, KdfParams, KeyFile, Node, NodeKind, Session, Snapshot, Tree,
 };
-use cairn_core::{Compression, Error, Id, Kind, MasterKey, SeededRandom, open, seal};
+use cairn_core::{Compression, Error, Id, Kind, MasterKey, SeededRandom, open, open_owned, seal};
 use common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -86,6 +86,29 @@ proptest! {
     }
 
     #[test]
+    fn a_tree_visited_node_by_node_is_the_tree_decoded(t in tree(12), stop in any::<Index>()) {
+        let encoded = t.encode()?;
+        let mut seen = Vec::new();
+        let all = Tree::visit(&encoded, |n| {
+            seen.push(n);
+            Ok::<(), ()>(())
+        })?;
+        prop_assert_eq!(all, Ok(()));
+        prop_assert_eq!(&seen, &t.nodes);
+        // An error of the visitor stops the visit there, returned inside.
+        if !t.nodes.is_empty() {
+            let at = stop.index(t.nodes.len());
+            let mut count = 0;
+            let stopped = Tree::visit(&encoded, |_| {
+                count += 1;
+                if count > at { Err(count) } else { Ok(()) }
+            })?;
+            prop_assert_eq!(stopped, Err(at + 1));
+            prop_assert_eq!(count, at + 1);
+        }
+    }
+
+    #[test]
     fn sealed_trees_and_snapshots_round_trip(
         t in tree(6), s in snapshot(), keys in keys(), c in compression(), seed in any::<u64>(),
     ) {
@@ -93,7 +116,17 @@ proptest! {
         let plain = t.encode()?;
         let id = keys.blob_id(Kind::Tree, &plain);
         let sealed = seal(&keys, Kind::Tree, &id, &plain, c, &rng);
-        prop_assert_eq!(Tree::decode(&open(&keys, Kind::Tree, &id, &sealed)?)?, t);
+        prop_assert_eq!(Tree::decode(&open(&keys, Kind::Tree, &id, &sealed)?)?, t.clone());
+        // Opened in place, the same plaintext; any flipped byte, or too
+        // few, is tampering.
+        prop_assert_eq!(&open_owned(&keys, Kind::Tree, &id, sealed.clone())?, &plain);
+        let mut flipped = sealed.clone();
+        let at = seed as usize % flipped.len();
+        flipped[at] ^= 1;
+        let tampered = |r: Result<Vec<u8>, Error>| matches!(r, Err(Error::Tampered { .. }));
+        prop_assert!(tampered(open_owned(&keys, Kind::Tree, &id, flipped)));
+        let short = sealed[..cairn_core::SEAL_OVERHEAD - 1].to_vec();
+        prop_assert!(tampered(open_owned(&keys, Kind::Tree, &id, short)));
         let plain = s.encode();
         let id = keys.id_of(&plain);
         let sealed = seal(&keys, Kind::Snapshot, &id, &plain, c, &rng);

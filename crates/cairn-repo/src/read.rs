@@ -1,8 +1,9 @@
 //! Reading blobs and trees.
 
 use bytes::Bytes;
+use cairn_core::format::Node;
 use cairn_core::format::Tree;
-use cairn_core::{Id, Kind, open};
+use cairn_core::{Id, Kind, open, open_owned};
 
 use crate::{BlobLocation, Error, Repository, Result, paths};
 
@@ -85,12 +86,46 @@ impl Repository {
         if loc.kind == Kind::Bundle {
             return self.open_bundled(loc, id, sealed);
         }
+        let plain = open(self.keys(), loc.kind, id, sealed);
+        self.verified(loc, id, plain)
+    }
+
+    /// [`Repository::open_blob`] of bytes the caller gives up: decrypted in
+    /// place when nothing else holds them, so a large tree takes its size
+    /// once while it opens instead of twice.
+    pub(crate) fn open_blob_owned(
+        &self,
+        loc: &BlobLocation,
+        id: &Id,
+        sealed: Bytes,
+    ) -> Result<Vec<u8>> {
+        if loc.kind == Kind::Bundle {
+            return self.open_bundled(loc, id, &sealed);
+        }
+        // Without a copy when nothing else holds the bytes; a blob cut
+        // from a larger buffer gives the rest back.
+        let mut sealed = Vec::from(sealed);
+        if sealed.capacity() > 2 * sealed.len() {
+            sealed.shrink_to_fit();
+        }
+        let plain = open_owned(self.keys(), loc.kind, id, sealed);
+        self.verified(loc, id, plain)
+    }
+
+    /// `plain`, opened from `loc`, if it has the indexed length and hashes
+    /// to `id`.
+    fn verified(
+        &self,
+        loc: &BlobLocation,
+        id: &Id,
+        plain: cairn_core::Result<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
         let corrupt = |detail: String| Error::CorruptBlob {
             id: *id,
             pack: loc.pack,
             detail,
         };
-        let plain = open(self.keys(), loc.kind, id, sealed).map_err(|e| corrupt(e.to_string()))?;
+        let plain = plain.map_err(|e| corrupt(e.to_string()))?;
         if plain.len() != loc.raw_length as usize {
             return Err(corrupt(format!(
                 "length {} differs from the indexed {}",
@@ -109,7 +144,7 @@ impl Repository {
     /// other copy the index files list is tried before giving up.
     pub async fn read_blob(&self, kind: Kind, id: &Id) -> Result<Vec<u8>> {
         let first = match self.fetch_blob(id).await {
-            Ok((loc, sealed)) => self.open_as(kind, id, &loc, &sealed),
+            Ok((loc, sealed)) => self.open_as_owned(kind, id, &loc, sealed),
             Err(e) => Err(e),
         };
         match first {
@@ -125,7 +160,7 @@ impl Repository {
         let first = match self.fetch_blob(id).await {
             Ok((loc, sealed)) => {
                 let (repo, id) = (self.clone(), *id);
-                tokio::task::spawn_blocking(move || repo.open_as(kind, &id, &loc, &sealed))
+                tokio::task::spawn_blocking(move || repo.open_as_owned(kind, &id, &loc, sealed))
                     .await
                     .map_err(|e| Error::Internal(format!("blob task failed: {e}")))?
             }
@@ -182,6 +217,24 @@ impl Repository {
 
     /// Opens `sealed`, read from `loc`, as a blob of `kind`.
     fn open_as(&self, kind: Kind, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+        Self::is_as(kind, id, loc)?;
+        self.open_blob(loc, id, sealed)
+    }
+
+    /// [`Repository::open_as`] of bytes the caller gives up.
+    fn open_as_owned(
+        &self,
+        kind: Kind,
+        id: &Id,
+        loc: &BlobLocation,
+        sealed: Bytes,
+    ) -> Result<Vec<u8>> {
+        Self::is_as(kind, id, loc)?;
+        self.open_blob_owned(loc, id, sealed)
+    }
+
+    /// An error unless `loc` indexes a blob of `kind`.
+    fn is_as(kind: Kind, id: &Id, loc: &BlobLocation) -> Result<()> {
         if loc.kind.content() != kind {
             return Err(Error::CorruptBlob {
                 id: *id,
@@ -189,7 +242,7 @@ impl Repository {
                 detail: format!("indexed as {} but referenced as {kind}", loc.kind),
             });
         }
-        self.open_blob(loc, id, sealed)
+        Ok(())
     }
 
     /// Reads and decodes a tree on the calling thread, from a local
@@ -208,6 +261,24 @@ impl Repository {
             .ok()?;
         let plain = self.open_as(Kind::Tree, id, &loc, &sealed).ok()?;
         Tree::decode(&plain).ok()
+    }
+
+    /// Reads a tree and gives its nodes to `f` one at a time
+    /// ([`Tree::visit`]): a walk that needs each node once holds the
+    /// tree's plaintext, not its decoded nodes as well. Stops at the first
+    /// error of `f`; `f` may have seen nodes of a tree that turns out
+    /// corrupt.
+    pub(crate) async fn visit_tree(
+        &self,
+        id: &Id,
+        f: impl FnMut(Node) -> Result<()>,
+    ) -> Result<()> {
+        let plain = self.read_blob(Kind::Tree, id).await?;
+        Tree::visit(&plain, f).map_err(|e| Error::CorruptBlob {
+            id: *id,
+            pack: self.locate(id).map(|l| l.pack).unwrap_or_default(),
+            detail: e.to_string(),
+        })?
     }
 
     /// Reads and decodes a tree.

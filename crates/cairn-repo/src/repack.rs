@@ -227,8 +227,8 @@ impl Repository {
                 if let Some(h) = keepalive {
                     self.refresh_if_due(h).await?;
                 }
-                let tree = self.load_tree(&tid).await?;
-                for node in &tree.nodes {
+                // A node at a time: a tree may list millions of chunks.
+                self.visit_tree(&tid, |node| {
                     match node.kind {
                         NodeKind::Dir => stack.extend(node.subtree),
                         NodeKind::File | NodeKind::BlockDevice => {
@@ -238,7 +238,9 @@ impl Repository {
                         }
                         _ => {}
                     }
-                }
+                    Ok(())
+                })
+                .await?;
             }
         }
         seen.seal()?;

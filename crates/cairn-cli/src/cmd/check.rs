@@ -8,6 +8,8 @@ use crate::cli::{CheckArgs, Global};
 use crate::{context, exit};
 
 pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
+    // As for prune: large trees' buffers unmapped when freed (ADR 0023).
+    cairn::unmap_large_buffers();
     let read = match &a.read_data_subset {
         Some(s) => match ReadData::parse_subset(s) {
             Some(r) => r,

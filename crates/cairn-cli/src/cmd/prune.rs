@@ -56,6 +56,9 @@ pub(crate) fn options(o: &PruneOpts) -> Result<PruneOptions> {
 }
 
 pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
+    // A tree of millions of chunks is a buffer of tens of MiB: unmapped
+    // when freed, not kept by the heap (ADR 0023).
+    cairn::unmap_large_buffers();
     let mut opts = options(&a.opts)?;
     opts.dry_run = a.dry_run;
     if opts.grace < cairn::layers::repo::MIN_GRACE {

@@ -348,20 +348,55 @@ impl Tree {
 
     /// Decodes the plaintext, checking names and their order.
     pub fn decode(b: &[u8]) -> Result<Tree> {
+        let mut nodes: Vec<Node> = Vec::new();
+        Tree::decode_each(b, |n, node| {
+            nodes.reserve_exact(n - nodes.len());
+            nodes.push(node);
+            Ok::<(), std::convert::Infallible>(())
+        })?
+        .unwrap_or_else(|never| match never {});
+        Ok(Tree { nodes })
+    }
+
+    /// Decodes the plaintext a node at a time, as [`Tree::decode`] does,
+    /// giving each to `f` instead of holding them all (a walk that needs
+    /// each node once, over trees of millions of content ids). Stops at
+    /// the first error of `f`, returned inside; a decoding error is the
+    /// outer one, and `f` may have seen nodes before it.
+    pub fn visit<E>(
+        b: &[u8],
+        f: impl FnMut(Node) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
+        let mut f = f;
+        Tree::decode_each(b, |_, node| f(node))
+    }
+
+    /// `f` sees the count of nodes with each.
+    fn decode_each<E>(
+        b: &[u8],
+        mut f: impl FnMut(usize, Node) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
         let mut r = Reader::new(b, WHAT);
         expect_version(&mut r, WHAT, VERSION)?;
         let n = r.count(MIN_NODE_LEN)?;
-        let mut nodes: Vec<Node> = Vec::with_capacity(n);
+        let mut last: Option<Vec<u8>> = None;
         for _ in 0..n {
             let node = Node::read(&mut r)?;
-            if let Some(p) = nodes.last() {
-                if p.name >= node.name {
-                    return Err(r.err("entries are not in strictly increasing name order"));
-                }
+            if last.as_ref().is_some_and(|p| *p >= node.name) {
+                return Err(r.err("entries are not in strictly increasing name order"));
             }
-            nodes.push(node);
+            match &mut last {
+                Some(p) => {
+                    p.clear();
+                    p.extend_from_slice(&node.name);
+                }
+                None => last = Some(node.name.clone()),
+            }
+            if let Err(e) = f(n, node) {
+                return Ok(Err(e));
+            }
         }
         r.end()?;
-        Ok(Tree { nodes })
+        Ok(Ok(()))
     }
 }

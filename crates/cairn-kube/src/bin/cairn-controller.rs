@@ -114,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cli::init_logging(&args.log);
     if let Some(Command::Maintain(m)) = args.command {
+        // Prune's and check's large buffers unmapped when freed, as the
+        // CLI's are (ADR 0023).
+        cairn::unmap_large_buffers();
         std::process::exit(cairn_kube::maintain::main(m).await);
     }
     let (metrics, registry) = metrics::Metrics::controller();

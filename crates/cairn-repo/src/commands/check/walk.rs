@@ -40,10 +40,14 @@ pub(super) async fn check_snapshots(
             }
             damage.hit(&tid, sid);
             if let std::collections::hash_map::Entry::Vacant(slot) = trees.entry(tid) {
-                let t = match tree_in(repo, view, &tid).await {
-                    Ok(t) => {
+                let walked = match tree_in(repo, view, &tid).await {
+                    Ok(plain) => walk_first(repo, view, &tid, &plain, damage),
+                    Err(e) => Err(e),
+                };
+                let t = match walked {
+                    Ok(w) => {
                         report.trees += 1;
-                        Some(walk_first(repo, view, &t, damage))
+                        Some(w)
                     }
                     Err(e) => {
                         let key = (format!("tree {tid}"), e.to_string());
@@ -79,14 +83,21 @@ struct Walked {
     damaged: Vec<Id>,
 }
 
-/// Checks that every data blob `tree` references is indexed, and what of
-/// it the walk keeps.
-fn walk_first(repo: &Repository, view: &View, tree: &Tree, damage: &mut Damage) -> Walked {
+/// Checks that every data blob the tree `plain` (decoded once already by
+/// [`tree_in`]) references is indexed, and what of it the walk keeps; a
+/// node at a time, since a tree may list millions of chunks.
+fn walk_first(
+    repo: &Repository,
+    view: &View,
+    id: &Id,
+    plain: &[u8],
+    damage: &mut Damage,
+) -> Result<Walked> {
     let mut walked = Walked {
         subtrees: Vec::new(),
         damaged: Vec::new(),
     };
-    for node in &tree.nodes {
+    let visited = Tree::visit(plain, |node| {
         match node.kind {
             NodeKind::Dir => walked.subtrees.extend(node.subtree),
             NodeKind::File | NodeKind::BlockDevice => {
@@ -106,8 +117,23 @@ fn walk_first(repo: &Repository, view: &View, tree: &Tree, damage: &mut Damage) 
             }
             _ => {}
         }
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match visited {
+        Ok(Ok(())) => Ok(walked),
+        Ok(Err(never)) => match never {},
+        Err(e) => Err(corrupt_tree(repo, view, id, e.to_string())),
     }
-    walked
+}
+
+/// A tree that does not decode, at its indexed location.
+fn corrupt_tree(repo: &Repository, view: &View, id: &Id, detail: String) -> Error {
+    let pack = view.locate(repo, id).map(|l| l.pack).unwrap_or_default();
+    Error::CorruptBlob {
+        id: *id,
+        pack,
+        detail,
+    }
 }
 
 /// A snapshot, from the view's store.
@@ -118,25 +144,32 @@ async fn snapshot_in(repo: &Repository, view: &View, id: &Id) -> Result<Snapshot
     }
 }
 
-/// A tree, located in the view's index and read from its store, never
-/// from the tree cache.
-async fn tree_in(repo: &Repository, view: &View, id: &Id) -> Result<Tree> {
-    if view.index.is_none() {
-        return repo.load_tree(id).await;
+/// A tree's plaintext, located in the view's index and read from its
+/// store, never from the tree cache; decoded once to check it (the walk
+/// decodes it again a node at a time instead of holding its nodes).
+async fn tree_in(repo: &Repository, view: &View, id: &Id) -> Result<Vec<u8>> {
+    let plain = if view.index.is_none() {
+        repo.read_blob(Kind::Tree, id).await?
+    } else {
+        tree_from_view(repo, view, id).await?
+    };
+    match Tree::visit(&plain, |_| Ok::<(), std::convert::Infallible>(())) {
+        Ok(_) => Ok(plain),
+        Err(e) => Err(corrupt_tree(repo, view, id, e.to_string())),
     }
+}
+
+/// A tree's verified plaintext from the view's store.
+async fn tree_from_view(repo: &Repository, view: &View, id: &Id) -> Result<Vec<u8>> {
     let loc = view
         .locate(repo, id)
         .ok_or(Error::BlobNotIndexed { id: *id })?;
-    let corrupt = |detail: String| Error::CorruptBlob {
-        id: *id,
-        pack: loc.pack,
-        detail,
-    };
     if loc.kind != Kind::Tree {
-        return Err(corrupt(format!(
-            "indexed as {} but referenced as a tree",
-            loc.kind
-        )));
+        return Err(Error::CorruptBlob {
+            id: *id,
+            pack: loc.pack,
+            detail: format!("indexed as {} but referenced as a tree", loc.kind),
+        });
     }
     let start = u64::from(loc.offset);
     let sealed = view
@@ -146,6 +179,5 @@ async fn tree_in(repo: &Repository, view: &View, id: &Id) -> Result<Tree> {
             start..start + u64::from(loc.length),
         )
         .await?;
-    let plain = repo.open_blob(&loc, id, &sealed)?;
-    Tree::decode(&plain).map_err(|e| corrupt(e.to_string()))
+    repo.open_blob_owned(&loc, id, sealed)
 }
