@@ -69,7 +69,7 @@ pub use commands::forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,
 };
 pub use commands::lock::{ExtendProgress, ExtendReport, RecoverOptions, RecoverReport, Retained};
-pub use commands::prune::{MIN_GRACE, PruneOptions, PruneReport};
+pub use commands::prune::{MIN_GRACE, PruneOptions, PruneReport, prune_tombstones_per_file};
 pub use commands::repair::RepairReport;
 pub use error::{Damaged, Error, Result};
 pub use index::{BlobLocation, Index, IndexView};

@@ -11,11 +11,13 @@
 //!   blob. Packs holding only such copies are deleted; packs whose deletable
 //!   share exceeds `max_unused` are repacked (within `max_repack_size`).
 //!   Index files are then compacted into few files that supersede the old.
-//! - **Phase 1** tombstones, in one new index file, every indexed blob that
+//! - **Phase 1** tombstones, in new index files (at most 200,000 each, all
+//!   created at the run's time), every indexed blob that
 //!   is live (not yet tombstoned) and that no snapshot references.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_core::Id;
 use cairn_core::format::{IndexFile, IndexPack, PackEntry, SessionPurpose};
@@ -32,7 +34,7 @@ use crate::commands::prune_lock::IndexDeletions;
 use crate::commands::prune_plan::{PackPlan, Waiting, live_files};
 use crate::compact::Compaction;
 use crate::referenced::Referenced;
-use crate::repack::PackBuilders;
+use crate::repack::{MAX_ENTRIES_PER_FILE, PackBuilders};
 use crate::session_handle::SessionHandle;
 use crate::spool::{HeldFile, Packs};
 use crate::{Error, Repository, Result, paths};
@@ -97,8 +99,11 @@ pub struct PruneReport {
     pub blobs_referenced: usize,
     /// Phase 1: blobs newly tombstoned.
     pub blobs_tombstoned: usize,
-    /// Phase 1: the index file holding the new tombstones.
+    /// Phase 1: the first index file holding the new tombstones.
     pub tombstone_file: Option<Id>,
+    /// Phase 1: index files holding the new tombstones, at most 200,000
+    /// each (an index file's plaintext limit holds about two million).
+    pub tombstone_files_written: usize,
     /// Tombstone files not ripe yet (too recent, or a live session may
     /// not have seen them).
     pub tombstone_files_waiting: usize,
@@ -395,7 +400,9 @@ async fn apply(
     report.stray_objects_deleted = leftovers.strays_older_than(opts.grace);
 
     // 1. Phase 1's tombstones.
-    report.tombstone_file = write_tombstones(repo, me, now, new_tombstones).await?;
+    let written = write_tombstones(repo, me, now, new_tombstones).await?;
+    report.tombstone_file = written.first().copied();
+    report.tombstone_files_written = written.len();
     // 2. Repacked copies.
     let mut new_packs = write_repacked(repo, &repack, report).await?;
     new_packs.extend(adopted);
@@ -438,24 +445,40 @@ async fn apply(
     delete_packs(repo, &removed, report).await
 }
 
-/// Phase 1's tombstone file, if there are new tombstones.
+/// Tombstones one index file of phase 1 holds at most: 6.4 MB of plaintext,
+/// a tenth of an index file's limit (FORMAT.md §16). Tests lower it
+/// ([`prune_tombstones_per_file`]).
+static TOMBSTONES_PER_FILE: AtomicUsize = AtomicUsize::new(MAX_ENTRIES_PER_FILE);
+
+/// Sets how many tombstones one index file of phase 1 holds at most: for
+/// tests, which have few.
+#[doc(hidden)]
+pub fn prune_tombstones_per_file(n: usize) {
+    TOMBSTONES_PER_FILE.store(n.max(1), Ordering::Relaxed);
+}
+
+/// Phase 1's tombstone files, if there are new tombstones: as many as
+/// [`TOMBSTONES_PER_FILE`] needs, all created at `now` (phase 2 reads them
+/// as one).
 async fn write_tombstones(
     repo: &Repository,
     me: &Id,
     now: i64,
     tombstones: Vec<Id>,
-) -> Result<Option<Id>> {
-    if tombstones.is_empty() {
-        return Ok(None);
+) -> Result<Vec<Id>> {
+    let per_file = TOMBSTONES_PER_FILE.load(Ordering::Relaxed);
+    let mut written = Vec::new();
+    for part in tombstones.chunks(per_file) {
+        let file = IndexFile {
+            session: *me,
+            created: now,
+            packs: Vec::new(),
+            tombstones: part.to_vec(),
+            supersedes: Vec::new(),
+        };
+        written.push(repo.store_index_file(&file).await?);
     }
-    let file = IndexFile {
-        session: *me,
-        created: now,
-        packs: Vec::new(),
-        tombstones,
-        supersedes: Vec::new(),
-    };
-    Ok(Some(repo.store_index_file(&file).await?))
+    Ok(written)
 }
 
 /// Last, once no index file in force lists them: the packs phase 2

@@ -76,14 +76,18 @@ pub(crate) fn index_changes<'a>(
     plan: PackPlan,
     stable_entries: usize,
 ) -> Result<IndexChanges<'a>> {
-    let mut unreferenced: HashSet<Id> = HashSet::new();
+    // Sorted and deduplicated at the end: 32 bytes per blob, not a hash
+    // set's 70 (a forgotten snapshot of a million chunks tombstones them
+    // all in one run).
+    let mut new_tombstones: Vec<Id> = Vec::new();
     for v in packs.views.values() {
         let entries = packs.entries(v)?;
         let ids = entries.iter().map(|e| e.id);
-        unreferenced.extend(ids.filter(|b| !referenced.contains(b) && indexed(b)));
+        new_tombstones.extend(ids.filter(|b| !referenced.contains(b) && indexed(b)));
     }
-    let mut new_tombstones: Vec<Id> = unreferenced.into_iter().collect();
-    new_tombstones.sort();
+    new_tombstones.sort_unstable();
+    new_tombstones.dedup();
+    new_tombstones.shrink_to_fit();
     let removed: HashSet<Id> = plan
         .delete_packs
         .iter()
