@@ -264,9 +264,9 @@ async fn prune_as(
     // The ripe tombstones first: most entries have none, and a lookup in
     // a referenced set on disk is a read.
     let deletable = |e: &PackEntry, listed: i64| {
-        ripe.get(&e.id).is_some_and(|&t| t >= listed) && !referenced.contains(&e.id)
+        ripe.get(&e.id).is_some_and(|t| t >= listed) && !referenced.contains(&e.id)
     };
-    report.blobs_resurrected = ripe.keys().filter(|b| referenced.contains(b)).count();
+    report.blobs_resurrected = ripe.ids().filter(|b| referenced.contains(b)).count();
 
     let lock_aware = lock_aware(repo).await?;
     let plan = plan_packs(
