@@ -34,7 +34,8 @@ impl Referenced {
     /// True if a snapshot references the blob (or, for a data blob, one
     /// with the same first 8 bytes of id).
     pub(crate) fn contains(&self, id: &Id) -> bool {
-        self.data.contains(prefix(id)) || self.trees.contains(id)
+        // Trees first: they are in memory, the data set may be on disk.
+        self.trees.contains(id) || self.data.contains(prefix(id))
     }
 
     /// Distinct trees and data blobs referenced.

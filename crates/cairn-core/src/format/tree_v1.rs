@@ -365,9 +365,8 @@ impl Tree {
     /// outer one, and `f` may have seen nodes before it.
     pub fn visit<E>(
         b: &[u8],
-        f: impl FnMut(Node) -> std::result::Result<(), E>,
+        mut f: impl FnMut(Node) -> std::result::Result<(), E>,
     ) -> Result<std::result::Result<(), E>> {
-        let mut f = f;
         Tree::decode_each(b, |_, node| f(node))
     }
 
