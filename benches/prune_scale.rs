@@ -19,6 +19,7 @@
 //!   table kept, as the CLI and the node agent keep them);
 //! - `kept_files`: index files the last prune left as they were;
 //! - `prune_peak_mib`: the largest peak resident set of the three prunes;
+//!   `compact_mib`, `prune1_mib`, `prune2_mib`: each one's;
 //! - `check_s`, `check_peak_mib`: `check` (structure, no data read) after
 //!   them, its seconds and peak resident set.
 //!
@@ -116,10 +117,10 @@ async fn main() -> Result<(), Error> {
     // opens the repository (its index table in a directory of its own)
     // and prunes; its peak resident set is the process's.
     drop(repo);
-    let mut peak = 0f64;
+    let mut peaks: Vec<f64> = Vec::new();
     let mut prune = |now: i64| {
         let (secs, kept, deleted, mib) = prune_child(&dir, now, flat)?;
-        peak = peak.max(mib);
+        peaks.push(mib);
         Ok::<_, Error>((secs, kept, deleted))
     };
     let (compact_s, _, _) = prune(clock.now())?;
@@ -138,16 +139,19 @@ async fn main() -> Result<(), Error> {
     clock.set(clock.now() + MIN_GRACE + 1);
     let (prune2_s, kept_files, packs_deleted) = prune(clock.now())?;
     let (check_s, check_mib) = check_child(&dir, clock.now())?;
+    let peak = peaks.iter().copied().fold(0f64, f64::max);
+    let each: Vec<String> = peaks.iter().map(|m| format!("{m:.1}")).collect();
     let repo = open("forget").await?;
     let redownload_bytes = open("client").await?.store().metrics().bytes_down;
     let index = repo.store().list("index").await?;
     let index_bytes: u64 = index.iter().map(|o| o.size).sum();
     println!(
-        "chunks\tpolicy\topen_s\topen_bytes\tbackup_s\tcompact_s\tprune1_s\tprune2_s\tindex_bytes\tredownload_bytes\tkept_files\tpacks_deleted\tprune_peak_mib\tcheck_s\tcheck_peak_mib"
+        "chunks\tpolicy\topen_s\topen_bytes\tbackup_s\tcompact_s\tprune1_s\tprune2_s\tindex_bytes\tredownload_bytes\tkept_files\tpacks_deleted\tprune_peak_mib\tcheck_s\tcheck_peak_mib\tcompact_mib\tprune1_mib\tprune2_mib"
     );
     println!(
-        "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{kept_files}\t{packs_deleted}\t{peak:.1}\t{check_s:.3}\t{check_mib:.1}",
+        "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{kept_files}\t{packs_deleted}\t{peak:.1}\t{check_s:.3}\t{check_mib:.1}\t{}",
         if flat { "flat" } else { "tiered" },
+        each.join("\t"),
     );
     Ok(())
 }

@@ -55,6 +55,7 @@ mod sessions;
 mod settings;
 mod skew;
 mod snapshots;
+mod sorted_disk;
 mod spool;
 pub mod warm;
 mod windows;

@@ -10,13 +10,12 @@
 //! Past a budget of prefixes in memory, the data set goes to local disk in
 //! sorted runs, merged into one file when the walk ends (ADR 0023).
 
-mod disk;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 use cairn_core::Id;
 
+use crate::sorted_disk as disk;
 use crate::{Error, Result};
 
 /// Data blobs the referenced set holds in memory by default before it goes
@@ -56,7 +55,7 @@ impl Referenced {
             data: DataRefs {
                 budget: budget.max(1),
                 check_at: budget.max(1),
-                disk: dir.map(disk::Disk::new),
+                disk: dir.map(disk::Disk::<u64>::new),
                 ..DataRefs::default()
             },
         }
@@ -111,7 +110,7 @@ pub(crate) struct DataRefs {
     budget: usize,
     /// `held` at which the buckets are merged to count them exactly.
     check_at: usize,
-    disk: Option<disk::Disk>,
+    disk: Option<disk::Disk<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -210,7 +209,7 @@ impl DataRefs {
         }
         if let Some(disk) = self.disk.as_mut().filter(|d| d.has_runs()) {
             let sorted = self.buckets.iter().flat_map(|b| b.sorted.iter().copied());
-            match disk.seal(sorted) {
+            match disk.seal(sorted, |_| {}) {
                 Ok(()) => {
                     self.buckets.iter_mut().for_each(|b| *b = Bucket::default());
                     self.held = 0;
@@ -390,7 +389,7 @@ mod tests {
             .for_each(|id| r.data.insert(id).expect("insert"));
     }
 
-    fn disk(r: &Referenced) -> Option<&disk::Disk> {
+    fn disk(r: &Referenced) -> Option<&disk::Disk<u64>> {
         r.data.disk.as_ref()
     }
 

@@ -1,8 +1,8 @@
 //! The index files as prune holds them while it decides (ADR 0022): each
-//! file's tombstones, supersessions and pack ids in memory, its packs'
-//! entries in a spool on local disk, read back a pack at a time when a
-//! decision needs them. What prune holds in memory then grows with the
-//! packs, not with the blobs.
+//! file's supersessions and pack ids in memory, its packs' entries and its
+//! tombstones in a spool on local disk, read back a pack (or a file) at a
+//! time when a decision needs them (ADR 0024). What prune holds in memory
+//! then grows with the packs, not with the blobs.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -20,7 +20,8 @@ pub(crate) struct HeldFile {
     pub(crate) id: Id,
     pub(crate) session: Id,
     pub(crate) created: i64,
-    pub(crate) tombstones: Vec<Id>,
+    /// Its tombstones, in the spool ([`Spool::tombstones`]).
+    pub(crate) tombstones: Tombstones,
     pub(crate) supersedes: Vec<Id>,
     /// The packs it lists, in its order.
     pub(crate) packs: Vec<Listing>,
@@ -40,6 +41,25 @@ pub(crate) struct Listing {
     pub(crate) pack: Id,
     at: u64,
     count: u32,
+}
+
+/// The tombstones of one index file: where they lie in the spool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tombstones {
+    at: u64,
+    count: u32,
+}
+
+impl Tombstones {
+    /// How many.
+    pub(crate) fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// Bytes of one entry in the spool: id, kind, offset, length, raw length.
@@ -108,14 +128,28 @@ impl Spool {
         for p in &file.packs {
             packs.push(self.push(p.pack, &p.blobs)?);
         }
+        let tombstones = self.push_tombstones(&file.tombstones)?;
         Ok(HeldFile {
             id,
             session: file.session,
             created: file.created,
-            tombstones: file.tombstones,
+            tombstones,
             supersedes: file.supersedes,
             packs,
         })
+    }
+
+    fn push_tombstones(&mut self, ids: &[Id]) -> Result<Tombstones> {
+        let count = u32::try_from(ids.len())
+            .map_err(|_| Error::Internal("an index file lists too many tombstones".into()))?;
+        let at = self.written + self.pending.len() as u64;
+        for t in ids {
+            self.pending.extend_from_slice(t.as_bytes());
+        }
+        if self.pending.len() >= FLUSH {
+            self.flush();
+        }
+        Ok(Tombstones { at, count })
     }
 
     fn push(&mut self, pack: Id, entries: &[PackEntry]) -> Result<Listing> {
@@ -145,6 +179,9 @@ impl Spool {
             Ok(()) => {
                 self.written += self.pending.len() as u64;
                 self.pending.clear();
+                // A file's tombstones come in one push (6.4 MB for
+                // 200,000): do not keep that much room for the rest.
+                self.pending.shrink_to(FLUSH * 2);
             }
             Err(e) => self.move_to_memory(e),
         }
@@ -176,25 +213,41 @@ impl Spool {
 
     /// The entries of `l`, as its file lists them.
     pub(crate) fn entries(&self, l: &Listing) -> Result<Vec<PackEntry>> {
-        let len = l.count as usize * ENTRY;
-        let bytes: Cow<'_, [u8]> = match &self.file {
-            Some((file, dir)) if l.at < self.written => {
-                // A listing is written whole or not at all.
+        let bytes = self.bytes(l.at, l.count as usize * ENTRY)?;
+        bytes.chunks_exact(ENTRY).map(decode).collect()
+    }
+
+    /// The tombstones `t` places, in their file's order.
+    pub(crate) fn tombstones(&self, t: &Tombstones) -> Result<Vec<Id>> {
+        let bytes = self.bytes(t.at, t.len() * 32)?;
+        let mut out = Vec::with_capacity(t.len());
+        for b in bytes.chunks_exact(32) {
+            let id: [u8; 32] = b
+                .try_into()
+                .map_err(|_| Error::Internal("short spool tombstone".into()))?;
+            out.push(Id::from_bytes(id));
+        }
+        Ok(out)
+    }
+
+    /// `len` bytes pushed at `at`: a push is written whole or not at all.
+    fn bytes(&self, at: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        match &self.file {
+            Some((file, dir)) if at < self.written => {
                 let mut b = vec![0u8; len];
-                file.read_exact_at(&mut b, l.at).map_err(|e| {
+                file.read_exact_at(&mut b, at).map_err(|e| {
                     Error::Internal(format!("reading {}: {e}", dir.path().display()))
                 })?;
-                Cow::Owned(b)
+                Ok(Cow::Owned(b))
             }
             _ => {
-                let at = (l.at - self.written) as usize;
+                let at = (at - self.written) as usize;
                 let b = self.pending.get(at..at + len).ok_or_else(|| {
                     Error::Internal("prune's entry spool is shorter than written".into())
                 })?;
-                Cow::Borrowed(b)
+                Ok(Cow::Borrowed(b))
             }
-        };
-        bytes.chunks_exact(ENTRY).map(decode).collect()
+        }
     }
 
     /// `held` again as the index file it was read as.
@@ -210,7 +263,7 @@ impl Spool {
             session: held.session,
             created: held.created,
             packs,
-            tombstones: held.tombstones.clone(),
+            tombstones: self.tombstones(&held.tombstones)?,
             supersedes: held.supersedes.clone(),
         })
     }
@@ -336,6 +389,12 @@ mod tests {
         }
     }
 
+    fn big_id(n: u32) -> Id {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&n.to_le_bytes());
+        Id::from_bytes(b)
+    }
+
     fn listing(created: i64, pack: u8, blobs: Vec<PackEntry>) -> (Id, IndexFile) {
         let file = IndexFile {
             session: id(0),
@@ -344,7 +403,11 @@ mod tests {
                 pack: id(pack),
                 blobs,
             }],
-            tombstones: vec![id(90 + created as u8)],
+            // None, one, two or three, and far more than a flush in one.
+            tombstones: match created {
+                7 => (0..40_000u32).map(big_id).collect(),
+                n => (0..n % 4).map(|k| id(90 + k as u8)).collect(),
+            },
             supersedes: vec![id(80)],
         };
         (id(created as u8), file)

@@ -306,9 +306,9 @@ fn leftovers(dir: &Path) -> Vec<String> {
 async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_table() {
     // Prune decides against a table on local disk when the repository has
     // an index directory, so that its memory does not grow with the index,
-    // and its referenced set goes there too past its budget (here a few
-    // blobs): every decision must be the one the in-memory index and set
-    // give.
+    // and its referenced set and ripe tombstones go there too past their
+    // budgets (here a few blobs): every decision must be the one the
+    // in-memory index, set and tombstones give.
     let (repo, clock) = repo().await;
     let mut last = None;
     for round in 0..9u64 {
@@ -325,6 +325,7 @@ async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_
     let on_disk = {
         let mut o = opts();
         o.referenced_in_memory = 4;
+        o.ripe_in_memory = 2;
         o
     };
     let dry = {
@@ -336,6 +337,7 @@ async fn a_prune_with_an_index_directory_decides_as_one_in_memory_and_leaves_no_
         let mut o = dry;
         o.index_in_memory = true;
         o.referenced_in_memory = usize::MAX;
+        o.ripe_in_memory = usize::MAX;
         o
     };
     for phase in 0..2 {

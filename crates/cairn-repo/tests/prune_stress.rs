@@ -94,10 +94,12 @@ async fn two_prunes_and_four_writers_started_together_lose_nothing() {
             let dir = (p == 1).then_some(index_dir.path());
             let h = handle_in(&repo, clock.clone(), round * 100 + 50 + p, dir).await;
             // One prune merges the index in memory, the other in a table
-            // with its referenced set on disk (past a budget of a few).
+            // with its referenced set and ripe tombstones on disk (past a
+            // budget of a few).
             let mut o = prune_opts();
             o.index_in_memory = p == 0;
             o.referenced_in_memory = if p == 0 { usize::MAX } else { 2 };
+            o.ripe_in_memory = if p == 0 { usize::MAX } else { 2 };
             prunes.push(tokio::spawn(async move { h.prune(o).await }));
         }
         for w in writers {

@@ -28,6 +28,7 @@ pub(crate) mod prune_checks;
 pub(crate) mod prune_cold;
 pub(crate) mod prune_lock;
 pub(crate) mod prune_plan;
+pub(crate) mod prune_ripe;
 pub(crate) mod repair;
 
 use std::future::Future;

@@ -32,6 +32,7 @@ use crate::commands::prune_changes::{IndexChanges, index_changes, still_listed};
 pub use crate::commands::prune_checks::MIN_GRACE;
 use crate::commands::prune_lock::IndexDeletions;
 use crate::commands::prune_plan::{PackPlan, Waiting, live_files};
+use crate::commands::prune_ripe::Ripe;
 use crate::compact::Compaction;
 use crate::referenced::Referenced;
 use crate::repack::{MAX_ENTRIES_PER_FILE, PackBuilders};
@@ -71,6 +72,10 @@ pub struct PruneOptions {
     /// local disk beside the spool (ADR 0023): for tests that make it go.
     #[doc(hidden)]
     pub referenced_in_memory: usize,
+    /// Ripe tombstones held in memory before they go to local disk beside
+    /// the spool (ADR 0024): for tests that make them go.
+    #[doc(hidden)]
+    pub ripe_in_memory: usize,
 }
 
 impl Default for PruneOptions {
@@ -84,6 +89,7 @@ impl Default for PruneOptions {
             stable_index_entries: STABLE_ENTRIES,
             index_in_memory: false,
             referenced_in_memory: crate::referenced::IN_MEMORY,
+            ripe_in_memory: super::prune_ripe::IN_MEMORY,
         }
     }
 }
@@ -185,7 +191,12 @@ pub(crate) async fn prune(repo: &Repository, opts: PruneOptions) -> Result<Prune
     if !opts.dry_run {
         repo.announce(me.clone()).await?;
     }
-    let result = prune_as(repo, &me, opts).await;
+    let result = match prune_as(repo, &me, opts).await {
+        // Once the run's spool, plan and sets are gone: reading the index
+        // again is its last peak (ADR 0024).
+        Ok(report) if !opts.dry_run => reread_index(repo, report).await,
+        other => other,
+    };
     if !opts.dry_run {
         let _ = repo.end_session(&me.id).await;
     }
@@ -253,8 +264,9 @@ async fn prune_as(
     report.blobs_referenced = referenced.len();
 
     let tomb_files = tombstone_files(&files);
-    let (ripe, ripe_files) =
-        waiting(&view, now, opts.grace).ripe_tombstones(&tomb_files, &mut report);
+    let ripe_files = waiting(&view, now, opts.grace).ripe_files(&tomb_files, &mut report);
+    // Past its budget beside the spool too (ADR 0024).
+    let ripe = Ripe::gather(&ripe_files, &spool, spool.dir(), opts.ripe_in_memory)?;
 
     let packs = Packs::of(&files, &spool);
     let sizes: HashMap<Id, u64> = repo.list_packs().await?;
@@ -266,7 +278,7 @@ async fn prune_as(
     let deletable = |e: &PackEntry, listed: i64| {
         ripe.get(&e.id).is_some_and(|t| t >= listed) && !referenced.contains(&e.id)
     };
-    report.blobs_resurrected = ripe.ids().filter(|b| referenced.contains(b)).count();
+    report.blobs_resurrected = ripe.count(|b| referenced.contains(b));
 
     let lock_aware = lock_aware(repo).await?;
     let plan = plan_packs(
@@ -281,9 +293,10 @@ async fn prune_as(
     .await?;
 
     let changes = against_index(repo, &files, &packs, &referenced, &ripe_files, plan, &opts)?;
-    // Every decision above asked the referenced set; none may stand on a
-    // lookup that could not read it.
+    // Every decision above asked the referenced set and the ripe
+    // tombstones; none may stand on a lookup that could not read them.
     referenced.verify()?;
+    ripe.verify()?;
     report.blobs_tombstoned = changes.new_tombstones.len();
     report.index_files_kept = changes.kept(changes.compact, files.len());
     let index_deletions = index_deletions(
@@ -313,6 +326,11 @@ async fn prune_as(
         leftovers,
     };
     apply(repo, me_handle, decided, &opts, &mut report).await?;
+    Ok(report)
+}
+
+/// Counts the index files `report` leaves and reads the index again.
+async fn reread_index(repo: &Repository, mut report: PruneReport) -> Result<PruneReport> {
     report.index_files_after = repo.store().list(paths::INDEX).await?.len();
     repo.reload_index().await?;
     Ok(report)

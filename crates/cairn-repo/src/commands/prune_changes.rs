@@ -94,11 +94,13 @@ pub(crate) fn index_changes<'a>(
         .chain(plan.repack.iter().map(|(p, _)| p))
         .copied()
         .collect();
-    let resolved: Vec<Id> = ripe_files
-        .iter()
-        .filter(|f| f.tombstones.iter().all(|t| !plan.left_dead.contains(t)))
-        .map(|f| f.id)
-        .collect();
+    let mut resolved: Vec<Id> = Vec::new();
+    for f in ripe_files {
+        let tombstones = packs.spool.tombstones(&f.tombstones)?;
+        if tombstones.iter().all(|t| !plan.left_dead.contains(t)) {
+            resolved.push(f.id);
+        }
+    }
     let (kept, listing_files): (Files<'a>, Files<'a>) = files
         .iter()
         .copied()

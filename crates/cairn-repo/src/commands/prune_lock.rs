@@ -241,7 +241,7 @@ mod tests {
             session: id(0),
             created: 0,
             packs: Vec::new(),
-            tombstones: Vec::new(),
+            tombstones: Default::default(),
             supersedes: Vec::new(),
         };
         let all = [f(53), f(50), f(51), f(52)];

@@ -25,13 +25,12 @@ pub(crate) struct Waiting<'a> {
 }
 
 impl Waiting<'_> {
-    /// The newest ripe tombstone time per blob, and the ripe files.
-    pub(crate) fn ripe_tombstones<'f>(
+    /// The tombstone files that are ripe.
+    pub(crate) fn ripe_files<'f>(
         &self,
         tomb_files: &[&'f HeldFile],
         report: &mut PruneReport,
-    ) -> (Ripe, Vec<&'f HeldFile>) {
-        let mut ripe: Vec<(Id, i64)> = Vec::new();
+    ) -> Vec<&'f HeldFile> {
         let mut blocking: HashSet<Id> = HashSet::new();
         let mut ripe_files = Vec::new();
         for f in tomb_files.iter().copied() {
@@ -48,44 +47,10 @@ impl Waiting<'_> {
                 continue;
             }
             ripe_files.push(f);
-            ripe.extend(f.tombstones.iter().map(|t| (*t, f.created)));
         }
         report.blocking_sessions = blocking.into_iter().collect();
         report.blocking_sessions.sort();
-        (Ripe::of(ripe), ripe_files)
-    }
-}
-
-/// Ripe tombstones, each with the newest time a ripe file tombstoned it:
-/// sorted, 40 bytes each (a hash map took about 80; phase 2 after a
-/// forgotten snapshot of a million chunks holds a million).
-#[derive(Debug, Default)]
-pub(crate) struct Ripe(Vec<(Id, i64)>);
-
-impl Ripe {
-    fn of(mut all: Vec<(Id, i64)>) -> Ripe {
-        all.sort_unstable();
-        // Ascending, so of one id's times the last is the newest.
-        all.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1 = kept.1.max(later.1);
-            }
-            same
-        });
-        all.shrink_to_fit();
-        Ripe(all)
-    }
-
-    /// The newest time a ripe file tombstoned `id`.
-    pub(crate) fn get(&self, id: &Id) -> Option<i64> {
-        let i = self.0.binary_search_by(|(t, _)| t.cmp(id)).ok()?;
-        Some(self.0[i].1)
-    }
-
-    /// Every blob tombstoned.
-    pub(crate) fn ids(&self) -> impl Iterator<Item = &Id> {
-        self.0.iter().map(|(t, _)| t)
+        ripe_files
     }
 }
 
@@ -401,22 +366,5 @@ mod tests {
         );
         assert_eq!(report.bytes_unused_kept, 100);
         assert_eq!((report.packs_repacked, report.packs_deleted), (0, 1));
-    }
-
-    #[test]
-    fn a_blob_tombstoned_by_several_ripe_files_takes_the_newest_time() {
-        let ripe = Ripe::of(vec![
-            (id(3), 50),
-            (id(1), 10),
-            (id(3), 70),
-            (id(2), 20),
-            (id(3), 60),
-            (id(1), 5),
-        ]);
-        assert_eq!(ripe.get(&id(1)), Some(10));
-        assert_eq!(ripe.get(&id(2)), Some(20));
-        assert_eq!(ripe.get(&id(3)), Some(70));
-        assert_eq!(ripe.get(&id(4)), None);
-        assert_eq!(ripe.ids().collect::<Vec<_>>(), vec![&id(1), &id(2), &id(3)]);
     }
 }

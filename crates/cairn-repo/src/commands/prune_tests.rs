@@ -54,22 +54,20 @@ fn superseded_index_files_do_not_count() {
 
 #[test]
 fn phase_one_marks_only_live_unreferenced_blobs_and_phase_two_resolves_what_it_finished() {
+    let mut listing = [file(&[100], &[]), file(&[101], &[])];
+    listing[0].packs[0].blobs = vec![entry(1), entry(2), entry(3)];
+    listing[1].packs[0].blobs = vec![entry(4), entry(5)];
+    let [a, b] = listing;
     let files_owned = [
-        (id(50), file(&[100], &[])),
-        (id(51), file(&[101], &[])),
+        (id(50), a),
+        (id(51), b),
         (id(60), file(&[], &[3])),
         (id(61), file(&[], &[4])),
     ];
-    let (files_held, _) = held(&files_owned);
+    // One spool, as prune has: the tombstones wait there too.
+    let (files_held, spool) = held(&files_owned);
     let files: Vec<&HeldFile> = files_held.iter().collect();
-    let (spool, views) = spooled(vec![
-        (id(100), vec![entry(1), entry(2), entry(3)]),
-        (id(101), vec![entry(4), entry(5)]),
-    ]);
-    let packs = Packs {
-        views,
-        spool: &spool,
-    };
+    let packs = Packs::of(&files, &spool);
     // 1 is referenced; 3 and 4 are tombstoned already (not live); 2 and
     // 5 are live and unreferenced.
     let referenced = Referenced::from_iter([id(1)]);
