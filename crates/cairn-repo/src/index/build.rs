@@ -1,12 +1,13 @@
 //! Building an index table in bounded memory: index files are read one at
 //! a time into sorted runs of at most [`RUN_RECORDS`] records spilled to
-//! temporary files, then the runs (and the previous table, if any) are
-//! merged into a new table in one streaming pass.
+//! unnamed temporary files (nothing is left behind if the process dies),
+//! then the runs (and the previous table, if any) are merged into a new
+//! table in one streaming pass.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use cairn_core::Id;
@@ -45,12 +46,15 @@ pub(crate) const DISK_PER_RECORD: u64 = (RECORD + RUN_RECORD) as u64;
 
 /// Accumulates index files into sorted runs.
 pub(crate) struct Builder {
-    dir: tempfile::TempDir,
+    /// Where the runs go, as unnamed files.
+    dir: PathBuf,
     /// Disk the build may use, and what it will use so far.
     limit: u64,
     used: u64,
     buf: Vec<(Record, u32)>,
-    runs: Vec<PathBuf>,
+    /// Records held before a run is spilled: [`RUN_RECORDS`].
+    run_records: usize,
+    runs: Vec<File>,
     files: Vec<Id>,
     superseded: HashSet<Id>,
 }
@@ -65,8 +69,8 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
-    /// Spills runs into a temporary directory inside `dir`, without a
-    /// bound on the disk it takes.
+    /// Spills runs into unnamed files in `dir`, without a bound on the
+    /// disk it takes.
     pub(crate) fn new(dir: &Path) -> std::io::Result<Builder> {
         Builder::bounded(dir, u64::MAX, 0)
     }
@@ -82,10 +86,11 @@ impl Builder {
             }));
         }
         Ok(Builder {
-            dir: tempfile::Builder::new().prefix("runs-").tempdir_in(dir)?,
+            dir: dir.to_path_buf(),
             limit,
             used: base,
             buf: Vec::new(),
+            run_records: RUN_RECORDS,
             runs: Vec::new(),
             files: Vec::new(),
             superseded: HashSet::new(),
@@ -128,7 +133,7 @@ impl Builder {
         }
         let ordinal = (self.files.len() - 1) as u32;
         self.buf.push((r, ordinal));
-        if self.buf.len() >= RUN_RECORDS {
+        if self.buf.len() >= self.run_records {
             self.spill()?;
         }
         Ok(())
@@ -139,17 +144,25 @@ impl Builder {
             return Ok(());
         }
         self.buf.sort_by_key(|(r, ordinal)| (r.id, *ordinal));
-        let path = self.dir.path().join(format!("run-{}", self.runs.len()));
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        let mut out = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(&self.dir)?);
         let mut b = [0u8; RECORD];
         for (r, ordinal) in self.buf.drain(..) {
             r.encode(&mut b);
             out.write_all(&b)?;
             out.write_all(&ordinal.to_le_bytes())?;
         }
-        out.flush()?;
-        self.runs.push(path);
+        let mut file = out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        file.rewind()?;
+        self.runs.push(file);
         Ok(())
+    }
+
+    /// Spills a run every `n` records: for tests.
+    #[cfg(test)]
+    pub(crate) fn spill_every(&mut self, n: usize) {
+        self.run_records = n.max(1);
     }
 
     /// Ids of the files added so far.
@@ -177,11 +190,8 @@ impl Builder {
         if let Some(t) = base {
             sources.push(Source::Table(t.records()?));
         }
-        for run in &self.runs {
-            sources.push(Source::Run(BufReader::with_capacity(
-                64 * 1024,
-                File::open(run)?,
-            )));
+        for run in std::mem::take(&mut self.runs) {
+            sources.push(Source::Run(BufReader::with_capacity(64 * 1024, run)));
         }
         // Heap entries: (id, rank, source). The base table ranks before
         // every file; files rank in the order they were added, so the

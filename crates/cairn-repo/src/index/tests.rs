@@ -78,6 +78,8 @@ fn superseded_files_are_ignored() {
 
 fn table_of(dir: &std::path::Path, base: Option<&Table>, files: &[(Id, IndexFile)]) -> Table {
     let mut b = Builder::new(dir).expect("builder");
+    // Many runs, so that merges of several are what the tests see.
+    b.spill_every(7);
     for (id, f) in files {
         b.add_file(*id, f).expect("add");
     }
@@ -255,4 +257,43 @@ fn lookups_find_every_record_of_a_large_table() {
     for i in 10_000..20_000u32 {
         assert!(table.find(&id(i)).is_none());
     }
+}
+
+#[test]
+fn the_runs_of_a_build_leave_no_name_behind() {
+    // A process killed while it builds a table (out of memory, say) must
+    // not leave its runs in the cache directory for good.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = |i: u32| Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes());
+    let file = IndexFile {
+        created: 5,
+        packs: vec![IndexPack {
+            pack: Id::from_bytes([9; 32]),
+            blobs: (0..5_000u32)
+                .map(|i| PackEntry {
+                    kind: Kind::Data,
+                    id: id(i),
+                    offset: i,
+                    length: 1,
+                    raw_length: 1,
+                })
+                .collect(),
+        }],
+        ..IndexFile::default()
+    };
+    let mut b = Builder::new(dir.path()).expect("builder");
+    b.spill_every(100);
+    b.add_file(Id::from_bytes([1; 32]), &file).expect("add");
+    let names = || std::fs::read_dir(dir.path()).expect("read").count();
+    assert_eq!(names(), 0, "fifty runs written, none named");
+    let table = b
+        .finish(None, &dir.path().join("t"), &Id::from_bytes([7; 32]), 1)
+        .expect("finish");
+    assert_eq!(names(), 1, "the table only");
+    assert_eq!(table.len(), 5_000);
+    assert!((0..5_000).all(|i| {
+        table
+            .find(&id(i))
+            .is_some_and(|r| r.location.map(|l| l.offset) == Some(i))
+    }));
 }
