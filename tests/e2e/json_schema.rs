@@ -228,7 +228,14 @@ fn the_json_of_every_verb_matches_the_schema() {
         "forget",
         &json(&["forget", "--keep-last", "1", "--prune", "--json"]),
     );
-    check_output("prune", &json(&["prune", "--json"]));
+    let prune = json(&["prune", "--json"]);
+    check_output("prune", &prune);
+    // Optional in the shared report (forget's has none): prune's has it.
+    let prune: Value = serde_json::from_str(&prune).expect("json");
+    assert!(
+        prune["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{prune}"
+    );
     let copy = Repo::at(tmp.path().join("copy"), "schema password");
     let mut init = vec!["init"];
     init.extend(CHEAP_KDF);

@@ -122,6 +122,7 @@ fn report_json(out: &cairn::BackupOutcome, repo: &Repository) -> serde_json::Val
         "duration_seconds": s.duration_nanos as f64 / 1e9,
         "warnings": out.warnings,
         "storage": super::storage_json(repo.store()),
+        "peak_rss_bytes": super::peak_rss_bytes(),
     })
 }
 

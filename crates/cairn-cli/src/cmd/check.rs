@@ -27,7 +27,7 @@ pub(crate) async fn run(g: &Global, a: CheckArgs) -> Result<u8> {
     };
     let report = repo.check_warming(read, metadata, &warm).await?;
     if a.json {
-        super::print_json(&report)?;
+        super::print_json(&super::with_peak_rss(&report)?)?;
     } else {
         if !g.quiet {
             println!(

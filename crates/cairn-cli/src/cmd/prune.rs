@@ -71,7 +71,7 @@ pub(crate) async fn run(g: &Global, a: PruneArgs) -> Result<u8> {
     let repo = context::open(g).await?;
     let r = repo.prune(opts).await?;
     if a.json {
-        super::print_json(&r)?;
+        super::print_json(&super::with_peak_rss(&r)?)?;
     } else if !g.quiet {
         print_text(&r);
     }

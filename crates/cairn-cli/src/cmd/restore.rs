@@ -88,9 +88,12 @@ pub(crate) async fn run(g: &Global, a: RestoreArgs) -> Result<u8> {
     bar.finish();
     let out = outcome(result, warming, snap, path)?;
     if a.json {
-        super::print_json(
-            &serde_json::json!({ "snapshot_id": id, "target": a.target, "outcome": out }),
-        )?;
+        super::print_json(&serde_json::json!({
+            "snapshot_id": id,
+            "target": a.target,
+            "outcome": out,
+            "peak_rss_bytes": super::peak_rss_bytes(),
+        }))?;
     } else if !g.quiet {
         println!(
             "restored snapshot {} to {}: {} files ({}, {} written), {} directories, {} symlinks, {} special files, {} hard links",
