@@ -66,6 +66,7 @@ impl Repository {
 
     async fn load_with_table(&self, dir: &Path) -> Result<Index> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        super::private::remove_old_runs(dir);
         let path = dir.join(TABLE);
         let repo_id = self.config().repo_id;
         let current = self.index().table().cloned();

@@ -17,6 +17,13 @@ use crate::{Error, Repository, Result};
 /// What private tables are built for: the prefixes of their directories.
 const USES: [&str; 2] = ["prune-", "check-"];
 
+/// How long a `runs-*` directory goes unchanged before it is taken for a
+/// leftover: builds before `7844d60` put their sorted runs in one, and a
+/// process killed mid-build left it (a build writes a run every 2^18
+/// records, so a live one changes it within seconds). Builds now write
+/// unnamed files.
+const OLD_RUNS: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A table of the index files added to it, being built.
 pub(crate) struct PrivateTable {
     builder: Builder,
@@ -146,6 +153,7 @@ impl Repository {
 /// before their directory was removed): each holds a whole table. Where
 /// there is no `/proc` to ask, nothing is removed.
 fn remove_stale_tables(dir: &Path) {
+    remove_old_runs(dir);
     let proc = Path::new("/proc");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -170,6 +178,29 @@ fn remove_stale_tables(dir: &Path) {
     }
 }
 
+/// Removes the `runs-*` directories of `dir` unchanged for [`OLD_RUNS`].
+pub(crate) fn remove_old_runs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for e in entries.flatten() {
+        let runs = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("runs-"));
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > OLD_RUNS));
+        if runs && old {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::debug!("removing {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,18 +217,24 @@ mod tests {
             format!("prune-{}-def", std::process::id()),
             "prune-notapid".to_owned(),
             "runs-xyz".to_owned(),
+            "runs-old".to_owned(),
         ];
         for n in &names {
             std::fs::create_dir(dir.path().join(n)).expect("mkdir");
             std::fs::write(dir.path().join(n).join("index.table"), b"t").expect("write");
         }
+        // An old version's runs, left two days ago; "runs-xyz" is fresh.
+        let two_days = std::time::SystemTime::now() - 2 * OLD_RUNS;
+        std::fs::File::open(dir.path().join("runs-old"))
+            .and_then(|d| d.set_modified(two_days))
+            .expect("set mtime");
         remove_stale_tables(dir.path());
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .expect("read")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        let mut expect = names[2..].to_vec();
+        let mut expect = names[2..5].to_vec();
         expect.sort();
         assert_eq!(left, expect);
     }
