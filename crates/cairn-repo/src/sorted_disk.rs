@@ -61,12 +61,16 @@ pub(crate) enum Lookup<R> {
     /// ([`Disk::failed`]).
     Unreadable,
 }
-/// Runs written before they are merged into one: a walk that meets the
-/// same blobs in many trees takes about this many times the set's size on
-/// disk at most, besides the set.
+
+/// Runs written before they are merged into one: a set gathered with many
+/// repeats (a walk meeting the same blobs in many trees) takes about this
+/// many times its size on disk at most, besides the set.
 const MAX_RUNS: usize = 8;
 /// Bytes read from each run at a time while merging.
 const READ_AHEAD: usize = 64 << 10;
+/// Bytes of a block a lookup reads into a buffer on the stack; larger
+/// blocks go to the heap.
+const STACK_BLOCK: usize = 4096;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -209,9 +213,17 @@ impl<R: Record> Disk<R> {
             return Lookup::Absent;
         };
         let n = R::PER_BLOCK.min(s.run.len - block * R::PER_BLOCK);
-        let mut buf = vec![0u8; n * R::LEN];
+        // On the stack: a lookup is made for each of millions of entries.
+        let (mut stack, mut heap) = ([0u8; STACK_BLOCK], Vec::new());
+        let buf: &mut [u8] = match n * R::LEN {
+            len if len <= STACK_BLOCK => &mut stack[..len],
+            len => {
+                heap.resize(len, 0);
+                &mut heap
+            }
+        };
         let at_byte = (block * R::PER_BLOCK * R::LEN) as u64;
-        if let Err(e) = s.run.file.read_exact_at(&mut buf, at_byte) {
+        if let Err(e) = s.run.file.read_exact_at(buf, at_byte) {
             let _ = self.failed.set(e.to_string());
             return Lookup::Unreadable;
         }

@@ -57,18 +57,26 @@ fn files() -> Vec<(Id, IndexFile)> {
         .collect()
 }
 
+/// Runs `f` on [`files`] as prune holds them.
+fn with_files(f: impl FnOnce(&[&HeldFile], &Spool)) {
+    let (held_files, spool) = held(&files());
+    let refs: Vec<&HeldFile> = held_files.iter().collect();
+    f(&refs, &spool);
+}
+
 #[test]
 fn tombstones_on_disk_answer_as_in_memory() {
-    let owned = files();
-    let (held_files, spool) = held(&owned);
-    let refs: Vec<&HeldFile> = held_files.iter().collect();
+    with_files(on_disk_as_in_memory);
+}
+
+fn on_disk_as_in_memory(refs: &[&HeldFile], spool: &Spool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let memory = Ripe::gather(&refs, &spool, None, 1000).expect("memory");
+    let memory = Ripe::gather(refs, spool, None, 1000).expect("memory");
     assert!(!memory.on_disk());
     // A budget of 1,000: 120 runs, merged on the way.
-    let disk = Ripe::gather(&refs, &spool, Some(dir.path()), 1000).expect("disk");
+    let disk = Ripe::gather(refs, spool, Some(dir.path()), 1000).expect("disk");
     assert!(disk.on_disk());
-    let within = Ripe::gather(&refs, &spool, Some(dir.path()), 120_000).expect("within");
+    let within = Ripe::gather(refs, spool, Some(dir.path()), 120_000).expect("within");
     assert!(!within.on_disk(), "within its budget it stays in memory");
     let all = hashed(0..90_000);
     for b in &all {
@@ -89,11 +97,12 @@ fn tombstones_on_disk_answer_as_in_memory() {
 
 #[test]
 fn a_lookup_that_cannot_read_the_tombstones_keeps_the_blob_and_fails_the_run() {
-    let owned = files();
-    let (held_files, spool) = held(&owned);
-    let refs: Vec<&HeldFile> = held_files.iter().collect();
+    with_files(unreadable);
+}
+
+fn unreadable(refs: &[&HeldFile], spool: &Spool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut ripe = Ripe::gather(&refs, &spool, Some(dir.path()), 1000).expect("disk");
+    let mut ripe = Ripe::gather(refs, spool, Some(dir.path()), 1000).expect("disk");
     let tombstoned = hashed(0..1)[0];
     assert_eq!(ripe.get(&tombstoned), Some(40));
     ripe.break_reads(dir.path());
@@ -103,11 +112,12 @@ fn a_lookup_that_cannot_read_the_tombstones_keeps_the_blob_and_fails_the_run() {
 
 #[test]
 fn a_directory_that_cannot_take_the_tombstones_leaves_them_in_memory() {
-    let owned = files();
-    let (held_files, spool) = held(&owned);
-    let refs: Vec<&HeldFile> = held_files.iter().collect();
+    with_files(no_directory);
+}
+
+fn no_directory(refs: &[&HeldFile], spool: &Spool) {
     let gone = tempfile::tempdir().expect("tempdir").path().to_path_buf();
-    let ripe = Ripe::gather(&refs, &spool, Some(&gone), 1000).expect("memory");
+    let ripe = Ripe::gather(refs, spool, Some(&gone), 1000).expect("memory");
     assert!(!ripe.on_disk());
     assert_eq!(ripe.get(&hashed(0..1)[0]), Some(40));
     assert_eq!(ripe.count(|_| true), 90_000);

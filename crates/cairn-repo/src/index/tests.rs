@@ -226,17 +226,17 @@ fn a_damaged_or_foreign_table_is_refused() {
     );
 }
 
-#[test]
-fn lookups_find_every_record_of_a_large_table() {
-    // Ten thousand ids spread over many sample blocks, plus ids that are
-    // absent but fall between present ones.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let id = |i: u32| Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes());
-    let file = IndexFile {
+fn id(i: u32) -> Id {
+    Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes())
+}
+
+/// One pack of `n` blobs, blob `i` (id `id(i)`) at offset `i`.
+fn numbered(n: u32) -> IndexFile {
+    IndexFile {
         created: 5,
         packs: vec![IndexPack {
             pack: Id::from_bytes([9; 32]),
-            blobs: (0..10_000u32)
+            blobs: (0..n)
                 .map(|i| PackEntry {
                     kind: Kind::Data,
                     id: id(i),
@@ -247,7 +247,15 @@ fn lookups_find_every_record_of_a_large_table() {
                 .collect(),
         }],
         ..IndexFile::default()
-    };
+    }
+}
+
+#[test]
+fn lookups_find_every_record_of_a_large_table() {
+    // Ten thousand ids spread over many sample blocks, plus ids that are
+    // absent but fall between present ones.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = numbered(10_000);
     let table = table_of(dir.path(), None, &[(Id::from_bytes([1; 32]), file)]);
     assert_eq!(table.len(), 10_000);
     for i in 0..10_000u32 {
@@ -264,23 +272,7 @@ fn the_runs_of_a_build_leave_no_name_behind() {
     // A process killed while it builds a table (out of memory, say) must
     // not leave its runs in the cache directory for good.
     let dir = tempfile::tempdir().expect("tempdir");
-    let id = |i: u32| Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes());
-    let file = IndexFile {
-        created: 5,
-        packs: vec![IndexPack {
-            pack: Id::from_bytes([9; 32]),
-            blobs: (0..5_000u32)
-                .map(|i| PackEntry {
-                    kind: Kind::Data,
-                    id: id(i),
-                    offset: i,
-                    length: 1,
-                    raw_length: 1,
-                })
-                .collect(),
-        }],
-        ..IndexFile::default()
-    };
+    let file = numbered(5_000);
     let mut b = Builder::new(dir.path()).expect("builder");
     b.spill_every(100);
     b.add_file(Id::from_bytes([1; 32]), &file).expect("add");
