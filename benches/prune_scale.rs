@@ -29,7 +29,9 @@
 //! the times, inside the peak), and prunes.
 //!
 //! With `flat`, prune rewrites every index file (no stable tier), for
-//! comparison. Blobs are tiny so that millions fit on this disk; packs are
+//! comparison. With `dirs`, every file of [`PER_DIR`] chunks sits in a
+//! directory of its own (a tree per chunk: a repository of many
+//! directories, as a file server's, at its extreme), tiered. Blobs are tiny so that millions fit on this disk; packs are
 //! the smallest allowed (64 KiB), about 590 blobs each.
 
 use std::sync::Arc;
@@ -52,6 +54,9 @@ const SNAPSHOTS: u64 = 10;
 const TABLE_LIMIT: u64 = 8 << 30;
 /// Chunks per file node: a snapshot's files stay well below the tree limit.
 const PER_FILE: u64 = 10_000;
+/// Chunks per file with `dirs`, each file in a directory of its own: a
+/// tree per chunk, the most trees a number of chunks can make.
+const PER_DIR: u64 = 1;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
@@ -68,10 +73,11 @@ async fn main() -> Result<(), Error> {
         Some("check-one") => return check_one(&args[2..]).await,
         _ => {}
     }
-    let usage = "usage: prune-scale DIR CHUNKS [flat]";
+    let usage = "usage: prune-scale DIR CHUNKS [flat|dirs]";
     let dir = std::path::PathBuf::from(args.get(1).ok_or(usage)?);
     let chunks: u64 = args.get(2).ok_or(usage)?.parse()?;
     let flat = args.get(3).is_some_and(|a| a == "flat");
+    let dirs = args.get(3).is_some_and(|a| a == "dirs");
     let url = dir.join("repo").to_string_lossy().into_owned();
     let clock = Arc::new(FixedClock::new(T0));
     let mut init = InitOptions::new("bench", "bench", T0);
@@ -90,7 +96,7 @@ async fn main() -> Result<(), Error> {
     for s in 0..SNAPSHOTS {
         clock.set(T0 + s as i64 * 3600);
         let n = chunks / SNAPSHOTS + u64::from(s < chunks % SNAPSHOTS);
-        snaps.push(backup(&repo, &mut next, n).await?);
+        snaps.push(backup(&repo, &mut next, n, dirs).await?);
     }
     // A client as the CLI and the node agent open a remote repository:
     // immutable objects (index files among them) cached on local disk, and
@@ -130,7 +136,7 @@ async fn main() -> Result<(), Error> {
     let client = open("client").await?;
     clock.set(T0 + SNAPSHOTS as i64 * 3600);
     let t = Instant::now();
-    backup(&client, &mut next, 1000).await?;
+    backup(&client, &mut next, 1000, dirs).await?;
     let backup_s = t.elapsed().as_secs_f64();
     drop(client);
     open("forget").await?.forget_snapshot(&snaps[0]).await?;
@@ -150,7 +156,13 @@ async fn main() -> Result<(), Error> {
     );
     println!(
         "{chunks}\t{}\t{open_s:.3}\t{open_bytes}\t{backup_s:.3}\t{compact_s:.3}\t{prune1_s:.3}\t{prune2_s:.3}\t{index_bytes}\t{redownload_bytes}\t{kept_files}\t{packs_deleted}\t{peak:.1}\t{check_s:.3}\t{check_mib:.1}\t{}",
-        if flat { "flat" } else { "tiered" },
+        if flat {
+            "flat"
+        } else if dirs {
+            "dirs"
+        } else {
+            "tiered"
+        },
         each.join("\t"),
     );
     Ok(())
@@ -250,16 +262,19 @@ fn check_child(dir: &std::path::Path, now: i64) -> Result<(f64, f64), Error> {
 }
 
 /// Stores `n` new 64-byte blobs (numbered from `next`) in files of
-/// [`PER_FILE`] chunks under one root tree, and saves a snapshot.
-async fn backup(repo: &Repository, next: &mut u64, n: u64) -> Result<Id, Error> {
+/// [`PER_FILE`] chunks under one root tree (with `dirs`, files of
+/// [`PER_DIR`] chunks, each in a directory of its own under it), and saves
+/// a snapshot.
+async fn backup(repo: &Repository, next: &mut u64, n: u64, dirs: bool) -> Result<Id, Error> {
     let writer = BlobWriter::new(repo)?;
     let first = *next;
     *next += n;
     let (writer, root) = tokio::task::spawn_blocking(move || {
         let mut nodes = Vec::new();
         let mut at = first;
+        let per_file = if dirs { PER_DIR } else { PER_FILE };
         while at < first + n {
-            let end = (at + PER_FILE).min(first + n);
+            let end = (at + per_file).min(first + n);
             let mut node = Node::new(format!("f{at:012}").into_bytes(), NodeKind::File);
             for i in at..end {
                 let data = blake3::hash(&i.to_le_bytes());
@@ -269,6 +284,12 @@ async fn backup(repo: &Repository, next: &mut u64, n: u64) -> Result<Id, Error> 
                 node.content.push(writer.add_blob(Kind::Data, &blob)?.0);
             }
             node.size = 64 * (end - at);
+            if dirs {
+                let listing = Tree { nodes: vec![node] }.encode()?;
+                let mut dir = Node::new(format!("d{at:012}").into_bytes(), NodeKind::Dir);
+                dir.subtree = Some(writer.add_blob(Kind::Tree, &listing)?.0);
+                node = dir;
+            }
             nodes.push(node);
             at = end;
         }
