@@ -1,7 +1,6 @@
 //! The blobs snapshots reference, as prune asks about them (ADR 0021,
-//! ADR 0022): trees exactly (the walk visits each once by that set; sorted
-//! per bucket, [`trees`]), data blobs by the first 8 bytes of their id,
-//! held sorted.
+//! ADR 0022): trees exactly (the walk visits each once by that set), data
+//! blobs by the first 8 bytes of their id, held sorted.
 //!
 //! Ids are keyed hashes that no one without the keys can steer, and a data
 //! blob taken for referenced because a referenced one shares those 8 bytes
@@ -11,14 +10,13 @@
 //! Past a budget of prefixes in memory, the data set goes to local disk in
 //! sorted runs, merged into one file when the walk ends (ADR 0023).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use cairn_core::Id;
 
 use crate::sorted_disk as disk;
 use crate::{Error, Result};
-
-mod trees;
 
 /// Data blobs the referenced set holds in memory by default before it goes
 /// to disk: two million (16 MiB of prefixes; about 2 TiB of 1 MiB chunks).
@@ -27,7 +25,7 @@ pub(crate) const IN_MEMORY: usize = 1 << 21;
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Referenced {
-    pub(crate) trees: trees::Trees,
+    pub(crate) trees: HashSet<Id>,
     pub(crate) data: DataRefs,
 }
 
@@ -53,7 +51,7 @@ impl Referenced {
     /// in memory; in memory throughout without a directory.
     pub(crate) fn spilling(dir: Option<PathBuf>, budget: usize) -> Referenced {
         Referenced {
-            trees: trees::Trees::default(),
+            trees: HashSet::new(),
             data: DataRefs {
                 budget: budget.max(1),
                 check_at: budget.max(1),
@@ -85,7 +83,7 @@ impl FromIterator<Id> for Referenced {
         }
         data.seal().expect("in memory");
         Referenced {
-            trees: trees::Trees::default(),
+            trees: HashSet::new(),
             data,
         }
     }
@@ -333,7 +331,6 @@ mod tests {
     fn trees_are_told_apart_exactly_and_data_blobs_by_their_first_eight_bytes() {
         let mut r = Referenced::default();
         assert!(r.trees.insert(id(1, 0)));
-        assert!(!r.trees.insert(id(1, 0)));
         // A tree that differs from a visited one only late in its id is
         // still walked: the walk's set of trees is exact.
         assert!(r.trees.insert(id(1, 1)));
