@@ -31,8 +31,9 @@
 //! With `flat`, prune rewrites every index file (no stable tier), for
 //! comparison. With `dirs`, every file of [`PER_DIR`] chunks sits in a
 //! directory of its own (a tree per chunk: a repository of many
-//! directories, as a file server's, at its extreme), tiered. Blobs are tiny so that millions fit on this disk; packs are
-//! the smallest allowed (64 KiB), about 590 blobs each.
+//! directories, as a file server's, at its extreme), tiered. Blobs are
+//! tiny so that millions fit on this disk; packs are the smallest allowed
+//! (64 KiB), about 590 blobs each.
 
 use std::sync::Arc;
 use std::time::Instant;
