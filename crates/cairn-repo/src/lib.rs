@@ -57,6 +57,7 @@ mod skew;
 mod snapshots;
 mod sorted_disk;
 mod spool;
+mod visited;
 pub mod warm;
 mod windows;
 mod writer;
@@ -64,7 +65,7 @@ mod writer;
 pub use commands::Maintenance;
 pub use commands::check::{
     CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData, check_entries_per_share,
-    check_in_memory_entries,
+    check_in_memory_entries, check_trees_in_memory,
 };
 pub use commands::forget::{
     ForgetEntry, ForgetGroup, ForgetReport, GroupKey, hold_retained, plan as plan_forget,

@@ -8,14 +8,15 @@
 //! deleted.
 //!
 //! Past a budget of prefixes in memory, the data set goes to local disk in
-//! sorted runs, merged into one file when the walk ends (ADR 0023).
+//! sorted runs, merged into one file when the walk ends (ADR 0023); past
+//! theirs, the trees go to sorted files too (`visited.rs`, ADR 0025).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use cairn_core::Id;
 
 use crate::sorted_disk as disk;
+use crate::visited::{self, Visited};
 use crate::{Error, Result};
 
 /// Data blobs the referenced set holds in memory by default before it goes
@@ -25,7 +26,7 @@ pub(crate) const IN_MEMORY: usize = 1 << 21;
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Referenced {
-    pub(crate) trees: HashSet<Id>,
+    pub(crate) trees: Visited,
     pub(crate) data: DataRefs,
 }
 
@@ -33,7 +34,7 @@ impl Referenced {
     /// True if a snapshot references the blob (or, for a data blob, one
     /// with the same first 8 bytes of id).
     pub(crate) fn contains(&self, id: &Id) -> bool {
-        // Trees first: they are in memory, the data set may be on disk.
+        // Trees first: fewer, and mostly in memory or behind a filter.
         self.trees.contains(id) || self.data.contains(prefix(id))
     }
 
@@ -48,10 +49,11 @@ impl Referenced {
     }
 
     /// A set whose data blobs go to files in `dir` past `budget` of them
-    /// in memory; in memory throughout without a directory.
+    /// in memory, and its trees past `budget` or [`visited::IN_MEMORY`],
+    /// whichever is less; in memory throughout without a directory.
     pub(crate) fn spilling(dir: Option<PathBuf>, budget: usize) -> Referenced {
         Referenced {
-            trees: HashSet::new(),
+            trees: Visited::spilling(dir.clone(), budget.min(visited::IN_MEMORY)),
             data: DataRefs {
                 budget: budget.max(1),
                 check_at: budget.max(1),
@@ -64,6 +66,7 @@ impl Referenced {
     /// An error if a lookup could not read the set back from disk (it
     /// then answered "referenced"): prune must not act on such answers.
     pub(crate) fn verify(&self) -> Result<()> {
+        self.trees.verify()?;
         match self.data.disk.as_ref().and_then(disk::Disk::failed) {
             Some(e) => Err(Error::Internal(format!(
                 "reading the referenced set back from local disk: {e}"
@@ -83,7 +86,7 @@ impl FromIterator<Id> for Referenced {
         }
         data.seal().expect("in memory");
         Referenced {
-            trees: HashSet::new(),
+            trees: Visited::default(),
             data,
         }
     }

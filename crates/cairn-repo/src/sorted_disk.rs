@@ -16,6 +16,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use cairn_core::Id;
+
 /// A record of a set on disk.
 pub(crate) trait Record: Copy + Ord + std::fmt::Debug {
     /// Bytes of its encoding.
@@ -46,6 +48,24 @@ impl Record for u64 {
         let mut a = [0u8; 8];
         a.copy_from_slice(&b[..8]);
         u64::from_be_bytes(a)
+    }
+    fn same_key(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+/// Tree ids a walk visited (`visited.rs`).
+impl Record for Id {
+    const LEN: usize = 32;
+    /// 2 KiB a block: the directory holds half a byte per id.
+    const PER_BLOCK: usize = 64;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&b[..32]);
+        Id::from_bytes(id)
     }
     fn same_key(&self, other: &Self) -> bool {
         self == other
@@ -121,7 +141,8 @@ impl<R: Record> Disk<R> {
         self.runs.push(run);
         self.written += 1;
         if self.runs.len() > MAX_RUNS {
-            let merged = merge(&self.dir, &self.runs, |_, _: R| {})?;
+            let runs: Vec<&Run> = self.runs.iter().collect();
+            let merged = merge(&self.dir, &runs, |_, _: R| {})?;
             self.runs = vec![merged];
             self.written += 1;
         }
@@ -139,7 +160,7 @@ impl<R: Record> Disk<R> {
     pub(crate) fn seal(
         &mut self,
         last: impl Iterator<Item = R>,
-        mut each: impl FnMut(&R),
+        each: impl FnMut(&R),
     ) -> std::io::Result<()> {
         let mut last = last.peekable();
         if last.peek().is_some() {
@@ -147,17 +168,30 @@ impl<R: Record> Disk<R> {
             self.runs.push(run);
             self.written += 1;
         }
-        let mut firsts = Vec::new();
-        let run = merge(&self.dir, &self.runs, |i, r| {
-            if i % R::PER_BLOCK == 0 {
-                firsts.push(r);
-            }
-            each(&r);
-        })?;
-        firsts.shrink_to_fit();
+        let runs: Vec<&Run> = self.runs.iter().collect();
+        let sealed = seal_runs(&self.dir, &runs, each)?;
         self.runs.clear();
-        self.sealed = Some(Sealed { run, firsts });
+        self.sealed = Some(sealed);
         Ok(())
+    }
+
+    /// The sealed files of `parts` merged into the sealed file of a new
+    /// set in `dir`; `each` sees every record of it in order. `parts` are
+    /// left as they were, on an error too.
+    pub(crate) fn merged(
+        dir: PathBuf,
+        parts: &[&Disk<R>],
+        each: impl FnMut(&R),
+    ) -> std::io::Result<Disk<R>> {
+        let runs: Vec<&Run> = parts
+            .iter()
+            .filter_map(|d| d.sealed.as_ref().map(|s| &s.run))
+            .collect();
+        let sealed = seal_runs(&dir, &runs, each)?;
+        let mut disk = Disk::new(dir);
+        disk.written = 1;
+        disk.sealed = Some(sealed);
+        Ok(disk)
     }
 
     /// Whether [`Disk::seal`] succeeded: lookups go to the sealed file.
@@ -261,6 +295,47 @@ impl Disk<u64> {
     }
 }
 
+/// A Bloom filter of ids, for the sets on disk: a byte per id and three
+/// probes, so about 3% of the ids never added still take a read. Ids are
+/// keyed hashes, so their bytes serve as the probes.
+#[derive(Debug)]
+pub(crate) struct Filter {
+    bits: Vec<u64>,
+    mask: u64,
+}
+
+impl Filter {
+    pub(crate) fn new(n: usize) -> Filter {
+        let len = (n.max(1) * 8).next_power_of_two().max(64);
+        Filter {
+            bits: vec![0; len / 64],
+            mask: len as u64 - 1,
+        }
+    }
+
+    fn probes(&self, id: &Id) -> [u64; 3] {
+        let b = id.as_bytes();
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w) & self.mask
+        };
+        [word(0), word(1), word(2)]
+    }
+
+    pub(crate) fn insert(&mut self, id: &Id) {
+        for p in self.probes(id) {
+            self.bits[(p / 64) as usize] |= 1 << (p % 64);
+        }
+    }
+
+    pub(crate) fn may_hold(&self, id: &Id) -> bool {
+        self.probes(id)
+            .iter()
+            .all(|&p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
+    }
+}
+
 /// Writes `sorted` to a new file; `each` sees each record with its
 /// position.
 fn write<R: Record>(
@@ -284,9 +359,26 @@ fn write<R: Record>(
     Ok(Run { file, len })
 }
 
+/// Every run merged into a sealed file, with its directory.
+fn seal_runs<R: Record>(
+    dir: &Path,
+    runs: &[&Run],
+    mut each: impl FnMut(&R),
+) -> std::io::Result<Sealed<R>> {
+    let mut firsts = Vec::new();
+    let run = merge(dir, runs, |i, r| {
+        if i % R::PER_BLOCK == 0 {
+            firsts.push(r);
+        }
+        each(&r);
+    })?;
+    firsts.shrink_to_fit();
+    Ok(Sealed { run, firsts })
+}
+
 /// Every run merged into a new one, each key once (its greatest record).
-fn merge<R: Record>(dir: &Path, runs: &[Run], each: impl FnMut(usize, R)) -> std::io::Result<Run> {
-    let mut readers: Vec<Reader<'_, R>> = runs.iter().map(Reader::new).collect();
+fn merge<R: Record>(dir: &Path, runs: &[&Run], each: impl FnMut(usize, R)) -> std::io::Result<Run> {
+    let mut readers: Vec<Reader<'_, R>> = runs.iter().map(|r| Reader::new(r)).collect();
     let mut heap = BinaryHeap::new();
     for (i, r) in readers.iter_mut().enumerate() {
         if let Some(p) = r.next()? {

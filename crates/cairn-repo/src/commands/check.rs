@@ -32,6 +32,7 @@ pub use objects::check_in_memory_entries;
 use objects::{check_config, check_keys, fresh_index};
 use verify::verify_pack;
 use walk::check_snapshots;
+pub use walk::check_trees_in_memory;
 
 /// Where `check` reads the index, snapshots and trees from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use cairn_core::Id;
 
-use crate::sorted_disk::{Disk, Lookup, Record};
+use crate::sorted_disk::{Disk, Filter, Lookup, Record};
 use crate::spool::{HeldFile, Spool};
 use crate::{Error, Result};
 
@@ -203,47 +203,6 @@ fn on_disk(
         memory: Vec::new(),
         disk: Some((disk, filter)),
     })
-}
-
-/// A Bloom filter of ids, a byte per id and three probes: about 3% of the
-/// ids never added still take a read. Ids are keyed hashes, so their bytes
-/// serve as the probes.
-#[derive(Debug)]
-struct Filter {
-    bits: Vec<u64>,
-    mask: u64,
-}
-
-impl Filter {
-    fn new(n: usize) -> Filter {
-        let len = (n.max(1) * 8).next_power_of_two().max(64);
-        Filter {
-            bits: vec![0; len / 64],
-            mask: len as u64 - 1,
-        }
-    }
-
-    fn probes(&self, id: &Id) -> [u64; 3] {
-        let b = id.as_bytes();
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w) & self.mask
-        };
-        [word(0), word(1), word(2)]
-    }
-
-    fn insert(&mut self, id: &Id) {
-        for p in self.probes(id) {
-            self.bits[(p / 64) as usize] |= 1 << (p % 64);
-        }
-    }
-
-    fn may_hold(&self, id: &Id) -> bool {
-        self.probes(id)
-            .iter()
-            .all(|&p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
-    }
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ impl Repository {
     /// (`<what>-<pid>-<random>`, removed when dropped), or `None` without
     /// an index directory. Those left by runs whose process is gone are
     /// removed first.
-    fn private_dir(&self, what: &str) -> Option<std::io::Result<tempfile::TempDir>> {
+    pub(crate) fn private_dir(&self, what: &str) -> Option<std::io::Result<tempfile::TempDir>> {
         let dir = self.index_dir()?;
         remove_stale_tables(dir);
         let prefix = format!("{what}-{}-", std::process::id());

@@ -1,5 +1,11 @@
 //! The snapshot walk: every snapshot opens, every tree it reaches loads,
 //! every data blob it references is indexed.
+//!
+//! Each tree is loaded and checked once, whatever the number of snapshots
+//! and directories that reach it: the walk keeps the set of trees visited
+//! (on local disk past a budget, `visited.rs`, ADR 0025) and, of the trees
+//! it walked, only those that reach damage, to name every snapshot a
+//! problem affects.
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,6 +13,7 @@ use cairn_core::format::{NodeKind, Snapshot, Tree};
 use cairn_core::{Id, Kind};
 
 use super::{CheckReport, Damage, View};
+use crate::visited::{self, Visited};
 use crate::{Error, Repository, Result, paths};
 
 pub(super) async fn check_snapshots(
@@ -17,7 +24,22 @@ pub(super) async fn check_snapshots(
 ) -> Result<()> {
     let ids = repo.snapshot_ids().await?;
     report.snapshots = ids.len();
-    let mut trees: HashMap<Id, Option<Walked>> = HashMap::new();
+    // Removed when the walk ends; in memory without an index directory.
+    let dir = match repo.private_dir("check") {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            tracing::warn!("check's trees visited kept in memory: {e}");
+            None
+        }
+        None => None,
+    };
+    let mut walk = Walk {
+        visited: Visited::spilling(
+            dir.as_ref().map(|d| d.path().to_path_buf()),
+            VISITED_IN_MEMORY.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        tainted: HashMap::new(),
+    };
     for sid in ids {
         let obj = paths::snapshot(&sid);
         let snap = match snapshot_in(repo, view, &sid).await {
@@ -32,52 +54,157 @@ pub(super) async fn check_snapshots(
                 continue;
             }
         };
-        let mut seen: HashSet<Id> = HashSet::new();
-        let mut stack = vec![snap.tree];
-        while let Some(tid) = stack.pop() {
-            if !seen.insert(tid) {
+        walk.new_trees(repo, view, snap.tree, report, damage)
+            .await?;
+        walk.attribute(snap.tree, sid, damage);
+    }
+    // A tree taken for new because the set could not be read was walked
+    // twice: the counts would be wrong.
+    walk.visited.verify()
+}
+
+/// Trees the walk holds in memory before they go to local disk:
+/// [`visited::IN_MEMORY`]; tests lower it ([`check_trees_in_memory`]).
+static VISITED_IN_MEMORY: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(visited::IN_MEMORY);
+
+/// Sets how many trees a check's walk holds in memory before they go to
+/// local disk: for tests, which have few.
+#[doc(hidden)]
+pub fn check_trees_in_memory(n: usize) {
+    VISITED_IN_MEMORY.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// See the module docs.
+struct Walk {
+    visited: Visited,
+    /// The trees walked that reach damage: a tree that does not load, is
+    /// damaged itself, references a damaged data blob, or has a subtree
+    /// that reaches damage. Empty in a sound repository.
+    tainted: HashMap<Id, Walked>,
+}
+
+/// A tree on the walk's way down: what it lists and how far the walk went.
+struct Frame {
+    id: Id,
+    walked: Walked,
+    next: usize,
+    /// Its subtrees that reach damage.
+    tainted: Vec<Id>,
+}
+
+impl Walk {
+    /// Loads and checks every tree under `root` not visited before, each
+    /// after its subtrees (so that whether it reaches damage is known when
+    /// it is done); the trees on the way down are the only ones held.
+    async fn new_trees(
+        &mut self,
+        repo: &Repository,
+        view: &View,
+        root: Id,
+        report: &mut CheckReport,
+        damage: &mut Damage,
+    ) -> Result<()> {
+        let mut stack: Vec<Frame> = Vec::new();
+        stack.extend(self.enter(repo, view, root, report, damage).await);
+        while let Some(top) = stack.last_mut() {
+            if let Some(&child) = top.walked.subtrees.get(top.next) {
+                top.next += 1;
+                match self.enter(repo, view, child, report, damage).await {
+                    Some(frame) => stack.push(frame),
+                    // Walked before (or not loaded): known already.
+                    None if self.tainted.contains_key(&child) => {
+                        if let Some(top) = stack.last_mut() {
+                            top.tainted.push(child);
+                        }
+                    }
+                    None => {}
+                }
                 continue;
             }
-            damage.hit(&tid, sid);
-            if let std::collections::hash_map::Entry::Vacant(slot) = trees.entry(tid) {
-                let walked = match tree_in(repo, view, &tid).await {
-                    Ok(plain) => walk_first(repo, view, &tid, &plain, damage),
-                    Err(e) => Err(e),
+            let Some(done) = stack.pop() else { break };
+            let hurt = !done.walked.damaged.is_empty()
+                || !done.tainted.is_empty()
+                || damage.blobs.contains_key(&done.id);
+            if hurt {
+                if let Some(parent) = stack.last_mut() {
+                    parent.tainted.push(done.id);
+                }
+                let kept = Walked {
+                    subtrees: done.tainted,
+                    damaged: done.walked.damaged,
                 };
-                let t = match walked {
-                    Ok(w) => {
-                        report.trees += 1;
-                        Some(w)
-                    }
-                    Err(e) => {
-                        let key = (format!("tree {tid}"), e.to_string());
-                        damage.problems.entry(key.clone()).or_default();
-                        damage.blobs.entry(tid).or_insert(key);
-                        damage.hit(&tid, sid);
-                        None
-                    }
-                };
-                slot.insert(t);
+                self.tainted.insert(done.id, kept);
             }
-            let Some(Some(walked)) = trees.get(&tid) else {
-                continue;
-            };
-            stack.extend(walked.subtrees.iter().copied());
-            for c in &walked.damaged {
-                damage.hit(c, sid);
+        }
+        Ok(())
+    }
+
+    /// The tree `id` loaded and checked, if the walk has not visited it; a
+    /// tree that does not load is a problem, and reaches damage.
+    async fn enter(
+        &mut self,
+        repo: &Repository,
+        view: &View,
+        id: Id,
+        report: &mut CheckReport,
+        damage: &mut Damage,
+    ) -> Option<Frame> {
+        if !self.visited.insert(id) {
+            return None;
+        }
+        let walked = match tree_in(repo, view, &id).await {
+            Ok(plain) => walk_first(repo, view, &id, &plain, damage),
+            Err(e) => Err(e),
+        };
+        match walked {
+            Ok(walked) => {
+                report.trees += 1;
+                Some(Frame {
+                    id,
+                    walked,
+                    next: 0,
+                    tainted: Vec::new(),
+                })
+            }
+            Err(e) => {
+                let key = (format!("tree {id}"), e.to_string());
+                damage.problems.entry(key.clone()).or_default();
+                damage.blobs.entry(id).or_insert(key);
+                self.tainted.insert(id, Walked::default());
+                None
             }
         }
     }
-    Ok(())
+
+    /// Names `snapshot` in every problem it reaches from `root`: a walk of
+    /// the trees that reach damage only.
+    fn attribute(&self, root: Id, snapshot: Id, damage: &mut Damage) {
+        let mut seen: HashSet<Id> = HashSet::new();
+        let mut stack = vec![root];
+        while let Some(tid) = stack.pop() {
+            let Some(walked) = self.tainted.get(&tid) else {
+                continue;
+            };
+            if !seen.insert(tid) {
+                continue;
+            }
+            damage.hit(&tid, snapshot);
+            for c in &walked.damaged {
+                damage.hit(c, snapshot);
+            }
+            stack.extend(walked.subtrees.iter().copied());
+        }
+    }
 }
 
-/// What the walk keeps of a tree it loaded, to walk it again for the next
-/// snapshot that reaches it: its subtrees, and those of its data blobs
-/// with a problem. Every problem of a data blob is known by the time the
-/// tree is first walked (the packs were checked before the walk, and a
+/// What the walk keeps of a tree: its subtrees and those of its data
+/// blobs with a problem; once the tree is done, of its subtrees only those
+/// that reach damage. Every problem of a data blob is known by the time
+/// the tree is first walked (the packs were checked before the walk, and a
 /// blob missing from the index is found then), so the snapshots are
-/// attributed as if the whole tree were kept, without keeping every
-/// content id of every tree in memory.
+/// attributed as if the whole tree were kept.
+#[derive(Default)]
 struct Walked {
     subtrees: Vec<Id>,
     damaged: Vec<Id>,
