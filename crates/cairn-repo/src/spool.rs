@@ -142,31 +142,38 @@ impl Spool {
     fn push_tombstones(&mut self, ids: &[Id]) -> Result<Tombstones> {
         let count = u32::try_from(ids.len())
             .map_err(|_| Error::Internal("an index file lists too many tombstones".into()))?;
-        let at = self.written + self.pending.len() as u64;
-        for t in ids {
-            self.pending.extend_from_slice(t.as_bytes());
-        }
-        if self.pending.len() >= FLUSH {
-            self.flush();
-        }
+        let at = self.append(|out| {
+            for t in ids {
+                out.extend_from_slice(t.as_bytes());
+            }
+        });
         Ok(Tombstones { at, count })
     }
 
     fn push(&mut self, pack: Id, entries: &[PackEntry]) -> Result<Listing> {
         let count = u32::try_from(entries.len())
             .map_err(|_| Error::Internal(format!("pack {pack} lists too many blobs")))?;
+        let at = self.append(|out| {
+            for e in entries {
+                out.extend_from_slice(e.id.as_bytes());
+                out.push(e.kind as u8);
+                out.extend_from_slice(&e.offset.to_le_bytes());
+                out.extend_from_slice(&e.length.to_le_bytes());
+                out.extend_from_slice(&e.raw_length.to_le_bytes());
+            }
+        });
+        Ok(Listing { pack, at, count })
+    }
+
+    /// Appends what `encode` writes to the bytes pending, written out past
+    /// [`FLUSH`]; returns where they start.
+    fn append(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> u64 {
         let at = self.written + self.pending.len() as u64;
-        for e in entries {
-            self.pending.extend_from_slice(e.id.as_bytes());
-            self.pending.push(e.kind as u8);
-            self.pending.extend_from_slice(&e.offset.to_le_bytes());
-            self.pending.extend_from_slice(&e.length.to_le_bytes());
-            self.pending.extend_from_slice(&e.raw_length.to_le_bytes());
-        }
+        encode(&mut self.pending);
         if self.pending.len() >= FLUSH {
             self.flush();
         }
-        Ok(Listing { pack, at, count })
+        at
     }
 
     /// Writes what is pending to the file; if that fails (a full disk),

@@ -261,13 +261,17 @@ pub(super) struct Devices(Mutex<Vec<(u64, OwnedFd)>>);
 impl Devices {
     /// Notes the file system of `file`.
     fn note(&self, file: &std::fs::File) -> Result<(), String> {
-        let dev = at::fstat(file.as_fd())
+        self.note_fd(file.as_fd())
+    }
+
+    /// Notes the file system of the file or directory `fd`.
+    pub(super) fn note_fd(&self, fd: BorrowedFd<'_>) -> Result<(), String> {
+        let dev = at::fstat(fd)
             .map_err(|e| format!("cannot look at the file: {e}"))?
             .dev();
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if !all.iter().any(|(d, _)| *d == dev) {
-            let fd = file
-                .as_fd()
+            let fd = fd
                 .try_clone_to_owned()
                 .map_err(|e| format!("cannot keep a descriptor: {e}"))?;
             all.push((dev, fd));

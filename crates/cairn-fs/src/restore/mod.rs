@@ -44,7 +44,7 @@ use futures::StreamExt;
 use crate::at::{self, Root};
 use crate::browse::resolve;
 use crate::{Error, Progress, Result, Warning, meta};
-use files::{FileJob, Place, Shared, restore_file};
+use files::{Devices, FileJob, Place, Shared, restore_file};
 pub(crate) use filter::PathFilter;
 pub use overwrite::Overwrite;
 pub use plan::ROUND as RESTORE_ROUND;
@@ -399,21 +399,23 @@ fn link_all(root: &Root, plan: &mut Plan, failed: &std::collections::HashSet<Pat
     }
 }
 
-/// One directory's metadata and sync (see [`finish_dirs`]). A directory
-/// the restoring user may not read (mode 0311 kept from an earlier
-/// restore, say) cannot be opened for reading, which a sync needs: it
-/// gets its metadata through an `O_PATH` descriptor and goes unsynced.
+/// One directory's metadata (see [`finish_dirs`]), and its file system
+/// noted in `devices` for the sync. A directory the restoring user may not
+/// read (mode 0311 kept from an earlier restore, say) cannot be opened for
+/// reading: it gets its metadata through an `O_PATH` descriptor, which a
+/// sync cannot take; the sync of its file system for the others covers it.
 fn finish_dir(
     root: &Root,
     path: &std::path::Path,
     node: &cairn_core::format::Node,
     owners: bool,
+    devices: &Devices,
 ) -> std::result::Result<(), String> {
     let meta_err = |e: std::io::Error| format!("cannot set metadata: {e}");
     match root.dir(path, OFlags::RDONLY) {
         Ok(fd) => {
             meta::apply(fd.as_fd(), false, node, owners).map_err(meta_err)?;
-            at::sync_dir(fd.as_fd()).map_err(|e| format!("cannot sync: {e}"))
+            devices.note_fd(fd.as_fd())
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             let fd = root.dir(path, OFlags::PATH).map_err(meta_err)?;
@@ -426,21 +428,30 @@ fn finish_dir(
 /// Directory metadata: each directory of `dirs` (in the order created),
 /// deepest first, gets its metadata through a descriptor opened below the
 /// root without following a symlink (so one swapped in meanwhile is
-/// refused, never chmod-ed through), and is synced so the names renamed
-/// into it are durable. One sync per directory rather than per file; the
-/// root is synced last of all, by the caller.
+/// refused, never chmod-ed through); then one `syncfs` per file system
+/// makes the names renamed into them and their metadata durable. An
+/// `fsync` per directory forced a journal commit each: a tree of a
+/// million directories took a million. The root is synced last of all, by
+/// the caller.
 fn finish_dirs(
     root: &Root,
     dirs: &[(PathBuf, cairn_core::format::Node)],
     owners: bool,
     errors: &mut Vec<Warning>,
 ) {
+    let devices = Devices::default();
     for (path, node) in dirs.iter().rev() {
-        if let Err(message) = finish_dir(root, path, node, owners) {
+        if let Err(message) = finish_dir(root, path, node, owners, &devices) {
             errors.push(Warning {
                 path: path.clone(),
                 message,
             });
         }
+    }
+    if let Err(message) = devices.sync() {
+        errors.push(Warning {
+            path: root.path().to_owned(),
+            message,
+        });
     }
 }

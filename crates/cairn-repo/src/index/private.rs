@@ -153,7 +153,6 @@ impl Repository {
 /// before their directory was removed): each holds a whole table. Where
 /// there is no `/proc` to ask, nothing is removed.
 fn remove_stale_tables(dir: &Path) {
-    remove_old_runs(dir);
     let proc = Path::new("/proc");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -228,6 +227,9 @@ mod tests {
         std::fs::File::open(dir.path().join("runs-old"))
             .and_then(|d| d.set_modified(two_days))
             .expect("set mtime");
+        // Opening the repository removes old runs, its private directories
+        // the tables of runs gone.
+        remove_old_runs(dir.path());
         remove_stale_tables(dir.path());
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .expect("read")
