@@ -234,3 +234,32 @@ async fn repair_index_rebuilds_the_entries_of_bundled_blobs() {
     let report = check_read_data(&fixed).await;
     assert!(report.is_ok(), "{:#?}", report.errors);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_of_tiny_blobs_keeps_to_its_target_directory_included() {
+    // Blobs of 8 bytes: the directory's 36 bytes a blob are most of the
+    // bundle. Counting the blobs' bytes alone put 60,000 of them (2.6 MiB
+    // of plaintext) in one bundle of a 1 MiB target, which readers do not
+    // keep opened: each blob read opened the whole bundle again.
+    let files: Vec<(String, Vec<u8>)> = (0..60_000u64)
+        .map(|i| (format!("f{i:05}"), i.to_le_bytes().to_vec()))
+        .collect();
+    let (repo, clock) = repo_4m().await;
+    let snap = backup(&repo, "h", &files).await;
+    let repo = reopen(&repo, clock).await;
+    let mut members: std::collections::HashMap<(cairn_core::Id, u32), usize> = Default::default();
+    for (_, data) in &files {
+        let loc = repo.locate(&repo.keys().id_of(data)).expect("indexed");
+        assert_eq!(loc.kind, Kind::Bundle);
+        *members.entry((loc.pack, loc.offset)).or_default() += 1;
+    }
+    assert!(members.len() > 1, "{} bundles", members.len());
+    for (at, n) in &members {
+        let plain = 5 + n * (36 + 8);
+        assert!(
+            plain <= (1 << 20) + 36 + 8,
+            "{at:?}: {n} blobs, {plain} bytes"
+        );
+    }
+    assert_eq!(restore(&repo, &snap).await, files);
+}

@@ -55,6 +55,11 @@ impl BundleBuilder {
     pub fn contents_len(&self) -> usize {
         self.contents.len()
     }
+    /// Bytes of the bundle's plaintext so far: the contents and the
+    /// directory (36 bytes a blob, more than a blob of a few bytes).
+    pub fn plain_len(&self) -> usize {
+        HEAD_LEN + self.members.len() * DIR_ENTRY_LEN + self.contents.len()
+    }
     /// True before the first blob.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()

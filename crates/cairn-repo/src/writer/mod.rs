@@ -46,8 +46,9 @@ pub use stats::WriterStats;
 pub(crate) use upload::pack_class;
 use upload::{upload_loop, write_index};
 
-/// A bundle (docs/FORMAT.md §7.1) is sealed once its blobs add up to this
-/// many bytes, or a quarter of the data pack size if that is less. Reading
+/// A bundle (docs/FORMAT.md §7.1) is sealed once its plaintext (blobs and
+/// directory) adds up to this many bytes, or a quarter of the data pack
+/// size if that is less. Reading
 /// one small file reads its whole bundle, so bundles stay small.
 pub(crate) const BUNDLE_TARGET: usize = 1024 * 1024;
 /// Data blobs of at most an eighth of the bundle target (128 KiB) are
@@ -278,7 +279,10 @@ impl BlobWriter {
         let full = {
             let mut b = lock(&self.shared.bundle);
             b.push(id, data);
-            if b.contents_len() < self.shared.bundle_target {
+            // The directory counts: a bundle of blobs of a few bytes took
+            // 2.6 times its target, too large for readers to keep opened
+            // (`bundles.rs`), so each blob read opened the whole of it.
+            if b.plain_len() < self.shared.bundle_target {
                 return Ok(());
             }
             std::mem::replace(&mut *b, BundleBuilder::with_buffer(self.bundle_buffer()))
