@@ -13,7 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dirs="${1:-1000000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
-cargo build --release --locked -p cairn-cli --bin cairn >&2
+# CAIRN_BIN: a cairn binary to measure instead of building one.
+if [ -z "${CAIRN_BIN:-}" ]; then
+    cargo build --release --locked -p cairn-cli --bin cairn >&2
+fi
 cairn="${CAIRN_BIN:-$CARGO_TARGET_DIR/release/cairn}"
 work="$(mktemp -d "${TMPDIR:-/var/tmp}/cairn-tree-scale.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
