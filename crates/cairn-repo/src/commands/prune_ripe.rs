@@ -40,16 +40,14 @@ impl Record for Tomb {
     /// only tombstoned blobs and the filter's few mistakes are read.
     const PER_BLOCK: usize = 51;
     fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.id.as_bytes());
+        self.id.put(out);
         out.extend_from_slice(&self.created.to_le_bytes());
     }
     fn get(b: &[u8]) -> Self {
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&b[..32]);
         let mut t = [0u8; 8];
-        t.copy_from_slice(&b[32..40]);
+        t.copy_from_slice(&b[Id::LEN..Id::LEN + 8]);
         Tomb {
-            id: Id::from_bytes(id),
+            id: Id::get(b),
             created: i64::from_le_bytes(t),
         }
     }
