@@ -44,6 +44,7 @@ mod error;
 mod index;
 mod keyring;
 mod leftovers;
+mod levels;
 mod paths;
 mod read;
 mod referenced;

@@ -9,17 +9,15 @@
 //! [`Visited::contains`] (prune keeps the tree); either way
 //! [`Visited::verify`] fails the run before it acts on them.
 //!
-//! The files are unnamed in the run's own directory (see `sorted_disk.rs`).
-//! Files of about equal size are merged into one as they come, so there are
-//! about log2(trees / budget) of them and each id is written that many
-//! times.
+//! The files are unnamed in the run's own directory (`levels.rs`), merged
+//! as they come: about log2(trees / budget) of them.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 use cairn_core::Id;
 
-use crate::sorted_disk::{Disk, Filter, Lookup};
+use crate::levels::Levels;
 use crate::{Error, Result};
 
 /// Trees held in memory before they go to disk: 2^17, about 8 MiB of hash
@@ -31,17 +29,8 @@ pub(crate) const IN_MEMORY: usize = 1 << 17;
 pub(crate) struct Visited {
     memory: HashSet<Id>,
     budget: usize,
-    /// Where files go; `None` in memory throughout (no directory, or the
-    /// disk failed).
-    dir: Option<PathBuf>,
-    /// Disjoint sealed files, oldest (and largest) first.
-    files: Vec<File>,
-}
-
-#[derive(Debug)]
-struct File {
-    disk: Disk<Id>,
-    filter: Filter,
+    /// Disjoint files: an id goes to disk once.
+    files: Levels<Id>,
 }
 
 impl Default for Visited {
@@ -58,8 +47,7 @@ impl Visited {
         Visited {
             memory: HashSet::new(),
             budget: budget.max(1),
-            dir,
-            files: Vec::new(),
+            files: Levels::new(dir),
         }
     }
 
@@ -69,7 +57,7 @@ impl Visited {
             return false;
         }
         self.memory.insert(id);
-        if self.memory.len() >= self.budget && self.dir.is_some() {
+        if self.memory.len() >= self.budget && self.files.can_spill() {
             self.spill();
         }
         true
@@ -83,26 +71,23 @@ impl Visited {
 
     /// Whether a file holds `id`: `None` if one could not be read.
     fn on_disk(&self, id: &Id) -> Option<bool> {
-        let mut unreadable = false;
-        for f in self.files.iter().filter(|f| f.filter.may_hold(id)) {
-            match f.disk.find(|r| r.cmp(id)) {
-                Lookup::Found(_) => return Some(true),
-                Lookup::Absent => {}
-                Lookup::Unreadable => unreadable = true,
-            }
+        let mut found = false;
+        let readable = self.files.find(id, |_| found = true);
+        if found {
+            return Some(true);
         }
-        (!unreadable).then_some(false)
+        readable.then_some(false)
     }
 
     /// Distinct trees added.
     pub(crate) fn len(&self) -> usize {
-        self.memory.len() + self.files.iter().map(|f| f.disk.len()).sum::<usize>()
+        self.memory.len() + self.files.len()
     }
 
     /// An error if a lookup could not read a file back: neither a walk nor
     /// prune may act on its answers.
     pub(crate) fn verify(&self) -> Result<()> {
-        match self.files.iter().find_map(|f| f.disk.failed()) {
+        match self.files.failed() {
             Some(e) => Err(Error::Internal(format!(
                 "reading the trees visited back from local disk: {e}"
             ))),
@@ -111,60 +96,25 @@ impl Visited {
     }
 
     /// Writes the set in memory as a file and empties it (its room is kept
-    /// for what comes next), then merges files of about equal size. On an
-    /// error the set goes on in memory.
+    /// for what comes next). On an error the set goes on in memory.
     fn spill(&mut self) {
-        let Some(dir) = self.dir.clone() else {
-            return;
-        };
         let mut ids: Vec<Id> = self.memory.iter().copied().collect();
         ids.sort_unstable();
-        let mut filter = Filter::new(ids.len());
-        let mut disk = Disk::new(dir.clone());
-        match disk.seal(ids.into_iter(), |id| filter.insert(id)) {
-            Ok(()) => {
-                self.memory.clear();
-                self.files.push(File { disk, filter });
-            }
-            Err(e) => {
-                tracing::warn!("the trees visited kept in memory: {e}");
-                self.dir = None;
-                return;
-            }
-        }
-        while let [.., older, newer] = &self.files[..] {
-            if older.disk.len() > newer.disk.len() {
-                break;
-            }
-            let mut filter = Filter::new(older.disk.len() + newer.disk.len());
-            match Disk::merged(dir.clone(), &[&older.disk, &newer.disk], |id| {
-                filter.insert(id);
-            }) {
-                Ok(disk) => {
-                    self.files.truncate(self.files.len() - 2);
-                    self.files.push(File { disk, filter });
-                }
-                Err(e) => {
-                    // The two files still answer: only slower.
-                    tracing::warn!("merging the trees visited on local disk: {e}");
-                    break;
-                }
-            }
+        if self.files.push(ids, "the trees visited") {
+            self.memory.clear();
         }
     }
 
     /// Files on disk: for tests.
     #[cfg(test)]
     pub(crate) fn files(&self) -> usize {
-        self.files.len()
+        self.files.files()
     }
 
     /// Makes every file unreadable: for tests.
     #[cfg(test)]
     pub(crate) fn break_reads(&mut self, dir: &std::path::Path) {
-        for f in &mut self.files {
-            f.disk.break_reads(dir);
-        }
+        self.files.break_reads(dir);
     }
 }
 

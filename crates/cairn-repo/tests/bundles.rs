@@ -263,3 +263,58 @@ async fn a_bundle_of_tiny_blobs_keeps_to_its_target_directory_included() {
     }
     assert_eq!(restore(&repo, &snap).await, files);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_of_many_tiny_blobs_keeps_packs_index_files_and_its_pending_set_small() {
+    // 100,000 blobs of 8 bytes: about 24,000 to a bundle. A 4 MiB pack took
+    // every bundle it had room for (its header was most of it), an index
+    // file waited for eight packs, and the writer remembered every blob it
+    // stored until it finished.
+    const MAX: usize = 1 << 15;
+    let blobs: Vec<Vec<u8>> = (0..100_000u64).map(|i| i.to_le_bytes().to_vec()).collect();
+    let (repo, clock) = repo_4m().await;
+    let writer = BlobWriter::new(&repo).expect("writer");
+    let (writer, blobs) = tokio::task::spawn_blocking(move || {
+        for b in &blobs {
+            assert!(writer.add_blob(Kind::Data, b).expect("add").1);
+        }
+        // Once an index file lists them, blobs leave the pending set; the
+        // first lists at least MAX of them.
+        let waited = std::time::Instant::now();
+        while writer.stats().index_files == 0 {
+            assert!(waited.elapsed().as_secs() < 120, "no index file written");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            writer.pending_blobs() <= blobs.len() - MAX,
+            "{}",
+            writer.pending_blobs()
+        );
+        // Still deduplicated, through the index.
+        for b in &blobs {
+            assert!(!writer.add_blob(Kind::Data, b).expect("add").1);
+        }
+        (writer, blobs)
+    })
+    .await
+    .expect("join");
+    let stats = writer.finish().await.expect("finish");
+    assert_eq!(stats.data_blobs, blobs.len() as u64);
+    assert!(stats.index_files >= 2, "{stats:?}");
+    let repo = reopen(&repo, clock).await;
+    let mut per_pack: std::collections::HashMap<cairn_core::Id, usize> = Default::default();
+    for b in &blobs {
+        let loc = repo.locate(&repo.keys().id_of(b)).expect("indexed");
+        *per_pack.entry(loc.pack).or_default() += 1;
+    }
+    assert!(per_pack.len() > 1);
+    for (pack, n) in &per_pack {
+        assert!(*n <= MAX, "{pack}: {n} entries");
+    }
+    let files = repo.read_index_files().await.expect("index files");
+    assert_eq!(files.len() as u64, stats.index_files);
+    for (id, file) in files {
+        let listed: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
+        assert!(listed < 2 * MAX, "{id}: {listed} entries");
+    }
+}

@@ -133,10 +133,14 @@ impl Repository {
         }
         let Some(builder) = spill else {
             let mem = MemIndex::from_files(fresh.iter().map(|(id, f)| (*id, f)));
-            return Ok(Some(Index::with_table(Some(table), mem)));
+            return Ok(Some(Index::with_table(
+                Some(table),
+                mem.spilling_to(dir.to_owned()),
+            )));
         };
         let table = self.finish(builder, Some(table), path).await?;
-        Ok(Some(Index::with_table(Some(table), MemIndex::default())))
+        let mem = MemIndex::default().spilling_to(dir.to_owned());
+        Ok(Some(Index::with_table(Some(table), mem)))
     }
 
     async fn rebuild(&self, dir: &Path, path: &Path) -> Result<Index> {
@@ -146,11 +150,12 @@ impl Repository {
             builder.add_file(id, &f).map_err(|e| io(dir, e))
         })
         .await?;
+        let mem = MemIndex::default().spilling_to(dir.to_owned());
         if builder.files().is_empty() {
-            return Ok(Index::default());
+            return Ok(Index::with_table(None, mem));
         }
         let table = self.finish(builder, None, path).await?;
-        Ok(Index::with_table(Some(table), MemIndex::default()))
+        Ok(Index::with_table(Some(table), mem))
     }
 
     async fn finish(

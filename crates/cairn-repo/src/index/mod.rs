@@ -15,6 +15,8 @@ mod build;
 mod load;
 mod memory;
 mod private;
+#[cfg(test)]
+mod spill_tests;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -99,7 +101,7 @@ impl Index {
         let table = b.finish(None, &path, repo_id, u64::from(std::process::id()))?;
         Ok(Index::with_table(
             Some(Arc::new(table)),
-            MemIndex::default(),
+            MemIndex::default().spilling_to(dir.to_owned()),
         ))
     }
 
@@ -181,7 +183,7 @@ impl Index {
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
         let table = self.table.as_ref().map_or(0, |t| t.located());
-        table + self.mem.ids().filter(|id| !self.in_table(id)).count()
+        table + self.mem.count(|id| self.in_table(id))
     }
 
     /// True when no blob is known.
@@ -253,6 +255,11 @@ impl Index {
         }
         self.mem
             .entries_by_pack_into(&mut m, |id| self.in_table(id), &keep);
+        if let Some(e) = self.mem.failed() {
+            return Err(crate::Error::Internal(format!(
+                "reading the index entries added back from local disk: {e}"
+            )));
+        }
         Ok(m)
     }
 }

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
 
-use cairn_core::format::bundle_v1::{BUNDLE_SEAL_ID, DIR_ENTRY_LEN};
 use cairn_core::format::{BundleBuilder, IndexPack, PackBuilder, SessionPurpose};
 use cairn_core::{Compression, Id, Kind, seal_into};
 use cairn_store::BufferPool;
@@ -37,6 +36,7 @@ use tokio::sync::mpsc;
 use crate::session_handle::SessionHandle;
 use crate::{Error, Repository, Result};
 
+mod bundle;
 mod filling;
 mod stats;
 mod upload;
@@ -60,8 +60,18 @@ pub(crate) const BUNDLE_BLOB_SHARE: usize = 8;
 const UPLOAD_CONCURRENCY: usize = 2;
 /// Finished packs waiting for an upload slot.
 const QUEUE_DEPTH: usize = 1;
-/// Write an index file after this many uploaded packs.
+/// Write an index file after this many uploaded packs, or sooner once the
+/// packs not yet indexed list [`INDEX_EVERY_ENTRIES`] blobs.
 const INDEX_EVERY_PACKS: usize = 8;
+/// Entries a pack lists at most: a pack closes before its entries would
+/// exceed it, whatever its size. A 16 MiB pack of bundles of tiny files
+/// listed about 370,000 blobs (its header alone near its target), and the
+/// writer held each entry four times (the pack's list, its header, the
+/// index file and its encoding): 2^15 entries keep each copy under 2 MiB.
+pub(crate) const PACK_ENTRIES_MAX: usize = 1 << 15;
+/// Blobs an index file lists before it is written: with one pack's entries
+/// over it at most, an index file lists under 2^16 blobs (3 MiB).
+const INDEX_EVERY_ENTRIES: usize = PACK_ENTRIES_MAX;
 /// How often the uploader wakes up to see whether the session needs a
 /// refresh when no pack finishes (wall-clock; the decision uses the
 /// repository's clock).
@@ -76,7 +86,12 @@ struct Shared {
     ready_cv: Condvar,
     /// `ready` holds `Ok`: read without the lock by every blob's call.
     ready_ok: std::sync::atomic::AtomicBool,
+    /// Blobs this writer stored that no index file it wrote lists yet: an
+    /// index file's blobs leave it once the index holds them, so it holds
+    /// a few packs' blobs, not the run's.
     pending: Mutex<HashSet<Id>>,
+    /// Bumped, under `pending`'s lock, each time blobs leave `pending`.
+    indexed: std::sync::atomic::AtomicU64,
     /// Packs in `data/` when the session started, plus those this writer
     /// uploaded: a blob is deduplicated only against a copy in one of them,
     /// never on an index entry alone (an index file can outlive its pack).
@@ -146,6 +161,36 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .contains(&loc.pack)
     }
+
+    /// Takes `id` for this writer to store: false if the repository or
+    /// this writer has it already.
+    fn claim(&self, id: &Id) -> bool {
+        let seen = self.indexed.load(Ordering::Acquire);
+        if self.stored(id) {
+            return false;
+        }
+        let mut pending = lock(&self.pending);
+        if pending.contains(id) {
+            return false;
+        }
+        // An index file written since the lookup above may list it: its
+        // blobs left `pending` after the index took them.
+        if self.indexed.load(Ordering::Acquire) != seen && self.stored(id) {
+            return false;
+        }
+        pending.insert(*id)
+    }
+
+    /// The blobs of `file`, now in the index, leave `pending`.
+    fn indexed(&self, file: &cairn_core::format::IndexFile) {
+        let mut pending = lock(&self.pending);
+        for p in &file.packs {
+            for e in &p.blobs {
+                pending.remove(&e.id);
+            }
+        }
+        self.indexed.fetch_add(1, Ordering::Release);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,6 +227,7 @@ impl BlobWriter {
             ready_cv: Condvar::new(),
             ready_ok: std::sync::atomic::AtomicBool::new(false),
             pending: Mutex::new(HashSet::new()),
+            indexed: std::sync::atomic::AtomicU64::new(0),
             packs: std::sync::RwLock::new(HashSet::new()),
             data: Mutex::default(),
             tree: Mutex::default(),
@@ -223,7 +269,7 @@ impl BlobWriter {
         }
         self.wait_ready()?;
         let id = repo.keys().blob_id(kind, data);
-        if self.shared.stored(&id) || !lock(&self.shared.pending).insert(id) {
+        if !self.shared.claim(&id) {
             return Ok((id, false));
         }
         if kind == Kind::Data && self.shared.bundling && data.len() <= self.shared.bundle_blob_max {
@@ -272,60 +318,6 @@ impl BlobWriter {
         c.bytes_stored.fetch_add(sealed as u64, Ordering::Relaxed);
     }
 
-    /// Adds a small data blob to the bundle being filled, and seals and
-    /// stores the bundle once it is full.
-    fn add_to_bundle(&self, id: Id, data: &[u8]) -> Result<()> {
-        self.count(Kind::Data, data.len(), 0);
-        let full = {
-            let mut b = lock(&self.shared.bundle);
-            b.push(id, data);
-            // The directory counts: a bundle of blobs of a few bytes took
-            // 2.6 times its target, too large for readers to keep opened
-            // (`bundles.rs`), so each blob read opened the whole of it.
-            if b.plain_len() < self.shared.bundle_target {
-                return Ok(());
-            }
-            std::mem::replace(&mut *b, BundleBuilder::with_buffer(self.bundle_buffer()))
-        };
-        SCRATCH.with_borrow_mut(|sealed| {
-            let members = self.seal_bundle(full, sealed);
-            self.append(Kind::Data, sealed, members.len(), |p| {
-                p.push_bundle(sealed, &members)
-            })
-        })
-    }
-
-    /// A buffer for the next bundle: a sealed bundle's, or a new one with
-    /// room for a full bundle and a directory of 4 KiB blobs.
-    fn bundle_buffer(&self) -> Vec<u8> {
-        lock(&self.shared.bundle_spare).take().unwrap_or_else(|| {
-            let full = self.shared.bundle_target + self.shared.bundle_blob_max;
-            Vec::with_capacity(full + full / 4096 * DIR_ENTRY_LEN)
-        })
-    }
-
-    /// Seals a bundle into `sealed`; returns its members.
-    fn seal_bundle(&self, b: BundleBuilder, sealed: &mut Vec<u8>) -> Vec<(Id, u32)> {
-        let repo = &self.shared.repo;
-        let (plain, members) = b.finish();
-        seal_into(
-            repo.keys(),
-            Kind::Bundle,
-            &BUNDLE_SEAL_ID,
-            &plain,
-            repo.config().compression(),
-            repo.rng(),
-            sealed,
-        );
-        self.shared
-            .counters
-            .bytes_stored
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        // One kept: two bundles are rarely sealed at once.
-        lock(&self.shared.bundle_spare).get_or_insert(plain);
-        members
-    }
-
     /// Appends the sealed object `sealed`, listed by `entries` entries (a
     /// blob, or a bundle's blobs), to the pack of `kind` with `push`,
     /// sending the pack off when full.
@@ -343,7 +335,8 @@ impl BlobWriter {
             // A pack, header included, stays within its target size unless
             // its only object is larger: a full one is sent off first.
             let size = f.pack.size_with_entries(sealed.len(), entries);
-            if !f.pack.is_empty() && size > target {
+            let listed = f.pack.entries().len() + entries;
+            if !f.pack.is_empty() && (size > target || listed > PACK_ENTRIES_MAX) {
                 let full = std::mem::take(&mut *f);
                 drop(f);
                 self.send(kind, full)?;
@@ -360,7 +353,7 @@ impl BlobWriter {
             // A pack that reached its target (a blob as large as a pack, on
             // its own) goes now rather than with the next blob: a writer
             // killed before then would have stored nothing.
-            if f.pack.size() >= target {
+            if f.pack.size() >= target || f.pack.entries().len() >= PACK_ENTRIES_MAX {
                 let full = std::mem::take(&mut *f);
                 drop(f);
                 self.send(kind, full)?;
@@ -437,6 +430,12 @@ impl BlobWriter {
         Ok(missing
             .iter()
             .all(|id| pending.contains(*id) || self.shared.stored(id)))
+    }
+
+    /// Blobs stored that no index file written yet lists: for tests.
+    #[doc(hidden)]
+    pub fn pending_blobs(&self) -> usize {
+        lock(&self.shared.pending).len()
     }
 
     /// The writer's session id (also in its index files).

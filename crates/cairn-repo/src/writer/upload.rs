@@ -1,5 +1,6 @@
 //! The writer's uploader task: announces the session, uploads finished
-//! packs a few at a time, and writes an index file every few packs.
+//! packs a few at a time, and writes an index file every few packs (or
+//! sooner, for packs of many small blobs).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
-use super::{FinishedPack, INDEX_EVERY_PACKS, REFRESH_WAKEUP, Shared, UPLOAD_CONCURRENCY, lock};
+use super::{
+    FinishedPack, INDEX_EVERY_ENTRIES, INDEX_EVERY_PACKS, REFRESH_WAKEUP, Shared,
+    UPLOAD_CONCURRENCY, lock,
+};
 use crate::{Result, paths};
 
 /// Announces the session, then reloads the index and lists the packs: in
@@ -68,7 +72,8 @@ async fn upload_packs(
                     }
                 };
                 unindexed.push(done);
-                if unindexed.len() >= INDEX_EVERY_PACKS {
+                let entries: usize = unindexed.iter().map(|p: &IndexPack| p.blobs.len()).sum();
+                if unindexed.len() >= INDEX_EVERY_PACKS || entries >= INDEX_EVERY_ENTRIES {
                     write_index(&shared, std::mem::take(&mut unindexed)).await?;
                 }
                 shared.repo.refresh_if_due(&shared.session).await?;
@@ -150,6 +155,7 @@ pub(super) async fn write_index(shared: &Shared, mut packs: Vec<IndexPack>) -> R
         .put(&paths::index(&id), Bytes::from(sealed))
         .await?;
     repo.write_index().add_file(id, &file);
+    shared.indexed(&file);
     shared.counters.index_files.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
