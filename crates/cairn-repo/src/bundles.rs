@@ -33,6 +33,38 @@ type Key = [u8; 48];
 #[derive(Debug, Default)]
 pub(crate) struct BundleCache {
     entries: Mutex<VecDeque<(Key, Arc<Bundle>)>>,
+    /// Bundles opened (decrypted and decoded): for tests.
+    opened: std::sync::atomic::AtomicU64,
+}
+
+/// Opens the blobs of one range read, one after another: a bundle is
+/// opened once for all of its blobs in the range, whatever its size. The
+/// shared cache keeps bundles of up to 2 MiB only; a bundle of tiny files
+/// written before 2026-12-02 could be larger (its directory did not count
+/// toward its target), and was opened again for each of its blobs.
+#[derive(Debug)]
+pub struct RangeOpener<'a> {
+    repo: &'a Repository,
+    last: Option<(Key, Arc<Bundle>)>,
+}
+
+impl RangeOpener<'_> {
+    /// [`Repository::open_blob`], keeping the last bundle opened.
+    pub fn open(&mut self, loc: &BlobLocation, id: &Id, sealed: &[u8]) -> Result<Vec<u8>> {
+        if loc.kind != Kind::Bundle {
+            return self.repo.open_blob(loc, id, sealed);
+        }
+        let key = key_of(sealed);
+        if let (Some(k), Some((last, bundle))) = (&key, &self.last) {
+            if k == last {
+                return self.repo.blob_from_bundle(bundle, loc, id);
+            }
+        }
+        let bundle = self.repo.bundle(loc, id, sealed, key.as_ref())?;
+        let plain = self.repo.blob_from_bundle(&bundle, loc, id);
+        self.last = key.map(|k| (k, bundle));
+        plain
+    }
 }
 
 fn key_of(sealed: &[u8]) -> Option<Key> {
@@ -80,6 +112,7 @@ impl Repository {
             pack: loc.pack,
             detail,
         };
+        (self.inner.bundles.opened).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plain = open(self.keys(), Kind::Bundle, &BUNDLE_SEAL_ID, sealed)
             .map_err(|e| corrupt(format!("its bundle: {e}")))?;
         Bundle::decode(plain).map_err(|e| corrupt(format!("its bundle: {e}")))
@@ -116,20 +149,41 @@ impl Repository {
         id: &Id,
         sealed: &[u8],
     ) -> Result<Vec<u8>> {
-        let key = key_of(sealed);
-        let cache = &self.inner.bundles;
-        let cached = key.as_ref().and_then(|k| cache.get(k));
-        let bundle = match cached {
-            Some(b) => b,
-            None => {
-                let b = Arc::new(self.open_bundle(loc, id, sealed)?);
-                if let Some(k) = key {
-                    cache.put(k, b.clone());
-                }
-                b
-            }
-        };
+        let bundle = self.bundle(loc, id, sealed, key_of(sealed).as_ref())?;
         self.blob_from_bundle(&bundle, loc, id)
+    }
+
+    /// The bundle `sealed` (whose key is `key`), from the cache or opened.
+    fn bundle(
+        &self,
+        loc: &BlobLocation,
+        id: &Id,
+        sealed: &[u8],
+        key: Option<&Key>,
+    ) -> Result<Arc<Bundle>> {
+        let cache = &self.inner.bundles;
+        if let Some(b) = key.and_then(|k| cache.get(k)) {
+            return Ok(b);
+        }
+        let b = Arc::new(self.open_bundle(loc, id, sealed)?);
+        if let Some(k) = key {
+            cache.put(*k, b.clone());
+        }
+        Ok(b)
+    }
+
+    /// Opens the blobs of one range read: see [`RangeOpener`].
+    pub fn range_opener(&self) -> RangeOpener<'_> {
+        RangeOpener {
+            repo: self,
+            last: None,
+        }
+    }
+
+    /// Bundles opened (decrypted and decoded) so far: for tests.
+    #[doc(hidden)]
+    pub fn bundles_opened(&self) -> u64 {
+        (self.inner.bundles.opened).load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -63,6 +63,7 @@ pub mod warm;
 mod windows;
 mod writer;
 
+pub use bundles::RangeOpener;
 pub use commands::Maintenance;
 pub use commands::check::{
     CheckOptions, CheckProblem, CheckReport, MetadataSource, ReadData, check_entries_per_share,

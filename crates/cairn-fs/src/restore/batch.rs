@@ -188,7 +188,8 @@ enum Job {
 }
 
 /// Cuts each pack's chunks, in offset order, into ranges whose gaps are
-/// at most [`GAP`] and whose length is at most [`MAX_RANGE`] (or one chunk).
+/// at most [`GAP`] and whose length is at most [`MAX_RANGE`] (or one chunk,
+/// with the chunks inside it: a bundle's blobs).
 fn ranges(by_pack: ByPack) -> Vec<Range> {
     let mut out: Vec<Range> = Vec::new();
     for (pack, chunks) in by_pack {
@@ -197,7 +198,9 @@ fn ranges(by_pack: ByPack) -> Vec<Range> {
             let start = u64::from(loc.offset);
             let end = start + u64::from(loc.length);
             match &mut current {
-                Some(r) if start <= r.end + GAP && end - r.start <= MAX_RANGE => {
+                // A chunk inside the range joins it whatever its length:
+                // the blobs of a bundle longer than MAX_RANGE share one read.
+                Some(r) if start <= r.end + GAP && (end - r.start <= MAX_RANGE || end <= r.end) => {
                     r.end = r.end.max(end);
                     r.chunks.push((id, loc, users));
                 }
@@ -262,10 +265,12 @@ async fn run(
                 out.extend(users.into_iter().map(write));
             }
             Job::Range(range) => {
+                // A bundle is opened once for its blobs in the range.
+                let mut opener = inner.range_opener();
                 for (id, loc, users) in range.chunks {
                     let at = (u64::from(loc.offset) - range.start) as usize;
                     let opened = match bytes.get(at..at + loc.length as usize) {
-                        Some(sealed) => inner.open_blob(&loc, &id, sealed),
+                        Some(sealed) => opener.open(&loc, &id, sealed),
                         None => Err(Unread::error(fetch_err.as_ref(), id, range.pack)),
                     };
                     match opened {
@@ -459,5 +464,26 @@ mod tests {
             chunks,
             vec![(1, vec![1]), (2, vec![2]), (3, vec![3]), (4, vec![4])]
         );
+    }
+
+    #[test]
+    fn the_chunks_of_a_bundle_longer_than_a_range_share_one_read() {
+        let long = MAX_RANGE as u32 + 4096;
+        let in_bundle = |b: u8| {
+            let (key, (id, mut loc, users)) = chunk(b, 100, long);
+            loc.kind = cairn_core::Kind::Bundle;
+            (key, (id, loc, users))
+        };
+        let mut by_pack = ByPack::new();
+        let chunks = [chunk(1, 0, 100), in_bundle(2), in_bundle(3), in_bundle(4)];
+        by_pack.insert(Id::from_bytes([9; 32]), chunks.into_iter().collect());
+        let r = ranges(by_pack);
+        let ids: Vec<Vec<u8>> = r
+            .iter()
+            .map(|r| r.chunks.iter().map(|c| c.0.as_bytes()[0]).collect())
+            .collect();
+        // The first chunk and the bundle exceed MAX_RANGE together.
+        assert_eq!(ids, vec![vec![1], vec![2, 3, 4]]);
+        assert_eq!((r[1].start, r[1].end), (100, 100 + u64::from(long)));
     }
 }

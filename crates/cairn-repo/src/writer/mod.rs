@@ -209,12 +209,23 @@ impl BlobWriter {
     /// Starts a writer that uses bundles or not. Without, it writes only
     /// objects of format version 1, which every release reads.
     pub fn with_bundles(repo: &Repository, bundling: bool) -> Result<BlobWriter> {
+        let target = (repo.config().data_pack_size as usize / 4).min(BUNDLE_TARGET);
+        BlobWriter::start(repo, bundling, target)
+    }
+
+    /// A writer that seals bundles at `target` bytes: for tests that need
+    /// the larger bundles of other (or older) writers.
+    #[doc(hidden)]
+    pub fn with_bundle_target(repo: &Repository, target: usize) -> Result<BlobWriter> {
+        BlobWriter::start(repo, true, target)
+    }
+
+    fn start(repo: &Repository, bundling: bool, bundle_target: usize) -> Result<BlobWriter> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Internal("BlobWriter::new needs a tokio runtime".into()))?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let session = Arc::new(SessionHandle::new(repo.rng(), SessionPurpose::Backup));
         let pack_size = repo.config().data_pack_size as usize;
-        let bundle_target = (pack_size / 4).min(BUNDLE_TARGET);
         let part = repo.store().stream_part_size(pack_size);
         let buffers = match part {
             Some(part) => BufferPool::new(PART_BUFFERS, part),
