@@ -154,8 +154,9 @@ impl Repository {
                         detail: "lies beyond the end of the pack".into(),
                     })?;
             // Never copy a damaged blob over a good pack's grave.
+            let mut opener = self.range_opener();
             for m in &group {
-                self.open_blob(&BlobLocation::in_pack(*pack, m), &m.id, sealed)?;
+                opener.open(&BlobLocation::in_pack(*pack, m), &m.id, sealed)?;
             }
             let (b, target) = match e.kind {
                 Kind::Tree => (&mut builders.tree, self.config().tree_pack_size as usize),

@@ -318,3 +318,34 @@ async fn a_writer_of_many_tiny_blobs_keeps_packs_index_files_and_its_pending_set
         assert!(listed < 2 * MAX, "{id}: {listed} entries");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_opens_a_bundle_over_the_readers_cache_once() {
+    // 50,000 blobs of 8 bytes in one bundle of 2.2 MiB of plaintext, as
+    // writers before 2026-12-02 made them (the directory did not count):
+    // too large for the cache, so each blob verified opened it again.
+    let blobs: Vec<Vec<u8>> = (0..50_000u64).map(|i| i.to_le_bytes().to_vec()).collect();
+    let clock = Arc::new(FixedClock::new(T0));
+    let mut opts = InitOptions::insecure_fast_for_tests();
+    opts.clock = clock.clone();
+    let repo = Repository::init(Store::memory(), PASSWORD, opts)
+        .await
+        .expect("init");
+    let writer = BlobWriter::with_bundle_target(&repo, 4 << 20).expect("writer");
+    let (writer, blobs) = tokio::task::spawn_blocking(move || {
+        for b in &blobs {
+            writer.add_blob(Kind::Data, b).expect("add");
+        }
+        (writer, blobs)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    let loc = repo.locate(&repo.keys().id_of(&blobs[0])).expect("indexed");
+    assert_eq!(loc.kind, Kind::Bundle);
+    assert!(blobs.len() * (36 + 8) > 2 << 20);
+    let before = repo.bundles_opened();
+    let report = check_read_data(&repo).await;
+    assert!(report.is_ok(), "{:#?}", report.errors);
+    assert_eq!(repo.bundles_opened() - before, 1);
+}

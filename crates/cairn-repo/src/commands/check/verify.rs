@@ -77,6 +77,8 @@ fn verify_pack_bytes(
             .cloned(),
     );
     let mut verified = 0;
+    // A bundle is opened once for all of its blobs.
+    let mut opener = repo.range_opener();
     for e in &entries {
         let Some(sealed) = bytes.get(e.offset as usize..e.end() as usize) else {
             problems.push((
@@ -87,7 +89,7 @@ fn verify_pack_bytes(
             continue;
         };
         let loc = BlobLocation::in_pack(pack, e);
-        match repo.open_blob(&loc, &e.id, sealed) {
+        match opener.open(&loc, &e.id, sealed) {
             Ok(plain) => {
                 verified += 1;
                 if e.kind == Kind::Tree {
