@@ -45,7 +45,8 @@ struct Spilled {
 
 impl Ord for Spilled {
     /// By id, then by `listed`: of records of one id a merge keeps the
-    /// newest listed (any copy's location is as good).
+    /// newest listed. Every file gives an id its first location (a spill
+    /// takes it from the files before it), so the location kept is too.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         let (a, b) = (&self.slot, &other.slot);
         (
