@@ -2,7 +2,7 @@
 //! (docs/ARCHIVAL.md, "Cold restores"): `cairn warm-up` and the first step
 //! of a restore from archival storage.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use cairn_core::Id;
 use cairn_core::format::{Node, NodeKind, Snapshot};
@@ -57,7 +57,9 @@ pub async fn data_packs(
     let root = [Vec::new()];
     let paths = if paths.is_empty() { &root[..] } else { paths };
     let mut packs: BTreeSet<Id> = BTreeSet::new();
-    let mut trees: HashSet<Id> = HashSet::new();
+    // Exact and on local disk past 2^17 trees: a snapshot of millions of
+    // directories does not hold them all in memory.
+    let mut trees = repo.trees_visited();
     for path in paths {
         let node = resolve(repo, snapshot, path).await?;
         let mut stack: Vec<Id> = Vec::new();

@@ -85,6 +85,7 @@ pub use sessions::{
 };
 pub use settings::{SettingsChange, policy_of};
 pub use skew::MAX_CLOCK_SKEW;
+pub use visited::TreesVisited;
 pub use warm::{Tier, WarmOptions, WarmReport, WarmTally, WarmWhen};
 pub use writer::{BlobWriter, WriterStats};
 

@@ -118,6 +118,28 @@ impl Visited {
     }
 }
 
+/// The trees a walk outside this crate has visited (a warm-up's), exact:
+/// in memory up to 2^17 trees, past that in unnamed files in the index
+/// table's directory (ADR 0025). A file that cannot be read answers "not
+/// visited": the tree is walked again.
+#[derive(Debug)]
+pub struct TreesVisited(Visited);
+
+impl TreesVisited {
+    /// Adds `id`; true if it was not visited yet.
+    pub fn insert(&mut self, id: Id) -> bool {
+        self.0.insert(id)
+    }
+}
+
+impl crate::Repository {
+    /// An empty [`TreesVisited`].
+    pub fn trees_visited(&self) -> TreesVisited {
+        let dir = self.index_dir().map(std::path::Path::to_path_buf);
+        TreesVisited(Visited::spilling(dir, IN_MEMORY))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
