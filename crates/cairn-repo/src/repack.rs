@@ -7,6 +7,7 @@ use cairn_core::{Compression, Id, Kind, seal};
 
 use crate::referenced::Referenced;
 use crate::session_handle::SessionHandle;
+use crate::writer::PACK_ENTRIES_MAX;
 use crate::{BlobLocation, Error, Repository, Result, paths};
 
 /// The most blobs one index file written by prune or repair lists, so no
@@ -162,13 +163,20 @@ impl Repository {
                 Kind::Tree => (&mut builders.tree, self.config().tree_pack_size as usize),
                 _ => (&mut builders.data, self.config().data_pack_size as usize),
             };
+            // As the writer does: a pack lists at most PACK_ENTRIES_MAX
+            // blobs, whatever their size (bundles of tiny files).
+            if !b.is_empty() && b.entries().len() + group.len() > PACK_ENTRIES_MAX {
+                let (p, n) = self.upload_pack(std::mem::take(b)).await?;
+                done.push(p);
+                written += n;
+            }
             if e.kind == Kind::Bundle {
                 let members: Vec<(Id, u32)> = group.iter().map(|m| (m.id, m.raw_length)).collect();
                 b.push_bundle(sealed, &members);
             } else {
                 b.push(e.kind, e.id, sealed, e.raw_length);
             }
-            if b.len() >= target {
+            if b.len() >= target || b.entries().len() >= PACK_ENTRIES_MAX {
                 let (p, n) = self.upload_pack(std::mem::take(b)).await?;
                 done.push(p);
                 written += n;

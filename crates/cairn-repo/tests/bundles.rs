@@ -349,3 +349,41 @@ async fn check_opens_a_bundle_over_the_readers_cache_once() {
     assert!(report.is_ok(), "{:#?}", report.errors);
     assert_eq!(repo.bundles_opened() - before, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_repacks_bundles_of_tiny_files_into_packs_of_a_bounded_listing() {
+    // 200,000 tiny files in bundles of about 6,000 (a 256 KiB target),
+    // five to a pack; runs of 18,000 forgotten, so every pack has whole
+    // dead bundles and is repacked. By size alone, one 4 MiB pack took
+    // every live bundle, some 100,000 entries.
+    const MAX: usize = 1 << 15;
+    let files: Vec<(String, Vec<u8>)> = (0..200_000u64)
+        .map(|i| (format!("f{i:06}"), i.to_le_bytes().to_vec()))
+        .collect();
+    let kept: Vec<(String, Vec<u8>)> = (files.iter().enumerate())
+        .filter(|(i, _)| (i / 18_000) % 2 == 0)
+        .map(|(_, f)| f.clone())
+        .collect();
+    let (repo, clock) = repo_4m().await;
+    let writer = BlobWriter::with_bundle_target(&repo, 256 << 10).expect("writer");
+    let first = backup_by(&repo, writer, "h", &files).await;
+    clock.set(T0 + 3600);
+    let second = backup(&repo, "h", &kept).await;
+    assert!(repo.forget_snapshot(&first).await.expect("forget"));
+    let mut opts = PruneOptions::default();
+    opts.grace = cairn_repo::MIN_GRACE;
+    repo.prune(opts).await.expect("prune 1");
+    clock.set(repo.clock().now() + cairn_repo::MIN_GRACE + 1);
+    let phase2 = repo.prune(opts).await.expect("prune 2");
+    assert!(phase2.packs_repacked > 1, "{phase2:#?}");
+    let repo = reopen(&repo, clock).await;
+    let mut per_pack: std::collections::HashMap<cairn_core::Id, usize> = Default::default();
+    for (_, data) in &kept {
+        let loc = repo.locate(&repo.keys().id_of(data)).expect("indexed");
+        *per_pack.entry(loc.pack).or_default() += 1;
+    }
+    for (pack, n) in &per_pack {
+        assert!(*n <= MAX, "{pack}: {n} entries");
+    }
+    assert_eq!(restore(&repo, &second).await, kept);
+}
