@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use cairn_core::Kind;
-use cairn_core::format::{
-    Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source, Timestamp, Tree,
-};
+use cairn_core::format::{Node, NodeKind, Tree};
 use cairn_fs::{Progress, RESTORE_ROUND, RestoreOptions};
 use cairn_repo::BlobWriter;
 use cairn_testkit::MemoryRepository;
@@ -51,19 +49,7 @@ async fn a_bundle_over_the_cache_is_opened_once_per_read() {
         "a bundle longer than a read: {}",
         loc.length
     );
-    let snapshot = Snapshot {
-        time: Timestamp { secs: 1, nanos: 0 },
-        tree: root,
-        hostname: "h".into(),
-        username: "test".into(),
-        paths: vec![b"/data".to_vec()],
-        root_layout: RootLayout::Directory,
-        source: Source::Filesystem,
-        tags: vec![],
-        parent: None,
-        stats: SnapshotStats::default(),
-        program_version: "test".into(),
-    };
+    let snapshot = cairn_testkit::snapshot_of(root, 1, "h");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dst = tmp.path().join("dst");
     let mut o = RestoreOptions::new(&dst);

@@ -52,6 +52,6 @@ pub use digest::{
 };
 pub use fault::{FaultPlan, Faulty, faulty};
 pub use noise::{XorShift, noise, text};
-pub use repo::{MemoryRepository, T0, memory_repository};
+pub use repo::{MemoryRepository, T0, memory_repository, snapshot_of};
 pub use tree::{Time, TreeBuilder};
 pub use workspace::workspace_root;

@@ -98,3 +98,23 @@ impl MemoryRepository {
         self.clock.set(self.clock.now() + secs);
     }
 }
+
+/// A snapshot of the tree `root` taken at `secs` on `host`, of `/data`,
+/// its other fields empty: for tests and benchmarks that store trees
+/// without a backup.
+pub fn snapshot_of(root: cairn_core::Id, secs: i64, host: &str) -> cairn_core::format::Snapshot {
+    use cairn_core::format::{RootLayout, Snapshot, SnapshotStats, Source, Timestamp};
+    Snapshot {
+        time: Timestamp { secs, nanos: 0 },
+        tree: root,
+        hostname: host.into(),
+        username: "test".into(),
+        paths: vec![b"/data".to_vec()],
+        root_layout: RootLayout::Directory,
+        source: Source::Filesystem,
+        tags: vec![],
+        parent: None,
+        stats: SnapshotStats::default(),
+        program_version: "test".into(),
+    }
+}

@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use cairn_core::format::{
-    Node, NodeKind, RootLayout, Snapshot, SnapshotStats, Source, Timestamp, Tree,
-};
+use cairn_core::format::{Node, NodeKind, Tree};
 use cairn_core::{FixedClock, Id, Kind};
 use cairn_repo::{BlobWriter, InitOptions, OpenOptions, Repository};
 use cairn_store::Store;
@@ -61,22 +59,7 @@ pub fn add_tree(writer: &BlobWriter, files: &[(String, Vec<u8>)]) -> Id {
 
 /// Saves a snapshot of `root` at the repository's time.
 pub async fn commit(repo: &Repository, host: &str, root: Id) -> Id {
-    let snap = Snapshot {
-        time: Timestamp {
-            secs: repo.clock().now(),
-            nanos: 0,
-        },
-        tree: root,
-        hostname: host.into(),
-        username: "test".into(),
-        paths: vec![b"/data".to_vec()],
-        root_layout: RootLayout::Directory,
-        source: Source::Filesystem,
-        tags: vec![],
-        parent: None,
-        stats: SnapshotStats::default(),
-        program_version: "test".into(),
-    };
+    let snap = cairn_testkit::snapshot_of(root, repo.clock().now(), host);
     repo.save_snapshot(&snap).await.expect("save snapshot")
 }
 
