@@ -82,7 +82,7 @@ impl crate::sorted_disk::Record for Spilled {
     const PER_BLOCK: usize = 64;
     fn put(&self, out: &mut Vec<u8>) {
         let s = &self.slot;
-        out.extend_from_slice(self.id.as_bytes());
+        self.id.put(out);
         out.extend_from_slice(&s.listed.to_le_bytes());
         out.extend_from_slice(&s.pack.to_le_bytes());
         out.extend_from_slice(&s.offset.to_le_bytes());
@@ -93,13 +93,11 @@ impl crate::sorted_disk::Record for Spilled {
     fn get(b: &[u8]) -> Self {
         // Written by this process to its own unnamed file: a kind it did
         // not write cannot appear but as Data.
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&b[..32]);
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let mut listed = [0u8; 8];
         listed.copy_from_slice(&b[32..40]);
         Spilled {
-            id: Id::from_bytes(id),
+            id: Id::get(b),
             slot: Slot {
                 listed: i64::from_le_bytes(listed),
                 pack: u32_at(40),
