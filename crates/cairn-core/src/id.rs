@@ -1,10 +1,12 @@
 //! 32-byte identifiers: blob ids, pack ids, index, snapshot and key-file names.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-/// A 32-byte identifier, shown as 64 lower-case hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// A 32-byte identifier, shown as 64 lower-case hex digits. Ids order as
+/// their bytes do.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Id([u8; 32]);
 
 impl Id {
@@ -37,6 +39,37 @@ impl Id {
     }
 }
 
+impl Id {
+    /// Bytes `8 * i .. 8 * i + 8` as a big-endian word.
+    fn word(&self, i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[8 * i..8 * i + 8]);
+        u64::from_be_bytes(w)
+    }
+}
+
+/// Byte order, compared a word at a time: the derived order called
+/// `memcmp` for every comparison, and the index table's build sorts and
+/// merges tens of millions of ids (a fifth of a 10 M-entry build went to
+/// `memcmp`). Big-endian words order exactly as the bytes do.
+impl Ord for Id {
+    fn cmp(&self, other: &Id) -> Ordering {
+        for i in 0..4 {
+            match self.word(i).cmp(&other.word(i)) {
+                Ordering::Equal => {}
+                unequal => return unequal,
+            }
+        }
+        Ordering::Equal
+    }
+}
+
+impl PartialOrd for Id {
+    fn partial_cmp(&self, other: &Id) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
@@ -66,3 +99,28 @@ impl serde::Serialize for Id {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("not a 64-digit hex id: {0:?}")]
 pub struct ParseIdError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Ids that share a prefix of any length, so that every word decides
+    /// some comparisons.
+    fn pair() -> impl Strategy<Value = ([u8; 32], [u8; 32])> {
+        (any::<[u8; 32]>(), any::<[u8; 32]>(), 0usize..=32).prop_map(|(a, mut b, shared)| {
+            b[..shared].copy_from_slice(&a[..shared]);
+            (a, b)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn ids_order_as_their_bytes((a, b) in pair()) {
+            let (x, y) = (Id::from_bytes(a), Id::from_bytes(b));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x.partial_cmp(&y), Some(a.cmp(&b)));
+            prop_assert_eq!(x == y, a == b);
+        }
+    }
+}

@@ -2,24 +2,25 @@
 //! a time into sorted runs of at most [`RUN_RECORDS`] records spilled to
 //! unnamed temporary files (nothing is left behind if the process dies),
 //! then the runs (and the previous table, if any) are merged into a new
-//! table in one streaming pass.
+//! table in one streaming pass. Runs are sorted and written, and the table
+//! written, on threads of their own ([`super::spool`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read};
+use std::path::Path;
 
 use cairn_core::Id;
 use cairn_core::format::IndexFile;
 
 use super::BlobLocation;
+use super::spool::{RUN_RECORD, Run, Spiller};
 use super::table::{RECORD, Record, Table, TableWriter};
 
-/// Records held in RAM before a run is sorted and spilled: 24 MiB.
-const RUN_RECORDS: usize = 1 << 18;
-/// A run record is a table record followed by the ordinal of its file.
-const RUN_RECORD: usize = RECORD + 4;
+/// Records filled in RAM before a run is handed to be sorted and spilled:
+/// 12 MiB, twice (one run filled while the one before is written).
+const RUN_RECORDS: usize = 1 << 17;
 
 /// The local disk an index table build would need exceeds its limit.
 #[derive(Debug)]
@@ -46,14 +47,13 @@ pub(crate) const DISK_PER_RECORD: u64 = (RECORD + RUN_RECORD) as u64;
 
 /// Accumulates index files into sorted runs.
 pub(crate) struct Builder {
-    /// Where the runs go, as unnamed files.
-    dir: PathBuf,
     /// Disk the build may use, and what it will use so far.
     limit: u64,
     used: u64,
-    buf: Vec<(Record, u32)>,
+    buf: Run,
     /// Records held before a run is spilled: [`RUN_RECORDS`].
     run_records: usize,
+    spiller: Spiller,
     runs: Vec<File>,
     files: Vec<Id>,
     superseded: HashSet<Id>,
@@ -86,11 +86,11 @@ impl Builder {
             }));
         }
         Ok(Builder {
-            dir: dir.to_path_buf(),
             limit,
             used: base,
             buf: Vec::new(),
             run_records: RUN_RECORDS,
+            spiller: Spiller::new(dir),
             runs: Vec::new(),
             files: Vec::new(),
             superseded: HashSet::new(),
@@ -139,23 +139,15 @@ impl Builder {
         Ok(())
     }
 
+    /// Hands the records filled so far to the spiller.
     fn spill(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.buf.sort_by_key(|(r, ordinal)| (r.id, *ordinal));
-        let mut out = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(&self.dir)?);
-        let mut b = [0u8; RECORD];
-        for (r, ordinal) in self.buf.drain(..) {
-            r.encode(&mut b);
-            out.write_all(&b)?;
-            out.write_all(&ordinal.to_le_bytes())?;
-        }
-        let mut file = out
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        file.rewind()?;
-        self.runs.push(file);
+        let full = std::mem::take(&mut self.buf);
+        let (done, spare) = self.spiller.spill(full)?;
+        self.runs.extend(done);
+        self.buf = spare;
         Ok(())
     }
 
@@ -181,6 +173,10 @@ impl Builder {
         unique: u64,
     ) -> std::io::Result<Table> {
         self.spill()?;
+        self.buf = Vec::new();
+        if let Some((file, _)) = self.spiller.take()? {
+            self.runs.push(file);
+        }
         let dead: Vec<bool> = self
             .files
             .iter()
@@ -244,7 +240,7 @@ impl Builder {
             }
         }
         let path = writer.finish(repo_id, &covers, &dropped)?;
-        Table::open(&path, repo_id).map_err(|e| match e {
+        Table::open_written(&path, repo_id).map_err(|e| match e {
             super::table::TableError::Io(e) => e,
             other => std::io::Error::other(other.to_string()),
         })

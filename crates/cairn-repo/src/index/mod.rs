@@ -17,6 +17,7 @@ mod memory;
 mod private;
 #[cfg(test)]
 mod spill_tests;
+mod spool;
 mod table;
 #[cfg(test)]
 mod tests;

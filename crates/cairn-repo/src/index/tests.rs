@@ -289,3 +289,45 @@ fn the_runs_of_a_build_leave_no_name_behind() {
             .is_some_and(|r| r.location.map(|l| l.offset) == Some(i))
     }));
 }
+
+#[test]
+fn a_blob_listed_many_times_keeps_its_first_location_through_large_runs() {
+    // Three files each list 200 blobs in ten packs: the first location of
+    // every blob is in the first file's first pack, whatever order the
+    // runs (700 records each, so their sort meets many equal ids) hold
+    // the copies in.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |f: u32| IndexFile {
+        created: 30 - i64::from(f),
+        packs: (0..10u32)
+            .map(|p| IndexPack {
+                pack: id(1_000_000 + 10 * f + p),
+                blobs: (0..200)
+                    .map(|i| PackEntry {
+                        kind: Kind::Data,
+                        id: id(i),
+                        offset: 1_000 * (10 * f + p) + i,
+                        length: 1,
+                        raw_length: 1,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        ..IndexFile::default()
+    };
+    let mut b = Builder::new(dir.path()).expect("builder");
+    b.spill_every(700);
+    for f in 0..3 {
+        b.add_file(id(2_000_000 + f), &file(f)).expect("add");
+    }
+    let table = b
+        .finish(None, &dir.path().join("t"), &Id::from_bytes([7; 32]), 1)
+        .expect("finish");
+    assert_eq!(table.len(), 200);
+    for i in 0..200 {
+        let r = table.find(&id(i)).expect("listed");
+        let at = r.location.map(|l| (l.pack, l.offset));
+        assert_eq!(at, Some((id(1_000_000), i)), "blob {i}");
+        assert_eq!(r.listed, 30, "the newest file listing it");
+    }
+}
