@@ -19,7 +19,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::cold::Halt;
 use super::overwrite::{layout, matches, matching_chunks, open_existing};
-use super::{CHUNK_CONCURRENCY, os, writeback};
+use super::{CHUNK_CONCURRENCY, direct, os, writeback};
 use crate::at::{self, Root};
 use crate::{Progress, meta};
 
@@ -343,6 +343,9 @@ async fn write_content(
     let zeros = &shared.zeros;
     file.set_len(node.size)
         .map_err(|e| format!("cannot size: {e}"))?;
+    if local.is_none() && node.size >= direct::MIN_SIZE {
+        return write_direct(repo, file, chunks, progress, shared).await;
+    }
     let mut reused = 0u64;
     let mut written = 0u64;
     let mut results = futures::stream::iter(chunks.iter().copied().enumerate())
@@ -411,4 +414,67 @@ async fn write_content(
         reused += from_old;
     }
     Ok((written, reused))
+}
+
+/// [`write_content`] for a large file with nothing to reuse: the chunks
+/// are fetched as before and written in order through a
+/// [`direct::Stager`], on blocking threads.
+async fn write_direct(
+    repo: &Repository,
+    file: &Arc<std::fs::File>,
+    chunks: &[(Id, u64, u32)],
+    progress: &Progress,
+    shared: &Shared,
+) -> Result<(u64, u64), String> {
+    let zeros = &shared.zeros;
+    let _stage = shared.budget.hold(direct::STAGE as u64).await;
+    let mut stager = Some(direct::Stager::new(file));
+    let mut results = futures::stream::iter(chunks.iter().copied())
+        .map(|(id, offset, len)| async move {
+            if zeros.contains(&id) {
+                return Ok((id, offset, len, None, None));
+            }
+            let held = shared.budget.hold(2 * u64::from(len)).await;
+            let plain = repo
+                .read_blob_blocking(cairn_core::Kind::Data, &id)
+                .await
+                .map_err(|e| {
+                    shared.halt.note(&e);
+                    e.to_string()
+                })?;
+            Ok::<_, String>((id, offset, len, Some(plain), held))
+        })
+        .buffered(CHUNK_CONCURRENCY);
+    let mut written = 0u64;
+    while let Some(r) = results.next().await {
+        if progress.is_cancelled() || shared.halt.is_set() {
+            return Err("cancelled".into());
+        }
+        let (id, offset, len, plain, held) = r?;
+        let plain = plain.filter(|p| p.iter().any(|&b| b != 0));
+        if plain.is_none() {
+            zeros.insert(id);
+        }
+        written += plain.as_ref().map_or(0, |p| p.len() as u64);
+        let (mut s, f) = (stager.take(), file.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            let r = match s.as_mut() {
+                Some(s) => s.add(&f, offset, plain.as_deref(), u64::from(len)),
+                None => Err(std::io::Error::other("the stager is gone")),
+            };
+            (s, r)
+        })
+        .await
+        .map_err(|e| format!("restore task failed: {e}"))?;
+        drop(held);
+        stager = r.0;
+        r.1.map_err(|e| format!("write failed: {e}"))?;
+        progress.add(0, u64::from(len));
+    }
+    let (f, s) = (file.clone(), stager.take());
+    tokio::task::spawn_blocking(move || s.map_or(Ok(()), |mut s| s.finish(&f)))
+        .await
+        .map_err(|e| format!("restore task failed: {e}"))?
+        .map_err(|e| format!("write failed: {e}"))?;
+    Ok((written, 0))
 }

@@ -22,6 +22,7 @@
 mod batch;
 mod budget;
 mod cold;
+mod direct;
 mod files;
 mod filter;
 mod overwrite;
