@@ -376,14 +376,7 @@ async fn write_content(
                     .await
                     .map_err(|e| format!("restore task failed: {e}"))?;
                 }
-                // Another copy of the blob is tried if this one is damaged.
-                let plain = repo
-                    .read_blob_blocking(cairn_core::Kind::Data, &id)
-                    .await
-                    .map_err(|e| {
-                        shared.halt.note(&e);
-                        e.to_string()
-                    })?;
+                let plain = fetch(repo, shared, &id).await?;
                 let (n, zero) = tokio::task::spawn_blocking(move || {
                     // Holes stay holes: the file was sized with set_len.
                     let zero = plain.iter().all(|&b| b == 0);
@@ -435,13 +428,7 @@ async fn write_direct(
                 return Ok((id, offset, len, None, None));
             }
             let held = shared.budget.hold(2 * u64::from(len)).await;
-            let plain = repo
-                .read_blob_blocking(cairn_core::Kind::Data, &id)
-                .await
-                .map_err(|e| {
-                    shared.halt.note(&e);
-                    e.to_string()
-                })?;
+            let plain = fetch(repo, shared, &id).await?;
             Ok::<_, String>((id, offset, len, Some(plain), held))
         })
         .buffered(CHUNK_CONCURRENCY);
@@ -477,4 +464,15 @@ async fn write_direct(
         .map_err(|e| format!("restore task failed: {e}"))?
         .map_err(|e| format!("write failed: {e}"))?;
     Ok((written, 0))
+}
+
+/// Reads and opens a data chunk; another copy of the blob is tried if
+/// this one is damaged, and what must halt the restore halts it.
+async fn fetch(repo: &Repository, shared: &Shared, id: &Id) -> Result<Vec<u8>, String> {
+    repo.read_blob_blocking(cairn_core::Kind::Data, id)
+        .await
+        .map_err(|e| {
+            shared.halt.note(&e);
+            e.to_string()
+        })
 }
