@@ -49,6 +49,9 @@ pub(super) struct Stager {
     start: u64,
     /// Direct I/O is on for the file.
     direct: bool,
+    /// Zero runs may be left as holes (false for a block device, whose old
+    /// bytes are not known).
+    holes: bool,
     #[cfg(test)]
     writes: Vec<Write>,
 }
@@ -61,7 +64,17 @@ impl Stager {
     /// A stager for `file`, with direct I/O turned on where the file is
     /// on a local disk's file system and it allows it.
     pub(super) fn new(file: &File) -> Stager {
-        let direct = on_local_disk(file)
+        Stager::with(file, on_local_disk(file), true)
+    }
+
+    /// A stager for a block device: direct I/O where the device allows it,
+    /// and every zero written.
+    pub(super) fn for_device(file: &File) -> Stager {
+        Stager::with(file, true, false)
+    }
+
+    fn with(file: &File, try_direct: bool, holes: bool) -> Stager {
+        let direct = try_direct
             && rustix::fs::fcntl_getfl(file)
                 .and_then(|f| rustix::fs::fcntl_setfl(file, f | OFlags::DIRECT))
                 .is_ok();
@@ -73,6 +86,7 @@ impl Stager {
             len: 0,
             start: 0,
             direct,
+            holes,
             #[cfg(test)]
             writes: Vec::new(),
         }
@@ -100,13 +114,26 @@ impl Stager {
         }
         match data {
             Some(d) => self.append(file, d),
-            None if len >= HOLE_MIN => self.skip(file, offset + len),
-            None => {
-                let zeros = [0u8; HOLE_MIN as usize];
-                let n = usize::try_from(len).unwrap_or(0).min(zeros.len());
-                self.append(file, &zeros[..n])
+            None if self.holes && len >= HOLE_MIN => self.skip(file, offset + len),
+            None => self.append_zeros(file, len),
+        }
+    }
+
+    /// [`append`](Self::append) of `len` zeros, filled in place.
+    fn append_zeros(&mut self, file: &File, mut len: u64) -> std::io::Result<()> {
+        while len > 0 {
+            let n = usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(STAGE - self.len);
+            let at = self.at + self.len;
+            self.raw[at..at + n].fill(0);
+            self.len += n;
+            len -= n as u64;
+            if self.len == STAGE {
+                self.write_blocks(file)?;
             }
         }
+        Ok(())
     }
 
     fn append(&mut self, file: &File, mut data: &[u8]) -> std::io::Result<()> {
@@ -161,7 +188,7 @@ impl Stager {
     pub(super) fn finish(&mut self, file: &File) -> std::io::Result<()> {
         self.write_blocks(file)?;
         let (at, len) = (self.at, self.len);
-        if self.raw[at..at + len].iter().all(|&b| b == 0) {
+        if len == 0 || self.holes && self.raw[at..at + len].iter().all(|&b| b == 0) {
             return Ok(());
         }
         self.buffered(file)?;
@@ -196,7 +223,11 @@ impl Stager {
             self.buffered(file)?;
         }
         let bytes = &self.raw[at..at + n];
-        file.write_all_at(bytes, offset)
+        file.write_all_at(bytes, offset)?;
+        // Through the page cache: its write-back starts now, as for the
+        // chunks of other files (`writeback.rs`).
+        super::writeback::start(file, offset, n as u64);
+        Ok(())
     }
 }
 
@@ -212,6 +243,7 @@ mod tests {
     fn restore_in(
         parent: &std::path::Path,
         chunks: &[(u64, bool)],
+        device: bool,
     ) -> (Vec<u8>, Vec<u8>, Vec<Write>, u64) {
         let dir = tempfile::tempdir_in(parent).expect("dir");
         let path = dir.path().join("f");
@@ -222,7 +254,11 @@ mod tests {
             .expect("create");
         let size: u64 = chunks.iter().map(|c| c.0).sum();
         file.set_len(size).expect("size");
-        let mut stager = Stager::new(&file);
+        let mut stager = if device {
+            Stager::for_device(&file)
+        } else {
+            Stager::new(&file)
+        };
         let mut expected = Vec::new();
         let mut offset = 0u64;
         for (i, &(len, zero)) in chunks.iter().enumerate() {
@@ -262,7 +298,8 @@ mod tests {
     fn a_file_on_tmpfs_is_written_through_the_page_cache() {
         // tmpfs is not a local disk's file system: nothing is written
         // directly, and the file is the same.
-        let (got, expected, writes, _) = restore_in(std::path::Path::new("/dev/shm"), &CHUNKS);
+        let (got, expected, writes, _) =
+            restore_in(std::path::Path::new("/dev/shm"), &CHUNKS, false);
         assert!(got == expected, "the file differs from its chunks");
         assert!(
             !writes.is_empty() && writes.iter().all(|w| !w.2),
@@ -272,7 +309,7 @@ mod tests {
 
     #[test]
     fn chunks_at_any_offset_are_written_in_whole_aligned_blocks() {
-        let (got, expected, writes, allocated) = restore_in(&std::env::temp_dir(), &CHUNKS);
+        let (got, expected, writes, allocated) = restore_in(&std::env::temp_dir(), &CHUNKS, false);
         assert!(got == expected, "the file differs from its chunks");
         // The project's temporary directories are on file systems with
         // direct I/O (ext4 here): a test that wrote nothing directly
@@ -293,6 +330,27 @@ mod tests {
             allocated < data + (1 << 20),
             "{allocated} bytes allocated for {data} bytes of data"
         );
+    }
+
+    #[test]
+    fn a_device_gets_every_zero_written() {
+        // A block device's old bytes are not known: no hole is left, the
+        // writes are still aligned (a regular file stands in for it).
+        let (got, expected, writes, allocated) = restore_in(&std::env::temp_dir(), &CHUNKS, true);
+        assert!(got == expected, "the file differs from its chunks");
+        let size = got.len() as u64;
+        let direct: u64 = writes.iter().filter(|w| w.2).map(|w| w.1 as u64).sum();
+        assert!(
+            direct + BLOCK as u64 > size,
+            "{direct} of {size} bytes written directly"
+        );
+        assert!(
+            writes
+                .iter()
+                .filter(|w| w.2)
+                .all(|w| w.0 % BLOCK as u64 == 0 && w.1 % BLOCK == 0)
+        );
+        assert!(allocated >= size, "{allocated} bytes allocated of {size}");
     }
 
     #[test]

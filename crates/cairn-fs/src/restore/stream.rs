@@ -2,7 +2,7 @@
 //! (`cairn restore SNAPSHOT:FILE --target /dev/sdX`), with positional
 //! writes of several chunks at once.
 
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use cairn_core::format::Node;
 use cairn_repo::Repository;
 use futures::StreamExt;
 
+use super::direct::Stager;
 use super::overwrite::layout;
 use super::{CHUNK_CONCURRENCY, RestoreOutcome};
 use crate::{Error, Progress, Result};
@@ -53,35 +54,50 @@ pub(super) async fn restore_into(
         .total_files
         .store(1, std::sync::atomic::Ordering::Relaxed);
     let file = Arc::new(file);
+    // Written in order through an aligned stage, directly where the device
+    // or file system allows it (ADR 0027).
+    let mut stager = Some(if device {
+        Stager::for_device(&file)
+    } else {
+        Stager::new(&file)
+    });
     let mut written = 0u64;
     let mut results = futures::stream::iter(chunks)
         .map(|(id, offset, _)| {
-            let (repo, file) = (repo.clone(), file.clone());
+            let repo = repo.clone();
             async move {
                 let plain = repo
                     .read_blob_blocking(cairn_core::Kind::Data, &id)
                     .await
                     .map_err(Error::from)?;
-                tokio::task::spawn_blocking(move || {
-                    let n = plain.len() as u64;
-                    if device || plain.iter().any(|&b| b != 0) {
-                        file.write_all_at(&plain, offset)
-                            .map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
-                        super::writeback::start(&file, offset, n);
-                        return Ok::<(u64, u64), Error>((n, n));
-                    }
-                    Ok((n, 0))
-                })
-                .await
-                .map_err(|e| Error::Invalid(format!("restore task failed: {e}")))?
+                Ok::<_, Error>((offset, plain))
             }
         })
         .buffered(CHUNK_CONCURRENCY);
     while let Some(r) = results.next().await {
-        let (n, w): (u64, u64) = r?;
+        let (offset, plain) = r?;
+        let n = plain.len() as u64;
+        let zero = !plain.iter().any(|&b| b != 0);
+        written += if device || !zero { n } else { 0 };
+        let (mut s, f) = (stager.take(), file.clone());
+        let (s, r) = tokio::task::spawn_blocking(move || {
+            let r = match s.as_mut() {
+                Some(s) => s.add(&f, offset, (!zero).then_some(&plain[..]), n),
+                None => Err(std::io::Error::other("the stager is gone")),
+            };
+            (s, r)
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("restore task failed: {e}")))?;
+        stager = s;
+        r.map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
         progress.add(0, n);
-        written += w;
     }
+    let (f, s) = (file.clone(), stager.take());
+    tokio::task::spawn_blocking(move || s.map_or(Ok(()), |mut s| s.finish(&f)))
+        .await
+        .map_err(|e| Error::Invalid(format!("restore task failed: {e}")))?
+        .map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
     file.sync_all().map_err(|e| Error::io(target, e))?;
     progress.add(1, 0);
     Ok(RestoreOutcome {
