@@ -16,6 +16,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use rustix::fs::OFlags;
 
@@ -229,6 +230,39 @@ impl Stager {
         super::writeback::start(file, offset, n as u64);
         Ok(())
     }
+}
+
+/// [`Stager::add`] on a blocking thread: the stager goes there and back.
+pub(super) async fn add_blocking(
+    stager: &mut Option<Stager>,
+    file: &Arc<File>,
+    offset: u64,
+    data: Option<Vec<u8>>,
+    len: u64,
+) -> std::io::Result<()> {
+    let (mut s, f) = (stager.take(), file.clone());
+    let (s, r) = tokio::task::spawn_blocking(move || {
+        let r = match s.as_mut() {
+            Some(s) => s.add(&f, offset, data.as_deref(), len),
+            None => Err(std::io::Error::other("the stager is gone")),
+        };
+        (s, r)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(format!("restore task failed: {e}")))?;
+    *stager = s;
+    r
+}
+
+/// [`Stager::finish`] on a blocking thread.
+pub(super) async fn finish_blocking(
+    stager: Option<Stager>,
+    file: &Arc<File>,
+) -> std::io::Result<()> {
+    let f = file.clone();
+    tokio::task::spawn_blocking(move || stager.map_or(Ok(()), |mut s| s.finish(&f)))
+        .await
+        .map_err(|e| std::io::Error::other(format!("restore task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -443,25 +443,14 @@ async fn write_direct(
             zeros.insert(id);
         }
         written += plain.as_ref().map_or(0, |p| p.len() as u64);
-        let (mut s, f) = (stager.take(), file.clone());
-        let r = tokio::task::spawn_blocking(move || {
-            let r = match s.as_mut() {
-                Some(s) => s.add(&f, offset, plain.as_deref(), u64::from(len)),
-                None => Err(std::io::Error::other("the stager is gone")),
-            };
-            (s, r)
-        })
-        .await
-        .map_err(|e| format!("restore task failed: {e}"))?;
+        direct::add_blocking(&mut stager, file, offset, plain, u64::from(len))
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
         drop(held);
-        stager = r.0;
-        r.1.map_err(|e| format!("write failed: {e}"))?;
         progress.add(0, u64::from(len));
     }
-    let (f, s) = (file.clone(), stager.take());
-    tokio::task::spawn_blocking(move || s.map_or(Ok(()), |mut s| s.finish(&f)))
+    direct::finish_blocking(stager, file)
         .await
-        .map_err(|e| format!("restore task failed: {e}"))?
         .map_err(|e| format!("write failed: {e}"))?;
     Ok((written, 0))
 }

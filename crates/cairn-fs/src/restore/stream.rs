@@ -10,7 +10,7 @@ use cairn_core::format::Node;
 use cairn_repo::Repository;
 use futures::StreamExt;
 
-use super::direct::Stager;
+use super::direct::{self, Stager};
 use super::overwrite::layout;
 use super::{CHUNK_CONCURRENCY, RestoreOutcome};
 use crate::{Error, Progress, Result};
@@ -79,24 +79,13 @@ pub(super) async fn restore_into(
         let n = plain.len() as u64;
         let zero = !plain.iter().any(|&b| b != 0);
         written += if device || !zero { n } else { 0 };
-        let (mut s, f) = (stager.take(), file.clone());
-        let (s, r) = tokio::task::spawn_blocking(move || {
-            let r = match s.as_mut() {
-                Some(s) => s.add(&f, offset, (!zero).then_some(&plain[..]), n),
-                None => Err(std::io::Error::other("the stager is gone")),
-            };
-            (s, r)
-        })
-        .await
-        .map_err(|e| Error::Invalid(format!("restore task failed: {e}")))?;
-        stager = s;
-        r.map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
+        direct::add_blocking(&mut stager, &file, offset, (!zero).then_some(plain), n)
+            .await
+            .map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
         progress.add(0, n);
     }
-    let (f, s) = (file.clone(), stager.take());
-    tokio::task::spawn_blocking(move || s.map_or(Ok(()), |mut s| s.finish(&f)))
+    direct::finish_blocking(stager, &file)
         .await
-        .map_err(|e| Error::Invalid(format!("restore task failed: {e}")))?
         .map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
     file.sync_all().map_err(|e| Error::io(target, e))?;
     progress.add(1, 0);
