@@ -229,7 +229,7 @@ pub(super) fn stage_whole(
         ));
     }
     let tmp = temp_name(&place.name);
-    let zero = plain.iter().all(|&b| b == 0);
+    let zero = direct::all_zeros(plain);
     let r = create(place.dir.as_fd(), &tmp).and_then(|file| {
         if zero {
             file.set_len(node.size)
@@ -365,7 +365,7 @@ async fn write_content(
                         let mut buf = vec![0u8; len as usize];
                         old.read_exact_at(&mut buf, offset)
                             .map_err(|e| format!("cannot read the file in place: {e}"))?;
-                        if buf.iter().all(|&b| b == 0) {
+                        if direct::all_zeros(&buf) {
                             return Ok((u64::from(len), 0, 0));
                         }
                         file.write_all_at(&buf, offset)
@@ -379,7 +379,7 @@ async fn write_content(
                 let plain = fetch(repo, shared, &id).await?;
                 let (n, zero) = tokio::task::spawn_blocking(move || {
                     // Holes stay holes: the file was sized with set_len.
-                    let zero = plain.iter().all(|&b| b == 0);
+                    let zero = direct::all_zeros(&plain);
                     if !zero {
                         file.write_all_at(&plain, offset)
                             .map_err(|e| format!("write failed: {e}"))?;
@@ -438,14 +438,14 @@ async fn write_direct(
             return Err("cancelled".into());
         }
         let (id, offset, len, plain, held) = r?;
-        let plain = plain.filter(|p| p.iter().any(|&b| b != 0));
-        if plain.is_none() {
-            zeros.insert(id);
-        }
-        written += plain.as_ref().map_or(0, |p| p.len() as u64);
-        direct::add_blocking(&mut stager, file, offset, plain, u64::from(len))
+        let zero = direct::add_blocking(&mut stager, file, offset, plain, u64::from(len))
             .await
             .map_err(|e| format!("write failed: {e}"))?;
+        if zero {
+            zeros.insert(id);
+        } else {
+            written += u64::from(len);
+        }
         drop(held);
         progress.add(0, u64::from(len));
     }

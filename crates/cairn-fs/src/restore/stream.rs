@@ -77,11 +77,10 @@ pub(super) async fn restore_into(
     while let Some(r) = results.next().await {
         let (offset, plain) = r?;
         let n = plain.len() as u64;
-        let zero = !plain.iter().any(|&b| b != 0);
-        written += if device || !zero { n } else { 0 };
-        direct::add_blocking(&mut stager, &file, offset, (!zero).then_some(plain), n)
+        let zero = direct::add_blocking(&mut stager, &file, offset, Some(plain), n)
             .await
             .map_err(|e| Error::Invalid(format!("write failed: {e}")))?;
+        written += if device || !zero { n } else { 0 };
         progress.add(0, n);
     }
     direct::finish_blocking(stager, &file)
