@@ -74,9 +74,21 @@ pub(crate) async fn open(g: &Global) -> Result<Repository> {
     open_with(g, &pw).await
 }
 
+/// [`open`] for a backup: the index table's checksum is verified while
+/// the backup already uses the table, and its snapshot is stored only if
+/// the table passed (ADR 0028).
+pub(crate) async fn open_for_backup(g: &Global) -> Result<Repository> {
+    let pw = password::repository(g.password_file.as_deref())?;
+    open_as(g, &pw, true).await
+}
+
 /// Opens and unlocks the repository `g` names with `pw`; with another
 /// URL in `g.repo`, any other repository, with the same options.
 pub(crate) async fn open_with(g: &Global, pw: &[u8]) -> Result<Repository> {
+    open_as(g, pw, false).await
+}
+
+async fn open_as(g: &Global, pw: &[u8], overlap_table_check: bool) -> Result<Repository> {
     let url = repo_url(g)?;
     let store = store(g, false)?;
     // The merged index is kept as a table in the cache directory, for
@@ -85,6 +97,7 @@ pub(crate) async fn open_with(g: &Global, pw: &[u8]) -> Result<Repository> {
     let mut opts = OpenOptions::default();
     opts.clock = crate::test_hooks::clock();
     opts.index_dir = cache_dir(g)?.map(|d| d.join("index"));
+    opts.overlap_table_check = overlap_table_check;
     if let Some(mib) = g.index_table_limit {
         opts.index_table_limit = mib.saturating_mul(1 << 20);
     }

@@ -128,6 +128,17 @@ pub enum Error {
     /// ran: it stops before writing anything.
     #[error("prune stopped before changing anything: {0}; run it again")]
     PruneConflict(String),
+    /// The local index table a backup deduplicated against turned out
+    /// damaged once its check finished (ADR 0028); the table is removed
+    /// and nothing the backup wrote is referenced by a snapshot.
+    #[error(
+        "the local index table this backup used is damaged ({detail}); it has been removed \
+         and no snapshot was stored: run the backup again (the next run rebuilds the table)"
+    )]
+    IndexTableDamaged {
+        /// What was wrong with it.
+        detail: String,
+    },
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

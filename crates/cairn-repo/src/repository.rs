@@ -135,6 +135,11 @@ pub struct OpenOptions {
     /// The most local disk, in bytes, the index table may take while it
     /// is built ([`DEFAULT_INDEX_TABLE_LIMIT`] by default).
     pub index_table_limit: u64,
+    /// Verify the index table's checksum on a thread of its own while the
+    /// table is already used, rather than before (ADR 0028). For writers
+    /// that call [`Repository::index_checked`] before anything they wrote
+    /// counts, as [`Repository::save_snapshot`] does: a backup.
+    pub overlap_table_check: bool,
 }
 
 impl Default for OpenOptions {
@@ -144,6 +149,7 @@ impl Default for OpenOptions {
             clock: Arc::new(SystemClock),
             index_dir: None,
             index_table_limit: DEFAULT_INDEX_TABLE_LIMIT,
+            overlap_table_check: false,
         }
     }
 }
@@ -171,6 +177,10 @@ pub(crate) struct Inner {
     pub(crate) _index_tmp: Option<tempfile::TempDir>,
     /// Bound on the index table's disk use.
     pub(crate) index_table_limit: u64,
+    /// Whether index tables are verified while in use, and the verdicts
+    /// on those opened so ([`Repository::index_checked`]).
+    pub(crate) overlap_table_check: bool,
+    pub(crate) table_verdicts: Mutex<Vec<Arc<crate::index::Verdict>>>,
     /// Objects left out because they are damaged.
     pub(crate) damaged: Mutex<Vec<Damaged>>,
     /// The settings in force (`settings/`), if any were ever written.
@@ -316,6 +326,8 @@ impl Repository {
                 index_dir,
                 _index_tmp: index_tmp,
                 index_table_limit: opts.index_table_limit,
+                overlap_table_check: opts.overlap_table_check,
+                table_verdicts: Mutex::new(Vec::new()),
                 damaged: Mutex::new(Vec::new()),
                 settings: RwLock::new(None),
                 bundles: Default::default(),

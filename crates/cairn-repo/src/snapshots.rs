@@ -11,13 +11,18 @@ use crate::{Error, Repository, Result, paths};
 impl Repository {
     /// Seals and stores a snapshot; returns its id.
     ///
-    /// Refuses if a writer session of this handle lapsed (not refreshed
+    /// Refuses if an index table this handle verified while in use turned
+    /// out damaged ([`index_checked`](Self::index_checked)), or if a
+    /// writer session of this handle lapsed (not refreshed
     /// recently enough, or removed by a prune that took it for dead), also
     /// just after the snapshot is stored, in which case the snapshot is
     /// deleted again: a prune may have listed `snapshots/` before it
     /// appeared. Then ends the sessions of finished writers with a "done"
     /// record naming the snapshot.
     pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        // What the snapshot references was looked up in the index table:
+        // one verified while in use must have passed (ADR 0028).
+        self.index_checked().await?;
         self.verify_sessions().await?;
         let plain = snap.encode();
         let id = self.keys().id_of(&plain);

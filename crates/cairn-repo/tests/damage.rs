@@ -345,3 +345,64 @@ async fn short_pack_suffix_read_is_an_error_naming_the_pack_not_a_panic() {
         assert!(problem.contains(object.as_str()), "{problem}");
     }
 }
+
+/// A backup that looked its blobs up in a table still being verified
+/// (ADR 0028) stores its snapshot only if the table passed: over a damaged
+/// one it stores none, the table is removed, and the next run rebuilds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_over_a_table_found_damaged_while_in_use_stores_no_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, mut opts) = cached(dir.path());
+    let repo = Repository::init(
+        store.clone(),
+        PASSWORD,
+        cairn_repo::InitOptions::insecure_fast_for_tests(),
+    )
+    .await
+    .expect("init");
+    let data = files(3);
+    backup(&repo, "h", &data).await;
+    // An open builds the table; one byte of a record is then flipped.
+    drop(open(store.clone(), opts.clone()).await.expect("open"));
+    let table = dir.path().join("table").join("index.table");
+    let mut bytes = std::fs::read(&table).expect("table");
+    bytes[64 + 40] ^= 1;
+    std::fs::write(&table, &bytes).expect("damage");
+    opts.overlap_table_check = true;
+    let damaged = open(store.clone(), opts.clone())
+        .await
+        .expect("a table being verified opens at once");
+    let snapshots = damaged.snapshot_ids().await.expect("list").len();
+    let writer = cairn_repo::BlobWriter::new(&damaged).expect("writer");
+    let (writer, root) = tokio::task::spawn_blocking(move || {
+        let root = common::add_tree(&writer, &data);
+        (writer, root)
+    })
+    .await
+    .expect("join");
+    writer.finish().await.expect("finish");
+    let snap = cairn_testkit::snapshot_of(root, T0, "h");
+    match damaged.save_snapshot(&snap).await {
+        Err(Error::IndexTableDamaged { detail }) => {
+            assert!(detail.contains("checksum"), "{detail}")
+        }
+        other => panic!("a snapshot over a damaged table: {other:?}"),
+    }
+    // Asked again, the handle still refuses.
+    assert!(matches!(
+        damaged.save_snapshot(&snap).await,
+        Err(Error::IndexTableDamaged { .. })
+    ));
+    assert_eq!(damaged.snapshot_ids().await.expect("list").len(), snapshots);
+    assert!(!table.exists(), "the damaged table is still there");
+    // The next run builds a new table, which passes.
+    let again = open(store, opts).await.expect("open");
+    again
+        .save_snapshot(&snap)
+        .await
+        .expect("save over a sound table");
+    assert_eq!(
+        again.snapshot_ids().await.expect("list").len(),
+        snapshots + 1
+    );
+}

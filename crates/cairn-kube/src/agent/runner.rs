@@ -510,6 +510,9 @@ async fn execute<J: Job>(
     if let Some(limit) = cfg.index_table_limit {
         opts.index_table_limit = limit;
     }
+    // A backup's snapshot is stored only once the index table passed its
+    // check, which runs while the backup uses it (ADR 0028).
+    opts.overlap_table_check = matches!(work, Work::Backup { .. });
     let repo = crate::repo::open(&agent.client, &repo_obj, cfg.cache_dir.as_deref(), opts).await?;
     let result = match work {
         Work::Backup { tags, excludes } => {

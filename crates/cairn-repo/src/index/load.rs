@@ -72,7 +72,7 @@ impl Repository {
         let current = self.index().table().cloned();
         let table = match current {
             Some(t) => Some(t),
-            None => match Table::open(&path, &repo_id) {
+            None => match self.open_table(&path, &repo_id) {
                 Ok(t) => Some(Arc::new(t)),
                 Err(e) => {
                     tracing::debug!("rebuilding the index table {}: {e}", path.display());
@@ -86,6 +86,47 @@ impl Repository {
             }
         }
         self.rebuild(dir, &path).await
+    }
+
+    /// Opens the table at `path`: verified first, or while it is used.
+    fn open_table(&self, path: &Path, repo_id: &Id) -> Result<Table, super::table::TableError> {
+        if !self.inner.overlap_table_check {
+            return Table::open(path, repo_id);
+        }
+        let table = Table::open_overlapped(path, repo_id)?;
+        lock(&self.inner.table_verdicts).push(table.verdict());
+        Ok(table)
+    }
+
+    /// Waits for the verdict on every index table this handle opened to be
+    /// verified while in use (ADR 0028; at once for tables verified when
+    /// opened, the default). A backup's dedup decisions came from those
+    /// tables: its snapshot is stored only if they passed. A damaged table
+    /// is removed, and the next open builds a new one.
+    pub async fn index_checked(&self) -> Result<()> {
+        let verdicts = lock(&self.inner.table_verdicts).clone();
+        if verdicts.is_empty() {
+            return Ok(());
+        }
+        let results = tokio::task::spawn_blocking(move || {
+            verdicts
+                .into_iter()
+                .map(|v| {
+                    let r = v.wait();
+                    (v, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("index table check failed: {e}")))?;
+        // Tables that passed need no second look; a failed one fails every
+        // later snapshot of this handle too.
+        let passed: Vec<_> = results.iter().filter(|(_, r)| r.is_ok()).collect();
+        lock(&self.inner.table_verdicts).retain(|v| !passed.iter().any(|(p, _)| Arc::ptr_eq(p, v)));
+        match results.into_iter().find_map(|(_, r)| r.err()) {
+            None => Ok(()),
+            Some(detail) => Err(Error::IndexTableDamaged { detail }),
+        }
     }
 
     /// Adds the index files `table` does not cover; `None` when the table
@@ -138,6 +179,15 @@ impl Repository {
                 mem.spilling_to(dir.to_owned()),
             )));
         };
+        // A table being verified is merged only once it passed; one that
+        // failed is built again from the index files.
+        let base = table.clone();
+        let passed = tokio::task::spawn_blocking(move || base.verified().is_ok())
+            .await
+            .unwrap_or(false);
+        if !passed {
+            return Ok(None);
+        }
         let table = self.finish(builder, Some(table), path).await?;
         let mem = MemIndex::default().spilling_to(dir.to_owned());
         Ok(Some(Index::with_table(Some(table), mem)))
@@ -178,6 +228,10 @@ impl Repository {
         .await
         .map_err(|e| Error::Internal(format!("index table build failed: {e}")))?
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(super) fn io(path: &Path, e: std::io::Error) -> Error {

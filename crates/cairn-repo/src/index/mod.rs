@@ -21,6 +21,7 @@ mod spool;
 mod table;
 #[cfg(test)]
 mod tests;
+mod verify;
 mod view;
 
 use std::collections::{HashMap, HashSet};
@@ -34,6 +35,7 @@ pub(crate) use load::{LoadBudget, entries};
 pub(crate) use memory::MemIndex;
 pub(crate) use private::PrivateTable;
 pub(crate) use table::{Record, Table};
+pub(crate) use verify::Verdict;
 pub use view::IndexView;
 
 /// Where a blob is stored.

@@ -27,11 +27,13 @@
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cairn_core::{Id, Kind};
 
 use super::BlobLocation;
 use super::spool::ThreadWriter;
+use super::verify::{self, Verdict};
 
 pub(super) const MAGIC: &[u8; 8] = b"CAIRNIX1";
 const VERSION: u32 = 1;
@@ -119,6 +121,17 @@ fn prefix(id: &Id) -> u64 {
     u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
+/// When a table's checksum is verified.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Before the open returns.
+    Now,
+    /// On a thread of its own, while the table is used.
+    Overlapped,
+    /// Never: this process wrote and checksummed it.
+    Written,
+}
+
 /// Why a table on disk cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TableError {
@@ -128,8 +141,9 @@ pub(crate) enum TableError {
     Invalid(&'static str),
 }
 
-/// An open, verified table.
+/// An open table, verified or being verified ([`Verdict`]).
 pub(crate) struct Table {
+    verdict: Arc<Verdict>,
     count: usize,
     located: usize,
     samples: Vec<u64>,
@@ -152,24 +166,32 @@ impl Table {
     /// Opens the table at `path` for repository `repo_id`, verifying its
     /// checksum and reading its samples into RAM.
     pub(crate) fn open(path: &Path, repo_id: &Id) -> Result<Table, TableError> {
-        Table::open_checked(path, repo_id, true)
+        Table::open_checked(path, repo_id, Check::Now)
+    }
+
+    /// [`open`](Self::open) with the checksum verified on a thread of its
+    /// own while the table is used: lookups may run before the verdict,
+    /// which [`verified`](Self::verified) waits for; a full pass over the
+    /// records waits for it first.
+    pub(crate) fn open_overlapped(path: &Path, repo_id: &Id) -> Result<Table, TableError> {
+        Table::open_checked(path, repo_id, Check::Overlapped)
     }
 
     /// [`open`](Self::open) for the table this process just wrote and
     /// checksummed: reading it all again to verify the checksum took a
     /// tenth of a 10 M-entry build.
     pub(crate) fn open_written(path: &Path, repo_id: &Id) -> Result<Table, TableError> {
-        Table::open_checked(path, repo_id, false)
+        Table::open_checked(path, repo_id, Check::Written)
     }
 
-    fn open_checked(path: &Path, repo_id: &Id, verify: bool) -> Result<Table, TableError> {
+    fn open_checked(path: &Path, repo_id: &Id, check: Check) -> Result<Table, TableError> {
         let mut file = File::open(path)?;
         let len = file.metadata()?.len();
         if len < (HEADER + 8 + 32) as u64 {
             return Err(TableError::Invalid("too short"));
         }
-        if verify {
-            verify_trailer(&mut file, len)?;
+        if check == Check::Now {
+            verify::check(&file, len).map_err(|_| TableError::Invalid("checksum mismatch"))?;
         }
         file.seek(SeekFrom::Start(0))?;
         let mut header = [0u8; HEADER];
@@ -231,7 +253,12 @@ impl Table {
             return Err(TableError::Invalid("wrong length"));
         }
         drop(reader);
+        let verdict = match check {
+            Check::Overlapped => Verdict::start(&file, len, path.to_owned()),
+            Check::Now | Check::Written => Verdict::passed(),
+        };
         Ok(Table {
+            verdict,
             count,
             located,
             samples,
@@ -240,6 +267,16 @@ impl Table {
             file,
             path: path.to_owned(),
         })
+    }
+
+    /// Waits for the verdict on the table's checksum.
+    pub(crate) fn verified(&self) -> Result<(), String> {
+        self.verdict.wait()
+    }
+
+    /// The verdict on the table's checksum, to wait for later.
+    pub(crate) fn verdict(&self) -> Arc<Verdict> {
+        self.verdict.clone()
     }
 
     /// Number of records (distinct ids, tombstone-only ones included).
@@ -306,8 +343,11 @@ impl Table {
         None
     }
 
-    /// Every record in id order, read in blocks.
+    /// Every record in id order, read in blocks, once the table's
+    /// checksum is verified: what a full pass makes of the records (a
+    /// merged table, prune's or check's view) outlives the pass.
     pub(crate) fn records(&self) -> std::io::Result<Records> {
+        self.verified().map_err(std::io::Error::other)?;
         // Positional reads on our own handle: the path may name a newer
         // table by now, and the handle's cursor is shared by clones.
         Ok(Records {
@@ -394,33 +434,6 @@ impl Table {
             }
             each(Record::decode(b).ok_or_else(damaged_record)?);
         }
-        Ok(())
-    }
-}
-
-fn verify_trailer(file: &mut File, len: u64) -> Result<(), TableError> {
-    let body = len - 32;
-    file.seek(SeekFrom::Start(0))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut reader = BufReader::with_capacity(1 << 20, file.take(body));
-    std::io::copy(&mut reader, &mut HashWriter(&mut hasher))?;
-    let file = reader.into_inner().into_inner();
-    let mut stored = [0u8; 32];
-    file.read_exact(&mut stored)?;
-    if hasher.finalize().as_bytes() != &stored {
-        return Err(TableError::Invalid("checksum mismatch"));
-    }
-    Ok(())
-}
-
-struct HashWriter<'a>(&'a mut blake3::Hasher);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -516,12 +529,8 @@ impl TableWriter {
         // Hashing what was just written reads it back from the page cache,
         // cheap next to building it.
         let len = file.seek(SeekFrom::End(0))?;
-        file.seek(SeekFrom::Start(0))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut reader = BufReader::with_capacity(1 << 20, (&file).take(len));
-        std::io::copy(&mut reader, &mut HashWriter(&mut hasher))?;
-        file.seek(SeekFrom::End(0))?;
-        file.write_all(hasher.finalize().as_bytes())?;
+        let hash = verify::hash_of(&file, len)?;
+        file.write_all(hash.as_bytes())?;
         std::fs::rename(&self.tmp, &self.path)?;
         Ok(self.path.clone())
     }

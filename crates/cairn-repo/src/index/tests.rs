@@ -226,6 +226,34 @@ fn a_damaged_or_foreign_table_is_refused() {
     );
 }
 
+#[test]
+fn a_table_checked_while_in_use_is_judged_and_removed_if_damaged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = [(Id::from_bytes([200; 32]), listing(1, 50, &[1, 2, 3]))];
+    drop(table_of(dir.path(), None, &files));
+    let path = dir.path().join("t1");
+    let repo = Id::from_bytes([7; 32]);
+    let t = Table::open_overlapped(&path, &repo).expect("open");
+    assert_eq!(t.verified(), Ok(()));
+    assert!(t.records().is_ok());
+    drop(t);
+    assert!(path.exists(), "a sound table was removed");
+    let good = std::fs::read(&path).expect("read");
+    // A flipped bit in a record, in the samples, in the trailer.
+    for at in [64 + 40, good.len() - 50, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 1;
+        std::fs::write(&path, &bad).expect("write");
+        let t = Table::open_overlapped(&path, &repo).expect("opens before the verdict");
+        // Lookups are answered before the verdict; it comes after.
+        let _ = t.find(&Id::from_bytes([2; 32]));
+        let verdict = t.verified();
+        assert!(verdict.is_err(), "flipped byte {at} passed");
+        assert!(t.records().is_err(), "a full pass read a damaged table");
+        assert!(!path.exists(), "the damaged table is still there");
+    }
+}
+
 fn id(i: u32) -> Id {
     Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes())
 }
