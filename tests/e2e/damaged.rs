@@ -247,3 +247,51 @@ fn damaged_index_snapshot_tree_and_pack_leave_the_rest_usable() {
         );
     }
 }
+
+/// A backup looks its blobs up in the local index table while the table's
+/// checksum is still being verified (ADR 0028). Over a table damaged on
+/// local disk it stores no snapshot and says why; the table is removed, and
+/// the next backup builds a new one and succeeds.
+#[test]
+fn a_damaged_index_table_fails_one_backup_clearly_and_the_next_rebuilds_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    for i in 0..4 {
+        write(&src.join(format!("f{i}")), 300_000, i);
+    }
+    let repo = Repo::init(tmp.path().join("repo"));
+    let cache = tmp.path().join("cache");
+    let cache = cache.to_str().expect("utf-8 path");
+    let src_arg = src.to_str().expect("utf-8 path");
+    repo.run(["--cache-dir", cache, "backup", src_arg, "--quiet"])
+        .success();
+    // The next open builds the table from the index files.
+    repo.run(["--cache-dir", cache, "snapshots"]).success();
+    let table = Path::new(cache).join("index/index.table");
+    let mut bytes = std::fs::read(&table).expect("an open left a table");
+    // The pack id of the first record.
+    bytes[64 + 40] ^= 0x04;
+    std::fs::write(&table, &bytes).expect("damage the table");
+    write(&src.join("new"), 1000, 9);
+
+    let failed = repo
+        .run(["--cache-dir", cache, "backup", src_arg, "--quiet"])
+        .expect_code(1);
+    assert!(
+        failed.stderr.contains("index table") && failed.stderr.contains("no snapshot was stored"),
+        "{failed:?}"
+    );
+    assert!(!failed.stderr.contains("panicked"), "{failed:?}");
+    assert!(!table.exists(), "the damaged table is still there");
+    let listed = |repo: &Repo| repo.run(["snapshots", "--json"]).success().json();
+    assert_eq!(listed(&repo).as_array().map(Vec::len), Some(1));
+
+    repo.run(["--cache-dir", cache, "backup", src_arg, "--quiet"])
+        .success();
+    assert_eq!(listed(&repo).as_array().map(Vec::len), Some(2));
+    assert!(table.exists(), "the next backup built no table");
+    repo.run(["check", "--read-data"]).success();
+    let out = tmp.path().join("out");
+    restore(&repo, "latest", &out).success();
+    assert_eq!(tree_differences(&src, &out), []);
+}

@@ -146,7 +146,9 @@ fn repo_kind(e: &RepoError) -> ErrorKind {
         | RepoError::NotEmpty { .. }
         | RepoError::PruneRunning { .. }
         | RepoError::PruneConflict(_) => ErrorKind::Conflict,
-        RepoError::SessionExpired { .. } | RepoError::SessionLost { .. } => ErrorKind::Transient,
+        RepoError::SessionExpired { .. }
+        | RepoError::SessionLost { .. }
+        | RepoError::IndexTableDamaged { .. } => ErrorKind::Transient,
         RepoError::AmbiguousSnapshot { .. }
         | RepoError::Key(_)
         | RepoError::InvalidArgument(_)

@@ -163,3 +163,14 @@ async fn storage_that_refuses_the_credentials_is_permission_denied() {
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     assert!(!e.is_retryable());
 }
+
+#[test]
+fn a_backup_over_an_index_table_found_damaged_is_worth_running_again() {
+    // The table is removed when found damaged: the next run builds a new
+    // one (ADR 0028), so the failure is transient.
+    let e = Error::from(cairn::layers::repo::Error::IndexTableDamaged {
+        detail: "the index table's checksum does not match".into(),
+    });
+    assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+    assert!(e.is_retryable());
+}
