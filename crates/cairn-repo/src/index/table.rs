@@ -229,6 +229,11 @@ impl Table {
             reader.read_exact(&mut b8)?;
             samples.push(u64::from_be_bytes(b8));
         }
+        // Checked here too, before any verdict: out of order, they could
+        // make a lookup read far more than one run of records.
+        if samples.windows(2).any(|w| w[0] > w[1]) {
+            return Err(TableError::Invalid("samples out of order"));
+        }
         let mut left = len - samples_end as u64 - 32;
         let mut ids = || -> Result<Vec<Id>, TableError> {
             reader.read_exact(&mut b8)?;

@@ -254,6 +254,30 @@ fn a_table_checked_while_in_use_is_judged_and_removed_if_damaged() {
     }
 }
 
+#[test]
+fn samples_out_of_order_are_refused_before_any_verdict() {
+    // Out of order, samples could make one lookup read much of the table;
+    // a table checked while in use must refuse them at open.
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(table_of(
+        dir.path(),
+        None,
+        &[(id(1_000_000), numbered(300))],
+    ));
+    let path = dir.path().join("t1");
+    let repo = Id::from_bytes([7; 32]);
+    assert!(Table::open_overlapped(&path, &repo).is_ok());
+    let mut bytes = std::fs::read(&path).expect("read");
+    // Header, 300 records, then the samples: make the second the largest.
+    let second = 64 + 300 * 96 + 8;
+    bytes[second..second + 8].fill(0xff);
+    std::fs::write(&path, &bytes).expect("write");
+    assert!(matches!(
+        Table::open_overlapped(&path, &repo),
+        Err(TableError::Invalid("samples out of order"))
+    ));
+}
+
 fn id(i: u32) -> Id {
     Id::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes())
 }
