@@ -105,10 +105,9 @@ fn cached(dir: &std::path::Path) -> (Store, OpenOptions) {
     (Store::memory().with_cache(cache), opts)
 }
 
-#[tokio::test]
-async fn check_reports_damage_that_a_warm_cache_hides() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, opts) = cached(dir.path());
+/// A new repository in a [`cached`] store.
+async fn init_cached(dir: &std::path::Path) -> (Repository, Store, OpenOptions) {
+    let (store, opts) = cached(dir);
     let repo = Repository::init(
         store.clone(),
         PASSWORD,
@@ -116,6 +115,13 @@ async fn check_reports_damage_that_a_warm_cache_hides() {
     )
     .await
     .expect("init");
+    (repo, store, opts)
+}
+
+#[tokio::test]
+async fn check_reports_damage_that_a_warm_cache_hides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (repo, store, opts) = init_cached(dir.path()).await;
     backup(&repo, "h", &files(2)).await;
     // Warm the cache: index table, snapshots and trees.
     let warm = open(store.clone(), opts.clone()).await.expect("open");
@@ -352,14 +358,7 @@ async fn short_pack_suffix_read_is_an_error_naming_the_pack_not_a_panic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_over_a_table_found_damaged_while_in_use_stores_no_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, mut opts) = cached(dir.path());
-    let repo = Repository::init(
-        store.clone(),
-        PASSWORD,
-        cairn_repo::InitOptions::insecure_fast_for_tests(),
-    )
-    .await
-    .expect("init");
+    let (repo, store, mut opts) = init_cached(dir.path()).await;
     let data = files(3);
     backup(&repo, "h", &data).await;
     // An open builds the table; one byte of a record is then flipped.
