@@ -45,6 +45,7 @@ mod index;
 mod keyring;
 mod leftovers;
 mod levels;
+mod options;
 mod paths;
 mod read;
 mod referenced;
@@ -79,7 +80,8 @@ pub use error::{Damaged, Error, Result};
 pub use index::{BlobLocation, Index, IndexView};
 pub use keyring::KeyInfo;
 pub use leftovers::Leftovers;
-pub use repository::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions, Repository};
+pub use options::{DEFAULT_INDEX_TABLE_LIMIT, InitOptions, OpenOptions};
+pub use repository::Repository;
 pub use sessions::{
     REFRESH_INTERVAL, SELF_EXPIRY, SESSION_TIMEOUT, SessionInfo, SessionListing, hostname, username,
 };
