@@ -74,10 +74,11 @@ pub(crate) async fn open(g: &Global) -> Result<Repository> {
     open_with(g, &pw).await
 }
 
-/// [`open`] for a backup: the index table's checksum is verified while
-/// the backup already uses the table, and its snapshot is stored only if
-/// the table passed (ADR 0028).
-pub(crate) async fn open_for_backup(g: &Global) -> Result<Repository> {
+/// [`open`] with the index table's checksum verified while the table is
+/// already in use (ADR 0028): for a backup, whose snapshot is stored only
+/// if the table passed, and for commands that look nothing up in it
+/// (`snapshots`, `key`, `settings`), which then do not wait for it.
+pub(crate) async fn open_overlapped(g: &Global) -> Result<Repository> {
     let pw = password::repository(g.password_file.as_deref())?;
     open_as(g, &pw, true).await
 }

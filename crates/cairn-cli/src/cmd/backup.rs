@@ -16,7 +16,7 @@ pub(crate) async fn run(g: &Global, a: BackupArgs) -> Result<u8> {
     // The tree's metadata is read into the kernel's caches while the
     // repository's key is derived, and stays ahead of the walk after.
     let readahead = (!a.stdin).then(|| cairn::MetadataReadahead::start(a.paths.clone()));
-    let repo = context::open_for_backup(g).await?;
+    let repo = context::open_overlapped(g).await?;
     let progress = Arc::new(Progress::default());
     let mut bar = Bar::start(progress.clone(), !g.quiet && !a.json, "backup");
     if !a.stdin {

@@ -7,7 +7,7 @@ use crate::output::time;
 use crate::{context, exit, password};
 
 pub(crate) async fn run(g: &Global, k: KeyCommand) -> Result<u8> {
-    let repo = context::open(g).await?;
+    let repo = context::open_overlapped(g).await?;
     let (host, user, now) = (
         context::hostname(),
         context::username(),

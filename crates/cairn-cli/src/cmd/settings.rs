@@ -56,7 +56,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<u64> {
 
 /// Shows the settings, or changes them when a flag is given.
 pub(crate) async fn run(g: &Global, a: SettingsArgs) -> Result<u8> {
-    let repo = context::open(g).await?;
+    let repo = context::open_overlapped(g).await?;
     let change = a.storage.change()?;
     let current = if change.is_empty() {
         repo.settings()

@@ -56,7 +56,7 @@ pub(crate) async fn run(g: &Global, a: SnapshotsArgs) -> Result<u8> {
     if a.claim.as_ref().is_some_and(|c| !c.contains('/')) {
         anyhow::bail!("--claim takes NAMESPACE/NAME or NAMESPACE/");
     }
-    let repo = context::open(g).await?;
+    let repo = context::open_overlapped(g).await?;
     let mut snaps = repo.list_snapshots().await?;
     snaps.retain(|(_, s)| selected(&a, s));
     // Damage found while opening was named then; what listing found is new.
