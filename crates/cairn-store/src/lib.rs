@@ -28,6 +28,8 @@
 mod backends;
 mod buffers;
 mod cache;
+#[doc(hidden)]
+pub mod direct_io;
 mod error;
 mod fault;
 mod http_fault;

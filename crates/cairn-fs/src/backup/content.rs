@@ -9,14 +9,17 @@ use std::sync::atomic::Ordering;
 use cairn_core::{Id, Kind};
 use rayon::prelude::*;
 
+use super::direct::{DirectReader, read_directly};
 use super::sparse::{Segment, segments};
 use super::walk::{EntryError, Walker};
 use crate::Warning;
 use crate::chunking::chunk_stream;
 
 impl Walker {
-    /// Reads, chunks and stores a file's content, holes as runs of zero
-    /// chunks (ADR 0005); returns its chunk ids and length.
+    /// Reads, chunks and stores a file's content (`size` bytes, or a block
+    /// device's to its end for `u64::MAX`), holes as runs of zero chunks
+    /// (ADR 0005), large files directly (ADR 0029); returns its chunk ids
+    /// and length.
     pub(super) fn read_content(
         &self,
         file: &File,
@@ -31,14 +34,17 @@ impl Walker {
                 message: format!("read failed: {e}"),
             })
         };
-        for seg in segments(file, size, blocks).map_err(read_err)? {
+        let segs = segments(file, size, blocks).map_err(read_err)?;
+        let mut reader = DirectReader::new(file, read_directly(file, size));
+        for seg in segs {
             match seg {
                 Segment::Hole { len } => {
                     self.zero_chunks(len, &mut ids)?;
                     total += len;
                 }
                 Segment::Data { start, len } => {
-                    let n = self.read_data(file, start, len, &mut ids)?;
+                    reader.pos = start;
+                    let n = self.chunk_reader((&mut reader).take(len), &mut ids)?;
                     total += n;
                     // The file shrank while it was read: what was read is
                     // the content, and its length the size.
@@ -49,17 +55,6 @@ impl Walker {
             }
         }
         Ok((ids, total))
-    }
-
-    /// Chunks `len` bytes from `start` (to the end for `u64::MAX`).
-    fn read_data(
-        &self,
-        file: &File,
-        start: u64,
-        len: u64,
-        ids: &mut Vec<Id>,
-    ) -> Result<u64, EntryError> {
-        self.chunk_reader(PositionedReader { file, pos: start }.take(len), ids)
     }
 
     /// Chunks and stores everything `reader` yields, appending the chunk
@@ -140,20 +135,5 @@ impl Walker {
             .unwrap_or_else(|p| p.into_inner())
             .insert(len, id);
         Ok(id)
-    }
-}
-
-/// Reads a shared file from its own offset with `pread`, so segments of
-/// one file can be read without a shared cursor.
-struct PositionedReader<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl std::io::Read for PositionedReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
     }
 }

@@ -8,6 +8,7 @@
 
 mod content;
 pub(crate) mod copy;
+mod direct;
 mod prefetch;
 mod select;
 mod sparse;

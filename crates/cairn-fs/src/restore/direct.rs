@@ -18,33 +18,17 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use rustix::fs::OFlags;
+pub(super) use cairn_store::direct_io::MIN_SIZE;
+use cairn_store::direct_io::{Aligned, BLOCK, on_local_disk, refused, set_direct};
 
-/// Files at least this large are written directly.
-pub(super) const MIN_SIZE: u64 = 8 << 20;
-/// The alignment direct I/O needs: the largest logical block size in use.
-const BLOCK: usize = 4096;
 /// Bytes gathered before a write: 2 MiB.
 pub(super) const STAGE: usize = 2 << 20;
 /// Zeros at least this long are left as a hole.
 const HOLE_MIN: u64 = 2 * BLOCK as u64;
-/// File systems on a local block device, where a direct write goes to the
-/// device as it is: ext2/3/4, XFS and btrfs. Elsewhere direct I/O is
-/// refused (tmpfs, most FUSE), or costs a round trip to a server per write
-/// (NFS, CephFS) that the page cache would have gathered: those keep it.
-const DIRECT_FILE_SYSTEMS: [i64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
-
-/// True if `file` is on a file system of [`DIRECT_FILE_SYSTEMS`].
-fn on_local_disk(file: &File) -> bool {
-    #[allow(clippy::unnecessary_cast)] // the word's type depends on the target
-    rustix::fs::fstatfs(file).is_ok_and(|s| DIRECT_FILE_SYSTEMS.contains(&(s.f_type as i64)))
-}
 
 /// Gathers one file's content, chunk after chunk, into aligned writes.
 pub(super) struct Stager {
-    raw: Vec<u8>,
-    /// Where the aligned buffer starts in `raw`.
-    at: usize,
+    buf: Aligned,
     /// Bytes gathered, and the file offset of the first (block-aligned).
     len: usize,
     start: u64,
@@ -75,15 +59,9 @@ impl Stager {
     }
 
     fn with(file: &File, try_direct: bool, holes: bool) -> Stager {
-        let direct = try_direct
-            && rustix::fs::fcntl_getfl(file)
-                .and_then(|f| rustix::fs::fcntl_setfl(file, f | OFlags::DIRECT))
-                .is_ok();
-        let raw = vec![0u8; STAGE + BLOCK];
-        let at = raw.as_ptr().align_offset(BLOCK).min(BLOCK);
+        let direct = try_direct && set_direct(file, true).is_ok();
         Stager {
-            raw,
-            at,
+            buf: Aligned::new(STAGE),
             len: 0,
             start: 0,
             direct,
@@ -126,8 +104,8 @@ impl Stager {
             let n = usize::try_from(len)
                 .unwrap_or(usize::MAX)
                 .min(STAGE - self.len);
-            let at = self.at + self.len;
-            self.raw[at..at + n].fill(0);
+            let at = self.len;
+            self.buf.bytes_mut()[at..at + n].fill(0);
             self.len += n;
             len -= n as u64;
             if self.len == STAGE {
@@ -140,8 +118,8 @@ impl Stager {
     fn append(&mut self, file: &File, mut data: &[u8]) -> std::io::Result<()> {
         while !data.is_empty() {
             let n = data.len().min(STAGE - self.len);
-            let (at, len) = (self.at, self.len);
-            self.raw[at + len..at + len + n].copy_from_slice(&data[..n]);
+            let len = self.len;
+            self.buf.bytes_mut()[len..len + n].copy_from_slice(&data[..n]);
             self.len += n;
             data = &data[n..];
             if self.len == STAGE {
@@ -158,8 +136,8 @@ impl Stager {
             return Ok(());
         }
         self.write(file, whole, self.start)?;
-        let (at, len) = (self.at, self.len);
-        self.raw.copy_within(at + whole..at + len, at);
+        let len = self.len;
+        self.buf.bytes_mut().copy_within(whole..len, 0);
         self.len -= whole;
         self.start += whole as u64;
         Ok(())
@@ -168,19 +146,18 @@ impl Stager {
     /// Writes what is gathered, its last block filled with the zeros of
     /// the hole that follows, and goes on at `next`, the hole's end.
     fn skip(&mut self, file: &File, next: u64) -> std::io::Result<()> {
-        let (at, len) = (self.at, self.len);
-        if !all_zeros(&self.raw[at..at + len]) {
-            let padded = self.len.next_multiple_of(BLOCK);
-            let (at, len) = (self.at, self.len);
-            self.raw[at + len..at + padded].fill(0);
+        let len = self.len;
+        if !all_zeros(&self.buf.bytes()[..len]) {
+            let padded = len.next_multiple_of(BLOCK);
+            self.buf.bytes_mut()[len..padded].fill(0);
             self.write(file, padded, self.start)?;
         }
         // The hole's last partial block is gathered as zeros: its start
         // lies past the block just written, the hole being two blocks long.
         self.start = next / BLOCK as u64 * BLOCK as u64;
         self.len = usize::try_from(next - self.start).unwrap_or(0);
-        let (at, len) = (self.at, self.len);
-        self.raw[at..at + len].fill(0);
+        let len = self.len;
+        self.buf.bytes_mut()[..len].fill(0);
         Ok(())
     }
 
@@ -188,8 +165,8 @@ impl Stager {
     /// cache. A trailing hole stays one.
     pub(super) fn finish(&mut self, file: &File) -> std::io::Result<()> {
         self.write_blocks(file)?;
-        let (at, len) = (self.at, self.len);
-        if len == 0 || self.holes && all_zeros(&self.raw[at..at + len]) {
+        let len = self.len;
+        if len == 0 || self.holes && all_zeros(&self.buf.bytes()[..len]) {
             return Ok(());
         }
         self.buffered(file)?;
@@ -200,8 +177,7 @@ impl Stager {
     fn buffered(&mut self, file: &File) -> std::io::Result<()> {
         if self.direct {
             self.direct = false;
-            let flags = rustix::fs::fcntl_getfl(file)?;
-            rustix::fs::fcntl_setfl(file, flags.difference(OFlags::DIRECT))?;
+            set_direct(file, false)?;
         }
         Ok(())
     }
@@ -211,19 +187,18 @@ impl Stager {
     fn write(&mut self, file: &File, n: usize, offset: u64) -> std::io::Result<()> {
         #[cfg(test)]
         self.writes.push((offset, n, self.direct));
-        let at = self.at;
-        let bytes = &self.raw[at..at + n];
+        let bytes = &self.buf.bytes()[..n];
         if self.direct {
             match file.write_all_at(bytes, offset) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                Err(e) if refused(&e) => {
                     tracing::debug!("direct write refused ({e}), writing through the page cache");
                 }
                 Err(e) => return Err(e),
             }
             self.buffered(file)?;
         }
-        let bytes = &self.raw[at..at + n];
+        let bytes = &self.buf.bytes()[..n];
         file.write_all_at(bytes, offset)?;
         // Through the page cache: its write-back starts now, as for the
         // chunks of other files (`writeback.rs`).
